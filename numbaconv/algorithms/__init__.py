@@ -1,0 +1,11 @@
+"""Convolution algorithms and the registry they join.
+
+Importing this package registers every built-in algorithm.
+"""
+
+from .registry import (AUTO_ORDER, ConvAlgorithm, algorithm_names, get_algorithm, register,
+                       resolve_algorithm)
+from . import direct  # noqa: F401  (registers "direct")
+
+__all__ = ["AUTO_ORDER", "ConvAlgorithm", "algorithm_names", "get_algorithm", "register",
+           "resolve_algorithm"]

@@ -1,0 +1,83 @@
+"""The ``direct`` algorithm: nested-loop convolution, no transforms.
+
+Serves every valid forward spec.  It picks one of two loop orders from
+:mod:`numbaconv.kernels.direct_cpu` by the length of the innermost reduction:
+
+* ``"channels_last"`` when each output is a dot product over at least
+  :data:`MIN_CHANNELS_LAST_REDUCTION` contiguous values (ordinary layers:
+  ``C_in/groups`` values, or ``KW * C_in`` when the kernel columns can be
+  merged, see the kernel module);
+* ``"planes"`` otherwise (depthwise and other thin groups).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import direct_cpu
+from ..padding import padding_maps
+from .registry import ConvAlgorithm, register
+
+#: Shortest reduction for which the channels-last dot-product kernel beats
+#: the plane kernel.  Below it the 4x4 register block is mostly overhead.
+MIN_CHANNELS_LAST_REDUCTION = 8
+
+LOOP_ORDERS = ("channels_last", "planes")
+
+
+def _merge_kernel_columns(spec):
+    return spec.groups == 1 and spec.dilation3[2] == 1
+
+
+def choose_loop_order(spec):
+    """``"channels_last"`` or ``"planes"`` for ``spec`` (see module docstring)."""
+    reduction = spec.in_channels_per_group
+    if _merge_kernel_columns(spec):
+        reduction *= spec.kernel_size3[2]
+    return "channels_last" if reduction >= MIN_CHANNELS_LAST_REDUCTION else "planes"
+
+
+def direct_forward(spec, x, weight, bias, out, loop_order=None):
+    """Run the direct algorithm on canonical 3-D arrays (see the registry).
+
+    ``loop_order`` forces one of :data:`LOOP_ORDERS` (tests use it to cover
+    both); by default :func:`choose_loop_order` decides.
+    """
+    loop_order = loop_order or choose_loop_order(spec)
+    if loop_order not in LOOP_ORDERS:
+        raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    if out.size == 0:
+        return out
+    if bias is None:
+        bias = np.zeros(spec.out_channels, dtype=out.dtype)
+    map_d, map_h, map_w = padding_maps(spec)
+    stride, dilation = spec.stride3, spec.dilation3
+
+    if loop_order == "planes":
+        direct_cpu.conv_planes(x, map_d, map_h, map_w, spec.padding3[2][0], weight, bias, out,
+                               spec.groups,
+                               stride, dilation)
+        return out
+
+    n, c = x.shape[:2]
+    packed = np.empty((n,) + spec.padded_size3 + (c,), dtype=x.dtype)
+    direct_cpu.pack_channels_last(x, map_d, map_h, map_w, packed)
+    packed = packed.reshape(packed.shape[:3] + (-1,))
+    # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD, KH, KW * C_in_g)
+    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1))
+    weight_cl = weight_cl.reshape(weight_cl.shape[:3] + (-1,))
+    direct_cpu.conv_channels_last(packed, weight_cl, bias, out, c, spec.groups, stride,
+                                  dilation, _merge_kernel_columns(spec))
+    return out
+
+
+class DirectAlgorithm(ConvAlgorithm):
+    """Direct convolution; serves every valid forward spec on the CPU."""
+
+    name = "direct"
+
+    def run(self, spec, x, weight, bias, out):
+        return direct_forward(spec, x, weight, bias, out)
+
+
+DIRECT = register(DirectAlgorithm(), auto_rank=0)

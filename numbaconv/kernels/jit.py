@@ -1,0 +1,42 @@
+"""The one place that decides how CPU kernels are compiled.
+
+Why these options:
+
+* ``parallel=True`` -- kernels split their outermost ``prange`` across numba's
+  thread pool (``numba.set_num_threads`` controls it).
+* ``fastmath={"reassoc", "contract"}`` -- reassociation lets LLVM vectorise
+  the dot-product reductions and contraction gives FMAs.  We deliberately do
+  *not* enable ``nnan``/``ninf``: NaN and Inf must propagate like PyTorch.
+* ``boundscheck=False`` -- indices are computed from a validated spec.
+* ``cache=True`` -- compiled machine code is stored next to the module (or
+  in ``NUMBA_CACHE_DIR``) so a new process does not recompile.  On a
+  read-only install with no writable cache location numba refuses caching at
+  decoration time; we then compile in memory instead of failing at import.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+
+FASTMATH = frozenset({"reassoc", "contract"})
+
+
+def cpu_kernel(function=None, *, parallel=True):
+    """Decorate ``function`` as a numbaconv CPU kernel (see module notes)."""
+
+    def decorate(fn):
+        options = dict(parallel=parallel, fastmath=set(FASTMATH), boundscheck=False,
+                       nogil=True)
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError as exc:   # "cannot cache function ...: no locator available"
+            warnings.warn(
+                f"numbaconv: cannot cache compiled kernel {fn.__name__} ({exc}); "
+                "compiling in memory for this process. Set NUMBA_CACHE_DIR to a "
+                "writable directory to keep compiled kernels between runs.",
+                RuntimeWarning, stacklevel=2)
+            return numba.njit(cache=False, **options)(fn)
+
+    return decorate(function) if function is not None else decorate

@@ -1,0 +1,43 @@
+"""Padding modes as index maps.
+
+Every padding mode is a map from a position in the padded axis to a position
+in the input axis, or -1 for "this is a zero".  Kernels gather through these
+small int64 maps while packing the input, so one packing kernel serves all
+four modes and the compute kernels never see padding at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def source_index_map(size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Input index for each position of a padded axis (-1 means zero).
+
+    Parameters
+    ----------
+    size : int
+        Length of the unpadded axis.
+    before, after : int
+        Padding added before and after.
+    mode : {"zeros", "reflect", "replicate", "circular"}
+        PyTorch's ``padding_mode``; the caller has checked that ``size`` is
+        large enough for the mode (see :func:`numbaconv.spec.make_conv_spec`).
+    """
+    j = np.arange(-before, size + after, dtype=np.int64)
+    if mode == "zeros":
+        return np.where((j >= 0) & (j < size), j, -1)
+    if mode == "reflect":        # mirror without repeating the edge: -1 -> 1
+        j = np.abs(j)
+        return np.where(j < size, j, 2 * (size - 1) - j)
+    if mode == "replicate":
+        return np.clip(j, 0, size - 1)
+    if mode == "circular":
+        return np.mod(j, size)
+    raise ValueError(f"unknown padding mode {mode!r}")
+
+
+def padding_maps(spec):
+    """The (D, H, W) index maps of a spec's canonical 3-D form."""
+    return tuple(source_index_map(n, lo, hi, spec.padding_mode)
+                 for n, (lo, hi) in zip(spec.input_size3, spec.padding3))

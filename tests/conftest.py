@@ -1,0 +1,100 @@
+"""Shared test helpers: tolerances, the reference check and optional torch.
+
+Tolerances
+----------
+A convolution output is a sum of ``L = C_in/groups * prod(kernel)`` products.
+The forward error of any summation order is bounded by ``gamma_L * S`` where
+``S`` is the same sum taken over absolute values (``conv(|x|, |w|) + |b|``);
+so we check ``|y - ref| <= RTOL[dtype] * S`` elementwise, which holds for
+inputs of any magnitude and sign and does not break down where outputs cancel
+to near zero.  The factor was set from measurement (numbaconv 0.1, direct
+algorithm): over the named cases with unit-normal data the largest observed
+``|y - ref| / S`` was 2.1 eps; with the input scaled by 10**-3 ... 10**3
+against a unit bias it was 4.8 eps (float32 and float64 alike); on larger
+reductions (L = 576 ... 4080) it stayed below 1.2 eps, because vectorised
+summation keeps 8 partial sums and grows far slower than the worst-case
+``L * eps``.  We allow 16 eps: over 3x headroom, and still tight enough that
+one dropped or doubled term (an error of about S / L, with L <= 320 in these
+tests) fails by four orders of magnitude.
+
+float16 results are computed in float32 and rounded once, so they get an
+extra half unit in the last place of float16 relative to ``|ref|``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+# The thread-count test compares 1 and 2 numba threads; ask for 2 even on a
+# one-core machine (must be set before numba is imported).
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+import numbaconv as nc  # noqa: E402
+
+EPS = {np.dtype(np.float16): float(np.finfo(np.float32).eps),
+       np.dtype(np.float32): float(np.finfo(np.float32).eps),
+       np.dtype(np.float64): float(np.finfo(np.float64).eps)}
+RTOL_FACTOR = 16.0
+
+try:  # torch is optional: parity tests skip without it
+    import torch
+except ImportError:  # pragma: no cover - exercised on machines without torch
+    torch = None
+
+CONV = {1: nc.conv1d, 2: nc.conv2d, 3: nc.conv3d}
+
+
+def error_scale(x, w, b, **kwargs):
+    """``conv(|x|, |w|) + |b|`` in float64: the summation error scale."""
+    s = nc.conv_reference(np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
+                          None, **kwargs)
+    if b is not None:
+        s = s + np.abs(np.asarray(b, np.float64)).reshape((-1,) + (1,) * (w.ndim - 2))
+    return s
+
+
+def assert_matches_reference(y, x, w, b=None, **kwargs):
+    """Check ``y`` against the float64 reference within the stated tolerance."""
+    ref = nc.conv_reference(x, w, b, **kwargs)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    dtype = np.result_type(x, w, *(() if b is None else (b,)))
+    assert y.dtype == dtype, (y.dtype, dtype)
+    bound = RTOL_FACTOR * EPS[dtype] * error_scale(x, w, b, **kwargs)
+    if dtype == np.float16:
+        bound = bound + np.abs(ref) * float(np.finfo(np.float16).eps) / 2 + 1e-7
+    err = np.abs(y.astype(np.float64) - ref)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else None
+    assert np.all(err <= bound), (
+        f"max error {err.max():.3g} exceeds bound at {worst}: err={err[worst]:.3g} "
+        f"bound={bound[worst]:.3g}")
+    return ref
+
+
+def torch_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """PyTorch's result for the same arguments (same dtype), as NumPy."""
+    ndim = w.ndim - 2
+    tx = torch.from_numpy(np.ascontiguousarray(x))
+    tw = torch.from_numpy(np.ascontiguousarray(w))
+    tb = None if b is None else torch.from_numpy(np.ascontiguousarray(b))
+    if padding_mode != "zeros":
+        cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[ndim]
+        module = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=stride,
+                     padding=padding, dilation=dilation, groups=groups, bias=b is not None,
+                     padding_mode=padding_mode).to(tw.dtype)
+        with torch.no_grad():
+            module.weight.copy_(tw)
+            if b is not None:
+                module.bias.copy_(tb)
+            return module(tx).numpy()
+    fn = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+          3: torch.nn.functional.conv3d}[ndim]
+    return fn(tx, tw, tb, stride=stride, padding=padding, dilation=dilation,
+              groups=groups).numpy()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -1,0 +1,259 @@
+"""Forward convolution: named cases, hypothesis specs, PyTorch parity."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import numbaconv as nc
+from numbaconv.algorithms.direct import LOOP_ORDERS, direct_forward
+from numbaconv.spec import make_conv_spec
+
+from .cases import CASES
+from .conftest import CONV, assert_matches_reference, error_scale, torch, torch_conv
+
+CASE_PARAMS = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in CASES]
+DTYPES = [np.float32, np.float64]
+
+
+def make_inputs(rng, shape, wshape, dtype, bias=True):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+class TestNamedCases:
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
+    def test_matches_reference(self, rng, shape, wshape, kw, dtype):
+        x, w, b = make_inputs(rng, shape, wshape, dtype)
+        copies = [a.copy() for a in (x, w, b)]
+        y = CONV[len(wshape) - 2](x, w, b, **kw)
+        assert_matches_reference(y, x, w, b, **kw)
+        for before, after in zip(copies, (x, w, b)):      # inputs never modified
+            assert np.array_equal(before, after)
+
+    @pytest.mark.parametrize("loop_order", LOOP_ORDERS)
+    @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
+    def test_both_direct_loop_orders(self, rng, shape, wshape, kw, loop_order):
+        """Each loop order serves every case, not only the shapes it is picked for."""
+        x, w, b = make_inputs(rng, shape, wshape, np.float32)
+        ndim = len(wshape) - 2
+        spec = make_conv_spec(f"conv{ndim}d", ndim, x, w, b, **kw)
+        lead = (1,) * (3 - ndim)
+        x5 = np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3))
+        w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + lead + w.shape[2:]))
+        out = np.empty(spec.output_shape[:2] + spec.output_size3, np.float32)
+        direct_forward(spec, x5, w5, b, out, loop_order=loop_order)
+        y = out.reshape(spec.user_output_shape)
+        assert_matches_reference(y, x, w, b, **kw)
+
+    @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
+    def test_without_bias(self, rng, shape, wshape, kw):
+        x, w, _ = make_inputs(rng, shape, wshape, np.float32, bias=False)
+        y = CONV[len(wshape) - 2](x, w, **kw)
+        assert_matches_reference(y, x, w, None, **kw)
+
+    @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
+    def test_pytorch_parity(self, rng, shape, wshape, kw, dtype):
+        x, w, b = make_inputs(rng, shape, wshape, dtype)
+        y = CONV[len(wshape) - 2](x, w, b, **kw)
+        expected = torch_conv(x, w, b, **kw)
+        assert y.shape == expected.shape
+        # both results are within RTOL * scale of the truth, so of each other
+        # within twice that.
+        bound = 2 * 16 * np.finfo(dtype).eps * error_scale(x, w, b, **kw)
+        assert np.all(np.abs(y.astype(np.float64) - expected) <= bound)
+
+    @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+    @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
+    def test_reference_is_pytorch_in_float64(self, rng, shape, wshape, kw):
+        """The oracle itself agrees with PyTorch to float64 rounding."""
+        x, w, b = make_inputs(rng, shape, wshape, np.float64)
+        ref = nc.conv_reference(x, w, b, **kw)
+        expected = torch_conv(x, w, b, **kw)
+        bound = 16 * np.finfo(np.float64).eps * error_scale(x, w, b, **kw)
+        assert np.all(np.abs(ref - expected) <= bound)
+
+
+class TestArrayHandling:
+    def test_float16_computed_in_float32(self, rng):
+        x, w, b = make_inputs(rng, (2, 8, 9, 9), (4, 8, 3, 3), np.float16)
+        y = nc.conv2d(x, w, b, padding=1)
+        assert y.dtype == np.float16
+        assert_matches_reference(y, x, w, b, padding=1)
+        # computed in float32 and rounded once: equals rounding the float32 result
+        y32 = nc.conv2d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32),
+                        padding=1)
+        assert np.array_equal(y, y32.astype(np.float16))
+
+    @pytest.mark.parametrize("dtypes, expected", [
+        ((np.float16, np.float32, None), np.float32),
+        ((np.float32, np.float64, None), np.float64),
+        ((np.float32, np.float32, np.float64), np.float64),
+        ((np.float16, np.float16, np.float32), np.float32),
+    ])
+    def test_mixed_dtypes_promote_like_numpy(self, rng, dtypes, expected):
+        xd, wd, bd = dtypes
+        x = rng.standard_normal((1, 4, 6, 6)).astype(xd)
+        w = rng.standard_normal((3, 4, 3, 3)).astype(wd)
+        b = None if bd is None else rng.standard_normal(3).astype(bd)
+        y = nc.conv2d(x, w, b)
+        assert y.dtype == expected
+        assert_matches_reference(y, x, w, b)
+
+    @pytest.mark.parametrize("view", ["transposed", "negative_strides", "sliced", "fortran"])
+    def test_non_contiguous_views(self, rng, view):
+        base = rng.standard_normal((2, 6, 12, 14)).astype(np.float32)
+        w = rng.standard_normal((4, 6, 3, 3)).astype(np.float32)[:, :, ::-1, :]  # flipped view
+        x = {"transposed": base.transpose(0, 1, 3, 2),
+             "negative_strides": base[::-1, :, ::-1, ::-1],
+             "sliced": base[:, ::2, 1::2, ::3],
+             "fortran": np.asfortranarray(base)}[view]
+        w = w[:, : x.shape[1]]
+        assert not (x.flags.c_contiguous and w.flags.c_contiguous)
+        y = nc.conv2d(x, w, padding=1, stride=(1, 2))
+        assert_matches_reference(y, np.ascontiguousarray(x), np.ascontiguousarray(w),
+                                 padding=1, stride=(1, 2))
+
+    def test_out_is_filled_and_returned(self, rng):
+        x, w, b = make_inputs(rng, (2, 4, 8, 8), (6, 4, 3, 3), np.float32)
+        out = np.full((2, 6, 8, 8), np.nan, np.float32)
+        y = nc.conv2d(x, w, b, padding=1, out=out)
+        assert y is out
+        assert_matches_reference(out, x, w, b, padding=1)
+
+    def test_out_unbatched_and_float16(self, rng):
+        x, w, b = make_inputs(rng, (4, 8, 8), (6, 4, 3, 3), np.float16)
+        out = np.zeros((6, 6, 6), np.float16)
+        y = nc.conv2d(x, w, b, out=out)
+        assert y is out
+        assert_matches_reference(out, x, w, b)
+
+    def test_unbatched_equals_batch_of_one(self, rng):
+        x, w, b = make_inputs(rng, (3, 9, 9), (5, 3, 3, 3), np.float64)
+        y = nc.conv2d(x, w, b, stride=2)
+        assert y.shape == (5, 4, 4)
+        assert np.array_equal(y, nc.conv2d(x[None], w, b, stride=2)[0])
+
+    def test_empty_batch_shape(self):
+        y = nc.conv3d(np.zeros((0, 2, 4, 4, 4), np.float32), np.zeros((3, 2, 2, 2, 2), np.float32))
+        assert y.shape == (0, 3, 3, 3, 3) and y.dtype == np.float32
+
+    def test_lists_are_accepted(self):
+        y = nc.conv1d([[[1.0, 2.0, 3.0]]], [[[1.0, 1.0]]])
+        assert y.tolist() == [[[3.0, 5.0]]]
+
+    def test_algorithm_names(self):
+        assert nc.algorithm_names()[:2] == ("auto", "direct")
+        x = np.ones((1, 2, 5, 5), np.float32)
+        w = np.ones((1, 2, 3, 3), np.float32)
+        assert np.array_equal(nc.conv2d(x, w, algorithm="direct"), nc.conv2d(x, w))
+
+
+class TestThreadsAndSpecialValues:
+    @pytest.mark.parametrize("shape, wshape, kw", [
+        ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
+        ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
+        ((1, 4, 6, 7, 9), (5, 4, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
+    ])
+    def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw):
+        x, w, b = make_inputs(rng, shape, wshape, np.float32)
+        conv = CONV[len(wshape) - 2]
+        previous = numba.get_num_threads()
+        try:
+            numba.set_num_threads(1)
+            one = conv(x, w, b, **kw)
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            two = conv(x, w, b, **kw)
+        finally:
+            numba.set_num_threads(previous)
+        assert np.array_equal(one, two)
+
+    @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+    @pytest.mark.parametrize("shape, wshape, kw", [
+        ((1, 8, 9, 9), (4, 8, 3, 3), dict(padding=1)),            # channels-last order
+        ((1, 4, 9, 9), (4, 1, 3, 3), dict(padding=1, groups=4)),  # planes order
+        ((1, 4, 9, 9), (4, 4, 3, 3), dict(padding=2, padding_mode="reflect")),
+    ])
+    def test_nan_and_inf_propagate_like_pytorch(self, rng, shape, wshape, kw):
+        x, w, b = make_inputs(rng, shape, wshape, np.float32)
+        x[0, 0, 2, 3] = np.nan
+        x[0, 1, 6, 6] = np.inf
+        x[0, 2, 0, 8] = -np.inf
+        y = nc.conv2d(x, w, b, **kw)
+        expected = torch_conv(x, w, b, **kw)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+        np.testing.assert_array_equal(np.isposinf(y), np.isposinf(expected))
+        np.testing.assert_array_equal(np.isneginf(y), np.isneginf(expected))
+        assert np.isnan(y).any() and np.isinf(y).any()
+
+    def test_nan_weight_poisons_its_output_channel(self, rng):
+        x, w, b = make_inputs(rng, (1, 4, 7, 7), (3, 4, 3, 3), np.float32)
+        w[1, 2, 1, 1] = np.nan
+        y = nc.conv2d(x, w, b, padding=1)
+        assert np.isnan(y[:, 1]).all()
+        assert np.isfinite(y[:, [0, 2]]).all()
+
+
+# ---------------------------------------------------------------------------
+# hypothesis-generated specs
+# ---------------------------------------------------------------------------
+
+@st.composite
+def conv_problems(draw):
+    ndim = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 3))
+    cin_g = draw(st.integers(1, 5))
+    cout_g = draw(st.integers(1, 5))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    padding_mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    padding_kind = draw(st.sampled_from(["int", "tuple", "same", "valid"]))
+    if padding_kind == "same" and any(s != 1 for s in stride):
+        padding_kind = "tuple"
+    pads = tuple(draw(st.integers(0, 4)) for _ in range(ndim))
+    padding = {"int": pads[0], "tuple": pads, "same": "same", "valid": "valid"}[padding_kind]
+    per_dim_pad = ((pads[0],) * ndim if padding_kind == "int" else pads
+                   if padding_kind == "tuple" else
+                   tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+                   if padding_kind == "same" else (0,) * ndim)
+    sizes = []
+    for k, d, p in zip(kernel, dilation, per_dim_pad):
+        effective = d * (k - 1) + 1
+        smallest = max(1, effective - (2 * p if padding_kind != "same" else p))
+        if padding_mode == "reflect":
+            smallest = max(smallest, p + 1)
+        elif padding_mode == "circular":
+            smallest = max(smallest, p)
+        sizes.append(draw(st.integers(smallest, smallest + 12)))
+    batch = draw(st.sampled_from([0, 1, 2, 3]))
+    unbatched = draw(st.booleans()) and batch == 1
+    shape = (() if unbatched else (batch,)) + (cin_g * groups,) + tuple(sizes)
+    wshape = (cout_g * groups, cin_g) + kernel
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+              padding_mode=padding_mode)
+    dtype = draw(st.sampled_from(DTYPES))
+    bias = draw(st.booleans())
+    return shape, wshape, kw, dtype, bias, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(conv_problems())
+def test_hypothesis_specs_match_reference(problem):
+    shape, wshape, kw, dtype, bias, seed = problem
+    x, w, b = make_inputs(np.random.default_rng(seed), shape, wshape, dtype, bias)
+    y = CONV[len(wshape) - 2](x, w, b, **kw)
+    assert_matches_reference(y, x, w, b, **kw)
+    if torch is not None and x.size:
+        expected = torch_conv(x, w, b, **kw)
+        bound = 2 * 16 * np.finfo(dtype).eps * error_scale(x, w, b, **kw)
+        assert np.all(np.abs(y.astype(np.float64) - expected) <= bound)
