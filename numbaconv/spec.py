@@ -331,8 +331,9 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
     effective = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
     if any(e > p for e, p in zip(effective, padded)):
         raise ValueError(
-            f"{op}: kernel size can't be greater than the padded input size: padded input "
-            f"{padded}, dilated kernel {effective} (kernel {kernel_size}, dilation {dilation})")
+            f"{op}: kernel size can't be greater than the padded input size: input size "
+            f"{input_size} plus padding {pads} gives {padded}, but the kernel "
+            f"(weight.shape={weight.shape}, dilation={dilation}) spans {effective}")
     output_size = tuple((p - e) // s + 1 for p, e, s in zip(padded, effective, stride))
 
     dtypes = [input.dtype, weight.dtype]

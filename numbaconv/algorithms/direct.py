@@ -12,6 +12,7 @@ Serves every valid forward spec.  It picks one of two loop orders from
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..kernels import direct_cpu
@@ -55,8 +56,7 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
 
     if loop_order == "planes":
         direct_cpu.conv_planes(x, map_d, map_h, map_w, spec.padding3[2][0], weight, bias, out,
-                               spec.groups,
-                               stride, dilation)
+                               spec.groups, stride, dilation, numba.get_num_threads())
         return out
 
     n, c = x.shape[:2]

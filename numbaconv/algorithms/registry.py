@@ -87,7 +87,10 @@ def resolve_algorithm(name, spec):
             reasons.append(f"{candidate}: {reason}")
         raise UnsupportedAlgorithmError(
             f"{spec.op}: no algorithm can serve {spec.describe()} ({'; '.join(reasons)})")
-    algorithm = get_algorithm(name)
+    try:
+        algorithm = get_algorithm(name)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{spec.op}: {exc}") from None
     reason = algorithm.unsupported_reason(spec)
     if reason is not None:
         raise UnsupportedAlgorithmError(f"{spec.op}: algorithm={name!r} cannot serve "

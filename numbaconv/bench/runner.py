@@ -1,0 +1,287 @@
+"""Side-by-side timing of numbaconv, PyTorch and SciPy on the benchmark suite.
+
+Method (see docs/benchmarking.md):
+
+* every implementation is warmed up first, so compile time is never timed;
+* PyTorch runs in its own process (:mod:`numbaconv.bench.torch_worker`);
+  while it runs, this process waits on a pipe, and the reverse;
+* the implementations take turns in ``rounds`` rounds of ``repeats`` calls
+  each (the order rotates every round), so slow drifts of a shared machine
+  hit all of them alike; the figure reported is the median of all calls;
+* each numbaconv result is checked against the float64 reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import functional
+from ..algorithms import algorithm_names, resolve_algorithm
+from ..errors import UnsupportedAlgorithmError
+from ..reference import conv_reference
+from ..spec import make_conv_spec
+
+
+@dataclass
+class Measurement:
+    """Times of one implementation on one case."""
+
+    case: str
+    impl: str
+    times: list = field(default_factory=list)
+    flops: int = 0
+    error: float | None = None     # max |y - ref| / max |ref|
+    note: str = ""
+
+    @property
+    def median_ms(self):
+        return statistics.median(self.times) * 1e3 if self.times else None
+
+    @property
+    def gflops(self):
+        return self.flops / statistics.median(self.times) / 1e9 if self.times else None
+
+    def as_dict(self):
+        return {"case": self.case, "impl": self.impl, "median_ms": self.median_ms,
+                "gflops": self.gflops, "error": self.error, "note": self.note,
+                "times_ms": [t * 1e3 for t in self.times]}
+
+
+class Progress:
+    """A one-line progress bar on stderr (silent when disabled)."""
+
+    def __init__(self, total, enabled):
+        self.total, self.done, self.enabled = max(total, 1), 0, enabled
+        self.start = time.perf_counter()
+
+    def step(self, label, amount=1):
+        self.done += amount
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / self.total)
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.done}/{self.total} {elapsed:5.0f}s {label[:40]:<40}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class TorchWorker:
+    """PyTorch in a child process; ``None``-like (``available=False``) without torch."""
+
+    def __init__(self, threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "numbaconv.bench.torch_worker", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        hello = self._read()
+        self.available = bool(hello.get("ready"))
+        self.version = hello.get("torch")
+        self.reason = hello.get("error", "")
+        if not self.available:
+            self.close()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            return {"error": "torch worker exited"}
+        return json.loads(line)
+
+    def request(self, **message):
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.request(cmd="quit")
+            except (BrokenPipeError, ValueError, json.JSONDecodeError):
+                pass
+            self.proc.wait(timeout=30)
+
+
+def _time_calls(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _numbaconv_impls(case, x, w, algorithms):
+    """(label, callable or None, note) for each requested numbaconv algorithm."""
+    impls = []
+    fn = getattr(functional, case.op, None)
+    for name in algorithms:
+        label = f"numbaconv:{name}"
+        if fn is None:
+            impls.append((label, None, f"{case.op} not implemented yet"))
+            continue
+        spec = make_conv_spec(case.op, case.ndim, x, w, None, **case.kwargs)
+        try:
+            chosen = resolve_algorithm(name, spec)
+        except UnsupportedAlgorithmError as exc:
+            impls.append((label, None, str(exc)))
+            continue
+        if name == "auto":
+            label = f"numbaconv:auto->{chosen.name}"
+        impls.append((label, lambda name=name: fn(x, w, algorithm=name, **case.kwargs), ""))
+    return impls
+
+
+def _scipy_impls(case, x, w):
+    """SciPy peers for single-channel, unpadded, unit-stride problems."""
+    plain = all(case.kwargs.get(k, d) in (d, (d,) * case.ndim)
+                for k, d in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)))
+    if case.transposed or not plain or x.shape[:2] != (1, 1) or w.shape[:2] != (1, 1):
+        return []
+    try:
+        from scipy import signal
+    except ImportError:  # pragma: no cover
+        return []
+    image = x[0, 0]
+    kernel = np.ascontiguousarray(w[0, 0][(slice(None, None, -1),) * case.ndim])  # correlate
+    return [(f"scipy.{name}", lambda f=getattr(signal, name): f(image, kernel, mode="valid"), "")
+            for name in ("fftconvolve", "oaconvolve")]
+
+
+def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds=5, repeats=3,
+                   use_torch=True, use_scipy=True, check=True, seed=0, progress=False):
+    """Measure every implementation on every case; return Measurements.
+
+    Parameters
+    ----------
+    cases : list of BenchCase
+    algorithms : list of str, optional
+        numbaconv algorithms to time (default: every registered one and
+        ``"auto"``).
+    dtype : str
+    threads : int
+        Threads for numba and for PyTorch.
+    rounds, repeats : int
+        The implementations take turns ``rounds`` times, ``repeats`` calls
+        each; the median of all ``rounds * repeats`` calls is reported.
+    use_torch, use_scipy, check : bool
+        Include the peers; compare each numbaconv result with the float64
+        reference.
+    """
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    algorithms = list(algorithms or [a for a in algorithm_names() if a != "auto"] + ["auto"])
+    worker = TorchWorker(threads) if use_torch else None
+    bar = Progress(len(cases) * (rounds + 2), progress)
+    results = []
+    try:
+        for case in cases:
+            x, w = case.make_arrays(dtype, seed)
+            impls = _numbaconv_impls(case, x, w, algorithms)
+            if use_scipy:
+                impls += _scipy_impls(case, x, w)
+            rows = {label: Measurement(case.name, label, flops=case.flops, note=note)
+                    for label, _, note in impls}
+            runnable = [(label, fn) for label, fn, _ in impls if fn is not None]
+
+            bar.step(f"{case.name}: warm-up")
+            reference = None
+            for label, fn in runnable:
+                y = fn()                                   # compiles; never timed
+                if check and label.startswith("numbaconv"):
+                    if reference is None:
+                        reference = conv_reference(x, w, None, **case.kwargs)
+                    scale = float(np.abs(reference).max()) or 1.0
+                    rows[label].error = float(np.abs(y - reference).max()) / scale
+            torch_ok = False
+            if worker is not None and worker.available:
+                reply = worker.request(cmd="prepare", case=case.name, dtype=dtype, seed=seed)
+                torch_ok = bool(reply.get("ok"))
+                rows["torch"] = Measurement(case.name, "torch", flops=case.flops,
+                                            note="" if torch_ok else reply.get("error", ""))
+            bar.step(f"{case.name}: timing", 0)
+            players = runnable + ([("torch", None)] if torch_ok else [])
+            for r in range(rounds):
+                k = r % len(players) if players else 0
+                for label, fn in players[k:] + players[:k]:      # rotate the order
+                    if fn is None:
+                        rows[label].times += worker.request(cmd="time", repeats=repeats)["times"]
+                    else:
+                        rows[label].times += _time_calls(fn, repeats)
+                bar.step(f"{case.name}: round {r + 1}/{rounds}")
+            bar.step(f"{case.name}: done")
+            results.extend(rows.values())
+    finally:
+        bar.close()
+        if worker is not None:
+            worker.close()
+    return results
+
+
+def format_table(results):
+    """The results as a text table, with the speed ratio against PyTorch."""
+    torch_ms = {m.case: m.median_ms for m in results if m.impl == "torch" and m.times}
+    header = (f"{'shape':<10} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
+              f"{'vs torch':>8} {'rel err':>8}  note")
+    lines = [header, "-" * len(header)]
+    for m in results:
+        ms = f"{m.median_ms:9.3f}" if m.times else f"{'-':>9}"
+        gf = f"{m.gflops:8.1f}" if m.times else f"{'-':>8}"
+        ratio = (f"{torch_ms[m.case] / m.median_ms:7.2f}x"
+                 if m.times and m.case in torch_ms and m.impl != "torch" else f"{'':>8}")
+        err = f"{m.error:8.1e}" if m.error is not None else f"{'':>8}"
+        lines.append(f"{m.case:<10} {m.impl:<24} {ms} {gf} {ratio} {err}  {m.note[:60]}")
+    lines.append("vs torch = PyTorch median time / this median time (above 1: faster than "
+                 "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# start-up cost: cold compile and first call with a warm cache
+# ---------------------------------------------------------------------------
+
+_STARTUP_SCRIPT = r"""
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import numbaconv as nc
+t1 = time.perf_counter()
+out = {"import_s": t1 - t0}
+x = np.ones((1, 16, 12, 12), np.float32); w = np.ones((8, 16, 3, 3), np.float32)
+t = time.perf_counter(); nc.conv2d(x, w, padding=1); out["first_call_channels_last_s"] = time.perf_counter() - t
+x = np.ones((1, 8, 12, 12), np.float32); w = np.ones((8, 1, 3, 3), np.float32)
+t = time.perf_counter(); nc.conv2d(x, w, padding=1, groups=8); out["first_call_planes_s"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def measure_startup(threads=2):
+    """Run the start-up script twice in fresh processes sharing an empty cache.
+
+    Returns ``{"cold": {...}, "warm": {...}}``: the first process compiles
+    every kernel it needs (cold cache), the second loads them from the cache.
+    ``first_call_channels_last_s`` is the first call of a 3x3 layer (the
+    packing kernel plus the channels-last kernel); ``first_call_planes_s`` the
+    first depthwise call after it (the plane kernel alone).
+    """
+    with tempfile.TemporaryDirectory(prefix="numbaconv-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS=str(threads))
+        runs = {}
+        for label in ("cold", "warm"):
+            done = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env,
+                                  capture_output=True, text=True, check=True)
+            runs[label] = json.loads(done.stdout.strip().splitlines()[-1])
+    return runs

@@ -1,0 +1,107 @@
+"""The ``numbaconv`` command line: ``bench`` and ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _cmd_bench(args):
+    from .bench.runner import format_table, measure_startup, run_benchmarks
+    from .bench.suite import get_cases
+
+    if args.startup:
+        runs = measure_startup(args.threads)
+        print("start-up (fresh processes sharing one empty NUMBA_CACHE_DIR):")
+        for label, run in runs.items():
+            print(f"  {label:>4} cache: " + ", ".join(f"{k}={v:.3f}" for k, v in run.items()))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(runs, fh, indent=1)
+        return 0
+    names = [n for n in (args.shapes or "").split(",") if n]
+    try:
+        cases = get_cases(names)
+    except ValueError as exc:
+        print(f"numbaconv bench: {exc}", file=sys.stderr)
+        return 2
+    algorithms = [a for a in (args.algorithms or "").split(",") if a] or None
+    results = run_benchmarks(
+        cases, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
+        rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
+        use_scipy=not args.no_scipy, check=not args.no_check,
+        progress=not args.no_progress and sys.stderr.isatty())
+    print(f"numbaconv bench: {args.dtype}, {args.threads} thread(s), "
+          f"{args.rounds} rounds x {args.repeats} calls, median")
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([m.as_dict() for m in results], fh, indent=1)
+    return 0
+
+
+def _cmd_info(args):
+    import numba
+    import numpy
+    import scipy
+
+    import numbaconv
+
+    from .algorithms import algorithm_names
+
+    print(f"numbaconv {numbaconv.__version__}")
+    print(f"numba {numba.__version__}, numpy {numpy.__version__}, scipy {scipy.__version__}")
+    try:
+        import torch
+        print(f"torch {torch.__version__} (used by tests and benchmarks only)")
+    except ImportError:
+        print("torch: not installed (optional)")
+    print(f"algorithms: {', '.join(algorithm_names())}")
+    print(f"numba threads: {numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}; "
+          f"threading layer: {numba.config.THREADING_LAYER}; CPUs: {os.cpu_count()}")
+    print(f"numba cache dir: {os.environ.get('NUMBA_CACHE_DIR') or 'next to the package (default)'}")
+    print("CUDA: no GPU algorithms in this release")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="numbaconv", description="PyTorch-compatible convolutions on NumPy arrays.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser(
+        "bench", help="time the benchmark suite against PyTorch and SciPy",
+        description="Run the public benchmark shapes with every numbaconv algorithm and "
+                    "'auto', check each result against the float64 reference, and time "
+                    "PyTorch (in its own process) and SciPy side by side.")
+    bench.add_argument("--shapes", help="comma-separated shape names (default: all)")
+    bench.add_argument("--algorithms", help="comma-separated algorithms (default: all and auto)")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench.add_argument("--threads", type=int, default=2, help="threads for numba and PyTorch")
+    bench.add_argument("--rounds", type=int, default=5,
+                       help="times each implementation takes its turn (default 5)")
+    bench.add_argument("--repeats", type=int, default=3, help="calls per turn (default 3)")
+    bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    bench.add_argument("--no-scipy", action="store_true", help="skip SciPy")
+    bench.add_argument("--no-check", action="store_true",
+                       help="skip the check against the float64 reference")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--startup", action="store_true",
+                       help="instead: measure cold compile and warm-cache first-call times")
+    bench.set_defaults(func=_cmd_bench)
+
+    info = sub.add_parser("info", help="versions, threads and cache location")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Bad arguments to conv1d/conv2d/conv3d: exception type, message, no side effects.
+
+One table, :data:`CASES`, lists every bad-input case: the function, a factory
+that builds fresh arguments, the expected exception type and a regex that the
+message must match.  Each regex names the offending parameter and the value or
+shape that was given, so a message that stops saying *what* was wrong fails
+here.  The same table drives
+
+* :func:`test_bad_input_raises` -- the exception and message, and that the
+  failed call left every argument array unchanged;
+* :func:`test_torch_raises_too` -- for the shape/parameter cases, that
+  ``torch.nn.functional.conv*d`` rejects the same arguments (skipped without
+  torch), which shows our error cases are PyTorch's and not stricter.
+
+All arrays are tiny and every call fails during validation, so no numba
+kernel is compiled or run by this file.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import numbaconv
+from numbaconv import UnsupportedAlgorithmError, conv1d, conv2d, conv3d
+
+F32 = np.float32
+
+_DEFAULT_SHAPES = {
+    # ndim: (input shape, weight shape); valid output shape in the comment
+    1: ((1, 2, 5), (2, 2, 3)),              # -> (1, 2, 3)
+    2: ((1, 2, 5, 5), (2, 2, 3, 3)),        # -> (1, 2, 3, 3)
+    3: ((1, 2, 4, 4, 4), (2, 2, 3, 3, 3)),  # -> (1, 2, 2, 2, 2)
+}
+
+HAS_LONGDOUBLE = np.dtype(np.longdouble) != np.dtype(np.float64)
+LONGDOUBLE = np.dtype(np.longdouble)
+
+
+def arr(shape, dtype=F32):
+    """A small array of distinct, finite values (so array_equal is meaningful)."""
+    n = int(np.prod(shape))
+    return (np.arange(n, dtype=np.float64).reshape(shape) / max(n, 1) - 0.5).astype(dtype)
+
+
+def args(nd=2, x=None, w=None, **kwargs):
+    """Keyword arguments for ``conv{nd}d``; ``x``/``w`` are shapes or arrays."""
+    default_x, default_w = _DEFAULT_SHAPES[nd]
+    x = default_x if x is None else x
+    w = default_w if w is None else w
+    kwargs["input"] = arr(x) if isinstance(x, tuple) else x
+    kwargs["weight"] = arr(w) if isinstance(w, tuple) else w
+    return kwargs
+
+
+def readonly(a):
+    a.flags.writeable = False
+    return a
+
+
+def out_sharing_input():
+    x = arr((1, 2, 5, 5))
+    return args(x=x, w=(2, 2, 1, 1), out=x)  # 1x1 kernel: out shape == input shape
+
+
+def out_sharing_weight():
+    buf = np.zeros(50, dtype=F32)
+    weight = buf[:4].reshape(2, 2, 1, 1)
+    return args(w=weight, out=buf.reshape(1, 2, 5, 5))
+
+
+def out_sharing_bias():
+    buf = np.zeros(18, dtype=F32)
+    return args(bias=buf[:2], out=buf.reshape(1, 2, 3, 3))
+
+
+def case(id, fn, make, exc, match, *, torch=False, marks=()):
+    """One row: ``fn(**make())`` must raise ``exc`` matching ``match``.
+
+    ``torch=True`` marks a shape/parameter case that PyTorch rejects too.
+    """
+    return pytest.param(fn, make, exc, match, torch, id=id, marks=marks)
+
+
+skip_no_longdouble = pytest.mark.skipif(
+    not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
+
+
+CASES = [
+    # ---- padding ------------------------------------------------------------
+    case("padding_negative", conv2d, lambda: args(padding=-1),
+         ValueError, r"padding must be non-negative, got padding=-1", torch=True),
+    case("padding_tuple_negative", conv2d, lambda: args(padding=(1, -1)),
+         ValueError, r"padding must be non-negative, got padding=\(1, -1\)", torch=True),
+    case("padding_negative_conv3d", conv3d, lambda: args(3, padding=-2),
+         ValueError, r"padding must be non-negative, got padding=-2", torch=True),
+    case("padding_unknown_string", conv2d, lambda: args(padding="full"),
+         ValueError, r"padding must be 'same', 'valid', an int or a tuple of 2 ints, got 'full'",
+         torch=True),
+    case("padding_same_stride2", conv2d, lambda: args(padding="same", stride=2),
+         ValueError, r"padding='same' is not supported for strided convolutions, "
+                     r"got stride=\(2, 2\)", torch=True),
+    case("padding_same_stride_tuple", conv2d, lambda: args(padding="same", stride=(1, 2)),
+         ValueError, r"padding='same' .*got stride=\(1, 2\)", torch=True),
+    case("padding_tuple_wrong_length_conv1d", conv1d, lambda: args(1, padding=(1, 1)),
+         ValueError, r"padding must be an int or a tuple of 1 ints, got padding=\(1, 1\) "
+                     r"with 2 entries", torch=True),
+    case("padding_float", conv2d, lambda: args(padding=1.0),
+         TypeError, r"padding must be an int or a tuple of 2 ints, got 1\.0", torch=True),
+    # ---- stride -------------------------------------------------------------
+    case("stride_zero", conv2d, lambda: args(stride=0),
+         ValueError, r"stride must be positive, got stride=0", torch=True),
+    case("stride_negative", conv2d, lambda: args(stride=-1),
+         ValueError, r"stride must be positive, got stride=-1", torch=True),
+    case("stride_tuple_zero", conv2d, lambda: args(stride=(2, 0)),
+         ValueError, r"stride must be positive, got stride=\(2, 0\)", torch=True),
+    case("stride_zero_conv1d", conv1d, lambda: args(1, stride=0),
+         ValueError, r"stride must be positive, got stride=0", torch=True),
+    case("stride_tuple_wrong_length", conv2d, lambda: args(stride=(1, 1, 1)),
+         ValueError, r"stride must be an int or a tuple of 2 ints, got stride=\(1, 1, 1\) "
+                     r"with 3 entries", torch=True),
+    case("stride_tuple_wrong_length_conv3d", conv3d, lambda: args(3, stride=(1, 1)),
+         ValueError, r"stride must be an int or a tuple of 3 ints, got stride=\(1, 1\) "
+                     r"with 2 entries", torch=True),
+    case("stride_float", conv2d, lambda: args(stride=1.5),
+         TypeError, r"stride must be an int or a tuple of 2 ints, got 1\.5", torch=True),
+    case("stride_tuple_with_float", conv2d, lambda: args(stride=(1, 2.0)),
+         TypeError, r"stride must be an int or a tuple of 2 ints, got \(1, 2\.0\)", torch=True),
+    # ---- dilation -----------------------------------------------------------
+    case("dilation_zero", conv2d, lambda: args(dilation=0),
+         ValueError, r"dilation must be positive, got dilation=0", torch=True),
+    case("dilation_negative_conv1d", conv1d, lambda: args(1, dilation=-1),
+         ValueError, r"dilation must be positive, got dilation=-1", torch=True),
+    # ---- groups -------------------------------------------------------------
+    case("groups_zero", conv2d, lambda: args(groups=0),
+         ValueError, r"groups must be positive, got groups=0", torch=True),
+    case("groups_negative", conv2d, lambda: args(groups=-1),
+         ValueError, r"groups must be positive, got groups=-1", torch=True),
+    case("groups_float", conv2d, lambda: args(groups=1.0),
+         TypeError, r"groups must be an int, got 1\.0", torch=True),
+    case("groups_bool", conv2d, lambda: args(groups=True),
+         TypeError, r"groups must be an int, got True", torch=True),
+    case("groups_not_dividing_in_channels", conv2d,
+         lambda: args(x=(1, 3, 5, 5), w=(2, 1, 3, 3), groups=2),
+         ValueError, r"groups=2 must divide in_channels=3", torch=True),
+    case("groups_not_dividing_out_channels", conv2d, lambda: args(w=(3, 1, 3, 3), groups=2),
+         ValueError, r"groups=2 must divide out_channels=3", torch=True),
+    case("weight_in_channels_mismatch", conv2d, lambda: args(w=(2, 1, 3, 3)),
+         ValueError, r"weight\.shape\[1\] must be in_channels/groups = 2/1 = 2, "
+                     r"got weight\.shape=\(2, 1, 3, 3\)", torch=True),
+    case("weight_in_channels_mismatch_grouped", conv2d,
+         lambda: args(x=(1, 4, 5, 5), w=(2, 1, 3, 3), groups=2),
+         ValueError, r"weight\.shape\[1\] must be in_channels/groups = 4/2 = 2, "
+                     r"got weight\.shape=\(2, 1, 3, 3\)", torch=True),
+    case("unbatched_in_channels_mismatch", conv2d, lambda: args(x=(3, 5, 5)),
+         ValueError, r"weight\.shape\[1\] must be in_channels/groups = 3/1 = 3, "
+                     r"got weight\.shape=\(2, 2, 3, 3\)", torch=True),
+    # ---- ranks --------------------------------------------------------------
+    case("weight_rank_3_in_conv2d", conv2d, lambda: args(w=(2, 2, 3)),
+         ValueError, r"weight must have 4 dimensions .*got weight\.shape=\(2, 2, 3\)",
+         torch=True),
+    case("weight_rank_4_in_conv3d", conv3d, lambda: args(3, w=(2, 2, 3, 3)),
+         ValueError, r"weight must have 5 dimensions .*got weight\.shape=\(2, 2, 3, 3\)",
+         torch=True),
+    case("input_rank_5_in_conv2d", conv2d, lambda: args(x=(1, 1, 2, 5, 5)),
+         ValueError, r"expected input of 3 \(unbatched\) or 4 \(batched\) dimensions .*"
+                     r"got input\.shape=\(1, 1, 2, 5, 5\)", torch=True),
+    case("input_rank_2_in_conv2d", conv2d, lambda: args(x=(5, 5)),
+         ValueError, r"expected input of 3 \(unbatched\) or 4 \(batched\) dimensions .*"
+                     r"got input\.shape=\(5, 5\)", torch=True),
+    case("input_rank_1_in_conv1d", conv1d, lambda: args(1, x=(5,)),
+         ValueError, r"expected input of 2 \(unbatched\) or 3 \(batched\) dimensions .*"
+                     r"got input\.shape=\(5,\)", torch=True),
+    case("input_rank_3_in_conv3d", conv3d, lambda: args(3, x=(4, 4, 4)),
+         ValueError, r"expected input of 4 \(unbatched\) or 5 \(batched\) dimensions .*"
+                     r"got input\.shape=\(4, 4, 4\)", torch=True),
+    # ---- kernel size --------------------------------------------------------
+    case("kernel_larger_than_input", conv2d, lambda: args(w=(2, 2, 7, 7)),
+         ValueError, r"kernel size can't be greater than the padded input size: input size \(5, 5\) "
+                     r"plus padding \(\(0, 0\), \(0, 0\)\) gives \(5, 5\), but the kernel "
+                     r"\(weight\.shape=\(2, 2, 7, 7\), dilation=\(1, 1\)\) spans \(7, 7\)", torch=True),
+    case("kernel_larger_along_one_dim", conv2d, lambda: args(w=(2, 2, 3, 6)),
+         ValueError, r"kernel size can't be greater than the padded input size: .* gives \(5, 5\), "
+                     r"but the kernel \(weight\.shape=\(2, 2, 3, 6\).* spans \(3, 6\)", torch=True),
+    case("dilated_kernel_larger_than_input", conv2d, lambda: args(dilation=3),
+         ValueError, r"kernel size can't be greater than the padded input size: .* gives \(5, 5\), "
+                     r"but the kernel \(weight\.shape=\(2, 2, 3, 3\), dilation=\(3, 3\)\) "
+                     r"spans \(7, 7\)", torch=True),
+    case("kernel_larger_than_padded_input_conv1d", conv1d,
+         lambda: args(1, w=(2, 2, 8), padding=1),
+         ValueError, r"gives \(7,\), but the kernel .* spans \(8,\)", torch=True),
+    case("kernel_size_zero", conv2d, lambda: args(w=(2, 2, 0, 3)),
+         ValueError, r"kernel sizes must be positive, got weight\.shape=\(2, 2, 0, 3\)",
+         torch=True),
+    # PyTorch accepts zero input channels but returns a 0-channel output that
+    # contradicts weight.shape[0]; we refuse (torch=False: it does not raise).
+    case("input_zero_channels", conv2d, lambda: args(x=(1, 0, 5, 5), w=(2, 0, 3, 3)),
+         ValueError, r"input must have at least one channel, got input\.shape=\(1, 0, 5, 5\)"),
+    case("weight_zero_out_channels", conv2d, lambda: args(w=(0, 2, 3, 3)),
+         ValueError, r"weight must have at least one output channel, "
+                     r"got weight\.shape=\(0, 2, 3, 3\)", torch=True),
+    # ---- padding_mode -------------------------------------------------------
+    case("padding_mode_unknown", conv2d, lambda: args(padding_mode="mirror"),
+         ValueError, r"padding_mode must be one of 'zeros', 'reflect', 'replicate', "
+                     r"'circular', got 'mirror'"),
+    case("padding_mode_not_string", conv2d, lambda: args(padding_mode=0),
+         TypeError, r"padding_mode must be a string, got 0"),
+    case("padding_mode_none", conv2d, lambda: args(padding_mode=None),
+         TypeError, r"padding_mode must be a string, got None"),
+    case("reflect_padding_equal_input", conv2d,
+         lambda: args(padding=5, padding_mode="reflect"),
+         ValueError, r"padding_mode='reflect' needs padding smaller than the input size, "
+                     r"got padding 5 for input size 5 along H"),
+    case("reflect_padding_too_large_along_W", conv2d,
+         lambda: args(x=(1, 2, 5, 3), padding=(1, 3), padding_mode="reflect"),
+         ValueError, r"padding_mode='reflect' .*got padding 3 for input size 3 along W"),
+    case("reflect_padding_conv1d", conv1d,
+         lambda: args(1, padding=7, padding_mode="reflect"),
+         ValueError, r"padding_mode='reflect' .*got padding 7 for input size 5 along W"),
+    case("circular_padding_larger_than_input", conv2d,
+         lambda: args(padding=6, padding_mode="circular"),
+         ValueError, r"padding_mode='circular' needs padding at most the input size, "
+                     r"got padding 6 for input size 5 along H"),
+    case("replicate_empty_input_dim", conv2d,
+         lambda: args(x=(1, 2, 0, 5), padding=1, padding_mode="replicate"),
+         ValueError, r"padding_mode='replicate' cannot pad an empty input dimension, "
+                     r"got input size 0 along H"),
+    # ---- dtypes and array-likeness ----------------------------------------
+    case("input_int32", conv2d, lambda: args(x=arr((1, 2, 5, 5), np.int32)),
+         TypeError, r"input dtype must be float16, float32 or float64, got int32"),
+    case("weight_int64", conv2d, lambda: args(w=arr((2, 2, 3, 3), np.int64)),
+         TypeError, r"weight dtype must be float16, float32 or float64, got int64"),
+    case("bias_int64", conv2d, lambda: args(bias=np.arange(2, dtype=np.int64)),
+         TypeError, r"bias dtype must be float16, float32 or float64, got int64"),
+    case("input_bool", conv2d, lambda: args(x=np.ones((1, 2, 5, 5), dtype=bool)),
+         TypeError, r"input dtype must be .*got bool"),
+    case("weight_bool", conv2d, lambda: args(w=np.ones((2, 2, 3, 3), dtype=bool)),
+         TypeError, r"weight dtype must be .*got bool"),
+    case("bias_bool", conv2d, lambda: args(bias=np.ones(2, dtype=bool)),
+         TypeError, r"bias dtype must be .*got bool"),
+    case("input_complex64", conv2d, lambda: args(x=arr((1, 2, 5, 5), np.complex64)),
+         TypeError, r"input dtype must be .*got complex64"),
+    case("weight_complex128", conv2d, lambda: args(w=arr((2, 2, 3, 3), np.complex128)),
+         TypeError, r"weight dtype must be .*got complex128"),
+    case("bias_complex64", conv2d, lambda: args(bias=arr((2,), np.complex64)),
+         TypeError, r"bias dtype must be .*got complex64"),
+    case("input_object", conv2d, lambda: args(x=arr((1, 2, 5, 5), object)),
+         TypeError, r"input dtype must be .*got object"),
+    case("weight_object", conv2d, lambda: args(w=arr((2, 2, 3, 3), object)),
+         TypeError, r"weight dtype must be .*got object"),
+    case("bias_object", conv2d, lambda: args(bias=arr((2,), object)),
+         TypeError, r"bias dtype must be .*got object"),
+    case("input_longdouble", conv2d, lambda: args(x=arr((1, 2, 5, 5), np.longdouble)),
+         TypeError, rf"input dtype must be .*got {LONGDOUBLE}", marks=skip_no_longdouble),
+    case("weight_longdouble", conv2d, lambda: args(w=arr((2, 2, 3, 3), np.longdouble)),
+         TypeError, rf"weight dtype must be .*got {LONGDOUBLE}", marks=skip_no_longdouble),
+    case("bias_longdouble", conv2d, lambda: args(bias=arr((2,), np.longdouble)),
+         TypeError, rf"bias dtype must be .*got {LONGDOUBLE}", marks=skip_no_longdouble),
+    case("input_int_conv1d", conv1d, lambda: args(1, x=arr((1, 2, 5), np.int16)),
+         TypeError, r"input dtype must be .*got int16"),
+    case("weight_int_conv3d", conv3d, lambda: args(3, w=arr((2, 2, 3, 3, 3), np.uint8)),
+         TypeError, r"weight dtype must be .*got uint8"),
+    case("input_none", conv2d, lambda: args(x=None) | {"input": None},
+         TypeError, r"input must be a NumPy array, got None"),
+    case("weight_none", conv2d, lambda: args() | {"weight": None},
+         TypeError, r"weight must be a NumPy array, got None"),
+    case("input_ragged_list", conv2d, lambda: args() | {"input": [[1.0, 2.0], [3.0]]},
+         TypeError, r"input must be array-like, got list"),
+    # ---- bias shape ---------------------------------------------------------
+    case("bias_wrong_length", conv2d, lambda: args(bias=arr((3,))),
+         ValueError, r"bias must be a 1-D array of out_channels=2 values, "
+                     r"got bias\.shape=\(3,\)", torch=True),
+    case("bias_2d", conv2d, lambda: args(bias=arr((2, 1))),
+         ValueError, r"bias must be a 1-D array of out_channels=2 values, "
+                     r"got bias\.shape=\(2, 1\)", torch=True),
+    case("bias_0d", conv2d, lambda: args(bias=np.array(0.5, dtype=F32)),
+         ValueError, r"bias must be a 1-D array of out_channels=2 values, "
+                     r"got bias\.shape=\(\)", torch=True),
+    case("bias_wrong_length_conv3d", conv3d, lambda: args(3, bias=arr((1,))),
+         ValueError, r"bias must be a 1-D array of out_channels=2 values, "
+                     r"got bias\.shape=\(1,\)", torch=True),
+    # ---- out= ---------------------------------------------------------------
+    case("out_wrong_shape", conv2d, lambda: args(out=np.zeros((1, 2, 4, 4), F32)),
+         ValueError, r"out must have shape \(1, 2, 3, 3\), got out\.shape=\(1, 2, 4, 4\)"),
+    case("out_batched_for_unbatched_input", conv2d,
+         lambda: args(x=(2, 5, 5), out=np.zeros((1, 2, 3, 3), F32)),
+         ValueError, r"out must have shape \(2, 3, 3\), got out\.shape=\(1, 2, 3, 3\)"),
+    case("out_wrong_dtype", conv2d, lambda: args(out=np.zeros((1, 2, 3, 3), np.float64)),
+         ValueError, r"out must have dtype float32, got out\.dtype=float64"),
+    case("out_float16_for_float32", conv2d, lambda: args(out=np.zeros((1, 2, 3, 3), np.float16)),
+         ValueError, r"out must have dtype float32, got out\.dtype=float16"),
+    case("out_transposed_view", conv2d, lambda: args(out=np.zeros((3, 3, 2, 1), F32).T),
+         ValueError, r"out must be C-contiguous, got an array with out\.strides="),
+    case("out_sliced_view", conv2d, lambda: args(out=np.zeros((1, 2, 3, 6), F32)[..., ::2]),
+         ValueError, r"out must be C-contiguous, got an array with out\.strides=\(144, 72, 24, 8\)"),
+    case("out_read_only", conv2d, lambda: args(out=readonly(np.zeros((1, 2, 3, 3), F32))),
+         ValueError, r"out must be writeable, got a read-only array"),
+    case("out_python_list", conv2d,
+         lambda: args(out=np.zeros((1, 2, 3, 3), F32).tolist()),
+         ValueError, r"out must be a NumPy array, got list"),
+    case("out_shares_input", conv2d, out_sharing_input,
+         ValueError, r"out must not share memory with input"),
+    case("out_shares_weight", conv2d, out_sharing_weight,
+         ValueError, r"out must not share memory with weight"),
+    case("out_shares_bias", conv2d, out_sharing_bias,
+         ValueError, r"out must not share memory with bias"),
+    # ---- algorithm ----------------------------------------------------------
+    case("algorithm_unknown", conv2d, lambda: args(algorithm="nope"),
+         ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'nope'"),
+    case("algorithm_not_string", conv2d, lambda: args(algorithm=3),
+         TypeError, r"algorithm must be a string, got 3"),
+    case("algorithm_none", conv1d, lambda: args(1, algorithm=None),
+         TypeError, r"algorithm must be a string, got None"),
+    case("algorithm_fft_not_registered", conv2d, lambda: args(algorithm="fft"),
+         ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'fft'"),
+    case("algorithm_case_sensitive", conv3d, lambda: args(3, algorithm="Direct"),
+         ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'Direct'"),
+]
+
+TORCH_CASES = [pytest.param(*p.values[:2], id=p.id, marks=p.marks)
+               for p in CASES if p.values[4]]
+
+
+def _snapshot(kwargs):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v))
+            for k, v in kwargs.items()}
+
+
+def _assert_unchanged(kwargs, before):
+    for name, value in kwargs.items():
+        old = before[name]
+        if isinstance(value, np.ndarray):
+            assert value.dtype == old.dtype and value.shape == old.shape, name
+            assert np.array_equal(value, old), f"{name} was modified by a failed call"
+        else:
+            assert value == old, f"{name} was modified by a failed call"
+
+
+# ---------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fn, make, exc, match, torch_raises", CASES)
+def test_bad_input_raises(fn, make, exc, match, torch_raises):
+    kwargs = make()
+    before = _snapshot(kwargs)
+    with pytest.raises(exc, match=match) as info:
+        fn(**kwargs)
+    # the exact type, not a subclass (UnsupportedAlgorithmError is a ValueError)
+    assert type(info.value) is exc
+    _assert_unchanged(kwargs, before)
+
+
+def test_table_covers_all_functions_and_ids_are_unique():
+    fns = {p.values[0] for p in CASES}
+    assert fns == {conv1d, conv2d, conv3d}
+    ids = [p.id for p in CASES]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("fn, make", TORCH_CASES)
+def test_torch_raises_too(fn, make):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    kwargs = make()
+    torch_fn = getattr(F, fn.__name__)
+    tkw = {}
+    for name in ("input", "weight", "bias", "stride", "padding", "dilation", "groups"):
+        if name in kwargs:
+            value = kwargs[name]
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(np.ascontiguousarray(value))
+            tkw[name] = value
+    with pytest.raises(Exception):
+        torch_fn(**tkw)
+
+
+# ---------------------------------------------------------------------------
+# UnsupportedAlgorithmError and the registry
+# ---------------------------------------------------------------------------
+
+def test_unsupported_algorithm_error_is_value_error():
+    assert issubclass(UnsupportedAlgorithmError, ValueError)
+    assert numbaconv.UnsupportedAlgorithmError is UnsupportedAlgorithmError
+
+
+DUMMY_REASON = "the dummy algorithm refuses every problem"
+
+
+@pytest.fixture
+def refusing_algorithm():
+    """Register an algorithm that refuses everything; remove it afterwards."""
+    from numbaconv.algorithms import registry
+
+    class Refuser(registry.ConvAlgorithm):
+        name = "test_errors_refuser"
+
+        def unsupported_reason(self, spec):
+            return DUMMY_REASON
+
+        def run(self, spec, x, weight, bias, out):  # pragma: no cover - must not run
+            raise AssertionError("a refusing algorithm was run")
+
+    saved_registry = dict(registry._REGISTRY)
+    saved_order = list(registry.AUTO_ORDER)
+    try:
+        yield registry.register(Refuser())
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved_registry)
+        registry.AUTO_ORDER[:] = saved_order
+    assert "test_errors_refuser" not in numbaconv.algorithm_names()
+
+
+def test_explicit_refusing_algorithm_raises_unsupported(refusing_algorithm):
+    assert refusing_algorithm.name in numbaconv.algorithm_names()
+    kwargs = args(bias=arr((2,)), stride=2, padding=1)
+    before = _snapshot(kwargs)
+    with pytest.raises(UnsupportedAlgorithmError) as info:
+        conv2d(**kwargs, algorithm=refusing_algorithm.name)
+    message = str(info.value)
+    assert DUMMY_REASON in message
+    assert f"algorithm='{refusing_algorithm.name}'" in message
+    assert "conv2d" in message
+    _assert_unchanged(kwargs, before)
+
+
+def test_auto_with_only_refusing_algorithms_raises_unsupported(refusing_algorithm):
+    from numbaconv.algorithms import registry
+
+    registry.AUTO_ORDER[:] = [refusing_algorithm.name]  # restored by the fixture
+    with pytest.raises(UnsupportedAlgorithmError, match=DUMMY_REASON) as info:
+        conv1d(**args(1))
+    assert f"{refusing_algorithm.name}: {DUMMY_REASON}" in str(info.value)
+
+
+def test_invalid_arguments_are_reported_before_the_algorithm(refusing_algorithm):
+    # a bad parameter is a plain ValueError, not the algorithm's refusal
+    with pytest.raises(ValueError, match=r"stride must be positive") as info:
+        conv2d(**args(stride=0), algorithm=refusing_algorithm.name)
+    assert not isinstance(info.value, UnsupportedAlgorithmError)
