@@ -62,12 +62,11 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     n, c = x.shape[:2]
     packed = np.empty((n,) + spec.padded_size3 + (c,), dtype=x.dtype)
     direct_cpu.pack_channels_last(x, map_d, map_h, map_w, packed)
-    packed = packed.reshape(packed.shape[:3] + (-1,))
-    # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD, KH, KW * C_in_g)
-    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1))
-    weight_cl = weight_cl.reshape(weight_cl.shape[:3] + (-1,))
-    direct_cpu.conv_channels_last(packed, weight_cl, bias, out, c, spec.groups, stride,
-                                  dilation, _merge_kernel_columns(spec))
+    # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD * KH * KW * C_in_g), the order
+    # of the patch rows built by the kernel
+    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
+    direct_cpu.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3, spec.groups,
+                                  stride, dilation, numba.get_num_threads())
     return out
 
 

@@ -42,6 +42,9 @@ from .jit import cpu_kernel
 #: written out for exactly these sizes.
 PIXEL_BLOCK = 4
 CHANNEL_BLOCK = 3
+#: Output pixels per patch buffer (Note [patch rows]); bounds the buffer to
+#: PATCH_PIXELS * KD*KH*KW*C_in/groups values per thread.
+PATCH_PIXELS = 64
 
 
 # ---------------------------------------------------------------------------
@@ -111,124 +114,129 @@ def _gather_plane(src, map_d, map_h, map_w, pad_w, dst):
 # ---------------------------------------------------------------------------
 
 @cpu_kernel
-def conv_channels_last(xp, wp, bias, out, in_channels, groups, stride, dilation,
-                       merge_kw):
+def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation, chunks):
     """Direct convolution over a channels-last padded input.
 
     Parameters
     ----------
-    xp : (N, Dp, Hp, Wp * C) array
-        Padded input from :func:`pack_channels_last`, last two axes merged.
-    wp : (C_out, KD, KH, KW * C_in_g) array
-        Weight with the input-channel axis moved last, last two axes merged.
+    xp : (N, Dp, Hp, Wp, C) array
+        Padded input from :func:`pack_channels_last`.
+    wp : (C_out, KD * KH * KW * C_in_g) array
+        Weight with the input-channel axis moved last, then flattened.
     bias : (C_out,) array
         Added to every output (zeros when the user gave none).
     out : (N, C_out, OD, OH, OW) array
         Written in full.
-    in_channels, groups : int
-    stride, dilation : (3,) tuples of int
-    merge_kw : bool
-        Reduce over all kernel columns at once (needs W-dilation 1 and one
-        group); see Note [register blocking] in the module docstring.
+    kernel_size, stride, dilation : (3,) tuples of int
+    groups : int
+    chunks : int
+        Number of parallel chunks (the thread count); each allocates its
+        patch buffer once.
 
-    One task is one output row of ``CHANNEL_BLOCK`` output channels; consecutive
-    tasks share input rows, which therefore stay in cache.
+    A task is a run of at most PATCH_PIXELS output pixels of one output row
+    and one group; see Note [patch rows].
     """
-    N, Co, OD, OH = out.shape[0], out.shape[1], out.shape[2], out.shape[3]
-    blocks = (Co // groups + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-    for job in prange(N * OD * OH * groups * blocks):
-        cb = job % blocks
-        g = (job // blocks) % groups
-        oh = (job // (blocks * groups)) % OH
-        od = (job // (blocks * groups * OH)) % OD
-        n = job // (blocks * groups * OH * OD)
-        _channels_last_task(xp, wp, bias, out, n, od, oh, g, cb, in_channels, groups,
-                            stride, dilation, merge_kw)
+    N, Co, OD, OH, OW = out.shape
+    C = xp.shape[4]
+    cin_g = C // groups
+    KD, KH, KW = kernel_size
+    length = KD * KH * KW * cin_g
+    runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
+    jobs = N * OD * OH * runs * groups
+    chunks = max(1, min(chunks, jobs))
+    for chunk in prange(chunks):
+        patch = np.empty((PATCH_PIXELS, length), dtype=out.dtype)
+        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
+            g = job % groups
+            run = (job // groups) % runs
+            oh = (job // (groups * runs)) % OH
+            od = (job // (groups * runs * OH)) % OD
+            n = job // (groups * runs * OH * OD)
+            ow0 = run * PATCH_PIXELS
+            pixels = min(PATCH_PIXELS, OW - ow0)
+            _fill_patch(xp, n, od, oh, ow0, pixels, g * cin_g, cin_g, KD, KH, KW, stride,
+                        dilation, patch)
+            _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
 
 
 @cpu_kernel(parallel=False)
-def _channels_last_task(xp, wp, bias, out, n, od, oh, g, cb, in_channels, groups, stride,
-                        dilation, merge_kw):
-    """Output row ``(n, od, oh)`` of output-channel block ``cb`` of group ``g``.
-
-    Ragged edges (a row length not a multiple of PIXEL_BLOCK, a group's
-    channel count not a multiple of CHANNEL_BLOCK) reuse the full block with
-    the out-of-range pixel or channel indices clamped to the last valid one,
-    and skip those stores: a separate scalar edge loop doubled compile time.
-    """
-    Co, OW = out.shape[1], out.shape[4]
-    KD, KH, KWC = wp.shape[1], wp.shape[2], wp.shape[3]
-    C = in_channels
-    cin_g = C // groups
-    cout_g = Co // groups
+def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, dilation,
+                patch):
+    """patch[p] = the input values output pixel ow0 + p multiplies, in weight order."""
     sd, sh, sw = stride
     dd, dh, dw = dilation
-    if merge_kw:
-        kw_count = 1
-        length = KWC
-    else:
-        kw_count = KWC // cin_g if cin_g > 0 else 0
-        length = cin_g
-    cstart = g * cin_g
-    co_first = g * cout_g + cb * CHANNEL_BLOCK
-    co_stop = min(co_first + CHANNEL_BLOCK, (g + 1) * cout_g)
-    co1 = min(co_first + 1, co_stop - 1)
-    co2 = min(co_first + 2, co_stop - 1)
-    zero = out.dtype.type(0)
-
-    for ow in range(0, OW, PIXEL_BLOCK):
-        # offsets (within a padded row) of the block's output pixels, clamped
-        p0 = ow * sw * C + cstart
-        p1 = min(ow + 1, OW - 1) * sw * C + cstart
-        p2 = min(ow + 2, OW - 1) * sw * C + cstart
-        p3 = min(ow + 3, OW - 1) * sw * C + cstart
-        s00 = s01 = s02 = zero
-        s10 = s11 = s12 = zero
-        s20 = s21 = s22 = zero
-        s30 = s31 = s32 = zero
+    for p in range(pixels):
+        row = patch[p]
+        i = 0
         for kd in range(KD):
             for kh in range(KH):
-                row = xp[n, od * sd + kd * dd, oh * sh + kh * dh]
-                wr0 = wp[co_first, kd, kh]
-                wr1 = wp[co1, kd, kh]
-                wr2 = wp[co2, kd, kh]
-                for kw in range(kw_count):
-                    xo = kw * dw * C
-                    wo = kw * cin_g
-                    x0 = row[p0 + xo:p0 + xo + length]
-                    x1 = row[p1 + xo:p1 + xo + length]
-                    x2 = row[p2 + xo:p2 + xo + length]
-                    x3 = row[p3 + xo:p3 + xo + length]
-                    w0 = wr0[wo:wo + length]
-                    w1 = wr1[wo:wo + length]
-                    w2 = wr2[wo:wo + length]
-                    for i in range(length):
-                        a0 = x0[i]
-                        a1 = x1[i]
-                        a2 = x2[i]
-                        a3 = x3[i]
-                        c0 = w0[i]
-                        c1 = w1[i]
-                        c2 = w2[i]
-                        s00 += a0 * c0
-                        s01 += a0 * c1
-                        s02 += a0 * c2
-                        s10 += a1 * c0
-                        s11 += a1 * c1
-                        s12 += a1 * c2
-                        s20 += a2 * c0
-                        s21 += a2 * c1
-                        s22 += a2 * c2
-                        s30 += a3 * c0
-                        s31 += a3 * c1
-                        s32 += a3 * c2
-        _store_pixel(out, n, od, oh, ow, co_first, co_stop, bias, s00, s01, s02)
-        if ow + 1 < OW:
-            _store_pixel(out, n, od, oh, ow + 1, co_first, co_stop, bias, s10, s11, s12)
-        if ow + 2 < OW:
-            _store_pixel(out, n, od, oh, ow + 2, co_first, co_stop, bias, s20, s21, s22)
-        if ow + 3 < OW:
-            _store_pixel(out, n, od, oh, ow + 3, co_first, co_stop, bias, s30, s31, s32)
+                src = xp[n, od * sd + kd * dd, oh * sh + kh * dh]
+                for kw in range(KW):
+                    values = src[(ow0 + p) * sw + kw * dw, cstart:cstart + cin_g]
+                    dst = row[i:i + cin_g]
+                    for c in range(cin_g):
+                        dst[c] = values[c]
+                    i += cin_g
+
+
+@cpu_kernel(parallel=False)
+def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups):
+    """out[n, co, od, oh, ow0 + p] = patch[p] . wp[co] + bias[co] for the group's co.
+
+    Ragged edges (a pixel run or a group's channel count that is not a
+    multiple of the block) reuse the full block with the out-of-range pixel
+    or channel indices clamped to the last valid one, and skip those stores:
+    a separate scalar edge loop doubled compile time.
+    """
+    Co = out.shape[1]
+    cout_g = Co // groups
+    length = patch.shape[1]
+    zero = out.dtype.type(0)
+    # pixel blocks outside, channel blocks inside: the block's 4 patch rows
+    # stay in L1 while the weights stream from L2 (the reverse order streamed
+    # the larger patch and was slower)
+    for p in range(0, pixels, PIXEL_BLOCK):
+        x0 = patch[p]
+        x1 = patch[min(p + 1, pixels - 1)]
+        x2 = patch[min(p + 2, pixels - 1)]
+        x3 = patch[min(p + 3, pixels - 1)]
+        for co_first in range(g * cout_g, (g + 1) * cout_g, CHANNEL_BLOCK):
+            co_stop = min(co_first + CHANNEL_BLOCK, (g + 1) * cout_g)
+            w0 = wp[co_first]
+            w1 = wp[min(co_first + 1, co_stop - 1)]
+            w2 = wp[min(co_first + 2, co_stop - 1)]
+            s00 = s01 = s02 = zero
+            s10 = s11 = s12 = zero
+            s20 = s21 = s22 = zero
+            s30 = s31 = s32 = zero
+            for i in range(length):
+                a0 = x0[i]
+                a1 = x1[i]
+                a2 = x2[i]
+                a3 = x3[i]
+                c0 = w0[i]
+                c1 = w1[i]
+                c2 = w2[i]
+                s00 += a0 * c0
+                s01 += a0 * c1
+                s02 += a0 * c2
+                s10 += a1 * c0
+                s11 += a1 * c1
+                s12 += a1 * c2
+                s20 += a2 * c0
+                s21 += a2 * c1
+                s22 += a2 * c2
+                s30 += a3 * c0
+                s31 += a3 * c1
+                s32 += a3 * c2
+            ow = ow0 + p
+            _store_pixel(out, n, od, oh, ow, co_first, co_stop, bias, s00, s01, s02)
+            if p + 1 < pixels:
+                _store_pixel(out, n, od, oh, ow + 1, co_first, co_stop, bias, s10, s11, s12)
+            if p + 2 < pixels:
+                _store_pixel(out, n, od, oh, ow + 2, co_first, co_stop, bias, s20, s21, s22)
+            if p + 3 < pixels:
+                _store_pixel(out, n, od, oh, ow + 3, co_first, co_stop, bias, s30, s31, s32)
 
 
 @cpu_kernel(parallel=False)
@@ -259,16 +267,29 @@ def conv_planes(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dil
     # to numba.get_num_threads() here would make the kernel uncacheable.)
     chunks = max(1, min(chunks, jobs))
     for chunk in prange(chunks):
-        planes = np.empty((cin_g, map_d.shape[0], map_h.shape[0], map_w.shape[0]),
-                          dtype=out.dtype)
-        scratch = np.empty(_flat_span(out.shape[2:], planes.shape[1:]), dtype=out.dtype)
-        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
-            n = job // Co
-            co = job % Co
-            g = co // (Co // groups)
-            for ci in range(cin_g):
-                _gather_plane(x[n, g * cin_g + ci], map_d, map_h, map_w, pad_w, planes[ci])
-            _plane_task(planes, w[co], bias[co], out[n, co], stride, dilation, scratch)
+        _planes_chunk(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dilation,
+                      chunk * jobs // chunks, (chunk + 1) * jobs // chunks)
+
+
+@cpu_kernel(parallel=False)
+def _planes_chunk(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dilation,
+                  first_job, stop_job):
+    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes.
+
+    Kept out of the ``prange`` body: numba's parallel compilation of the same
+    code inline took several seconds longer.
+    """
+    Co = out.shape[1]
+    cin_g = x.shape[1] // groups
+    planes = np.empty((cin_g, map_d.shape[0], map_h.shape[0], map_w.shape[0]), dtype=out.dtype)
+    scratch = np.empty(_flat_span(out.shape[2:], planes.shape[1:]), dtype=out.dtype)
+    for job in range(first_job, stop_job):
+        n = job // Co
+        co = job % Co
+        g = co // (Co // groups)
+        for ci in range(cin_g):
+            _gather_plane(x[n, g * cin_g + ci], map_d, map_h, map_w, pad_w, planes[ci])
+        _plane_task(planes, w[co], bias[co], out[n, co], stride, dilation, scratch)
 
 
 @cpu_kernel(parallel=False)
@@ -305,26 +326,11 @@ def _plane_task(planes, w, bias, out, stride, dilation, acc):
             for kd in range(KD):
                 for kh in range(KH):
                     row = (kd * dd * Hp + kh * dh) * Wp
-                    kw = 0
-                    # three taps per pass: a third of the accumulator traffic
-                    while kw + 3 <= KW:
-                        t0 = w[ci, kd, kh, kw]
-                        t1 = w[ci, kd, kh, kw + 1]
-                        t2 = w[ci, kd, kh, kw + 2]
-                        start = row + kw * dw
-                        x0 = flat[start:start + span]
-                        x1 = flat[start + dw:start + dw + span]
-                        x2 = flat[start + 2 * dw:start + 2 * dw + span]
-                        for q in range(span):
-                            acc[q] += t0 * x0[q] + t1 * x1[q] + t2 * x2[q]
-                        kw += 3
-                    while kw < KW:
+                    for kw in range(KW):
                         tap = w[ci, kd, kh, kw]
-                        start = row + kw * dw
-                        xs = flat[start:start + span]
+                        xs = flat[row + kw * dw:row + kw * dw + span]
                         for q in range(span):
                             acc[q] += tap * xs[q]
-                        kw += 1
         # copy the valid columns out through flat 1-D row views (indexing a
         # 2-D row view per row measured 2.5x slower on 28-wide rows)
         flat_out = out.ravel()
