@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -128,35 +129,35 @@ class ConvSpec:
         return (2 * self.batch * self.out_channels * self.in_channels_per_group
                 * int(np.prod(self.kernel_size)) * int(np.prod(self.output_size)))
 
-    # ---- canonical 3-D form -------------------------------------------
+    # ---- canonical 3-D form (cached: asked for on every call) -----------
     def _lift(self, values, fill):
         return (fill,) * (3 - self.ndim) + tuple(values)
 
-    @property
+    @cached_property
     def input_size3(self) -> tuple:
         return self._lift(self.input_size, 1)
 
-    @property
+    @cached_property
     def kernel_size3(self) -> tuple:
         return self._lift(self.kernel_size, 1)
 
-    @property
+    @cached_property
     def output_size3(self) -> tuple:
         return self._lift(self.output_size, 1)
 
-    @property
+    @cached_property
     def stride3(self) -> tuple:
         return self._lift(self.stride, 1)
 
-    @property
+    @cached_property
     def dilation3(self) -> tuple:
         return self._lift(self.dilation, 1)
 
-    @property
+    @cached_property
     def padding3(self) -> tuple:
         return self._lift(self.padding, (0, 0))
 
-    @property
+    @cached_property
     def padded_size3(self) -> tuple:
         return self._lift(self.padded_size, 1)
 

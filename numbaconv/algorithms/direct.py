@@ -23,19 +23,31 @@ from .registry import ConvAlgorithm, register
 #: the plane kernel.  Below it the 4x4 register block is mostly overhead.
 MIN_CHANNELS_LAST_REDUCTION = 8
 
-LOOP_ORDERS = ("channels_last", "planes")
+LOOP_ORDERS = ("channels_last", "planes", "same_width_planes")
 
 
 def _merge_kernel_columns(spec):
     return spec.groups == 1 and spec.dilation3[2] == 1
 
 
+def serves_same_width_planes(spec):
+    """Whether Note [same-width planes] applies: a zero-padded, unit-stride 1-D
+    or 2-D problem whose output is as wide as its input."""
+    (_, pad_w_after) = spec.padding3[2]
+    pad_w = spec.padding3[2][0]
+    return (spec.padding_mode == "zeros" and spec.stride3 == (1, 1, 1) and spec.ndim < 3
+            and spec.output_size3[2] == spec.input_size3[2]
+            and pad_w + pad_w_after == spec.dilation3[2] * (spec.kernel_size3[2] - 1))
+
+
 def choose_loop_order(spec):
-    """``"channels_last"`` or ``"planes"`` for ``spec`` (see module docstring)."""
-    reduction = spec.in_channels_per_group
-    if _merge_kernel_columns(spec):
-        reduction *= spec.kernel_size3[2]
-    return "channels_last" if reduction >= MIN_CHANNELS_LAST_REDUCTION else "planes"
+    """The loop order of the direct algorithm for ``spec`` (module docstring)."""
+    reduction = spec.in_channels_per_group * spec.kernel_size3[2]
+    if reduction >= MIN_CHANNELS_LAST_REDUCTION and _merge_kernel_columns(spec):
+        return "channels_last"
+    if spec.in_channels_per_group >= MIN_CHANNELS_LAST_REDUCTION:
+        return "channels_last"
+    return "same_width_planes" if serves_same_width_planes(spec) else "planes"
 
 
 def direct_forward(spec, x, weight, bias, out, loop_order=None):
@@ -51,9 +63,16 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
         return out
     if bias is None:
         bias = np.zeros(spec.out_channels, dtype=out.dtype)
-    map_d, map_h, map_w = padding_maps(spec)
     stride, dilation = spec.stride3, spec.dilation3
 
+    if loop_order == "same_width_planes":
+        if not serves_same_width_planes(spec):
+            raise ValueError("loop_order='same_width_planes' does not serve this spec")
+        direct_cpu.conv_planes_same_width(x, weight, bias, out, spec.groups,
+                                          spec.padding3[1][0], spec.padding3[2][0],
+                                          dilation, numba.get_num_threads())
+        return out
+    map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":
         direct_cpu.conv_planes(x, map_d, map_h, map_w, spec.padding3[2][0], weight, bias, out,
                                spec.groups, stride, dilation, numba.get_num_threads())
