@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numbaconv as nc
-from numbaconv.algorithms.direct import LOOP_ORDERS, direct_forward, serves_same_width_planes
+from numbaconv.algorithms.direct import (LOOP_ORDERS, choose_loop_order, direct_forward,
+                                         serves_same_width_planes)
 from numbaconv.spec import make_conv_spec
 
 from .cases import CASES
@@ -82,6 +83,24 @@ class TestNamedCases:
         expected = torch_conv(x, w, b, **kw)
         bound = 16 * np.finfo(np.float64).eps * error_scale(x, w, b, **kw)
         assert np.all(np.abs(ref - expected) <= bound)
+
+
+@pytest.mark.parametrize("shape, wshape, kw, expected", [
+    ((4, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "channels_last"),
+    ((4, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "channels_last"),
+    ((8, 16, 1000), (16, 16, 255), {}, "channels_last"),
+    ((4, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), "same_width_planes"),
+    ((1, 8, 30), (8, 1, 4), dict(padding="same", groups=8), "same_width_planes"),
+    ((4, 256, 28, 28), (256, 1, 3, 3), dict(stride=2, padding=1, groups=256), "planes"),
+    ((4, 32, 28, 28), (32, 1, 3, 3),
+     dict(padding=1, groups=32, padding_mode="reflect"), "planes"),
+    ((1, 8, 6, 6, 6), (8, 1, 3, 3, 3), dict(padding=1, groups=8), "planes"),
+])
+def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
+    ndim = len(wshape) - 2
+    spec = make_conv_spec(f"conv{ndim}d", ndim, np.empty(shape, np.float32),
+                          np.empty(wshape, np.float32), None, **kw)
+    assert choose_loop_order(spec) == expected
 
 
 class TestArrayHandling:

@@ -2,32 +2,63 @@
 
 All kernels work on the canonical 3-D form (see :mod:`numbaconv.spec`):
 input ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
-``(N, C_out, OD, OH, OW)``, all C-contiguous in the compute dtype.  Padding is
-never seen by the compute loops: the input is gathered through the padding
-index maps of :mod:`numbaconv.padding` into a padded buffer first.
+``(N, C_out, OD, OH, OW)``, all C-contiguous in the compute dtype.  Padding
+is resolved before the multiply-adds: either by gathering through the
+padding index maps of :mod:`numbaconv.padding`, or (same-width planes) by
+restricting each tap's range.
 
-Two loop orders, because no single one is fast for every shape:
+Three loop orders, because no single one is fast for every shape; the
+``direct`` algorithm picks one (``numbaconv.algorithms.direct``), and each
+serves every spec it accepts:
 
 ``conv_channels_last``
-    For layers with many input channels per group.  The input is packed to
-    ``(N, Dp, Hp, Wp, C)`` so that, for one kernel row, the values one output
-    pixel reads are contiguous; each output is then a dot product over that
-    contiguous run.  See Note [register blocking]
+    Layers with many input channels per group.  See Note [patch rows] and
+    Note [register blocking].
+``conv_planes_same_width``
+    Zero-padded, unit-stride 1-D/2-D layers with few channels per group
+    whose output is as wide as the input: depthwise ``k x k`` with padding
+    ``k // 2``.  See Note [same-width planes].
+``conv_planes``
+    Everything else with few channels per group (strided, non-zero padding
+    modes, 3-D).  Each plane is gathered into a padded scratch plane and
+    computed row by row; kept simple because it is rare and its compile time
+    counts.
+
+Every parallel kernel's ``prange`` runs over ``chunks`` runs of consecutive
+tasks (``chunks`` is the thread count, passed in because calling
+``numba.get_num_threads()`` inside a kernel makes it uncacheable), so that
+per-thread scratch buffers are allocated once per call.
+
+Note [patch rows]
+~~~~~~~~~~~~~~~~~
+``conv_channels_last`` packs the padded input once to ``(N, Dp, Hp, Wp, C)``.
+A task is a run of up to PATCH_PIXELS output pixels of one output row and
+one group: it copies each pixel's receptive field, in the weight's
+``(kd, kh, kw, c)`` order, into one row of a per-thread patch buffer (for one
+group and W-dilation 1 that is KD*KH contiguous runs of ``KW * C`` values),
+then every output is a single dot product of a patch row with a weight row.
+The patch rows of a 4-pixel block stay in L1 while all weight rows of the
+group stream past them from L2 (pixel blocks outside, channel blocks
+inside; the other order streamed the larger patch and was 2x slower).  On
+resnet3x3 this kernel took 6.8-7.6 ms against 12-13 ms for the earlier one
+that read the packed rows in place (three dot products per output, each
+ending in a horizontal sum), the copy included.
+
+Note [register blocking]
 ~~~~~~~~~~~~~~~~~~~~~~~~
-``conv_channels_last`` computes a block of 4 output pixels (along W) times 3
-output channels at once: per reduction step it loads 4 input and 3 weight
-values and performs 12 multiply-adds, so loads no longer limit the FMA
-units.  The twelve accumulators are plain local scalars so that LLVM keeps
-them in vector registers (with ``reassoc`` fast-math it vectorises the
-reduction loop and sums the lanes once at the end).  4x3 is what fits the 16
-AVX2 vector registers: 4x4 spilled accumulators to the stack and ran 1.5-2x
-slower on resnet3x3; 2x4, 4x2 and 3x4 were measured slower too.  The operands
-are *sliced views* (``row[start:start + length]``) indexed from 0: with the
+The dot products are computed for a block of 4 pixels times 3 output
+channels at once: per reduction step 4 input and 3 weight loads feed 12
+multiply-adds, so loads no longer limit the FMA units.  The twelve
+accumulators are plain local scalars so that LLVM keeps them in vector
+registers (with ``reassoc`` fast-math it vectorises the reduction loop and
+sums the lanes once at the end).  4x3 is what fits the 16 AVX2 vector
+registers: 4x4 spilled accumulators to the stack and ran 1.5-2x slower on
+resnet3x3; 2x4, 4x2 and 3x4 were measured slower too.  The operands are
+*sliced views* (``row[start:start + length]``) indexed from 0: with the
 offset inside the subscript (``row[start + i]``) LLVM did not vectorise and
-the kernel was 5x slower.  When the kernel has dilation 1 along W and one
-group, the input values of all kernel columns of one pixel are contiguous
-too (``KW * C`` of them), so the reduction runs over ``KW * C`` at once
-("merged kw"), which gives the long loops LLVM likes.
+the kernel was 5x slower.  Ragged edges (fewer than 4 pixels or 3 channels
+left) reuse the full block with clamped indices and skip those stores; a
+separate scalar edge loop doubled the compile time.
 """
 
 from __future__ import annotations
@@ -77,36 +108,17 @@ def pack_channels_last(x, map_d, map_h, map_w, xp):
 
 
 @cpu_kernel(parallel=False)
-def _gather_plane(src, map_d, map_h, map_w, pad_w, dst):
-    """dst[d, h, w] = src[map_d[d], map_h[h], map_w[w]] for one channel plane.
-
-    ``pad_w`` is the padding before W: the interior of every row is a plain
-    contiguous copy, only the padding columns go through ``map_w``.
-    """
+def _gather_plane(src, map_d, map_h, map_w, dst):
+    """dst[d, h, w] = src[map_d[d], map_h[h], map_w[w]] for one channel plane."""
     zero = dst.dtype.type(0)
-    H, W = src.shape[1], src.shape[2]
-    Hp, Wp = map_h.shape[0], map_w.shape[0]
-    src_flat = src.ravel()
-    dst_flat = dst.ravel()
     for dp in range(map_d.shape[0]):
         sd = map_d[dp]
-        for hp in range(Hp):
+        for hp in range(map_h.shape[0]):
             sh = map_h[hp]
-            row = dst_flat[(dp * Hp + hp) * Wp:(dp * Hp + hp + 1) * Wp]
-            if sd < 0 or sh < 0:
-                for wp in range(Wp):
-                    row[wp] = zero
-                continue
-            s = src_flat[(sd * H + sh) * W:(sd * H + sh + 1) * W]
-            interior = row[pad_w:pad_w + W]
-            for j in range(W):
-                interior[j] = s[j]
-            for wp in range(pad_w):
+            row = dst[dp, hp]
+            for wp in range(map_w.shape[0]):
                 sw = map_w[wp]
-                row[wp] = s[sw] if sw >= 0 else zero
-            for wp in range(pad_w + W, Wp):
-                sw = map_w[wp]
-                row[wp] = s[sw] if sw >= 0 else zero
+                row[wp] = src[sd, sh, sw] if sd >= 0 and sh >= 0 and sw >= 0 else zero
 
 
 # ---------------------------------------------------------------------------
@@ -165,6 +177,25 @@ def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, d
     """patch[p] = the input values output pixel ow0 + p multiplies, in weight order."""
     sd, sh, sw = stride
     dd, dh, dw = dilation
+    C = xp.shape[4]
+    if dw == 1 and cin_g == C:
+        # one group, W-dilation 1: a pixel's KW * C values of one kernel row
+        # are contiguous in xp, so copy them in one run (3x fewer, 3x longer
+        # copies than the general loop below for 3x3 kernels)
+        run = KW * C
+        for p in range(pixels):
+            row = patch[p]
+            i = 0
+            for kd in range(KD):
+                for kh in range(KH):
+                    src = xp[n, od * sd + kd * dd, oh * sh + kh * dh].ravel()
+                    start = (ow0 + p) * sw * C
+                    values = src[start:start + run]
+                    dst = row[i:i + run]
+                    for c in range(run):
+                        dst[c] = values[c]
+                    i += run
+        return
     for p in range(pixels):
         row = patch[p]
         i = 0
@@ -250,8 +281,7 @@ def _store_pixel(out, n, od, oh, ow, co_first, co_stop, bias, v0, v1, v2):
 
 
 @cpu_kernel
-def conv_planes(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dilation,
-                chunks):
+def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, chunks):
     """Direct convolution one (image, output channel) plane at a time.
 
     ``x`` is the unpadded canonical input; each task gathers the padded
@@ -267,12 +297,12 @@ def conv_planes(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dil
     # to numba.get_num_threads() here would make the kernel uncacheable.)
     chunks = max(1, min(chunks, jobs))
     for chunk in prange(chunks):
-        _planes_chunk(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dilation,
+        _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation,
                       chunk * jobs // chunks, (chunk + 1) * jobs // chunks)
 
 
 @cpu_kernel(parallel=False)
-def _planes_chunk(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, dilation,
+def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation,
                   first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes.
 
@@ -287,7 +317,7 @@ def _planes_chunk(x, map_d, map_h, map_w, pad_w, w, bias, out, groups, stride, d
         co = job % Co
         g = co // (Co // groups)
         for ci in range(cin_g):
-            _gather_plane(x[n, g * cin_g + ci], map_d, map_h, map_w, pad_w, planes[ci])
+            _gather_plane(x[n, g * cin_g + ci], map_d, map_h, map_w, planes[ci])
         _plane_task(planes, w[co], bias[co], out[n, co], stride, dilation)
 
 

@@ -8,6 +8,9 @@ Why these options:
   the dot-product reductions and contraction gives FMAs.  We deliberately do
   *not* enable ``nnan``/``ninf``: NaN and Inf must propagate like PyTorch.
 * ``boundscheck=False`` -- indices are computed from a validated spec.
+* ``error_model="numpy"`` -- no ZeroDivisionError checks around the many
+  integer ``//`` and ``%`` of index arithmetic (every divisor is a validated
+  positive size).  The checks' branches cost 15-30% of compile time.
 * ``cache=True`` -- compiled machine code is stored next to the module (or
   in ``NUMBA_CACHE_DIR``) so a new process does not recompile.  On a
   read-only install with no writable cache location numba refuses caching at
@@ -28,7 +31,7 @@ def cpu_kernel(function=None, *, parallel=True):
 
     def decorate(fn):
         options = dict(parallel=parallel, fastmath=set(FASTMATH), boundscheck=False,
-                       nogil=True)
+                       nogil=True, error_model="numpy")
         try:
             return numba.njit(cache=True, **options)(fn)
         except RuntimeError as exc:   # "cannot cache function ...: no locator available"
