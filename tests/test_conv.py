@@ -95,6 +95,8 @@ class TestNamedCases:
     ((4, 32, 28, 28), (32, 1, 3, 3),
      dict(padding=1, groups=32, padding_mode="reflect"), "planes"),
     ((1, 8, 6, 6, 6), (8, 1, 3, 3, 3), dict(padding=1, groups=8), "planes"),
+    ((2, 32, 56, 56), (32, 2, 3, 3), dict(padding=1, groups=16), "same_width_planes"),
+    ((1, 1, 64, 64), (1, 1, 9, 9), {}, "planes"),
 ])
 def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
     ndim = len(wshape) - 2

@@ -415,14 +415,12 @@ def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation, first_job
                 delta = kw * dw - pad_w
                 for i in range(H * W):
                     data[i] = plane[i]
-                if delta < 0:
-                    for r in range(H):
-                        for c in range(max(W + delta, 0), W):
-                            data[r * W + c] = 0
-                elif delta > 0:
-                    for r in range(H):
-                        for c in range(min(delta, W)):
-                            data[r * W + c] = 0
+                # zero the columns that only wrapped-around reads see
+                first_col = max(W + delta, 0) if delta < 0 else 0
+                stop_col = W if delta < 0 else min(delta, W)
+                for r in range(H):
+                    for c in range(first_col, stop_col):
+                        data[r * W + c] = 0
                 base = guard + delta
                 kh = 0
                 while kh + 3 <= KH:
