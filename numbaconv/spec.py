@@ -13,6 +13,7 @@ ranks.  The ``*3`` properties give that form.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from functools import cached_property
@@ -127,7 +128,7 @@ class ConvSpec:
     def flops(self) -> int:
         """Multiply-adds counted as 2 FLOPs, the convention of BENCH_SHAPES."""
         return (2 * self.batch * self.out_channels * self.in_channels_per_group
-                * int(np.prod(self.kernel_size)) * int(np.prod(self.output_size)))
+                * math.prod(self.kernel_size) * math.prod(self.output_size))
 
     # ---- canonical 3-D form (cached: asked for on every call) -----------
     def _lift(self, values, fill):
@@ -182,6 +183,8 @@ class ConvSpec:
 # ---------------------------------------------------------------------------
 
 def _is_int(value) -> bool:
+    if type(value) is int:      # the common case, without the slow ABC check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 

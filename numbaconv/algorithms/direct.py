@@ -15,6 +15,7 @@ Serves every valid forward spec.  It picks one of three loop orders from
 
 from __future__ import annotations
 
+import math
 import numba
 import numpy as np
 
@@ -45,7 +46,7 @@ def serves_same_width_planes(spec):
 def choose_loop_order(spec):
     """The loop order of the direct algorithm for ``spec`` (module docstring)."""
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
-    reduction = cin_g * int(np.prod(spec.kernel_size))
+    reduction = cin_g * math.prod(spec.kernel_size)
     if cin_g >= 8 or (reduction >= MIN_CHANNELS_LAST_REDUCTION
                       and cout_g >= direct_cpu.CHANNEL_BLOCK):
         return "channels_last"
@@ -58,9 +59,12 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     ``loop_order`` forces one of :data:`LOOP_ORDERS` (the tests run every
     case through each); by default :func:`choose_loop_order` decides.
     """
-    loop_order = loop_order or choose_loop_order(spec)
-    if loop_order not in LOOP_ORDERS:
+    if loop_order is None:
+        loop_order = choose_loop_order(spec)
+    elif loop_order not in LOOP_ORDERS:
         raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    elif loop_order == "same_width_planes" and not serves_same_width_planes(spec):
+        raise ValueError("loop_order='same_width_planes' does not serve this spec")
     if out.size == 0:
         return out
     if bias is None:
@@ -68,8 +72,6 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     stride, dilation = spec.stride3, spec.dilation3
 
     if loop_order == "same_width_planes":
-        if not serves_same_width_planes(spec):
-            raise ValueError("loop_order='same_width_planes' does not serve this spec")
         direct_cpu.conv_planes_same_width(x, weight, bias, out, spec.groups,
                                           spec.padding3[1][0], spec.padding3[2][0],
                                           dilation, numba.get_num_threads())

@@ -5,9 +5,13 @@ Method (see docs/benchmarking.md):
 * every implementation is warmed up first, so compile time is never timed;
 * PyTorch runs in its own process (:mod:`numbaconv.bench.torch_worker`);
   while it runs, this process waits on a pipe, and the reverse;
-* the implementations take turns in ``rounds`` rounds of ``repeats`` calls
-  each (the order rotates every round), so slow drifts of a shared machine
-  hit all of them alike; the figure reported is the median of all calls;
+* the implementations take turns in ``rounds`` rounds of ``repeats`` timed
+  calls each (the order rotates every round), so slow drifts of a shared
+  machine hit all of them alike; each turn starts with one untimed call,
+  because the first call after the other process ran pays for its cold
+  caches and for waking its thread pool (measured: 2-5x the steady time on
+  the depthwise layer, for numbaconv and PyTorch alike); the figure
+  reported is the median of all timed calls;
 * each numbaconv result is checked against the float64 reference.
 """
 
@@ -115,6 +119,7 @@ class TorchWorker:
 
 
 def _time_calls(fn, repeats):
+    fn()                      # untimed: see the module docstring
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

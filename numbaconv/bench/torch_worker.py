@@ -7,8 +7,8 @@ per line on stdin and reads one JSON reply per line on stdout:
 * ``{"cmd": "prepare", "case": NAME, "dtype": "float32", "seed": 0}`` builds
   the case's tensors (from the same seeded NumPy arrays as the parent) and
   warms up; reply ``{"ok": true}`` or ``{"error": "..."}``.
-* ``{"cmd": "time", "repeats": K}`` times K calls; reply ``{"times": [...]}``
-  in seconds.
+* ``{"cmd": "time", "repeats": K}`` makes one untimed call, then times K
+  calls; reply ``{"times": [...]}`` in seconds.
 * ``{"cmd": "quit"}`` exits.
 """
 
@@ -56,6 +56,7 @@ def main(threads: int) -> None:
                     call()
                 _reply({"ok": True})
             elif request["cmd"] == "time":
+                call()        # untimed, like the parent's turns
                 times = []
                 for _ in range(int(request["repeats"])):
                     start = time.perf_counter()
