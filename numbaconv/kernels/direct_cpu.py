@@ -59,6 +59,19 @@ offset inside the subscript (``row[start + i]``) LLVM did not vectorise and
 the kernel was 5x slower.  Ragged edges (fewer than 4 pixels or 3 channels
 left) reuse the full block with clamped indices and skip those stores; a
 separate scalar edge loop doubled the compile time.
+
+Note [reference counts]
+~~~~~~~~~~~~~~~~~~~~~~~
+Every array view numba creates (``a[i]``, ``a[i:j]``, ``a.ravel()``) and
+every array passed to a function that is not inlined updates the array's
+reference count with an atomic instruction; when all threads do that on the
+same input or output array, the cache line holding the count bounces
+between cores.  Per-block helper calls with array arguments cost about a
+third of the channels-last kernel's time, and per-run views in the patch
+copy another 10%; so the hot loops take flat views once per task and index
+them, with unsigned integers where LLVM must vectorise the loop (a signed
+computed index carries Python's negative-index fix-up, which stops the
+vectoriser).
 """
 
 from __future__ import annotations
@@ -174,40 +187,31 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
 @cpu_kernel(parallel=False)
 def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, dilation,
                 patch):
-    """patch[p] = the input values output pixel ow0 + p multiplies, in weight order."""
+    """patch[p] = the input values output pixel ow0 + p multiplies, in weight order.
+
+    Flat views taken once, unsigned indices: Note [reference counts].
+    """
     sd, sh, sw = stride
     dd, dh, dw = dilation
-    C = xp.shape[4]
-    if dw == 1 and cin_g == C:
-        # one group, W-dilation 1: a pixel's KW * C values of one kernel row
-        # are contiguous in xp, so copy them in one run (3x fewer, 3x longer
-        # copies than the general loop below for 3x3 kernels)
-        run = KW * C
-        for p in range(pixels):
-            row = patch[p]
-            i = 0
-            for kd in range(KD):
-                for kh in range(KH):
-                    src = xp[n, od * sd + kd * dd, oh * sh + kh * dh].ravel()
-                    start = (ow0 + p) * sw * C
-                    values = src[start:start + run]
-                    dst = row[i:i + run]
-                    for c in range(run):
-                        dst[c] = values[c]
-                    i += run
-        return
+    Dp, Hp, Wp, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
+    length = patch.shape[1]
+    src = xp.ravel()
+    dst = patch.ravel()
+    # one group and W-dilation 1: a pixel's KW * C values of one kernel row
+    # are contiguous in xp, so they are copied as one run
+    merged = dw == 1 and cin_g == C
+    run = KW * C if merged else cin_g
+    runs_per_row = 1 if merged else KW
     for p in range(pixels):
-        row = patch[p]
-        i = 0
+        i = p * length
         for kd in range(KD):
             for kh in range(KH):
-                src = xp[n, od * sd + kd * dd, oh * sh + kh * dh]
-                for kw in range(KW):
-                    values = src[(ow0 + p) * sw + kw * dw, cstart:cstart + cin_g]
-                    dst = row[i:i + cin_g]
-                    for c in range(cin_g):
-                        dst[c] = values[c]
-                    i += cin_g
+                row = ((n * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp
+                for kw in range(runs_per_row):
+                    start = (row + (ow0 + p) * sw + kw * dw) * C + cstart
+                    for c in range(run):
+                        dst[np.uint64(i + c)] = src[np.uint64(start + c)]
+                    i += run
 
 
 @cpu_kernel(parallel=False)
@@ -217,67 +221,79 @@ def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups
     Ragged edges (a pixel run or a group's channel count that is not a
     multiple of the block) reuse the full block with the out-of-range pixel
     or channel indices clamped to the last valid one, and skip those stores:
-    a separate scalar edge loop doubled compile time.
+    a separate scalar edge loop doubled compile time.  Operands are indexed
+    in place (``patch[p, i]``) and results stored through one flat view of
+    ``out``, without per-block helper calls: Note [reference counts].
     """
-    Co = out.shape[1]
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cout_g = Co // groups
     length = patch.shape[1]
     zero = out.dtype.type(0)
+    flat = out.ravel()
+    plane = OD * OH * OW                       # distance between output channels
+    row0 = ((n * Co) * OD + od) * OH * OW + oh * OW + ow0
     # pixel blocks outside, channel blocks inside: the block's 4 patch rows
     # stay in L1 while the weights stream from L2 (the reverse order streamed
     # the larger patch and was slower)
     for p in range(0, pixels, PIXEL_BLOCK):
-        x0 = patch[p]
-        x1 = patch[min(p + 1, pixels - 1)]
-        x2 = patch[min(p + 2, pixels - 1)]
-        x3 = patch[min(p + 3, pixels - 1)]
-        for co_first in range(g * cout_g, (g + 1) * cout_g, CHANNEL_BLOCK):
-            co_stop = min(co_first + CHANNEL_BLOCK, (g + 1) * cout_g)
-            w0 = wp[co_first]
-            w1 = wp[min(co_first + 1, co_stop - 1)]
-            w2 = wp[min(co_first + 2, co_stop - 1)]
+        p1 = min(p + 1, pixels - 1)
+        p2 = min(p + 2, pixels - 1)
+        p3 = min(p + 3, pixels - 1)
+        for c0 in range(g * cout_g, (g + 1) * cout_g, CHANNEL_BLOCK):
+            channels = min(CHANNEL_BLOCK, (g + 1) * cout_g - c0)
+            c1 = c0 + min(1, channels - 1)
+            c2 = c0 + min(2, channels - 1)
             s00 = s01 = s02 = zero
             s10 = s11 = s12 = zero
             s20 = s21 = s22 = zero
             s30 = s31 = s32 = zero
             for i in range(length):
-                a0 = x0[i]
-                a1 = x1[i]
-                a2 = x2[i]
-                a3 = x3[i]
-                c0 = w0[i]
-                c1 = w1[i]
-                c2 = w2[i]
-                s00 += a0 * c0
-                s01 += a0 * c1
-                s02 += a0 * c2
-                s10 += a1 * c0
-                s11 += a1 * c1
-                s12 += a1 * c2
-                s20 += a2 * c0
-                s21 += a2 * c1
-                s22 += a2 * c2
-                s30 += a3 * c0
-                s31 += a3 * c1
-                s32 += a3 * c2
-            ow = ow0 + p
-            _store_pixel(out, n, od, oh, ow, co_first, co_stop, bias, s00, s01, s02)
+                a0 = patch[p, i]
+                a1 = patch[p1, i]
+                a2 = patch[p2, i]
+                a3 = patch[p3, i]
+                w0 = wp[c0, i]
+                w1 = wp[c1, i]
+                w2 = wp[c2, i]
+                s00 += a0 * w0
+                s01 += a0 * w1
+                s02 += a0 * w2
+                s10 += a1 * w0
+                s11 += a1 * w1
+                s12 += a1 * w2
+                s20 += a2 * w0
+                s21 += a2 * w1
+                s22 += a2 * w2
+                s30 += a3 * w0
+                s31 += a3 * w1
+                s32 += a3 * w2
+            b0 = bias[c0]
+            b1 = bias[c1]
+            b2 = bias[c2]
+            at = row0 + c0 * plane + p
+            flat[at] = s00 + b0
+            if channels > 1:
+                flat[at + plane] = s01 + b1
+            if channels > 2:
+                flat[at + 2 * plane] = s02 + b2
             if p + 1 < pixels:
-                _store_pixel(out, n, od, oh, ow + 1, co_first, co_stop, bias, s10, s11, s12)
+                flat[at + 1] = s10 + b0
+                if channels > 1:
+                    flat[at + 1 + plane] = s11 + b1
+                if channels > 2:
+                    flat[at + 1 + 2 * plane] = s12 + b2
             if p + 2 < pixels:
-                _store_pixel(out, n, od, oh, ow + 2, co_first, co_stop, bias, s20, s21, s22)
+                flat[at + 2] = s20 + b0
+                if channels > 1:
+                    flat[at + 2 + plane] = s21 + b1
+                if channels > 2:
+                    flat[at + 2 + 2 * plane] = s22 + b2
             if p + 3 < pixels:
-                _store_pixel(out, n, od, oh, ow + 3, co_first, co_stop, bias, s30, s31, s32)
-
-
-@cpu_kernel(parallel=False)
-def _store_pixel(out, n, od, oh, ow, co_first, co_stop, bias, v0, v1, v2):
-    """Store one pixel's channel sums (plus bias), skipping clamped channels."""
-    out[n, co_first, od, oh, ow] = v0 + bias[co_first]
-    if co_first + 1 < co_stop:
-        out[n, co_first + 1, od, oh, ow] = v1 + bias[co_first + 1]
-    if co_first + 2 < co_stop:
-        out[n, co_first + 2, od, oh, ow] = v2 + bias[co_first + 2]
+                flat[at + 3] = s30 + b0
+                if channels > 1:
+                    flat[at + 3 + plane] = s31 + b1
+                if channels > 2:
+                    flat[at + 3 + 2 * plane] = s32 + b2
 
 
 @cpu_kernel
@@ -391,51 +407,55 @@ def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation, first_job
     padded-plane kernel, whose copy-out of short rows dominated.
     """
     Co, OH, W = out.shape[1], out.shape[3], out.shape[4]
-    H = x.shape[3]
-    cin_g = x.shape[1] // groups
+    C, H = x.shape[1], x.shape[3]
+    cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
     dh, dw = dilation[1], dilation[2]
     guard = max(pad_w, dw * (KW - 1) - pad_w)         # largest |delta|
     rows = OH + dh * (KH - 1)                          # padded rows
     size = OH * W
     top = guard + pad_h * W                            # where input row 0 starts
-    buffer = np.zeros(guard + rows * W + guard, dtype=out.dtype)
+    buf = np.zeros(guard + rows * W + guard, dtype=out.dtype)
+    # flat views taken once and unsigned indices: Note [reference counts]
+    xf = x.ravel()
+    of = out.ravel()
     for job in range(first_job, stop_job):
         n = job // Co
         co = job % Co
         g = co // (Co // groups)
-        o = out[n, co, 0].ravel()
+        o = np.uint64(job * size)
         b = bias[co]
         for q in range(size):
-            o[q] = b
+            of[o + np.uint64(q)] = b
         for ci in range(cin_g):
-            plane = x[n, g * cin_g + ci, 0].ravel()
-            data = buffer[top:top + H * W]
+            plane = np.uint64((n * C + g * cin_g + ci) * H * W)
             for kw in range(KW):
                 delta = kw * dw - pad_w
                 for i in range(H * W):
-                    data[i] = plane[i]
+                    buf[np.uint64(top + i)] = xf[plane + np.uint64(i)]
                 # zero the columns that only wrapped-around reads see
                 first_col = max(W + delta, 0) if delta < 0 else 0
                 stop_col = W if delta < 0 else min(delta, W)
                 for r in range(H):
                     for c in range(first_col, stop_col):
-                        data[r * W + c] = 0
+                        buf[top + r * W + c] = 0
                 base = guard + delta
                 kh = 0
                 while kh + 3 <= KH:
                     t0 = w[co, ci, 0, kh, kw]
                     t1 = w[co, ci, 0, kh + 1, kw]
                     t2 = w[co, ci, 0, kh + 2, kw]
-                    s0 = buffer[base + kh * dh * W:base + kh * dh * W + size]
-                    s1 = buffer[base + (kh + 1) * dh * W:base + (kh + 1) * dh * W + size]
-                    s2 = buffer[base + (kh + 2) * dh * W:base + (kh + 2) * dh * W + size]
+                    i0 = base + kh * dh * W
+                    i1 = i0 + dh * W
+                    i2 = i1 + dh * W
                     for q in range(size):
-                        o[q] += t0 * s0[q] + t1 * s1[q] + t2 * s2[q]
+                        of[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
+                                                 + t1 * buf[np.uint64(i1 + q)]
+                                                 + t2 * buf[np.uint64(i2 + q)])
                     kh += 3
                 while kh < KH:
                     tap = w[co, ci, 0, kh, kw]
-                    s0 = buffer[base + kh * dh * W:base + kh * dh * W + size]
+                    i0 = base + kh * dh * W
                     for q in range(size):
-                        o[q] += tap * s0[q]
+                        of[o + np.uint64(q)] += tap * buf[np.uint64(i0 + q)]
                     kh += 1
