@@ -424,38 +424,71 @@ def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation, first_job
         co = job % Co
         g = co // (Co // groups)
         o = np.uint64(job * size)
-        b = bias[co]
-        for q in range(size):
-            of[o + np.uint64(q)] = b
+        first = True                     # the first pass assigns bias + taps
         for ci in range(cin_g):
             plane = np.uint64((n * C + g * cin_g + ci) * H * W)
-            for kw in range(KW):
+            for i in range(H * W):
+                buf[np.uint64(top + i)] = xf[plane + np.uint64(i)]
+            # Kernel columns in the order centre, left (growing |delta|),
+            # right (growing delta): each step only zeroes more columns, and
+            # the columns zeroed for the left taps are copied back once
+            # before the right ones.
+            for step in range(KW):
+                kw = _column_order(step, KW, dw, pad_w)
                 delta = kw * dw - pad_w
-                for i in range(H * W):
-                    buf[np.uint64(top + i)] = xf[plane + np.uint64(i)]
-                # zero the columns that only wrapped-around reads see
-                first_col = max(W + delta, 0) if delta < 0 else 0
-                stop_col = W if delta < 0 else min(delta, W)
-                for r in range(H):
-                    for c in range(first_col, stop_col):
-                        buf[top + r * W + c] = 0
+                if delta < 0:
+                    for r in range(H):                        # wrapped-around columns
+                        for c in range(max(W + delta, 0), W):
+                            buf[top + r * W + c] = 0
+                elif delta > 0:
+                    if step > 0 and _column_order(step - 1, KW, dw, pad_w) * dw - pad_w <= 0:
+                        for r in range(H):                    # undo the left zeroing
+                            for c in range(max(W - pad_w, 0), W):
+                                buf[top + r * W + c] = xf[plane + np.uint64(r * W + c)]
+                    for r in range(H):
+                        for c in range(min(delta, W)):
+                            buf[top + r * W + c] = 0
                 base = guard + delta
                 kh = 0
-                while kh + 3 <= KH:
+                while kh < KH:
+                    taps = min(3, KH - kh)
                     t0 = w[co, ci, 0, kh, kw]
-                    t1 = w[co, ci, 0, kh + 1, kw]
-                    t2 = w[co, ci, 0, kh + 2, kw]
+                    t1 = w[co, ci, 0, kh + 1, kw] if taps > 1 else t0
+                    t2 = w[co, ci, 0, kh + 2, kw] if taps > 2 else t0
                     i0 = base + kh * dh * W
                     i1 = i0 + dh * W
                     i2 = i1 + dh * W
-                    for q in range(size):
-                        of[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
-                                                 + t1 * buf[np.uint64(i1 + q)]
-                                                 + t2 * buf[np.uint64(i2 + q)])
-                    kh += 3
-                while kh < KH:
-                    tap = w[co, ci, 0, kh, kw]
-                    i0 = base + kh * dh * W
-                    for q in range(size):
-                        of[o + np.uint64(q)] += tap * buf[np.uint64(i0 + q)]
-                    kh += 1
+                    if taps == 3 and first:
+                        b = bias[co]
+                        for q in range(size):
+                            of[o + np.uint64(q)] = b + (t0 * buf[np.uint64(i0 + q)]
+                                                        + t1 * buf[np.uint64(i1 + q)]
+                                                        + t2 * buf[np.uint64(i2 + q)])
+                        first = False
+                    elif taps == 3:
+                        for q in range(size):
+                            of[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
+                                                     + t1 * buf[np.uint64(i1 + q)]
+                                                     + t2 * buf[np.uint64(i2 + q)])
+                    else:
+                        if first:
+                            b = bias[co]
+                            for q in range(size):
+                                of[o + np.uint64(q)] = b
+                            first = False
+                        for t in range(taps):
+                            tap = w[co, ci, 0, kh + t, kw]
+                            it = i0 + t * dh * W
+                            for q in range(size):
+                                of[o + np.uint64(q)] += tap * buf[np.uint64(it + q)]
+                    kh += taps
+
+
+@cpu_kernel(parallel=False)
+def _column_order(step, KW, dw, pad_w):
+    """Kernel column processed at ``step``: centre/left taps (delta <= 0) from
+    the right-most one leftwards, then right taps (delta > 0) left to right."""
+    non_positive = min(pad_w // dw + 1, KW)          # columns with delta <= 0
+    if step < non_positive:
+        return non_positive - 1 - step
+    return step
