@@ -87,3 +87,14 @@ def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "numbaconv", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "bench" in done.stdout
+
+
+def test_quickstart_example_runs():
+    """The example in examples/ stays true to the API."""
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "max relative error vs float64 reference" in done.stdout
+    assert "ValueError: conv2d: groups=3 must divide" in done.stdout
