@@ -348,21 +348,26 @@ def _plane_task(planes, w, bias, out, stride, dilation):
     """
     OD, OH, OW = out.shape
     cin_g, KD, KH, KW = w.shape
+    Dp, Hp, Wp = planes.shape[1], planes.shape[2], planes.shape[3]
     sd, sh, sw = stride
     dd, dh, dw = dilation
+    # flat views and unsigned indices: Note [reference counts]
+    src = planes.ravel()
+    dst = out.ravel()
     for od in range(OD):
         for oh in range(OH):
-            orow = out[od, oh]
+            orow = (od * OH + oh) * OW
             for ow in range(OW):
-                orow[ow] = bias
+                dst[orow + ow] = bias
             for ci in range(cin_g):
                 for kd in range(KD):
                     for kh in range(KH):
-                        xrow = planes[ci, od * sd + kd * dd, oh * sh + kh * dh]
+                        xrow = ((ci * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp
                         for kw in range(KW):
                             tap = w[ci, kd, kh, kw]
+                            start = xrow + kw * dw
                             for i in range(OW):
-                                orow[i] += tap * xrow[kw * dw + i * sw]
+                                dst[np.uint64(orow + i)] += tap * src[np.uint64(start + i * sw)]
 
 
 @cpu_kernel
