@@ -9,6 +9,7 @@ import sys
 
 
 def _cmd_bench(args):
+    from .algorithms import algorithm_names
     from .bench.runner import format_table, measure_startup, run_benchmarks
     from .bench.suite import get_cases
 
@@ -28,6 +29,11 @@ def _cmd_bench(args):
         print(f"numbaconv bench: {exc}", file=sys.stderr)
         return 2
     algorithms = [a for a in (args.algorithms or "").split(",") if a] or None
+    unknown = [a for a in algorithms or () if a not in algorithm_names()]
+    if unknown:
+        print(f"numbaconv bench: unknown algorithm(s) {unknown}; known: "
+              f"{', '.join(algorithm_names())}", file=sys.stderr)
+        return 2
     results = run_benchmarks(
         cases, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
         rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
@@ -66,6 +72,13 @@ def _cmd_info(args):
     return 0
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="numbaconv", description="PyTorch-compatible convolutions on NumPy arrays.")
@@ -79,10 +92,12 @@ def build_parser():
     bench.add_argument("--shapes", help="comma-separated shape names (default: all)")
     bench.add_argument("--algorithms", help="comma-separated algorithms (default: all and auto)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    bench.add_argument("--threads", type=int, default=2, help="threads for numba and PyTorch")
-    bench.add_argument("--rounds", type=int, default=5,
+    bench.add_argument("--threads", type=_positive_int, default=2,
+                       help="threads for numba and PyTorch (default 2)")
+    bench.add_argument("--rounds", type=_positive_int, default=5,
                        help="times each implementation takes its turn (default 5)")
-    bench.add_argument("--repeats", type=int, default=3, help="calls per turn (default 3)")
+    bench.add_argument("--repeats", type=_positive_int, default=3,
+                       help="timed calls per turn, after one untimed call (default 3)")
     bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     bench.add_argument("--no-scipy", action="store_true", help="skip SciPy")
     bench.add_argument("--no-check", action="store_true",

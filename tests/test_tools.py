@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from numbaconv.bench.suite import PUBLIC_SHAPES, get_cases
 from numbaconv.cli import main
@@ -42,6 +43,14 @@ def test_bench_cli_runs_checks_and_reports(tmp_path, capsys):
 def test_bench_rejects_unknown_shape(capsys):
     assert main(["bench", "--shapes", "nope", "--no-torch"]) == 2
     assert "unknown benchmark shape" in capsys.readouterr().err
+
+
+def test_bench_rejects_unknown_algorithm_and_bad_counts(capsys):
+    assert main(["bench", "--algorithms", "fft", "--no-torch"]) == 2
+    assert "unknown algorithm" in capsys.readouterr().err
+    for option in ("--threads", "--rounds", "--repeats"):
+        with pytest.raises(SystemExit):
+            main(["bench", option, "0"])
 
 
 def test_info(capsys):
