@@ -235,6 +235,7 @@ class TestThreadsAndSpecialValues:
 #: (3000 passed, with PyTorch parity, on 2026-11-29).
 HYPOTHESIS_EXAMPLES = int(os.environ.get("NUMBACONV_HYPOTHESIS_EXAMPLES", "150"))
 
+
 @st.composite
 def conv_problems(draw):
     ndim = draw(st.integers(1, 3))

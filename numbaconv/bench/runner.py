@@ -130,14 +130,14 @@ def _time_calls(fn, repeats):
 
 def _numbaconv_impls(case, x, w, algorithms):
     """(label, callable or None, note) for each requested numbaconv algorithm."""
-    impls = []
     fn = getattr(functional, case.op, None)
+    if fn is None:
+        return [(f"numbaconv:{name}", None, f"{case.op} not implemented yet")
+                for name in algorithms]
+    spec = make_conv_spec(case.op, case.ndim, x, w, None, **case.kwargs)
+    impls = []
     for name in algorithms:
         label = f"numbaconv:{name}"
-        if fn is None:
-            impls.append((label, None, f"{case.op} not implemented yet"))
-            continue
-        spec = make_conv_spec(case.op, case.ndim, x, w, None, **case.kwargs)
         try:
             chosen = resolve_algorithm(name, spec)
         except UnsupportedAlgorithmError as exc:
@@ -198,7 +198,8 @@ def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds
             impls = _numbaconv_impls(case, x, w, algorithms)
             if use_scipy:
                 impls += _scipy_impls(case, x, w)
-            rows = {label: Measurement(case.name, label, flops=case.flops, note=note)
+            flops = case.flops
+            rows = {label: Measurement(case.name, label, flops=flops, note=note)
                     for label, _, note in impls}
             runnable = [(label, fn) for label, fn, _ in impls if fn is not None]
 
@@ -215,7 +216,7 @@ def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds
             if worker is not None and worker.available:
                 reply = worker.request(cmd="prepare", case=case.name, dtype=dtype, seed=seed)
                 torch_ok = bool(reply.get("ok"))
-                rows["torch"] = Measurement(case.name, "torch", flops=case.flops,
+                rows["torch"] = Measurement(case.name, "torch", flops=flops,
                                             note="" if torch_ok else reply.get("error", ""))
             bar.step(f"{case.name}: timing", 0)
             players = runnable + ([("torch", None)] if torch_ok else [])
