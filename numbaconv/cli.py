@@ -17,7 +17,7 @@ def _cmd_bench(args):
         runs = measure_startup(args.threads)
         print("start-up (fresh processes sharing one empty NUMBA_CACHE_DIR):")
         for label, run in runs.items():
-            print(f"  {label:>4} cache: " + ", ".join(f"{k}={v:.3f}" for k, v in run.items()))
+            print(f"  {label:>5} cache: " + ", ".join(f"{k}={v:.3f}" for k, v in run.items()))
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump(runs, fh, indent=1)

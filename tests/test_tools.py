@@ -107,3 +107,13 @@ def test_quickstart_example_runs():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "max relative error vs float64 reference" in done.stdout
     assert "ValueError: conv2d: groups=3 must divide" in done.stdout
+
+
+def test_startup_measurement_reports_each_process():
+    from numbaconv.bench.runner import measure_startup
+
+    runs = measure_startup(threads=1)
+    assert set(runs) == {"cold", "warm", "warm+"}
+    for run in runs.values():
+        assert {"import_s", "first_call_s", "first_channels_last_call_s"} <= set(run)
+    assert "numba_start_s" in runs["warm+"] and "numba_start_s" not in runs["warm"]

@@ -260,11 +260,15 @@ def format_table(results):
 # ---------------------------------------------------------------------------
 
 _STARTUP_SCRIPT = r"""
-import json, time
+import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import numbaconv as nc
 out = {"import_s": time.perf_counter() - t0}
+if "--start-numba-first" in sys.argv:
+    import numba
+    t = time.perf_counter(); numba.njit(lambda v: v + 1)(1)
+    out["numba_start_s"] = time.perf_counter() - t
 x = np.ones((1, 8, 12, 12), np.float32); w = np.ones((8, 1, 3, 3), np.float32)
 t = time.perf_counter(); nc.conv2d(x, w, padding=1, groups=8); out["first_call_s"] = time.perf_counter() - t
 t = time.perf_counter(); nc.conv2d(x, w, padding=1, groups=8); out["second_call_s"] = time.perf_counter() - t
@@ -275,20 +279,23 @@ print(json.dumps(out))
 
 
 def measure_startup(threads=2):
-    """Run the start-up script twice in fresh processes sharing an empty cache.
+    """Run the start-up script in fresh processes sharing an empty cache.
 
-    Returns ``{"cold": {...}, "warm": {...}}``: the first process compiles
-    every kernel it needs (cold cache), the second loads them from the cache.
-    ``first_call_s`` is the process's first convolution (a depthwise layer:
-    numba's one-off start-up plus the plane kernel, compiled or loaded);
-    ``first_channels_last_call_s`` the first ordinary 3x3 layer after it
-    (the packing kernel plus the channels-last kernel).
+    Returns ``{"cold": {...}, "warm": {...}, "warm+": {...}}``: the first
+    process compiles every kernel it needs (cold cache), the second loads
+    them from the cache, and the third (also warm) first runs a trivial
+    numba function (``numba_start_s``: numba's own one-off start-up, which
+    every numba program pays on its first compiled call) so that its
+    ``first_call_s`` is numbaconv's own part.  ``first_call_s`` is the
+    process's first convolution (a depthwise layer: the plane kernel,
+    compiled or loaded); ``first_channels_last_call_s`` the first ordinary
+    3x3 layer after it (the packing kernel plus the channels-last kernel).
     """
     with tempfile.TemporaryDirectory(prefix="numbaconv-cache-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS=str(threads))
         runs = {}
-        for label in ("cold", "warm"):
-            done = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env,
+        for label, flags in (("cold", []), ("warm", []), ("warm+", ["--start-numba-first"])):
+            done = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT, *flags], env=env,
                                   capture_output=True, text=True, check=True)
             runs[label] = json.loads(done.stdout.strip().splitlines()[-1])
     return runs

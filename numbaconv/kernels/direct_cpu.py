@@ -24,10 +24,12 @@ serves every spec it accepts:
     computed row by row; kept simple because it is rare and its compile time
     counts.
 
-Every parallel kernel's ``prange`` runs over ``chunks`` runs of consecutive
-tasks (``chunks`` is the thread count, passed in because calling
-``numba.get_num_threads()`` inside a kernel makes it uncacheable), so that
-per-thread scratch buffers are allocated once per call.
+The compute kernels are Python functions that split their jobs into
+``chunks`` runs (the thread count, so that per-thread scratch buffers are
+allocated once per call) and run a serial numba task on each through
+:func:`numbaconv.kernels.parallel.run_in_chunks`, which compiles the task
+once instead of once per layer of numba's parallel machinery (Note
+[parallel shell] there).
 
 Note [patch rows]
 ~~~~~~~~~~~~~~~~~
@@ -80,6 +82,7 @@ import numpy as np
 from numba import prange
 
 from .jit import cpu_kernel
+from .parallel import run_in_chunks
 
 #: Output pixels (along W) and output channels computed together by
 #: conv_channels_last; see Note [register blocking].  The kernel body is
@@ -138,7 +141,6 @@ def _gather_plane(src, map_d, map_h, map_w, dst):
 # compute
 # ---------------------------------------------------------------------------
 
-@cpu_kernel
 def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation, chunks):
     """Direct convolution over a channels-last padded input.
 
@@ -158,30 +160,37 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
         Number of parallel chunks (the thread count); each allocates its
         patch buffer once.
 
-    A task is a run of at most PATCH_PIXELS output pixels of one output row
+    A job is a run of at most PATCH_PIXELS output pixels of one output row
     and one group; see Note [patch rows].
     """
-    N, Co, OD, OH, OW = out.shape
-    C = xp.shape[4]
-    cin_g = C // groups
-    KD, KH, KW = kernel_size
-    length = KD * KH * KW * cin_g
+    N, _, OD, OH, OW = out.shape
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
-    jobs = N * OD * OH * runs * groups
-    chunks = max(1, min(chunks, jobs))
-    for chunk in prange(chunks):
-        patch = np.empty((PATCH_PIXELS, length), dtype=out.dtype)
-        for job in range(chunk * jobs // chunks, (chunk + 1) * jobs // chunks):
-            g = job % groups
-            run = (job // groups) % runs
-            oh = (job // (groups * runs)) % OH
-            od = (job // (groups * runs * OH)) % OD
-            n = job // (groups * runs * OH * OD)
-            ow0 = run * PATCH_PIXELS
-            pixels = min(PATCH_PIXELS, OW - ow0)
-            _fill_patch(xp, n, od, oh, ow0, pixels, g * cin_g, cin_g, KD, KH, KW, stride,
-                        dilation, patch)
-            _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
+    run_in_chunks(_channels_last_chunk,
+                  (xp, wp, bias, out, groups, *kernel_size, *stride, *dilation),
+                  N * OD * OH * runs * groups, chunks)
+
+
+@cpu_kernel(parallel=False)
+def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
+                         first_job, stop_job):
+    """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cin_g = xp.shape[4] // groups
+    runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
+    stride = (sd, sh, sw)
+    dilation = (dd, dh, dw)
+    patch = np.empty((PATCH_PIXELS, KD * KH * KW * cin_g), dtype=out.dtype)
+    for job in range(first_job, stop_job):
+        g = job % groups
+        run = (job // groups) % runs
+        oh = (job // (groups * runs)) % OH
+        od = (job // (groups * runs * OH)) % OD
+        n = job // (groups * runs * OH * OD)
+        ow0 = run * PATCH_PIXELS
+        pixels = min(PATCH_PIXELS, OW - ow0)
+        _fill_patch(xp, n, od, oh, ow0, pixels, g * cin_g, cin_g, KD, KH, KW, stride,
+                    dilation, patch)
+        _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
 
 
 @cpu_kernel(parallel=False)
@@ -296,35 +305,27 @@ def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups
                     flat[at + 3 + 2 * plane] = s32 + b2
 
 
-@cpu_kernel
 def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, chunks):
     """Direct convolution one (image, output channel) plane at a time.
 
-    ``x`` is the unpadded canonical input; each task gathers the padded
+    ``x`` is the unpadded canonical input; each job gathers the padded
     planes of its group's input channels into a private scratch buffer (small
     enough to stay in cache for the layers this kernel is chosen for), then
     accumulates ``out_row += w[tap] * in_row[shifted]`` along output rows.
+    ``chunks`` runs of consecutive planes (the thread count), so each thread
+    allocates its scratch once.
     """
-    N, Co = out.shape[0], out.shape[1]
-    cin_g = x.shape[1] // groups
-    jobs = N * Co
-    # ``chunks`` (the thread count) runs of consecutive planes, so each thread
-    # allocates its scratch once.  (The count is an argument because a call
-    # to numba.get_num_threads() here would make the kernel uncacheable.)
-    chunks = max(1, min(chunks, jobs))
-    for chunk in prange(chunks):
-        _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation,
-                      chunk * jobs // chunks, (chunk + 1) * jobs // chunks)
+    run_in_chunks(_planes_chunk, (x, map_d, map_h, map_w, w, bias, out, groups, *stride,
+                                  *dilation),
+                  out.shape[0] * out.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False)
-def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation,
+def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, dh, dw,
                   first_job, stop_job):
-    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes.
-
-    Kept out of the ``prange`` body so the parallel kernel stays a thin shell
-    (written inline, its compile time measured the same within noise).
-    """
+    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes."""
+    stride = (sd, sh, sw)
+    dilation = (dd, dh, dw)
     Co = out.shape[1]
     cin_g = x.shape[1] // groups
     planes = np.empty((cin_g, map_d.shape[0], map_h.shape[0], map_w.shape[0]), dtype=out.dtype)
@@ -370,24 +371,21 @@ def _plane_task(planes, w, bias, out, stride, dilation):
                                 dst[np.uint64(orow + i)] += tap * src[np.uint64(start + i * sw)]
 
 
-@cpu_kernel
 def conv_planes_same_width(x, w, bias, out, groups, pad_h, pad_w, dilation, chunks):
     """Unit-stride, zero-padded 1-D/2-D planes whose output width equals W.
 
     The common depthwise case (``padding = k // 2``, stride 1).  No padded
     copy of the input and no copy-out: see Note [same-width planes].
-    ``x`` is ``(N, C, 1, H, W)``, ``out`` ``(N, C_out, 1, OH, W)``.
+    ``x`` is ``(N, C, 1, H, W)``, ``out`` ``(N, C_out, 1, OH, W)``; a job
+    is one output plane.
     """
-    N, Co = out.shape[0], out.shape[1]
-    jobs = N * Co
-    chunks = max(1, min(chunks, jobs))
-    for chunk in prange(chunks):
-        _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation,
-                          chunk * jobs // chunks, (chunk + 1) * jobs // chunks)
+    run_in_chunks(_same_width_chunk, (x, w, bias, out, groups, pad_h, pad_w, dilation[1],
+                                      dilation[2]),
+                  out.shape[0] * out.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False)
-def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation, first_job, stop_job):
+def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dh, dw, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes_same_width.
 
     Note [same-width planes]
@@ -419,7 +417,6 @@ def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dilation, first_job
     C, H = x.shape[1], x.shape[3]
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
-    dh, dw = dilation[1], dilation[2]
     guard = max(pad_w, dw * (KW - 1) - pad_w)         # largest |delta|
     rows = OH + dh * (KH - 1)                          # padded rows
     size = OH * W
