@@ -100,27 +100,39 @@ PATCH_PIXELS = 64
 
 @cpu_kernel
 def pack_channels_last(x, map_d, map_h, map_w, xp):
-    """xp[n, d, h, w, c] = x[n, c, map_d[d], map_h[h], map_w[w]] (0 where a map is -1)."""
-    N, C = x.shape[0], x.shape[1]
+    """xp[n, d, h, w, c] = x[n, c, map_d[d], map_h[h], map_w[w]] (0 where a map is -1).
+
+    Channels inner: each packed pixel is written as one contiguous run while
+    the reads stride over the C input planes of one row (all in L1).  The
+    other order (contiguous reads, writes strided by C) took 1.4x as long on
+    resnet3x3's input.  Flat views and unsigned indices: Note [reference
+    counts].
+    """
+    N, C, D, H, W = x.shape
     Dp, Hp, Wp = map_d.shape[0], map_h.shape[0], map_w.shape[0]
     zero = xp.dtype.type(0)
+    plane = D * H * W
+    src = x.ravel()
+    dst = xp.ravel()
     for job in prange(N * Dp * Hp):
         n = job // (Dp * Hp)
-        dp = (job // Hp) % Dp
-        hp = job % Hp
-        sd = map_d[dp]
-        sh = map_h[hp]
-        row = xp[n, dp, hp]
+        sd = map_d[(job // Hp) % Dp]
+        sh = map_h[job % Hp]
+        row = job * Wp * C
         if sd < 0 or sh < 0:
-            for wp in range(Wp):
-                for c in range(C):
-                    row[wp, c] = zero
+            for i in range(Wp * C):
+                dst[np.uint64(row + i)] = zero
             continue
-        for c in range(C):
-            src = x[n, c, sd, sh]
-            for wp in range(Wp):
-                sw = map_w[wp]
-                row[wp, c] = src[sw] if sw >= 0 else zero
+        first = (n * C * D + sd) * H * W + sh * W
+        for wp in range(Wp):
+            sw = map_w[wp]
+            at = row + wp * C
+            if sw < 0:
+                for c in range(C):
+                    dst[np.uint64(at + c)] = zero
+            else:
+                for c in range(C):
+                    dst[np.uint64(at + c)] = src[np.uint64(first + sw + c * plane)]
 
 
 @cpu_kernel(parallel=False)
