@@ -20,6 +20,9 @@ from .conftest import CONV, assert_matches_reference, error_scale, torch, torch_
 
 CASE_PARAMS = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in CASES]
 DTYPES = [np.float32, np.float64]
+#: Algorithms that serve every valid spec (SPEC section 3): each runs every
+#: named case and a share of the hypothesis specs.
+GENERAL_ALGORITHMS = ["direct", "im2col"]
 
 
 def make_inputs(rng, shape, wshape, dtype, bias=True):
@@ -30,12 +33,13 @@ def make_inputs(rng, shape, wshape, dtype, bias=True):
 
 
 class TestNamedCases:
+    @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
-    def test_matches_reference(self, rng, shape, wshape, kw, dtype):
+    def test_matches_reference(self, rng, shape, wshape, kw, dtype, algorithm):
         x, w, b = make_inputs(rng, shape, wshape, dtype)
         copies = [a.copy() for a in (x, w, b)]
-        y = CONV[len(wshape) - 2](x, w, b, **kw)
+        y = CONV[len(wshape) - 2](x, w, b, **kw, algorithm=algorithm)
         assert_matches_reference(y, x, w, b, **kw)
         for before, after in zip(copies, (x, w, b)):      # inputs never modified
             assert np.array_equal(before, after)
@@ -57,18 +61,20 @@ class TestNamedCases:
         y = out.reshape(spec.user_output_shape)
         assert_matches_reference(y, x, w, b, **kw)
 
+    @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
     @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
-    def test_without_bias(self, rng, shape, wshape, kw):
+    def test_without_bias(self, rng, shape, wshape, kw, algorithm):
         x, w, _ = make_inputs(rng, shape, wshape, np.float32, bias=False)
-        y = CONV[len(wshape) - 2](x, w, **kw)
+        y = CONV[len(wshape) - 2](x, w, **kw, algorithm=algorithm)
         assert_matches_reference(y, x, w, None, **kw)
 
     @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+    @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
-    def test_pytorch_parity(self, rng, shape, wshape, kw, dtype):
+    def test_pytorch_parity(self, rng, shape, wshape, kw, dtype, algorithm):
         x, w, b = make_inputs(rng, shape, wshape, dtype)
-        y = CONV[len(wshape) - 2](x, w, b, **kw)
+        y = CONV[len(wshape) - 2](x, w, b, **kw, algorithm=algorithm)
         expected = torch_conv(x, w, b, **kw)
         assert y.shape == expected.shape
         # both results are within RTOL * scale of the truth, so of each other
@@ -183,46 +189,50 @@ class TestArrayHandling:
 
 
 class TestThreadsAndSpecialValues:
+    @pytest.mark.parametrize("algorithm", ["direct"])
     @pytest.mark.parametrize("shape, wshape, kw", [
         ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
         ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
         ((1, 4, 6, 7, 9), (5, 4, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     ])
-    def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw):
+    def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw, algorithm):
         x, w, b = make_inputs(rng, shape, wshape, np.float32)
         conv = CONV[len(wshape) - 2]
         previous = numba.get_num_threads()
         try:
             numba.set_num_threads(1)
-            one = conv(x, w, b, **kw)
+            one = conv(x, w, b, **kw, algorithm=algorithm)
             numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-            two = conv(x, w, b, **kw)
+            two = conv(x, w, b, **kw, algorithm=algorithm)
         finally:
             numba.set_num_threads(previous)
         assert np.array_equal(one, two)
 
     @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+    @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
     @pytest.mark.parametrize("shape, wshape, kw", [
         ((1, 8, 9, 9), (4, 8, 3, 3), dict(padding=1)),            # channels-last order
         ((1, 4, 9, 9), (4, 1, 3, 3), dict(padding=1, groups=4)),  # planes order
         ((1, 4, 9, 9), (4, 4, 3, 3), dict(padding=2, padding_mode="reflect")),
+        ((1, 4, 9, 9), (3, 4, 1, 1), {}),                         # im2col's pointwise GEMM
     ])
-    def test_nan_and_inf_propagate_like_pytorch(self, rng, shape, wshape, kw):
+    def test_nan_and_inf_propagate_like_pytorch(self, rng, shape, wshape, kw, algorithm):
         x, w, b = make_inputs(rng, shape, wshape, np.float32)
         x[0, 0, 2, 3] = np.nan
         x[0, 1, 6, 6] = np.inf
         x[0, 2, 0, 8] = -np.inf
-        y = nc.conv2d(x, w, b, **kw)
+        y = nc.conv2d(x, w, b, **kw, algorithm=algorithm)
         expected = torch_conv(x, w, b, **kw)
         np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
         np.testing.assert_array_equal(np.isposinf(y), np.isposinf(expected))
         np.testing.assert_array_equal(np.isneginf(y), np.isneginf(expected))
         assert np.isnan(y).any() and np.isinf(y).any()
 
-    def test_nan_weight_poisons_its_output_channel(self, rng):
+    @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
+    def test_nan_weight_poisons_its_output_channel(self, rng, algorithm):
         x, w, b = make_inputs(rng, (1, 4, 7, 7), (3, 4, 3, 3), np.float32)
         w[1, 2, 1, 1] = np.nan
-        y = nc.conv2d(x, w, b, padding=1)
+        y = nc.conv2d(x, w, b, padding=1, algorithm=algorithm)
         assert np.isnan(y[:, 1]).all()
         assert np.isfinite(y[:, [0, 2]]).all()
 
@@ -231,9 +241,9 @@ class TestThreadsAndSpecialValues:
 # hypothesis-generated specs
 # ---------------------------------------------------------------------------
 
-#: 150 keeps CI quick; set NUMBACONV_HYPOTHESIS_EXAMPLES=3000 for a deeper run
-#: (3000 passed, with PyTorch parity, on 2026-11-29).
-HYPOTHESIS_EXAMPLES = int(os.environ.get("NUMBACONV_HYPOTHESIS_EXAMPLES", "150"))
+#: 300 (shared by the general algorithms) keeps CI quick; set
+#: NUMBACONV_HYPOTHESIS_EXAMPLES=3000 for a deeper run.
+HYPOTHESIS_EXAMPLES = int(os.environ.get("NUMBACONV_HYPOTHESIS_EXAMPLES", "300"))
 
 
 @st.composite
@@ -272,6 +282,7 @@ def conv_problems(draw):
               padding_mode=padding_mode)
     dtype = draw(st.sampled_from(DTYPES))
     bias = draw(st.booleans())
+    kw["algorithm"] = draw(st.sampled_from(GENERAL_ALGORITHMS))
     return shape, wshape, kw, dtype, bias, draw(st.integers(0, 2**32 - 1))
 
 
@@ -282,6 +293,7 @@ def test_hypothesis_specs_match_reference(problem):
     shape, wshape, kw, dtype, bias, seed = problem
     x, w, b = make_inputs(np.random.default_rng(seed), shape, wshape, dtype, bias)
     y = CONV[len(wshape) - 2](x, w, b, **kw)
+    kw.pop("algorithm")
     assert_matches_reference(y, x, w, b, **kw)
     if torch is not None and x.size:
         expected = torch_conv(x, w, b, **kw)

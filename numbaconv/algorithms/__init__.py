@@ -6,6 +6,7 @@ Importing this package registers every built-in algorithm.
 from .registry import (AUTO_ORDER, ConvAlgorithm, algorithm_names, get_algorithm, register,
                        resolve_algorithm)
 from . import direct  # noqa: F401  (registers "direct")
+from . import im2col  # noqa: F401  (registers "im2col")
 
 __all__ = ["AUTO_ORDER", "ConvAlgorithm", "algorithm_names", "get_algorithm", "register",
            "resolve_algorithm"]

@@ -1,0 +1,51 @@
+"""Process-wide settings.
+
+``workspace limit``: the most scratch memory, in bytes, that one call of an
+algorithm may allocate for its intermediate buffers (im2col's column tiles,
+summed over threads).  Default 64 MiB.  The inputs, the output and the
+weight's rearranged copies do not count.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
+#: Smallest accepted limit: below it the tiles are too small for BLAS to be
+#: efficient, and every realistic layer still fits one-pixel tiles.
+MIN_WORKSPACE_LIMIT = 2**20
+
+_workspace_limit = DEFAULT_WORKSPACE_LIMIT
+
+
+def get_workspace_limit():
+    """The workspace limit in bytes (see :func:`set_workspace_limit`)."""
+    return _workspace_limit
+
+
+def set_workspace_limit(nbytes):
+    """Cap the scratch memory one convolution call may allocate.
+
+    Parameters
+    ----------
+    nbytes : int or None
+        The limit in bytes, at least 1 MiB; ``None`` restores the default
+        (64 MiB).  The im2col algorithm sizes its column tiles to stay under
+        it whatever the input size.
+
+    Returns
+    -------
+    int
+        The previous limit, so that a caller can restore it.
+    """
+    global _workspace_limit
+    if nbytes is None:
+        nbytes = DEFAULT_WORKSPACE_LIMIT
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral):
+        raise TypeError(f"set_workspace_limit: nbytes must be an int number of bytes or None, "
+                        f"got {type(nbytes).__name__} {nbytes!r}")
+    if nbytes < MIN_WORKSPACE_LIMIT:
+        raise ValueError(f"set_workspace_limit: nbytes must be at least {MIN_WORKSPACE_LIMIT} "
+                         f"(1 MiB), got {nbytes}")
+    previous, _workspace_limit = _workspace_limit, int(nbytes)
+    return previous
