@@ -17,18 +17,17 @@ Serves every valid forward spec, through one of two paths:
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from .. import config
-from ..kernels import im2col_cpu
+from ..kernels import blas, im2col_cpu
 from ..padding import padding_maps
 from .registry import ConvAlgorithm, register
 
-#: Target size of one thread's tile buffers (columns plus GEMM result).
+#: Target size of one thread's column buffer.
 #: Measured on resnet3x3, s2_3x3 and stem7x7 (2 threads, see
 #: docs/results-im2col.md): 0.5-2 MiB were equally fast, smaller tiles made
 #: the GEMMs inefficient and larger ones fell out of the 512 KiB-per-core L2.
@@ -49,14 +48,10 @@ class TilePlan:
     rows: int           # K / chunks_k: column-buffer rows
     threads: int
 
-    def workspace_bytes(self, spec, itemsize):
-        """Scratch bytes the kernel allocates, all threads together: the column
-        tile, plus result tiles when the product goes through BLAS."""
-        cout_g = spec.out_channels_per_group
-        per_pixel = self.rows
-        if cout_g > im2col_cpu.SMALL_GEMM_ROWS:
-            per_pixel += cout_g * (2 if self.chunks_k > 1 else 1)
-        return self.threads * per_pixel * self.tile * itemsize
+    def workspace_bytes(self, itemsize):
+        """Scratch bytes the kernel allocates, all threads together: one column
+        buffer of ``rows x tile`` values per thread."""
+        return self.threads * self.rows * self.tile * itemsize
 
 
 def _largest_divisor_at_most(n, bound):
@@ -76,30 +71,26 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     :data:`MIN_TILE_PIXELS` pixels and one output row when the limit allows,
     is shrunk so that there are at least ``threads`` jobs, and is rounded
     down to whole output rows when longer than one.  ``K`` is split only when a
-    one-pixel tile would not fit the limit.  A one-pixel, one-row tile is
-    the floor: only a layer with about ``limit / (2 * itemsize * threads)``
-    output channels per group could need more than the limit.
+    one-pixel tile would not fit the limit; the limit (at least 1 MiB) is
+    then always met, down to one-pixel, one-row tiles.
     """
     if limit is None:
         limit = config.get_workspace_limit()
     K = spec.in_channels_per_group * math.prod(spec.kernel_size3)
-    cout_g = spec.out_channels_per_group
     pixels = math.prod(spec.output_size3)
     jobs_per_tile = spec.batch * spec.groups
     hard = limit // (threads * itemsize)           # elements per thread
     soft = TILE_BYTES // itemsize
-    per_pixel = K + cout_g
     row = spec.output_size3[2]
-    if per_pixel <= hard:
+    if K <= hard:
         # at least MIN_TILE_PIXELS and one whole output row (Note [same-width
         # columns]) when the limit allows, even beyond TILE_BYTES
-        tile = max(soft // per_pixel, MIN_TILE_PIXELS, row)
-        tile = min(tile, hard // per_pixel)
+        tile = min(max(soft // K, MIN_TILE_PIXELS, row), hard // K)
         chunks_k, rows = 1, K
     else:
         # even one pixel of columns is over the limit: cut K
         tile = 1
-        rows = _largest_divisor_at_most(K, max(1, hard - 2 * cout_g))
+        rows = _largest_divisor_at_most(K, hard)
         chunks_k = K // rows
     # enough jobs for every thread
     tiles_wanted = -(-threads // max(1, jobs_per_tile))
@@ -109,55 +100,36 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     return TilePlan(tile=tile, chunks_k=chunks_k, rows=rows, threads=threads)
 
 
-_blas_controller = None
-_blas_controller_lock = threading.Lock()
-
-
-def single_threaded_blas():
-    """Context manager limiting every loaded BLAS to one thread (threadpoolctl).
-
-    The numba tasks call BLAS (scipy's OpenBLAS, through ``np.dot``) from
-    each numba thread; with BLAS's own threads as well, both pools would
-    compete for the cores (see docs/results-im2col.md).
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        with _blas_controller_lock:
-            if _blas_controller is None:
-                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
-                from threadpoolctl import ThreadpoolController
-                _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
 def im2col_forward(spec, x, weight, bias, out, plan=None):
     """Run the im2col algorithm on canonical 3-D arrays (see the registry)."""
     if out.size == 0:
         return out
     n, groups = spec.batch, spec.groups
     cout_g = spec.out_channels_per_group
-    if spec.is_pointwise:
-        cin_g = spec.in_channels_per_group
-        pixels = math.prod(spec.output_size3)
-        result = out.reshape(n, groups, cout_g, pixels)
-        np.matmul(weight.reshape(groups, cout_g, cin_g), x.reshape(n, groups, cin_g, pixels),
-                  out=result)
-        if bias is not None:
-            result += bias.reshape(groups, cout_g, 1)
-        return out
     threads = numba.get_num_threads()
-    if plan is None:
-        plan = plan_tiles(spec, out.dtype.itemsize, threads)
+    blas_gemm = blas.find_gemm()
+    address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
     if bias is None:
         bias = np.zeros(spec.out_channels, dtype=out.dtype)
-    # (C_out, K) -> (chunks_k, groups, C_out/groups, K/chunks_k); a view when unsplit
-    wsplit = weight.reshape(groups, cout_g, plan.chunks_k, plan.rows)
-    wsplit = np.ascontiguousarray(wsplit.transpose(2, 0, 1, 3))
+    # (C_out, C_in/groups, k...) -> (groups, C_out/groups, K): a view
+    w = weight.reshape(groups, cout_g, -1)
+    if spec.is_pointwise:
+        pixels = math.prod(spec.output_size3)
+        row_blocks = min(cout_g, -(-threads // (n * groups)))
+        with blas.single_threaded_blas():
+            im2col_cpu.pointwise_conv(address, witness, w,
+                                      x.reshape(n, groups, spec.in_channels_per_group, pixels),
+                                      bias, out.reshape(n, groups, cout_g, pixels), row_blocks,
+                                      threads)
+        return out
+    if plan is None:
+        plan = plan_tiles(spec, out.dtype.itemsize, threads)
     map_d, map_h, map_w = padding_maps(spec)
-    with single_threaded_blas():
-        im2col_cpu.im2col_conv(x, map_d, map_h, map_w, wsplit, bias, out, spec.kernel_size3,
-                               spec.stride3, spec.dilation3, spec.padding3[1][0],
-                               spec.padding3[2][0], plan.tile, threads)
+    with blas.single_threaded_blas():
+        im2col_cpu.im2col_conv(address, witness, x, map_d, map_h, map_w, w, bias, out,
+                               spec.kernel_size3, spec.stride3, spec.dilation3,
+                               spec.padding3[1][0], spec.padding3[2][0], plan.tile, plan.rows,
+                               threads)
     return out
 
 
@@ -165,6 +137,12 @@ class Im2colAlgorithm(ConvAlgorithm):
     """im2col + GEMM; serves every valid forward spec on the CPU."""
 
     name = "im2col"
+
+    def unsupported_reason(self, spec):
+        if blas.find_gemm() is None:
+            return ("no loaded BLAS library exports cblas_sgemm/cblas_dgemm "
+                    "(numbaconv looks in the libraries threadpoolctl lists)")
+        return None
 
     def run(self, spec, x, weight, bias, out):
         return im2col_forward(spec, x, weight, bias, out)

@@ -11,49 +11,92 @@ Note [column tiles]
 The column matrix is never built whole (for a large input it would be
 ``K`` times the input).  A job is a *tile*: a range of ``tile`` consecutive
 output pixels (flattened over ``OD, OH, OW``) of one image and one group.
-Each thread owns a column buffer of ``K x tile`` values and a result buffer
-of ``C_out/groups x tile``, sized by the caller so that they stay near the
-core's cache and never exceed the workspace limit; the thread fills the
-columns straight from the unpadded input (padding resolved through the index
-maps of :mod:`numbaconv.padding`), multiplies them with BLAS, and copies the
-result, plus bias, into ``out``.  When even a one-pixel tile would not fit
-the limit (a huge ``K``), ``K`` is split into equal chunks whose products
-are summed (``chunks_k > 1``).
+Each thread owns one column buffer of ``rows x tile`` values, sized by the
+caller so that it stays near the core's cache and never exceeds the
+workspace limit.  The thread fills the tile's output block with the bias,
+fills the columns straight from the unpadded input (padding resolved
+through the index maps of :mod:`numbaconv.padding`) and adds their product
+with the weight into the output block in place (BLAS ``gemm`` with
+``beta = 1`` and the output's row stride as leading dimension): no result
+buffer, no copy-out.  ``rows`` is normally ``K``; when even a one-pixel tile
+of ``K`` rows would not fit the limit, ``K`` is reduced in chunks of
+``rows``, each added into the block in turn.
 
 Note [one thread pool]
 ~~~~~~~~~~~~~~~~~~~~~~
 The GEMM of a tile runs inside the numba task that built its columns, on
-the same core, with BLAS limited to one thread for the duration of the call
-(see :mod:`numbaconv.algorithms.im2col`): numba's pool is the only one
-working, so no pool spins while the other computes, and each tile's columns
-are still in that core's cache when BLAS reads them.
+the same core, with BLAS limited to one thread for the duration of the
+call: numba's pool is the only one working, so no pool spins while the
+other computes, and each tile's columns are still in that core's cache when
+BLAS reads them.  The pointwise path works the same way.  Measured
+(scripts/threadpool_study.py, docs/results-im2col.md): letting BLAS's own
+threads do the GEMMs between numba kernels made each phase wait on the
+other pool's spinning threads, up to 3x slower, and a numba kernel run
+after a multi-threaded NumPy GEMM ran at half speed for as long as the BLAS
+threads kept spinning.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .blas import gemm
 from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
 #: Output channels per group up to which the tile product is computed by
 #: :func:`_small_product` rather than BLAS (Note [small products]).
-SMALL_GEMM_ROWS = 8
+SMALL_GEMM_ROWS = 2
 
 
-def im2col_conv(x, map_d, map_h, map_w, wsplit, bias, out, kernel_size, stride, dilation,
-                pad_h, pad_w, tile, chunks, small_m=SMALL_GEMM_ROWS):
+def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunks):
+    """The pointwise (1x1, stride 1, unpadded) convolution as GEMMs on views.
+
+    ``w`` is ``(groups, C_out/groups, C_in/groups)``, ``x`` ``(N, groups,
+    C_in/groups, S)``, ``out`` ``(N, groups, C_out/groups, S)``: a job is
+    ``out[n, g, rows] = w[g, rows] @ x[n, g] + bias`` for one of
+    ``row_blocks`` blocks of output channels (more than one when there are
+    fewer (image, group) pairs than threads).  Every operand is a view;
+    nothing is copied (Note [one thread pool]).  ``gemm_address`` and
+    ``int_witness`` come from :func:`numbaconv.kernels.blas.find_gemm`.
+    """
+    N, groups = x.shape[0], x.shape[1]
+    run_in_chunks(_pointwise_chunk, (gemm_address, int_witness, w, x, bias, out, row_blocks),
+                  N * groups * row_blocks, chunks)
+
+
+@cpu_kernel(parallel=False)
+def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, first_job,
+                     stop_job):
+    """Jobs ``first_job <= job < stop_job`` of pointwise_conv; job = (n, g, block)."""
+    groups, cout_g = w.shape[0], w.shape[1]
+    size = x.shape[3]
+    for job in range(first_job, stop_job):
+        block = job % row_blocks
+        g = (job // row_blocks) % groups
+        n = job // (row_blocks * groups)
+        r0 = block * cout_g // row_blocks
+        r1 = (block + 1) * cout_g // row_blocks
+        if r1 > r0:
+            _fill_bias(out.ravel(), ((n * groups + g) * cout_g + r0) * size, size, r1 - r0,
+                       size, bias, g * cout_g + r0)
+            gemm(gemm_address, int_witness, w[g, r0:r1], x[n, g], out[n, g, r0:r1], 1.0)
+
+
+def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, kernel_size,
+                stride, dilation, pad_h, pad_w, tile, rows, chunks, small_m=SMALL_GEMM_ROWS):
     """Convolution by tiles of column matrix times weight (Note [column tiles]).
 
     Parameters
     ----------
+    gemm_address, int_witness
+        The CBLAS gemm (:func:`numbaconv.kernels.blas.find_gemm`).
     x : (N, C, D, H, W) array
         Unpadded canonical input.
     map_d, map_h, map_w : int64 arrays
         Padding index maps of the three axes.
-    wsplit : (chunks_k, groups, C_out/groups, K/chunks_k) array
-        The weight, with each group's ``K`` axis cut into ``chunks_k`` equal
-        contiguous chunks (``chunks_k == 1``: a reshaped view of the weight).
+    w : (groups, C_out/groups, K) array
+        The weight, ``K = C_in/groups * KD * KH * KW`` (a reshaped view).
     bias : (C_out,) array
     out : (N, C_out, OD, OH, OW) array
         Written in full.
@@ -62,6 +105,9 @@ def im2col_conv(x, map_d, map_h, map_w, wsplit, bias, out, kernel_size, stride, 
         Padding before the H and W axes (where the maps are plain shifts).
     tile : int
         Output pixels per job.
+    rows : int
+        Column-buffer rows, a divisor of ``K``: ``K`` is reduced in
+        ``K / rows`` chunks whose products are summed into ``out``.
     chunks : int
         Number of parallel chunks of jobs (the thread count).
     small_m : int
@@ -69,31 +115,34 @@ def im2col_conv(x, map_d, map_h, map_w, wsplit, bias, out, kernel_size, stride, 
         (Note [small products]) instead of calling BLAS.
     """
     N, Co, OD, OH, OW = out.shape
-    groups = wsplit.shape[1]
+    groups = w.shape[0]
     tiles = (OD * OH * OW + tile - 1) // tile
     run_in_chunks(_im2col_chunk,
-                  (x, map_d, map_h, map_w, wsplit, bias, out, *kernel_size, *stride,
-                   *dilation, pad_h, pad_w, tile, small_m),
+                  (gemm_address, int_witness, x, map_d, map_h, map_w, w, bias,
+                   out.reshape(N, Co, OD * OH * OW), *kernel_size, *stride, *dilation, pad_h,
+                   pad_w, OH, OW, tile, rows, small_m),
                   N * groups * tiles, chunks)
 
 
 @cpu_kernel(parallel=False)
-def _im2col_chunk(x, map_d, map_h, map_w, wsplit, bias, out, KD, KH, KW, sd, sh, sw,
-                  dd, dh, dw, pad_h, pad_w, tile, small_m, first_job, stop_job):
-    """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile)."""
-    N, Co, OD, OH, OW = out.shape
-    chunks_k, groups, cout_g, kb = wsplit.shape
+def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
+                  sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
+                  first_job, stop_job):
+    """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile).
+
+    ``out`` is ``(N, C_out, OD*OH*OW)``.  Each tile's output block is
+    filled with the bias, then every K chunk's product is added into it
+    (BLAS with ``beta = 1``, or Note [small products]).
+    """
+    Co, size = out.shape[1], out.shape[2]
+    groups, cout_g, K = w.shape
     cin_g = x.shape[1] // groups
-    size = OD * OH * OW
     tiles = (size + tile - 1) // tile
-    columns = np.empty(kb * tile, dtype=out.dtype)
-    blas = cout_g > small_m
-    result = np.empty(cout_g * tile if blas else 0, dtype=out.dtype)
-    partial = np.empty(cout_g * tile if blas and chunks_k > 1 else 0, dtype=out.dtype)
+    columns = np.empty(rows * tile, dtype=out.dtype)
     flat_out = out.ravel()
-    # Note [same-width columns]: unit stride, one depth slice, rows as wide
-    # as the input's
-    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and OD == 1
+    # Note [same-width columns]: unit stride, one depth slice, output rows
+    # as wide as the input's
+    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and size == OH * OW
                   and OW == x.shape[4])
     for job in range(first_job, stop_job):
         t = job % tiles
@@ -102,36 +151,38 @@ def _im2col_chunk(x, map_d, map_h, map_w, wsplit, bias, out, KD, KH, KW, sd, sh,
         first_pixel = t * tile
         pixels = min(tile, size - first_pixel)
         whole_rows = first_pixel % OW == 0 and pixels % OW == 0
-        small = cout_g <= small_m
-        first_out = (n * Co + g * cout_g) * size + first_pixel    # out[n, g's first c, p0]
-        for j in range(chunks_k):
+        first_out = (n * Co + g * cout_g) * size + first_pixel   # out[n, g's c0, p0]
+        _fill_bias(flat_out, first_out, size, cout_g, pixels, bias, g * cout_g)
+        for k0 in range(0, K, rows):
             if same_width and whole_rows:
-                _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, j * kb, kb, KH, KW,
+                _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
                                          dh, dw, pad_h, pad_w, first_pixel // OW,
                                          pixels // OW, columns)
             else:
-                _fill_columns(x, map_d, map_h, map_w, n, g * cin_g, j * kb, kb, KD, KH, KW,
+                _fill_columns(x, map_d, map_h, map_w, n, g * cin_g, k0, rows, KD, KH, KW,
                               sd, sh, sw, dd, dh, dw, pad_w, OH, OW, first_pixel, pixels,
                               columns)
-            if small:       # straight into out, bias first: Note [small products]
-                _small_product(wsplit[j, g], columns, pixels, flat_out, first_out, size,
-                               bias, g * cout_g, j > 0)
-                continue
-            col = columns[:kb * pixels].reshape(kb, pixels)
-            if j == 0:
-                np.dot(wsplit[j, g], col, result[:cout_g * pixels].reshape(cout_g, pixels))
+            if cout_g <= small_m:
+                _small_product(w[g, :, k0:k0 + rows], columns, pixels, flat_out, first_out, size)
             else:
-                np.dot(wsplit[j, g], col, partial[:cout_g * pixels].reshape(cout_g, pixels))
-                for i in range(cout_g * pixels):
-                    result[i] += partial[i]
-        if small:
-            continue
-        for co in range(cout_g):
-            b = bias[g * cout_g + co]
-            dst = first_out + co * size
-            src = co * pixels
-            for p in range(pixels):
-                flat_out[np.uint64(dst + p)] = result[np.uint64(src + p)] + b
+                gemm(gemm_address, int_witness, w[g, :, k0:k0 + rows],
+                     columns[:rows * pixels].reshape(rows, pixels),
+                     out[n, g * cout_g:(g + 1) * cout_g, first_pixel:first_pixel + pixels], 1.0)
+
+
+@cpu_kernel(parallel=False)
+def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
+    """flat[first + m*stride + p] = bias[first_channel + m] for m < rows, p < pixels.
+
+    Flat array and unsigned indices: Note [reference counts] of
+    :mod:`numbaconv.kernels.direct_cpu` (a strided 2-D view here was not
+    vectorised).
+    """
+    for m in range(rows):
+        b = bias[first_channel + m]
+        r0 = first + m * stride
+        for p in range(pixels):
+            flat[np.uint64(r0 + p)] = b
 
 
 @cpu_kernel(parallel=False)
@@ -290,41 +341,25 @@ def _next_tap(ci, kd, kh, kw, KD, KH, KW):
 
 
 @cpu_kernel(parallel=False)
-def _small_product(w, columns, pixels, dest, first, stride, bias, first_channel, accumulate):
-    """dest[first + m*stride + p] = bias[first_channel + m] + sum_k w[m, k] * columns[k*pixels + p]
-    (``+=`` without the bias when ``accumulate``).
+def _small_product(w, columns, pixels, flat, first, stride):
+    """flat[first + m*stride + p] += sum_k w[m, k] * columns[k*pixels + p].
 
     Note [small products]
     ~~~~~~~~~~~~~~~~~~~~~
-    With few output channels per group (depthwise layers, 8-channel
-    signal layers) the GEMM is a handful of long rows, where a BLAS call is
-    mostly overhead and its blocking does not pay.  Here each output row is
-    written straight into ``out`` (no result buffer, no copy-out), updated
-    with four column rows at a time (one load and one store of the output
-    per four multiply-adds), vectorised along the pixels.  Measured with
-    C_in = 64, 3x3 (2 threads): 4 output channels 4.2 ms against 6.2 ms with
-    BLAS, 8 channels 4.9 against 5.4 ms, 16 channels 8.3 against 7.3 ms.
+    With one or two output channels per group (depthwise layers, one-channel
+    images) the GEMM is one or two long rows, where BLAS's blocking does
+    not pay.  Here each output row is updated with four column rows at a
+    time (one load and one store of the output per four multiply-adds),
+    vectorised along the pixels.  Measured (whole im2col call, 2 threads,
+    2026-11-29): depthwise 256 channels 28x28 1.1 ms against 1.8 ms with
+    BLAS; C_in = 64, 3x3, 56x56: one output channel 1.2 against 2.4 ms, two
+    1.7 against 2.2 ms, but four 2.0 against 1.7 ms and eight 3.2 against
+    2.3 ms; bigk2d's 31x31 single channel 137 against 249 ms.
     """
     M, K = w.shape
     for m in range(M):
         r0 = first + m * stride
         k = 0
-        if not accumulate:
-            b = bias[first_channel + m]
-            if K >= 4:          # the bias goes in with the first four taps
-                w0 = w[m, 0]
-                w1 = w[m, 1]
-                w2 = w[m, 2]
-                w3 = w[m, 3]
-                for p in range(pixels):
-                    dest[np.uint64(r0 + p)] = b + (w0 * columns[np.uint64(p)]
-                                                   + w1 * columns[np.uint64(pixels + p)]
-                                                   + w2 * columns[np.uint64(2 * pixels + p)]
-                                                   + w3 * columns[np.uint64(3 * pixels + p)])
-                k = 4
-            else:
-                for p in range(pixels):
-                    dest[np.uint64(r0 + p)] = b
         while k + 4 <= K:
             w0 = w[m, k]
             w1 = w[m, k + 1]
@@ -335,7 +370,7 @@ def _small_product(w, columns, pixels, dest, first, stride, bias, first_channel,
             c2 = c1 + pixels
             c3 = c2 + pixels
             for p in range(pixels):
-                dest[np.uint64(r0 + p)] += (w0 * columns[np.uint64(c0 + p)]
+                flat[np.uint64(r0 + p)] += (w0 * columns[np.uint64(c0 + p)]
                                             + w1 * columns[np.uint64(c1 + p)]
                                             + w2 * columns[np.uint64(c2 + p)]
                                             + w3 * columns[np.uint64(c3 + p)])
@@ -344,5 +379,5 @@ def _small_product(w, columns, pixels, dest, first, stride, bias, first_channel,
             wk = w[m, k]
             ck = k * pixels
             for p in range(pixels):
-                dest[np.uint64(r0 + p)] += wk * columns[np.uint64(ck + p)]
+                flat[np.uint64(r0 + p)] += wk * columns[np.uint64(ck + p)]
             k += 1
