@@ -68,6 +68,11 @@ def _cmd_info(args):
     print(f"numba threads: {numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}; "
           f"threading layer: {numba.config.THREADING_LAYER}; CPUs: {os.cpu_count()}")
     print(f"numba cache dir: {os.environ.get('NUMBA_CACHE_DIR') or 'next to the package (default)'}")
+    print(f"workspace limit: {numbaconv.get_workspace_limit() / 2**20:g} MiB")
+    from .kernels.blas import find_gemm
+    gemm = find_gemm()
+    print(f"im2col GEMM: {gemm.path if gemm else 'none found (im2col unavailable)'}"
+          + (f" ({gemm.int_bits}-bit integers)" if gemm else ""))
     print("CUDA: no GPU algorithms in this release")
     return 0
 

@@ -15,9 +15,12 @@ policies are fixed at start-up, and prints the median time of each:
 ``two-pools-passive`` the same with OMP_WAIT_POLICY=passive, so numba's
                      OpenMP workers sleep instead of spinning between kernels.
 ``two-pools-workqueue`` the same on numba's workqueue threading layer.
-``alternating``      a numba direct-convolution kernel and a NumPy GEMM
-                     (pw1x1) called in turn, the pattern of a network's
-                     forward pass; reported as the time of one pair.
+``alternating``      the direct algorithm on the shape, then im2col's pointwise
+                     path on pw1x1 (GEMMs in numba's pool), in turn: the
+                     pattern of a network's forward pass; time of one pair.
+``alternating-passive`` the same with OMP_WAIT_POLICY=passive.
+``alternating-blas-threads`` the same, but pw1x1 as one NumPy matmul on
+                     BLAS's own threads.
 
 Usage::
 
@@ -42,6 +45,7 @@ ARRANGEMENTS = {
     "two-pools-workqueue": {"NUMBA_THREADING_LAYER": "workqueue"},
     "alternating": {},
     "alternating-passive": {"OMP_WAIT_POLICY": "passive"},
+    "alternating-blas-threads": {},
 }
 
 _WORKER = r"""
@@ -49,7 +53,7 @@ import json, sys, time
 import numpy as np, numba
 from numbaconv.algorithms import im2col as im
 from numbaconv.bench.suite import get_cases
-from numbaconv.kernels import im2col_cpu
+from numbaconv.kernels import blas, im2col_cpu
 from numbaconv.kernels.parallel import run_in_chunks
 from numbaconv.padding import padding_maps
 from numbaconv.spec import make_conv_spec
@@ -88,23 +92,33 @@ def two_pools():
 
 def one_pool_nolimit():
     plan = im.plan_tiles(spec, 4, threads)
-    wsplit = w5.reshape(1, 1, w5.shape[0], K)
-    im2col_cpu.im2col_conv(x5, *maps, wsplit, np.zeros(w5.shape[0], np.float32), out, ks,
-                           st, dl, spec.padding3[1][0], spec.padding3[2][0], plan.tile,
-                           threads)
+    gemm = blas.find_gemm()
+    im2col_cpu.im2col_conv(gemm.address(np.float32), gemm.int_witness, x5, *maps,
+                           w5.reshape(1, w5.shape[0], K), np.zeros(w5.shape[0], np.float32),
+                           out, ks, st, dl, spec.padding3[1][0], spec.padding3[2][0],
+                           plan.tile, plan.rows, threads)
 
 pw = get_cases(["pw1x1"])[0]
 px, pwt = pw.make_arrays("float32")
+
+pxs = px.reshape(px.shape[0], px.shape[1], -1)
+pws = pwt.reshape(pwt.shape[0], -1)
+pout = np.empty((px.shape[0], pwt.shape[0], pxs.shape[2]), np.float32)
 
 def alternating():
     nc.conv2d(x, w, algorithm="direct", **case.kwargs)
     nc.conv2d(px, pwt, algorithm="im2col")
 
+def alternating_blas_threads():
+    nc.conv2d(x, w, algorithm="direct", **case.kwargs)
+    np.matmul(pws, pxs, out=pout)
+
 run = {"one-pool": lambda: im.im2col_forward(spec, x5, w5, None, out),
        "one-pool-nolimit": one_pool_nolimit,
        "two-pools": two_pools, "two-pools-passive": two_pools,
        "two-pools-workqueue": two_pools,
-       "alternating": alternating, "alternating-passive": alternating}[arrangement]
+       "alternating": alternating, "alternating-passive": alternating,
+       "alternating-blas-threads": alternating_blas_threads}[arrangement]
 run(); run()
 times = []
 for _ in range(repeats):

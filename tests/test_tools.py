@@ -56,7 +56,8 @@ def test_bench_rejects_unknown_algorithm_and_bad_counts(capsys):
 def test_info(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
-    assert "numba threads" in text and "algorithms: auto, direct" in text
+    assert "numba threads" in text and "algorithms: auto, direct, im2col" in text
+    assert "workspace limit: 64 MiB" in text and "im2col GEMM: " in text
 
 
 def test_read_only_install_falls_back_to_in_memory_compilation():

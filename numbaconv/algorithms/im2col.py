@@ -27,16 +27,15 @@ from ..kernels import blas, im2col_cpu
 from ..padding import padding_maps
 from .registry import ConvAlgorithm, register
 
-#: Target size of one thread's column buffer.
-#: Measured on resnet3x3, s2_3x3 and stem7x7 (2 threads, see
-#: docs/results-im2col.md): 0.5-2 MiB were equally fast, smaller tiles made
-#: the GEMMs inefficient and larger ones fell out of the 512 KiB-per-core L2.
-TILE_BYTES = 2**20
-#: Fewest output pixels per tile worth a GEMM call.  Tiles are also at
-#: least one output row, so that same-width layers take the fast column
-#: fill (mc_bigk2d: 193 ms with one-row tiles, 287 ms with 64 pixels); such
-#: tiles may exceed TILE_BYTES, never the workspace limit.
-MIN_TILE_PIXELS = 64
+#: Target size of one thread's column buffer.  Measured (2 threads,
+#: 2026-11-29, docs/results-im2col.md): resnet3x3 and s2_3x3 ran equally
+#: fast from 0.6 to 8 MiB; bigk1d (K = 4080, 16 output channels) took 190 ms
+#: with 4 MiB tiles, 259 ms with 1 MiB and 295-322 ms with 16-32 MiB.
+TILE_BYTES = 4 * 2**20
+#: Fewest output pixels per tile worth a GEMM call (the GEMM's N).  Tiles of
+#: same-width layers are also at least one output row, for the fast column
+#: fill (mc_bigk2d: 144 ms with one-row tiles, 228 ms with 64 pixels).
+MIN_TILE_PIXELS = 256
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,12 @@ class TilePlan:
         return self.threads * self.rows * self.tile * itemsize
 
 
+def same_width_fill(spec):
+    """Whether whole-row tiles of ``spec`` take the fast column fill."""
+    return (spec.input_size3[0] == 1 and spec.stride3[1:] == (1, 1)
+            and spec.output_size3[2] == spec.input_size3[2])
+
+
 def _largest_divisor_at_most(n, bound):
     best = 1
     for d in range(1, math.isqrt(n) + 1):
@@ -68,7 +73,8 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     """Choose tile size and K split so all threads' buffers fit ``limit`` bytes.
 
     The tile aims at :data:`TILE_BYTES` per thread, takes at least
-    :data:`MIN_TILE_PIXELS` pixels and one output row when the limit allows,
+    :data:`MIN_TILE_PIXELS` pixels (and one output row for same-width
+    layers) when the limit allows,
     is shrunk so that there are at least ``threads`` jobs, and is rounded
     down to whole output rows when longer than one.  ``K`` is split only when a
     one-pixel tile would not fit the limit; the limit (at least 1 MiB) is
@@ -83,9 +89,11 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     soft = TILE_BYTES // itemsize
     row = spec.output_size3[2]
     if K <= hard:
-        # at least MIN_TILE_PIXELS and one whole output row (Note [same-width
-        # columns]) when the limit allows, even beyond TILE_BYTES
-        tile = min(max(soft // K, MIN_TILE_PIXELS, row), hard // K)
+        # at least MIN_TILE_PIXELS, and one whole output row where that
+        # enables the fast fill (Note [same-width columns]), when the limit
+        # allows, even beyond TILE_BYTES
+        smallest = max(MIN_TILE_PIXELS, row if same_width_fill(spec) else 0)
+        tile = min(max(soft // K, smallest), hard // K)
         chunks_k, rows = 1, K
     else:
         # even one pixel of columns is over the limit: cut K
@@ -110,7 +118,7 @@ def im2col_forward(spec, x, weight, bias, out, plan=None):
     blas_gemm = blas.find_gemm()
     address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
     if bias is None:
-        bias = np.zeros(spec.out_channels, dtype=out.dtype)
+        bias = np.empty(0, dtype=out.dtype)    # the kernels' "no bias"
     # (C_out, C_in/groups, k...) -> (groups, C_out/groups, K): a view
     w = weight.reshape(groups, cout_g, -1)
     if spec.is_pointwise:

@@ -13,8 +13,9 @@ The column matrix is never built whole (for a large input it would be
 output pixels (flattened over ``OD, OH, OW``) of one image and one group.
 Each thread owns one column buffer of ``rows x tile`` values, sized by the
 caller so that it stays near the core's cache and never exceeds the
-workspace limit.  The thread fills the tile's output block with the bias,
-fills the columns straight from the unpadded input (padding resolved
+workspace limit.  The thread fills the tile's output block with the bias
+(without a bias, BLAS's first product simply overwrites it), fills the
+columns straight from the unpadded input (padding resolved
 through the index maps of :mod:`numbaconv.padding`) and adds their product
 with the weight into the output block in place (BLAS ``gemm`` with
 ``beta = 1`` and the output's row stride as leading dimension): no result
@@ -54,7 +55,8 @@ def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunk
 
     ``w`` is ``(groups, C_out/groups, C_in/groups)``, ``x`` ``(N, groups,
     C_in/groups, S)``, ``out`` ``(N, groups, C_out/groups, S)``: a job is
-    ``out[n, g, rows] = w[g, rows] @ x[n, g] + bias`` for one of
+    ``out[n, g, rows] = w[g, rows] @ x[n, g] + bias`` (``bias`` empty: none)
+    for one of
     ``row_blocks`` blocks of output channels (more than one when there are
     fewer (image, group) pairs than threads).  Every operand is a view;
     nothing is copied (Note [one thread pool]).  ``gemm_address`` and
@@ -78,9 +80,11 @@ def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, fir
         r0 = block * cout_g // row_blocks
         r1 = (block + 1) * cout_g // row_blocks
         if r1 > r0:
-            _fill_bias(out.ravel(), ((n * groups + g) * cout_g + r0) * size, size, r1 - r0,
-                       size, bias, g * cout_g + r0)
-            gemm(gemm_address, int_witness, w[g, r0:r1], x[n, g], out[n, g, r0:r1], 1.0)
+            if bias.shape[0]:
+                _fill_bias(out.ravel(), ((n * groups + g) * cout_g + r0) * size, size,
+                           r1 - r0, size, bias, g * cout_g + r0)
+            gemm(gemm_address, int_witness, w[g, r0:r1], x[n, g], out[n, g, r0:r1],
+                 1.0 if bias.shape[0] else 0.0)
 
 
 def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, kernel_size,
@@ -97,7 +101,8 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
         Padding index maps of the three axes.
     w : (groups, C_out/groups, K) array
         The weight, ``K = C_in/groups * KD * KH * KW`` (a reshaped view).
-    bias : (C_out,) array
+    bias : (C_out,) or (0,) array
+        Empty for no bias.
     out : (N, C_out, OD, OH, OW) array
         Written in full.
     kernel_size, stride, dilation : (3,) tuples of int
@@ -152,7 +157,10 @@ def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, ou
         pixels = min(tile, size - first_pixel)
         whole_rows = first_pixel % OW == 0 and pixels % OW == 0
         first_out = (n * Co + g * cout_g) * size + first_pixel   # out[n, g's c0, p0]
-        _fill_bias(flat_out, first_out, size, cout_g, pixels, bias, g * cout_g)
+        # the block starts as the bias (or zeros), unless BLAS overwrites it
+        overwrite = cout_g > small_m and bias.shape[0] == 0
+        if not overwrite:
+            _fill_bias(flat_out, first_out, size, cout_g, pixels, bias, g * cout_g)
         for k0 in range(0, K, rows):
             if same_width and whole_rows:
                 _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
@@ -167,19 +175,22 @@ def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, ou
             else:
                 gemm(gemm_address, int_witness, w[g, :, k0:k0 + rows],
                      columns[:rows * pixels].reshape(rows, pixels),
-                     out[n, g * cout_g:(g + 1) * cout_g, first_pixel:first_pixel + pixels], 1.0)
+                     out[n, g * cout_g:(g + 1) * cout_g, first_pixel:first_pixel + pixels],
+                     0.0 if overwrite and k0 == 0 else 1.0)
 
 
 @cpu_kernel(parallel=False)
 def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
-    """flat[first + m*stride + p] = bias[first_channel + m] for m < rows, p < pixels.
+    """flat[first + m*stride + p] = bias[first_channel + m] for m < rows, p < pixels
+    (zeros when ``bias`` is empty).
 
     Flat array and unsigned indices: Note [reference counts] of
     :mod:`numbaconv.kernels.direct_cpu` (a strided 2-D view here was not
     vectorised).
     """
+    zero = flat.dtype.type(0)
     for m in range(rows):
-        b = bias[first_channel + m]
+        b = bias[first_channel + m] if bias.shape[0] else zero
         r0 = first + m * stride
         for p in range(pixels):
             flat[np.uint64(r0 + p)] = b
