@@ -19,6 +19,14 @@ tests) fails by four orders of magnitude.
 
 float16 results are computed in float32 and rounded once, so they get an
 extra half unit in the last place of float16 relative to ``|ref|``.
+
+The ``fft`` algorithm's error is not elementwise: every output of a
+transformed tile carries rounding from the whole tile, so small outputs next
+to large ones get errors of the large ones' size.  Its bound is normwise:
+``|y - ref| <= 16 eps * max(S)`` over the output.  Measured (2026-11-29) over
+the named cases in float32 and float64, with the input scaled by 1e-3, 1
+and 1e3: at most 1.7 eps * max(S) (elementwise, 17 eps * S once); the
+growth with transform size is in docs/results-fft.md.
 """
 
 from __future__ import annotations
@@ -56,13 +64,25 @@ def error_scale(x, w, b, **kwargs):
     return s
 
 
-def assert_matches_reference(y, x, w, b=None, **kwargs):
+#: algorithms whose error bound is normwise (module notes)
+NORMWISE = {"fft"}
+
+
+def tolerance(x, w, b, dtype, algorithm=None, factor=RTOL_FACTOR, **kwargs):
+    """The error bound (array, or scalar for normwise algorithms)."""
+    scale = error_scale(x, w, b, **kwargs)
+    if algorithm in NORMWISE:
+        scale = scale.max(initial=0.0)
+    return factor * EPS[np.dtype(dtype)] * scale
+
+
+def assert_matches_reference(y, x, w, b=None, algorithm=None, **kwargs):
     """Check ``y`` against the float64 reference within the stated tolerance."""
     ref = nc.conv_reference(x, w, b, **kwargs)
     assert y.shape == ref.shape, (y.shape, ref.shape)
     dtype = np.result_type(x, w, *(() if b is None else (b,)))
     assert y.dtype == dtype, (y.dtype, dtype)
-    bound = RTOL_FACTOR * EPS[dtype] * error_scale(x, w, b, **kwargs)
+    bound = tolerance(x, w, b, dtype, algorithm, **kwargs)
     if dtype == np.float16:
         bound = bound + np.abs(ref) * float(np.finfo(np.float16).eps) / 2 + 1e-7
     err = np.abs(y.astype(np.float64) - ref)
@@ -71,6 +91,28 @@ def assert_matches_reference(y, x, w, b=None, **kwargs):
         f"max error {err.max():.3g} exceeds bound at {worst}: err={err[worst]:.3g} "
         f"bound={bound[worst]:.3g}")
     return ref
+
+
+def spec_of(shape, wshape, dtype=np.float32, **kwargs):
+    """The spec of a problem given by shapes (no data)."""
+    from numbaconv.spec import make_conv_spec
+    ndim = len(wshape) - 2
+    return make_conv_spec(f"conv{ndim}d", ndim, np.empty(shape, dtype), np.empty(wshape, dtype),
+                          None, **kwargs)
+
+
+def run_canonical(forward, x, w, b, **kwargs):
+    """Call an algorithm's ``forward(spec, x5, w5, b, out)`` the way the API
+    does (canonical 3-D arrays, NaN-filled ``out``); return the user-shaped
+    result.  Lets tests force an algorithm's internal choices."""
+    from numbaconv.spec import make_conv_spec
+    ndim = w.ndim - 2
+    spec = make_conv_spec(f"conv{ndim}d", ndim, x, w, b, **kwargs)
+    x5 = np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3))
+    w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + (1,) * (3 - ndim) + w.shape[2:]))
+    out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan, x.dtype)
+    forward(spec, x5, w5, b, out)
+    return out.reshape(spec.user_output_shape)
 
 
 def torch_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):

@@ -16,13 +16,13 @@ from numbaconv.algorithms.direct import (LOOP_ORDERS, choose_loop_order, direct_
 from numbaconv.spec import make_conv_spec
 
 from .cases import CASES
-from .conftest import CONV, assert_matches_reference, error_scale, torch, torch_conv
+from .conftest import CONV, assert_matches_reference, error_scale, tolerance, torch, torch_conv
 
 CASE_PARAMS = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in CASES]
 DTYPES = [np.float32, np.float64]
 #: Algorithms that serve every valid spec (SPEC section 3): each runs every
 #: named case and a share of the hypothesis specs.
-GENERAL_ALGORITHMS = ["direct", "im2col"]
+GENERAL_ALGORITHMS = ["direct", "im2col", "fft"]
 
 
 def make_inputs(rng, shape, wshape, dtype, bias=True):
@@ -40,7 +40,7 @@ class TestNamedCases:
         x, w, b = make_inputs(rng, shape, wshape, dtype)
         copies = [a.copy() for a in (x, w, b)]
         y = CONV[len(wshape) - 2](x, w, b, **kw, algorithm=algorithm)
-        assert_matches_reference(y, x, w, b, **kw)
+        assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
         for before, after in zip(copies, (x, w, b)):      # inputs never modified
             assert np.array_equal(before, after)
 
@@ -66,7 +66,7 @@ class TestNamedCases:
     def test_without_bias(self, rng, shape, wshape, kw, algorithm):
         x, w, _ = make_inputs(rng, shape, wshape, np.float32, bias=False)
         y = CONV[len(wshape) - 2](x, w, **kw, algorithm=algorithm)
-        assert_matches_reference(y, x, w, None, **kw)
+        assert_matches_reference(y, x, w, None, algorithm=algorithm, **kw)
 
     @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
     @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
@@ -77,9 +77,9 @@ class TestNamedCases:
         y = CONV[len(wshape) - 2](x, w, b, **kw, algorithm=algorithm)
         expected = torch_conv(x, w, b, **kw)
         assert y.shape == expected.shape
-        # both results are within RTOL * scale of the truth, so of each other
-        # within twice that.
-        bound = 2 * 16 * np.finfo(dtype).eps * error_scale(x, w, b, **kw)
+        # both results are within the tolerance of the truth, so of each
+        # other within twice that.
+        bound = tolerance(x, w, b, dtype, algorithm, factor=32, **kw)
         assert np.all(np.abs(y.astype(np.float64) - expected) <= bound)
 
     @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
@@ -189,7 +189,7 @@ class TestArrayHandling:
 
 
 class TestThreadsAndSpecialValues:
-    @pytest.mark.parametrize("algorithm", ["direct"])
+    @pytest.mark.parametrize("algorithm", ["direct", "fft"])
     @pytest.mark.parametrize("shape, wshape, kw", [
         ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
         ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
@@ -293,9 +293,9 @@ def test_hypothesis_specs_match_reference(problem):
     shape, wshape, kw, dtype, bias, seed = problem
     x, w, b = make_inputs(np.random.default_rng(seed), shape, wshape, dtype, bias)
     y = CONV[len(wshape) - 2](x, w, b, **kw)
-    kw.pop("algorithm")
-    assert_matches_reference(y, x, w, b, **kw)
+    algorithm = kw.pop("algorithm")
+    assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
     if torch is not None and x.size:
         expected = torch_conv(x, w, b, **kw)
-        bound = 2 * 16 * np.finfo(dtype).eps * error_scale(x, w, b, **kw)
+        bound = tolerance(x, w, b, dtype, algorithm, factor=32, **kw)
         assert np.all(np.abs(y.astype(np.float64) - expected) <= bound)

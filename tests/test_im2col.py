@@ -22,27 +22,14 @@ import numbaconv as nc
 from numbaconv.algorithms import im2col
 from numbaconv.bench.suite import PUBLIC_SHAPES
 from numbaconv.kernels import im2col_cpu
-from numbaconv.spec import make_conv_spec
 
-from .conftest import CONV, assert_matches_reference
-
-
-def spec_of(shape, wshape, dtype=np.float32, **kw):
-    ndim = len(wshape) - 2
-    return make_conv_spec(f"conv{ndim}d", ndim, np.empty(shape, dtype), np.empty(wshape, dtype),
-                          None, **kw)
+from .conftest import CONV, assert_matches_reference, run_canonical, spec_of
 
 
 def run_with_plan(x, w, b, plan_args, **kw):
-    """im2col with a forced tile plan, through the canonical arrays."""
-    ndim = w.ndim - 2
-    spec = make_conv_spec(f"conv{ndim}d", ndim, x, w, b, **kw)
-    x5 = np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3))
-    w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + (1,) * (3 - ndim) + w.shape[2:]))
-    out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan, x.dtype)
+    """im2col with a forced tile plan."""
     plan = im2col.TilePlan(threads=numba.get_num_threads(), **plan_args)
-    im2col.im2col_forward(spec, x5, w5, b, out, plan=plan)
-    return out.reshape(spec.user_output_shape)
+    return run_canonical(lambda *args: im2col.im2col_forward(*args, plan=plan), x, w, b, **kw)
 
 
 # ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_bench_rejects_unknown_shape(capsys):
 
 
 def test_bench_rejects_unknown_algorithm_and_bad_counts(capsys):
-    assert main(["bench", "--algorithms", "fft", "--no-torch"]) == 2
+    assert main(["bench", "--algorithms", "winograd", "--no-torch"]) == 2
     assert "unknown algorithm" in capsys.readouterr().err
     for option in ("--threads", "--rounds", "--repeats"):
         with pytest.raises(SystemExit):

@@ -7,6 +7,7 @@ from .registry import (AUTO_ORDER, ConvAlgorithm, algorithm_names, get_algorithm
                        resolve_algorithm)
 from . import direct  # noqa: F401  (registers "direct")
 from . import im2col  # noqa: F401  (registers "im2col")
+from . import fft  # noqa: F401  (registers "fft")
 
 __all__ = ["AUTO_ORDER", "ConvAlgorithm", "algorithm_names", "get_algorithm", "register",
            "resolve_algorithm"]

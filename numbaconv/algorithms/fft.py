@@ -1,0 +1,282 @@
+"""The ``fft`` algorithm: cross-correlation by real FFTs (``scipy.fft``).
+
+Serves every valid forward spec.  In the canonical 3-D form, along each
+spatial axis the padded input has ``P`` positions and the (dilated) kernel
+spans ``ke = dilation * (k - 1) + 1``; the stride-1 correlation has
+``P - ke + 1`` positions, of which the output keeps every ``stride``-th
+(compute, then subsample).
+
+Note [fft tiles]
+~~~~~~~~~~~~~~~~
+The stride-1 output is cut into tiles of ``T`` positions per axis
+(overlap-save): a tile needs the padded-input block of ``L = T + ke - 1``
+positions from its origin, and the circular correlation of that block with
+the kernel, both transformed at length ``L``, is exact on the tile's ``T``
+positions.  One tile can cover the whole output (``L`` about the input
+size), or many tiles a large input with a small kernel (``L`` a few times
+the kernel), which bounds memory and keeps the transforms in cache.
+:func:`plan_fft` picks ``L`` per axis among SciPy's fast lengths with a
+cost model (transforms of every input block, output block and weight, and
+the channel contraction), under the workspace limit.
+
+Per call: the weight is dilated, transformed once and conjugated; then for
+each batch of (tile, image) blocks: gather (numba), ``rfftn`` (SciPy, with
+``workers`` = the thread count), the channel contraction per frequency
+(numba, :func:`numbaconv.kernels.fft_cpu.contract_channels`), ``irfftn``, and
+the strided crop plus bias into ``out`` (numba).  float32 stays complex64,
+float64 complex128.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.fft
+
+from .. import config
+from ..kernels import fft_cpu
+from ..padding import padding_maps
+from .direct import direct_forward
+from .registry import ConvAlgorithm, register
+
+#: the cost model charges a transform of ``P`` points ``P * (FFT_POINT_COST +
+#: log2 P)``: measured with SciPy's transforms here, the strided passes of a
+#: multi-dimensional real FFT cost about the same per point at every length
+#: from 64 to 1024 (8-12 ns per complex point), so the number of points
+#: (overlap included) matters more than ``log2 P``.  With the plain
+#: ``P log2 P`` model bigk2d was cut into 200 x 200 blocks (12.5 ms); 8
+#: blocks of 160 x 1024 took 8.9 ms.
+FFT_POINT_COST = 16.0
+#: relative cost of one complex multiply-add of the contraction against one
+#: unit of FFT work (per transform point)
+CONTRACTION_WEIGHT = 1.5
+#: cost of copying one point in the gather and scatter kernels, same units
+COPY_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class FFTPlan:
+    """FFT lengths and batching of one call (see :func:`plan_fft`)."""
+
+    lengths: tuple        # L per canonical axis (1 on unused axes)
+    tiles: tuple          # tiles per canonical axis
+    images_per_step: int
+    tiles_per_step: int
+    cost: float = 0.0     # the cost model's estimate (arbitrary units)
+    workspace: int = 0    # bytes: weight spectrum plus one step's blocks
+
+
+def _candidate_lengths(ke, needed):
+    """Fast FFT lengths worth trying on one axis: from twice the kernel span up
+    to the whole axis (``needed + ke - 1``) in steps of about 25%."""
+    whole = scipy.fft.next_fast_len(needed + ke - 1, real=True)
+    found = {whole}
+    length = max(2 * ke, 8)
+    while length < whole:
+        found.add(scipy.fft.next_fast_len(length, real=True))
+        length = int(length * 1.25) + 1
+    return sorted(v for v in found if ke <= v <= whole)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(ndim, batch, cin, cout, groups, needed, kernel_span, itemsize, limit, threads):
+    """Cached planner; ``needed`` and ``kernel_span`` are per canonical axis."""
+    cin_g = cin // groups
+    axes = range(3 - ndim, 3)
+    per_axis = []
+    for a in range(3):
+        if a in axes:
+            per_axis.append(_candidate_lengths(kernel_span[a], needed[a]))
+        else:
+            per_axis.append([1])
+    complex_size = 2 * itemsize
+    plans = []                                   # (over the limit?, cost, plan)
+    for LD in per_axis[0]:
+        for LH in per_axis[1]:
+            for LW in per_axis[2]:
+                lengths = (LD, LH, LW)
+                tiles = tuple(-(-needed[a] // (lengths[a] - kernel_span[a] + 1))
+                              for a in range(3))
+                points = LD * LH * LW
+                half = points // LW * (LW // 2 + 1)
+                ntiles = math.prod(tiles)
+                fft = points * (FFT_POINT_COST + math.log2(max(points, 2)))
+                cost = (batch * ntiles * (cin + cout) * fft + cout * cin_g * fft
+                        + CONTRACTION_WEIGHT * batch * ntiles * cout * cin_g * half
+                        + COPY_WEIGHT * batch * ntiles * (cin + cout) * points)
+                weights = cout * cin_g * half * complex_size
+                per_block = (cin + cout) * (points * itemsize + half * complex_size)
+                # blocks run on `parallel` threads at once (Note [fft threads])
+                total = batch * ntiles
+                parallel = min(threads, total)
+                blocks = max(1, (limit - weights) // (parallel * per_block))
+                blocks = min(blocks, -(-total // parallel))
+                # the busiest thread does ceil(total / parallel) blocks
+                cost = cost * (-(-total // parallel)) / (total / parallel)
+                if blocks >= ntiles:
+                    images, per_step = max(1, blocks // ntiles), ntiles
+                else:
+                    images, per_step = 1, blocks
+                workspace = weights + parallel * images * per_step * per_block
+                plans.append((workspace > limit, cost / parallel,
+                              FFTPlan(lengths, tiles, images, per_step, cost / parallel,
+                                      workspace)))
+    return min(plans, key=lambda item: item[:2])[2]
+
+
+def plan_fft(spec, itemsize, limit=None, threads=None):
+    """FFT lengths per axis and how many (tile, image) blocks per step.
+
+    Minimises the cost model of Note [fft tiles] over SciPy's fast lengths
+    per axis (divided by the threads that can work at once), subject to the
+    weight spectrum plus the blocks of one step per thread fitting
+    ``limit`` bytes (the workspace limit).  The weight spectrum alone is
+    ``C_out * C_in/groups`` transforms; if it does not fit under any length
+    (many channels and a small limit), the cheapest plan is taken anyway,
+    with one block per step, and ``plan.workspace`` says what it needs.
+    """
+    if limit is None:
+        limit = config.get_workspace_limit()
+    span = tuple(d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3))
+    # stride-1 positions actually needed: up to the last strided output
+    needed = tuple((o - 1) * s + 1 for o, s in zip(spec.output_size3, spec.stride3))
+    return _plan(spec.ndim, spec.batch, spec.in_channels, spec.out_channels, spec.groups,
+                 needed, span, itemsize, limit, threads or numba.get_num_threads())
+
+
+def _dilated_weight(weight, dilation):
+    """(C_out, C_in/g, KD, KH, KW) -> the same with ``dilation - 1`` zeros between taps."""
+    if dilation == (1, 1, 1):
+        return weight
+    co, ci, kd, kh, kw = weight.shape
+    dd, dh, dw = dilation
+    out = np.zeros((co, ci, dd * (kd - 1) + 1, dh * (kh - 1) + 1, dw * (kw - 1) + 1),
+                   weight.dtype)
+    out[:, :, ::dd, ::dh, ::dw] = weight
+    return out
+
+
+def _tile_table(spec, plan):
+    """Per tile: first and stop output index, and block origin, per axis (int64 (T, 9))."""
+    spans = [d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3)]
+    per_axis = []
+    for a in range(3):
+        T = plan.lengths[a] - spans[a] + 1
+        s = spec.stride3[a]
+        rows = []
+        for t in range(plan.tiles[a]):
+            start = -(-(t * T) // s)
+            stop = min(spec.output_size3[a], -(-((t + 1) * T) // s))
+            if stop > start:
+                rows.append((start, stop, t * T))
+        per_axis.append(rows)
+    table = [(d[0], h[0], w[0], d[1], h[1], w[1], d[2], h[2], w[2])
+             for d in per_axis[0] for h in per_axis[1] for w in per_axis[2]]
+    return np.array(table, dtype=np.int64).reshape(-1, 9)
+
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def _pool(threads):
+    """The algorithm's worker threads (created once, grown when needed)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor._max_workers < threads:
+            _executor = ThreadPoolExecutor(max_workers=threads,
+                                           thread_name_prefix="numbaconv-fft")
+        return _executor
+
+
+def fft_forward(spec, x, weight, bias, out, plan=None):
+    """Run the fft algorithm on canonical 3-D arrays (see the registry).
+
+    Note [fft threads]
+    ~~~~~~~~~~~~~~~~~~
+    The work is cut into steps (a batch of tiles of a batch of images) that
+    run whole -- gather, forward transform, contraction, inverse transform,
+    scatter -- on one of ``numba.get_num_threads()`` Python worker threads,
+    with single-threaded transforms and serial numba kernels (which release
+    the GIL).  Numba's OpenMP pool is not used: its workers spin for
+    milliseconds after every parallel kernel, and SciPy's transform threads
+    running next to them were up to 50% slower (bigk2d 16.3 ms against
+    10.7 ms with a passive OpenMP wait policy; bigk1d 24 against 17 ms).
+    Only a call with a single step transforms with SciPy's own workers.
+    """
+    if out.size == 0:
+        return out
+    dtype = out.dtype
+    threads = numba.get_num_threads()
+    if plan is None:
+        plan = plan_fft(spec, dtype.itemsize, threads=threads)
+    ndim = spec.ndim
+    axes = tuple(range(6 - ndim, 6))          # FFT axes of (tiles, images, C, LD, LH, LW)
+    lengths = plan.lengths[3 - ndim:]
+    wd = _dilated_weight(weight, spec.dilation3)
+    # the inverse transform's 1/L scaling is folded into the weight spectrum
+    # (norm="forward" on both), saving a pass over every output block
+    wf = np.conj(scipy.fft.rfftn(wd, s=lengths, axes=tuple(range(5 - ndim, 5)),
+                                 workers=threads, norm="forward"))
+    cout, cin_g = wf.shape[:2]
+    wf = np.ascontiguousarray(wf).reshape(cout, cin_g, -1)
+    if bias is None:
+        bias = np.empty(0, dtype=dtype)
+    table = _tile_table(spec, plan)
+    maps = padding_maps(spec)
+    n_images, C = x.shape[:2]
+    steps = [(first_image, min(plan.images_per_step, n_images - first_image),
+              table[first_tile:first_tile + plan.tiles_per_step])
+             for first_image in range(0, n_images, plan.images_per_step)
+             for first_tile in range(0, len(table), plan.tiles_per_step)]
+    workers = threads if len(steps) == 1 else 1
+
+    def run_step(step):
+        first_image, nb, rows = step
+        blocks = np.empty((len(rows), nb, C) + plan.lengths, dtype=dtype)
+        fft_cpu.gather_blocks(x, first_image, *maps, spec.padding3[2][0],
+                              np.ascontiguousarray(rows[:, 6:9]), blocks)
+        xf = scipy.fft.rfftn(blocks, axes=axes, workers=workers)
+        half = xf.shape[3:]
+        xf = xf.reshape(len(rows) * nb, C, -1)
+        yf = np.empty((len(rows) * nb, cout, xf.shape[2]), dtype=xf.dtype)
+        fft_cpu.contract_channels(xf, wf, yf, spec.groups)
+        y = scipy.fft.irfftn(yf.reshape((len(rows), nb, cout) + half), s=lengths, axes=axes,
+                             workers=workers, overwrite_x=True, norm="forward")
+        fft_cpu.scatter_tiles(y, first_image, np.ascontiguousarray(rows), *spec.stride3, bias,
+                              out)
+
+    if workers == threads:
+        for step in steps:
+            run_step(step)
+    else:
+        for _ in _pool(threads).map(run_step, steps):
+            pass
+    return out
+
+
+class FFTAlgorithm(ConvAlgorithm):
+    """FFT convolution; serves every valid forward spec on the CPU.
+
+    A transform mixes every value of a tile, so one NaN or infinity in the
+    input or weight would spread to the whole tile, where PyTorch poisons
+    only the outputs whose window contains it.  Such calls are computed by
+    the direct algorithm instead (one ``isfinite`` pass over the inputs
+    decides; documented in docs/semantics.md).
+    """
+
+    name = "fft"
+
+    def run(self, spec, x, weight, bias, out):
+        if not (np.isfinite(x).all() and np.isfinite(weight).all()):
+            return direct_forward(spec, x, weight, bias, out)
+        return fft_forward(spec, x, weight, bias, out)
+
+
+FFT = register(FFTAlgorithm())
