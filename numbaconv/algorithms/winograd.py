@@ -1,0 +1,143 @@
+"""The ``winograd`` algorithms: F(4x4, 3x3) and F(2x2, 3x3), and their 1-D
+and 3-D forms.
+
+Registered as ``"winograd"`` (output tiles of 4 along each axis) and
+``"winograd_f2"`` (tiles of 2: fewer multiplications saved, smaller error).
+They serve stride 1, dilation 1 and a kernel of 3 along every spatial axis
+(3 in 1-D, 3x3 in 2-D, 3x3x3 in 3-D), with any groups, padding and padding
+mode; other problems raise ``UnsupportedAlgorithmError`` with the reason.
+
+Per call (kernels in :mod:`numbaconv.kernels.winograd_cpu`): the weight's
+transform ``U = G g G^T`` (cached per weight content, Note [weight cache]);
+then, for chunks of tiles that fit the workspace limit, the input transform
+``V = BT d BT^T`` of every tile (padding resolved through the padding maps,
+partial edge tiles padded with zeros), one BLAS GEMM per transform position
+and group ``M = U @ V``, and the output transform ``AT M AT^T`` plus bias,
+cropped to the output.  The transform matrices are derived in
+:mod:`numbaconv.algorithms.winograd_matrices`.
+
+Note [weight cache]
+~~~~~~~~~~~~~~~~~~~
+The same layer runs many times with the same weight, so transformed weights
+are kept in a small LRU cache keyed by the tile size, dtype, shape and a
+BLAKE2 digest of the weight's bytes: a weight changed in place gets a new
+digest and is transformed again, never served stale.  Hashing costs about
+as much as reading the weight once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+
+import numba
+import numpy as np
+
+from .. import config
+from ..kernels import blas, winograd_cpu
+from ..padding import padding_maps
+from .direct import direct_forward
+from .registry import ConvAlgorithm, register
+from .winograd_matrices import winograd_matrices
+
+#: transformed weights kept (Note [weight cache])
+WEIGHT_CACHE_SIZE = 32
+_weight_cache = OrderedDict()
+_weight_cache_lock = threading.Lock()
+
+
+def _axis_matrices(m, used, dtype):
+    """(AT, G, BT) for one canonical axis: F(m, 3) if used, else 1x1 identity."""
+    if not used:
+        one = np.ones((1, 1), dtype)
+        return one, one, one
+    AT, G, BT = winograd_matrices(m)
+    return AT.astype(dtype), G, BT.astype(dtype)
+
+
+def transformed_weight(weight, m, ndim):
+    """``U`` of shape ``(Q, C_out, C_in/groups)`` for a canonical weight (cached)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(weight).view(np.uint8),
+                             digest_size=16).hexdigest()
+    key = (m, weight.dtype.str, weight.shape, digest)
+    with _weight_cache_lock:
+        if key in _weight_cache:
+            _weight_cache.move_to_end(key)
+            return _weight_cache[key]
+    used = [a >= 3 - ndim for a in range(3)]
+    Gs = [_axis_matrices(m, u, np.float64)[1] for u in used]
+    U = np.einsum("ai,bj,ck,oxijk->abcox", Gs[0], Gs[1], Gs[2], weight.astype(np.float64))
+    U = np.ascontiguousarray(U.reshape(-1, weight.shape[0], weight.shape[1]), weight.dtype)
+    with _weight_cache_lock:
+        _weight_cache[key] = U
+        while len(_weight_cache) > WEIGHT_CACHE_SIZE:
+            _weight_cache.popitem(last=False)
+    return U
+
+
+def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
+    """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry)."""
+    if out.size == 0:
+        return out
+    dtype = out.dtype
+    threads = numba.get_num_threads()
+    ndim = spec.ndim
+    used = [a >= 3 - ndim for a in range(3)]
+    mats = [_axis_matrices(m, u, dtype) for u in used]
+    AT = [t[0] for t in mats]
+    BT = [t[2] for t in mats]
+    U = transformed_weight(weight, m, ndim)
+    Q = U.shape[0]
+    grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
+    total = spec.batch * math.prod(grid)
+    C, Co = spec.in_channels, spec.out_channels
+    if tiles_per_chunk is None:
+        per_tile = Q * (C + Co) * dtype.itemsize
+        tiles_per_chunk = max(1, min(total, config.get_workspace_limit() // per_tile))
+    if bias is None:
+        bias = np.empty(0, dtype=dtype)
+    gemm = blas.find_gemm()
+    maps = padding_maps(spec)
+    for first in range(0, total, tiles_per_chunk):
+        P = min(tiles_per_chunk, total - first)
+        V = np.empty((Q, C, P), dtype=dtype)
+        M = np.empty((Q, Co, P), dtype=dtype)
+        winograd_cpu.input_transform(x, *maps, *BT, grid, first, V, threads)
+        with blas.single_threaded_blas():
+            winograd_cpu.transform_products(gemm.address(dtype), gemm.int_witness, U, V, M,
+                                            spec.groups, threads)
+        winograd_cpu.output_transform(M, *AT, bias, grid, first, out, threads)
+    return out
+
+
+class WinogradAlgorithm(ConvAlgorithm):
+    """F(m x m, 3 x 3) Winograd (and its 1-D / 3-D forms) on the CPU."""
+
+    def __init__(self, name, m):
+        self.name = name
+        self.m = m
+
+    def unsupported_reason(self, spec):
+        if any(s != 1 for s in spec.stride):
+            return f"it needs stride 1, got stride={spec.stride}"
+        if any(d != 1 for d in spec.dilation):
+            return f"it needs dilation 1, got dilation={spec.dilation}"
+        if any(k != 3 for k in spec.kernel_size):
+            return (f"it serves kernels of 3 along every axis, got "
+                    f"kernel_size={spec.kernel_size}")
+        if blas.find_gemm() is None:
+            return "no loaded BLAS library exports cblas_sgemm/cblas_dgemm"
+        return None
+
+    def run(self, spec, x, weight, bias, out):
+        # a transform spreads a NaN or infinity over its whole tile: such
+        # calls go to the direct algorithm, which keeps them local
+        if not (np.isfinite(x).all() and np.isfinite(weight).all()):
+            return direct_forward(spec, x, weight, bias, out)
+        return winograd_forward(spec, x, weight, bias, out, m=self.m)
+
+
+WINOGRAD = register(WinogradAlgorithm("winograd", 4))
+WINOGRAD_F2 = register(WinogradAlgorithm("winograd_f2", 2))
