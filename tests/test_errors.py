@@ -313,8 +313,8 @@ CASES = [
          TypeError, r"algorithm must be a string, got 3"),
     case("algorithm_none", conv1d, lambda: args(1, algorithm=None),
          TypeError, r"algorithm must be a string, got None"),
-    case("algorithm_winograd_not_registered", conv2d, lambda: args(algorithm="winograd"),
-         ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'winograd'"),
+    case("algorithm_misspelt", conv2d, lambda: args(algorithm="im2cols"),
+         ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'im2cols'"),
     case("algorithm_case_sensitive", conv3d, lambda: args(3, algorithm="Direct"),
          ValueError, r"algorithm must be one of 'auto', 'direct'.*, got 'Direct'"),
 ]

@@ -1,0 +1,152 @@
+"""The winograd algorithms: transform matrices, coverage, weight cache, errors."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import numbaconv as nc
+from numbaconv.algorithms import winograd
+from numbaconv.algorithms.winograd_matrices import winograd_matrices
+
+from .conftest import CONV, assert_matches_reference, run_canonical, tolerance, torch, torch_conv
+
+ALGORITHMS = ["winograd", "winograd_f2"]
+
+# Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks"
+LAVIN_F4 = dict(
+    BT=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+    G=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+       [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+LAVIN_F2 = dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+                G=[[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+                AT=[[1, 1, 1, 0], [0, 1, -1, -1]])
+
+
+def test_f4_matrices_are_lavins():
+    AT, G, BT = winograd_matrices(4)
+    np.testing.assert_allclose(AT, LAVIN_F4["AT"], atol=1e-15)
+    np.testing.assert_allclose(G, LAVIN_F4["G"], atol=1e-15)
+    np.testing.assert_allclose(BT, LAVIN_F4["BT"], atol=1e-12)
+
+
+def test_f2_matrices_equal_lavins_up_to_row_signs():
+    AT, G, BT = winograd_matrices(2)
+    # a row of G and the same row of BT may both change sign (their product
+    # is what counts); the last row of AT differs in the infinity column's sign
+    # convention, compensated by BT's last row
+    for ours, theirs in ((G, LAVIN_F2["G"]), (BT, LAVIN_F2["BT"])):
+        for row, ref in zip(ours, np.array(theirs, float)):
+            assert np.allclose(row, ref) or np.allclose(row, -ref)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_matrices_compute_the_exact_correlation(m):
+    AT, G, BT = winograd_matrices(m)
+    rng = np.random.default_rng(m)
+    for _ in range(20):
+        g, d = rng.standard_normal(3), rng.standard_normal(m + 2)
+        expected = [g @ d[i:i + 3] for i in range(m)]
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), expected, rtol=0, atol=1e-13)
+
+
+CASES = [
+    ((2, 6, 9, 11), (4, 3, 3, 3), dict(padding=1, groups=2)),          # partial tiles
+    ((1, 3, 10, 12), (5, 3, 3, 3), dict(padding=(1, 2), padding_mode="reflect")),
+    ((1, 4, 7, 5), (4, 4, 3, 3), dict(padding="same", padding_mode="replicate")),
+    ((2, 4, 13, 6), (8, 1, 3, 3), dict(padding=1, groups=4, padding_mode="circular")),
+    ((1, 3, 5, 5), (2, 3, 3, 3), {}),                                    # one partial tile
+    ((1, 3, 3, 3), (2, 3, 3, 3), {}),                                    # 1x1 output
+    ((2, 4, 17), (6, 4, 3), dict(padding=2)),
+    ((3, 2, 8), (4, 1, 3), dict(padding="same", groups=2, padding_mode="reflect")),
+    ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), dict(padding=1, padding_mode="circular")),
+    ((2, 3, 4, 4, 9), (3, 3, 3, 3, 3), dict(padding=(0, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("shape, wshape, kw", CASES)
+def test_cases_match_reference_and_pytorch(rng, shape, wshape, kw, algorithm, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    copies = [a.copy() for a in (x, w, b)]
+    y = CONV[len(wshape) - 2](x, w, b, algorithm=algorithm, **kw)
+    assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
+    for before, after in zip(copies, (x, w, b)):
+        assert np.array_equal(before, after)
+    if torch is not None:
+        bound = tolerance(x, w, b, dtype, algorithm, factor=32, **kw)
+        assert np.all(np.abs(y.astype(np.float64) - torch_conv(x, w, b, **kw)) <= bound)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("kw, reason", [
+    (dict(stride=2), r"needs stride 1, got stride=\(2, 2\)"),
+    (dict(dilation=(1, 2)), r"needs dilation 1, got dilation=\(1, 2\)"),
+])
+def test_unsupported_parameters_say_why(algorithm, kw, reason):
+    x = np.ones((1, 2, 8, 8), np.float32)
+    w = np.ones((2, 2, 3, 3), np.float32)
+    with pytest.raises(nc.UnsupportedAlgorithmError, match=reason):
+        nc.conv2d(x, w, algorithm=algorithm, **kw)
+
+
+def test_other_kernel_sizes_are_unsupported():
+    with pytest.raises(nc.UnsupportedAlgorithmError, match=r"kernel_size=\(5, 3\)"):
+        nc.conv2d(np.ones((1, 1, 8, 8)), np.ones((1, 1, 5, 3)), algorithm="winograd")
+
+
+def test_weight_transform_is_cached_and_never_stale(rng, monkeypatch):
+    x = rng.standard_normal((1, 4, 9, 9))
+    w = rng.standard_normal((3, 4, 3, 3))
+    winograd._weight_cache.clear()
+    calls = []
+    original = np.einsum
+    monkeypatch.setattr(winograd.np, "einsum",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    first = nc.conv2d(x, w, padding=1, algorithm="winograd")
+    again = nc.conv2d(x, w, padding=1, algorithm="winograd")
+    assert len(calls) == 1 and np.array_equal(first, again)
+    w[1, 2, 0, 0] += 1.0                                   # changed in place
+    changed = nc.conv2d(x, w, padding=1, algorithm="winograd")
+    assert len(calls) == 2
+    assert_matches_reference(changed, x, w, None, algorithm="winograd", padding=1)
+
+
+@pytest.mark.parametrize("tiles_per_chunk", [1, 3, 7])
+def test_chunked_tiles_give_the_same_result(rng, tiles_per_chunk):
+    x = rng.standard_normal((2, 3, 11, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    whole = nc.conv2d(x, w, padding=1, algorithm="winograd")
+    chunked = run_canonical(lambda *a: winograd.winograd_forward(
+        *a, tiles_per_chunk=tiles_per_chunk), x, w, None, padding=1)
+    assert np.array_equal(whole, chunked)
+
+
+def test_non_finite_values_stay_local(rng):
+    x = rng.standard_normal((1, 2, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    x[0, 0, 5, 6] = np.nan
+    y = nc.conv2d(x, w, padding=1, algorithm="winograd")
+    expected = nc.conv2d(x, w, padding=1, algorithm="direct")
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_thread_count_does_not_change_the_result(rng, algorithm):
+    x = rng.standard_normal((2, 8, 13, 15)).astype(np.float32)
+    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = nc.conv2d(x, w, padding=1, algorithm=algorithm)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = nc.conv2d(x, w, padding=1, algorithm=algorithm)
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(one, two)
