@@ -65,10 +65,10 @@ def error_scale(x, w, b, **kwargs):
 
 
 #: algorithms whose error bound is normwise (module notes), with the factor
-#: on ``eps * max(S)``.  Winograd F(4x4, 3x3)'s transforms have entries up to
-#: 8 and 1/24 and amplify rounding: measured at most 26 eps * max(S) in 2-D
-#: and 54 in 3-D (float32 and float64, inputs scaled 1e-3 ... 1e3,
-#: docs/results-winograd.md), so it gets 256; F(2x2, 3x3) measured 1.0.
+#: on ``eps * max(S)``.  Winograd F(4x4, 3x3)'s transforms amplify rounding:
+#: measured at most 15 (float32) and 29 (float64) eps * max(S) over 1-D, 2-D
+#: and 3-D layers with inputs scaled 1e-3 ... 1e3 (docs/results-winograd.md),
+#: so it gets 256; F(2x2, 3x3) measured 1.0 and gets the usual 16.
 NORMWISE = {"fft": RTOL_FACTOR, "winograd_f2": RTOL_FACTOR, "winograd": 256.0}
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import numbaconv as nc
 from numbaconv.algorithms import winograd
-from numbaconv.algorithms.winograd_matrices import winograd_matrices
+from numbaconv.algorithms.winograd_matrices import LAVIN_POINTS_F4, winograd_matrices
 
 from .conftest import CONV, assert_matches_reference, run_canonical, tolerance, torch, torch_conv
 
@@ -26,8 +26,8 @@ LAVIN_F2 = dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
                 AT=[[1, 1, 1, 0], [0, 1, -1, -1]])
 
 
-def test_f4_matrices_are_lavins():
-    AT, G, BT = winograd_matrices(4)
+def test_f4_matrices_from_lavins_points_are_lavins():
+    AT, G, BT = winograd_matrices(4, points=LAVIN_POINTS_F4)
     np.testing.assert_allclose(AT, LAVIN_F4["AT"], atol=1e-15)
     np.testing.assert_allclose(G, LAVIN_F4["G"], atol=1e-15)
     np.testing.assert_allclose(BT, LAVIN_F4["BT"], atol=1e-12)
