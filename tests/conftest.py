@@ -91,6 +91,7 @@ def assert_matches_reference(y, x, w, b=None, algorithm=None, **kwargs):
     if dtype == np.float16:
         bound = bound + np.abs(ref) * float(np.finfo(np.float16).eps) / 2 + 1e-7
     err = np.abs(y.astype(np.float64) - ref)
+    bound = np.broadcast_to(bound, err.shape)
     worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else None
     assert np.all(err <= bound), (
         f"max error {err.max():.3g} exceeds bound at {worst}: err={err[worst]:.3g} "

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from .. import config
-from ..kernels import blas, winograd_cpu
+from ..kernels import blas, direct_cpu, winograd_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
 from .registry import ConvAlgorithm, register
@@ -57,11 +57,11 @@ def _axis_matrices(m, used, dtype):
     return AT.astype(dtype), G, BT.astype(dtype)
 
 
-def transformed_weight(weight, m, ndim):
-    """``U`` of shape ``(Q, C_out, C_in/groups)`` for a canonical weight (cached)."""
+def transformed_weight(weight, m, ndim, groups):
+    """``U`` of shape ``(Q, groups, C_in/groups, C_out/groups)`` (cached)."""
     digest = hashlib.blake2b(np.ascontiguousarray(weight).view(np.uint8),
                              digest_size=16).hexdigest()
-    key = (m, weight.dtype.str, weight.shape, digest)
+    key = (m, groups, weight.dtype.str, weight.shape, digest)
     with _weight_cache_lock:
         if key in _weight_cache:
             _weight_cache.move_to_end(key)
@@ -69,12 +69,24 @@ def transformed_weight(weight, m, ndim):
     used = [a >= 3 - ndim for a in range(3)]
     Gs = [_axis_matrices(m, u, np.float64)[1] for u in used]
     U = np.einsum("ai,bj,ck,oxijk->abcox", Gs[0], Gs[1], Gs[2], weight.astype(np.float64))
-    U = np.ascontiguousarray(U.reshape(-1, weight.shape[0], weight.shape[1]), weight.dtype)
+    cout, cin_g = weight.shape[:2]
+    U = U.reshape(-1, groups, cout // groups, cin_g).transpose(0, 1, 3, 2)
+    U = np.ascontiguousarray(U, weight.dtype)
     with _weight_cache_lock:
         _weight_cache[key] = U
         while len(_weight_cache) > WEIGHT_CACHE_SIZE:
             _weight_cache.popitem(last=False)
     return U
+
+
+def _extended_maps(spec, grid, m, used):
+    """Padding maps extended with zeros (-1) to whole tiles on every axis."""
+    maps = []
+    for axis, base in enumerate(padding_maps(spec)):
+        need = grid[axis] * (m if used[axis] else 1) + (2 if used[axis] else 0)
+        maps.append(np.concatenate([base[:need], np.full(max(0, need - len(base)), -1,
+                                                         np.int64)]))
+    return maps
 
 
 def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
@@ -88,7 +100,7 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
     mats = [_axis_matrices(m, u, dtype) for u in used]
     AT = [t[0] for t in mats]
     BT = [t[2] for t in mats]
-    U = transformed_weight(weight, m, ndim)
+    U = transformed_weight(weight, m, ndim, spec.groups)
     Q = U.shape[0]
     grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
     total = spec.batch * math.prod(grid)
@@ -98,16 +110,20 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
         tiles_per_chunk = max(1, min(total, config.get_workspace_limit() // per_tile))
     if bias is None:
         bias = np.empty(0, dtype=dtype)
+    maps = _extended_maps(spec, grid, m, used)
+    # Note [channels-last transforms]: the padded input, extended to whole
+    # tiles, channels last
+    xp = np.empty((spec.batch,) + tuple(len(mp) for mp in maps) + (C,), dtype=dtype)
+    direct_cpu.pack_channels_last(x, *maps, xp)
     gemm = blas.find_gemm()
-    maps = padding_maps(spec)
     for first in range(0, total, tiles_per_chunk):
         P = min(tiles_per_chunk, total - first)
-        V = np.empty((Q, C, P), dtype=dtype)
-        M = np.empty((Q, Co, P), dtype=dtype)
-        winograd_cpu.input_transform(x, *maps, *BT, grid, first, V, threads)
+        V = np.empty((Q, P, C), dtype=dtype)
+        M = np.empty((Q, P, Co), dtype=dtype)
+        winograd_cpu.input_transform(xp, *BT, grid, first, V, threads)
         with blas.single_threaded_blas():
             winograd_cpu.transform_products(gemm.address(dtype), gemm.int_witness, U, V, M,
-                                            spec.groups, threads)
+                                            threads)
         winograd_cpu.output_transform(M, *AT, bias, grid, first, out, threads)
     return out
 

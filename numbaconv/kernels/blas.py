@@ -138,7 +138,14 @@ def gemm(typingctx, address, int_witness, a, b, c, beta):
                 if int_t.width < 64 else builder.extract_value(array.shape, axis)
 
         def lead(array):
+            # row stride in elements; a one-row view may carry any stride
+            # (NumPy keeps a size-1 axis's stride arbitrary), and BLAS wants
+            # at least the row length
             stride = builder.sdiv(builder.extract_value(array.strides, 0), itemsize)
+            cols = builder.extract_value(array.shape, 1)
+            one = context.get_constant(types.intp, 1)
+            cols = builder.select(builder.icmp_signed(">", cols, one), cols, one)
+            stride = builder.select(builder.icmp_signed(">", stride, cols), stride, cols)
             return builder.trunc(stride, int_t) if int_t.width < 64 else stride
 
         fnty = ir.FunctionType(ir.VoidType(), [enum_t, enum_t, enum_t, int_t, int_t, int_t, fp,

@@ -15,6 +15,13 @@ Why these options:
   in ``NUMBA_CACHE_DIR``) so a new process does not recompile.  On a
   read-only install with no writable cache location numba refuses caching at
   decoration time; we then compile in memory instead of failing at import.
+  For developers: numba invalidates a cached function only when *its own*
+  source file changes.  After editing something a kernel inlines from
+  another module -- an ``intrinsic`` in ``kernels/blas.py`` or
+  ``kernels/parallel.py``, a helper in another kernel module -- delete the
+  stale cache (``find numbaconv -name '*.nb[ic]' -delete``); a stale
+  ``gemm`` once passed wrong leading dimensions here.  Installs are not
+  affected (every file is rewritten).
 """
 
 from __future__ import annotations
