@@ -42,6 +42,9 @@ from .direct import direct_forward
 from .registry import ConvAlgorithm, register
 from .winograd_matrices import winograd_matrices
 
+#: Target size of one thread's transformed tiles (input and product):
+#: measured on resnet3x3 (docs/results-winograd.md)
+CHUNK_BYTES = 2**20
 #: transformed weights kept (Note [weight cache])
 WEIGHT_CACHE_SIZE = 32
 _weight_cache = OrderedDict()
@@ -107,7 +110,8 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
     C, Co = spec.in_channels, spec.out_channels
     if tiles_per_chunk is None:
         per_tile = Q * (C + Co) * dtype.itemsize
-        tiles_per_chunk = max(1, min(total, config.get_workspace_limit() // per_tile))
+        tiles_per_chunk = max(1, min(-(-total // threads), CHUNK_BYTES // per_tile,
+                                     config.get_workspace_limit() // (threads * per_tile)))
     if bias is None:
         bias = np.empty(0, dtype=dtype)
     maps = _extended_maps(spec, grid, m, used)
@@ -116,15 +120,9 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
     xp = np.empty((spec.batch,) + tuple(len(mp) for mp in maps) + (C,), dtype=dtype)
     direct_cpu.pack_channels_last(x, *maps, xp)
     gemm = blas.find_gemm()
-    for first in range(0, total, tiles_per_chunk):
-        P = min(tiles_per_chunk, total - first)
-        V = np.empty((Q, P, C), dtype=dtype)
-        M = np.empty((Q, P, Co), dtype=dtype)
-        winograd_cpu.input_transform(xp, *BT, grid, first, V, threads)
-        with blas.single_threaded_blas():
-            winograd_cpu.transform_products(gemm.address(dtype), gemm.int_witness, U, V, M,
-                                            threads)
-        winograd_cpu.output_transform(M, *AT, bias, grid, first, out, threads)
+    with blas.single_threaded_blas():
+        winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
+                                   grid, total, tiles_per_chunk, out, threads)
     return out
 
 

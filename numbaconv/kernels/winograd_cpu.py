@@ -36,6 +36,39 @@ from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
 
+def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tiles,
+                  total, chunk, out, chunks):
+    """The whole transform-multiply-transform pipeline, a chunk of tiles at a time.
+
+    Each job is ``chunk`` consecutive tiles: input transform into the
+    thread's own ``V``, one GEMM per position and group into its ``M``,
+    output transform into ``out`` -- all on the same thread, while the
+    chunk's buffers are still in its cache (Note [one thread pool] of
+    :mod:`numbaconv.kernels.im2col_cpu`).
+    """
+    run_in_chunks(_pipeline_chunk, (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh,
+                                    ATw, bias, tiles[0], tiles[1], tiles[2], total, chunk, out),
+                  -(-total // chunk), chunks)
+
+
+@cpu_kernel(parallel=False)
+def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tD, tH,
+                    tW, total, chunk, out, first_job, stop_job):
+    Q, groups, cin_g, cout_g = U.shape
+    C, Co = xp.shape[4], out.shape[1]
+    V = np.empty((Q, chunk, C), dtype=out.dtype)
+    M = np.empty((Q, chunk, Co), dtype=out.dtype)
+    for job in range(first_job, stop_job):
+        first = job * chunk
+        P = min(chunk, total - first)
+        _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P)
+        for q in range(Q):
+            for g in range(groups):
+                gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g], U[q, g],
+                     M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
+        _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, 0, P)
+
+
 def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
     """V[:, p] = (BTd x BTh x BTw) applied to tile ``first + p``'s patch of ``xp``.
 
