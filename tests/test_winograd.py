@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import numbaconv as nc
 from numbaconv.algorithms import winograd
@@ -150,3 +152,31 @@ def test_thread_count_does_not_change_the_result(rng, algorithm):
     finally:
         numba.set_num_threads(previous)
     assert np.array_equal(one, two)
+
+
+@st.composite
+def winograd_problems(draw):
+    """Random problems in the winograd algorithms' domain (kernel 3, stride 1)."""
+    ndim = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 3))
+    cin_g, cout_g = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    padding_mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(ndim))
+    sizes = tuple(draw(st.integers(max(3 - 2 * p, p + 1, 1), 12)) for p in pads)
+    shape = (draw(st.integers(1, 3)), cin_g * groups) + sizes
+    wshape = (cout_g * groups, cin_g) + (3,) * ndim
+    kw = dict(padding=pads, groups=groups, padding_mode=padding_mode)
+    return (shape, wshape, kw, draw(st.sampled_from(ALGORITHMS)),
+            draw(st.sampled_from([np.float32, np.float64])), draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(winograd_problems())
+def test_hypothesis_problems_match_reference(problem):
+    shape, wshape, kw, algorithm, dtype, seed = problem
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    y = CONV[len(wshape) - 2](x, w, b, algorithm=algorithm, **kw)
+    assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
