@@ -12,7 +12,9 @@ import numbaconv as nc
 from numbaconv.algorithms import winograd
 from numbaconv.algorithms.winograd_matrices import LAVIN_POINTS_F4, winograd_matrices
 
-from .conftest import CONV, assert_matches_reference, run_canonical, tolerance, torch, torch_conv
+from .cases import CASES as NAMED
+from .conftest import (CONV, assert_matches_reference, run_canonical, spec_of, tolerance, torch,
+                       torch_conv)
 
 ALGORITHMS = ["winograd", "winograd_f2"]
 
@@ -178,5 +180,28 @@ def test_hypothesis_problems_match_reference(problem):
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal(wshape).astype(dtype)
     b = rng.standard_normal(wshape[0]).astype(dtype)
+    y = CONV[len(wshape) - 2](x, w, b, algorithm=algorithm, **kw)
+    assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
+
+
+def _serves(shape, wshape, kw):
+    spec = spec_of(shape, wshape, **kw)
+    return winograd.WINOGRAD.unsupported_reason(spec) is None
+
+
+NAMED_IN_DOMAIN = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in NAMED
+                   if _serves(shape, wshape, kw)]
+
+
+def test_some_named_cases_are_in_the_domain():
+    assert len(NAMED_IN_DOMAIN) >= 5
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("shape, wshape, kw", NAMED_IN_DOMAIN)
+def test_named_cases_in_the_domain(rng, shape, wshape, kw, algorithm):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(wshape).astype(np.float32)
+    b = rng.standard_normal(wshape[0]).astype(np.float32)
     y = CONV[len(wshape) - 2](x, w, b, algorithm=algorithm, **kw)
     assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
