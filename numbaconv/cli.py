@@ -77,6 +77,17 @@ def _cmd_info(args):
     return 0
 
 
+def _cmd_history(args):
+    try:
+        from .history import history
+        history(args.results, args.machine, args.pattern, args.commits)
+    except ImportError:
+        print("numbaconv history: asv is not installed (pip install '.[bench]')",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -115,6 +126,16 @@ def build_parser():
 
     info = sub.add_parser("info", help="versions, threads and cache location")
     info.set_defaults(func=_cmd_info)
+    hist = sub.add_parser("history", help="recorded asv results per benchmark, over commits "
+                                          "(needs asv: pip install '.[bench]')")
+    hist.add_argument("pattern", nargs="?", default="",
+                      help="regular expression on benchmark names, e.g. 'Conv.time_conv'")
+    hist.add_argument("--machine", default="numbaconv-dev",
+                      help="asv machine name (default: numbaconv-dev, see docs/asv.md)")
+    hist.add_argument("--results", default=".asv/results", help="asv results directory")
+    hist.add_argument("--commits", type=_positive_int, default=10,
+                      help="show the last N recorded commits (default 10)")
+    hist.set_defaults(func=_cmd_history)
     return parser
 
 
