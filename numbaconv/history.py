@@ -15,10 +15,10 @@ import re
 
 
 def _format(value, unit):
-    if value is None:
-        return "-"
+    if value is None or value != value:          # not run, or skipped (NaN)
+        return "n/a"
     if unit == "seconds":
-        return f"{value * 1e3:.3g}ms"
+        return f"{value * 1e3:.3g}ms" if value < 1 else f"{value:.3g}s"
     if unit == "bytes":
         return f"{value / 2**20:.3g}M"
     return f"{value:.3g}"
@@ -39,7 +39,7 @@ def history(results_dir, machine, pattern="", commits=10, out=print):
         with open(benchmarks_file) as fh:
             units = {name: info.get("unit") for name, info in json.load(fh).items()
                      if isinstance(info, dict)}
-    keys = sorted({key for run in runs for key in run.get_result_keys()
+    keys = sorted({key for run in runs for key in run.get_all_result_keys()
                    if re.search(pattern, key)})
     out("commits: " + "  ".join(run.commit_hash[:8] for run in runs) + "  (oldest first)")
     for key in keys:
@@ -53,7 +53,7 @@ def history(results_dir, machine, pattern="", commits=10, out=print):
             for combo, value in zip(itertools.product(*params) if params else [()], values):
                 combos.setdefault(combo, {})[run.commit_hash] = value
         for combo, by_commit in combos.items():
-            if all(v is None for v in by_commit.values()):
+            if all(v is None or v != v for v in by_commit.values()):
                 continue
             label = ", ".join(str(c).strip("'") for c in combo) or "-"
             cells = [_format(by_commit.get(run.commit_hash), units.get(key)) for run in runs]

@@ -119,3 +119,29 @@ def test_startup_measurement_reports_each_process():
     for run in runs.values():
         assert {"import_s", "first_call_s", "first_channels_last_call_s"} <= set(run)
     assert "numba_start_s" in runs["warm+"] and "numba_start_s" not in runs["warm"]
+
+
+def test_history_without_results_says_so(tmp_path, capsys):
+    pytest.importorskip("asv")
+    assert main(["history", "--results", str(tmp_path), "--machine", "nowhere"]) == 0
+    assert "no results for machine 'nowhere'" in capsys.readouterr().out
+
+
+def test_asv_benchmarks_share_the_suite_and_honour_the_selection(monkeypatch):
+    import importlib
+    import sys as _sys
+
+    from numbaconv.bench.suite import PUBLIC_SHAPES
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[1]))
+    monkeypatch.delenv("NUMBACONV_ASV_ONLY", raising=False)
+    _sys.modules.pop("asv_benchmarks.benchmarks", None)
+    full = importlib.import_module("asv_benchmarks.benchmarks")
+    assert full.SHAPES == [c.name for c in PUBLIC_SHAPES if not c.transposed]
+    assert "auto" in full.ALGORITHMS and full.DTYPES == ["float32", "float64"]
+    monkeypatch.setenv("NUMBACONV_ASV_ONLY", "shape=depthwise;dtype=float32;peer=none")
+    _sys.modules.pop("asv_benchmarks.benchmarks", None)
+    part = importlib.import_module("asv_benchmarks.benchmarks")
+    assert part.SHAPES == ["depthwise"] and part.DTYPES == ["float32"]
+    with pytest.raises(NotImplementedError):
+        part.TorchPeer().setup("depthwise")
+    _sys.modules.pop("asv_benchmarks.benchmarks", None)
