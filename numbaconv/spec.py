@@ -162,6 +162,10 @@ class ConvSpec:
     def padded_size3(self) -> tuple:
         return self._lift(self.padded_size, 1)
 
+    @cached_property
+    def effective_kernel_size3(self) -> tuple:
+        return self._lift(self.effective_kernel_size, 1)
+
     def describe(self) -> str:
         """Short human-readable summary, for tables and messages."""
         parts = [f"input={self.input_shape}", f"weight={self.weight_shape}"]

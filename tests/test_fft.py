@@ -22,7 +22,7 @@ from .conftest import CONV, assert_matches_reference, run_canonical, spec_of
 def run_with_lengths(x, w, b, lengths, **kw):
     """fft with forced FFT lengths per canonical axis (one block per step)."""
     spec = spec_of(x.shape, w.shape, x.dtype, **kw)
-    spans = [d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3)]
+    spans = spec.effective_kernel_size3
     needed = [(o - 1) * s + 1 for o, s in zip(spec.output_size3, spec.stride3)]
     tiles = tuple(-(-n // (L - k + 1)) for n, L, k in zip(needed, lengths, spans))
     plan = fft.FFTPlan(tuple(lengths), tiles, 1, 1)
@@ -37,7 +37,7 @@ PLAN_SPECS = [(c.input_shape, c.weight_shape, c.kwargs) for c in PUBLIC_SHAPES
 def test_plans_cover_the_output_within_the_limit(shape, wshape, kw):
     spec = spec_of(shape, wshape, **kw)
     plan = fft.plan_fft(spec, 4)
-    spans = [d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3)]
+    spans = spec.effective_kernel_size3
     for a in range(3):
         tile = plan.lengths[a] - spans[a] + 1
         assert tile >= 1
@@ -81,8 +81,7 @@ def test_forced_tiles_match_reference(rng, shape, wshape, kw, scale):
     b = rng.standard_normal(wshape[0])
     ndim = len(wshape) - 2
     spec = spec_of(shape, wshape, **kw)
-    lengths = [scale * (d * (k - 1) + 1) + (1 if scale == 1 else 0)
-               for d, k in zip(spec.dilation3, spec.kernel_size3)]
+    lengths = [scale * span + (1 if scale == 1 else 0) for span in spec.effective_kernel_size3]
     lengths = [1 if a < 3 - ndim else L for a, L in enumerate(lengths)]
     y = run_with_lengths(x, w, b, lengths, **kw)
     assert_matches_reference(y, x, w, b, algorithm="fft", **kw)

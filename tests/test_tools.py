@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from numbaconv.bench.suite import PUBLIC_SHAPES, get_cases

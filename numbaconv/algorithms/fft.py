@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import scipy.fft
 
 from .. import config
 from ..kernels import fft_cpu
@@ -75,6 +74,7 @@ class FFTPlan:
 def _candidate_lengths(ke, needed):
     """Fast FFT lengths worth trying on one axis: from twice the kernel span up
     to the whole axis (``needed + ke - 1``) in steps of about 25%."""
+    import scipy.fft   # here, not at import: scipy.fft takes 0.25 s to import
     whole = scipy.fft.next_fast_len(needed + ke - 1, real=True)
     found = {whole}
     length = max(2 * ke, 8)
@@ -143,11 +143,11 @@ def plan_fft(spec, itemsize, limit=None, threads=None):
     """
     if limit is None:
         limit = config.get_workspace_limit()
-    span = tuple(d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3))
     # stride-1 positions actually needed: up to the last strided output
     needed = tuple((o - 1) * s + 1 for o, s in zip(spec.output_size3, spec.stride3))
     return _plan(spec.ndim, spec.batch, spec.in_channels, spec.out_channels, spec.groups,
-                 needed, span, itemsize, limit, threads or numba.get_num_threads())
+                 needed, spec.effective_kernel_size3, itemsize, limit,
+                 threads or numba.get_num_threads())
 
 
 def _dilated_weight(weight, dilation):
@@ -164,7 +164,7 @@ def _dilated_weight(weight, dilation):
 
 def _tile_table(spec, plan):
     """Per tile: first and stop output index, and block origin, per axis (int64 (T, 9))."""
-    spans = [d * (k - 1) + 1 for d, k in zip(spec.dilation3, spec.kernel_size3)]
+    spans = spec.effective_kernel_size3
     per_axis = []
     for a in range(3):
         T = plan.lengths[a] - spans[a] + 1
@@ -212,6 +212,7 @@ def fft_forward(spec, x, weight, bias, out, plan=None):
     """
     if out.size == 0:
         return out
+    import scipy.fft   # see _candidate_lengths
     dtype = out.dtype
     threads = numba.get_num_threads()
     if plan is None:

@@ -186,7 +186,7 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
 def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
                          first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
-    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     cin_g = xp.shape[4] // groups
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
     stride = (sd, sh, sw)
