@@ -1,19 +1,30 @@
 """numbaconv: PyTorch's convolution semantics on NumPy arrays, at native speed.
 
 Public API (this release): :func:`conv1d`, :func:`conv2d`, :func:`conv3d`,
+:func:`conv_transpose1d` / ``2d`` / ``3d``, the gradients in
+:mod:`numbaconv.grad` (``torch.nn.grad``'s names) and :func:`conv_backward`,
+the shape helpers :func:`conv_output_size` / :func:`conv_input_size`,
 :func:`algorithm_names`, :class:`UnsupportedAlgorithmError`, the float64
-reference :func:`conv_reference`, and :func:`set_workspace_limit` /
-:func:`get_workspace_limit`.
+references (:func:`conv_reference` and its transposed and gradient
+companions), and :func:`set_workspace_limit` / :func:`get_workspace_limit`.
 """
 
 from .algorithms import algorithm_names
 from .config import get_workspace_limit, set_workspace_limit
 from .errors import UnsupportedAlgorithmError
-from .functional import conv1d, conv2d, conv3d
-from .reference import conv_reference
+from . import grad
+from .functional import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d,
+                         conv_transpose3d)
+from .grad import conv_backward
+from .reference import (conv_grad_input_reference, conv_grad_weight_reference, conv_reference,
+                        conv_transpose_reference)
+from .spec import conv_input_size, conv_output_size
 
 __version__ = "0.1.0"
 
-__all__ = ["conv1d", "conv2d", "conv3d", "conv_reference", "algorithm_names",
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+           "conv_transpose3d", "grad", "conv_backward", "conv_output_size", "conv_input_size",
+           "conv_reference", "conv_transpose_reference", "conv_grad_input_reference",
+           "conv_grad_weight_reference", "algorithm_names",
            "UnsupportedAlgorithmError", "get_workspace_limit", "set_workspace_limit",
            "__version__"]

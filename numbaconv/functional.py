@@ -1,9 +1,12 @@
-"""Public forward convolutions: ``conv1d``, ``conv2d``, ``conv3d``.
+"""Public convolutions: ``conv{1,2,3}d`` and ``conv_transpose{1,2,3}d``.
 
 The layer between users and algorithms: validate once (build a
 :class:`~numbaconv.spec.ConvSpec`), pick the algorithm, bring the arrays into
 the canonical 3-D, C-contiguous, compute-dtype form the algorithms expect,
-and handle ``out=``, unbatched input and float16.
+and handle ``out=``, unbatched input and float16.  A transposed convolution
+is its general forward spec (:func:`numbaconv.spec.make_transposed_spec`)
+with the rewritten weight (:func:`numbaconv.rewrites.transposed_weight`);
+there is no algorithm logic here.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .algorithms import resolve_algorithm
-from .spec import check_float_array, make_conv_spec
+from .rewrites import transposed_weight
+from .spec import check_float_array, make_conv_spec, make_transposed_spec
 
 
 def _check_out(spec, out, arrays):
@@ -53,32 +57,64 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
     bias = check_float_array(op, "bias", bias, allow_none=True)
     spec = make_conv_spec(op, ndim, input, weight, bias, stride, padding, dilation, groups,
                           padding_mode)
+    return execute(spec, algorithm, input, weight, bias, out,
+                   canonical_weight=_canonical(weight, _weight_shape3(spec), spec.compute_dtype))
+
+
+def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
+                           output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None):
+    """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
+    input = check_float_array(op, "input", input)
+    weight = check_float_array(op, "weight", weight)
+    bias = check_float_array(op, "bias", bias, allow_none=True)
+    spec = make_transposed_spec(op, ndim, input, weight, bias, stride, padding, output_padding,
+                                groups, dilation)
+    forward_weight = transposed_weight(np.asarray(weight, dtype=spec.compute_dtype), spec.groups)
+    return execute(spec, algorithm, input, weight, bias, out,
+                   canonical_weight=forward_weight.reshape(_weight_shape3(spec)))
+
+
+def _weight_shape3(spec):
+    return spec.weight_shape[:2] + (1,) * (3 - spec.ndim) + spec.kernel_size
+
+
+def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
+    """Run a forward-computation ``spec`` (any input dilation) with the
+    algorithm chosen by ``algorithm``; ``canonical_weight`` is the weight the
+    spec describes, in canonical form (``weight`` only serves the ``out=``
+    overlap check)."""
     runner = resolve_algorithm(algorithm, spec)
     if out is not None:
         _check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
-
     cdtype = spec.compute_dtype
-    lead3 = (1,) * (3 - ndim)
     x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
-    w = _canonical(weight, spec.weight_shape[:2] + lead3 + spec.kernel_size, cdtype)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     out_shape3 = spec.output_shape[:2] + spec.output_size3
+    result = _result_buffer(spec, out)
+    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3))
+    return _finish(spec, result, out)
 
-    if out is None:
-        result = np.empty(spec.output_shape, dtype=cdtype)
-    elif out.dtype == cdtype:
-        result = out
-    else:  # float16 out: compute in float32, convert at the end
-        result = np.empty(spec.output_shape, dtype=cdtype)
-    runner.run(spec, x, w, b, result.reshape(out_shape3))
 
+def _result_buffer(spec, out, shape=None):
+    """Where the algorithm writes: ``out`` itself, or a compute-dtype buffer."""
+    shape = spec.output_shape if shape is None else shape
+    if out is not None and out.dtype == spec.compute_dtype:
+        return out
+    return np.empty(shape, dtype=spec.compute_dtype)
+
+
+def _finish(spec, result, out, unbatched=None):
+    """Copy into a float16 ``out``, cast, drop the batch axis of unbatched calls."""
     if out is not None:
         if result is not out:
-            out[...] = result.reshape(out.shape)
+            with np.errstate(over="ignore"):   # float16 overflow is inf, as in PyTorch
+                out[...] = result.reshape(out.shape)
         return out
-    if spec.dtype != cdtype:
-        result = result.astype(spec.dtype)
-    return result[0] if spec.unbatched else result
+    if spec.dtype != spec.compute_dtype:
+        with np.errstate(over="ignore"):
+            result = result.astype(spec.dtype)
+    unbatched = spec.unbatched if unbatched is None else unbatched
+    return result[0] if unbatched else result
 
 
 _DOC = """{ndim}-D convolution (cross-correlation), with PyTorch's semantics.
@@ -157,3 +193,76 @@ def _make(ndim):
 conv1d = _make(1)
 conv2d = _make(2)
 conv3d = _make(3)
+
+
+_TDOC = """{ndim}-D transposed convolution, with PyTorch's semantics.
+
+Equivalent to ``torch.nn.functional.conv_transpose{ndim}d`` on NumPy arrays:
+the adjoint of ``conv{ndim}d`` with the same weight, stride, padding,
+dilation and groups (the input gradient of that convolution), plus a bias.
+Each algorithm computes it without multiplying the zeros a stride inserts
+(docs/semantics.md, "Transposed convolution and gradients").
+
+Parameters
+----------
+input : ndarray, shape ({batched}) or ({unbatched})
+    float16, float32 or float64; any strides.  Unbatched input gives
+    unbatched output.
+weight : ndarray, shape (C_in, C_out / groups, {kernel})
+bias : ndarray, shape (C_out,), optional
+stride, dilation : int or tuple of {ndim} ints, default 1
+padding : int or tuple of {ndim} ints, default 0
+    ``dilation * (kernel - 1) - padding`` zeros are added to both sides of
+    the (stride-dilated) input.
+output_padding : int or tuple of {ndim} ints, default 0
+    Extra size added to one side of the output; smaller than either the
+    stride or the dilation along each axis.
+groups : int, default 1
+    Must divide C_in.
+algorithm : str, default "auto"
+    ``"auto"`` or a name from ``numbaconv.algorithm_names()``.
+out : ndarray, optional
+    C-contiguous array of exactly the output shape and dtype; filled and
+    returned.
+
+Returns
+-------
+ndarray, shape ({out_batched})
+    ``out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1) +
+    output_padding + 1`` along each axis; dtype as for ``conv{ndim}d``.
+
+Raises
+------
+TypeError, ValueError, numbaconv.UnsupportedAlgorithmError
+    As for ``conv{ndim}d``.
+
+Examples
+--------
+>>> import numpy as np, numbaconv as nc
+>>> x = np.ones({example_x}, dtype=np.float32)
+>>> w = np.ones({example_w}, dtype=np.float32)
+>>> nc.conv_transpose{ndim}d(x, w, stride=2, padding=1).shape
+{example_out}
+"""
+
+
+def _make_transposed(ndim):
+    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                       groups=1, dilation=1, *, algorithm="auto", out=None):
+        return transposed_convolution(f"conv_transpose{ndim}d", ndim, input, weight, bias,
+                                      stride, padding, output_padding, groups, dilation,
+                                      algorithm=algorithm, out=out)
+
+    conv_transpose.__name__ = conv_transpose.__qualname__ = f"conv_transpose{ndim}d"
+    conv_transpose.__module__ = "numbaconv"
+    conv_transpose.__doc__ = _TDOC.format(
+        ndim=ndim, batched=f"N, C_in, {_SPATIAL[ndim]}", unbatched=f"C_in, {_SPATIAL[ndim]}",
+        kernel=_KERNEL[ndim], out_batched=f"N, C_out, {_OSPATIAL[ndim]}",
+        example_x=(1, 2) + (5,) * ndim, example_w=(2, 3) + (4,) * ndim,
+        example_out=(1, 3) + (10,) * ndim)
+    return conv_transpose
+
+
+conv_transpose1d = _make_transposed(1)
+conv_transpose2d = _make_transposed(2)
+conv_transpose3d = _make_transposed(3)

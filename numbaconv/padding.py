@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def source_index_map(size: int, before: int, after: int, mode: str) -> np.ndarray:
+def source_index_map(size: int, before: int, after: int, mode: str,
+                     input_dilation: int = 1) -> np.ndarray:
     """Input index for each position of a padded axis (-1 means zero).
 
     Parameters
@@ -23,7 +24,17 @@ def source_index_map(size: int, before: int, after: int, mode: str) -> np.ndarra
     mode : {"zeros", "reflect", "replicate", "circular"}
         PyTorch's ``padding_mode``; the caller has checked that ``size`` is
         large enough for the mode (see :func:`numbaconv.spec.make_conv_spec`).
+    input_dilation : int
+        ``L - 1`` zeros between neighbouring input elements (zeros mode
+        only): position ``j`` of the dilated axis is input ``j / L`` when
+        ``L`` divides it.  Either padding may then be negative (a crop).
     """
+    if input_dilation != 1:
+        if mode != "zeros":
+            raise ValueError(f"input dilation needs zeros padding, got {mode!r}")
+        j = np.arange(-before, (size - 1) * input_dilation + 1 + after, dtype=np.int64)
+        inside = (j >= 0) & (j % input_dilation == 0) & (j // input_dilation < size)
+        return np.where(inside, j // input_dilation, -1)
     j = np.arange(-before, size + after, dtype=np.int64)
     if mode == "zeros":
         return np.where((j >= 0) & (j < size), j, -1)
@@ -38,6 +49,8 @@ def source_index_map(size: int, before: int, after: int, mode: str) -> np.ndarra
 
 
 def padding_maps(spec):
-    """The (D, H, W) index maps of a spec's canonical 3-D form."""
-    return tuple(source_index_map(n, lo, hi, spec.padding_mode)
-                 for n, (lo, hi) in zip(spec.input_size3, spec.padding3))
+    """The (D, H, W) index maps of a spec's canonical 3-D form (input dilation
+    included: every map-based gather then reads the zero-dilated input)."""
+    return tuple(source_index_map(n, lo, hi, spec.padding_mode, v)
+                 for n, (lo, hi), v in zip(spec.input_size3, spec.padding3,
+                                           spec.input_dilation3))

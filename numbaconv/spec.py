@@ -9,20 +9,99 @@ Algorithms work on a *canonical 3-D form*: 1-D and 2-D problems are lifted to
 3-D by prepending unit spatial dimensions (``W -> (1, 1, W)``,
 ``(H, W) -> (1, H, W)``), so one dimension-generic kernel serves all three
 ranks.  The ``*3`` properties give that form.
+
+Note [one general convolution]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+A spec describes one *general* convolution, in the way JAX's
+``conv_general_dilated`` does: besides PyTorch's stride, padding and (kernel)
+dilation it has an ``input_dilation`` (``L - 1`` zeros between neighbouring
+input elements along an axis) and a ``computation``:
+
+* ``"forward"``: ``out = conv(dilate(x, input_dilation), weight)``.  A plain
+  convolution has ``input_dilation == 1``; a transposed convolution with
+  stride ``s`` (and so the input gradient of a strided convolution) is the
+  forward convolution of its input dilated by ``s`` with the flipped,
+  in/out-swapped weight and padding ``dilation * (k - 1) - padding``
+  (:mod:`numbaconv.rewrites`).  Padding may then be negative (a crop) or
+  asymmetric (``output_padding`` adds to the end).
+* ``"grad_weight"``: the gradient with respect to the weight of the forward
+  convolution the spec describes (``input_dilation == 1``): a convolution
+  whose reduction runs over the batch and the output positions.
+
+Shape arithmetic is in the small pure functions :func:`conv_output_size` and
+:func:`conv_input_size` (ATen's helpers of the same names).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+COMPUTATIONS = ("forward", "grad_weight")
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _DIM_NAMES = {1: ("W",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+# ---------------------------------------------------------------------------
+# shape arithmetic (pure functions, one spatial axis at a time or tuples)
+# ---------------------------------------------------------------------------
+
+def _pair(p):
+    return (p, p) if isinstance(p, int) else (int(p[0]), int(p[1]))
+
+
+def dilated_size(size, input_dilation=1):
+    """Length of an axis of ``size`` elements with ``input_dilation - 1``
+    zeros between neighbours (0 stays 0)."""
+    return (size - 1) * input_dilation + 1 if size > 0 else 0
+
+
+def conv_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1,
+                     input_dilation=1):
+    """Output length of a convolution along one axis, or a tuple of them.
+
+    ``padding`` is an int or a ``(before, after)`` pair (either may be
+    negative: a crop).  With tuples, every argument is a tuple of one entry
+    per axis.  The result may be zero or negative when the kernel does not
+    fit; callers check.
+
+    >>> conv_output_size(56, 3, stride=2, padding=1)
+    28
+    >>> conv_output_size((28, 28), (4, 4), (1, 1), ((2, 2), (2, 2)), (1, 1), (2, 2))
+    (56, 56)
+    """
+    if isinstance(input_size, tuple):
+        return tuple(conv_output_size(*args) for args in zip(
+            input_size, kernel_size, stride, padding, dilation,
+            input_dilation if isinstance(input_dilation, tuple) else (1,) * len(input_size)))
+    lo, hi = _pair(padding)
+    padded = dilated_size(input_size, input_dilation) + lo + hi
+    return (padded - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def conv_input_size(output_size, kernel_size, stride=1, padding=0, dilation=1,
+                    output_padding=0):
+    """Input length a convolution's output (of ``output_size``) came from.
+
+    The output size of the transposed convolution and the input size its
+    input gradient has: ``(out - 1) * stride - 2 * padding + dilation *
+    (kernel - 1) + output_padding + 1``.  Of the ``stride`` input sizes that
+    give the same output, ``output_padding`` (``< stride``) picks one.
+    Tuples work per axis, as in :func:`conv_output_size`.
+
+    >>> conv_input_size(28, 4, stride=2, padding=1)
+    56
+    """
+    if isinstance(output_size, tuple):
+        return tuple(conv_input_size(*args) for args in zip(
+            output_size, kernel_size, stride, padding, dilation, output_padding))
+    return ((output_size - 1) * stride - 2 * padding + dilation * (kernel_size - 1)
+            + output_padding + 1)
 
 
 @dataclass(frozen=True)
@@ -56,6 +135,11 @@ class ConvSpec:
         Whether a bias is added.
     unbatched : bool
         Whether the user passed input without a batch dimension.
+    input_dilation : tuple of int
+        Per spatial dimension: ``L - 1`` zeros sit between neighbouring input
+        elements (Note [one general convolution]); 1 for a plain convolution.
+    computation : {"forward", "grad_weight"}
+        What is computed from the convolution described.
     """
 
     op: str
@@ -75,6 +159,12 @@ class ConvSpec:
     compute_dtype: np.dtype
     has_bias: bool
     unbatched: bool = False
+    input_dilation: tuple = ()
+    computation: str = "forward"
+
+    def __post_init__(self):
+        if not self.input_dilation:
+            object.__setattr__(self, "input_dilation", (1,) * self.ndim)
 
     # ---- derived facts -------------------------------------------------
     @property
@@ -97,8 +187,14 @@ class ConvSpec:
                 and all(p == (0, 0) for p in self.padding))
 
     @property
+    def has_input_dilation(self) -> bool:
+        return any(v != 1 for v in self.input_dilation)
+
+    @property
     def padded_size(self) -> tuple:
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.input_size, self.padding))
+        """Spatial size of the (input-dilated) padded input."""
+        return tuple(dilated_size(n, v) + lo + hi for n, v, (lo, hi)
+                     in zip(self.input_size, self.input_dilation, self.padding))
 
     @property
     def effective_kernel_size(self) -> tuple:
@@ -126,7 +222,14 @@ class ConvSpec:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as 2 FLOPs, the convention of BENCH_SHAPES."""
+        """Multiply-adds counted as 2 FLOPs, the convention of BENCH_SHAPES.
+
+        With input dilation only the products with input elements count (a
+        transposed convolution: every input pixel meets every tap once);
+        a weight gradient costs as much as its forward convolution."""
+        if self.has_input_dilation:
+            return (2 * self.batch * self.out_channels * self.in_channels_per_group
+                    * math.prod(self.kernel_size) * math.prod(self.input_size))
         return (2 * self.batch * self.out_channels * self.in_channels_per_group
                 * math.prod(self.kernel_size) * math.prod(self.output_size))
 
@@ -155,6 +258,10 @@ class ConvSpec:
         return self._lift(self.dilation, 1)
 
     @cached_property
+    def input_dilation3(self) -> tuple:
+        return self._lift(self.input_dilation, 1)
+
+    @cached_property
     def padding3(self) -> tuple:
         return self._lift(self.padding, (0, 0))
 
@@ -175,11 +282,14 @@ class ConvSpec:
             parts.append(f"padding={self.padding}")
         if any(d != 1 for d in self.dilation):
             parts.append(f"dilation={self.dilation}")
+        if self.has_input_dilation:
+            parts.append(f"input_dilation={self.input_dilation}")
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
         if self.padding_mode != "zeros":
             parts.append(f"padding_mode={self.padding_mode!r}")
-        return f"{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
+        what = "" if self.computation == "forward" else f"{self.computation} of "
+        return f"{what}{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
 
 
 # ---------------------------------------------------------------------------
@@ -360,3 +470,214 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
         kernel_size=kernel_size, stride=stride, dilation=dilation, padding=pads,
         padding_mode=padding_mode, output_size=output_size, dtype=np.dtype(dtype),
         compute_dtype=compute_dtype, has_bias=bias is not None, unbatched=unbatched)
+
+
+def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
+                 *, stride=None, padding=None, dilation=None, input_dilation=None,
+                 padding_mode="zeros", dtype=np.float32, has_bias=False, unbatched=False,
+                 computation="forward"):
+    """A spec built from already-validated numbers (the rewrites' constructor).
+
+    Sizes and per-axis parameters are tuples of ``ndim`` entries (``None``:
+    all ones, or no padding); ``padding`` holds ``(before, after)`` pairs and
+    may be negative.  Only the derived output size is computed here; the
+    caller guarantees it is positive (or the spec is never run).
+    """
+    ones = (1,) * ndim
+    stride = ones if stride is None else tuple(stride)
+    dilation = ones if dilation is None else tuple(dilation)
+    input_dilation = ones if input_dilation is None else tuple(input_dilation)
+    padding = ((0, 0),) * ndim if padding is None else tuple(_pair(p) for p in padding)
+    output_size = conv_output_size(tuple(input_size), tuple(kernel_size), stride, padding,
+                                   dilation, input_dilation)
+    dtype = np.dtype(dtype)
+    return ConvSpec(
+        op=op, ndim=ndim, batch=int(batch), in_channels=int(in_channels),
+        out_channels=int(out_channels), groups=int(groups), input_size=tuple(input_size),
+        kernel_size=tuple(kernel_size), stride=stride, dilation=dilation, padding=padding,
+        padding_mode=padding_mode, output_size=output_size, dtype=dtype,
+        compute_dtype=np.dtype(np.float32) if dtype == np.float16 else dtype,
+        has_bias=has_bias, unbatched=unbatched, input_dilation=input_dilation,
+        computation=computation)
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution and gradients
+# ---------------------------------------------------------------------------
+
+def _check_rank(op, ndim, name, array, *, layout):
+    if array.ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(
+            f"{op}: expected {name} of {ndim + 1} (unbatched) or {ndim + 2} (batched) "
+            f"dimensions ({layout}, {', '.join(_DIM_NAMES[ndim])}), got {name}.shape={array.shape}")
+
+
+def _check_groups(op, groups):
+    if not _is_int(groups):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be positive, got groups={groups}")
+    return int(groups)
+
+
+def _int_padding(op, padding, ndim):
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple of {ndim} ints "
+                         f"(no 'same'/'valid' here, as in PyTorch), got {padding!r}")
+    return _per_dim(op, "padding", padding, ndim, minimum=0)
+
+
+def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0,
+                         output_padding=0, groups=1, dilation=1):
+    """Validate a transposed convolution and build its general spec.
+
+    Parameters follow ``torch.nn.functional.conv_transpose{ndim}d``: weight
+    ``(C_in, C_out/groups, k...)``.  The spec is the equivalent forward
+    convolution (Note [one general convolution]): input dilation ``stride``,
+    stride 1, padding ``dilation * (k - 1) - padding`` before and that plus
+    ``output_padding`` after; its weight is
+    :func:`numbaconv.rewrites.transposed_weight` of ``weight``.
+    """
+    names = _DIM_NAMES[ndim]
+    _check_rank(op, ndim, "input", input, layout="N, C_in")
+    if weight.ndim != ndim + 2:
+        raise ValueError(
+            f"{op}: weight must have {ndim + 2} dimensions "
+            f"(in_channels, out_channels/groups, {', '.join('k' + n for n in names)}), "
+            f"got weight.shape={weight.shape}")
+    unbatched = input.ndim == ndim + 1
+    batch_shape = (1,) + input.shape if unbatched else input.shape
+    batch, in_channels = int(batch_shape[0]), int(batch_shape[1])
+    input_size = tuple(int(s) for s in batch_shape[2:])
+    kernel_size = tuple(int(k) for k in weight.shape[2:])
+    groups = _check_groups(op, groups)
+    if in_channels < 1:
+        raise ValueError(f"{op}: input must have at least one channel, got input.shape={input.shape}")
+    if weight.shape[0] != in_channels:
+        raise ValueError(f"{op}: weight.shape[0] must be in_channels = {in_channels} "
+                         f"(input.shape[{0 if unbatched else 1}]), got weight.shape={weight.shape}")
+    if in_channels % groups:
+        raise ValueError(f"{op}: groups={groups} must divide in_channels={in_channels}")
+    if weight.shape[1] < 1 or any(k < 1 for k in kernel_size):
+        raise ValueError(f"{op}: weight sizes must be positive, got weight.shape={weight.shape}")
+    if any(n < 1 for n in input_size):
+        raise ValueError(f"{op}: input spatial sizes must be positive, got input.shape={input.shape}")
+    out_channels = int(weight.shape[1]) * groups
+    stride = _per_dim(op, "stride", stride, ndim, minimum=1)
+    dilation = _per_dim(op, "dilation", dilation, ndim, minimum=1)
+    padding = _int_padding(op, padding, ndim)
+    output_padding = _per_dim(op, "output_padding", output_padding, ndim, minimum=0)
+    for name, o, s, d in zip(names, output_padding, stride, dilation):
+        if o >= s and o >= d:
+            raise ValueError(
+                f"{op}: output_padding must be smaller than either stride or dilation, got "
+                f"output_padding={output_padding}, stride={stride}, dilation={dilation} "
+                f"(along {name})")
+    output_size = conv_input_size(input_size, kernel_size, stride, padding, dilation,
+                                  output_padding)
+    if any(o < 1 for o in output_size):
+        raise ValueError(
+            f"{op}: the output size {output_size} = (input - 1) * stride - 2 * padding + "
+            f"dilation * (kernel - 1) + output_padding + 1 is not positive; padding={padding} "
+            f"is too large for input size {input_size} and weight.shape={weight.shape}")
+    dtypes = [input.dtype, weight.dtype]
+    if bias is not None:
+        if bias.ndim != 1 or bias.shape[0] != out_channels:
+            raise ValueError(
+                f"{op}: bias must be a 1-D array of out_channels={out_channels} values "
+                f"(weight.shape[1] * groups), got bias.shape={bias.shape}")
+        dtypes.append(bias.dtype)
+    spans = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    spec = general_spec(
+        op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
+        dilation=dilation, input_dilation=stride,
+        padding=[(e - p, e - p + o) for e, p, o in zip(spans, padding, output_padding)],
+        dtype=np.result_type(*dtypes), has_bias=bias is not None, unbatched=unbatched)
+    assert spec.output_size == output_size, (spec, output_size)
+    return spec
+
+
+def _size_tuple(op, name, value, lengths):
+    if (not isinstance(value, (tuple, list)) or not all(_is_int(v) for v in value)
+            or len(value) not in lengths):
+        raise TypeError(f"{op}: {name} must be a tuple of "
+                        f"{' or '.join(map(str, lengths))} ints, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride=1, padding=0,
+                         dilation=1, groups=1):
+    """Validate ``grad.conv{ndim}d_input`` and build its (transposed) spec.
+
+    The input gradient is the transposed convolution of ``grad_output`` with
+    ``weight``, with the ``output_padding`` that gives back ``input_size``.
+    """
+    input_size = _size_tuple(op, "input_size", input_size, (ndim + 1, ndim + 2))
+    _check_rank(op, ndim, "grad_output", grad_output, layout="N, C_out")
+    if weight.ndim != ndim + 2:
+        raise ValueError(f"{op}: weight must have {ndim + 2} dimensions (out_channels, "
+                         f"in_channels/groups, kernel...), got weight.shape={weight.shape}")
+    if len(input_size) != grad_output.ndim:
+        raise ValueError(f"{op}: input_size={input_size} and grad_output.shape="
+                         f"{grad_output.shape} must both be batched or both unbatched")
+    full = (1,) + input_size if len(input_size) == ndim + 1 else input_size
+    gfull = (1,) + grad_output.shape if grad_output.ndim == ndim + 1 else grad_output.shape
+    groups = _check_groups(op, groups)
+    if any(v < 1 for v in full[1:]) or full[0] < 0:
+        raise ValueError(f"{op}: input_size must have positive channel and spatial sizes, "
+                         f"got input_size={input_size}")
+    if weight.shape[1] * groups != full[1]:
+        raise ValueError(f"{op}: weight.shape[1] * groups must be in_channels = "
+                         f"input_size[{len(input_size) - ndim - 1}] = {full[1]}, got "
+                         f"weight.shape={weight.shape}, groups={groups}")
+    if weight.shape[0] % groups:
+        raise ValueError(f"{op}: groups={groups} must divide out_channels={weight.shape[0]} "
+                         f"(weight.shape[0])")
+    if gfull[0] != full[0] or gfull[1] != weight.shape[0]:
+        raise ValueError(f"{op}: grad_output.shape must be (N={full[0]}, C_out="
+                         f"{weight.shape[0]}, ...) for input_size={input_size} and weight.shape="
+                         f"{weight.shape}, got grad_output.shape={grad_output.shape}")
+    stride = _per_dim(op, "stride", stride, ndim, minimum=1)
+    dilation = _per_dim(op, "dilation", dilation, ndim, minimum=1)
+    padding = _int_padding(op, padding, ndim)
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    expected = conv_output_size(full[2:], kernel, stride, padding, dilation)
+    if expected != tuple(gfull[2:]) or any(o < 1 for o in expected):
+        raise ValueError(
+            f"{op}: input_size={input_size} cannot give grad_output.shape={grad_output.shape}: "
+            f"a convolution of that input with weight.shape={weight.shape}, stride={stride}, "
+            f"padding={padding}, dilation={dilation} has output size {expected}")
+    base = conv_input_size(expected, kernel, stride, padding, dilation, (0,) * ndim)
+    output_padding = tuple(n - b for n, b in zip(full[2:], base))
+    # extra input rows past the last window get no gradient but are allowed
+    # up to stride - 1, as in PyTorch; output_padding < stride holds
+    spec = make_transposed_spec(op, ndim, grad_output, weight, None, stride, padding,
+                                output_padding, groups, dilation)
+    return spec
+
+
+def make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride=1, padding=0,
+                          dilation=1, groups=1):
+    """Validate ``grad.conv{ndim}d_weight`` and build its spec: the forward
+    spec of the convolution, with ``computation="grad_weight"``."""
+    weight_size = _size_tuple(op, "weight_size", weight_size, (ndim + 2,))
+    groups = _check_groups(op, groups)
+    if any(v < 1 for v in weight_size):
+        raise ValueError(f"{op}: weight_size must be positive, got weight_size={weight_size}")
+    _check_rank(op, ndim, "input", input, layout="N, C_in")
+    in_channels = input.shape[-ndim - 1]
+    if weight_size[1] * groups != in_channels:
+        raise ValueError(f"{op}: weight_size={weight_size} is inconsistent with groups={groups}: "
+                         f"weight_size[1] * groups must be in_channels={in_channels}")
+    if weight_size[0] % groups:
+        raise ValueError(f"{op}: weight_size={weight_size} is inconsistent with groups={groups}: "
+                         f"groups must divide weight_size[0]")
+    _check_rank(op, ndim, "grad_output", grad_output, layout="N, C_out")
+    padding = _int_padding(op, padding, ndim)
+    dummy = np.lib.stride_tricks.as_strided(np.empty(1, grad_output.dtype), weight_size,
+                                            (0,) * len(weight_size))
+    spec = make_conv_spec(op, ndim, input, dummy, None, stride, padding, dilation, groups)
+    if grad_output.shape != spec.user_output_shape:
+        raise ValueError(f"{op}: grad_output must have the convolution's output shape "
+                         f"{spec.user_output_shape}, got grad_output.shape={grad_output.shape}")
+    return replace(spec, computation="grad_weight")

@@ -38,7 +38,9 @@ def serves_same_width_planes(spec):
     """Whether Note [same-width planes] applies: a zero-padded, unit-stride 1-D
     or 2-D problem whose output is as wide as its input."""
     pad_w, pad_w_after = spec.padding3[2]
+    # the planes are shifted copies of the input: not of an input-dilated one
     return (spec.padding_mode == "zeros" and spec.stride3 == (1, 1, 1) and spec.ndim < 3
+            and not spec.has_input_dilation and pad_w >= 0 and spec.padding3[1][0] >= 0
             and spec.output_size3[2] == spec.input_size3[2]
             and pad_w + pad_w_after == spec.dilation3[2] * (spec.kernel_size3[2] - 1))
 
@@ -57,7 +59,11 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     """Run the direct algorithm on canonical 3-D arrays (see the registry).
 
     ``loop_order`` forces one of :data:`LOOP_ORDERS` (the tests run every
-    case through each); by default :func:`choose_loop_order` decides.
+    case through each); by default :func:`choose_loop_order` decides.  The
+    channels-last and planes loop orders gather through the padding maps and
+    so also serve an input-dilated spec directly, paying for its zeros (the
+    algorithm's ``run`` takes the phases instead; the tests use this as a
+    second formulation).
     """
     if loop_order is None:
         loop_order = choose_loop_order(spec)
@@ -98,7 +104,7 @@ class DirectAlgorithm(ConvAlgorithm):
 
     name = "direct"
 
-    def run(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out):
         return direct_forward(spec, x, weight, bias, out)
 
 

@@ -210,6 +210,10 @@ def fft_forward(spec, x, weight, bias, out, plan=None):
     10.7 ms with a passive OpenMP wait policy; bigk1d 24 against 17 ms).
     Only a call with a single step transforms with SciPy's own workers.
     """
+    if spec.has_input_dilation or any(lo < 0 or hi < 0 for lo, hi in spec.padding):
+        # gather_blocks reads the interior as a shift of the input
+        raise ValueError("fft_forward: the spec must have no input dilation and no "
+                         "negative padding (use the algorithm's run)")
     if out.size == 0:
         return out
     import scipy.fft   # see _candidate_lengths
@@ -274,7 +278,7 @@ class FFTAlgorithm(ConvAlgorithm):
 
     name = "fft"
 
-    def run(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
             return direct_forward(spec, x, weight, bias, out)
         return fft_forward(spec, x, weight, bias, out)

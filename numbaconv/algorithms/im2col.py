@@ -56,7 +56,7 @@ class TilePlan:
 def same_width_fill(spec):
     """Whether whole-row tiles of ``spec`` take the fast column fill."""
     return (spec.input_size3[0] == 1 and spec.stride3[1:] == (1, 1)
-            and spec.output_size3[2] == spec.input_size3[2])
+            and spec.output_size3[2] == spec.input_size3[2] and not spec.has_input_dilation)
 
 
 def _largest_divisor_at_most(n, bound):
@@ -109,7 +109,14 @@ def plan_tiles(spec, itemsize, threads, limit=None):
 
 
 def im2col_forward(spec, x, weight, bias, out, plan=None):
-    """Run the im2col algorithm on canonical 3-D arrays (see the registry)."""
+    """Run the im2col algorithm on canonical 3-D arrays (see the registry).
+
+    The column fills read the interior of the padded input as a shift of the
+    input, so the spec must have no input dilation and no negative padding
+    (the registry's ``run`` rewrites those first)."""
+    if spec.has_input_dilation or any(lo < 0 or hi < 0 for lo, hi in spec.padding):
+        raise ValueError("im2col_forward: the spec must have no input dilation and no "
+                         "negative padding (use the algorithm's run)")
     if out.size == 0:
         return out
     n, groups = spec.batch, spec.groups
@@ -152,7 +159,7 @@ class Im2colAlgorithm(ConvAlgorithm):
                     "(numbaconv looks in the libraries threadpoolctl lists)")
         return None
 
-    def run(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out):
         return im2col_forward(spec, x, weight, bias, out)
 
 

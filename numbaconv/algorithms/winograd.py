@@ -135,6 +135,13 @@ class WinogradAlgorithm(ConvAlgorithm):
         self.m = m
 
     def unsupported_reason(self, spec):
+        if spec.computation == "grad_weight":
+            return ("a weight gradient is a convolution whose kernel spans the output "
+                    f"({spec.output_size}), not a 3-wide kernel")
+        if spec.has_input_dilation:
+            return (f"it serves stride-1 problems, got a transposed convolution (or input "
+                    f"gradient) with stride {spec.input_dilation}, whose phases have kernels "
+                    f"of fewer taps")
         if any(s != 1 for s in spec.stride):
             return f"it needs stride 1, got stride={spec.stride}"
         if any(d != 1 for d in spec.dilation):
@@ -146,7 +153,7 @@ class WinogradAlgorithm(ConvAlgorithm):
             return "no loaded BLAS library exports cblas_sgemm/cblas_dgemm"
         return None
 
-    def run(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):

@@ -1,0 +1,207 @@
+"""Gradients of convolutions: ``torch.nn.grad``'s functions, and ``conv_backward``.
+
+``conv{1,2,3}d_input`` and ``conv{1,2,3}d_weight`` have the names and
+argument order of ``torch.nn.grad``.  The input gradient is the transposed
+convolution of the output gradient (:func:`numbaconv.spec.make_grad_input_spec`),
+the weight gradient a spec of its own computation
+(:func:`numbaconv.spec.make_grad_weight_spec`); the algorithms serve both
+(Note [one general convolution] in :mod:`numbaconv.spec`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .algorithms import resolve_algorithm
+from .functional import _canonical, _finish, _weight_shape3, execute, transposed_convolution
+from .rewrites import transposed_weight
+from .spec import (check_float_array, make_grad_input_spec, make_grad_weight_spec)
+
+__all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
+           "conv3d_weight", "conv_backward"]
+
+
+def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
+               groups=1, *, algorithm="auto"):
+    """Shared body of ``conv{ndim}d_input``."""
+    weight = check_float_array(op, "weight", weight)
+    grad_output = check_float_array(op, "grad_output", grad_output)
+    spec = make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride, padding,
+                                dilation, groups)
+    forward_weight = transposed_weight(np.asarray(weight, dtype=spec.compute_dtype), spec.groups)
+    return execute(spec, algorithm, grad_output, weight, None, None,
+                   canonical_weight=forward_weight.reshape(_weight_shape3(spec)))
+
+
+def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
+                groups=1, *, algorithm="auto"):
+    """Shared body of ``conv{ndim}d_weight``."""
+    input = check_float_array(op, "input", input)
+    grad_output = check_float_array(op, "grad_output", grad_output)
+    spec = make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride, padding,
+                                 dilation, groups)
+    runner = resolve_algorithm(algorithm, spec)
+    cdtype = spec.compute_dtype
+    x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
+    g = _canonical(grad_output, spec.output_shape[:2] + spec.output_size3, cdtype)
+    result = np.empty(spec.weight_shape, dtype=cdtype)
+    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)))
+    return _finish(spec, result, None, unbatched=False)
+
+
+def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                  transposed=False, output_padding=0, output_mask=(True, True, True),
+                  algorithm="auto"):
+    """Gradients of a convolution (or transposed convolution) of any rank.
+
+    Parameters
+    ----------
+    input, weight : ndarray
+        The forward call's input and weight (``weight`` as that call takes
+        it: ``(C_out, C_in/groups, k...)``, or ``(C_in, C_out/groups, k...)``
+        when ``transposed``).  The rank is ``weight.ndim - 2``.
+    grad_output : ndarray
+        Gradient of the loss with respect to the forward call's output.
+    stride, padding, dilation, groups, output_padding
+        The forward call's parameters (``output_padding`` only when
+        ``transposed``).
+    transposed : bool, default False
+        Whether the forward call was ``conv_transpose{N}d``.
+    output_mask : tuple of 3 bools, default (True, True, True)
+        Which of (input, weight, bias) gradients to compute.
+    algorithm : str, default "auto"
+
+    Returns
+    -------
+    (grad_input, grad_weight, grad_bias)
+        Each an ndarray, or None where ``output_mask`` is False.  The bias
+        gradient is the sum of ``grad_output`` over the batch and spatial
+        axes.
+
+    Notes
+    -----
+    For a transposed convolution the input gradient is the plain
+    convolution of ``grad_output`` with ``weight``, and the weight gradient
+    that of the plain convolution from ``grad_output`` to ``input``.
+    """
+    op = "conv_backward"
+    weight = check_float_array(op, "weight", weight)
+    input = check_float_array(op, "input", input)
+    grad_output = check_float_array(op, "grad_output", grad_output)
+    ndim = weight.ndim - 2
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"{op}: weight must have 3, 4 or 5 dimensions, got "
+                         f"weight.shape={weight.shape}")
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(f"{op}: output_mask must be a tuple of 3 bools, got {output_mask!r}")
+    if not isinstance(transposed, (bool, np.bool_)):
+        raise TypeError(f"{op}: transposed must be a bool, got {transposed!r}")
+    if transposed:
+        # check the whole call once: grad_output must be the output's shape
+        expected = _transposed_output_shape(op, ndim, input, weight, stride, padding,
+                                            output_padding, groups, dilation)
+        if grad_output.shape != expected:
+            raise ValueError(f"{op}: grad_output must have the transposed convolution's output "
+                             f"shape {expected}, got grad_output.shape={grad_output.shape}")
+        # y = conv_transpose(x, w) is the input gradient of the convolution
+        # y -> x: so dL/dx is that convolution of dL/dy, and dL/dw its
+        # weight gradient with dL/dy as the input and x as the output gradient
+        from .functional import convolution
+        gi = (convolution(op, ndim, grad_output, weight, None, stride, padding, dilation, groups,
+                          algorithm=algorithm) if output_mask[0] else None)
+        gw = (grad_weight(op, ndim, grad_output, weight.shape, input, stride, padding, dilation,
+                          groups, algorithm=algorithm) if output_mask[1] else None)
+    else:
+        if output_padding not in (0, (0,) * ndim, [0] * ndim):
+            raise ValueError(f"{op}: output_padding applies to transposed convolutions only, "
+                             f"got output_padding={output_padding!r} with transposed=False")
+        gi = (grad_input(op, ndim, input.shape, weight, grad_output, stride, padding, dilation,
+                         groups, algorithm=algorithm) if output_mask[0] else None)
+        gw = (grad_weight(op, ndim, input, weight.shape, grad_output, stride, padding, dilation,
+                          groups, algorithm=algorithm) if output_mask[1] else None)
+    gb = None
+    if output_mask[2]:
+        batched = grad_output.ndim == ndim + 2
+        axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
+        dtype = np.result_type(input, weight, grad_output)
+        compute = np.float32 if dtype == np.float16 else dtype
+        gb = grad_output.sum(axis=axes, dtype=compute).astype(dtype)
+    return gi, gw, gb
+
+
+def _transposed_output_shape(op, ndim, input, weight, stride, padding, output_padding, groups,
+                             dilation):
+    from .spec import make_transposed_spec
+    spec = make_transposed_spec(op, ndim, input, weight, None, stride, padding, output_padding,
+                                groups, dilation)
+    return spec.user_output_shape
+
+
+_IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).
+
+Parameters
+----------
+input_size : tuple of ints
+    Shape of the forward call's input, ``(N, C_in, {spatial})`` or
+    unbatched ``(C_in, {spatial})``; of the sizes that give the same output
+    (``stride`` of them), this one is returned.
+weight : ndarray, shape (C_out, C_in / groups, {kernel})
+grad_output : ndarray, shape (N, C_out, {ospatial}) (unbatched without N)
+stride, padding, dilation, groups
+    The forward call's (``padding`` an int or tuple; no strings).
+algorithm : str, default "auto"
+
+Returns
+-------
+ndarray of shape ``input_size``
+    Input positions that no output window reads get zero.
+"""
+
+_WDOC = """Gradient of ``conv{ndim}d`` with respect to its weight (``torch.nn.grad.conv{ndim}d_weight``).
+
+Parameters
+----------
+input : ndarray, shape (N, C_in, {spatial}) (unbatched without N)
+weight_size : tuple of ints
+    ``(C_out, C_in / groups, {kernel})``.
+grad_output : ndarray, shape (N, C_out, {ospatial}) (unbatched without N)
+stride, padding, dilation, groups
+    The forward call's (``padding`` an int or tuple; no strings).
+algorithm : str, default "auto"
+
+Returns
+-------
+ndarray of shape ``weight_size``
+    The sum over the batch; the reduction is split the same way whatever
+    the thread count, so results are identical bit for bit.
+"""
+
+_SPATIAL = {1: "W", 2: "H, W", 3: "D, H, W"}
+_KERNEL = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}
+_OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
+
+
+def _make(ndim):
+    def conv_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
+                   *, algorithm="auto"):
+        return grad_input(f"grad.conv{ndim}d_input", ndim, input_size, weight, grad_output,
+                          stride, padding, dilation, groups, algorithm=algorithm)
+
+    def conv_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1,
+                    *, algorithm="auto"):
+        return grad_weight(f"grad.conv{ndim}d_weight", ndim, input, weight_size, grad_output,
+                           stride, padding, dilation, groups, algorithm=algorithm)
+
+    fmt = dict(ndim=ndim, spatial=_SPATIAL[ndim], kernel=_KERNEL[ndim], ospatial=_OSPATIAL[ndim])
+    for fn, name, doc in ((conv_input, f"conv{ndim}d_input", _IDOC),
+                          (conv_weight, f"conv{ndim}d_weight", _WDOC)):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__module__ = "numbaconv.grad"
+        fn.__doc__ = doc.format(**fmt)
+    return conv_input, conv_weight
+
+
+conv1d_input, conv1d_weight = _make(1)
+conv2d_input, conv2d_weight = _make(2)
+conv3d_input, conv3d_weight = _make(3)

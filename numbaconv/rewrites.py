@@ -1,0 +1,194 @@
+"""Rewrites: transposed convolution and both gradients as forward problems.
+
+Everything here turns one problem into other problems the algorithms
+already serve (Note [one general convolution] in :mod:`numbaconv.spec`):
+
+* :func:`transposed_weight` -- the weight of a transposed convolution (or of
+  an input gradient) as the weight of the equivalent forward convolution over
+  the input-dilated input: flipped along every spatial axis, with input and
+  output channels swapped inside each group.
+* :func:`run_by_phases` -- Note [phases]: a forward problem with input
+  dilation ``L`` as ``prod(L)`` stride-1 problems without it.
+* :func:`grad_weight_as_forward` -- Note [weight gradient as a
+  convolution]: the weight gradient as one grouped forward convolution in
+  which the batch is the reduction axis.
+* :func:`crop_negative_padding` -- a negative padding (a crop, which the
+  rewrites produce) as a slice of the input.
+
+All functions work on the canonical 3-D arrays of
+:mod:`numbaconv.algorithms.registry` and take the algorithm's own ``run`` to
+compute the pieces, so each algorithm serves the new problems with its own
+kernels and no kernel needs to know that it serves a transposed problem.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from .spec import general_spec
+
+
+def transposed_weight(weight, groups):
+    """(C_in, C_out/groups, k...) of a transposed convolution -> the forward
+    weight (C_out, C_in/groups, k...) flipped along every spatial axis.
+
+    ``w'[g*cout_g + o, i, k] = w[g*cin_g + i, o, K - 1 - k]`` (a copy; the
+    weight is small next to the data)."""
+    cin, cout_g = weight.shape[:2]
+    kernel = weight.shape[2:]
+    w = weight.reshape((groups, cin // groups, cout_g) + kernel).swapaxes(1, 2)
+    w = w[(Ellipsis,) + (slice(None, None, -1),) * len(kernel)]
+    return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
+
+
+def _bias_fill(out, bias):
+    """out[n, c, ...] = bias[c] (0 without a bias)."""
+    if bias is None:
+        out[...] = 0
+    else:
+        out[...] = bias.reshape((1, -1) + (1,) * (out.ndim - 2))
+    return out
+
+
+def crop_negative_padding(spec, x):
+    """``(spec, x)`` with negative paddings of a spec without input dilation
+    turned into a slice of the input (a C-contiguous copy), or ``(spec,
+    None)`` when the crop leaves no input element (the output is the bias)."""
+    if all(lo >= 0 and hi >= 0 for lo, hi in spec.padding):
+        return spec, x
+    assert not spec.has_input_dilation
+    lead = 3 - spec.ndim
+    sizes, pads, window = [], [], [slice(None)] * 2 + [slice(None)] * lead
+    for n, (lo, hi) in zip(spec.input_size, spec.padding):
+        start, stop = max(0, -lo), n - max(0, -hi)
+        if stop <= start:
+            return spec, None
+        sizes.append(stop - start)
+        pads.append((max(lo, 0), max(hi, 0)))
+        window.append(slice(start, stop))
+    cropped = replace(spec, input_size=tuple(sizes), padding=tuple(pads))
+    return cropped, np.ascontiguousarray(x[tuple(window)])
+
+
+# ---------------------------------------------------------------------------
+# Note [phases]
+# ---------------------------------------------------------------------------
+# Along an axis with input dilation L (kernel dilation d, padding ``lo``
+# before), output j reads the dilated, padded input at j + k*d, which is an
+# input element only when (j + k*d - lo) is a multiple of L.  So the outputs
+# j = rho + q*L of one *phase* rho (0 <= rho < L) use only the taps k with
+# (rho + k*d - lo) % L == 0, reading input q + c_k with c_k = (rho + k*d - lo)
+# / L.  Those taps are every L/gcd(L, d)-th, and c_k grows by d/gcd(L, d)
+# between them: each phase is an ordinary stride-1 convolution of the
+# undilated input with a sub-kernel of the taps, kernel dilation d/gcd(L, d)
+# and padding -c_first (negative: a crop), written to every L-th output.
+# prod(L) phases together do exactly the products with input elements: none
+# of the zeros are paid for.  A phase without taps (kernel smaller than L)
+# is the bias alone.
+
+
+def _axis_phases(n, K, d, L, lo, O):
+    """Per phase rho of one axis: (rho, Q, taps, sub_dilation, (lo', hi'))
+    with ``taps`` None when the phase reads no input element."""
+    phases = []
+    for rho in range(min(L, O)):
+        Q = -(-(O - rho) // L)
+        taps = [k for k in range(K) if (rho + k * d - lo) % L == 0]
+        if not taps:
+            phases.append((rho, Q, None, 1, None))
+            continue
+        c0 = (rho + taps[0] * d - lo) // L
+        sub_d = d // math.gcd(L, d)
+        lo_sub = -c0
+        hi_sub = Q - n + c0 + sub_d * (len(taps) - 1)
+        phases.append((rho, Q, taps, sub_d, (lo_sub, hi_sub)))
+    return phases
+
+
+def run_by_phases(spec, x, weight, bias, out, run):
+    """Compute an input-dilated forward problem as its stride-1 phases
+    (Note [phases]), each by ``run(sub_spec, x, sub_weight, bias, sub_out)``.
+
+    Each phase's result is computed into a buffer of its size (at most the
+    output over ``prod(L)``) and copied into every L-th output element.
+    """
+    assert spec.computation == "forward" and all(s == 1 for s in spec.stride)
+    axes = [_axis_phases(n, K, d, L, lo, O) for n, K, d, L, (lo, _), O in zip(
+        spec.input_size3, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
+        spec.padding3, spec.output_size3)]
+    lead = 3 - spec.ndim
+    for combo in itertools.product(*axes):
+        window = (slice(None), slice(None)) + tuple(slice(p[0], None, L) for p, L in
+                                                    zip(combo, spec.input_dilation3))
+        target = out[window]
+        if any(p[2] is None for p in combo):
+            _bias_fill(target, bias)
+            continue
+        sub_weight = weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]),
+                                   *(p[2] for p in combo))]
+        sub = general_spec(
+            spec.op, spec.ndim, spec.batch, spec.in_channels, spec.out_channels, spec.groups,
+            spec.input_size, sub_weight.shape[2 + lead:],
+            dilation=tuple(p[3] for p in combo[lead:]),
+            padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
+            has_bias=bias is not None)
+        assert sub.output_size3 == target.shape[2:], (sub, target.shape)
+        if target.flags.c_contiguous:       # L == 1 on every axis but none here
+            run(sub, x, np.ascontiguousarray(sub_weight), bias, target)
+        else:
+            result = np.empty(target.shape, dtype=out.dtype)
+            run(sub, x, np.ascontiguousarray(sub_weight), bias, result)
+            target[...] = result
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Note [weight gradient as a convolution]
+# ---------------------------------------------------------------------------
+# grad_w[g, o, i, k] = sum_{n, p} grad_out[n, g, o, p] * xpad[n, g, i, p*s + k*d]
+# (g the group, o / i the channel inside it, p an output position).  Read
+# with the input channel i as the batch, (g, n) as the input channels, (g, o)
+# as the output channels and the output gradient as a kernel spanning the
+# output, this is one grouped forward convolution: groups G, kernel
+# dilation s, stride d, the same padding, output size k.  The batch is the
+# reduction axis, so the result does not depend on how threads split it.
+
+
+def grad_weight_as_forward(spec, x, grad_output, out, run):
+    """The weight gradient of ``spec`` as one forward problem (Note [weight
+    gradient as a convolution]) computed by ``run``.
+
+    ``x`` is the canonical input, ``grad_output`` the canonical output
+    gradient and ``out`` the canonical weight gradient ``(C_out, C_in/groups,
+    KD, KH, KW)``.  Costs two transposing copies of the data.
+    """
+    N, G = spec.batch, spec.groups
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    if N == 0:
+        out[...] = 0
+        return out
+    S, O = spec.input_size3, spec.output_size3
+    xt = np.ascontiguousarray(
+        x.reshape((N, G, cin_g) + S).transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * N) + S)
+    gt = np.ascontiguousarray(
+        grad_output.reshape((N, G, cout_g) + O).transpose(1, 2, 0, 3, 4, 5)
+    ).reshape((G * cout_g, N) + O)
+    # trim the padding after each axis so that the output is exactly the
+    # kernel size (input rows past the last window would add outputs)
+    pads = []
+    for n, o, k, s, d, (lo, hi) in zip(spec.input_size, spec.output_size, spec.kernel_size,
+                                      spec.stride, spec.dilation, spec.padding):
+        natural = (n + lo + hi - s * (o - 1) - 1) // d + 1
+        pads.append((lo, hi - (natural - k) * d))
+    sub = general_spec(spec.op, spec.ndim, cin_g, G * N, G * cout_g, G, spec.input_size,
+                       spec.output_size, stride=spec.dilation, dilation=spec.stride,
+                       padding=pads, padding_mode=spec.padding_mode, dtype=spec.dtype)
+    assert sub.output_size == spec.kernel_size, (sub, spec)
+    result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
+    run(sub, xt, gt, None, result)
+    out[...] = result.transpose(1, 0, 2, 3, 4)
+    return out
