@@ -158,25 +158,37 @@ def run_by_phases(spec, x, weight, bias, out, run):
 # reduction axis, so the result does not depend on how threads split it.
 
 
+def grad_weight_batch_chunk(spec, itemsize, limit=None):
+    """Images per forward problem of :func:`grad_weight_as_forward`: the
+    transposed copies of one chunk of input and output gradient take at most
+    half the workspace limit (the algorithm's own workspace, e.g. fft's
+    spectra of the output gradient, grows with the chunk too), so memory
+    stays bounded however large the batch.  Depends on sizes only, never on
+    the thread count."""
+    from .config import get_workspace_limit
+    if limit is None:
+        limit = get_workspace_limit()
+    per_image = (spec.in_channels * math.prod(spec.input_size)
+                 + spec.out_channels * math.prod(spec.output_size)) * itemsize
+    return max(1, min(spec.batch, (limit // 2) // max(1, per_image)))
+
+
 def grad_weight_as_forward(spec, x, grad_output, out, run):
-    """The weight gradient of ``spec`` as one forward problem (Note [weight
+    """The weight gradient of ``spec`` as forward problems (Note [weight
     gradient as a convolution]) computed by ``run``.
 
     ``x`` is the canonical input, ``grad_output`` the canonical output
     gradient and ``out`` the canonical weight gradient ``(C_out, C_in/groups,
-    KD, KH, KW)``.  Costs two transposing copies of the data.
+    KD, KH, KW)``.  The batch is cut into chunks of
+    :func:`grad_weight_batch_chunk` images whose results are summed in
+    order.
     """
     N, G = spec.batch, spec.groups
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    out[...] = 0
     if N == 0:
-        out[...] = 0
         return out
     S, O = spec.input_size3, spec.output_size3
-    xt = np.ascontiguousarray(
-        x.reshape((N, G, cin_g) + S).transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * N) + S)
-    gt = np.ascontiguousarray(
-        grad_output.reshape((N, G, cout_g) + O).transpose(1, 2, 0, 3, 4, 5)
-    ).reshape((G * cout_g, N) + O)
     # trim the padding after each axis so that the output is exactly the
     # kernel size (input rows past the last window would add outputs)
     pads = []
@@ -184,11 +196,18 @@ def grad_weight_as_forward(spec, x, grad_output, out, run):
                                       spec.stride, spec.dilation, spec.padding):
         natural = (n + lo + hi - s * (o - 1) - 1) // d + 1
         pads.append((lo, hi - (natural - k) * d))
-    sub = general_spec(spec.op, spec.ndim, cin_g, G * N, G * cout_g, G, spec.input_size,
-                       spec.output_size, stride=spec.dilation, dilation=spec.stride,
-                       padding=pads, padding_mode=spec.padding_mode, dtype=spec.dtype)
-    assert sub.output_size == spec.kernel_size, (sub, spec)
+    chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
-    run(sub, xt, gt, None, result)
-    out[...] = result.transpose(1, 0, 2, 3, 4)
+    for n0 in range(0, N, chunk):
+        nb = min(chunk, N - n0)
+        xt = np.ascontiguousarray(x[n0:n0 + nb].reshape((nb, G, cin_g) + S)
+                                  .transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * nb) + S)
+        gt = np.ascontiguousarray(grad_output[n0:n0 + nb].reshape((nb, G, cout_g) + O)
+                                  .transpose(1, 2, 0, 3, 4, 5)).reshape((G * cout_g, nb) + O)
+        sub = general_spec(spec.op, spec.ndim, cin_g, G * nb, G * cout_g, G, spec.input_size,
+                           spec.output_size, stride=spec.dilation, dilation=spec.stride,
+                           padding=pads, padding_mode=spec.padding_mode, dtype=spec.dtype)
+        assert sub.output_size == spec.kernel_size, (sub, spec)
+        run(sub, xt, gt, None, result)
+        out += result.transpose(1, 0, 2, 3, 4)
     return out

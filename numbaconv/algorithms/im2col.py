@@ -148,6 +148,112 @@ def im2col_forward(spec, x, weight, bias, out, plan=None):
     return out
 
 
+#: Jobs the col2im formulation aims for: (image, group, output-channel
+#: block) triples, blocks added only while there are fewer than this.
+COL2IM_JOBS = 8
+
+
+def plan_col2im(spec, itemsize, limit=None):
+    """(channel_blocks, tile) of :func:`im2col_col2im`: output-channel blocks
+    per (image, group), and input pixels per GEMM (whole input rows when
+    they fit), every thread's columns under the workspace limit."""
+    if limit is None:
+        limit = config.get_workspace_limit()
+    cout_g = spec.out_channels_per_group
+    taps = math.prod(spec.kernel_size3)
+    blocks = max(1, min(cout_g, -(-COL2IM_JOBS // (spec.batch * spec.groups))))
+    rows = -(-cout_g // blocks) * taps
+    per_thread = limit // (numba.config.NUMBA_NUM_THREADS * itemsize)
+    pixels = math.prod(spec.input_size3)
+    row = spec.input_size3[2]
+    tile = max(MIN_TILE_PIXELS, row, TILE_BYTES // (rows * itemsize))
+    tile = max(1, min(tile, per_thread // rows, pixels))
+    if tile > row:
+        tile -= tile % row
+    return blocks, tile
+
+
+def im2col_col2im(spec, x, weight, bias, out, plan=None):
+    """An input-dilated (transposed) problem as GEMM + col2im (Note [col2im] in
+    :mod:`numbaconv.kernels.im2col_cpu`); zeros padding only."""
+    if out.size == 0:
+        return out
+    blocks, tile = plan or plan_col2im(spec, out.dtype.itemsize)
+    groups, cout_g, cin_g = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
+    # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
+    a = np.ascontiguousarray(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
+                             ).reshape(groups, -1, cin_g)
+    if bias is None:
+        bias = np.empty(0, dtype=out.dtype)
+    blas_gemm = blas.find_gemm()
+    with blas.single_threaded_blas():
+        im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
+                               out, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
+                               tuple(lo for lo, _ in spec.padding3), blocks, tile,
+                               numba.get_num_threads())
+    return out
+
+
+#: Jobs the weight gradient aims for (Note [weight-gradient tiles]): fixed,
+#: not the thread count, so that results do not depend on it; 8 keeps 1, 2,
+#: 4 or 8 threads evenly busy.
+GRAD_WEIGHT_JOBS = 8
+#: Fewest column rows per weight-gradient job (the GEMM's N).
+MIN_GRAD_WEIGHT_ROWS = 32
+
+
+@dataclass(frozen=True)
+class GradWeightPlan:
+    """How the weight gradient splits (see :func:`plan_grad_weight`)."""
+
+    rows: int           # column rows (weight-gradient columns) per job
+    tile: int           # output pixels per column buffer
+
+
+def plan_grad_weight(spec, itemsize, limit=None):
+    """Row blocks and pixel tiles of the weight gradient.
+
+    Neither depends on the current thread count (only on the pool's size,
+    ``numba.config.NUMBA_NUM_THREADS``, to share the workspace limit), so a
+    call's summation order is the same whatever ``numba.set_num_threads``
+    says.
+    """
+    if limit is None:
+        limit = config.get_workspace_limit()
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size3)
+    per_thread = limit // (numba.config.NUMBA_NUM_THREADS * itemsize)
+    blocks = max(1, min(-(-GRAD_WEIGHT_JOBS // spec.groups), K // MIN_GRAD_WEIGHT_ROWS))
+    rows = -(-K // blocks)
+    pixels = math.prod(spec.output_size3)
+    row = spec.output_size3[2]
+    rows = min(rows, max(1, per_thread // MIN_TILE_PIXELS))
+    tile = max(MIN_TILE_PIXELS, row if same_width_fill(spec) else 0, TILE_BYTES // (rows * itemsize))
+    tile = max(1, min(tile, per_thread // rows, pixels))
+    if tile > row:
+        tile -= tile % row          # whole output rows
+    return GradWeightPlan(rows=rows, tile=tile)
+
+
+def im2col_grad_weight(spec, x, grad_output, out, plan=None):
+    """The weight gradient by column tiles (Note [weight-gradient tiles] in
+    :mod:`numbaconv.kernels.im2col_cpu`) on canonical arrays."""
+    if spec.batch == 0:
+        out[...] = 0
+        return out
+    if plan is None:
+        plan = plan_grad_weight(spec, out.dtype.itemsize)
+    blas_gemm = blas.find_gemm()
+    map_d, map_h, map_w = padding_maps(spec)
+    N, Co = grad_output.shape[:2]
+    with blas.single_threaded_blas():
+        im2col_cpu.im2col_grad_weight(
+            blas_gemm.address(out.dtype), blas_gemm.int_witness, x, map_d, map_h, map_w,
+            grad_output.reshape(N, Co, -1), out.reshape(Co, -1), spec.groups, spec.kernel_size3,
+            spec.stride3, spec.dilation3, spec.padding3[1][0], spec.padding3[2][0],
+            spec.output_size3, plan.tile, plan.rows, numba.get_num_threads())
+    return out
+
+
 class Im2colAlgorithm(ConvAlgorithm):
     """im2col + GEMM; serves every valid forward spec on the CPU."""
 
@@ -161,6 +267,12 @@ class Im2colAlgorithm(ConvAlgorithm):
 
     def forward(self, spec, x, weight, bias, out):
         return im2col_forward(spec, x, weight, bias, out)
+
+    def run_grad_weight(self, spec, x, grad_output, out):
+        return im2col_grad_weight(spec, x, grad_output, out)
+
+    def run_input_dilated(self, spec, x, weight, bias, out):
+        return im2col_col2im(spec, x, weight, bias, out)
 
 
 IM2COL = register(Im2colAlgorithm())

@@ -24,12 +24,16 @@ each through ``run``) and ``run_grad_weight`` (by default the forward
 problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 ``run``).  An algorithm with a better formulation of its own overrides one.
 
-``"auto"`` resolves by walking :data:`AUTO_ORDER` and taking the first
-algorithm that supports the spec (a cost model replaces this when there is
-more than one algorithm to choose from).
+``"auto"`` resolves plain forward convolutions by walking
+:data:`AUTO_ORDER` and taking the first algorithm that supports the spec;
+transposed convolutions and gradients by the short rule table of
+:func:`auto_backward` (Note [interim auto]).  The cost-model dispatcher
+replaces both.
 """
 
 from __future__ import annotations
+
+import math
 
 from .. import rewrites
 from ..errors import UnsupportedAlgorithmError
@@ -100,6 +104,59 @@ def get_algorithm(name):
             f"got {name!r}") from None
 
 
+#: Kernel taps from which ``auto`` sends a stride-1 backward problem to
+#: ``fft`` (docs/results-fft.md: the forward crossover is 9x9 = 81 taps
+#: with 8 channels; ``auto_backward``'s note).
+FFT_MIN_TAPS = 64
+#: Channels per group from which a 3x3 stride-1 problem goes to winograd.
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _is_plain_forward(spec):
+    return spec.op in ("conv1d", "conv2d", "conv3d")
+
+
+def auto_backward(spec):
+    """The algorithm ``auto`` runs a transposed convolution or a gradient with.
+
+    Note [interim auto]
+    ~~~~~~~~~~~~~~~~~~~
+    Until the dispatcher's cost models arrive, ``auto`` picks for the
+    problems of transposed convolutions and gradients by four rules,
+    measured on the public shapes (docs/results-backward.md):
+
+    1. a stride-1, undilated problem with a kernel of at least
+       :data:`FFT_MIN_TAPS` taps: ``fft`` (mc_bigk2d's gradients);
+    2. a weight gradient: ``im2col``, whose column tiles multiply the
+       output gradient straight into the weight gradient;
+    3. input dilation (a strided transposed convolution or input gradient):
+       ``im2col``, whose GEMM + col2im skips the zeros;
+    4. a 3x3 stride-1 problem with at least :data:`WINOGRAD_MIN_CHANNELS`
+       input and output channels per group: ``winograd`` (the input
+       gradient of resnet3x3);
+
+    and otherwise ``direct``, as for a forward call.  Plain forward calls
+    keep ``direct``, so that this release changes no forward result.
+    """
+    taps = math.prod(spec.kernel_size)
+    undilated = all(d == 1 for d in spec.dilation)
+    if (taps >= FFT_MIN_TAPS and undilated and all(s == 1 for s in spec.stride)
+            and not spec.has_input_dilation):
+        choice = "fft"
+    elif spec.computation == "grad_weight" or spec.has_input_dilation:
+        choice = "im2col"
+    elif (spec.kernel_size == (3,) * spec.ndim and spec.ndim == 2
+          and min(spec.in_channels_per_group, spec.out_channels_per_group)
+          >= WINOGRAD_MIN_CHANNELS):
+        choice = "winograd"
+    else:
+        choice = "direct"
+    algorithm = _REGISTRY.get(choice)
+    if algorithm is None or algorithm.unsupported_reason(spec) is not None:
+        algorithm = _REGISTRY["direct"]
+    return algorithm
+
+
 def resolve_algorithm(name, spec):
     """The algorithm object that will run ``spec`` for ``algorithm=name``.
 
@@ -110,6 +167,8 @@ def resolve_algorithm(name, spec):
     UnsupportedAlgorithmError
         ``name`` is known but cannot serve ``spec``.
     """
+    if name == "auto" and not _is_plain_forward(spec):
+        return auto_backward(spec)
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER:

@@ -30,7 +30,7 @@ from numba import types
 from numba.extending import intrinsic
 
 #: CBLAS enum values (cblas.h)
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 #: (symbol prefix, symbol suffix, integer bits) of the CBLAS builds we know:
 #: NumPy's and SciPy's wheels (scipy-openblas, ILP64 and LP64), then plain
@@ -105,8 +105,61 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-@intrinsic
-def gemm(typingctx, address, int_witness, a, b, c, beta):
+def _gemm_intrinsic(trans_b):
+    """The ``gemm`` / ``gemm_nt`` intrinsic: B as given or transposed."""
+
+    def typer(typingctx, address, int_witness, a, b, c, beta):
+        if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
+            return None
+        dtype = c.dtype
+        if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
+            return None
+        sig = types.void(address, int_witness, a, b, c, beta)
+
+        def codegen(context, builder, signature, args):
+            addr, _, a_val, b_val, c_val, beta_val = args
+            a_ty, b_ty, c_ty = signature.args[2:5]
+            A = context.make_array(a_ty)(context, builder, a_val)
+            B = context.make_array(b_ty)(context, builder, b_val)
+            C = context.make_array(c_ty)(context, builder, c_val)
+            fp = context.get_value_type(dtype)
+            int_t = ir.IntType(int_witness.bitwidth)
+            enum_t = ir.IntType(32)
+            ptr_t = fp.as_pointer()
+            itemsize = context.get_constant(types.intp, context.get_abi_sizeof(fp))
+
+            def dim(array, axis):
+                return builder.trunc(builder.extract_value(array.shape, axis), int_t) \
+                    if int_t.width < 64 else builder.extract_value(array.shape, axis)
+
+            def lead(array):
+                # row stride in elements; a one-row view may carry any stride
+                # (NumPy keeps a size-1 axis's stride arbitrary), and BLAS wants
+                # at least the row length
+                stride = builder.sdiv(builder.extract_value(array.strides, 0), itemsize)
+                cols = builder.extract_value(array.shape, 1)
+                one = context.get_constant(types.intp, 1)
+                cols = builder.select(builder.icmp_signed(">", cols, one), cols, one)
+                stride = builder.select(builder.icmp_signed(">", stride, cols), stride, cols)
+                return builder.trunc(stride, int_t) if int_t.width < 64 else stride
+
+            fnty = ir.FunctionType(ir.VoidType(), [enum_t, enum_t, enum_t, int_t, int_t, int_t,
+                                                   fp, ptr_t, int_t, ptr_t, int_t, fp, ptr_t,
+                                                   int_t])
+            fn = builder.inttoptr(addr, fnty.as_pointer())
+            beta_fp = context.cast(builder, beta_val, signature.args[5], dtype)
+            builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR), ir.Constant(enum_t, _NO_TRANS),
+                              ir.Constant(enum_t, _TRANS if trans_b else _NO_TRANS),
+                              dim(C, 0), dim(C, 1), dim(A, 1), ir.Constant(fp, 1.0), A.data,
+                              lead(A), B.data, lead(B), beta_fp, C.data, lead(C)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return typer
+
+
+def gemm(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced below
     """``c = a @ b + beta * c`` through the CBLAS gemm at ``address``.
 
     ``a`` (M, K), ``b`` (K, N) and ``c`` (M, N) are 2-D arrays of one float
@@ -114,48 +167,11 @@ def gemm(typingctx, address, int_witness, a, b, c, beta):
     are passed as leading dimensions, so they may be views into larger
     arrays.  ``int_witness`` is a scalar of the library's integer type.
     """
-    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
-        return None
-    dtype = c.dtype
-    if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
-        return None
-    sig = types.void(address, int_witness, a, b, c, beta)
 
-    def codegen(context, builder, signature, args):
-        addr, _, a_val, b_val, c_val, beta_val = args
-        a_ty, b_ty, c_ty = signature.args[2:5]
-        A = context.make_array(a_ty)(context, builder, a_val)
-        B = context.make_array(b_ty)(context, builder, b_val)
-        C = context.make_array(c_ty)(context, builder, c_val)
-        fp = context.get_value_type(dtype)
-        int_t = ir.IntType(int_witness.bitwidth)
-        enum_t = ir.IntType(32)
-        ptr_t = fp.as_pointer()
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(fp))
 
-        def dim(array, axis):
-            return builder.trunc(builder.extract_value(array.shape, axis), int_t) \
-                if int_t.width < 64 else builder.extract_value(array.shape, axis)
+def gemm_nt(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced below
+    """``c = a @ b.T + beta * c``: as :func:`gemm` with ``b`` of shape (N, K)."""
 
-        def lead(array):
-            # row stride in elements; a one-row view may carry any stride
-            # (NumPy keeps a size-1 axis's stride arbitrary), and BLAS wants
-            # at least the row length
-            stride = builder.sdiv(builder.extract_value(array.strides, 0), itemsize)
-            cols = builder.extract_value(array.shape, 1)
-            one = context.get_constant(types.intp, 1)
-            cols = builder.select(builder.icmp_signed(">", cols, one), cols, one)
-            stride = builder.select(builder.icmp_signed(">", stride, cols), stride, cols)
-            return builder.trunc(stride, int_t) if int_t.width < 64 else stride
 
-        fnty = ir.FunctionType(ir.VoidType(), [enum_t, enum_t, enum_t, int_t, int_t, int_t, fp,
-                                               ptr_t, int_t, ptr_t, int_t, fp, ptr_t, int_t])
-        fn = builder.inttoptr(addr, fnty.as_pointer())
-        beta_fp = context.cast(builder, beta_val, signature.args[5], dtype)
-        builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR), ir.Constant(enum_t, _NO_TRANS),
-                          ir.Constant(enum_t, _NO_TRANS), dim(C, 0), dim(C, 1), dim(A, 1),
-                          ir.Constant(fp, 1.0), A.data, lead(A), B.data, lead(B), beta_fp,
-                          C.data, lead(C)])
-        return context.get_dummy_value()
-
-    return sig, codegen
+gemm = intrinsic(_gemm_intrinsic(False))
+gemm_nt = intrinsic(_gemm_intrinsic(True))

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blas import gemm
+from .blas import gemm, gemm_nt
 from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
@@ -392,3 +392,180 @@ def _small_product(w, columns, pixels, flat, first, stride):
             for p in range(pixels):
                 flat[np.uint64(r0 + p)] += wk * columns[np.uint64(ck + p)]
             k += 1
+
+
+def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,
+                       kernel_size, stride, dilation, pad_h, pad_w, output_size, tile, rows,
+                       chunks, small_m=SMALL_GEMM_ROWS):
+    """Weight gradient by column tiles (Note [weight-gradient tiles]).
+
+    ``x`` is the unpadded canonical input, ``g`` the output gradient
+    ``(N, C_out, OD*OH*OW)`` and ``out`` the weight gradient ``(C_out, K)``
+    (``K = C_in/groups * KD * KH * KW``, the column rows), written in full.
+    ``rows`` column rows form one job (per group), ``tile`` output pixels
+    one column buffer.
+    """
+    K = out.shape[1]
+    blocks = (K + rows - 1) // rows
+    run_in_chunks(_grad_weight_chunk,
+                  (gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,
+                   *kernel_size, *stride, *dilation, pad_h, pad_w, output_size[1],
+                   output_size[2], tile, rows, small_m),
+                  groups * blocks, chunks)
+
+
+@cpu_kernel(parallel=False)
+def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,
+                       KD, KH, KW, sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows,
+                       small_m, first_job, stop_job):
+    """Jobs ``first_job <= job < stop_job`` of im2col_grad_weight; job = (group, row block).
+
+    Note [weight-gradient tiles]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    ``grad_w[g] = sum_n grad_out[n, g] @ columns[n, g]^T``: the forward
+    column matrix (a row per weight tap, a column per output pixel) of every
+    image, multiplied by the output gradient.  A job owns a block of
+    ``rows`` columns of one group's weight gradient and walks every image
+    and every tile of output pixels in order, filling only its rows of the
+    columns and adding ``grad_out_tile @ columns_tile^T`` into its block
+    (BLAS with B transposed; a numba dot product for one or two output
+    channels per group).  Jobs own disjoint outputs and the tile size does
+    not depend on the thread count, so every element is summed in the same
+    order whatever the threads: bit-identical results, and a workspace of
+    one column buffer per thread however large the batch.
+    """
+    N, Co, size = g.shape
+    K = out.shape[1]
+    cout_g = Co // groups
+    cin_g = x.shape[1] // groups
+    blocks = (K + rows - 1) // rows
+    columns = np.empty(rows * tile, dtype=out.dtype)
+    flat_g = g.ravel()
+    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and size == OH * OW
+                  and OW == x.shape[4])
+    zero = out.dtype.type(0)
+    for job in range(first_job, stop_job):
+        block = job % blocks
+        gi = job // blocks
+        k0 = block * rows
+        kb = min(rows, K - k0)
+        c0 = gi * cout_g
+        if cout_g <= small_m:
+            for m in range(cout_g):
+                for r in range(kb):
+                    out[c0 + m, k0 + r] = zero
+        first = True
+        for n in range(N):
+            for p0 in range(0, size, tile):
+                pixels = min(tile, size - p0)
+                if same_width and p0 % OW == 0 and pixels % OW == 0:
+                    _fill_columns_same_width(x, map_h, map_w, n, gi * cin_g, k0, kb, KH, KW,
+                                             dh, dw, pad_h, pad_w, p0 // OW, pixels // OW,
+                                             columns)
+                else:
+                    _fill_columns(x, map_d, map_h, map_w, n, gi * cin_g, k0, kb, KD, KH, KW,
+                                  sd, sh, sw, dd, dh, dw, pad_w, OH, OW, p0, pixels, columns)
+                if cout_g <= small_m:
+                    for m in range(cout_g):
+                        g0 = (n * Co + c0 + m) * size + p0
+                        for r in range(kb):
+                            acc = zero
+                            for p in range(pixels):
+                                acc += flat_g[np.uint64(g0 + p)] * columns[np.uint64(r * pixels + p)]
+                            out[c0 + m, k0 + r] += acc
+                else:
+                    gemm_nt(gemm_address, int_witness, g[n, c0:c0 + cout_g, p0:p0 + pixels],
+                            columns[:kb * pixels].reshape(kb, pixels),
+                            out[c0:c0 + cout_g, k0:k0 + kb], 0.0 if first else 1.0)
+                first = False
+
+
+def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilation,
+                input_dilation, pad_before, channel_blocks, tile, chunks):
+    """An input-dilated convolution as GEMM plus col2im scatter-add (Note [col2im]).
+
+    ``x`` is the (undilated) canonical input ``(N, C_in, D, H, W)``; ``a`` the
+    rewritten weight as ``(groups, C_out/groups * KD*KH*KW, C_in/groups)``
+    (rows ``(co, kd, kh, kw)``); ``out`` ``(N, C_out, OD, OH, OW)`` is
+    written in full.  ``channel_blocks`` output-channel blocks per (image,
+    group) are the jobs; ``tile`` input pixels (whole rows) one GEMM.
+    """
+    N, Co = out.shape[0], out.shape[1]
+    groups = a.shape[0]
+    run_in_chunks(_col2im_chunk,
+                  (gemm_address, int_witness, x, a, bias, out, *kernel_size, *dilation,
+                   *input_dilation, *pad_before, channel_blocks, tile),
+                  N * groups * channel_blocks, chunks)
+
+
+@cpu_kernel(parallel=False)
+def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh, dw, Ld, Lh,
+                  Lw, lo_d, lo_h, lo_w, channel_blocks, tile, first_job, stop_job):
+    """Jobs ``first_job <= job < stop_job`` of col2im_conv; job = (n, group, channel block).
+
+    Note [col2im]
+    ~~~~~~~~~~~~~
+    Output ``j`` of the input-dilated convolution receives ``w[k] * x[i]``
+    exactly when ``j = i * L + pad_before - k * dilation`` (per axis), so
+    the products can be formed without any zero: the GEMM ``columns =
+    w_g^T x_g`` (a row per (output channel, tap), a column per input pixel)
+    followed by adding each column entry into its output position (PyTorch's
+    col2im).  A job owns whole output planes (a block of output channels of
+    one image), so scatters of different jobs never meet, and it walks the
+    input tiles in order: deterministic and race-free.
+    """
+    N, C, D, H, W = x.shape
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    groups, rows_g, cin_g = a.shape
+    taps = KD * KH * KW
+    cout_g = Co // groups
+    P = D * H * W
+    columns = np.empty((cout_g + channel_blocks - 1) // channel_blocks * taps * tile,
+                       dtype=out.dtype)
+    flat_x = x.reshape(N, C, P)
+    flat_out = out.ravel()
+    plane = OD * OH * OW
+    zero = out.dtype.type(0)
+    for job in range(first_job, stop_job):
+        block = job % channel_blocks
+        gi = (job // channel_blocks) % groups
+        n = job // (channel_blocks * groups)
+        c0 = block * cout_g // channel_blocks
+        c1 = (block + 1) * cout_g // channel_blocks
+        if c1 == c0:
+            continue
+        nrows = (c1 - c0) * taps
+        base = (n * Co + gi * cout_g + c0) * plane
+        for i in range((c1 - c0) * plane):
+            flat_out[np.uint64(base + i)] = bias[gi * cout_g + c0 + i // plane] \
+                if bias.shape[0] else zero
+        for p0 in range(0, P, tile):
+            pixels = min(tile, P - p0)
+            cols = columns[:nrows * pixels].reshape(nrows, pixels)
+            gemm(gemm_address, int_witness, a[gi, c0 * taps:c1 * taps],
+                 flat_x[n, gi * cin_g:(gi + 1) * cin_g, p0:p0 + pixels], cols, 0.0)
+            first_row = p0 // W
+            last_row = (p0 + pixels - 1) // W
+            for r in range(nrows):
+                co = r // taps
+                kd = (r // (KH * KW)) % KD
+                kh = (r // KW) % KH
+                kw = r % KW
+                obase = base + co * plane
+                shift_w = lo_w - kw * dw
+                # input columns iw whose output column iw * Lw + shift_w is in [0, OW)
+                iw0 = max(0, (-shift_w + Lw - 1) // Lw)
+                iw1 = min(W, (OW - 1 - shift_w) // Lw + 1) if OW - 1 - shift_w >= 0 else 0
+                for row in range(first_row, last_row + 1):
+                    id_ = row // H
+                    ih = row % H
+                    jd = id_ * Ld + lo_d - kd * dd
+                    jh = ih * Lh + lo_h - kh * dh
+                    if jd < 0 or jd >= OD or jh < 0 or jh >= OH:
+                        continue
+                    a0 = max(iw0, p0 - row * W)
+                    b0 = min(iw1, p0 + pixels - row * W)
+                    src = r * pixels + row * W - p0
+                    dst = obase + (jd * OH + jh) * OW + shift_w
+                    for iw in range(a0, b0):
+                        flat_out[np.uint64(dst + iw * Lw)] += columns[np.uint64(src + iw)]
