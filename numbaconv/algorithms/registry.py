@@ -108,6 +108,11 @@ def get_algorithm(name):
 #: ``fft`` (docs/results-fft.md: the forward crossover is 9x9 = 81 taps
 #: with 8 channels; ``auto_backward``'s note).
 FFT_MIN_TAPS = 64
+#: Input channels per group below which a strided transposed problem goes
+#: to direct: depthwise stride-2 input gradient (4, 256, 14, 14) 1.22 ms
+#: with direct's phases against 1.57 ms with im2col's col2im
+#: (scripts/backward_study.py, docs/results-backward.md).
+THIN_GROUP_CHANNELS = 8
 #: Channels per group from which a 3x3 stride-1 problem goes to winograd.
 WINOGRAD_MIN_CHANNELS = 16
 
@@ -130,7 +135,9 @@ def auto_backward(spec):
     2. a weight gradient: ``im2col``, whose column tiles multiply the
        output gradient straight into the weight gradient;
     3. input dilation (a strided transposed convolution or input gradient):
-       ``im2col``, whose GEMM + col2im skips the zeros;
+       ``im2col``, whose GEMM + col2im skips the zeros, except for thin
+       groups (fewer than :data:`THIN_GROUP_CHANNELS` input channels per
+       group, e.g. depthwise), where ``direct``'s phases are faster;
     4. a 3x3 stride-1 problem with at least :data:`WINOGRAD_MIN_CHANNELS`
        input and output channels per group: ``winograd`` (the input
        gradient of resnet3x3);
@@ -143,8 +150,10 @@ def auto_backward(spec):
     if (taps >= FFT_MIN_TAPS and undilated and all(s == 1 for s in spec.stride)
             and not spec.has_input_dilation):
         choice = "fft"
-    elif spec.computation == "grad_weight" or spec.has_input_dilation:
+    elif spec.computation == "grad_weight":
         choice = "im2col"
+    elif spec.has_input_dilation:
+        choice = "im2col" if spec.in_channels_per_group >= THIN_GROUP_CHANNELS else "direct"
     elif (spec.kernel_size == (3,) * spec.ndim and spec.ndim == 2
           and min(spec.in_channels_per_group, spec.out_channels_per_group)
           >= WINOGRAD_MIN_CHANNELS):
