@@ -296,6 +296,14 @@ class ConvSpec:
 # argument normalisation helpers
 # ---------------------------------------------------------------------------
 
+def _split_input(input, ndim):
+    """(unbatched, batch, channels, spatial sizes) of an input of ``ndim``
+    spatial dimensions, with or without its batch axis."""
+    unbatched = input.ndim == ndim + 1
+    shape = (1,) + input.shape if unbatched else input.shape
+    return unbatched, int(shape[0]), int(shape[1]), tuple(int(v) for v in shape[2:])
+
+
 def _is_int(value) -> bool:
     if type(value) is int:      # the common case, without the slow ABC check
         return True
@@ -372,10 +380,7 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
             f"{op}: weight must have {ndim + 2} dimensions "
             f"(out_channels, in_channels/groups, {', '.join('k' + n for n in names)}), "
             f"got weight.shape={weight.shape}")
-    unbatched = input.ndim == ndim + 1
-    batch_shape = (1,) + input.shape if unbatched else input.shape
-    batch, in_channels = batch_shape[0], batch_shape[1]
-    input_size = tuple(int(s) for s in batch_shape[2:])
+    unbatched, batch, in_channels, input_size = _split_input(input, ndim)
     out_channels = int(weight.shape[0])
     kernel_size = tuple(int(k) for k in weight.shape[2:])
 
@@ -545,10 +550,7 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
             f"{op}: weight must have {ndim + 2} dimensions "
             f"(in_channels, out_channels/groups, {', '.join('k' + n for n in names)}), "
             f"got weight.shape={weight.shape}")
-    unbatched = input.ndim == ndim + 1
-    batch_shape = (1,) + input.shape if unbatched else input.shape
-    batch, in_channels = int(batch_shape[0]), int(batch_shape[1])
-    input_size = tuple(int(s) for s in batch_shape[2:])
+    unbatched, batch, in_channels, input_size = _split_input(input, ndim)
     kernel_size = tuple(int(k) for k in weight.shape[2:])
     groups = _check_groups(op, groups)
     if in_channels < 1:
