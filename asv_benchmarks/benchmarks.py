@@ -1,10 +1,16 @@
 """asv benchmarks: every algorithm (and ``auto``) on the public shapes.
 
-The shapes come from :mod:`numbaconv.bench.suite`, the same definition that
-``numbaconv bench`` uses.  Data is seeded.  ``setup`` makes one call first,
-so compilation is never timed; compile time has its own fresh-process
-benchmark (``Compile``).  An algorithm that a commit does not have, or that
-cannot serve a shape, is skipped (``NotImplementedError`` in ``setup``).
+The shapes and ops come from :mod:`numbaconv.bench.suite`, the same
+definition that ``numbaconv bench`` uses.  ``Conv`` is the forward
+convolution (its names and parameters stay as they were, so its history
+stays comparable); ``Backward`` adds the op dimension for the transposed
+convolution and the two gradients (``op`` = transposed, grad_input,
+grad_weight; see the suite's docstring for what each means on a shape),
+and ``TorchBackwardPeer`` is PyTorch's matching call.  Data is seeded.
+``setup`` makes one call first, so compilation is never timed; compile
+time has its own fresh-process benchmark (``Compile``).  An algorithm that
+a commit does not have, or that cannot serve a shape, and an op a shape
+does not offer, are skipped (``NotImplementedError`` in ``setup``).
 PyTorch and SciPy are separate benchmarks, skipped when not installed; asv
 runs every benchmark in its own process, so PyTorch's threads never share
 one with numba's.
@@ -12,7 +18,10 @@ one with numba's.
 ``NUMBACONV_ASV_ONLY`` shrinks the grid (asv starts a process per
 parameter combination, about a second each, so the full grid costs minutes
 before any timing), e.g.
-``NUMBACONV_ASV_ONLY="shape=resnet3x3,depthwise;algorithm=direct;dtype=float32;peer=none"``.
+``NUMBACONV_ASV_ONLY="shape=resnet3x3,depthwise;op=forward,grad_weight;algorithm=direct;dtype=float32"``
+(``op=forward`` selects ``Conv`` and the forward peers; the other ops
+select points of ``Backward`` and ``TorchBackwardPeer``; without ``op=``
+every op runs; ``peer=none`` skips the PyTorch and SciPy peers).
 Use the same selection for every commit you want to compare (docs/asv.md).
 """
 
@@ -25,6 +34,11 @@ import numpy as np
 
 import numbaconv as nc
 from numbaconv.bench.suite import PUBLIC_SHAPES, get_cases
+
+try:
+    from numbaconv.bench.suite import OPS
+except ImportError:   # a commit from before the op dimension: Backward skips all
+    OPS = ("forward", "transposed", "grad_input", "grad_weight")
 
 def _selection():
     """{parameter name: allowed values} from NUMBACONV_ASV_ONLY."""
@@ -49,6 +63,12 @@ def _skip_unselected(**point):
 SHAPES = _chosen("shape", [case.name for case in PUBLIC_SHAPES if not case.transposed])
 ALGORITHMS = _chosen("algorithm", ["auto", "direct", "im2col", "fft", "winograd"])
 DTYPES = _chosen("dtype", ["float32", "float64"])
+#: ``Backward``'s shapes and ops: every public shape (up4x4 offers only
+#: ``transposed``; its other points are skipped).  An empty selection keeps
+#: one value, whose points ``setup`` skips, so that asv still finds a valid
+#: (if empty) grid.
+BACKWARD_SHAPES = _chosen("shape", [case.name for case in PUBLIC_SHAPES]) or ["resnet3x3"]
+BACKWARD_OPS = _chosen("op", [op for op in OPS if op != "forward"]) or ["grad_input"]
 
 
 def _prepare(shape, algorithm, dtype):
@@ -69,6 +89,49 @@ def _prepare(shape, algorithm, dtype):
     return call, case.flops
 
 
+def _case_with_op(shape, op):
+    """The suite's case ``shape``, if it offers ``op``; NotImplementedError if not."""
+    case = get_cases([shape])[0]
+    if not hasattr(case, "op_call"):
+        # asv runs these benchmarks against older commits' numbaconv too
+        raise NotImplementedError("this commit's benchmark suite has no ops")
+    if op not in case.ops:
+        raise NotImplementedError(f"{shape} ({case.op}) has no op {op!r}")
+    return case
+
+
+def _prepare_op(shape, op, algorithm, dtype):
+    """(call, flops) for one ``Backward`` point; NotImplementedError to skip."""
+    _skip_unselected(shape=shape, op=op, algorithm=algorithm, dtype=dtype)
+    if algorithm not in nc.algorithm_names():
+        raise NotImplementedError(f"this commit has no algorithm {algorithm!r}")
+    case = _case_with_op(shape, op)
+    spec = case.op_call(op, dtype)
+    namespace = nc if spec.namespace == "functional" else getattr(nc, "grad", None)
+    fn = getattr(namespace, spec.name, None)
+    if fn is None:
+        raise NotImplementedError(f"this commit has no numbaconv "
+                                  f"{'grad.' if spec.namespace == 'grad' else ''}{spec.name}")
+
+    def call():
+        return fn(*spec.args, algorithm=algorithm, **spec.kwargs)
+
+    try:
+        call()                       # compile (or load) and check it serves the point
+    except nc.UnsupportedAlgorithmError as exc:
+        raise NotImplementedError(str(exc)) from None
+    return call, case.op_flops(op)
+
+
+def _median_gflops(call, flops):
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return flops / float(np.median(times)) / 1e9
+
+
 class Conv:
     """Forward convolution, algorithm x public shape x dtype."""
 
@@ -77,6 +140,7 @@ class Conv:
     timeout = 600
 
     def setup(self, shape, algorithm, dtype):
+        _skip_unselected(op="forward")
         self.call, self.flops = _prepare(shape, algorithm, dtype)
 
     def time_conv(self, shape, algorithm, dtype):
@@ -86,12 +150,36 @@ class Conv:
         self.call()
 
     def track_gflops(self, shape, algorithm, dtype):
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            self.call()
-            times.append(time.perf_counter() - start)
-        return self.flops / float(np.median(times)) / 1e9
+        return _median_gflops(self.call, self.flops)
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class Backward:
+    """Transposed convolution and the gradients: public shape x op x algorithm x dtype.
+
+    ``op``: ``transposed`` (``nc.conv_transpose{N}d``; on a forward shape
+    the adjoint of its convolution), ``grad_input`` and ``grad_weight``
+    (``nc.grad.conv{N}d_input`` / ``conv{N}d_weight`` with a seeded
+    ``grad_output``).  GFLOP/s count the forward's multiply-adds.  Points a
+    shape does not offer, or an algorithm cannot serve, are skipped.
+    """
+
+    params = (BACKWARD_SHAPES, BACKWARD_OPS, ALGORITHMS, DTYPES)
+    param_names = ["shape", "op", "algorithm", "dtype"]
+    timeout = 600
+
+    def setup(self, shape, op, algorithm, dtype):
+        self.call, self.flops = _prepare_op(shape, op, algorithm, dtype)
+
+    def time_op(self, shape, op, algorithm, dtype):
+        self.call()
+
+    def peakmem_op(self, shape, op, algorithm, dtype):
+        self.call()
+
+    def track_gflops(self, shape, op, algorithm, dtype):
+        return _median_gflops(self.call, self.flops)
 
     track_gflops.unit = "GFLOP/s"
 
@@ -131,7 +219,7 @@ class TorchPeer:
     timeout = 300
 
     def setup(self, shape):
-        _skip_unselected(shape=shape, peer="torch")
+        _skip_unselected(shape=shape, peer="torch", op="forward")
         try:
             import torch
         except ImportError:
@@ -153,6 +241,39 @@ class TorchPeer:
         self.call()
 
 
+class TorchBackwardPeer:
+    """PyTorch's match of ``Backward`` (float32): ``F.conv_transpose{N}d``,
+    ``torch.nn.grad.conv{N}d_input`` / ``conv{N}d_weight``."""
+
+    params = (BACKWARD_SHAPES, BACKWARD_OPS)
+    param_names = ["shape", "op"]
+    timeout = 300
+
+    def setup(self, shape, op):
+        _skip_unselected(shape=shape, op=op, peer="torch")
+        try:
+            import torch
+            import torch.nn.grad
+        except ImportError:
+            raise NotImplementedError("PyTorch is not installed") from None
+        case = _case_with_op(shape, op)
+        spec = case.op_call(op, "float32")
+        namespace = torch.nn.functional if spec.namespace == "functional" else torch.nn.grad
+        fn = getattr(namespace, spec.name)
+        args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in spec.args)
+        torch.set_num_threads(2)
+
+        def call():
+            with torch.no_grad():
+                return fn(*args, **spec.kwargs)
+
+        call()
+        self.call = call
+
+    def time_op(self, shape, op):
+        self.call()
+
+
 class SciPyPeer:
     """scipy.signal.fftconvolve / oaconvolve on bigk2d's single-channel problem."""
 
@@ -160,7 +281,7 @@ class SciPyPeer:
     param_names = ["function"]
 
     def setup(self, function):
-        _skip_unselected(peer="scipy")
+        _skip_unselected(peer="scipy", op="forward")
         try:
             from scipy import signal
         except ImportError:  # pragma: no cover

@@ -11,7 +11,7 @@ import sys
 def _cmd_bench(args):
     from .algorithms import algorithm_names
     from .bench.runner import format_table, measure_startup, run_benchmarks
-    from .bench.suite import get_cases
+    from .bench.suite import bench_points, get_cases, parse_ops
 
     if args.startup:
         runs = measure_startup(args.threads)
@@ -28,6 +28,19 @@ def _cmd_bench(args):
     except ValueError as exc:
         print(f"numbaconv bench: {exc}", file=sys.stderr)
         return 2
+    try:
+        ops = parse_ops(args.ops)
+    except ValueError as exc:
+        print(f"numbaconv bench: {exc}", file=sys.stderr)
+        return 2
+    points = bench_points(cases, ops)
+    for case in cases:
+        if not any(c is case for c, _ in points):
+            print(f"numbaconv bench: note: {case.name} ({case.op}) has none of the ops "
+                  f"{', '.join(ops)}; its ops: {', '.join(case.ops)}", file=sys.stderr)
+    if not points:
+        print("numbaconv bench: nothing to run", file=sys.stderr)
+        return 2
     algorithms = [a for a in (args.algorithms or "").split(",") if a] or None
     unknown = [a for a in algorithms or () if a not in algorithm_names()]
     if unknown:
@@ -35,7 +48,7 @@ def _cmd_bench(args):
               f"{', '.join(algorithm_names())}", file=sys.stderr)
         return 2
     results = run_benchmarks(
-        cases, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
+        cases, ops=ops, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
         rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
         use_scipy=not args.no_scipy, check=not args.no_check,
         progress=not args.no_progress and sys.stderr.isatty())
@@ -104,8 +117,16 @@ def build_parser():
         "bench", help="time the benchmark suite against PyTorch and SciPy",
         description="Run the public benchmark shapes with every numbaconv algorithm and "
                     "'auto', check each result against the float64 reference, and time "
-                    "PyTorch (in its own process) and SciPy side by side.")
+                    "PyTorch (in its own process) and SciPy side by side.  Each shape "
+                    "is run for one or more ops: forward (conv{N}d), transposed "
+                    "(conv_transpose{N}d), grad_input and grad_weight "
+                    "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
     bench.add_argument("--shapes", help="comma-separated shape names (default: all)")
+    bench.add_argument("--ops", metavar="OPS",
+                       help="comma-separated ops among forward, transposed, grad_input, "
+                            "grad_weight, or 'all' (default: each shape's own call: forward, "
+                            "and transposed for the transposed shape up4x4); a shape runs "
+                            "the requested ops it offers (up4x4 offers only transposed)")
     bench.add_argument("--algorithms", help="comma-separated algorithms (default: all and auto)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench.add_argument("--threads", type=_positive_int, default=2,

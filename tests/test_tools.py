@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from numbaconv.bench.suite import PUBLIC_SHAPES, get_cases
+from numbaconv.bench.suite import OPS, PUBLIC_SHAPES, BenchCase, bench_points, get_cases, parse_ops
 from numbaconv.cli import main
 
 from .conftest import torch
@@ -28,15 +28,110 @@ def test_bench_cli_runs_checks_and_reports(tmp_path, capsys):
                  "--no-progress", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "depthwise" in table and "numbaconv:direct" in table
-    rows = {(r["case"], r["impl"]): r for r in json.loads(out.read_text())}
-    direct = rows[("depthwise", "numbaconv:direct")]
+    rows = {(r["case"], r["op"], r["impl"]): r for r in json.loads(out.read_text())}
+    # default ops: each shape's own call (forward; transposed for up4x4)
+    assert {(case, op) for case, op, _ in rows} == {("depthwise", "forward"),
+                                                     ("up4x4", "transposed")}
+    direct = rows[("depthwise", "forward", "numbaconv:direct")]
     assert len(direct["times_ms"]) == 2 and direct["gflops"] > 0
     assert direct["error"] < 1e-5                     # checked against the reference
-    assert ("depthwise", "numbaconv:auto->direct") in rows
-    assert "not implemented yet" in rows[("up4x4", "numbaconv:direct")]["note"]
+    assert ("depthwise", "forward", "numbaconv:auto->direct") in rows
+    up_auto = [r for (case, _, impl), r in rows.items()
+               if case == "up4x4" and impl.startswith("numbaconv:auto")]
+    assert len(up_auto) == 1 and len(up_auto[0]["times_ms"]) == 2
+    assert up_auto[0]["error"] < 1e-5                 # against conv_transpose_reference
     if torch is not None:
-        assert len(rows[("depthwise", "torch")]["times_ms"]) == 2
-        assert len(rows[("up4x4", "torch")]["times_ms"]) == 2
+        assert len(rows[("depthwise", "forward", "torch")]["times_ms"]) == 2
+        assert len(rows[("up4x4", "transposed", "torch")]["times_ms"]) == 2
+
+
+# Tiny cases for the op dimension: groups, stride and a remainder that needs
+# output_padding in the forward case; output_padding in the transposed one.
+TINY_FORWARD = BenchCase("tiny2d", "conv2d", (2, 4, 8, 7), (6, 2, 3, 3),
+                         dict(stride=2, padding=1, groups=2))
+TINY_TRANSPOSED = BenchCase("tiny_up", "conv_transpose2d", (2, 4, 5, 4), (4, 3, 3, 3),
+                            dict(stride=2, padding=1, output_padding=1))
+
+
+def test_suite_ops_points_and_grad_output():
+    assert OPS == ("forward", "transposed", "grad_input", "grad_weight")
+    assert TINY_FORWARD.ops == OPS and TINY_TRANSPOSED.ops == ("transposed",)
+    assert get_cases(["up4x4"])[0].output_shape == (4, 64, 56, 56)
+    assert TINY_TRANSPOSED.output_shape == (2, 3, 10, 8)
+    assert TINY_FORWARD.output_shape == (2, 6, 4, 4)
+    gy = TINY_FORWARD.make_grad_output("float32", seed=3)
+    assert gy.shape == (2, 6, 4, 4) and gy.dtype == "float32"
+    assert (gy == TINY_FORWARD.make_grad_output("float32", seed=3)).all()      # seeded
+    assert not (gy == TINY_FORWARD.make_grad_output("float32", seed=4)).all()
+    cases = [TINY_FORWARD, TINY_TRANSPOSED]
+    assert [(c.name, op) for c, op in bench_points(cases)] == [("tiny2d", "forward"),
+                                                               ("tiny_up", "transposed")]
+    assert [(c.name, op) for c, op in bench_points(cases, ("grad_weight", "forward"))] == [
+        ("tiny2d", "forward"), ("tiny2d", "grad_weight")]
+    assert len(bench_points(cases, OPS)) == 5
+    # every op of a case does the forward's multiply-adds
+    assert {TINY_FORWARD.op_flops(op) for op in OPS} == {TINY_FORWARD.flops}
+    with pytest.raises(ValueError, match="has no op 'grad_input'"):
+        TINY_TRANSPOSED.op_call("grad_input")
+    # a case survives the trip to the PyTorch worker
+    assert BenchCase.from_dict(json.loads(json.dumps(TINY_FORWARD.to_dict()))) == TINY_FORWARD
+
+
+def test_transposed_op_on_a_forward_case_is_the_input_gradient():
+    """The output_padding the suite picks gives back the input's shape."""
+    from numbaconv import reference
+
+    x, _ = TINY_FORWARD.make_arrays("float64")
+    transposed = TINY_FORWARD.op_call("transposed", "float64")
+    grad_input = TINY_FORWARD.op_call("grad_input", "float64")
+    assert transposed.kwargs["output_padding"] == (1, 0)
+    y_t = reference.conv_transpose_reference(*transposed.args, **transposed.kwargs)
+    y_g = reference.conv_grad_input_reference(*grad_input.args, **grad_input.kwargs)
+    assert y_t.shape == y_g.shape == x.shape
+    assert abs(y_t - y_g).max() <= 1e-12 * abs(y_g).max()
+    if torch is not None:
+        gy, w = (torch.from_numpy(a) for a in transposed.args)
+        tx = torch.nn.functional.conv_transpose2d(gy, w, **transposed.kwargs)
+        assert abs(tx.numpy() - y_g).max() <= 1e-12 * abs(y_g).max()
+
+
+def test_bench_runner_measures_and_checks_every_op():
+    from numbaconv.bench.runner import format_table, run_benchmarks
+
+    results = run_benchmarks([TINY_FORWARD, TINY_TRANSPOSED], ops=OPS,
+                             algorithms=["direct", "auto"], rounds=2, repeats=1,
+                             use_torch=torch is not None, use_scipy=False)
+    points = {(m.case, m.op) for m in results}
+    assert points == {("tiny2d", op) for op in OPS} | {("tiny_up", "transposed")}
+    for case, op in points:
+        rows = [m for m in results if (m.case, m.op) == (case, op)]
+        auto = [m for m in rows if m.impl.startswith("numbaconv:auto")]
+        assert len(auto) == 1 and len(auto[0].times) == 2, (case, op, auto)
+        for m in rows:
+            if m.impl.startswith("numbaconv") and m.times:
+                assert m.error is not None and m.error < 1e-5, (case, op, m)
+            if case == "tiny2d":
+                assert m.flops == TINY_FORWARD.flops
+        if torch is not None:
+            (peer,) = [m for m in rows if m.impl == "torch"]
+            assert len(peer.times) == 2, (case, op, peer.note)
+    header, _, first = format_table(results).splitlines()[:3]
+    assert header.split()[:3] == ["shape", "op", "implementation"]
+    assert first.split()[:2] == ["tiny2d", "forward"]
+
+
+def test_bench_parses_ops_and_rejects_unknown_ones(capsys):
+    assert parse_ops(None) is None and parse_ops("") is None
+    assert parse_ops("all") == OPS
+    assert parse_ops("grad_weight,forward,grad_weight") == ("grad_weight", "forward")
+    assert main(["bench", "--ops", "forward,backward", "--no-torch"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown op(s) ['backward']" in err and "grad_input" in err and "all" in err
+    # up4x4 is a transposed case: it offers only the transposed op
+    assert main(["bench", "--shapes", "up4x4", "--ops", "grad_input", "--no-torch"]) == 2
+    err = capsys.readouterr().err
+    assert "up4x4 (conv_transpose2d) has none of the ops grad_input" in err
+    assert "nothing to run" in err
 
 
 def test_bench_rejects_unknown_shape(capsys):
@@ -137,10 +232,33 @@ def test_asv_benchmarks_share_the_suite_and_honour_the_selection(monkeypatch):
     full = importlib.import_module("asv_benchmarks.benchmarks")
     assert full.SHAPES == [c.name for c in PUBLIC_SHAPES if not c.transposed]
     assert "auto" in full.ALGORITHMS and full.DTYPES == ["float32", "float64"]
+    # the forward grid is unchanged; the op dimension lives in Backward
+    assert full.Conv.param_names == ["shape", "algorithm", "dtype"]
+    assert full.Backward.param_names == ["shape", "op", "algorithm", "dtype"]
+    assert full.Backward.params[0] == [c.name for c in PUBLIC_SHAPES]
+    assert full.Backward.params[1] == ["transposed", "grad_input", "grad_weight"]
+    assert full.TorchBackwardPeer.param_names == ["shape", "op"]
+    with pytest.raises(NotImplementedError, match="has no op 'grad_input'"):
+        full.Backward().setup("up4x4", "grad_input", "direct", "float32")
+    with monkeypatch.context() as old:      # asv also runs against older commits' suite
+        old.delattr(BenchCase, "op_call")
+        with pytest.raises(NotImplementedError, match="suite has no ops"):
+            full.Backward().setup("resnet3x3", "grad_input", "direct", "float32")
     monkeypatch.setenv("NUMBACONV_ASV_ONLY", "shape=depthwise;dtype=float32;peer=none")
     _sys.modules.pop("asv_benchmarks.benchmarks", None)
     part = importlib.import_module("asv_benchmarks.benchmarks")
     assert part.SHAPES == ["depthwise"] and part.DTYPES == ["float32"]
     with pytest.raises(NotImplementedError):
         part.TorchPeer().setup("depthwise")
+    with pytest.raises(NotImplementedError):
+        part.TorchBackwardPeer().setup("depthwise", "grad_input")
+    monkeypatch.setenv("NUMBACONV_ASV_ONLY", "shape=depthwise;op=grad_weight;dtype=float32")
+    _sys.modules.pop("asv_benchmarks.benchmarks", None)
+    ops = importlib.import_module("asv_benchmarks.benchmarks")
+    assert ops.Backward.params[:2] == (["depthwise"], ["grad_weight"])
+    with pytest.raises(NotImplementedError, match="op=forward"):
+        ops.Conv().setup("depthwise", "direct", "float32")       # forward not selected
+    bench = ops.Backward()
+    bench.setup("depthwise", "grad_weight", "auto", "float32")
+    assert bench.track_gflops("depthwise", "grad_weight", "auto", "float32") > 0
     _sys.modules.pop("asv_benchmarks.benchmarks", None)

@@ -1,5 +1,10 @@
 """Side-by-side timing of numbaconv, PyTorch and SciPy on the benchmark suite.
 
+A point is a case and an op (forward, transposed, grad_input, grad_weight;
+see :mod:`numbaconv.bench.suite`); PyTorch makes the matching call
+(``torch.nn.functional.conv{N}d`` / ``conv_transpose{N}d``,
+``torch.nn.grad.conv{N}d_input`` / ``conv{N}d_weight``).
+
 Method (see docs/benchmarking.md):
 
 * every implementation is warmed up first, so compile time is never timed;
@@ -12,7 +17,8 @@ Method (see docs/benchmarking.md):
   caches and for waking its thread pool (measured: 2-5x the steady time on
   the depthwise layer, for numbaconv and PyTorch alike); the figure
   reported is the median of all timed calls;
-* each numbaconv result is checked against the float64 reference.
+* each numbaconv result is checked against the matching float64 reference
+  (:mod:`numbaconv.reference`).
 """
 
 from __future__ import annotations
@@ -28,11 +34,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import functional
+from .. import reference as _reference
 from ..algorithms import algorithm_names, resolve_algorithm
 from ..errors import UnsupportedAlgorithmError
-from ..reference import conv_reference
 from ..spec import make_conv_spec
+from .suite import bench_points
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Measurement:
     flops: int = 0
     error: float | None = None     # max |y - ref| / max |ref|
     note: str = ""
+    op: str = "forward"            # forward, transposed, grad_input, grad_weight
 
     @property
     def median_ms(self):
@@ -55,7 +62,8 @@ class Measurement:
         return self.flops / statistics.median(self.times) / 1e9 if self.times else None
 
     def as_dict(self):
-        return {"case": self.case, "impl": self.impl, "median_ms": self.median_ms,
+        return {"case": self.case, "op": self.op, "impl": self.impl,
+                "median_ms": self.median_ms,
                 "gflops": self.gflops, "error": self.error, "note": self.note,
                 "times_ms": [t * 1e3 for t in self.times]}
 
@@ -128,25 +136,63 @@ def _time_calls(fn, repeats):
     return times
 
 
-def _numbaconv_impls(case, x, w, algorithms):
-    """(label, callable or None, note) for each requested numbaconv algorithm."""
-    fn = getattr(functional, case.op, None)
+def _library_function(call):
+    """numbaconv's function for ``call`` (an OpCall), or None if it has none."""
+    import numbaconv
+
+    namespace = numbaconv if call.namespace == "functional" else getattr(numbaconv, "grad", None)
+    return getattr(namespace, call.name, None)
+
+
+def _spec_of(case, call):
+    """numbaconv's spec of ``call`` (to resolve algorithms up front), or None
+    where this version has no spec builder for it."""
+    from .. import spec as specs
+
+    if call.namespace == "grad":
+        kind = "input" if call.name.endswith("_input") else "weight"
+        maker = getattr(specs, f"make_grad_{kind}_spec", None)
+        return maker and maker(f"grad.{call.name}", case.ndim, *call.args, **call.kwargs)
+    if call.name.startswith("conv_transpose"):
+        maker = getattr(specs, "make_transposed_spec", None)
+        return maker and maker(call.name, case.ndim, *call.args, None, **call.kwargs)
+    return make_conv_spec(call.name, case.ndim, *call.args, None, **call.kwargs)
+
+
+def _numbaconv_impls(case, call, algorithms):
+    """(label, callable or None, note) for each requested numbaconv algorithm.
+
+    The algorithm is resolved up front from numbaconv's spec of the call, so
+    ``auto`` is labelled with its choice and an algorithm that cannot serve
+    the point gets its reason as a note (without a spec builder, the warm-up
+    call finds that out).
+    """
+    fn = _library_function(call)
+    qualified = call.name if call.namespace == "functional" else f"grad.{call.name}"
     if fn is None:
-        return [(f"numbaconv:{name}", None, f"{case.op} not implemented yet")
+        return [(f"numbaconv:{name}", None, f"{qualified} not implemented yet")
                 for name in algorithms]
-    spec = make_conv_spec(case.op, case.ndim, x, w, None, **case.kwargs)
+    spec = _spec_of(case, call)
     impls = []
     for name in algorithms:
         label = f"numbaconv:{name}"
-        try:
-            chosen = resolve_algorithm(name, spec)
-        except UnsupportedAlgorithmError as exc:
-            impls.append((label, None, str(exc)))
-            continue
-        if name == "auto":
-            label = f"numbaconv:auto->{chosen.name}"
-        impls.append((label, lambda name=name: fn(x, w, algorithm=name, **case.kwargs), ""))
+        if spec is not None:
+            try:
+                chosen = resolve_algorithm(name, spec)
+            except UnsupportedAlgorithmError as exc:
+                impls.append((label, None, str(exc)))
+                continue
+            if name == "auto":
+                label = f"numbaconv:auto->{chosen.name}"
+        impls.append((label, lambda name=name: fn(*call.args, algorithm=name, **call.kwargs),
+                      ""))
     return impls
+
+
+def _reference_result(call):
+    """The float64 oracle's result for ``call``; None if the oracle is missing."""
+    oracle = getattr(_reference, call.reference, None)
+    return None if oracle is None else oracle(*call.args, **call.kwargs)
 
 
 def _scipy_impls(case, x, w):
@@ -165,13 +211,18 @@ def _scipy_impls(case, x, w):
             for name in ("fftconvolve", "oaconvolve")]
 
 
-def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds=5, repeats=3,
-                   use_torch=True, use_scipy=True, check=True, seed=0, progress=False):
-    """Measure every implementation on every case; return Measurements.
+def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads=2, rounds=5,
+                   repeats=3, use_torch=True, use_scipy=True, check=True, seed=0,
+                   progress=False):
+    """Measure every implementation on every (case, op) point; return Measurements.
 
     Parameters
     ----------
     cases : list of BenchCase
+    ops : sequence of str, optional
+        Ops to run on each case that offers them (see
+        :func:`numbaconv.bench.suite.bench_points`); default: each case's
+        own call (forward, or transposed for a transposed case).
     algorithms : list of str, optional
         numbaconv algorithms to time (default: every registered one and
         ``"auto"``).
@@ -190,35 +241,48 @@ def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     algorithms = list(algorithms or [a for a in algorithm_names() if a != "auto"] + ["auto"])
     worker = TorchWorker(threads) if use_torch else None
-    bar = Progress(len(cases) * (rounds + 2), progress)
+    points = bench_points(cases, ops)
+    bar = Progress(len(points) * (rounds + 2), progress)
     results = []
     try:
-        for case in cases:
-            x, w = case.make_arrays(dtype, seed)
-            impls = _numbaconv_impls(case, x, w, algorithms)
-            if use_scipy:
-                impls += _scipy_impls(case, x, w)
-            flops = case.flops
-            rows = {label: Measurement(case.name, label, flops=flops, note=note)
+        for case, op in points:
+            where = f"{case.name} {op}"
+            call = case.op_call(op, dtype, seed)
+            impls = _numbaconv_impls(case, call, algorithms)
+            if use_scipy and op == "forward":
+                impls += _scipy_impls(case, *call.args)
+            flops = case.op_flops(op)
+            rows = {label: Measurement(case.name, label, flops=flops, note=note, op=op)
                     for label, _, note in impls}
-            runnable = [(label, fn) for label, fn, _ in impls if fn is not None]
+            runnable = []
 
-            bar.step(f"{case.name}: warm-up")
+            bar.step(f"{where}: warm-up")
             reference = None
-            for label, fn in runnable:
-                y = fn()                                   # compiles; never timed
+            for label, fn, _ in impls:
+                if fn is None:
+                    continue
+                try:
+                    y = fn()                               # compiles; never timed
+                except (UnsupportedAlgorithmError, NotImplementedError) as exc:
+                    rows[label].note = str(exc) or type(exc).__name__
+                    continue
+                runnable.append((label, fn))
                 if check and label.startswith("numbaconv"):
                     if reference is None:
-                        reference = conv_reference(x, w, None, **case.kwargs)
+                        reference = _reference_result(call)
+                    if reference is None:
+                        rows[label].note = f"no reference {call.reference} to check against"
+                        continue
                     scale = float(np.abs(reference).max()) or 1.0
                     rows[label].error = float(np.abs(y - reference).max()) / scale
             torch_ok = False
             if worker is not None and worker.available:
-                reply = worker.request(cmd="prepare", case=case.name, dtype=dtype, seed=seed)
+                reply = worker.request(cmd="prepare", case=case.to_dict(), op=op, dtype=dtype,
+                                       seed=seed)
                 torch_ok = bool(reply.get("ok"))
-                rows["torch"] = Measurement(case.name, "torch", flops=flops,
+                rows["torch"] = Measurement(case.name, "torch", flops=flops, op=op,
                                             note="" if torch_ok else reply.get("error", ""))
-            bar.step(f"{case.name}: timing", 0)
+            bar.step(f"{where}: timing", 0)
             players = runnable + ([("torch", None)] if torch_ok else [])
             for r in range(rounds):
                 k = r % len(players) if players else 0
@@ -227,8 +291,8 @@ def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds
                         rows[label].times += worker.request(cmd="time", repeats=repeats)["times"]
                     else:
                         rows[label].times += _time_calls(fn, repeats)
-                bar.step(f"{case.name}: round {r + 1}/{rounds}")
-            bar.step(f"{case.name}: done")
+                bar.step(f"{where}: round {r + 1}/{rounds}")
+            bar.step(f"{where}: done")
             results.extend(rows.values())
     finally:
         bar.close()
@@ -239,19 +303,22 @@ def run_benchmarks(cases, *, algorithms=None, dtype="float32", threads=2, rounds
 
 def format_table(results):
     """The results as a text table, with the speed ratio against PyTorch."""
-    torch_ms = {m.case: m.median_ms for m in results if m.impl == "torch" and m.times}
-    header = (f"{'shape':<10} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
+    torch_ms = {(m.case, m.op): m.median_ms for m in results if m.impl == "torch" and m.times}
+    header = (f"{'shape':<10} {'op':<11} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
               f"{'vs torch':>8} {'rel err':>8}  note")
     lines = [header, "-" * len(header)]
     for m in results:
         ms = f"{m.median_ms:9.3f}" if m.times else f"{'-':>9}"
         gf = f"{m.gflops:8.1f}" if m.times else f"{'-':>8}"
-        ratio = (f"{torch_ms[m.case] / m.median_ms:7.2f}x"
-                 if m.times and m.case in torch_ms and m.impl != "torch" else f"{'':>8}")
+        key = (m.case, m.op)
+        ratio = (f"{torch_ms[key] / m.median_ms:7.2f}x"
+                 if m.times and key in torch_ms and m.impl != "torch" else f"{'':>8}")
         err = f"{m.error:8.1e}" if m.error is not None else f"{'':>8}"
-        lines.append(f"{m.case:<10} {m.impl:<24} {ms} {gf} {ratio} {err}  {m.note[:60]}")
+        lines.append(f"{m.case:<10} {m.op:<11} {m.impl:<24} {ms} {gf} {ratio} {err}  "
+                     f"{m.note[:60]}")
     lines.append("vs torch = PyTorch median time / this median time (above 1: faster than "
-                 "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference.")
+                 "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference "
+                 "of the op.")
     return "\n".join(lines)
 
 

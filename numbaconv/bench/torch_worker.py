@@ -4,9 +4,15 @@ Two OpenMP runtimes spinning in one process distort both, so PyTorch is
 never timed inside the numbaconv process.  The parent sends one JSON object
 per line on stdin and reads one JSON reply per line on stdout:
 
-* ``{"cmd": "prepare", "case": NAME, "dtype": "float32", "seed": 0}`` builds
-  the case's tensors (from the same seeded NumPy arrays as the parent) and
-  warms up; reply ``{"ok": true}`` or ``{"error": "..."}``.
+* ``{"cmd": "prepare", "case": CASE, "op": "forward", "dtype": "float32",
+  "seed": 0}`` builds the point's tensors (from the same seeded NumPy arrays
+  as the parent: :meth:`BenchCase.op_call`) and warms up; reply
+  ``{"ok": true}`` or ``{"error": "..."}``.  ``CASE`` is a suite shape's
+  name or a case as :meth:`BenchCase.to_dict` writes it; ``op`` defaults to
+  the case's own call.  The call is PyTorch's match of numbaconv's:
+  ``torch.nn.functional.conv{N}d`` / ``conv_transpose{N}d`` or
+  ``torch.nn.grad.conv{N}d_input`` / ``conv{N}d_weight``, all under
+  ``torch.no_grad()``.
 * ``{"cmd": "time", "repeats": K}`` makes one untimed call, then times K
   calls; reply ``{"times": [...]}`` in seconds.
 * ``{"cmd": "quit"}`` exits.
@@ -28,10 +34,13 @@ def main(threads: int) -> None:
     try:
         import torch
         import torch.nn.functional as F
+        import torch.nn.grad
     except ImportError as exc:
         _reply({"error": f"torch not importable: {exc}"})
         return
-    from .suite import SUITE
+    import numpy as np
+
+    from .suite import SUITE, BenchCase
 
     torch.set_num_threads(threads)
     _reply({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()})
@@ -42,15 +51,19 @@ def main(threads: int) -> None:
             if request["cmd"] == "quit":
                 return
             if request["cmd"] == "prepare":
-                case = SUITE[request["case"]]
-                x, w = case.make_arrays(request["dtype"], request["seed"])
-                tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-                fn = getattr(F, case.op)
-                kwargs = dict(case.kwargs)
+                call = None
+                case = request["case"]
+                case = SUITE[case] if isinstance(case, str) else BenchCase.from_dict(case)
+                op = request.get("op") or case.default_op
+                spec = case.op_call(op, request["dtype"], request["seed"])
+                namespace = F if spec.namespace == "functional" else torch.nn.grad
+                fn = getattr(namespace, spec.name)
+                args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+                             for a in spec.args)
 
-                def call(fn=fn, tx=tx, tw=tw, kwargs=kwargs):
+                def call(fn=fn, args=args, kwargs=dict(spec.kwargs)):
                     with torch.no_grad():
-                        return fn(tx, tw, **kwargs)
+                        return fn(*args, **kwargs)
 
                 for _ in range(3):
                     call()
