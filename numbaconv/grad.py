@@ -15,7 +15,8 @@ import numpy as np
 from .algorithms import resolve_algorithm
 from .functional import _canonical, _finish, _weight_shape3, execute, transposed_convolution
 from .rewrites import transposed_weight
-from .spec import (check_float_array, make_grad_input_spec, make_grad_weight_spec)
+from .spec import (check_float_array, make_conv_spec, make_grad_input_spec,
+                   make_grad_weight_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
            "conv3d_weight", "conv_backward"]
@@ -74,9 +75,9 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     Returns
     -------
     (grad_input, grad_weight, grad_bias)
-        Each an ndarray, or None where ``output_mask`` is False.  The bias
-        gradient is the sum of ``grad_output`` over the batch and spatial
-        axes.
+        Each an ndarray, or None where ``output_mask`` is False, all of
+        NumPy's promotion of the three arrays' dtypes.  The bias gradient is
+        the sum of ``grad_output`` over the batch and spatial axes.
 
     Notes
     -----
@@ -106,25 +107,48 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
                              f"shape {expected}, got grad_output.shape={grad_output.shape}")
         # y = conv_transpose(x, w) is the input gradient of the convolution
         # y -> x: so dL/dx is that convolution of dL/dy, and dL/dw its
-        # weight gradient with dL/dy as the input and x as the output gradient
+        # weight gradient with dL/dy as the input and x as the output
+        # gradient.  An output_padding of at least the stride (allowed below
+        # the dilation) gives that convolution more positions than x has:
+        # they are cropped from dL/dx, and x is extended with zeros for dL/dw.
         from .functional import convolution
-        gi = (convolution(op, ndim, grad_output, weight, None, stride, padding, dilation, groups,
-                          algorithm=algorithm) if output_mask[0] else None)
-        gw = (grad_weight(op, ndim, grad_output, weight.shape, input, stride, padding, dilation,
-                          groups, algorithm=algorithm) if output_mask[1] else None)
+        gi = gw = None
+        if output_mask[0] or output_mask[1]:
+            gi = convolution(op, ndim, grad_output, weight, None, stride, padding, dilation,
+                             groups, algorithm=algorithm)
+        if output_mask[1]:
+            x = input
+            if gi.shape != input.shape:
+                x = np.zeros(gi.shape, dtype=input.dtype)
+                x[tuple(slice(0, n) for n in input.shape)] = input
+            gw = grad_weight(op, ndim, grad_output, weight.shape, x, stride, padding, dilation,
+                             groups, algorithm=algorithm)
+        if output_mask[0]:
+            gi = gi[tuple(slice(0, n) for n in input.shape)]
+            gi = gi if gi.flags.c_contiguous else np.ascontiguousarray(gi)
+        else:
+            gi = None
     else:
         if output_padding not in (0, (0,) * ndim, [0] * ndim):
             raise ValueError(f"{op}: output_padding applies to transposed convolutions only, "
                              f"got output_padding={output_padding!r} with transposed=False")
+        expected = make_conv_spec(op, ndim, input, weight, None, stride, padding, dilation,
+                                  groups).user_output_shape
+        if grad_output.shape != expected:
+            raise ValueError(f"{op}: grad_output must have the convolution's output shape "
+                             f"{expected}, got grad_output.shape={grad_output.shape}")
         gi = (grad_input(op, ndim, input.shape, weight, grad_output, stride, padding, dilation,
                          groups, algorithm=algorithm) if output_mask[0] else None)
         gw = (grad_weight(op, ndim, input, weight.shape, grad_output, stride, padding, dilation,
                           groups, algorithm=algorithm) if output_mask[1] else None)
+    # every gradient in NumPy's promotion of the three arrays' dtypes
+    dtype = np.result_type(input, weight, grad_output)
+    gi = None if gi is None else gi.astype(dtype, copy=False)
+    gw = None if gw is None else gw.astype(dtype, copy=False)
     gb = None
     if output_mask[2]:
         batched = grad_output.ndim == ndim + 2
         axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
-        dtype = np.result_type(input, weight, grad_output)
         compute = np.float32 if dtype == np.float16 else dtype
         gb = grad_output.sum(axis=axes, dtype=compute).astype(dtype)
     return gi, gw, gb
@@ -155,7 +179,8 @@ algorithm : str, default "auto"
 Returns
 -------
 ndarray of shape ``input_size``
-    Input positions that no output window reads get zero.
+    Input positions that no output window reads get zero (with "fft",
+    rounding of the size of the normwise bound).
 """
 
 _WDOC = """Gradient of ``conv{ndim}d`` with respect to its weight (``torch.nn.grad.conv{ndim}d_weight``).

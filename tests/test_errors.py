@@ -519,3 +519,226 @@ def test_invalid_arguments_are_reported_before_the_algorithm(refusing_algorithm)
     with pytest.raises(ValueError, match=r"stride must be positive") as info:
         conv2d(**args(stride=0), algorithm=refusing_algorithm.name)
     assert not isinstance(info.value, UnsupportedAlgorithmError)
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution, nc.grad and conv_backward
+# ---------------------------------------------------------------------------
+
+from numbaconv import (conv_backward, conv_transpose1d, conv_transpose2d,  # noqa: E402
+                       conv_transpose3d)
+from numbaconv import grad as nc_grad  # noqa: E402
+
+
+def targs(nd=2, x=None, w=None, **kwargs):
+    """Keyword arguments for ``conv_transpose{nd}d``: weight (C_in, C_out/groups, k...)."""
+    kwargs["input"] = arr(x if x is not None else (1, 2) + (4,) * nd)
+    kwargs["weight"] = arr(w if w is not None else (2, 3) + (3,) * nd)
+    return kwargs
+
+
+def gi_args(input_size=(1, 2, 5, 5), w=(2, 2, 3, 3), g=(1, 2, 3, 3), **kwargs):
+    """Keyword arguments for ``grad.conv2d_input`` (valid: 5x5 -> 3x3)."""
+    return dict(input_size=input_size, weight=arr(w), grad_output=arr(g), **kwargs)
+
+
+def gw_args(x=(1, 2, 5, 5), weight_size=(2, 2, 3, 3), g=(1, 2, 3, 3), **kwargs):
+    """Keyword arguments for ``grad.conv2d_weight`` (valid: 5x5 -> 3x3)."""
+    return dict(input=arr(x), weight_size=weight_size, grad_output=arr(g), **kwargs)
+
+
+def cb_args(x=(1, 2, 5, 5), w=(2, 2, 3, 3), g=(1, 2, 3, 3), **kwargs):
+    """Keyword arguments for ``conv_backward`` (valid: 5x5 -> 3x3)."""
+    return dict(input=arr(x), weight=arr(w), grad_output=arr(g), **kwargs)
+
+
+_OP_MESSAGE = r"output padding must be smaller than either stride or dilation"
+
+BACKWARD_CASES = [
+    # ---- output_padding -----------------------------------------------------
+    case("transpose_output_padding_equals_stride", conv_transpose2d,
+         lambda: targs(stride=2, output_padding=2),
+         ValueError, r"output_padding must be smaller than either stride or dilation, got "
+                     r"output_padding=\(2, 2\), stride=\(2, 2\), dilation=\(1, 1\) \(along H\)",
+         torch=(RuntimeError, _OP_MESSAGE)),
+    case("transpose_output_padding_with_stride1", conv_transpose1d,
+         lambda: targs(1, output_padding=1),
+         ValueError, r"output_padding must be smaller than either stride or dilation, got "
+                     r"output_padding=\(1,\), stride=\(1,\), dilation=\(1,\)",
+         torch=(RuntimeError, _OP_MESSAGE)),
+    case("transpose_output_padding_equals_dilation_along_W", conv_transpose3d,
+         lambda: targs(3, x=(1, 2, 3, 3, 3), stride=(2, 2, 1), dilation=(1, 1, 2),
+                       output_padding=(1, 1, 2)),
+         ValueError, r"output_padding must be smaller than either stride or dilation, got "
+                     r"output_padding=\(1, 1, 2\), .*\(along W\)",
+         torch=(RuntimeError, _OP_MESSAGE)),
+    case("transpose_output_padding_negative", conv_transpose2d,
+         lambda: targs(output_padding=-1),
+         ValueError, r"output_padding must be non-negative, got output_padding=-1"),
+    # ---- conv_transpose shapes and padding ---------------------------------
+    case("transpose_huge_padding_negative_output", conv_transpose2d,
+         lambda: targs(x=(1, 2, 3, 3), w=(2, 2, 3, 3), padding=5),
+         ValueError, r"the output size \(-5, -5\) = .* is not positive; padding=\(5, 5\) is "
+                     r"too large for input size \(3, 3\)",
+         torch=(RuntimeError, r"Calculated output size per channel: \(-5 x -5\)")),
+    case("transpose_padding_string", conv_transpose2d, lambda: targs(padding="same"),
+         ValueError, r"padding must be an int or a tuple of 2 ints \(no 'same'/'valid' here, "
+                     r"as in PyTorch\), got 'same'",
+         torch=(TypeError, r"argument 'padding' must be tuple of ints, not str")),
+    case("transpose_weight_in_channels", conv_transpose2d, lambda: targs(w=(3, 3, 3, 3)),
+         ValueError, r"weight\.shape\[0\] must be in_channels = 2 \(input\.shape\[1\]\), "
+                     r"got weight\.shape=\(3, 3, 3, 3\)"),
+    case("transpose_groups_not_dividing", conv_transpose2d,
+         lambda: targs(x=(1, 3, 4, 4), w=(3, 2, 3, 3), groups=2),
+         ValueError, r"groups=2 must divide in_channels=3"),
+    case("transpose_bias_length", conv_transpose2d, lambda: targs(bias=arr((2,))),
+         ValueError, r"bias must be a 1-D array of out_channels=3 values "
+                     r"\(weight\.shape\[1\] \* groups\), got bias\.shape=\(2,\)"),
+    case("transpose_out_wrong_shape", conv_transpose2d,
+         lambda: targs(out=nan_out((1, 3, 4, 4))),
+         ValueError, r"out must have shape \(1, 3, 6, 6\), got out\.shape=\(1, 3, 4, 4\)"),
+    case("transpose_winograd_strided", conv_transpose2d,
+         lambda: targs(stride=2, algorithm="winograd"),
+         UnsupportedAlgorithmError, r"algorithm='winograd' cannot serve conv_transpose2d\(.*"
+                                    r"input_dilation=\(2, 2\).*\): it serves stride-1 problems, "
+                                    r"got a transposed convolution .*with stride \(2, 2\)"),
+    case("transpose_winograd_f2_strided_1d", conv_transpose1d,
+         lambda: targs(1, stride=(3,), algorithm="winograd_f2"),
+         UnsupportedAlgorithmError, r"algorithm='winograd_f2' cannot serve .*with stride \(3,\)"),
+    # ---- grad.conv*d_input --------------------------------------------------
+    case("grad_input_size_cannot_give_grad_output", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 2, 9, 9), stride=2),
+         ValueError, r"input_size=\(1, 2, 9, 9\) cannot give grad_output\.shape=\(1, 2, 3, 3\): "
+                     r".* has output size \(4, 4\)",
+         torch=(RuntimeError, r"Expected a tensor of dimension 4 and tensor\.size\[2\] == 4")),
+    case("grad_input_size_too_large_by_one_stride1", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 2, 6, 5)),
+         ValueError, r"input_size=\(1, 2, 6, 5\) cannot give grad_output\.shape=\(1, 2, 3, 3\)"),
+    case("grad_input_size_wrong_length", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 2, 5, 5, 1)),
+         TypeError, r"input_size must be a tuple of 3 or 4 ints, got \(1, 2, 5, 5, 1\)"),
+    case("grad_input_size_not_a_tuple", nc_grad.conv2d_input, lambda: gi_args(input_size=5),
+         TypeError, r"input_size must be a tuple of 3 or 4 ints, got 5"),
+    case("grad_input_size_float_entry", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 2, 5.0, 5)),
+         TypeError, r"input_size must be a tuple of 3 or 4 ints, got \(1, 2, 5\.0, 5\)"),
+    case("grad_input_grad_output_channels", nc_grad.conv2d_input,
+         lambda: gi_args(g=(1, 3, 3, 3)),
+         ValueError, r"grad_output\.shape must be \(N=1, C_out=2, \.\.\.\) .*"
+                     r"got grad_output\.shape=\(1, 3, 3, 3\)"),
+    case("grad_input_grad_output_batch", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(2, 2, 5, 5)),
+         ValueError, r"grad_output\.shape must be \(N=2, C_out=2, \.\.\.\) .*"
+                     r"got grad_output\.shape=\(1, 2, 3, 3\)"),
+    case("grad_input_unbatched_size_batched_grad_output", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(2, 5, 5)),
+         ValueError, r"input_size=\(2, 5, 5\) and grad_output\.shape=\(1, 2, 3, 3\) must both "
+                     r"be batched or both unbatched"),
+    case("grad_input_groups_inconsistent", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 4, 5, 5), groups=3),
+         ValueError, r"weight\.shape\[1\] \* groups must be in_channels = input_size\[1\] = 4, "
+                     r"got weight\.shape=\(2, 2, 3, 3\), groups=3"),
+    case("grad_input_padding_string", nc_grad.conv2d_input,
+         lambda: gi_args(g=(1, 2, 5, 5), padding="same"),
+         ValueError, r"padding must be an int or a tuple of 2 ints \(no 'same'/'valid' here"),
+    case("grad_input_winograd_strided", nc_grad.conv2d_input,
+         lambda: gi_args(input_size=(1, 2, 7, 7), stride=2, algorithm="winograd"),
+         UnsupportedAlgorithmError, r"algorithm='winograd' cannot serve grad\.conv2d_input\(.*"
+                                    r"with stride \(2, 2\)"),
+    # ---- grad.conv*d_weight -------------------------------------------------
+    case("grad_weight_size_inconsistent_with_groups", nc_grad.conv2d_weight,
+         lambda: gw_args(groups=2),
+         ValueError, r"weight_size=\(2, 2, 3, 3\) is inconsistent with groups=2: "
+                     r"weight_size\[1\] \* groups must be in_channels=2"),
+    case("grad_weight_size_groups_not_dividing_out_channels", nc_grad.conv2d_weight,
+         lambda: gw_args(x=(1, 4, 5, 5), weight_size=(3, 2, 3, 3), g=(1, 3, 3, 3), groups=2),
+         ValueError, r"weight_size=\(3, 2, 3, 3\) is inconsistent with groups=2: groups must "
+                     r"divide weight_size\[0\]"),
+    case("grad_weight_size_wrong_length", nc_grad.conv2d_weight,
+         lambda: gw_args(weight_size=(2, 2, 3)),
+         TypeError, r"weight_size must be a tuple of 4 ints, got \(2, 2, 3\)"),
+    case("grad_weight_size_zero", nc_grad.conv2d_weight,
+         lambda: gw_args(weight_size=(0, 2, 3, 3)),
+         ValueError, r"weight_size must be positive, got weight_size=\(0, 2, 3, 3\)"),
+    case("grad_weight_grad_output_shape", nc_grad.conv2d_weight, lambda: gw_args(g=(1, 2, 4, 4)),
+         ValueError, r"grad_output must have the convolution's output shape \(1, 2, 3, 3\), "
+                     r"got grad_output\.shape=\(1, 2, 4, 4\)",
+         torch=(RuntimeError, r"Expected a tensor of dimension 4 and tensor\.size\[2\] == 3")),
+    case("grad_weight_unbatched_grad_output", nc_grad.conv2d_weight, lambda: gw_args(g=(2, 3, 3)),
+         ValueError, r"grad_output must have the convolution's output shape \(1, 2, 3, 3\), "
+                     r"got grad_output\.shape=\(2, 3, 3\)"),
+    case("grad_weight_padding_string", nc_grad.conv2d_weight, lambda: gw_args(padding="valid"),
+         ValueError, r"padding must be an int or a tuple of 2 ints \(no 'same'/'valid' here, "
+                     r"as in PyTorch\), got 'valid'"),
+    case("grad_weight_winograd", nc_grad.conv2d_weight, lambda: gw_args(algorithm="winograd"),
+         UnsupportedAlgorithmError, r"algorithm='winograd' cannot serve grad_weight of "
+                                    r"grad\.conv2d_weight\(.*\): a weight gradient is a "
+                                    r"convolution whose kernel spans the output"),
+    # ---- conv_backward ------------------------------------------------------
+    case("backward_grad_output_shape", conv_backward, lambda: cb_args(g=(1, 2, 4, 4)),
+         ValueError, r"conv_backward: .*grad_output\.shape=\(1, 2, 4, 4\)"),
+    case("backward_grad_output_channels_weight_only", conv_backward,
+         lambda: cb_args(g=(1, 3, 3, 3), output_mask=(False, True, False)),
+         ValueError, r"grad_output must have the convolution's output shape \(1, 2, 3, 3\), "
+                     r"got grad_output\.shape=\(1, 3, 3, 3\)"),
+    # only the bias gradient asked for: grad_output is still checked
+    case("backward_grad_output_shape_bias_only", conv_backward,
+         lambda: cb_args(g=(1, 2, 4, 4), output_mask=(False, False, True)),
+         ValueError, r"conv_backward: .*grad_output\.shape=\(1, 2, 4, 4\)"),
+    case("backward_transposed_grad_output_shape", conv_backward,
+         lambda: cb_args(g=(1, 2, 4, 4), stride=2, transposed=True),
+         ValueError, r"grad_output must have the transposed convolution's output shape "
+                     r"\(1, 2, 11, 11\), got grad_output\.shape=\(1, 2, 4, 4\)"),
+    case("backward_transposed_output_padding_too_large", conv_backward,
+         lambda: cb_args(g=(1, 2, 11, 11), stride=2, transposed=True, output_padding=2),
+         ValueError, r"output_padding must be smaller than either stride or dilation"),
+    case("backward_output_padding_without_transposed", conv_backward,
+         lambda: cb_args(output_padding=1),
+         ValueError, r"output_padding applies to transposed convolutions only, got "
+                     r"output_padding=1 with transposed=False"),
+    case("backward_padding_string", conv_backward, lambda: cb_args(g=(1, 2, 5, 5), padding="same"),
+         ValueError, r"padding must be an int or a tuple of 2 ints \(no 'same'/'valid' here"),
+    case("backward_output_mask_ints", conv_backward, lambda: cb_args(output_mask=(1, 1, 1)),
+         TypeError, r"output_mask must be a tuple of 3 bools, got \(1, 1, 1\)"),
+    case("backward_output_mask_length", conv_backward, lambda: cb_args(output_mask=(True, True)),
+         TypeError, r"output_mask must be a tuple of 3 bools, got \(True, True\)"),
+    case("backward_transposed_not_bool", conv_backward, lambda: cb_args(transposed=1),
+         TypeError, r"transposed must be a bool, got 1"),
+    case("backward_weight_rank", conv_backward,
+         lambda: cb_args(x=(1, 2, 5, 5, 5, 5), w=(2, 2, 3, 3, 3, 3), g=(1, 2, 3, 3, 3, 3)),
+         ValueError, r"weight must have 3, 4 or 5 dimensions, got "
+                     r"weight\.shape=\(2, 2, 3, 3, 3, 3\)"),
+]
+
+BACKWARD_TORCH_CASES = [pytest.param(*p.values[:2], *p.values[4], id=p.id, marks=p.marks)
+                        for p in BACKWARD_CASES if p.values[4] is not None]
+
+
+@pytest.mark.parametrize("fn, make, exc, match, torch_expected", BACKWARD_CASES)
+def test_backward_bad_input_raises(fn, make, exc, match, torch_expected):
+    kwargs = make()
+    before = _snapshot(kwargs)
+    with pytest.raises(exc, match=match) as info:
+        fn(**kwargs)
+    assert type(info.value) is exc
+    _assert_unchanged(kwargs, before)
+
+
+def test_backward_table_ids_are_unique():
+    ids = [p.id for p in CASES + BACKWARD_CASES]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("fn, make, torch_exc, torch_match", BACKWARD_TORCH_CASES)
+def test_backward_torch_raises_too(fn, make, torch_exc, torch_match):
+    torch = pytest.importorskip("torch")
+
+    kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+              for k, v in make().items()}
+    if fn.__module__ == "numbaconv.grad":
+        torch_fn = getattr(torch.nn.grad, fn.__name__)
+    else:
+        torch_fn = getattr(torch.nn.functional, fn.__name__)
+    with pytest.raises(torch_exc, match=torch_match) as info:
+        torch_fn(**kwargs)
+    assert type(info.value) is torch_exc
