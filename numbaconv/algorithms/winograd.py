@@ -38,17 +38,13 @@ import numpy as np
 from .. import config
 from ..kernels import blas, direct_cpu, winograd_cpu
 from ..padding import padding_maps
-from .direct import DIRECT, direct_forward
+from .direct import direct_forward
 from .registry import ConvAlgorithm, register
-from .winograd_matrices import POINTS, winograd_matrices
+from .winograd_matrices import winograd_matrices
 
 #: Target size of one thread's transformed tiles (input and product):
 #: measured on resnet3x3 (docs/results-winograd.md)
 CHUNK_BYTES = 2**20
-#: Target size of one weight-gradient chunk's transformed tiles (input and
-#: output gradient); resnet3x3 F(3, 4): 32 tiles (1.2 MiB) 5.2 ms, 128 tiles
-#: 5.6 ms, 512 tiles 8.0 ms, 2048 tiles 13.5 ms (2026-11-30, AMD EPYC).
-GRAD_WEIGHT_CHUNK_BYTES = 2**20
 #: transformed weights kept (Note [weight cache])
 WEIGHT_CACHE_SIZE = 32
 _weight_cache = OrderedDict()
@@ -131,64 +127,6 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
     return out
 
 
-def winograd_grad_weight(spec, x, grad_output, out, r=4, chunk=None, segments=None):
-    """The weight gradient of a stride-1 3-wide convolution by F(3, r) (Note
-    [winograd weight gradient] in :mod:`numbaconv.kernels.winograd_cpu`)."""
-    dtype = out.dtype
-    if spec.batch == 0:
-        out[...] = 0
-        return out
-    ndim = spec.ndim
-    used = [a >= 3 - ndim for a in range(3)]
-    # F(3, r) is F(r, 3) transposed: same points, G for the gradient tile
-    mats = []
-    for u in used:
-        if u:
-            AT, G, BT = winograd_matrices(3, r, points=POINTS[r])
-            mats.append((AT, G.astype(dtype), BT.astype(dtype)))
-        else:
-            one = np.ones((1, 1))
-            mats.append((one, one.astype(dtype), one.astype(dtype)))
-    Q = math.prod(m[2].shape[0] for m in mats)
-    grid = tuple(-(-o // (r if u else 1)) for o, u in zip(spec.output_size3, used))
-    total = spec.batch * math.prod(grid)
-    G_, cin_g, cout_g = spec.groups, spec.in_channels_per_group, spec.out_channels_per_group
-    C, Co = spec.in_channels, spec.out_channels
-    limit = config.get_workspace_limit()
-    per_segment = Q * Co * cin_g * dtype.itemsize
-    if segments is None:
-        # fixed by the pool's size, not the current thread count (bits)
-        segments = max(1, min(numba.config.NUMBA_NUM_THREADS, total,
-                              (limit // 2) // max(1, per_segment)))
-    if chunk is None:
-        per_tile = Q * (C + Co) * dtype.itemsize
-        chunk = max(1, min(-(-total // segments), GRAD_WEIGHT_CHUNK_BYTES // per_tile))
-    maps = _extended_maps(spec, grid, r, used)
-    xp = np.empty((spec.batch,) + tuple(len(mp) for mp in maps) + (C,), dtype=dtype)
-    direct_cpu.pack_channels_last(x, *maps, xp)
-    gmaps = [np.concatenate([np.arange(o, dtype=np.int64),
-                             np.full(t * (r if u else 1) - o, -1, np.int64)])
-             for o, t, u in zip(spec.output_size3, grid, used)]
-    gp = np.empty((spec.batch,) + tuple(len(mp) for mp in gmaps) + (Co,), dtype=dtype)
-    direct_cpu.pack_channels_last(grad_output, *gmaps, gp)
-    acc = np.empty((segments, Q, G_, cout_g, cin_g), dtype=dtype)
-    gemm = blas.find_gemm()
-    with blas.single_threaded_blas():
-        winograd_cpu.winograd_grad_weight(gemm.address(dtype), gemm.int_witness, xp, gp,
-                                          *(m[2] for m in mats), *(m[1] for m in mats), grid,
-                                          total, chunk, acc, numba.get_num_threads())
-    M = acc[0].copy()
-    for s in range(1, segments):          # in order: the same bits for any thread count
-        M += acc[s]
-    # the output transform, once: (3 x alpha) per axis, as one small GEMM
-    # with the Kronecker product of the three AT (an einsum took 18 ms of a
-    # 39 ms call with 256 channels)
-    AT = np.kron(np.kron(mats[0][0], mats[1][0]), mats[2][0]).astype(dtype)
-    W = AT @ M.reshape(Q, Co * cin_g)                  # (KD*KH*KW, C_out * C_in/g)
-    out[...] = W.T.reshape(out.shape)
-    return out
-
-
 class WinogradAlgorithm(ConvAlgorithm):
     """F(m x m, 3 x 3) Winograd (and its 1-D / 3-D forms) on the CPU."""
 
@@ -197,6 +135,9 @@ class WinogradAlgorithm(ConvAlgorithm):
         self.m = m
 
     def unsupported_reason(self, spec):
+        if spec.computation == "grad_weight":
+            return ("a weight gradient is a convolution whose kernel spans the output "
+                    f"({spec.output_size}), not a 3-wide kernel")
         if spec.has_input_dilation:
             return (f"it serves stride-1 problems, got a transposed convolution (or input "
                     f"gradient) with stride {spec.input_dilation}, whose phases have kernels "
@@ -218,11 +159,6 @@ class WinogradAlgorithm(ConvAlgorithm):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
             return direct_forward(spec, x, weight, bias, out)
         return winograd_forward(spec, x, weight, bias, out, m=self.m)
-
-    def run_grad_weight(self, spec, x, grad_output, out):
-        if not (np.isfinite(x).all() and np.isfinite(grad_output).all()):
-            return DIRECT.run_grad_weight(spec, x, grad_output, out)
-        return winograd_grad_weight(spec, x, grad_output, out, r=self.m)
 
 
 WINOGRAD = register(WinogradAlgorithm("winograd", 4))

@@ -105,9 +105,8 @@ def single_threaded_blas():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def _gemm_intrinsic(trans_b, trans_a=False):
-    """The ``gemm`` / ``gemm_nt`` / ``gemm_tn`` intrinsic: A and B as given
-    or transposed."""
+def _gemm_intrinsic(trans_b):
+    """The ``gemm`` / ``gemm_nt`` intrinsic: B as given or transposed."""
 
     def typer(typingctx, address, int_witness, a, b, c, beta):
         if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
@@ -149,11 +148,9 @@ def _gemm_intrinsic(trans_b, trans_a=False):
                                                    int_t])
             fn = builder.inttoptr(addr, fnty.as_pointer())
             beta_fp = context.cast(builder, beta_val, signature.args[5], dtype)
-            builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR),
-                              ir.Constant(enum_t, _TRANS if trans_a else _NO_TRANS),
+            builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR), ir.Constant(enum_t, _NO_TRANS),
                               ir.Constant(enum_t, _TRANS if trans_b else _NO_TRANS),
-                              dim(C, 0), dim(C, 1), dim(A, 0 if trans_a else 1),
-                              ir.Constant(fp, 1.0), A.data,
+                              dim(C, 0), dim(C, 1), dim(A, 1), ir.Constant(fp, 1.0), A.data,
                               lead(A), B.data, lead(B), beta_fp, C.data, lead(C)])
             return context.get_dummy_value()
 
@@ -176,10 +173,5 @@ def gemm_nt(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced
     """``c = a @ b.T + beta * c``: as :func:`gemm` with ``b`` of shape (N, K)."""
 
 
-def gemm_tn(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced below
-    """``c = a.T @ b + beta * c``: as :func:`gemm` with ``a`` of shape (K, M)."""
-
-
 gemm = intrinsic(_gemm_intrinsic(False))
 gemm_nt = intrinsic(_gemm_intrinsic(True))
-gemm_tn = intrinsic(_gemm_intrinsic(False, trans_a=True))

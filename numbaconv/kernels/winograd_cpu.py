@@ -32,7 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blas import gemm, gemm_tn
+from .blas import gemm
 from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
 
@@ -201,110 +201,3 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, sto
                     for c in range(Co):
                         b = bias[c] if bias.shape[0] else out.dtype.type(0)
                         dst[np.uint64(o + c * plane)] = res[c] + b
-
-
-# ---------------------------------------------------------------------------
-# the weight gradient
-# ---------------------------------------------------------------------------
-
-def winograd_grad_weight(gemm_address, int_witness, xp, gp, BTd, BTh, BTw, Gd, Gh, Gw, tiles,
-                         total, chunk, acc, chunks):
-    """Transform-domain sums of the weight gradient (Note [winograd weight gradient]).
-
-    ``xp`` is the packed, zero-extended input ``(N, D', H', W', C_in)``,
-    ``gp`` the packed output gradient ``(N, OD', OH', OW', C_out)`` extended
-    with zeros to whole tiles of ``r`` (``Gd.shape[1]`` ...) per axis.
-    ``acc`` ``(segments, Q, groups, C_out/g, C_in/g)`` receives, per segment
-    of consecutive tiles, ``sum_t U_t[q]^T V_t[q]`` per position and group.
-    """
-    run_in_chunks(_grad_weight_segment,
-                  (gemm_address, int_witness, xp, gp, BTd, BTh, BTw, Gd, Gh, Gw, tiles[0],
-                   tiles[1], tiles[2], total, chunk, acc),
-                  acc.shape[0], chunks)
-
-
-@cpu_kernel(parallel=False)
-def _grad_weight_segment(gemm_address, int_witness, xp, gp, BTd, BTh, BTw, Gd, Gh, Gw, tD, tH,
-                         tW, total, chunk, acc, first_job, stop_job):
-    """Segments ``first_job <= s < stop_job``: tiles ``[s*total//S, (s+1)*total//S)``.
-
-    Note [winograd weight gradient]
-    ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-    For a stride-1 3-wide kernel, ``grad_w[o, i, k] = sum_{n,p} g[n, o, p] *
-    xpad[n, i, p + k]``.  Cut the output gradient into tiles of ``r`` per
-    axis: each tile contributes the correlation of its ``r`` values with the
-    ``r + 2`` inputs under it, 3 outputs from an ``r``-tap "kernel" -- the
-    minimal filter F(3, r), whose transforms are those of F(r, 3) with the
-    roles swapped: ``G`` (``alpha x r``) transforms the gradient tile,
-    ``BT`` the input patch, ``AT`` (``3 x alpha``) gives the 3 taps.  The
-    tiles' products add up in the transform domain, so per position ``q``
-    the whole reduction over images and tiles is one GEMM
-    ``M[q] = sum_t U_t[q]^T V_t[q]`` (C_out x C_in per group), and the
-    output transform runs once at the end.  F(3, 2) multiplies 16 times per
-    4 gradient values where the direct sum multiplies 36 times; F(3, 4) 36
-    per 16 against 144.  Segments of consecutive tiles are fixed by the
-    sizes (not the thread count) and summed in order afterwards, so results
-    are bit-identical for any number of threads.
-    """
-    S = acc.shape[0]
-    Q, groups, cout_g, cin_g = acc.shape[1], acc.shape[2], acc.shape[3], acc.shape[4]
-    C, Co = xp.shape[4], gp.shape[4]
-    V = np.empty((Q, chunk, C), dtype=acc.dtype)
-    U = np.empty((Q, chunk, Co), dtype=acc.dtype)
-    rD, rH, rW = Gd.shape[1], Gh.shape[1], Gw.shape[1]
-    for s in range(first_job, stop_job):
-        first = s * total // S
-        stop = (s + 1) * total // S
-        if stop == first:
-            acc[s] = 0
-            continue
-        for c0 in range(first, stop, chunk):
-            P = min(chunk, stop - c0)
-            _transform_tiles(xp, BTd, BTh, BTw, rD, rH, rW, tD, tH, tW, c0, P, V)
-            _transform_tiles(gp, Gd, Gh, Gw, rD, rH, rW, tD, tH, tW, c0, P, U)
-            for q in range(Q):
-                for g in range(groups):
-                    gemm_tn(gemm_address, int_witness, U[q, :P, g * cout_g:(g + 1) * cout_g],
-                            V[q, :P, g * cin_g:(g + 1) * cin_g], acc[s, q, g],
-                            0.0 if c0 == first else 1.0)
-
-
-@cpu_kernel(parallel=False)
-def _transform_tiles(src, Td, Th, Tw, sD, sH, sW, tD, tH, tW, first, P, V):
-    """V[q, p, :] = (Td x Th x Tw) applied to the patch of tile ``first + p``.
-
-    ``src`` is channels-last ``(N, D, H, W, C)``; tile ``(td, th, tw)``'s
-    patch starts at ``(td*sD, th*sH, tw*sW)`` and spans ``T.shape[1]`` per
-    axis; ``q`` runs over ``T.shape[0]`` per axis.  Rectangular matrices, so
-    the same kernel transforms input patches (``BT``) and gradient tiles
-    (``G``).
-    """
-    Dx, Hx, Wx, C = src.shape[1], src.shape[2], src.shape[3], src.shape[4]
-    oD, oH, oW = Td.shape[0], Th.shape[0], Tw.shape[0]
-    iD, iH, iW = Td.shape[1], Th.shape[1], Tw.shape[1]
-    t1 = np.empty(iD * iH * oW * C, dtype=V.dtype)
-    t2 = np.empty(iD * oH * oW * C, dtype=V.dtype)
-    flat = src.ravel()
-    dst = V.ravel()
-    Vp = V.shape[1]
-    for p in range(P):
-        n, td, th, tw = _tile_position(first + p, tD, tH, tW)
-        # along W: t1[a, b, k, :]
-        for a in range(iD):
-            for b in range(iH):
-                row = (((n * Dx + td * sD + a) * Hx + th * sH + b) * Wx + tw * sW) * C
-                for k in range(oW):
-                    _weighted_sum(Tw, k, flat, row, C, iW, t1, ((a * iH + b) * oW + k) * C, C)
-        # along H: t2[a, r, k, :]
-        for a in range(iD):
-            for r in range(oH):
-                for k in range(oW):
-                    _weighted_sum(Th, r, t1, (a * iH * oW + k) * C, oW * C, iH, t2,
-                                  ((a * oH + r) * oW + k) * C, C)
-        # along D, into V[q, p, :]
-        for kd in range(oD):
-            for kh in range(oH):
-                for kw in range(oW):
-                    q = (kd * oH + kh) * oW + kw
-                    _weighted_sum(Td, kd, t2, (kh * oW + kw) * C, oH * oW * C, iD, dst,
-                                  (q * Vp + p) * C, C)
