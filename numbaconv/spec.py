@@ -274,7 +274,13 @@ class ConvSpec:
         return self._lift(self.effective_kernel_size, 1)
 
     def describe(self) -> str:
-        """Short human-readable summary, for tables and messages."""
+        """Short human-readable summary, for tables and messages.
+
+        A transposed problem (built by :func:`make_transposed_spec`) is
+        described with the parameters its caller gave, not the rewritten
+        ones."""
+        if self.has_input_dilation or "transpose" in self.op or self.op.endswith("_input"):
+            return self._describe_transposed()
         parts = [f"input={self.input_shape}", f"weight={self.weight_shape}"]
         if any(s != 1 for s in self.stride):
             parts.append(f"stride={self.stride}")
@@ -290,6 +296,23 @@ class ConvSpec:
             parts.append(f"padding_mode={self.padding_mode!r}")
         what = "" if self.computation == "forward" else f"{self.computation} of "
         return f"{what}{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
+
+    def _describe_transposed(self):
+        weight = (self.in_channels, self.out_channels_per_group) + self.kernel_size
+        spans = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+        padding = tuple(e - lo for e, (lo, _) in zip(spans, self.padding))
+        output_padding = tuple(hi - lo for lo, hi in self.padding)
+        first = "grad_output" if self.op.endswith("_input") else "input"
+        parts = [f"{first}={self.input_shape}", f"weight={weight}"]
+        for name, values, default in (("stride", self.input_dilation, 1),
+                                      ("padding", padding, 0),
+                                      ("output_padding", output_padding, 0),
+                                      ("dilation", self.dilation, 1)):
+            if any(v != default for v in values):
+                parts.append(f"{name}={values}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        return f"{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
 
 
 # ---------------------------------------------------------------------------

@@ -140,8 +140,7 @@ class WinogradAlgorithm(ConvAlgorithm):
                     f"({spec.output_size}), not a 3-wide kernel")
         if spec.has_input_dilation:
             return (f"it serves stride-1 problems, got a transposed convolution (or input "
-                    f"gradient) with stride {spec.input_dilation}, whose phases have kernels "
-                    f"of fewer taps")
+                    f"gradient) with stride {spec.input_dilation}")
         if any(s != 1 for s in spec.stride):
             return f"it needs stride 1, got stride={spec.stride}"
         if any(d != 1 for d in spec.dilation):
