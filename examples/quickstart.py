@@ -47,6 +47,17 @@ out = np.empty_like(y)
 nc.conv2d(x, w, b, padding=1, out=out, algorithm="direct")
 print("out= filled in place:", np.array_equal(out, y), "| algorithms:", nc.algorithm_names())
 
+# Transposed convolution (a decoder's upsampling) and the gradients of a layer,
+# with torch.nn.functional's and torch.nn.grad's names and arguments.
+up = nc.conv_transpose2d(y, rng.standard_normal((64, 32, 4, 4), dtype=np.float32),
+                         stride=2, padding=1)
+grad_y = np.ones_like(y)                                   # dLoss/dy of loss = y.sum()
+grad_x = nc.grad.conv2d_input(x.shape, w, grad_y, padding=1)
+grad_w = nc.grad.conv2d_weight(x, w.shape, grad_y, padding=1)
+_, _, grad_b = nc.conv_backward(x, w, grad_y, padding=1, output_mask=(False, False, True))
+print("conv_transpose2d ->", up.shape, "| grad_input", grad_x.shape, "| grad_weight",
+      grad_w.shape, "| grad_bias", grad_b.shape)
+
 # Bad arguments say what was wrong.
 try:
     nc.conv2d(x, w, groups=3)

@@ -194,51 +194,56 @@ def im2col_col2im(spec, x, weight, bias, out, plan=None):
     return out
 
 
-#: Column buffer of one weight-gradient job: resnet3x3's gradient took 5.7
-#: ms with 288 x 448 tiles (0.5 MiB), 5.9 ms with 288 x 3136 (3.4 MiB) and
-#: 7.6-9.2 ms with 72-row blocks (2026-11-30, AMD EPYC, 2 threads).
-GRAD_WEIGHT_TILE_BYTES = 2**19
-#: Fewest column rows per weight-gradient job (the GEMM's M).
-MIN_GRAD_WEIGHT_ROWS = 32
+#: Column buffer of one weight-gradient job.  resnet3x3's gradient, 2
+#: threads, interleaved (2026-11-30, AMD EPYC; median ms): 576 rows x 224
+#: pixels 5.98, x 448 5.96, x 896 6.02, x 1568 6.19, x 3136 6.74; two
+#: 288-row blocks x 448 and no segments 6.20; four segments 6.09.
+GRAD_WEIGHT_TILE_BYTES = 2**20
+#: Most column rows per weight-gradient block (the GEMM's M): BLAS ran
+#: 94-97 GFLOP/s per thread with 576-1152 rows, 86 with 288.
+MAX_GRAD_WEIGHT_ROWS = 1152
 
 
 @dataclass(frozen=True)
 class GradWeightPlan:
     """How the weight gradient splits (see :func:`plan_grad_weight`)."""
 
-    rows: int           # column rows (weight-gradient columns) per job
+    rows: int           # column rows (weight-gradient columns) per block
     tile: int           # output pixels per column buffer
+    segments: int = 1   # parts of the reduction over (image, tile), summed in order
 
 
 def plan_grad_weight(spec, itemsize, limit=None):
-    """Row blocks and pixel tiles of the weight gradient.
+    """Row blocks, pixel tiles and reduction segments of the weight gradient.
 
-    One row block per thread of numba's pool (``numba.config.NUMBA_NUM_THREADS``,
-    not the current ``numba.set_num_threads``) and group, of at least
-    :data:`MIN_GRAD_WEIGHT_ROWS` rows; tiles of about
-    :data:`GRAD_WEIGHT_TILE_BYTES` (whole output rows), every thread's
-    buffer together under the workspace limit.  The tile fixes the order of
-    the reduction over pixels, so it never depends on the current thread
-    count: results are bit-identical for any ``set_num_threads``.  (The row
-    blocks do not change any element's sum: measured bit-identical for row
-    blocks of 72 to 576 with OpenBLAS.)
+    Rows are blocked only past :data:`MAX_GRAD_WEIGHT_ROWS`; while there are
+    fewer (group, block) jobs than threads in numba's pool
+    (``numba.config.NUMBA_NUM_THREADS``, not the current
+    ``numba.set_num_threads``), the reduction is cut into segments.  Tiles
+    are about :data:`GRAD_WEIGHT_TILE_BYTES` (whole output rows); every
+    thread's column buffer and every segment's gradient together stay under
+    the workspace limit.  None of this depends on the current thread count,
+    so results are bit-identical for any ``set_num_threads``.
     """
     if limit is None:
         limit = config.get_workspace_limit()
     pool = numba.config.NUMBA_NUM_THREADS
     K = spec.in_channels_per_group * math.prod(spec.kernel_size3)
-    per_thread = limit // (pool * itemsize)
-    blocks = max(1, min(-(-pool // spec.groups), K // MIN_GRAD_WEIGHT_ROWS))
+    blocks = -(-K // MAX_GRAD_WEIGHT_ROWS)
     rows = -(-K // blocks)
     pixels = math.prod(spec.output_size3)
     row = spec.output_size3[2]
+    gradient_bytes = K * spec.out_channels * itemsize
+    segments = max(1, min(-(-pool // (spec.groups * blocks)), spec.batch * -(-pixels // row),
+                          (limit // 2) // max(1, gradient_bytes)))
+    per_thread = (limit - segments * gradient_bytes) // (pool * itemsize)
     rows = min(rows, max(1, per_thread // MIN_TILE_PIXELS))
     tile = max(MIN_TILE_PIXELS, row if same_width_fill(spec) else 0,
                GRAD_WEIGHT_TILE_BYTES // (rows * itemsize))
     tile = max(1, min(tile, per_thread // rows, pixels))
     if tile > row:
         tile -= tile % row          # whole output rows
-    return GradWeightPlan(rows=rows, tile=tile)
+    return GradWeightPlan(rows=rows, tile=tile, segments=segments)
 
 
 def im2col_grad_weight(spec, x, grad_output, out, plan=None):
@@ -257,7 +262,7 @@ def im2col_grad_weight(spec, x, grad_output, out, plan=None):
             blas_gemm.address(out.dtype), blas_gemm.int_witness, x, map_d, map_h, map_w,
             grad_output.reshape(N, Co, -1), out.reshape(Co, -1), spec.groups, spec.kernel_size3,
             spec.stride3, spec.dilation3, spec.padding3[1][0], spec.padding3[2][0],
-            spec.output_size3, plan.tile, plan.rows, numba.get_num_threads())
+            spec.output_size3, plan.tile, plan.rows, plan.segments, numba.get_num_threads())
     return out
 
 

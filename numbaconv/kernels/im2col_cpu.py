@@ -396,99 +396,110 @@ def _small_product(w, columns, pixels, flat, first, stride):
 
 def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,
                        kernel_size, stride, dilation, pad_h, pad_w, output_size, tile, rows,
-                       chunks, small_m=SMALL_GEMM_ROWS):
+                       segments, chunks, small_m=SMALL_GEMM_ROWS):
     """Weight gradient by column tiles (Note [weight-gradient tiles]).
 
     ``x`` is the unpadded canonical input, ``g`` the output gradient
     ``(N, C_out, OD*OH*OW)`` and ``out`` the weight gradient ``(C_out, K)``
     (``K = C_in/groups * KD * KH * KW``, the column rows), written in full.
-    ``rows`` column rows form one job (per group), ``tile`` output pixels
-    one column buffer.
+    ``rows`` column rows form one block, ``tile`` output pixels one column
+    buffer, and the (image, tile) sequence is cut into ``segments`` whose
+    partial sums are added in order at the end.
     """
     K = out.shape[1]
     blocks = (K + rows - 1) // rows
     cout_g = out.shape[0] // groups
-    # BLAS writes the transposed gradient (Note [weight-gradient tiles])
-    out_t = np.empty((groups if cout_g > small_m else 0, K, cout_g), dtype=out.dtype)
+    # per segment, the transposed gradient (Note [weight-gradient tiles])
+    acc = np.empty((segments, groups, K, cout_g), dtype=out.dtype)
     run_in_chunks(_grad_weight_chunk,
-                  (gemm_address, int_witness, x, map_d, map_h, map_w, g, out, out_t, groups,
-                   *kernel_size, *stride, *dilation, pad_h, pad_w, output_size[1],
-                   output_size[2], tile, rows, small_m),
-                  groups * blocks, chunks)
-    if out_t.shape[0]:
-        out.reshape(groups, cout_g, K)[...] = out_t.transpose(0, 2, 1)
+                  (gemm_address, int_witness, x, map_d, map_h, map_w, g, acc, *kernel_size,
+                   *stride, *dilation, pad_h, pad_w, output_size[1], output_size[2], tile, rows,
+                   small_m),
+                  groups * blocks * segments, chunks)
+    total = acc[0]
+    for s in range(1, segments):           # in order: the same bits for any thread count
+        total += acc[s]
+    out.reshape(groups, cout_g, K)[...] = total.transpose(0, 2, 1)
 
 
 @cpu_kernel(parallel=False)
-def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, out_t,
-                       groups, KD, KH, KW, sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows,
-                       small_m, first_job, stop_job):
-    """Jobs ``first_job <= job < stop_job`` of im2col_grad_weight; job = (group, row block).
+def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc, KD, KH, KW,
+                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
+                       first_job, stop_job):
+    """Jobs ``first_job <= job < stop_job`` of im2col_grad_weight; job =
+    (segment, group, row block).
 
     Note [weight-gradient tiles]
     ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     ``grad_w[g] = sum_n grad_out[n, g] @ columns[n, g]^T``: the forward
     column matrix (a row per weight tap, a column per output pixel) of every
-    image, multiplied by the output gradient.  A job owns a block of
-    ``rows`` columns of one group's weight gradient and walks every image
-    and every tile of output pixels in order, filling only its rows of the
-    columns and adding ``columns_tile @ grad_out_tile^T`` into its block of
-    the transposed gradient (BLAS with B transposed; a numba dot product for
-    one or two output channels per group).  This orientation (M = rows, N =
-    C_out/groups) ran 80 GFLOP/s per thread against 62 for ``grad_out @
-    columns^T`` (resnet3x3's shapes, OpenBLAS, AMD EPYC): the weight
-    gradient 7.6 -> 5.7 ms.  Jobs own disjoint outputs and the tile size does
-    not depend on the thread count, so every element is summed in the same
-    order whatever the threads: bit-identical results, and a workspace of
-    one column buffer per thread however large the batch.
+    image, multiplied by the output gradient.  The (image, pixel tile) pairs
+    are cut into a fixed number of *segments*; a job owns a block of
+    ``rows`` columns of one group's weight gradient in one segment and walks
+    that segment's tiles in order, filling only its rows of the columns and
+    adding ``columns_tile @ grad_out_tile^T`` into its block of the
+    segment's transposed gradient (BLAS with B transposed; a numba dot
+    product for one or two output channels per group).  The segments' sums
+    are added in order at the end.
+
+    Measured on resnet3x3's shapes (OpenBLAS, AMD EPYC, one thread): this
+    orientation (M = rows, N = C_out/groups) ran 80 GFLOP/s against 62 for
+    ``grad_out @ columns^T``, and M = 576 rows 94 against 86 GFLOP/s for
+    288; so the work is split over the reduction (segments) before the rows
+    are.  Whole gradient, 2 threads: 7.6 ms (72-row blocks, first
+    orientation), 5.7-6.8 ms (288-row blocks), see the plan for today's.
+    Segments, blocks and tiles depend on the sizes and the pool's size, not
+    on the current thread count, so every element is summed in the same order
+    whatever ``numba.set_num_threads`` says: bit-identical results, and a
+    workspace of one column buffer per thread plus one gradient per segment,
+    however large the batch.
     """
     N, Co, size = g.shape
-    K = out.shape[1]
-    cout_g = Co // groups
+    segments, groups, K, cout_g = acc.shape
     cin_g = x.shape[1] // groups
     blocks = (K + rows - 1) // rows
-    columns = np.empty(rows * tile, dtype=out.dtype)
+    tiles = (size + tile - 1) // tile
+    columns = np.empty(rows * tile, dtype=acc.dtype)
     flat_g = g.ravel()
     same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and size == OH * OW
                   and OW == x.shape[4])
-    zero = out.dtype.type(0)
+    zero = acc.dtype.type(0)
     for job in range(first_job, stop_job):
         block = job % blocks
-        gi = job // blocks
+        gi = (job // blocks) % groups
+        segment = job // (blocks * groups)
         k0 = block * rows
         kb = min(rows, K - k0)
         c0 = gi * cout_g
-        if cout_g <= small_m:
-            for m in range(cout_g):
-                for r in range(kb):
-                    out[c0 + m, k0 + r] = zero
-        first = True
-        for n in range(N):
-            for p0 in range(0, size, tile):
-                pixels = min(tile, size - p0)
-                if same_width and p0 % OW == 0 and pixels % OW == 0:
-                    _fill_columns_same_width(x, map_h, map_w, n, gi * cin_g, k0, kb, KH, KW,
-                                             dh, dw, pad_h, pad_w, p0 // OW, pixels // OW,
-                                             columns)
-                else:
-                    _fill_columns(x, map_d, map_h, map_w, n, gi * cin_g, k0, kb, KD, KH, KW,
-                                  sd, sh, sw, dd, dh, dw, pad_w, OH, OW, p0, pixels, columns)
-                if cout_g <= small_m:
-                    for m in range(cout_g):
-                        g0 = (n * Co + c0 + m) * size + p0
-                        for r in range(kb):
-                            acc = zero
-                            for p in range(pixels):
-                                acc += flat_g[np.uint64(g0 + p)] * columns[np.uint64(r * pixels + p)]
-                            out[c0 + m, k0 + r] += acc
-                else:
-                    # the transposed product, out_t[g] (K x C_out/g): BLAS
-                    # ran it 80 GFLOP/s against 62 per thread (Note [weight-
-                    # gradient tiles])
-                    gemm_nt(gemm_address, int_witness, columns[:kb * pixels].reshape(kb, pixels),
-                            g[n, c0:c0 + cout_g, p0:p0 + pixels],
-                            out_t[gi, k0:k0 + kb], 0.0 if first else 1.0)
-                first = False
+        target = acc[segment, gi]
+        first_pair = segment * N * tiles // segments
+        stop_pair = (segment + 1) * N * tiles // segments
+        if cout_g <= small_m or stop_pair == first_pair:
+            for r in range(kb):
+                for m in range(cout_g):
+                    target[k0 + r, m] = zero
+        for pair in range(first_pair, stop_pair):
+            n = pair // tiles
+            p0 = (pair % tiles) * tile
+            pixels = min(tile, size - p0)
+            if same_width and p0 % OW == 0 and pixels % OW == 0:
+                _fill_columns_same_width(x, map_h, map_w, n, gi * cin_g, k0, kb, KH, KW,
+                                         dh, dw, pad_h, pad_w, p0 // OW, pixels // OW, columns)
+            else:
+                _fill_columns(x, map_d, map_h, map_w, n, gi * cin_g, k0, kb, KD, KH, KW,
+                              sd, sh, sw, dd, dh, dw, pad_w, OH, OW, p0, pixels, columns)
+            if cout_g <= small_m:
+                for m in range(cout_g):
+                    g0 = (n * Co + c0 + m) * size + p0
+                    for r in range(kb):
+                        total = zero
+                        for p in range(pixels):
+                            total += flat_g[np.uint64(g0 + p)] * columns[np.uint64(r * pixels + p)]
+                        target[k0 + r, m] += total
+            else:
+                gemm_nt(gemm_address, int_witness, columns[:kb * pixels].reshape(kb, pixels),
+                        g[n, c0:c0 + cout_g, p0:p0 + pixels], target[k0:k0 + kb],
+                        0.0 if pair == first_pair else 1.0)
 
 
 def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilation,
