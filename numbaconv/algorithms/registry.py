@@ -108,10 +108,10 @@ def get_algorithm(name):
 #: ``fft`` (docs/results-fft.md: the forward crossover is 9x9 = 81 taps
 #: with 8 channels; ``auto_backward``'s note).
 FFT_MIN_TAPS = 64
-#: Input channels per group below which a strided transposed problem goes
-#: to direct: depthwise stride-2 input gradient (4, 256, 14, 14) 1.22 ms
-#: with direct's phases against 1.57 ms with im2col's col2im
-#: (scripts/backward_study.py, docs/results-backward.md).
+#: Input channels per group below which a backward problem goes to direct:
+#: depthwise stride-2 input gradient (4, 256, 14, 14) 1.22 ms with direct's
+#: phases against 1.57 ms with im2col's col2im (scripts/backward_study.py,
+#: docs/results-backward.md).
 THIN_GROUP_CHANNELS = 8
 #: Channels per group from which a 3x3 stride-1 problem goes to winograd.
 WINOGRAD_MIN_CHANNELS = 16
@@ -127,23 +127,31 @@ def auto_backward(spec):
     Note [interim auto]
     ~~~~~~~~~~~~~~~~~~~
     Until the dispatcher's cost models arrive, ``auto`` picks for the
-    problems of transposed convolutions and gradients by four rules,
-    measured on the public shapes (docs/results-backward.md):
+    problems of transposed convolutions and gradients by five rules,
+    measured on the public shapes with ``numbaconv bench --ops all``
+    (docs/results-backward.md):
 
     1. a stride-1, undilated problem with a kernel of at least
-       :data:`FFT_MIN_TAPS` taps: ``fft`` (mc_bigk2d's gradients);
+       :data:`FFT_MIN_TAPS` taps: ``fft`` (mc_bigk2d's gradients, 20x and
+       7x PyTorch);
     2. a weight gradient: ``im2col``, whose column tiles multiply the
-       output gradient straight into the weight gradient;
-    3. input dilation (a strided transposed convolution or input gradient):
-       ``im2col``, whose GEMM + col2im skips the zeros, except for thin
-       groups (fewer than :data:`THIN_GROUP_CHANNELS` input channels per
-       group, e.g. depthwise), where ``direct``'s phases are faster;
-    4. a 3x3 stride-1 problem with at least :data:`WINOGRAD_MIN_CHANNELS`
-       input and output channels per group: ``winograd`` (the input
-       gradient of resnet3x3);
+       output gradient straight into the weight gradient (the fastest on
+       every public shape);
+    3. a 3x3 stride-1 2-D problem with at least
+       :data:`WINOGRAD_MIN_CHANNELS` input and output channels per group:
+       ``winograd`` (resnet3x3's input gradient: 3.6-4.1 ms against 6.2-6.5
+       for direct and im2col);
+    4. thin groups (fewer than :data:`THIN_GROUP_CHANNELS` input channels
+       per group, e.g. depthwise) or 3-D: ``direct`` (depthwise input
+       gradient 0.58-0.63 ms against 0.83 for im2col; vol3x3's 20.7 against
+       34.8);
+    5. otherwise ``im2col``: its GEMM + col2im for strided transposed
+       problems (up4x4 6.2 ms against direct's 8.7), its tiles for the rest
+       (pw1x1's input gradient 1.37 ms against 2.73, stem7x7's 8.4 against
+       21).
 
-    and otherwise ``direct``, as for a forward call.  Plain forward calls
-    keep ``direct``, so that this release changes no forward result.
+    Plain forward calls keep ``direct``, so that this release changes no
+    forward result.
     """
     taps = math.prod(spec.kernel_size)
     undilated = all(d == 1 for d in spec.dilation)
@@ -152,14 +160,15 @@ def auto_backward(spec):
         choice = "fft"
     elif spec.computation == "grad_weight":
         choice = "im2col"
-    elif spec.has_input_dilation:
-        choice = "im2col" if spec.in_channels_per_group >= THIN_GROUP_CHANNELS else "direct"
     elif (spec.kernel_size == (3,) * spec.ndim and spec.ndim == 2
+          and not spec.has_input_dilation and all(s == 1 for s in spec.stride) and undilated
           and min(spec.in_channels_per_group, spec.out_channels_per_group)
           >= WINOGRAD_MIN_CHANNELS):
         choice = "winograd"
-    else:
+    elif spec.in_channels_per_group < THIN_GROUP_CHANNELS or spec.ndim == 3:
         choice = "direct"
+    else:
+        choice = "im2col"
     algorithm = _REGISTRY.get(choice)
     if algorithm is None or algorithm.unsupported_reason(spec) is not None:
         algorithm = _REGISTRY["direct"]
