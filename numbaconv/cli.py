@@ -1,4 +1,4 @@
-"""The ``numbaconv`` command line: ``bench`` and ``info``."""
+"""The ``numbaconv`` command line: ``bench``, ``info`` and ``history``."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def _positive_int(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="numbaconv", description="PyTorch-compatible convolutions on NumPy arrays.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
 
     bench = sub.add_parser(
         "bench", help="time the benchmark suite against PyTorch and SciPy",
@@ -121,7 +121,10 @@ def build_parser():
                     "is run for one or more ops: forward (conv{N}d), transposed "
                     "(conv_transpose{N}d), grad_input and grad_weight "
                     "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
-    bench.add_argument("--shapes", help="comma-separated shape names (default: all)")
+    from .bench.suite import PUBLIC_SHAPES
+    bench.add_argument("--shapes",
+                       help="comma-separated shape names (default: all): "
+                            + ", ".join(case.name for case in PUBLIC_SHAPES))
     bench.add_argument("--ops", metavar="OPS",
                        help="comma-separated ops among forward, transposed, grad_input, "
                             "grad_weight, or 'all' (default: each shape's own call: forward, "
@@ -161,7 +164,11 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:          # a bare ``numbaconv``: the help, not an error
+        parser.print_help()
+        return 0
     return args.func(args)
 
 

@@ -1,9 +1,12 @@
 """Process-wide settings.
 
 ``workspace limit``: the most scratch memory, in bytes, that one call of an
-algorithm may allocate for its intermediate buffers (im2col's column tiles,
-summed over threads).  Default 64 MiB.  The inputs, the output and the
-weight's rearranged copies do not count.
+algorithm may allocate for its intermediate buffers, all threads together
+(im2col's column tiles and weight-gradient segments, fft's weight spectrum
+and transformed blocks, winograd's transformed tiles, the weight-gradient
+rewrite's transposed copies).  Default 64 MiB.  The inputs, the output and
+the weight's rearranged copies do not count (docs/semantics.md, "Workspace
+limit").
 """
 
 from __future__ import annotations

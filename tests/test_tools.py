@@ -262,3 +262,26 @@ def test_asv_benchmarks_share_the_suite_and_honour_the_selection(monkeypatch):
     bench.setup("depthwise", "grad_weight", "auto", "float32")
     assert bench.track_gflops("depthwise", "grad_weight", "auto", "float32") > 0
     _sys.modules.pop("asv_benchmarks.benchmarks", None)
+
+
+def test_bare_command_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "usage: numbaconv" in out and "bench" in out and "info" in out
+
+
+def test_bench_help_lists_the_shape_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for case in PUBLIC_SHAPES:
+        assert case.name in out
+
+
+def test_bench_table_keeps_a_long_refusal_reason_whole():
+    from numbaconv.bench.runner import Measurement, format_table
+    reason = "algorithm='winograd' cannot serve this problem: " + "x" * 80 + " END"
+    table = format_table([Measurement(case="up4x4", op="transposed",
+                                      impl="numbaconv:winograd", note=reason)])
+    assert "see [1]" in table
+    assert f"[1] up4x4 transposed numbaconv:winograd: {reason}" in table

@@ -19,12 +19,14 @@ the kernel), which bounds memory and keeps the transforms in cache.
 cost model (transforms of every input block, output block and weight, and
 the channel contraction), under the workspace limit.
 
-Per call: the weight is dilated, transformed once and conjugated; then for
-each batch of (tile, image) blocks: gather (numba), ``rfftn`` (SciPy, with
-``workers`` = the thread count), the channel contraction per frequency
-(numba, :func:`numbaconv.kernels.fft_cpu.contract_channels`), ``irfftn``, and
-the strided crop plus bias into ``out`` (numba).  float32 stays complex64,
-float64 complex128.
+Per call: the weight is dilated, transformed once and conjugated; then each
+step, a batch of (tile, image) blocks, runs on one of the algorithm's worker
+threads (Note [fft threads]): gather (numba), ``rfftn`` (SciPy, one
+thread), the channel contraction per frequency (numba,
+:func:`numbaconv.kernels.fft_cpu.contract_channels`), ``irfftn``, and the
+strided crop plus bias into ``out`` (numba).  float32 stays complex64,
+float64 complex128.  Transposed problems run as phases and weight gradients
+as the grouped forward rewrite (:mod:`numbaconv.rewrites`).
 """
 
 from __future__ import annotations

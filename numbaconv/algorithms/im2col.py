@@ -1,17 +1,22 @@
 """The ``im2col`` algorithm: column matrices multiplied by BLAS.
 
-Serves every valid forward spec, through one of two paths:
+Serves every valid spec.  Forward problems take one of two paths:
 
 * **pointwise** -- a 1x1(x1) kernel with stride 1 and no padding: the input
   already *is* the column matrix, so each (image, group) is one GEMM
-  ``out[n, g] = weight[g] @ x[n, g]`` over reshaped views, done by one
-  batched ``numpy.matmul`` with no copy and no workspace (BLAS uses its own
-  threads; numba's pool is idle).
+  ``out[n, g] = weight[g] @ x[n, g]`` over reshaped views, called by numba
+  tasks through CBLAS with BLAS limited to one thread (no copy, no
+  workspace; Note [one thread pool] in :mod:`numbaconv.kernels.im2col_cpu`).
 * **tiles** -- everything else: numba tasks build the column matrix a tile of
   output pixels at a time and multiply each tile with BLAS on the same
   thread (Notes [column tiles] and [one thread pool] in
   :mod:`numbaconv.kernels.im2col_cpu`).  The tile buffers stay near the
   core's cache and under :func:`numbaconv.get_workspace_limit`.
+
+Transposed problems (input dilation) run as GEMM + col2im scatter-add
+(Note [col2im]), weight gradients as column tiles multiplied by the output
+gradient (Note [weight-gradient tiles]); docs/results-backward.md has the
+measurements that chose both.
 """
 
 from __future__ import annotations

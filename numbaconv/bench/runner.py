@@ -307,6 +307,7 @@ def format_table(results):
     header = (f"{'shape':<10} {'op':<11} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
               f"{'vs torch':>8} {'rel err':>8}  note")
     lines = [header, "-" * len(header)]
+    notes = []
     for m in results:
         ms = f"{m.median_ms:9.3f}" if m.times else f"{'-':>9}"
         gf = f"{m.gflops:8.1f}" if m.times else f"{'-':>8}"
@@ -314,11 +315,15 @@ def format_table(results):
         ratio = (f"{torch_ms[key] / m.median_ms:7.2f}x"
                  if m.times and key in torch_ms and m.impl != "torch" else f"{'':>8}")
         err = f"{m.error:8.1e}" if m.error is not None else f"{'':>8}"
-        lines.append(f"{m.case:<10} {m.op:<11} {m.impl:<24} {ms} {gf} {ratio} {err}  "
-                     f"{m.note[:60]}")
+        note = m.note
+        if len(note) > 60:            # the whole reason goes below the table
+            notes.append(f"[{len(notes) + 1}] {m.case} {m.op} {m.impl}: {note}")
+            note = f"see [{len(notes)}]"
+        lines.append(f"{m.case:<10} {m.op:<11} {m.impl:<24} {ms} {gf} {ratio} {err}  {note}")
     lines.append("vs torch = PyTorch median time / this median time (above 1: faster than "
                  "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference "
                  "of the op.")
+    lines.extend(notes)
     return "\n".join(lines)
 
 

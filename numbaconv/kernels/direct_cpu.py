@@ -1,4 +1,5 @@
-"""Direct convolution kernels for the CPU (numba ``@njit(parallel=True)``).
+"""Direct convolution kernels for the CPU (numba; serial tasks run on numba's
+thread pool by :func:`numbaconv.kernels.parallel.run_in_chunks`).
 
 All kernels work on the canonical 3-D form (see :mod:`numbaconv.spec`):
 input ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
