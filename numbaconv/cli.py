@@ -1,4 +1,4 @@
-"""The ``numbaconv`` command line: ``bench``, ``info`` and ``history``."""
+"""The ``numbaconv`` command line: ``bench``, ``tune``, ``info`` and ``history``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,48 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_tune(args):
+    from . import tuning
+    from .bench.suite import bench_points, get_cases, parse_ops
+    from .dispatch import problem_spec
+
+    if args.clear:
+        tuning.clear_cache()
+        print(f"numbaconv tune: removed {tuning.cache_path()}")
+        return 0
+    if args.show:
+        entries = tuning._read(tuning.cache_path())
+        print(f"{tuning.cache_path()}: {len(entries)} problem(s)")
+        for entry in entries.values():
+            print(f"  {entry.get('problem', '?')}: {entry['algorithm']} "
+                  f"({tuning.estimated_seconds(entry.get('seconds', {}))})")
+        return 0
+    names = [n for n in (args.shapes or "").split(",") if n]
+    try:
+        points = bench_points(get_cases(names), parse_ops(args.ops or "all"))
+    except ValueError as exc:
+        print(f"numbaconv tune: {exc}", file=sys.stderr)
+        return 2
+    import numba
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    gradients = {"forward": None, "transposed": None, "grad_input": "input",
+                 "grad_weight": "weight"}
+    for case, op in points:
+        kwargs = dict(case.kwargs)
+        transposed = case.transposed
+        if op == "transposed" and not transposed:
+            gradient = "input"            # the adjoint: the input gradient's problem
+        else:
+            gradient = gradients[op]
+        spec = problem_spec(case.input_shape, case.weight_shape, transposed=transposed,
+                            gradient=gradient, dtype=args.dtype, **kwargs)
+        name, seconds = tuning.tune_spec(spec, force=args.force)
+        print(f"{case.name:<10} {op:<11} {name:<12} {tuning.estimated_seconds(seconds)}",
+              flush=True)
+    print(f"numbaconv tune: cache {tuning.cache_path()}")
+    return 0
+
+
 def _cmd_info(args):
     import numba
     import numpy
@@ -86,6 +128,9 @@ def _cmd_info(args):
     gemm = find_gemm()
     print(f"im2col GEMM: {gemm.path if gemm else 'none found (im2col unavailable)'}"
           + (f" ({gemm.int_bits}-bit integers)" if gemm else ""))
+    from . import tuning
+    print(f"tuning: {'on' if tuning.tuning_enabled() else 'off'} (nc.set_tuning, "
+          f"NUMBACONV_TUNE); cache {tuning.cache_path()}")
     print("CUDA: no GPU algorithms in this release")
     return 0
 
@@ -147,6 +192,25 @@ def build_parser():
     bench.add_argument("--startup", action="store_true",
                        help="instead: measure cold compile and warm-cache first-call times")
     bench.set_defaults(func=_cmd_bench)
+
+    tune = sub.add_parser(
+        "tune", help="measure every algorithm on the benchmark problems and cache the fastest",
+        description="Fill the tuning cache that algorithm='auto' reads when tuning is on "
+                    "(nc.set_tuning(True) or NUMBACONV_TUNE=1): every algorithm is timed "
+                    "on each benchmark problem and the fastest is stored, keyed by the "
+                    "problem, dtype, thread count, numbaconv version and CPU.  The cache is "
+                    "in the user cache directory (NUMBACONV_CACHE_DIR overrides).")
+    tune.add_argument("--shapes", help="comma-separated shape names (default: all): "
+                                       + ", ".join(case.name for case in PUBLIC_SHAPES))
+    tune.add_argument("--ops", help="comma-separated ops among forward, transposed, "
+                                    "grad_input, grad_weight (default: all)")
+    tune.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    tune.add_argument("--threads", type=_positive_int, default=2,
+                      help="numba threads to tune for (default 2)")
+    tune.add_argument("--force", action="store_true", help="measure again what is cached")
+    tune.add_argument("--show", action="store_true", help="instead: list the cache")
+    tune.add_argument("--clear", action="store_true", help="instead: delete the cache")
+    tune.set_defaults(func=_cmd_tune)
 
     info = sub.add_parser("info", help="versions, threads and cache location")
     info.set_defaults(func=_cmd_info)

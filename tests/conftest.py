@@ -43,6 +43,11 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
 import numbaconv as nc  # noqa: E402
 
+# The tests check each algorithm against its own error bound; a developer's
+# NUMBACONV_TUNE=1 must not turn "auto" into a measured (and machine-
+# dependent) choice.  tests/test_tuning.py switches tuning on where it tests it.
+nc.set_tuning(False)
+
 EPS = {np.dtype(np.float16): float(np.finfo(np.float32).eps),
        np.dtype(np.float32): float(np.finfo(np.float32).eps),
        np.dtype(np.float64): float(np.finfo(np.float64).eps)}

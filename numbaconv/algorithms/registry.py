@@ -24,7 +24,9 @@ each through ``run``) and ``run_grad_weight`` (by default the forward
 problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 ``run``).  An algorithm with a better formulation of its own overrides one.
 
-``"auto"`` resolves plain forward convolutions by walking
+With tuning on (:mod:`numbaconv.tuning`), ``"auto"`` takes the measured
+fastest algorithm from the tuning cache (measuring a new problem once).
+Otherwise it resolves plain forward convolutions by walking
 :data:`AUTO_ORDER` and taking the first algorithm that supports the spec;
 transposed convolutions and gradients by the short rule table of
 :func:`auto_backward` (Note [interim auto]).  The cost-model dispatcher
@@ -185,6 +187,13 @@ def resolve_algorithm(name, spec):
     UnsupportedAlgorithmError
         ``name`` is known but cannot serve ``spec``.
     """
+    if name == "auto":
+        from .. import tuning
+        if tuning.tuning_enabled():
+            candidates = tuning.serving_candidates(spec)
+            if candidates:
+                best, _, _ = tuning.tuned_choice(spec, candidates)
+                return _REGISTRY[best]
     if name == "auto" and not _is_plain_forward(spec):
         return auto_backward(spec)
     if name == "auto":

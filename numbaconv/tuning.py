@@ -1,0 +1,316 @@
+"""Measured autotuning that lasts: ``tune``, ``set_tuning`` and the tuning cache.
+
+With tuning on (:func:`set_tuning` or ``NUMBACONV_TUNE=1``), ``algorithm="auto"``
+looks the problem up in a persistent cache; a problem it has not seen is
+measured once -- every algorithm that serves it runs on synthetic data of
+the same shapes -- and the fastest is stored, so later calls and later
+processes reuse the answer.  :func:`tune` does the same on request.
+
+Note [tuning cache]
+~~~~~~~~~~~~~~~~~~~
+One JSON file, ``tuning-v1.json``, in the user cache directory
+(``platformdirs.user_cache_dir("numbaconv")``; ``NUMBACONV_CACHE_DIR``
+overrides).  The key of an entry holds everything that changes the answer:
+the computation and every shape and parameter of the general problem the
+call was rewritten into (Note [one general convolution]: a transposed
+convolution and the input gradient it equals share an entry; not whether
+there is a bias, one more pass over the output changes no ranking), the
+dtype, the device, the thread count, the
+numbaconv version and the CPU model.  Writes merge with what is on disk
+under an advisory lock (POSIX ``flock`` on a lock file, where available)
+and replace the file atomically (a temporary file and ``os.replace``), so
+concurrent processes never see a half-written file and do not lose each
+other's entries.  A missing file is an empty cache; an unreadable, corrupt
+or other-version file is ignored with one warning, and a cache directory
+that cannot be written is reported with one warning: tuning never breaks a
+call, it only falls back to the untuned choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import tempfile
+import threading
+import time
+import warnings
+
+import numba
+import numpy as np
+
+CACHE_FILE = "tuning-v1.json"
+CACHE_VERSION = 1
+#: timed calls per candidate after one untimed (compiling, warming) call;
+#: the median is kept
+TUNE_REPEATS = 3
+
+_enabled = None            # None: follow NUMBACONV_TUNE
+_memory = {}               # key -> entry, this process's view of the cache
+_loaded_from = None        # the path _memory was read from
+_warned = set()
+_lock = threading.Lock()
+
+
+class TuningWarning(UserWarning):
+    """The tuning cache could not be read or written (the call goes on)."""
+
+
+def _warn_once(what, message):
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(message, TuningWarning, stacklevel=4)
+
+
+# ---------------------------------------------------------------------------
+# switch
+# ---------------------------------------------------------------------------
+
+def set_tuning(enabled):
+    """Switch measured autotuning of ``algorithm="auto"`` on or off.
+
+    Parameters
+    ----------
+    enabled : bool or None
+        ``True``: ``"auto"`` uses the tuning cache and measures problems it
+        has not seen (Note [tuning cache] in :mod:`numbaconv.tuning`);
+        ``False``: ``"auto"`` decides without measuring; ``None``: follow
+        the ``NUMBACONV_TUNE`` environment variable (the default).
+
+    Returns
+    -------
+    bool or None
+        The previous setting.
+    """
+    global _enabled
+    if enabled is not None and not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(f"set_tuning: enabled must be True, False or None, got {enabled!r}")
+    previous, _enabled = _enabled, None if enabled is None else bool(enabled)
+    return previous
+
+
+def tuning_enabled():
+    """Whether ``"auto"`` consults the tuning cache now."""
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get("NUMBACONV_TUNE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------------
+# the cache file
+# ---------------------------------------------------------------------------
+
+def cache_dir():
+    """The directory of the tuning cache (``NUMBACONV_CACHE_DIR`` or the
+    platform's user cache directory for numbaconv)."""
+    override = os.environ.get("NUMBACONV_CACHE_DIR")
+    if override:
+        return override
+    import platformdirs
+    return platformdirs.user_cache_dir("numbaconv", appauthor=False)
+
+
+def cache_path():
+    """The tuning cache file."""
+    return os.path.join(cache_dir(), CACHE_FILE)
+
+
+def _read(path):
+    """Entries of the cache file at ``path`` ({} if missing, unreadable or corrupt)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _warn_once(("read", path), f"numbaconv: ignoring the tuning cache {path}: "
+                                   f"{type(exc).__name__}: {exc}")
+        return {}
+    if (not isinstance(data, dict) or data.get("version") != CACHE_VERSION
+            or not isinstance(data.get("entries"), dict)):
+        _warn_once(("read", path), f"numbaconv: ignoring the tuning cache {path}: not a "
+                                   f"version-{CACHE_VERSION} numbaconv tuning cache")
+        return {}
+    return {k: v for k, v in data["entries"].items()
+            if isinstance(v, dict) and isinstance(v.get("algorithm"), str)}
+
+
+@contextlib.contextmanager
+def _file_lock(directory):
+    """An advisory lock on ``directory``'s lock file (a no-op where POSIX
+    ``flock`` is not available)."""
+    try:
+        import fcntl
+    except ImportError:          # pragma: no cover - Windows
+        yield
+        return
+    with open(os.path.join(directory, CACHE_FILE + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_entry(key, entry):
+    """Merge one entry into the cache file (locked read-modify-write, atomic
+    replace).  Returns False, after one warning, if the file cannot be written."""
+    directory = cache_dir()
+    path = os.path.join(directory, CACHE_FILE)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with _file_lock(directory):
+            entries = _read(path)
+            entries[key] = entry
+            fd, tmp = tempfile.mkstemp(prefix=CACHE_FILE + ".", suffix=".tmp", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"version": CACHE_VERSION, "entries": entries}, fh, indent=0,
+                              sort_keys=True)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+    except OSError as exc:
+        _warn_once(("write", directory), f"numbaconv: cannot write the tuning cache in "
+                                         f"{directory} ({type(exc).__name__}: {exc}); tuned "
+                                         f"choices are kept for this process only")
+        return False
+    return True
+
+
+def _entries():
+    """This process's view of the cache, read from disk once per cache path."""
+    global _memory, _loaded_from
+    path = cache_path()
+    if _loaded_from != path:
+        _memory, _loaded_from = _read(path), path
+    return _memory
+
+
+def clear_cache():
+    """Delete the tuning cache file and forget this process's entries."""
+    global _memory, _loaded_from
+    with _lock:
+        _memory, _loaded_from = {}, None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cache_path())
+
+
+# ---------------------------------------------------------------------------
+# keys
+# ---------------------------------------------------------------------------
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+_CPU = None
+
+
+def cache_key(spec, device="cpu", threads=None):
+    """The tuning cache key of ``spec`` (Note [tuning cache])."""
+    global _CPU
+    from . import __version__
+    if _CPU is None:
+        _CPU = _cpu_model()
+    threads = numba.get_num_threads() if threads is None else threads
+    problem = dict(
+        computation=spec.computation, ndim=spec.ndim, batch=spec.batch,
+        in_channels=spec.in_channels, out_channels=spec.out_channels, groups=spec.groups,
+        input=list(spec.input_size), kernel=list(spec.kernel_size), stride=list(spec.stride),
+        padding=[list(p) for p in spec.padding], dilation=list(spec.dilation),
+        input_dilation=list(spec.input_dilation), padding_mode=spec.padding_mode,
+        dtype=spec.dtype.name)
+    context = dict(device=device, threads=threads, version=__version__, cpu=_CPU)
+    return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------
+
+def _synthetic_arrays(spec, rng):
+    """Canonical arrays of ``spec``'s shapes: (x, weight, bias, out)."""
+    cdtype = spec.compute_dtype
+    lead = (1,) * (3 - spec.ndim)
+    x = rng.standard_normal(spec.input_shape[:2] + spec.input_size3).astype(cdtype)
+    if spec.computation == "grad_weight":
+        g = rng.standard_normal(spec.output_shape[:2] + spec.output_size3).astype(cdtype)
+        out = np.empty(spec.weight_shape[:2] + lead + spec.kernel_size, cdtype)
+        return x, g, None, out
+    w = rng.standard_normal(spec.weight_shape[:2] + lead + spec.kernel_size).astype(cdtype)
+    b = rng.standard_normal(spec.out_channels).astype(cdtype) if spec.has_bias else None
+    out = np.empty(spec.output_shape[:2] + spec.output_size3, cdtype)
+    return x, w, b, out
+
+
+def measure(spec, candidates, repeats=TUNE_REPEATS):
+    """Median seconds of ``algorithm.run`` on synthetic data, per candidate.
+
+    Each candidate makes one untimed call (compilation, caches), then
+    ``repeats`` timed calls; the candidates take turns so that a noisy
+    neighbour slows them alike.
+    """
+    arrays = _synthetic_arrays(spec, np.random.default_rng(0))
+    for algorithm in candidates:
+        algorithm.run(spec, *arrays)
+    times = {algorithm.name: [] for algorithm in candidates}
+    for _ in range(repeats):
+        for algorithm in candidates:
+            start = time.perf_counter()
+            algorithm.run(spec, *arrays)
+            times[algorithm.name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def tuned_choice(spec, candidates, device="cpu"):
+    """The cached (or, for a new problem, measured and stored) fastest of
+    ``candidates`` for ``spec``: ``(name, times, measured_now)``."""
+    key = cache_key(spec, device)
+    names = {a.name for a in candidates}
+    with _lock:
+        entry = _entries().get(key)
+    if entry is not None and entry["algorithm"] in names:
+        return entry["algorithm"], entry.get("seconds", {}), False
+    times = measure(spec, candidates)
+    best = min(times, key=times.get)
+    entry = {"algorithm": best, "seconds": times, "problem": spec.describe(),
+             "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with _lock:
+        _entries()[key] = entry
+        _write_entry(key, entry)
+    return best, times, True
+
+
+def serving_candidates(spec, device="cpu"):
+    """Every registered algorithm that serves ``spec``."""
+    from .algorithms.registry import _REGISTRY
+    return [a for a in _REGISTRY.values() if a.unsupported_reason(spec) is None]
+
+
+def tune_spec(spec, device="cpu", force=False):
+    """Measure the candidates of ``spec`` (again, with ``force``) and store
+    the fastest; returns ``(name, seconds per candidate)``."""
+    if force:
+        with _lock:
+            _entries().pop(cache_key(spec, device), None)
+    name, times, _ = tuned_choice(spec, serving_candidates(spec, device), device)
+    return name, times
+
+
+def estimated_seconds(times):
+    """Seconds as a short string, for messages."""
+    return ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in sorted(times.items(),
+                                                                 key=lambda kv: kv[1])
+                     if math.isfinite(v))
