@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .algorithms import resolve_algorithm
+from .context import current_context
 from .rewrites import transposed_weight
 from .spec import check_float_array, make_conv_spec, make_transposed_spec
 
@@ -83,6 +84,7 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
     algorithm chosen by ``algorithm``; ``canonical_weight`` is the weight the
     spec describes, in canonical form (``weight`` only serves the ``out=``
     overlap check)."""
+    ctx = current_context()
     runner = resolve_algorithm(algorithm, spec)
     if out is not None:
         _check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
@@ -91,7 +93,7 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
     b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     out_shape3 = spec.output_shape[:2] + spec.output_size3
     result = _result_buffer(spec, out)
-    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3))
+    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx)
     return _finish(spec, result, out)
 
 

@@ -158,30 +158,27 @@ def run_by_phases(spec, x, weight, bias, out, run):
 # reduction axis, so the result does not depend on how threads split it.
 
 
-def grad_weight_batch_chunk(spec, itemsize, limit=None):
+def grad_weight_batch_chunk(spec, itemsize, limit):
     """Images per forward problem of :func:`grad_weight_as_forward`: the
     transposed copies of one chunk of input and output gradient take at most
     half the workspace limit (the algorithm's own workspace, e.g. fft's
     spectra of the output gradient, grows with the chunk too), so memory
     stays bounded however large the batch.  Depends on sizes only, never on
     the thread count."""
-    from .config import get_workspace_limit
-    if limit is None:
-        limit = get_workspace_limit()
     per_image = (spec.in_channels * math.prod(spec.input_size)
                  + spec.out_channels * math.prod(spec.output_size)) * itemsize
     return max(1, min(spec.batch, (limit // 2) // max(1, per_image)))
 
 
-def grad_weight_as_forward(spec, x, grad_output, out, run):
+def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     """The weight gradient of ``spec`` as forward problems (Note [weight
     gradient as a convolution]) computed by ``run``.
 
     ``x`` is the canonical input, ``grad_output`` the canonical output
     gradient and ``out`` the canonical weight gradient ``(C_out, C_in/groups,
     KD, KH, KW)``.  The batch is cut into chunks of
-    :func:`grad_weight_batch_chunk` images whose results are summed in
-    order.
+    :func:`grad_weight_batch_chunk` images (``limit``: the workspace limit)
+    whose results are summed in order.
     """
     N, G = spec.batch, spec.groups
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
@@ -196,7 +193,7 @@ def grad_weight_as_forward(spec, x, grad_output, out, run):
                                       spec.stride, spec.dilation, spec.padding):
         natural = (n + lo + hi - s * (o - 1) - 1) // d + 1
         pads.append((lo, hi - (natural - k) * d))
-    chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize)
+    chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
     for n0 in range(0, N, chunk):
         nb = min(chunk, N - n0)

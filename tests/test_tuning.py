@@ -98,7 +98,7 @@ def test_a_new_problem_is_measured_once_then_reused_in_a_new_process(cache):
     y = nc.conv2d(x, w, padding=1)
     np.testing.assert_allclose(y, nc.conv_reference(x, w, padding=1), rtol=1e-4, atol=1e-4)
     (entry,) = _entries(cache).values()
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import numbaconv as nc
         from numbaconv import tuning
         from numbaconv.algorithms import resolve_algorithm

@@ -16,9 +16,9 @@ Serves every valid forward spec.  It picks one of three loop orders from
 from __future__ import annotations
 
 import math
-import numba
 import numpy as np
 
+from ..context import current_context
 from ..kernels import direct_cpu
 from ..padding import padding_maps
 from .registry import ConvAlgorithm, register
@@ -55,7 +55,7 @@ def choose_loop_order(spec):
     return "same_width_planes" if serves_same_width_planes(spec) else "planes"
 
 
-def direct_forward(spec, x, weight, bias, out, loop_order=None):
+def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
     """Run the direct algorithm on canonical 3-D arrays (see the registry).
 
     ``loop_order`` forces one of :data:`LOOP_ORDERS` (the tests run every
@@ -73,6 +73,7 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
         raise ValueError("loop_order='same_width_planes' does not serve this spec")
     if out.size == 0:
         return out
+    threads = (current_context() if ctx is None else ctx).threads
     if bias is None:
         bias = np.zeros(spec.out_channels, dtype=out.dtype)
     stride, dilation = spec.stride3, spec.dilation3
@@ -80,12 +81,12 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     if loop_order == "same_width_planes":
         direct_cpu.conv_planes_same_width(x, weight, bias, out, spec.groups,
                                           spec.padding3[1][0], spec.padding3[2][0],
-                                          dilation, numba.get_num_threads())
+                                          dilation, threads)
         return out
     map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":
         direct_cpu.conv_planes(x, map_d, map_h, map_w, weight, bias, out, spec.groups, stride,
-                               dilation, numba.get_num_threads())
+                               dilation, threads)
         return out
 
     n, c = x.shape[:2]
@@ -95,7 +96,7 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None):
     # of the patch rows built by the kernel
     weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
     direct_cpu.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3, spec.groups,
-                                  stride, dilation, numba.get_num_threads())
+                                  stride, dilation, threads)
     return out
 
 
@@ -104,8 +105,8 @@ class DirectAlgorithm(ConvAlgorithm):
 
     name = "direct"
 
-    def forward(self, spec, x, weight, bias, out):
-        return direct_forward(spec, x, weight, bias, out)
+    def forward(self, spec, x, weight, bias, out, ctx):
+        return direct_forward(spec, x, weight, bias, out, ctx=ctx)
 
 
 DIRECT = register(DirectAlgorithm(), auto_rank=0)

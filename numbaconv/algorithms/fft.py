@@ -41,6 +41,7 @@ import numba
 import numpy as np
 
 from .. import config
+from ..context import current_context
 from ..kernels import fft_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
@@ -197,7 +198,7 @@ def _pool(threads):
         return _executor
 
 
-def fft_forward(spec, x, weight, bias, out, plan=None):
+def fft_forward(spec, x, weight, bias, out, plan=None, ctx=None):
     """Run the fft algorithm on canonical 3-D arrays (see the registry).
 
     Note [fft threads]
@@ -219,10 +220,11 @@ def fft_forward(spec, x, weight, bias, out, plan=None):
     if out.size == 0:
         return out
     import scipy.fft   # see _candidate_lengths
+    ctx = current_context() if ctx is None else ctx
     dtype = out.dtype
-    threads = numba.get_num_threads()
+    threads = ctx.threads
     if plan is None:
-        plan = plan_fft(spec, dtype.itemsize, threads=threads)
+        plan = plan_fft(spec, dtype.itemsize, ctx.workspace_limit, threads)
     ndim = spec.ndim
     axes = tuple(range(6 - ndim, 6))          # FFT axes of (tiles, images, C, LD, LH, LW)
     lengths = plan.lengths[3 - ndim:]
@@ -280,10 +282,10 @@ class FFTAlgorithm(ConvAlgorithm):
 
     name = "fft"
 
-    def forward(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out, ctx):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
-            return direct_forward(spec, x, weight, bias, out)
-        return fft_forward(spec, x, weight, bias, out)
+            return direct_forward(spec, x, weight, bias, out, ctx=ctx)
+        return fft_forward(spec, x, weight, bias, out, ctx=ctx)
 
 
 FFT = register(FFTAlgorithm())

@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from .. import config
+from ..context import current_context
 from ..kernels import blas, im2col_cpu
 from ..padding import padding_maps
 from .registry import ConvAlgorithm, register
@@ -113,7 +114,7 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     return TilePlan(tile=tile, chunks_k=chunks_k, rows=rows, threads=threads)
 
 
-def im2col_forward(spec, x, weight, bias, out, plan=None):
+def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
     """Run the im2col algorithm on canonical 3-D arrays (see the registry).
 
     The column fills read the interior of the padded input as a shift of the
@@ -124,9 +125,10 @@ def im2col_forward(spec, x, weight, bias, out, plan=None):
                          "negative padding (use the algorithm's run)")
     if out.size == 0:
         return out
+    ctx = current_context() if ctx is None else ctx
     n, groups = spec.batch, spec.groups
     cout_g = spec.out_channels_per_group
-    threads = numba.get_num_threads()
+    threads = ctx.threads
     blas_gemm = blas.find_gemm()
     address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
     if bias is None:
@@ -143,7 +145,7 @@ def im2col_forward(spec, x, weight, bias, out, plan=None):
                                       threads)
         return out
     if plan is None:
-        plan = plan_tiles(spec, out.dtype.itemsize, threads)
+        plan = plan_tiles(spec, out.dtype.itemsize, threads, ctx.workspace_limit)
     map_d, map_h, map_w = padding_maps(spec)
     with blas.single_threaded_blas():
         im2col_cpu.im2col_conv(address, witness, x, map_d, map_h, map_w, w, bias, out,
@@ -158,17 +160,18 @@ def im2col_forward(spec, x, weight, bias, out, plan=None):
 COL2IM_JOBS = 8
 
 
-def plan_col2im(spec, itemsize, limit=None):
+def plan_col2im(spec, itemsize, limit=None, pool=None):
     """(channel_blocks, tile) of :func:`im2col_col2im`: output-channel blocks
     per (image, group), and input pixels per GEMM (whole input rows when
     they fit), every thread's columns under the workspace limit."""
     if limit is None:
         limit = config.get_workspace_limit()
+    pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
     cout_g = spec.out_channels_per_group
     taps = math.prod(spec.kernel_size3)
     blocks = max(1, min(cout_g, -(-COL2IM_JOBS // (spec.batch * spec.groups))))
     rows = -(-cout_g // blocks) * taps
-    per_thread = limit // (numba.config.NUMBA_NUM_THREADS * itemsize)
+    per_thread = limit // (pool * itemsize)
     pixels = math.prod(spec.input_size3)
     row = spec.input_size3[2]
     tile = max(MIN_TILE_PIXELS, row, TILE_BYTES // (rows * itemsize))
@@ -178,12 +181,14 @@ def plan_col2im(spec, itemsize, limit=None):
     return blocks, tile
 
 
-def im2col_col2im(spec, x, weight, bias, out, plan=None):
+def im2col_col2im(spec, x, weight, bias, out, plan=None, ctx=None):
     """An input-dilated (transposed) problem as GEMM + col2im (Note [col2im] in
     :mod:`numbaconv.kernels.im2col_cpu`); zeros padding only."""
     if out.size == 0:
         return out
-    blocks, tile = plan or plan_col2im(spec, out.dtype.itemsize)
+    ctx = current_context() if ctx is None else ctx
+    blocks, tile = plan or plan_col2im(spec, out.dtype.itemsize, ctx.workspace_limit,
+                                       ctx.pool_threads)
     groups, cout_g, cin_g = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
     # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
     a = np.ascontiguousarray(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
@@ -195,7 +200,7 @@ def im2col_col2im(spec, x, weight, bias, out, plan=None):
         im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
                                out, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
                                tuple(lo for lo, _ in spec.padding3), blocks, tile,
-                               numba.get_num_threads())
+                               ctx.threads)
     return out
 
 
@@ -218,7 +223,7 @@ class GradWeightPlan:
     segments: int = 1   # parts of the reduction over (image, tile), summed in order
 
 
-def plan_grad_weight(spec, itemsize, limit=None):
+def plan_grad_weight(spec, itemsize, limit=None, pool=None):
     """Row blocks, pixel tiles and reduction segments of the weight gradient.
 
     Rows are blocked only past :data:`MAX_GRAD_WEIGHT_ROWS`; while there are
@@ -232,7 +237,7 @@ def plan_grad_weight(spec, itemsize, limit=None):
     """
     if limit is None:
         limit = config.get_workspace_limit()
-    pool = numba.config.NUMBA_NUM_THREADS
+    pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
     K = spec.in_channels_per_group * math.prod(spec.kernel_size3)
     blocks = -(-K // MAX_GRAD_WEIGHT_ROWS)
     rows = -(-K // blocks)
@@ -251,14 +256,15 @@ def plan_grad_weight(spec, itemsize, limit=None):
     return GradWeightPlan(rows=rows, tile=tile, segments=segments)
 
 
-def im2col_grad_weight(spec, x, grad_output, out, plan=None):
+def im2col_grad_weight(spec, x, grad_output, out, plan=None, ctx=None):
     """The weight gradient by column tiles (Note [weight-gradient tiles] in
     :mod:`numbaconv.kernels.im2col_cpu`) on canonical arrays."""
     if spec.batch == 0:
         out[...] = 0
         return out
+    ctx = current_context() if ctx is None else ctx
     if plan is None:
-        plan = plan_grad_weight(spec, out.dtype.itemsize)
+        plan = plan_grad_weight(spec, out.dtype.itemsize, ctx.workspace_limit, ctx.pool_threads)
     blas_gemm = blas.find_gemm()
     map_d, map_h, map_w = padding_maps(spec)
     N, Co = grad_output.shape[:2]
@@ -267,7 +273,7 @@ def im2col_grad_weight(spec, x, grad_output, out, plan=None):
             blas_gemm.address(out.dtype), blas_gemm.int_witness, x, map_d, map_h, map_w,
             grad_output.reshape(N, Co, -1), out.reshape(Co, -1), spec.groups, spec.kernel_size3,
             spec.stride3, spec.dilation3, spec.padding3[1][0], spec.padding3[2][0],
-            spec.output_size3, plan.tile, plan.rows, plan.segments, numba.get_num_threads())
+            spec.output_size3, plan.tile, plan.rows, plan.segments, ctx.threads)
     return out
 
 
@@ -282,14 +288,14 @@ class Im2colAlgorithm(ConvAlgorithm):
                     "(numbaconv looks in the libraries threadpoolctl lists)")
         return None
 
-    def forward(self, spec, x, weight, bias, out):
-        return im2col_forward(spec, x, weight, bias, out)
+    def forward(self, spec, x, weight, bias, out, ctx):
+        return im2col_forward(spec, x, weight, bias, out, ctx=ctx)
 
-    def run_grad_weight(self, spec, x, grad_output, out):
-        return im2col_grad_weight(spec, x, grad_output, out)
+    def run_grad_weight(self, spec, x, grad_output, out, ctx):
+        return im2col_grad_weight(spec, x, grad_output, out, ctx=ctx)
 
-    def run_input_dilated(self, spec, x, weight, bias, out):
-        return im2col_col2im(spec, x, weight, bias, out)
+    def run_input_dilated(self, spec, x, weight, bias, out, ctx):
+        return im2col_col2im(spec, x, weight, bias, out, ctx=ctx)
 
 
 IM2COL = register(Im2colAlgorithm())

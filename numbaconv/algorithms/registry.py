@@ -37,7 +37,10 @@ from __future__ import annotations
 
 import math
 
+import functools
+
 from .. import rewrites
+from ..context import current_context
 from ..errors import UnsupportedAlgorithmError
 
 _REGISTRY: dict = {}
@@ -55,28 +58,35 @@ class ConvAlgorithm:
         """``None`` if ``spec`` can be served, else a reason string."""
         return None
 
-    def run(self, spec, x, weight, bias, out):
-        """Compute ``spec`` into ``out`` (module docstring); returns ``out``."""
+    def run(self, spec, x, weight, bias, out, ctx=None):
+        """Compute ``spec`` into ``out`` (module docstring); returns ``out``.
+
+        ``ctx`` is the call's :class:`~numbaconv.context.ExecutionContext`
+        (a fresh snapshot when not given)."""
+        ctx = current_context() if ctx is None else ctx
         if spec.computation == "grad_weight":
-            return self.run_grad_weight(spec, x, weight, out)
+            return self.run_grad_weight(spec, x, weight, out, ctx)
         if spec.has_input_dilation:
-            return self.run_input_dilated(spec, x, weight, bias, out)
+            return self.run_input_dilated(spec, x, weight, bias, out, ctx)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
             return rewrites._bias_fill(out, bias)
-        return self.forward(spec, x, weight, bias, out)
+        return self.forward(spec, x, weight, bias, out, ctx)
 
-    def forward(self, spec, x, weight, bias, out):  # pragma: no cover - interface
+    def forward(self, spec, x, weight, bias, out, ctx):  # pragma: no cover - interface
         """A forward problem without input dilation or negative padding."""
         raise NotImplementedError
 
-    def run_input_dilated(self, spec, x, weight, bias, out):
+    def run_input_dilated(self, spec, x, weight, bias, out, ctx):
         """A forward problem with input dilation (Note [phases])."""
-        return rewrites.run_by_phases(spec, x, weight, bias, out, self.run)
+        return rewrites.run_by_phases(spec, x, weight, bias, out,
+                                      functools.partial(self.run, ctx=ctx))
 
-    def run_grad_weight(self, spec, x, grad_output, out):
+    def run_grad_weight(self, spec, x, grad_output, out, ctx):
         """The weight gradient of ``spec`` (Note [weight gradient as a convolution])."""
-        return rewrites.grad_weight_as_forward(spec, x, grad_output, out, self.run)
+        return rewrites.grad_weight_as_forward(spec, x, grad_output, out,
+                                               functools.partial(self.run, ctx=ctx),
+                                               limit=ctx.workspace_limit)
 
 
 def register(algorithm, *, auto_rank=None):

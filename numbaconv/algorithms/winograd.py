@@ -32,10 +32,9 @@ import math
 import threading
 from collections import OrderedDict
 
-import numba
 import numpy as np
 
-from .. import config
+from ..context import current_context
 from ..kernels import blas, direct_cpu, winograd_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
@@ -93,12 +92,13 @@ def _extended_maps(spec, grid, m, used):
     return maps
 
 
-def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
+def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=None):
     """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry)."""
     if out.size == 0:
         return out
+    ctx = current_context() if ctx is None else ctx
     dtype = out.dtype
-    threads = numba.get_num_threads()
+    threads = ctx.threads
     ndim = spec.ndim
     used = [a >= 3 - ndim for a in range(3)]
     mats = [_axis_matrices(m, u, dtype) for u in used]
@@ -112,7 +112,7 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None):
     if tiles_per_chunk is None:
         per_tile = Q * (C + Co) * dtype.itemsize
         tiles_per_chunk = max(1, min(-(-total // threads), CHUNK_BYTES // per_tile,
-                                     config.get_workspace_limit() // (threads * per_tile)))
+                                     ctx.workspace_limit // (threads * per_tile)))
     if bias is None:
         bias = np.empty(0, dtype=dtype)
     maps = _extended_maps(spec, grid, m, used)
@@ -152,12 +152,12 @@ class WinogradAlgorithm(ConvAlgorithm):
             return "no loaded BLAS library exports cblas_sgemm/cblas_dgemm"
         return None
 
-    def forward(self, spec, x, weight, bias, out):
+    def forward(self, spec, x, weight, bias, out, ctx):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
-            return direct_forward(spec, x, weight, bias, out)
-        return winograd_forward(spec, x, weight, bias, out, m=self.m)
+            return direct_forward(spec, x, weight, bias, out, ctx=ctx)
+        return winograd_forward(spec, x, weight, bias, out, m=self.m, ctx=ctx)
 
 
 WINOGRAD = register(WinogradAlgorithm("winograd", 4))

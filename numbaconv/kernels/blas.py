@@ -159,19 +159,13 @@ def _gemm_intrinsic(trans_b):
     return typer
 
 
-def gemm(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced below
-    """``c = a @ b + beta * c`` through the CBLAS gemm at ``address``.
-
-    ``a`` (M, K), ``b`` (K, N) and ``c`` (M, N) are 2-D arrays of one float
-    dtype whose rows are contiguous (unit inner stride); their row strides
-    are passed as leading dimensions, so they may be views into larger
-    arrays.  ``int_witness`` is a scalar of the library's integer type.
-    """
-
-
-def gemm_nt(address, int_witness, a, b, c, beta):  # pragma: no cover - replaced below
-    """``c = a @ b.T + beta * c``: as :func:`gemm` with ``b`` of shape (N, K)."""
-
-
+#: ``gemm(address, int_witness, a, b, c, beta)``: ``c = a @ b + beta * c``
+#: through the CBLAS gemm at ``address``.  ``a`` (M, K), ``b`` (K, N) and
+#: ``c`` (M, N) are 2-D arrays of one float dtype whose rows are contiguous
+#: (unit inner stride); their row strides are passed as leading dimensions,
+#: so they may be views into larger arrays.  ``int_witness`` is a scalar of
+#: the library's integer type.
 gemm = intrinsic(_gemm_intrinsic(False))
+#: ``gemm_nt(...)``: ``c = a @ b.T + beta * c``, as ``gemm`` with ``b`` of
+#: shape (N, K).
 gemm_nt = intrinsic(_gemm_intrinsic(True))

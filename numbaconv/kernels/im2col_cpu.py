@@ -512,7 +512,7 @@ def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilatio
     written in full.  ``channel_blocks`` output-channel blocks per (image,
     group) are the jobs; ``tile`` input pixels (whole rows) one GEMM.
     """
-    N, Co = out.shape[0], out.shape[1]
+    N = out.shape[0]
     groups = a.shape[0]
     run_in_chunks(_col2im_chunk,
                   (gemm_address, int_witness, x, a, bias, out, *kernel_size, *dilation,

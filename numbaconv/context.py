@@ -1,0 +1,48 @@
+"""The execution context: what a call may use, read once per call.
+
+Algorithms plan and run against an :class:`ExecutionContext` instead of
+reading numba's thread count, the workspace limit or the device from
+wherever they happen to be: the API layer takes one snapshot per call
+(:func:`current_context`) and hands it down, so a plan and the run that
+follows it agree, and a dispatcher can ask "what would you do with this
+context" without running anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+
+from . import config
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """Resources of one call.
+
+    Attributes
+    ----------
+    device : str
+        ``"cpu"`` (the GPU backend adds its own).
+    threads : int
+        Threads the call runs on (``numba.get_num_threads()`` at the call).
+    pool_threads : int
+        Size of numba's thread pool (``numba.config.NUMBA_NUM_THREADS``).
+        Partitions that decide a summation order are sized by it, never by
+        ``threads``, so results do not depend on ``numba.set_num_threads``.
+    workspace_limit : int
+        Bytes of scratch memory the call may allocate, all threads together.
+    """
+
+    device: str = "cpu"
+    threads: int = 1
+    pool_threads: int = 1
+    workspace_limit: int = config.DEFAULT_WORKSPACE_LIMIT
+
+
+def current_context(device="cpu"):
+    """A snapshot of the process's settings for one call."""
+    return ExecutionContext(device=device, threads=numba.get_num_threads(),
+                            pool_threads=numba.config.NUMBA_NUM_THREADS,
+                            workspace_limit=config.get_workspace_limit())
