@@ -7,7 +7,8 @@ the shape helpers :func:`conv_output_size` / :func:`conv_input_size`,
 :func:`algorithm_names`, :class:`UnsupportedAlgorithmError`, the float64
 references (:func:`conv_reference` and its transposed and gradient
 companions), :func:`set_workspace_limit` / :func:`get_workspace_limit`, and
-measured autotuning: :func:`tune`, :func:`set_tuning`, :func:`tuning_enabled`.
+the dispatcher: :func:`choose_algorithm`, :func:`explain`, and measured
+autotuning: :func:`tune`, :func:`set_tuning`, :func:`tuning_enabled`.
 """
 
 from .algorithms import algorithm_names
@@ -19,7 +20,7 @@ from .functional import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpos
 from .grad import conv_backward
 from .reference import (conv_grad_input_reference, conv_grad_weight_reference, conv_reference,
                         conv_transpose_reference)
-from .dispatch import tune
+from .dispatch import choose_algorithm, explain, tune
 from .spec import conv_input_size, conv_output_size
 from .tuning import set_tuning, tuning_enabled
 
@@ -28,7 +29,8 @@ __version__ = "0.1.0"
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d", "grad", "conv_backward", "conv_output_size", "conv_input_size",
            "conv_reference", "conv_transpose_reference", "conv_grad_input_reference",
-           "conv_grad_weight_reference", "algorithm_names", "tune", "set_tuning",
+           "conv_grad_weight_reference", "algorithm_names", "choose_algorithm", "explain",
+           "tune", "set_tuning",
            "tuning_enabled",
            "UnsupportedAlgorithmError", "get_workspace_limit", "set_workspace_limit",
            "__version__"]

@@ -103,6 +103,57 @@ def _cmd_tune(args):
     return 0
 
 
+def _ints(text):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _padding(text):
+    return text if text in ("same", "valid") else _ints(text)
+
+
+def _cmd_explain(args):
+    from .dispatch import explain
+    transposed = args.op.startswith("conv_transpose")
+    shapes = []
+    for name, value in (("input", args.input), ("weight", args.weight)):
+        shapes.append(value if isinstance(value, tuple) else (value,))
+    kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
+                  groups=args.groups, dtype=args.dtype, measure=args.measure,
+                  gradient=args.gradient)
+    if transposed:
+        kwargs["transposed"] = True
+        kwargs["output_padding"] = args.output_padding
+    elif args.padding_mode != "zeros":
+        kwargs["padding_mode"] = args.padding_mode
+    try:
+        print(explain(shapes[0], shapes[1], **kwargs))
+    except (ValueError, TypeError) as exc:
+        print(f"numbaconv explain: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_calibrate(args):
+    import numba
+
+    from . import costs
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    progress = (lambda text: print(f"  {text}", flush=True)) if args.verbose else None
+    fitted, counts = costs.calibrate(repeats=args.repeats, progress=progress,
+                                     write=not args.dry_run)
+    print(f"{'path':<26} {'seconds/unit':>13} {'default':>11} samples")
+    for path in costs.PATHS:
+        print(f"{path:<26} {fitted[path]:13.3e} {costs.DEFAULTS[path]:11.3e} "
+              f"{counts.get(path, 0)}")
+    if not args.dry_run:
+        print(f"numbaconv calibrate: wrote {costs.constants_path()}")
+    return 0
+
+
 def _cmd_info(args):
     import numba
     import numpy
@@ -211,6 +262,46 @@ def build_parser():
     tune.add_argument("--show", action="store_true", help="instead: list the cache")
     tune.add_argument("--clear", action="store_true", help="instead: delete the cache")
     tune.set_defaults(func=_cmd_tune)
+
+    exp = sub.add_parser(
+        "explain", help="why algorithm='auto' picks what it picks for one problem",
+        description="Print the dispatcher's decision for one problem: every algorithm's "
+                    "path, estimated (or, with --measure, measured) time and workspace, "
+                    "what it cannot serve, and the pick with its reason.  Arguments as "
+                    "PyTorch takes them, e.g. numbaconv explain conv2d --input 4,64,56,56 "
+                    "--weight 64,64,3,3 --padding 1")
+    exp.add_argument("op", choices=[f"conv{n}d" for n in (1, 2, 3)]
+                     + [f"conv_transpose{n}d" for n in (1, 2, 3)])
+    exp.add_argument("--input", type=_ints, required=True, help="input shape, e.g. 4,64,56,56")
+    exp.add_argument("--weight", type=_ints, required=True, help="weight shape, e.g. 64,64,3,3")
+    exp.add_argument("--stride", type=_ints, default=1)
+    exp.add_argument("--padding", type=_padding, default=0,
+                     help="an int, per-axis ints, or same/valid (forward only)")
+    exp.add_argument("--dilation", type=_ints, default=1)
+    exp.add_argument("--groups", type=int, default=1)
+    exp.add_argument("--output-padding", type=_ints, default=0, help="transposed only")
+    exp.add_argument("--padding-mode", default="zeros",
+                     choices=["zeros", "reflect", "replicate", "circular"])
+    exp.add_argument("--gradient", choices=["input", "weight"],
+                     help="explain that gradient of the call instead")
+    exp.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
+    exp.add_argument("--measure", action="store_true",
+                     help="time every usable algorithm instead of trusting the cost models")
+    exp.set_defaults(func=_cmd_explain)
+
+    cal = sub.add_parser(
+        "calibrate", help="fit the cost models' machine constants on this machine",
+        description="Time every algorithm path on a fixed set of problems (a few minutes) "
+                    "and fit the cost models' constants (numbaconv.costs, Note [cost "
+                    "models]); they are written to the user cache directory "
+                    "(NUMBACONV_CACHE_DIR overrides), where algorithm='auto' finds them.")
+    cal.add_argument("--threads", type=_positive_int, default=2,
+                     help="numba threads to calibrate for (default 2)")
+    cal.add_argument("--repeats", type=_positive_int, default=5,
+                     help="timed calls per path and problem (default 5)")
+    cal.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
+    cal.add_argument("--verbose", action="store_true", help="print each measurement")
+    cal.set_defaults(func=_cmd_calibrate)
 
     info = sub.add_parser("info", help="versions, threads and cache location")
     info.set_defaults(func=_cmd_info)

@@ -10,6 +10,7 @@ exactly as the real call would be.  Arrays are accepted in place of shapes
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,3 +147,225 @@ def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1
                         padding_mode=padding_mode, dtype=dtype)
     name, seconds = tuning.tune_spec(spec, device, force=force)
     return Tuned(algorithm=name, seconds=dict(seconds), problem=spec.describe())
+
+
+# ---------------------------------------------------------------------------
+# the decision table
+# ---------------------------------------------------------------------------
+
+#: Largest error measured per algorithm, in units of ``eps * B`` of the
+#: compute dtype (``B`` the largest magnitude an output can have), over the
+#: named, hypothesis and scaled-input cases of the tests
+#: (docs/semantics.md, "Accuracy"; tests/conftest.py).
+MEASURED_ERROR_EPS = {"direct": 4.8, "im2col": 4.8, "fft": 1.9, "winograd_f2": 1.0,
+                      "winograd": 29.0}
+#: The most error ``"auto"`` accepts per result dtype, same units: float64
+#: users get elementwise-class accuracy (so not F(4x4, 3x3)); float32 up to
+#: 64 eps (7.6e-6 of B); float16 rounds to 2**13 float32 eps anyway.
+TOLERANCE_EPS = {"float16": 4096.0, "float32": 64.0, "float64": 16.0}
+#: Transform algorithms, which hand calls with NaN or infinity to direct.
+TRANSFORMS = ("fft", "winograd", "winograd_f2")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One algorithm's answer for one problem."""
+
+    algorithm: str
+    path: str = ""
+    seconds: float | None = None       # the cost model's estimate
+    measured: float | None = None      # with measure=True: median seconds
+    workspace: int = 0
+    excluded: str | None = None        # why it cannot be picked (None: it can)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``choose_algorithm`` decided, and on what grounds."""
+
+    algorithm: str
+    path: str
+    reason: str
+    candidates: tuple
+    problem: str
+    context: str = ""
+
+    def __str__(self):
+        return explain_choice(self)
+
+
+def _ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3g} ms"
+
+
+def explain_choice(choice):
+    """A table a person can read (``nc.explain`` and ``numbaconv explain``)."""
+    lines = [choice.problem, choice.context,
+             f"pick: {choice.algorithm} ({choice.path}): {choice.reason}", ""]
+    header = f"{'algorithm':<12} {'path':<42} {'estimate':>10} {'measured':>10} {'workspace':>10}"
+    lines += [header, "-" * len(header)]
+    for c in choice.candidates:
+        if c.excluded and c.seconds is None:
+            lines.append(f"{c.algorithm:<12} {c.excluded}")
+            continue
+        mark = "  <- pick" if c.algorithm == choice.algorithm else ""
+        work = f"{c.workspace / 2**20:.1f} MiB"
+        lines.append(f"{c.algorithm:<12} {c.path[:42]:<42} {_ms(c.seconds):>10} "
+                     f"{_ms(c.measured):>10} {work:>10}{mark}")
+        if c.excluded:
+            lines.append(f"{'':<12} not picked: {c.excluded}")
+    return "\n".join(line for line in lines if line is not None)
+
+
+def choose_spec(spec, ctx=None, *, measure=False, finite=True):
+    """The decision table for one spec (``choose_algorithm``'s body; ``"auto"``
+    calls it with ``measure=False``)."""
+    from .algorithms.registry import algorithms
+    from .context import current_context
+    from .errors import UnsupportedAlgorithmError
+    ctx = current_context() if ctx is None else ctx
+    tolerance = TOLERANCE_EPS[spec.dtype.name]
+    candidates, usable = [], []
+    for algorithm in algorithms(ctx.device):
+        name = algorithm.name
+        reason = algorithm.unsupported_reason(spec)
+        if reason is not None:
+            candidates.append(Candidate(name, excluded=f"cannot serve: {reason}"))
+            continue
+        plan = algorithm.plan(spec, ctx)
+        excluded = None
+        if MEASURED_ERROR_EPS.get(name, 0.0) > tolerance:
+            excluded = (f"its error (up to {MEASURED_ERROR_EPS[name]:g} eps) is above the "
+                        f"{spec.dtype.name} tolerance of {tolerance:g} eps")
+        elif not finite and name in TRANSFORMS:
+            excluded = ("the input has NaN or infinity, which a transform spreads over "
+                        "its tile (the call would go to direct)")
+        candidates.append(Candidate(name, plan.path, plan.seconds, None, plan.workspace,
+                                    excluded))
+        if excluded is None:
+            usable.append(algorithm)
+    if not usable:
+        raise UnsupportedAlgorithmError(f"{spec.op}: no algorithm can serve {spec.describe()}: "
+                         + "; ".join(f"{c.algorithm}: {c.excluded}" for c in candidates))
+    reason = None
+    if measure:
+        times = tuning.measure(spec, usable)
+        candidates = [replace_measured(c, times.get(c.algorithm)) for c in candidates]
+        pick = min(times, key=times.get)
+        reason = "measured fastest"
+    elif tuning.tuning_enabled():
+        pick, times, now = tuning.tuned_choice(spec, usable, ctx.device)
+        candidates = [replace_measured(c, times.get(c.algorithm)) for c in candidates]
+        reason = ("measured fastest (now; stored in the tuning cache)" if now
+                  else "measured fastest (from the tuning cache)")
+    else:
+        estimates = {c.algorithm: c.seconds for c in candidates
+                     if c.excluded is None and c.seconds is not None}
+        pick = min(estimates, key=estimates.get)
+        others = sorted((s, a) for a, s in estimates.items() if a != pick)
+        reason = ("fastest estimate of the cost models"
+                  + (f" ({_ms(estimates[pick])} against {others[0][1]}'s {_ms(others[0][0])})"
+                     if others else ""))
+    chosen = next(c for c in candidates if c.algorithm == pick)
+    order = sorted(candidates, key=lambda c: (c.seconds is None,
+                                              c.measured if c.measured is not None
+                                              else (c.seconds or 0.0)))
+    context = (f"{ctx.threads} thread(s), workspace limit {ctx.workspace_limit / 2**20:g} MiB, "
+               f"device {ctx.device}, tuning {'on' if tuning.tuning_enabled() else 'off'}")
+    return Choice(pick, chosen.path, reason, tuple(order), spec.describe(), context)
+
+
+@functools.lru_cache(maxsize=1024)
+def _auto_choice(spec, ctx, constants_id):
+    return choose_spec(spec, ctx).algorithm
+
+
+def auto_algorithm_name(spec):
+    """The algorithm ``"auto"`` runs ``spec`` with: the decision table of
+    :func:`choose_spec`, remembered per (spec, context) while tuning is off
+    (choosing costs about 0.15 ms, more than a small convolution)."""
+    from . import costs
+    from .context import current_context
+    if tuning.tuning_enabled():
+        return choose_spec(spec).algorithm
+    return _auto_choice(spec, current_context(), id(costs.constants()))
+
+
+def replace_measured(candidate, seconds):
+    from dataclasses import replace as _replace
+    return _replace(candidate, measured=seconds)
+
+
+def _finite(*arrays):
+    return all(not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating)
+               or bool(np.isfinite(a).all()) for a in arrays)
+
+
+def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                     transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
+                     dtype="float32", device="cpu", measure=False):
+    """Which algorithm ``"auto"`` runs a problem with, and why.
+
+    One ordered decision table: (1) the algorithms that serve the problem;
+    (2) of those, the ones whose measured error is within the result
+    dtype's tolerance (:data:`TOLERANCE_EPS`; F(4x4, 3x3) Winograd is not
+    picked for float64) and, when arrays with NaN or infinity are given, no
+    transform algorithm; (3) the fastest of the rest by the cost models
+    (:mod:`numbaconv.costs`), or, with tuning on, by the tuning cache, or,
+    with ``measure=True``, by timing them now.
+
+    Parameters
+    ----------
+    input_shape, weight_shape : tuple of int or ndarray
+        The forward (or, with ``transposed``, transposed) call's input and
+        weight; arrays are accepted (their shape and dtype are used).
+    stride, padding, dilation, groups, output_padding, padding_mode
+        As the call takes them.
+    transposed : bool
+        The call is ``conv_transpose{N}d``.
+    gradient : {None, "input", "weight"}
+        Ask about that gradient of the call instead of the call.
+    dtype : str or numpy.dtype
+        Used when shapes are given.
+    device : {"cpu"}
+    measure : bool
+        Time every usable algorithm (on synthetic data of these shapes)
+        instead of trusting the cost models.
+
+    Returns
+    -------
+    Choice
+        ``algorithm``, ``path``, ``reason``, and ``candidates``: every
+        algorithm with its plan's path, estimated seconds, measured seconds
+        (with ``measure``), workspace and, if it cannot be picked, why.
+        ``str(choice)`` is the table :func:`explain` returns.
+
+    Notes
+    -----
+    The cost models are fitted per machine (``numbaconv calibrate``); the
+    shipped constants come from a 2-core AMD EPYC.  There the estimates were
+    within a factor of 1.24 of measured times in the median (worst 9.8,
+    im2col's numba products on depthwise layers, which are never the pick),
+    and the pick's measured time was on average 1.004x the fastest
+    algorithm's over the public benchmark shapes and their gradients (worst
+    1.05x); docs/choosing.md has the tables, on held-out shapes too.
+
+    Examples
+    --------
+    >>> import numbaconv as nc
+    >>> nc.choose_algorithm((4, 256, 28, 28), (256, 1, 3, 3), padding=1, groups=256).algorithm
+    'direct'
+    """
+    if device != "cpu":
+        raise ValueError(f"choose_algorithm: device must be 'cpu' in this release, got "
+                         f"{device!r}")
+    spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
+                        dilation=dilation, groups=groups, transposed=transposed,
+                        output_padding=output_padding, gradient=gradient,
+                        padding_mode=padding_mode, dtype=dtype)
+    return choose_spec(spec, measure=measure, finite=_finite(input_shape, weight_shape))
+
+
+def explain(input_shape, weight_shape, **kwargs):
+    """:func:`choose_algorithm`'s decision as a table (a string); same arguments."""
+    return str(choose_algorithm(input_shape, weight_shape, **kwargs))

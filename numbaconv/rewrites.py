@@ -54,6 +54,28 @@ def _bias_fill(out, bias):
     return out
 
 
+def _crop(spec):
+    """``(cropped spec, input window)`` of a spec with negative padding, or
+    ``(None, None)`` when the crop leaves no input element."""
+    lead = 3 - spec.ndim
+    sizes, pads, window = [], [], [slice(None)] * 2 + [slice(None)] * lead
+    for n, (lo, hi) in zip(spec.input_size, spec.padding):
+        start, stop = max(0, -lo), n - max(0, -hi)
+        if stop <= start:
+            return None, None
+        sizes.append(stop - start)
+        pads.append((max(lo, 0), max(hi, 0)))
+        window.append(slice(start, stop))
+    return replace(spec, input_size=tuple(sizes), padding=tuple(pads)), tuple(window)
+
+
+def cropped_spec(spec):
+    """The spec :func:`crop_negative_padding` runs (``None``: bias only)."""
+    if all(lo >= 0 and hi >= 0 for lo, hi in spec.padding):
+        return spec
+    return _crop(spec)[0]
+
+
 def crop_negative_padding(spec, x):
     """``(spec, x)`` with negative paddings of a spec without input dilation
     turned into a slice of the input (a C-contiguous copy), or ``(spec,
@@ -61,17 +83,10 @@ def crop_negative_padding(spec, x):
     if all(lo >= 0 and hi >= 0 for lo, hi in spec.padding):
         return spec, x
     assert not spec.has_input_dilation
-    lead = 3 - spec.ndim
-    sizes, pads, window = [], [], [slice(None)] * 2 + [slice(None)] * lead
-    for n, (lo, hi) in zip(spec.input_size, spec.padding):
-        start, stop = max(0, -lo), n - max(0, -hi)
-        if stop <= start:
-            return spec, None
-        sizes.append(stop - start)
-        pads.append((max(lo, 0), max(hi, 0)))
-        window.append(slice(start, stop))
-    cropped = replace(spec, input_size=tuple(sizes), padding=tuple(pads))
-    return cropped, np.ascontiguousarray(x[tuple(window)])
+    cropped, window = _crop(spec)
+    if cropped is None:
+        return spec, None
+    return cropped, np.ascontiguousarray(x[window])
 
 
 # ---------------------------------------------------------------------------
@@ -109,6 +124,33 @@ def _axis_phases(n, K, d, L, lo, O):
     return phases
 
 
+def phase_problems(spec):
+    """The phases of an input-dilated spec (Note [phases]): a list of
+    ``(window, taps, sub_spec)`` with ``window`` the output slice of the
+    phase, ``taps`` the kernel taps per canonical axis and ``sub_spec`` the
+    stride-1 problem (``None`` when the phase reads no input: bias only)."""
+    axes = [_axis_phases(n, K, d, L, lo, O) for n, K, d, L, (lo, _), O in zip(
+        spec.input_size3, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
+        spec.padding3, spec.output_size3)]
+    lead = 3 - spec.ndim
+    problems = []
+    for combo in itertools.product(*axes):
+        window = (slice(None), slice(None)) + tuple(slice(p[0], None, L) for p, L in
+                                                    zip(combo, spec.input_dilation3))
+        if any(p[2] is None for p in combo):
+            problems.append((window, None, None))
+            continue
+        taps = tuple(p[2] for p in combo)
+        sub = general_spec(
+            spec.op, spec.ndim, spec.batch, spec.in_channels, spec.out_channels, spec.groups,
+            spec.input_size, tuple(len(t) for t in taps[lead:]),
+            dilation=tuple(p[3] for p in combo[lead:]),
+            padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
+            has_bias=spec.has_bias)
+        problems.append((window, taps, sub))
+    return problems
+
+
 def run_by_phases(spec, x, weight, bias, out, run):
     """Compute an input-dilated forward problem as its stride-1 phases
     (Note [phases]), each by ``run(sub_spec, x, sub_weight, bias, sub_out)``.
@@ -117,31 +159,19 @@ def run_by_phases(spec, x, weight, bias, out, run):
     output over ``prod(L)``) and copied into every L-th output element.
     """
     assert spec.computation == "forward" and all(s == 1 for s in spec.stride)
-    axes = [_axis_phases(n, K, d, L, lo, O) for n, K, d, L, (lo, _), O in zip(
-        spec.input_size3, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
-        spec.padding3, spec.output_size3)]
-    lead = 3 - spec.ndim
-    for combo in itertools.product(*axes):
-        window = (slice(None), slice(None)) + tuple(slice(p[0], None, L) for p, L in
-                                                    zip(combo, spec.input_dilation3))
+    for window, taps, sub in phase_problems(spec):
         target = out[window]
-        if any(p[2] is None for p in combo):
+        if sub is None:
             _bias_fill(target, bias)
             continue
-        sub_weight = weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]),
-                                   *(p[2] for p in combo))]
-        sub = general_spec(
-            spec.op, spec.ndim, spec.batch, spec.in_channels, spec.out_channels, spec.groups,
-            spec.input_size, sub_weight.shape[2 + lead:],
-            dilation=tuple(p[3] for p in combo[lead:]),
-            padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
-            has_bias=bias is not None)
+        sub_weight = np.ascontiguousarray(
+            weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
         assert sub.output_size3 == target.shape[2:], (sub, target.shape)
-        if target.flags.c_contiguous:       # L == 1 on every axis but none here
-            run(sub, x, np.ascontiguousarray(sub_weight), bias, target)
+        if target.flags.c_contiguous:
+            run(sub, x, sub_weight, bias, target)
         else:
             result = np.empty(target.shape, dtype=out.dtype)
-            run(sub, x, np.ascontiguousarray(sub_weight), bias, result)
+            run(sub, x, sub_weight, bias, result)
             target[...] = result
     return out
 
@@ -170,6 +200,25 @@ def grad_weight_batch_chunk(spec, itemsize, limit):
     return max(1, min(spec.batch, (limit // 2) // max(1, per_image)))
 
 
+def grad_weight_problem(spec, images):
+    """The forward problem that computes the weight gradient of ``spec`` for
+    a chunk of ``images`` images (Note [weight gradient as a convolution])."""
+    G = spec.groups
+    # trim the padding after each axis so that the output is exactly the
+    # kernel size (input rows past the last window would add outputs)
+    pads = []
+    for n, o, k, s, d, (lo, hi) in zip(spec.input_size, spec.output_size, spec.kernel_size,
+                                      spec.stride, spec.dilation, spec.padding):
+        natural = (n + lo + hi - s * (o - 1) - 1) // d + 1
+        pads.append((lo, hi - (natural - k) * d))
+    sub = general_spec(spec.op, spec.ndim, spec.in_channels_per_group, G * images,
+                       spec.out_channels, G, spec.input_size, spec.output_size,
+                       stride=spec.dilation, dilation=spec.stride, padding=pads,
+                       padding_mode=spec.padding_mode, dtype=spec.dtype)
+    assert sub.output_size == spec.kernel_size, (sub, spec)
+    return sub
+
+
 def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     """The weight gradient of ``spec`` as forward problems (Note [weight
     gradient as a convolution]) computed by ``run``.
@@ -186,13 +235,6 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     if N == 0:
         return out
     S, O = spec.input_size3, spec.output_size3
-    # trim the padding after each axis so that the output is exactly the
-    # kernel size (input rows past the last window would add outputs)
-    pads = []
-    for n, o, k, s, d, (lo, hi) in zip(spec.input_size, spec.output_size, spec.kernel_size,
-                                      spec.stride, spec.dilation, spec.padding):
-        natural = (n + lo + hi - s * (o - 1) - 1) // d + 1
-        pads.append((lo, hi - (natural - k) * d))
     chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
     for n0 in range(0, N, chunk):
@@ -201,10 +243,6 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
                                   .transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * nb) + S)
         gt = np.ascontiguousarray(grad_output[n0:n0 + nb].reshape((nb, G, cout_g) + O)
                                   .transpose(1, 2, 0, 3, 4, 5)).reshape((G * cout_g, nb) + O)
-        sub = general_spec(spec.op, spec.ndim, cin_g, G * nb, G * cout_g, G, spec.input_size,
-                           spec.output_size, stride=spec.dilation, dilation=spec.stride,
-                           padding=pads, padding_mode=spec.padding_mode, dtype=spec.dtype)
-        assert sub.output_size == spec.kernel_size, (sub, spec)
-        run(sub, xt, gt, None, result)
+        run(grad_weight_problem(spec, nb), xt, gt, None, result)
         out += result.transpose(1, 0, 2, 3, 4)
     return out

@@ -295,8 +295,8 @@ def tuned_choice(spec, candidates, device="cpu"):
 
 def serving_candidates(spec, device="cpu"):
     """Every registered algorithm that serves ``spec``."""
-    from .algorithms.registry import _REGISTRY
-    return [a for a in _REGISTRY.values() if a.unsupported_reason(spec) is None]
+    from .algorithms.registry import algorithms
+    return [a for a in algorithms(device) if a.unsupported_reason(spec) is None]
 
 
 def tune_spec(spec, device="cpu", force=False):

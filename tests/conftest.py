@@ -86,8 +86,14 @@ def tolerance(x, w, b, dtype, algorithm=None, factor=RTOL_FACTOR, **kwargs):
     ``max|x| * max_co sum|w[co]| + max|b|`` (at least ``max S``): a
     transform's rounding comes from every value in its tile, even where no
     output window reaches them (a hypothesis example with all-zero ``S`` and
-    nonzero input got 3e-9 from the FFT)."""
+    nonzero input got 3e-9 from the FFT).  ``algorithm=None`` (or
+    ``"auto"``) means the algorithm ``"auto"`` picks for this problem."""
     scale = error_scale(x, w, b, **kwargs)
+    if algorithm in (None, "auto"):
+        from numbaconv.algorithms import resolve_algorithm
+        kw = {k: v for k, v in kwargs.items()}
+        spec = spec_of(np.shape(x), np.shape(w), np.result_type(x, w), **kw)
+        algorithm = resolve_algorithm("auto", spec).name
     if algorithm in NORMWISE:
         w64 = np.abs(np.asarray(w, np.float64))
         largest = (np.abs(np.asarray(x, np.float64)).max(initial=0.0)

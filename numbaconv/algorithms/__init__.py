@@ -3,12 +3,12 @@
 Importing this package registers every built-in algorithm.
 """
 
-from .registry import (AUTO_ORDER, ConvAlgorithm, algorithm_names, get_algorithm, register,
-                       resolve_algorithm)
+from .registry import (ConvAlgorithm, Plan, algorithm_names, algorithms, get_algorithm,
+                       register, resolve_algorithm)
 from . import direct  # noqa: F401  (registers "direct")
 from . import im2col  # noqa: F401  (registers "im2col")
 from . import fft  # noqa: F401  (registers "fft")
 from . import winograd  # noqa: F401  (registers "winograd", "winograd_f2")
 
-__all__ = ["AUTO_ORDER", "ConvAlgorithm", "algorithm_names", "get_algorithm", "register",
-           "resolve_algorithm"]
+__all__ = ["ConvAlgorithm", "Plan", "algorithm_names", "algorithms", "get_algorithm",
+           "register", "resolve_algorithm"]

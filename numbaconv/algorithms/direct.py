@@ -21,7 +21,8 @@ import numpy as np
 from ..context import current_context
 from ..kernels import direct_cpu
 from ..padding import padding_maps
-from .registry import ConvAlgorithm, register
+from .. import costs
+from .registry import ConvAlgorithm, costed_plan, register
 
 #: Shortest dot product for which the channels-last kernel is used when there
 #: are few input channels per group.  Below it the patch copy and the 4x3
@@ -108,5 +109,12 @@ class DirectAlgorithm(ConvAlgorithm):
     def forward(self, spec, x, weight, bias, out, ctx):
         return direct_forward(spec, x, weight, bias, out, ctx=ctx)
 
+    def plan_forward(self, spec, ctx):
+        loop_order = choose_loop_order(spec)
+        model = f"direct:{loop_order}"
+        packed = (spec.batch * spec.in_channels * math.prod(spec.padded_size3)
+                  * spec.compute_dtype.itemsize if loop_order == "channels_last" else 0)
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, packed, loop_order)
 
-DIRECT = register(DirectAlgorithm(), auto_rank=0)
+
+DIRECT = register(DirectAlgorithm())

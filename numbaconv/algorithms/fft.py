@@ -45,7 +45,7 @@ from ..context import current_context
 from ..kernels import fft_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
-from .registry import ConvAlgorithm, register
+from .registry import ConvAlgorithm, costed_plan, register
 
 #: the cost model charges a transform of ``P`` points ``P * (FFT_POINT_COST +
 #: log2 P)``: measured with SciPy's transforms here, the strided passes of a
@@ -286,6 +286,13 @@ class FFTAlgorithm(ConvAlgorithm):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
             return direct_forward(spec, x, weight, bias, out, ctx=ctx)
         return fft_forward(spec, x, weight, bias, out, ctx=ctx)
+
+    def plan_forward(self, spec, ctx):
+        plan = plan_fft(spec, spec.compute_dtype.itemsize, ctx.workspace_limit, ctx.threads)
+        lengths = "x".join(str(v) for v in plan.lengths[3 - spec.ndim:])
+        tiles = math.prod(plan.tiles)
+        return costed_plan(self.name, "fft", plan.cost, ctx, plan.workspace,
+                           f"{tiles} tile(s) of {lengths}", per_thread=False)
 
 
 FFT = register(FFTAlgorithm())

@@ -31,7 +31,8 @@ from .. import config
 from ..context import current_context
 from ..kernels import blas, im2col_cpu
 from ..padding import padding_maps
-from .registry import ConvAlgorithm, register
+from .. import costs
+from .registry import ConvAlgorithm, costed_plan, register
 
 #: Target size of one thread's column buffer.  Measured (2 threads,
 #: 2026-11-29, docs/results-im2col.md): resnet3x3 and s2_3x3 ran equally
@@ -290,6 +291,37 @@ class Im2colAlgorithm(ConvAlgorithm):
 
     def forward(self, spec, x, weight, bias, out, ctx):
         return im2col_forward(spec, x, weight, bias, out, ctx=ctx)
+
+    def plan_forward(self, spec, ctx):
+        itemsize = spec.compute_dtype.itemsize
+        if spec.is_pointwise:
+            model, path, workspace = "im2col:pointwise", "pointwise", 0
+        else:
+            tiles = plan_tiles(spec, itemsize, ctx.threads, ctx.workspace_limit)
+            small = spec.out_channels_per_group <= im2col_cpu.SMALL_GEMM_ROWS
+            model = "im2col:small" if small else "im2col:tiles"
+            path = f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")
+            workspace = tiles.workspace_bytes(itemsize)
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path)
+
+    def plan_input_dilated(self, spec, ctx):
+        itemsize = spec.compute_dtype.itemsize
+        blocks, tile = plan_col2im(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
+        rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
+        return costed_plan(self.name, "im2col:col2im", costs.work("im2col:col2im", spec), ctx,
+                           ctx.threads * rows * tile * itemsize, "col2im")
+
+    def plan_grad_weight(self, spec, ctx):
+        itemsize = spec.compute_dtype.itemsize
+        plan = plan_grad_weight(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
+        small = spec.out_channels_per_group <= im2col_cpu.SMALL_GEMM_ROWS
+        model = "im2col:grad_small" if small else "im2col:grad_tiles"
+        K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+        workspace = (ctx.threads * plan.rows * plan.tile
+                     + plan.segments * K * spec.out_channels) * itemsize
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace,
+                           f"weight-gradient tiles of {plan.tile} pixels, "
+                           f"{plan.segments} segment(s)")
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx):
         return im2col_grad_weight(spec, x, grad_output, out, ctx=ctx)

@@ -24,18 +24,18 @@ each through ``run``) and ``run_grad_weight`` (by default the forward
 problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 ``run``).  An algorithm with a better formulation of its own overrides one.
 
-With tuning on (:mod:`numbaconv.tuning`), ``"auto"`` takes the measured
-fastest algorithm from the tuning cache (measuring a new problem once).
-Otherwise it resolves plain forward convolutions by walking
-:data:`AUTO_ORDER` and taking the first algorithm that supports the spec;
-transposed convolutions and gradients by the short rule table of
-:func:`auto_backward` (Note [interim auto]).  The cost-model dispatcher
-replaces both.
+``"auto"`` is the decision table of :func:`numbaconv.dispatch.choose_spec`:
+what serves, what is accurate enough for the dtype, then the fastest by the
+cost models (:mod:`numbaconv.costs`) or, with tuning on, by measurement
+(:mod:`numbaconv.tuning`).  Every algorithm answers ``plan(spec, ctx)``
+before anything runs: a :class:`Plan` with its path, estimated seconds and
+workspace.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import functools
 
@@ -43,16 +43,95 @@ from .. import rewrites
 from ..context import current_context
 from ..errors import UnsupportedAlgorithmError
 
+#: (name, device) -> algorithm: the GPU backend registers its own under
+#: the same names.
 _REGISTRY: dict = {}
 
-#: Preference order used by ``algorithm="auto"``.
-AUTO_ORDER: list = []
+
+@dataclass(frozen=True)
+class Plan:
+    """How an algorithm would run a problem here, before anything runs.
+
+    Attributes
+    ----------
+    algorithm : str
+    path : str
+        The internal path, for people (``"channels_last"``, ``"col2im"``,
+        ``"phases(4) of im2col:tiles"`` ...).
+    seconds : float
+        The cost model's estimate (Note [cost models] in :mod:`numbaconv.costs`).
+    workspace : int
+        Scratch bytes the run allocates, all threads together.
+    model : str or None
+        The cost-model path whose constant the estimate uses (None for a
+        plan made of several problems).
+    units : float
+        That path's work units (for calibration).
+    """
+
+    algorithm: str
+    path: str
+    seconds: float
+    workspace: int = 0
+    model: str | None = None
+    units: float = 0.0
+
+
+def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True):
+    """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`)."""
+    from .. import costs
+    return Plan(algorithm, path or model,
+                costs.seconds(model, units, ctx.threads, per_thread), int(workspace), model,
+                float(units))
 
 
 class ConvAlgorithm:
     """Base class of registered algorithms (see the module docstring)."""
 
     name: str = ""
+    device: str = "cpu"
+
+    def plan(self, spec, ctx=None):
+        """How this algorithm would run ``spec`` with ``ctx``: a :class:`Plan`."""
+        ctx = current_context() if ctx is None else ctx
+        if spec.batch == 0 or math.prod(spec.output_size) == 0 or (
+                spec.computation == "forward" and math.prod(spec.input_size) == 0):
+            return Plan(self.name, "nothing to compute", 0.0)
+        if spec.computation == "grad_weight":
+            return self.plan_grad_weight(spec, ctx)
+        if spec.has_input_dilation:
+            return self.plan_input_dilated(spec, ctx)
+        cropped = rewrites.cropped_spec(spec)
+        if cropped is None:
+            return Plan(self.name, "bias only", 0.0)
+        return self.plan_forward(cropped, ctx)
+
+    def plan_forward(self, spec, ctx):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def plan_input_dilated(self, spec, ctx):
+        """The phases' plans, summed (Note [phases])."""
+        problems = rewrites.phase_problems(spec)
+        plans = [self.plan(sub, ctx) for _, _, sub in problems if sub is not None]
+        if not plans:
+            return Plan(self.name, "bias only", 0.0)
+        paths = sorted({p.path for p in plans})
+        return costed_plan(self.name, f"{self.name}:phases", sum(p.seconds for p in plans), ctx,
+                           max(p.workspace for p in plans),
+                           f"phases({len(problems)}) of {'/'.join(paths)}", per_thread=False)
+
+    def plan_grad_weight(self, spec, ctx):
+        """The grouped forward rewrite's plan, per batch chunk, summed."""
+        if spec.batch == 0:
+            return Plan(self.name, "zeros", 0.0)
+        itemsize = spec.compute_dtype.itemsize
+        chunk = rewrites.grad_weight_batch_chunk(spec, itemsize, ctx.workspace_limit)
+        sub = self.plan(rewrites.grad_weight_problem(spec, chunk), ctx)
+        count = -(-spec.batch // chunk)
+        copies = chunk * (spec.in_channels * math.prod(spec.input_size)
+                          + spec.out_channels * math.prod(spec.output_size)) * itemsize
+        return costed_plan(self.name, f"{self.name}:rewrite", sub.seconds * count, ctx,
+                           sub.workspace + copies, f"rewrite of {sub.path}", per_thread=False)
 
     def unsupported_reason(self, spec):
         """``None`` if ``spec`` can be served, else a reason string."""
@@ -89,102 +168,36 @@ class ConvAlgorithm:
                                                limit=ctx.workspace_limit)
 
 
-def register(algorithm, *, auto_rank=None):
-    """Add ``algorithm`` to the registry (and to the ``"auto"`` order)."""
-    if algorithm.name in _REGISTRY or algorithm.name == "auto":
-        raise ValueError(f"algorithm name {algorithm.name!r} is already taken")
-    _REGISTRY[algorithm.name] = algorithm
-    if auto_rank is not None:
-        AUTO_ORDER.insert(auto_rank, algorithm.name)
+def register(algorithm):
+    """Add ``algorithm`` to the registry under ``(algorithm.name, algorithm.device)``."""
+    key = (algorithm.name, algorithm.device)
+    if key in _REGISTRY or algorithm.name == "auto":
+        raise ValueError(f"algorithm name {algorithm.name!r} is already taken on "
+                         f"{algorithm.device}")
+    _REGISTRY[key] = algorithm
     return algorithm
 
 
-def algorithm_names():
+def algorithms(device="cpu"):
+    """The registered algorithm objects of ``device``, in registration order."""
+    return [a for (_, d), a in _REGISTRY.items() if d == device]
+
+
+def algorithm_names(device="cpu"):
     """Names accepted by ``algorithm=``, ``"auto"`` first."""
-    return ("auto",) + tuple(_REGISTRY)
+    return ("auto",) + tuple(a.name for a in algorithms(device))
 
 
-def get_algorithm(name):
-    """The registered algorithm called ``name`` (not ``"auto"``)."""
+def get_algorithm(name, device="cpu"):
+    """The registered algorithm called ``name`` on ``device`` (not ``"auto"``)."""
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a string, got {name!r}")
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[(name, device)]
     except KeyError:
         raise ValueError(
-            f"algorithm must be one of {', '.join(map(repr, algorithm_names()))}, "
+            f"algorithm must be one of {', '.join(map(repr, algorithm_names(device)))}, "
             f"got {name!r}") from None
-
-
-#: Kernel taps from which ``auto`` sends a stride-1 backward problem to
-#: ``fft`` (docs/results-fft.md: the forward crossover is 9x9 = 81 taps
-#: with 8 channels; ``auto_backward``'s note).
-FFT_MIN_TAPS = 64
-#: Input channels per group below which a backward problem goes to direct:
-#: depthwise stride-2 input gradient (4, 256, 14, 14) 1.22 ms with direct's
-#: phases against 1.57 ms with im2col's col2im (scripts/backward_study.py,
-#: docs/results-backward.md).
-THIN_GROUP_CHANNELS = 8
-#: Channels per group from which a 3x3 stride-1 problem goes to winograd.
-WINOGRAD_MIN_CHANNELS = 16
-
-
-def _is_plain_forward(spec):
-    return spec.op in ("conv1d", "conv2d", "conv3d")
-
-
-def auto_backward(spec):
-    """The algorithm ``auto`` runs a transposed convolution or a gradient with.
-
-    Note [interim auto]
-    ~~~~~~~~~~~~~~~~~~~
-    Until the dispatcher's cost models arrive, ``auto`` picks for the
-    problems of transposed convolutions and gradients by five rules,
-    measured on the public shapes with ``numbaconv bench --ops all``
-    (docs/results-backward.md):
-
-    1. a stride-1, undilated problem with a kernel of at least
-       :data:`FFT_MIN_TAPS` taps: ``fft`` (mc_bigk2d's gradients, 20x and
-       7x PyTorch);
-    2. a weight gradient: ``im2col``, whose column tiles multiply the
-       output gradient straight into the weight gradient (the fastest on
-       every public shape);
-    3. a 3x3 stride-1 2-D problem with at least
-       :data:`WINOGRAD_MIN_CHANNELS` input and output channels per group:
-       ``winograd`` (resnet3x3's input gradient: 3.6-4.1 ms against 6.2-6.5
-       for direct and im2col);
-    4. thin groups (fewer than :data:`THIN_GROUP_CHANNELS` input channels
-       per group, e.g. depthwise) or 3-D: ``direct`` (depthwise input
-       gradient 0.58-0.63 ms against 0.83 for im2col; vol3x3's 20.7 against
-       34.8);
-    5. otherwise ``im2col``: its GEMM + col2im for strided transposed
-       problems (up4x4 6.2 ms against direct's 8.7), its tiles for the rest
-       (pw1x1's input gradient 1.37 ms against 2.73, stem7x7's 8.4 against
-       21).
-
-    Plain forward calls keep ``direct``, so that this release changes no
-    forward result.
-    """
-    taps = math.prod(spec.kernel_size)
-    undilated = all(d == 1 for d in spec.dilation)
-    if (taps >= FFT_MIN_TAPS and undilated and all(s == 1 for s in spec.stride)
-            and not spec.has_input_dilation):
-        choice = "fft"
-    elif spec.computation == "grad_weight":
-        choice = "im2col"
-    elif (spec.kernel_size == (3,) * spec.ndim and spec.ndim == 2
-          and not spec.has_input_dilation and all(s == 1 for s in spec.stride) and undilated
-          and min(spec.in_channels_per_group, spec.out_channels_per_group)
-          >= WINOGRAD_MIN_CHANNELS):
-        choice = "winograd"
-    elif spec.in_channels_per_group < THIN_GROUP_CHANNELS or spec.ndim == 3:
-        choice = "direct"
-    else:
-        choice = "im2col"
-    algorithm = _REGISTRY.get(choice)
-    if algorithm is None or algorithm.unsupported_reason(spec) is not None:
-        algorithm = _REGISTRY["direct"]
-    return algorithm
 
 
 def resolve_algorithm(name, spec):
@@ -198,24 +211,8 @@ def resolve_algorithm(name, spec):
         ``name`` is known but cannot serve ``spec``.
     """
     if name == "auto":
-        from .. import tuning
-        if tuning.tuning_enabled():
-            candidates = tuning.serving_candidates(spec)
-            if candidates:
-                best, _, _ = tuning.tuned_choice(spec, candidates)
-                return _REGISTRY[best]
-    if name == "auto" and not _is_plain_forward(spec):
-        return auto_backward(spec)
-    if name == "auto":
-        reasons = []
-        for candidate in AUTO_ORDER:
-            algorithm = _REGISTRY[candidate]
-            reason = algorithm.unsupported_reason(spec)
-            if reason is None:
-                return algorithm
-            reasons.append(f"{candidate}: {reason}")
-        raise UnsupportedAlgorithmError(
-            f"{spec.op}: no algorithm can serve {spec.describe()} ({'; '.join(reasons)})")
+        from ..dispatch import auto_algorithm_name
+        return _REGISTRY[(auto_algorithm_name(spec), "cpu")]
     try:
         algorithm = get_algorithm(name)
     except (TypeError, ValueError) as exc:

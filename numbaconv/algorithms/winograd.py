@@ -38,7 +38,8 @@ from ..context import current_context
 from ..kernels import blas, direct_cpu, winograd_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
-from .registry import ConvAlgorithm, register
+from .. import costs
+from .registry import ConvAlgorithm, costed_plan, register
 from .winograd_matrices import winograd_matrices
 
 #: Target size of one thread's transformed tiles (input and product):
@@ -151,6 +152,19 @@ class WinogradAlgorithm(ConvAlgorithm):
         if blas.find_gemm() is None:
             return "no loaded BLAS library exports cblas_sgemm/cblas_dgemm"
         return None
+
+    def plan_forward(self, spec, ctx):
+        model = "winograd:F4" if self.m == 4 else "winograd:F2"
+        alpha = self.m + 2
+        Q = alpha ** spec.ndim
+        per_tile = Q * (spec.in_channels + spec.out_channels) * spec.compute_dtype.itemsize
+        tiles = spec.batch * math.prod(-(-o // self.m) for o in spec.output_size)
+        chunk = max(1, min(-(-tiles // ctx.threads), CHUNK_BYTES // per_tile,
+                           ctx.workspace_limit // (ctx.threads * per_tile)))
+        return costed_plan(self.name, model, costs.winograd_work(spec, self.m), ctx,
+                           ctx.threads * chunk * per_tile,
+                           f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
+                           f"F({self.m},3) tiles")
 
     def forward(self, spec, x, weight, bias, out, ctx):
         # a transform spreads a NaN or infinity over its whole tile: such
