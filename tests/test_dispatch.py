@@ -1,0 +1,201 @@
+"""The dispatcher: plans, cost models, choose_algorithm, explain, `numbaconv explain`.
+
+Like PyTorch's backend-selection tests, named problems assert which
+algorithm "auto" picks and why; those picks use the shipped constants
+(:data:`numbaconv.costs.DEFAULTS`), never a calibration file of the machine
+the tests run on.  Whether the models predict well is a benchmark
+(scripts/dispatch_regret.py, docs/choosing.md), not a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import numbaconv as nc
+from numbaconv import costs, dispatch
+from numbaconv.algorithms import algorithms, get_algorithm, resolve_algorithm
+from numbaconv.cli import main
+from numbaconv.context import ExecutionContext, current_context
+from numbaconv.dispatch import choose_spec, problem_spec
+
+
+@pytest.fixture(autouse=True)
+def shipped_constants(tmp_path, monkeypatch):
+    """Decisions from the shipped constants, tuning off, in a private cache dir."""
+    monkeypatch.setenv("NUMBACONV_CACHE_DIR", str(tmp_path))
+    costs.forget_constants()
+    dispatch._auto_choice.cache_clear()
+    previous = nc.set_tuning(False)
+    yield tmp_path
+    nc.set_tuning(previous)
+    costs.forget_constants()
+    dispatch._auto_choice.cache_clear()
+
+
+RESNET = ((4, 64, 56, 56), (64, 64, 3, 3), dict(padding=1))
+DEPTHWISE = ((4, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256))
+MC_BIGK = ((2, 8, 256, 256), (8, 8, 21, 21), dict(padding=10))
+POINTWISE = ((4, 256, 28, 28), (128, 256, 1, 1), {})
+UP4X4 = ((4, 128, 28, 28), (128, 64, 4, 4), dict(stride=2, padding=1, transposed=True))
+
+#: (id, problem, extra arguments, expected pick, words of the reason or of a
+#: candidate's exclusion)
+NAMED_PICKS = [
+    ("depthwise", DEPTHWISE, {}, "direct", "fastest estimate"),
+    ("depthwise_grad_input", DEPTHWISE, dict(gradient="input"), "direct", "fastest estimate"),
+    ("large_kernel", MC_BIGK, {}, "fft", "fastest estimate"),
+    ("large_kernel_grad_input", MC_BIGK, dict(gradient="input"), "fft", "fastest estimate"),
+    ("large_kernel_grad_weight", MC_BIGK, dict(gradient="weight"), "fft", "fastest estimate"),
+    ("large_1d_kernel", ((8, 16, 16384), (16, 16, 255), {}), {}, "fft", "fastest estimate"),
+    ("pointwise", POINTWISE, {}, "im2col", "fastest estimate"),
+    ("transposed_4x4_stride_2", UP4X4, {}, "im2col", "fastest estimate"),
+    ("resnet_grad_weight", RESNET, dict(gradient="weight"), "im2col", "fastest estimate"),
+    ("resnet_float32", RESNET, {}, "winograd", "fastest estimate"),
+]
+
+
+@pytest.mark.parametrize("problem, extra, expected, words",
+                         [pytest.param(p, e, x, w, id=i) for i, p, e, x, w in NAMED_PICKS])
+def test_named_picks(problem, extra, expected, words):
+    xs, ws, kw = problem
+    choice = nc.choose_algorithm(xs, ws, **kw, **extra)
+    assert choice.algorithm == expected, str(choice)
+    assert words in choice.reason
+    spec = problem_spec(xs, ws, **kw, **extra)
+    assert resolve_algorithm("auto", spec).name == expected        # auto is the table
+
+
+def test_depthwise_never_goes_to_winograd():
+    for shape in ((4, 256, 28, 28), (1, 32, 112, 112), (8, 64, 14, 14)):
+        for gradient in (None, "input"):
+            choice = nc.choose_algorithm(shape, (shape[1], 1, 3, 3), padding=1,
+                                         groups=shape[1], gradient=gradient)
+            assert not choice.algorithm.startswith("winograd"), str(choice)
+            estimates = {c.algorithm: c.seconds for c in choice.candidates}
+            assert estimates["winograd"] > 5 * estimates["direct"]
+
+
+def test_float64_never_takes_the_less_accurate_winograd():
+    choice = nc.choose_algorithm(*RESNET[:2], **RESNET[2], dtype="float64")
+    assert choice.algorithm != "winograd"
+    (candidate,) = [c for c in choice.candidates if c.algorithm == "winograd"]
+    assert "above the float64 tolerance" in candidate.excluded
+    # winograd_f2 (1 eps) stays a candidate
+    (f2,) = [c for c in choice.candidates if c.algorithm == "winograd_f2"]
+    assert f2.excluded is None
+
+
+def test_refusals_and_non_finite_input_are_candidates_with_reasons():
+    choice = nc.choose_algorithm(*UP4X4[:2], **UP4X4[2])
+    refused = {c.algorithm: c.excluded for c in choice.candidates if c.seconds is None}
+    assert set(refused) == {"winograd", "winograd_f2"}
+    assert all("cannot serve" in r for r in refused.values())
+    x = np.ones((1, 8, 64, 64), np.float32)
+    x[0, 0, 3, 3] = np.nan
+    w = np.ones((8, 8, 15, 15), np.float32)
+    choice = nc.choose_algorithm(x, w, padding=7)
+    assert choice.algorithm not in dispatch.TRANSFORMS
+    (fft,) = [c for c in choice.candidates if c.algorithm == "fft"]
+    assert "NaN or infinity" in fft.excluded
+    assert nc.choose_algorithm(np.ones((1, 8, 64, 64), np.float32), w,
+                               padding=7).algorithm == "fft"
+
+
+def test_measure_times_every_usable_candidate():
+    choice = nc.choose_algorithm((1, 8, 16, 16), (8, 8, 3, 3), padding=1, measure=True)
+    measured = {c.algorithm: c.measured for c in choice.candidates if c.excluded is None}
+    assert all(t is not None and t > 0 for t in measured.values())
+    assert choice.algorithm == min(measured, key=measured.get)
+    assert choice.reason == "measured fastest"
+
+
+def test_explain_is_a_readable_table(capsys):
+    text = nc.explain(*RESNET[:2], **RESNET[2])
+    lines = text.splitlines()
+    assert lines[0].startswith("conv2d(input=(4, 64, 56, 56)")
+    assert "thread(s), workspace limit" in lines[1]
+    assert lines[2].startswith("pick: winograd")
+    assert sum("<- pick" in line for line in lines) == 1
+    for name in nc.algorithm_names()[1:]:
+        assert any(line.startswith(name + " ") for line in lines)
+    assert main(["explain", "conv2d", "--input", "4,64,56,56", "--weight", "64,64,3,3",
+                 "--padding", "1"]) == 0
+    assert capsys.readouterr().out.strip() == text
+    assert main(["explain", "conv_transpose2d", "--input", "4,128,28,28", "--weight",
+                 "128,64,4,4", "--stride", "2", "--padding", "1", "--gradient", "weight"]) == 0
+    assert "grad_weight of" in capsys.readouterr().out
+    assert main(["explain", "conv2d", "--input", "4,64", "--weight", "64,64,3,3"]) == 2
+    assert "expected input of 3 (unbatched) or 4 (batched)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem, extra", [
+    (RESNET, {}), (RESNET, dict(gradient="weight")), (RESNET, dict(gradient="input")),
+    (DEPTHWISE, {}), (MC_BIGK, {}), (POINTWISE, {}), (UP4X4, {}),
+    (((2, 16, 20, 20, 20), (16, 16, 3, 3, 3), dict(padding=1)), {}),
+    (((0, 16, 20, 20), (16, 16, 3, 3), dict(padding=1)), {}),
+])
+def test_every_algorithm_plans_what_it_serves(problem, extra):
+    xs, ws, kw = problem
+    spec = problem_spec(xs, ws, **kw, **extra)
+    ctx = current_context()
+    for algorithm in algorithms():
+        if algorithm.unsupported_reason(spec) is not None:
+            continue
+        plan = algorithm.plan(spec, ctx)
+        assert plan.algorithm == algorithm.name and plan.path
+        assert plan.seconds >= 0 and math.isfinite(plan.seconds) and plan.workspace >= 0
+        if spec.batch == 0:
+            assert plan.seconds == 0.0
+
+
+def test_plans_follow_the_context():
+    spec = problem_spec(*RESNET[:2], **RESNET[2])
+    one = ExecutionContext(threads=1, pool_threads=2, workspace_limit=64 * 2**20)
+    two = ExecutionContext(threads=2, pool_threads=2, workspace_limit=64 * 2**20)
+    im2col = get_algorithm("im2col")
+    assert im2col.plan(spec, one).seconds > 1.8 * im2col.plan(spec, two).seconds - 1e-3
+    small = ExecutionContext(threads=2, pool_threads=2, workspace_limit=2**20)
+    for computation in (spec, problem_spec(*RESNET[:2], **RESNET[2], gradient="weight"),
+                        problem_spec(*UP4X4[:2], **UP4X4[2])):
+        assert im2col.plan(computation, small).workspace <= 2**20
+
+
+def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
+    path = shipped_constants / costs.CONSTANTS_FILE
+    doubled = {k: 2 * v for k, v in costs.DEFAULTS.items()}
+    path.write_text(json.dumps({"version": 1, "constants": doubled}))
+    costs.forget_constants()
+    assert costs.constants() == doubled
+    path.write_text(json.dumps({"version": 1, "constants": {"fft": -1}}))
+    costs.forget_constants()
+    with pytest.warns(UserWarning, match="ignoring the cost-model constants"):
+        assert costs.constants() == costs.DEFAULTS
+    path.write_text("{broken")
+    costs.forget_constants()
+    with pytest.warns(UserWarning, match="ignoring the cost-model constants"):
+        assert costs.constants() == costs.DEFAULTS
+
+
+def test_fit_takes_the_median_rate_per_path():
+    spec = problem_spec(*RESNET[:2], **RESNET[2])
+    samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9)
+               for r in (1e-11, 2e-11, 9e-11)]
+    fitted, counts = costs.fit(samples)
+    assert fitted["im2col:tiles"] == pytest.approx(2e-11)
+    assert counts == {"im2col:tiles": 3}
+    assert fitted["direct:planes"] == costs.DEFAULTS["direct:planes"]
+
+
+def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
+    spec_args = (((1, 4, 16, 16), (4, 4, 3, 3), dict(padding=1)),)
+    monkeypatch.setattr(costs, "CALIBRATION_PROBLEMS", spec_args)
+    assert main(["calibrate", "--repeats", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "im2col:tiles" in out and "wrote" in out
+    data = json.loads((shipped_constants / costs.CONSTANTS_FILE).read_text())
+    assert set(data["constants"]) == set(costs.DEFAULTS)
+    assert data["samples"]["direct:channels_last"] >= 1
