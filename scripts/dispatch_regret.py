@@ -5,10 +5,12 @@ algorithm timed on every shape and op), asks every algorithm's plan for
 its estimate on the same problem, and prints per (shape, op): the model's
 pick, the measured fastest, the regret (measured time of the pick / the
 fastest) and the model's prediction error (estimate / measured) per
-algorithm.  Usage::
+algorithm.  ``--held-out`` instead times every algorithm itself on
+:data:`HELD_OUT`, layer shapes the constants were not fitted on.  Usage::
 
     numbaconv bench --ops all --json bench.json
     python scripts/dispatch_regret.py bench.json
+    python scripts/dispatch_regret.py --held-out
 """
 
 from __future__ import annotations
@@ -34,17 +36,73 @@ def spec_of(case, op):
                         gradient=gradient, **case.kwargs)
 
 
-def main(path):
-    rows = json.load(open(path))
-    measured = {}
-    for r in rows:
-        if r["impl"].startswith("numbaconv:") and "->" not in r["impl"] and r.get("median_ms"):
-            measured.setdefault((r["case"], r["op"]), {})[r["impl"].split(":")[1]] = r["median_ms"]
+#: Layer shapes of common networks, not among the calibration problems or
+#: the public benchmark shapes: (name, input, weight, kwargs, gradient).
+HELD_OUT = [
+    ("resnet50 1x1 reduce", (4, 256, 56, 56), (64, 256, 1, 1), {}, None),
+    ("resnet50 3x3 stage3", (4, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), None),
+    ("resnet50 1x1 expand", (4, 128, 28, 28), (512, 128, 1, 1), {}, None),
+    ("resnet18 s2 downsample", (4, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1),
+     None),
+    ("resnet 3x3 stage4", (4, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), None),
+    ("mobilenet dw s1", (4, 144, 56, 56), (144, 1, 3, 3), dict(padding=1, groups=144), None),
+    ("mobilenet dw s2", (4, 96, 112, 112), (96, 1, 3, 3), dict(stride=2, padding=1,
+                                                                 groups=96), None),
+    ("mobilenet pw", (4, 32, 112, 112), (16, 32, 1, 1), {}, None),
+    ("convnext dw 7x7", (2, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96), None),
+    ("convnext stem 4x4 s4", (2, 3, 224, 224), (96, 3, 4, 4), dict(stride=4), None),
+    ("unet 3x3 64ch 128px", (1, 64, 128, 128), (64, 64, 3, 3), dict(padding=1), None),
+    ("unet up 2x2 s2", (1, 128, 32, 32), (128, 64, 2, 2), dict(stride=2), "transposed"),
+    ("unet 3x3 grad_weight", (1, 64, 128, 128), (64, 64, 3, 3), dict(padding=1), "weight"),
+    ("audio 1d k3", (8, 64, 8000), (64, 64, 3), dict(padding=1), None),
+    ("audio 1d k31", (4, 32, 16000), (32, 32, 31), dict(padding=15), None),
+    ("audio 1d s4 k8", (8, 32, 16000), (64, 32, 8), dict(stride=4), None),
+    ("medical 3d 3x3x3", (1, 32, 48, 48, 48), (32, 32, 3, 3, 3), dict(padding=1), None),
+    ("medical 3d s2", (1, 16, 64, 64, 64), (32, 16, 3, 3, 3), dict(stride=2, padding=1), None),
+    ("blur 15x15", (1, 3, 512, 512), (3, 1, 15, 15), dict(padding=7, groups=3), None),
+    ("blur 41x41", (1, 1, 512, 512), (1, 1, 41, 41), dict(padding=20), None),
+    ("dilated 3x3 d4", (2, 128, 32, 32), (128, 128, 3, 3), dict(padding=4, dilation=4), None),
+    ("vgg 3x3 grad_input", (2, 128, 56, 56), (128, 128, 3, 3), dict(padding=1), "input"),
+    ("resnet18 s2 grad_weight", (4, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1),
+     "weight"),
+]
+
+
+def measure_held_out(repeats):
+    import numbaconv as nc
+    from numbaconv import tuning
+    measured, specs = {}, {}
+    for name, xs, ws, kw, gradient in HELD_OUT:
+        transposed = gradient == "transposed"
+        spec = problem_spec(xs, ws, transposed=transposed,
+                            gradient=None if transposed else gradient, **kw)
+        candidates = [get_algorithm(a) for a in nc.algorithm_names()[1:]
+                      if get_algorithm(a).unsupported_reason(spec) is None]
+        times = tuning.measure(spec, candidates, repeats=repeats)
+        measured[(name, gradient or "forward")] = {a: t * 1e3 for a, t in times.items()}
+        specs[(name, gradient or "forward")] = spec
+        print(f"measured {name}", file=sys.stderr, flush=True)
+    return measured, specs
+
+
+def main(path, held_out=False, repeats=5):
+    if held_out:
+        measured, specs = measure_held_out(repeats)
+    else:
+        rows = json.load(open(path))
+        measured, specs = {}, {}
+        for r in rows:
+            if (r["impl"].startswith("numbaconv:") and "->" not in r["impl"]
+                    and r.get("median_ms")):
+                measured.setdefault((r["case"], r["op"]), {})[r["impl"].split(":")[1]] = \
+                    r["median_ms"]
+        for name, op in measured:
+            specs[(name, op)] = spec_of(SUITE[name], op)
     regrets, errors = [], []
     print("| shape | op | pick | fastest | regret | estimate / measured per algorithm |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, op), times in measured.items():
-        spec = spec_of(SUITE[name], op)
+        spec = specs[(name, op)]
         estimates = {a: get_algorithm(a).plan(spec).seconds * 1e3 for a in times}
         pick = min(estimates, key=estimates.get)
         best = min(times, key=times.get)
@@ -61,4 +119,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1:] == ["--held-out"]:
+        main(None, held_out=True)
+    else:
+        main(sys.argv[1])
