@@ -156,8 +156,8 @@ def constants():
                 for v in fitted.values()):
             raise ValueError("not a complete set of positive constants")
         values.update(fitted)
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, NotADirectoryError):
+        pass                              # not calibrated here: the shipped constants
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warnings.warn(f"numbaconv: ignoring the cost-model constants {path}: {exc}",
                       stacklevel=2)
