@@ -46,22 +46,22 @@ GEMM_CALL = 4000.0
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
 #: 2026-11-30, float32).
 DEFAULTS = {
-    "direct:channels_last": 3.086e-11,
-    "direct:planes": 4.008e-10,
-    "direct:same_width_planes": 8.555e-11,
-    "im2col:pointwise": 1.939e-11,
-    "im2col:tiles": 2.259e-11,
-    "im2col:small": 4.906e-10,
-    "im2col:col2im": 4.800e-11,
-    "im2col:grad_tiles": 2.508e-11,
-    "im2col:grad_small": 2.802e-10,
-    "fft": 2.242e-10,
-    "winograd:F4": 6.081e-11,
-    "direct:phases": 2.263e+00,
-    "direct:rewrite": 2.651e+00,
-    "fft:phases": 1.208e+00,
-    "fft:rewrite": 9.396e-01,
-    "winograd:F2": 6.862e-11,
+    "direct:channels_last": 2.905e-11,
+    "direct:planes": 3.371e-10,
+    "direct:same_width_planes": 8.448e-11,
+    "im2col:pointwise": 1.822e-11,
+    "im2col:tiles": 2.526e-11,
+    "im2col:small": 3.368e-10,
+    "im2col:col2im": 3.424e-11,
+    "im2col:grad_tiles": 2.872e-11,
+    "im2col:grad_small": 2.073e-10,
+    "fft": 2.110e-10,
+    "winograd:F4": 6.149e-11,
+    "direct:phases": 2.082e+00,
+    "direct:rewrite": 1.875e+00,
+    "fft:phases": 1.328e+00,
+    "fft:rewrite": 1.125e+00,
+    "winograd:F2": 5.370e-11,
 }
 PATHS = tuple(DEFAULTS)
 CONSTANTS_FILE = "costs-v1.json"
@@ -84,7 +84,8 @@ def work(path, spec):
     K = cin_g * math.prod(spec.kernel_size)
     pixels = math.prod(spec.output_size)
     padded = math.prod(spec.padded_size)
-    fill = n * g * K * pixels
+    # strided fills copy element by element, unit-stride ones whole runs
+    fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 2.0)
     if path == "direct:channels_last":
         # packing, plus every output pixel's receptive field copied into a
         # patch row (Note [patch rows])
@@ -119,9 +120,15 @@ def winograd_work(spec, m):
     gemm = _gemm(tiles * Q * spec.groups * spec.in_channels_per_group
                  * spec.out_channels_per_group, spec.in_channels_per_group,
                  spec.out_channels_per_group)
-    # one GEMM per position and group for every chunk of about 64 tiles
-    calls = Q * spec.groups * -(-tiles // 64)
-    return transforms + gemm + GEMM_CALL * calls
+    # per chunk of tiles, one GEMM per position and group, each streaming
+    # its C_in/g x C_out/g transformed weight: with few tiles per chunk
+    # (many channels) that traffic, not the arithmetic, is the cost
+    per_tile = Q * (spec.in_channels + spec.out_channels) * 4
+    chunk = max(1, min(-(-tiles // 2), (2**20) // per_tile))
+    chunks = -(-tiles // chunk)
+    calls = Q * spec.groups * chunks
+    weights = 8.0 * Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
+    return transforms + gemm + GEMM_CALL * calls + weights * chunks
 
 
 def seconds(path, units, threads, per_thread=True):
