@@ -150,9 +150,10 @@ def constants():
     """The machine constants in force: the calibration file in the user
     cache directory if there is a valid one, else :data:`DEFAULTS`."""
     global _cached
-    path = constants_path()
-    if _cached is not None and _cached[0] == path:
+    where = os.environ.get("NUMBACONV_CACHE_DIR")    # cheap: asked on every call
+    if _cached is not None and _cached[0] == where:
         return _cached[1]
+    path = constants_path()
     values = dict(DEFAULTS)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -168,7 +169,7 @@ def constants():
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warnings.warn(f"numbaconv: ignoring the cost-model constants {path}: {exc}",
                       stacklevel=2)
-    _cached = (path, values)
+    _cached = (where, values)
     return values
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .algorithms import resolve_algorithm
+from .algorithms.registry import plan_of
 from .context import current_context
 from .rewrites import transposed_weight
 from .spec import check_float_array, make_conv_spec, make_transposed_spec
@@ -93,7 +94,8 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
     b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     out_shape3 = spec.output_shape[:2] + spec.output_size3
     result = _result_buffer(spec, out)
-    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx)
+    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx,
+               plan_of(runner, spec, ctx))
     return _finish(spec, result, out)
 
 

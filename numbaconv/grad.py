@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .algorithms import resolve_algorithm
+from .algorithms.registry import plan_of
 from .context import current_context
 from .functional import _canonical, _finish, _weight_shape3, execute
 from .rewrites import transposed_weight
@@ -47,7 +48,9 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
     g = _canonical(grad_output, spec.output_shape[:2] + spec.output_size3, cdtype)
     result = np.empty(spec.weight_shape, dtype=cdtype)
-    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), current_context())
+    ctx = current_context()
+    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx,
+               plan_of(runner, spec, ctx))
     return _finish(spec, result, None, unbatched=False)
 
 

@@ -106,15 +106,16 @@ class DirectAlgorithm(ConvAlgorithm):
 
     name = "direct"
 
-    def forward(self, spec, x, weight, bias, out, ctx):
-        return direct_forward(spec, x, weight, bias, out, ctx=ctx)
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+        return direct_forward(spec, x, weight, bias, out, loop_order=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         loop_order = choose_loop_order(spec)
         model = f"direct:{loop_order}"
         packed = (spec.batch * spec.in_channels * math.prod(spec.padded_size3)
                   * spec.compute_dtype.itemsize if loop_order == "channels_last" else 0)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, packed, loop_order)
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, packed, loop_order,
+                           detail=loop_order)
 
 
 DIRECT = register(DirectAlgorithm())

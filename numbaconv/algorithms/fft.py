@@ -282,17 +282,17 @@ class FFTAlgorithm(ConvAlgorithm):
 
     name = "fft"
 
-    def forward(self, spec, x, weight, bias, out, ctx):
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
             return direct_forward(spec, x, weight, bias, out, ctx=ctx)
-        return fft_forward(spec, x, weight, bias, out, ctx=ctx)
+        return fft_forward(spec, x, weight, bias, out, plan=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         plan = plan_fft(spec, spec.compute_dtype.itemsize, ctx.workspace_limit, ctx.threads)
         lengths = "x".join(str(v) for v in plan.lengths[3 - spec.ndim:])
         tiles = math.prod(plan.tiles)
         return costed_plan(self.name, "fft", plan.cost, ctx, plan.workspace,
-                           f"{tiles} tile(s) of {lengths}", per_thread=False)
+                           f"{tiles} tile(s) of {lengths}", per_thread=False, detail=plan)
 
 
 FFT = register(FFTAlgorithm())

@@ -289,11 +289,12 @@ class Im2colAlgorithm(ConvAlgorithm):
                     "(numbaconv looks in the libraries threadpoolctl lists)")
         return None
 
-    def forward(self, spec, x, weight, bias, out, ctx):
-        return im2col_forward(spec, x, weight, bias, out, ctx=ctx)
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+        return im2col_forward(spec, x, weight, bias, out, plan=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
+        tiles = None
         if spec.is_pointwise:
             model, path, workspace = "im2col:pointwise", "pointwise", 0
         else:
@@ -302,14 +303,16 @@ class Im2colAlgorithm(ConvAlgorithm):
             model = "im2col:small" if small else "im2col:tiles"
             path = f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")
             workspace = tiles.workspace_bytes(itemsize)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path)
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
+                           detail=tiles)
 
     def plan_input_dilated(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
         blocks, tile = plan_col2im(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
         rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
         return costed_plan(self.name, "im2col:col2im", costs.work("im2col:col2im", spec), ctx,
-                           ctx.threads * rows * tile * itemsize, "col2im")
+                           ctx.threads * rows * tile * itemsize, "col2im",
+                           detail=(blocks, tile))
 
     def plan_grad_weight(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -321,13 +324,13 @@ class Im2colAlgorithm(ConvAlgorithm):
                      + plan.segments * K * spec.out_channels) * itemsize
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
-                           f"{plan.segments} segment(s)")
+                           f"{plan.segments} segment(s)", detail=plan)
 
-    def run_grad_weight(self, spec, x, grad_output, out, ctx):
-        return im2col_grad_weight(spec, x, grad_output, out, ctx=ctx)
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
+        return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
-    def run_input_dilated(self, spec, x, weight, bias, out, ctx):
-        return im2col_col2im(spec, x, weight, bias, out, ctx=ctx)
+    def run_input_dilated(self, spec, x, weight, bias, out, ctx, detail=None):
+        return im2col_col2im(spec, x, weight, bias, out, plan=detail, ctx=ctx)
 
 
 IM2COL = register(Im2colAlgorithm())

@@ -35,7 +35,7 @@ workspace.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import functools
 
@@ -67,6 +67,9 @@ class Plan:
         plan made of several problems).
     units : float
         That path's work units (for calibration).
+    detail : object
+        What the algorithm's run step takes from the plan (a loop order, a
+        tile plan ...); ``run(..., plan=plan)`` then runs exactly this plan.
     """
 
     algorithm: str
@@ -75,14 +78,16 @@ class Plan:
     workspace: int = 0
     model: str | None = None
     units: float = 0.0
+    detail: object = field(default=None, compare=False, repr=False)
 
 
-def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True):
+def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True,
+                detail=None):
     """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`)."""
     from .. import costs
     return Plan(algorithm, path or model,
                 costs.seconds(model, units, ctx.threads, per_thread), int(workspace), model,
-                float(units))
+                float(units), detail)
 
 
 class ConvAlgorithm:
@@ -137,35 +142,51 @@ class ConvAlgorithm:
         """``None`` if ``spec`` can be served, else a reason string."""
         return None
 
-    def run(self, spec, x, weight, bias, out, ctx=None):
+    def run(self, spec, x, weight, bias, out, ctx=None, plan=None):
         """Compute ``spec`` into ``out`` (module docstring); returns ``out``.
 
         ``ctx`` is the call's :class:`~numbaconv.context.ExecutionContext`
-        (a fresh snapshot when not given)."""
+        (a fresh snapshot when not given); ``plan`` a :class:`Plan` this
+        algorithm made for ``spec`` and ``ctx`` (made again when not given;
+        the parts of a composite plan always are)."""
         ctx = current_context() if ctx is None else ctx
+        detail = None if plan is None else plan.detail
         if spec.computation == "grad_weight":
-            return self.run_grad_weight(spec, x, weight, out, ctx)
+            return self.run_grad_weight(spec, x, weight, out, ctx, detail)
         if spec.has_input_dilation:
-            return self.run_input_dilated(spec, x, weight, bias, out, ctx)
+            return self.run_input_dilated(spec, x, weight, bias, out, ctx, detail)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
             return rewrites._bias_fill(out, bias)
-        return self.forward(spec, x, weight, bias, out, ctx)
+        return self.forward(spec, x, weight, bias, out, ctx, detail)
 
-    def forward(self, spec, x, weight, bias, out, ctx):  # pragma: no cover - interface
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):  # pragma: no cover
         """A forward problem without input dilation or negative padding."""
         raise NotImplementedError
 
-    def run_input_dilated(self, spec, x, weight, bias, out, ctx):
+    def run_input_dilated(self, spec, x, weight, bias, out, ctx, detail=None):
         """A forward problem with input dilation (Note [phases])."""
         return rewrites.run_by_phases(spec, x, weight, bias, out,
                                       functools.partial(self.run, ctx=ctx))
 
-    def run_grad_weight(self, spec, x, grad_output, out, ctx):
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         """The weight gradient of ``spec`` (Note [weight gradient as a convolution])."""
         return rewrites.grad_weight_as_forward(spec, x, grad_output, out,
                                                functools.partial(self.run, ctx=ctx),
                                                limit=ctx.workspace_limit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_plan(algorithm, spec, ctx, constants_id):
+    return algorithm.plan(spec, ctx)
+
+
+def plan_of(algorithm, spec, ctx):
+    """``algorithm.plan(spec, ctx)``, remembered per (algorithm, spec, context,
+    cost constants): the public functions plan every call, and planning
+    cost 30 us, half a small convolution."""
+    from .. import costs
+    return _cached_plan(algorithm, spec, ctx, id(costs.constants()))
 
 
 def register(algorithm):

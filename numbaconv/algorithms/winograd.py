@@ -93,6 +93,21 @@ def _extended_maps(spec, grid, m, used):
     return maps
 
 
+def plan_chunk(spec, m, itemsize, ctx):
+    """Tiles per chunk (a thread's unit of work, Note [channels-last
+    transforms]): about :data:`CHUNK_BYTES` of transformed tiles, enough
+    chunks for every thread, all threads' buffers under the workspace
+    limit.  Returns ``(tiles_per_chunk, bytes per tile)``."""
+    used = [a >= 3 - spec.ndim for a in range(3)]
+    Q = math.prod(m + 2 if u else 1 for u in used)
+    total = spec.batch * math.prod(-(-o // (m if u else 1))
+                                   for o, u in zip(spec.output_size3, used))
+    per_tile = Q * (spec.in_channels + spec.out_channels) * itemsize
+    chunk = max(1, min(-(-total // ctx.threads), CHUNK_BYTES // per_tile,
+                       ctx.workspace_limit // (ctx.threads * per_tile)))
+    return chunk, per_tile
+
+
 def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=None):
     """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry)."""
     if out.size == 0:
@@ -111,9 +126,7 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
     total = spec.batch * math.prod(grid)
     C, Co = spec.in_channels, spec.out_channels
     if tiles_per_chunk is None:
-        per_tile = Q * (C + Co) * dtype.itemsize
-        tiles_per_chunk = max(1, min(-(-total // threads), CHUNK_BYTES // per_tile,
-                                     ctx.workspace_limit // (threads * per_tile)))
+        tiles_per_chunk = plan_chunk(spec, m, dtype.itemsize, ctx)[0]
     if bias is None:
         bias = np.empty(0, dtype=dtype)
     maps = _extended_maps(spec, grid, m, used)
@@ -155,23 +168,19 @@ class WinogradAlgorithm(ConvAlgorithm):
 
     def plan_forward(self, spec, ctx):
         model = "winograd:F4" if self.m == 4 else "winograd:F2"
-        alpha = self.m + 2
-        Q = alpha ** spec.ndim
-        per_tile = Q * (spec.in_channels + spec.out_channels) * spec.compute_dtype.itemsize
-        tiles = spec.batch * math.prod(-(-o // self.m) for o in spec.output_size)
-        chunk = max(1, min(-(-tiles // ctx.threads), CHUNK_BYTES // per_tile,
-                           ctx.workspace_limit // (ctx.threads * per_tile)))
+        chunk, per_tile = plan_chunk(spec, self.m, spec.compute_dtype.itemsize, ctx)
         return costed_plan(self.name, model, costs.winograd_work(spec, self.m), ctx,
                            ctx.threads * chunk * per_tile,
-                           f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
-                           f"F({self.m},3) tiles")
+                           (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
+                            f"F({self.m},3) tiles") + f", {chunk} per chunk", detail=chunk)
 
-    def forward(self, spec, x, weight, bias, out, ctx):
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
             return direct_forward(spec, x, weight, bias, out, ctx=ctx)
-        return winograd_forward(spec, x, weight, bias, out, m=self.m, ctx=ctx)
+        return winograd_forward(spec, x, weight, bias, out, m=self.m, tiles_per_chunk=detail,
+                                ctx=ctx)
 
 
 WINOGRAD = register(WinogradAlgorithm("winograd", 4))
