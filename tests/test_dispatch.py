@@ -199,3 +199,29 @@ def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
     data = json.loads((shipped_constants / costs.CONSTANTS_FILE).read_text())
     assert set(data["constants"]) == set(costs.DEFAULTS)
     assert data["samples"]["direct:channels_last"] >= 1
+
+
+def test_run_takes_the_plan_it_is_given():
+    from dataclasses import replace
+
+    from numbaconv.tuning import _synthetic_arrays
+    spec = problem_spec((1, 8, 10, 11), (6, 8, 3, 3), padding=1)
+    ctx = current_context()
+    x, w, b, out = _synthetic_arrays(spec, np.random.default_rng(0))
+    ref = nc.conv_reference(x.reshape(1, 8, 10, 11), w.reshape(6, 8, 3, 3), padding=1)
+    direct = get_algorithm("direct")
+    plan = direct.plan(spec, ctx)
+    assert plan.detail == "channels_last"
+    for loop_order in ("planes", "channels_last"):
+        out[...] = np.nan
+        direct.run(spec, x, w, b, out, ctx, replace(plan, detail=loop_order))
+        np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+    bogus = replace(plan, detail="no such loop order")
+    with pytest.raises(ValueError, match="loop_order must be one of"):
+        direct.run(spec, x, w, b, out, ctx, bogus)
+    im2col = get_algorithm("im2col")
+    tiles = im2col.plan(spec, ctx).detail
+    small = replace(tiles, tile=7)
+    out[...] = np.nan
+    im2col.run(spec, x, w, b, out, ctx, replace(im2col.plan(spec, ctx), detail=small))
+    np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
