@@ -6,11 +6,14 @@ its estimate on the same problem, and prints per (shape, op): the model's
 pick, the measured fastest, the regret (measured time of the pick / the
 fastest) and the model's prediction error (estimate / measured) per
 algorithm.  ``--held-out`` instead times every algorithm itself on
-:data:`HELD_OUT`, layer shapes the constants were not fitted on.  Usage::
+:data:`HELD_OUT`, layer shapes the constants were not fitted on;
+``--tuned`` measures the pick tuning would make there and then the
+candidates again, for the regret of tuned ``"auto"``.  Usage::
 
     numbaconv bench --ops all --json bench.json
     python scripts/dispatch_regret.py bench.json
     python scripts/dispatch_regret.py --held-out
+    python scripts/dispatch_regret.py --tuned
 """
 
 from __future__ import annotations
@@ -85,6 +88,32 @@ def measure_held_out(repeats):
     return measured, specs
 
 
+def tuned_regret(repeats):
+    """With tuning: the pick measured once (as ``"auto"`` with tuning on
+    does), then every candidate measured again, independently; the regret of
+    the tuned pick against that second measurement."""
+    import numbaconv as nc
+    from numbaconv import tuning
+    regrets = []
+    print("| shape | op | tuned pick | fastest on re-measurement | regret |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, xs, ws, kw, gradient in HELD_OUT:
+        transposed = gradient == "transposed"
+        spec = problem_spec(xs, ws, transposed=transposed,
+                            gradient=None if transposed else gradient, **kw)
+        candidates = [get_algorithm(a) for a in nc.algorithm_names()[1:]
+                      if get_algorithm(a).unsupported_reason(spec) is None]
+        first = tuning.measure(spec, candidates, repeats=repeats)
+        pick = min(first, key=first.get)
+        again = tuning.measure(spec, candidates, repeats=repeats)
+        best = min(again, key=again.get)
+        regrets.append(again[pick] / again[best])
+        print(f"| {name} | {gradient or 'forward'} | {pick} | {best} | {regrets[-1]:.2f} |",
+              flush=True)
+    geo = math.exp(sum(math.log(r) for r in regrets) / len(regrets))
+    print(f"\ntuned regret: geometric mean {geo:.3f}, worst {max(regrets):.2f}")
+
+
 def main(path, held_out=False, repeats=5):
     if held_out:
         measured, specs = measure_held_out(repeats)
@@ -121,5 +150,7 @@ def main(path, held_out=False, repeats=5):
 if __name__ == "__main__":
     if sys.argv[1:] == ["--held-out"]:
         main(None, held_out=True)
+    elif sys.argv[1:] == ["--tuned"]:
+        tuned_regret(5)
     else:
         main(sys.argv[1])
