@@ -63,8 +63,7 @@ def _cmd_bench(args):
 
 def _cmd_tune(args):
     from . import tuning
-    from .bench.suite import bench_points, get_cases, parse_ops
-    from .dispatch import problem_spec
+    from .bench.suite import bench_points, get_cases, parse_ops, point_spec
 
     if args.clear:
         tuning.clear_cache()
@@ -85,17 +84,8 @@ def _cmd_tune(args):
         return 2
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    gradients = {"forward": None, "transposed": None, "grad_input": "input",
-                 "grad_weight": "weight"}
     for case, op in points:
-        kwargs = dict(case.kwargs)
-        transposed = case.transposed
-        if op == "transposed" and not transposed:
-            gradient = "input"            # the adjoint: the input gradient's problem
-        else:
-            gradient = gradients[op]
-        spec = problem_spec(case.input_shape, case.weight_shape, transposed=transposed,
-                            gradient=gradient, dtype=args.dtype, **kwargs)
+        spec = point_spec(case, op, args.dtype)
         name, seconds = tuning.tune_spec(spec, force=args.force)
         print(f"{case.name:<10} {op:<11} {name:<12} {tuning.estimated_seconds(seconds)}",
               flush=True)

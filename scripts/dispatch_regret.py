@@ -23,20 +23,9 @@ import math
 import sys
 
 from numbaconv.algorithms.registry import get_algorithm
-from numbaconv.bench.suite import SUITE
+from numbaconv.bench.suite import SUITE, point_spec
 from numbaconv.dispatch import problem_spec
 
-GRADIENT = {"forward": None, "transposed": None, "grad_input": "input",
-            "grad_weight": "weight"}
-
-
-def spec_of(case, op):
-    if op == "transposed" and not case.transposed:
-        gradient = "input"
-    else:
-        gradient = GRADIENT[op]
-    return problem_spec(case.input_shape, case.weight_shape, transposed=case.transposed,
-                        gradient=gradient, **case.kwargs)
 
 
 #: Layer shapes of common networks, not among the calibration problems or
@@ -126,7 +115,7 @@ def main(path, held_out=False, repeats=5):
                 measured.setdefault((r["case"], r["op"]), {})[r["impl"].split(":")[1]] = \
                     r["median_ms"]
         for name, op in measured:
-            specs[(name, op)] = spec_of(SUITE[name], op)
+            specs[(name, op)] = point_spec(SUITE[name], op)
     regrets, errors = [], []
     print("| shape | op | pick | fastest | regret | estimate / measured per algorithm |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -121,10 +121,9 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
     AT = [t[0] for t in mats]
     BT = [t[2] for t in mats]
     U = transformed_weight(weight, m, ndim, spec.groups)
-    Q = U.shape[0]
     grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
     total = spec.batch * math.prod(grid)
-    C, Co = spec.in_channels, spec.out_channels
+    C = spec.in_channels
     if tiles_per_chunk is None:
         tiles_per_chunk = plan_chunk(spec, m, dtype.itemsize, ctx)[0]
     if bias is None:

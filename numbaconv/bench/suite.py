@@ -269,3 +269,16 @@ def bench_points(cases, ops=None):
         wanted = (case.default_op,) if ops is None else ops
         points += [(case, op) for op in OPS if op in wanted and op in case.ops]
     return points
+
+
+def point_spec(case, op, dtype="float32"):
+    """The general problem (:func:`numbaconv.dispatch.problem_spec`) a
+    benchmark point computes; ``transposed`` on a forward case is its input
+    gradient's problem."""
+    from ..dispatch import problem_spec
+    gradient = {"forward": None, "transposed": None, "grad_input": "input",
+                "grad_weight": "weight"}[op]
+    if op == "transposed" and not case.transposed:
+        gradient = "input"
+    return problem_spec(case.input_shape, case.weight_shape, transposed=case.transposed,
+                        gradient=gradient, dtype=dtype, **case.kwargs)
