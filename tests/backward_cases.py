@@ -71,6 +71,9 @@ GRAD_CASES = [
     ("3d_unbatched_padding_beyond_kernel", (2, 4, 5, 5), (3, 2, 2, 2, 2),
      dict(padding=2, stride=(1, 2, 3))),
     ("3d_empty_batch", (0, 2, 4, 4, 4), (2, 2, 3, 3, 3), dict(stride=2, padding=1)),
+    # one input depth slice with depth taps (im2col's same-width fill once
+    # ignored them; found by hypothesis on the forward convolution)
+    ("3d_one_slice_depth_taps", (2, 3, 1, 5, 6), (4, 3, 2, 3, 3), dict(padding=1)),
 ]
 
 TRANSPOSED_CASES = [

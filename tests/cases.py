@@ -57,4 +57,10 @@ CASES = [
     ("3d_depthwise_same", (1, 4, 6, 6, 6), (4, 1, 3, 3, 3), dict(groups=4, padding="same")),
     ("3d_unbatched_circular", (2, 5, 5, 5), (3, 2, 3, 3, 3),
      dict(padding=2, padding_mode="circular")),
+    # regressions found by hypothesis: one input depth slice, depth taps read
+    # only padding, H and W keep their width (im2col's same-width fill once
+    # ignored the depth taps)
+    ("3d_one_slice_depth_taps", (1, 1, 1, 1, 1), (1, 1, 2, 1, 1),
+     dict(stride=(2, 1, 1), padding=(1, 0, 0))),
+    ("3d_one_slice_same_width", (2, 3, 1, 5, 6), (4, 3, 2, 3, 3), dict(padding=1)),
 ]

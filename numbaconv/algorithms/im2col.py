@@ -62,7 +62,9 @@ class TilePlan:
 
 def same_width_fill(spec):
     """Whether whole-row tiles of ``spec`` take the fast column fill."""
-    return (spec.input_size3[0] == 1 and spec.stride3[1:] == (1, 1)
+    # one depth slice in and out, no depth taps: the fill ignores depth
+    return (spec.input_size3[0] == 1 and spec.kernel_size3[0] == 1
+            and spec.output_size3[0] == 1 and spec.stride3[1:] == (1, 1)
             and spec.output_size3[2] == spec.input_size3[2] and not spec.has_input_dilation)
 
 

@@ -147,7 +147,7 @@ def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, ou
     flat_out = out.ravel()
     # Note [same-width columns]: unit stride, one depth slice, output rows
     # as wide as the input's
-    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and size == OH * OW
+    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and KD == 1 and size == OH * OW
                   and OW == x.shape[4])
     for job in range(first_job, stop_job):
         t = job % tiles
@@ -461,7 +461,7 @@ def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc
     tiles = (size + tile - 1) // tile
     columns = np.empty(rows * tile, dtype=acc.dtype)
     flat_g = g.ravel()
-    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and size == OH * OW
+    same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and KD == 1 and size == OH * OW
                   and OW == x.shape[4])
     zero = acc.dtype.type(0)
     for job in range(first_job, stop_job):
