@@ -46,22 +46,22 @@ GEMM_CALL = 4000.0
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
 #: 2026-11-30, float32).
 DEFAULTS = {
-    "direct:channels_last": 2.905e-11,
-    "direct:planes": 3.371e-10,
-    "direct:same_width_planes": 8.448e-11,
-    "im2col:pointwise": 1.822e-11,
-    "im2col:tiles": 2.526e-11,
-    "im2col:small": 3.368e-10,
-    "im2col:col2im": 3.424e-11,
-    "im2col:grad_tiles": 2.872e-11,
-    "im2col:grad_small": 2.073e-10,
-    "fft": 2.110e-10,
-    "winograd:F4": 6.149e-11,
-    "direct:phases": 2.082e+00,
-    "direct:rewrite": 1.875e+00,
-    "fft:phases": 1.328e+00,
-    "fft:rewrite": 1.125e+00,
-    "winograd:F2": 5.370e-11,
+    "direct:channels_last": 2.713e-11,
+    "direct:planes": 2.137e-10,
+    "direct:same_width_planes": 6.214e-11,
+    "im2col:pointwise": 1.882e-11,
+    "im2col:tiles": 2.026e-11,
+    "im2col:small": 5.893e-11,
+    "im2col:col2im": 3.042e-11,
+    "im2col:grad_tiles": 2.103e-11,
+    "im2col:grad_small": 4.296e-11,
+    "fft": 1.745e-10,
+    "winograd:F4": 3.921e-11,
+    "direct:phases": 2.953e+00,
+    "direct:rewrite": 1.782e+00,
+    "fft:phases": 1.720e+00,
+    "fft:rewrite": 9.463e-01,
+    "winograd:F2": 4.305e-11,
 }
 PATHS = tuple(DEFAULTS)
 CONSTANTS_FILE = "costs-v1.json"
@@ -85,7 +85,7 @@ def work(path, spec):
     pixels = math.prod(spec.output_size)
     padded = math.prod(spec.padded_size)
     # strided fills copy element by element, unit-stride ones whole runs
-    fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 2.0)
+    fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
     if path == "direct:channels_last":
         # packing, plus every output pixel's receptive field copied into a
         # patch row (Note [patch rows])
@@ -196,6 +196,11 @@ CALIBRATION_PROBLEMS = (
     ((2, 8, 128, 128), (8, 8, 15, 15), dict(padding=7)),
     ((8, 16, 4096), (16, 16, 63), {}),
     ((2, 16, 24, 24, 24), (16, 16, 3, 3, 3), dict(padding=1)),
+    ((4, 32, 56, 56), (32, 32, 3, 3), dict(padding=1)),
+    ((4, 192, 14, 14), (192, 192, 3, 3), dict(padding=1)),
+    ((2, 3, 192, 192), (48, 3, 4, 4), dict(stride=4)),
+    ((1, 4, 256, 256), (4, 1, 9, 9), dict(padding=4, groups=4)),
+    ((8, 64, 2048), (64, 64, 5), dict(padding=2)),
 )
 
 
