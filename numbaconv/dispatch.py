@@ -344,12 +344,11 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
     -----
     The cost models are fitted per machine (``numbaconv calibrate``); the
     shipped constants come from a 2-core AMD EPYC.  There the estimates were
-    within a factor of 1.18-1.29 of measured times in the median (worst 7,
-    im2col's numba products on depthwise layers, which are never the pick),
-    and the pick's measured time was on average 1.008x the fastest
-    algorithm's over the public benchmark shapes and their gradients (worst
-    1.19x) and 1.05x over 23 held-out layer shapes (worst 1.78x: direct on
-    a stride-4 three-channel stem); docs/choosing.md has the tables.
+    within a factor of 1.22-1.32 of measured times in the median, and the
+    pick's measured time was on average 1.004x the fastest algorithm's over
+    the public benchmark shapes and their gradients (worst 1.05x) and
+    1.01x over 23 held-out layer shapes (worst 1.24-1.32x, a 3-D strided
+    layer); docs/choosing.md has the tables.
 
     Examples
     --------
