@@ -101,26 +101,23 @@ def _ints(text):
     return values[0] if len(values) == 1 else values
 
 
+def _shape(text):
+    value = _ints(text)
+    return value if isinstance(value, tuple) else (value,)
+
+
 def _padding(text):
     return text if text in ("same", "valid") else _ints(text)
 
 
 def _cmd_explain(args):
     from .dispatch import explain
-    transposed = args.op.startswith("conv_transpose")
-    shapes = []
-    for name, value in (("input", args.input), ("weight", args.weight)):
-        shapes.append(value if isinstance(value, tuple) else (value,))
-    kwargs = dict(stride=args.stride, padding=args.padding, dilation=args.dilation,
-                  groups=args.groups, dtype=args.dtype, measure=args.measure,
-                  gradient=args.gradient)
-    if transposed:
-        kwargs["transposed"] = True
-        kwargs["output_padding"] = args.output_padding
-    elif args.padding_mode != "zeros":
-        kwargs["padding_mode"] = args.padding_mode
     try:
-        print(explain(shapes[0], shapes[1], **kwargs))
+        print(explain(args.input, args.weight, stride=args.stride, padding=args.padding,
+                      dilation=args.dilation, groups=args.groups,
+                      transposed=args.op.startswith("conv_transpose"),
+                      output_padding=args.output_padding, padding_mode=args.padding_mode,
+                      gradient=args.gradient, dtype=args.dtype, measure=args.measure))
     except (ValueError, TypeError) as exc:
         print(f"numbaconv explain: {exc}", file=sys.stderr)
         return 2
@@ -262,8 +259,9 @@ def build_parser():
                     "--weight 64,64,3,3 --padding 1")
     exp.add_argument("op", choices=[f"conv{n}d" for n in (1, 2, 3)]
                      + [f"conv_transpose{n}d" for n in (1, 2, 3)])
-    exp.add_argument("--input", type=_ints, required=True, help="input shape, e.g. 4,64,56,56")
-    exp.add_argument("--weight", type=_ints, required=True, help="weight shape, e.g. 64,64,3,3")
+    exp.add_argument("--input", type=_shape, required=True, help="input shape, e.g. 4,64,56,56")
+    exp.add_argument("--weight", type=_shape, required=True,
+                     help="weight shape, e.g. 64,64,3,3")
     exp.add_argument("--stride", type=_ints, default=1)
     exp.add_argument("--padding", type=_padding, default=0,
                      help="an int, per-axis ints, or same/valid (forward only)")

@@ -1,6 +1,7 @@
-"""Problems described by shapes, and measured tuning of them (``nc.tune``).
+"""The dispatcher: ``choose_algorithm``, ``explain``, ``"auto"`` and ``tune``.
 
-:func:`problem_spec` turns the arguments SPEC section 3 gives
+:func:`choose_spec` is the one ordered decision table behind all of them
+(docs/choosing.md).  :func:`problem_spec` turns the arguments SPEC section 3 gives
 ``choose_algorithm`` and ``tune`` -- the forward (or transposed) call's
 input and weight shapes, its parameters, ``transposed``, ``gradient`` and
 ``dtype`` -- into the spec of the computation asked about, validated
@@ -11,7 +12,7 @@ exactly as the real call would be.  Arrays are accepted in place of shapes
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -214,13 +215,13 @@ def explain_choice(choice):
                      f"{_ms(c.measured):>10} {work:>10}{mark}")
         if c.excluded:
             lines.append(f"{'':<12} not picked: {c.excluded}")
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     """The decision table for one spec (``choose_algorithm``'s body; ``"auto"``
     calls it with ``measure=False``)."""
-    from .algorithms.registry import algorithms
+    from .algorithms.registry import algorithms, plan_of
     from .context import current_context
     from .errors import UnsupportedAlgorithmError
     ctx = current_context() if ctx is None else ctx
@@ -232,7 +233,7 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
         if reason is not None:
             candidates.append(Candidate(name, excluded=f"cannot serve: {reason}"))
             continue
-        plan = algorithm.plan(spec, ctx)
+        plan = plan_of(algorithm, spec, ctx)     # the run will find it cached
         excluded = None
         if MEASURED_ERROR_EPS.get(name, 0.0) > tolerance:
             excluded = (f"its error (up to {MEASURED_ERROR_EPS[name]:g} eps) is above the "
@@ -247,15 +248,14 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     if not usable:
         raise UnsupportedAlgorithmError(f"{spec.op}: no algorithm can serve {spec.describe()}: "
                          + "; ".join(f"{c.algorithm}: {c.excluded}" for c in candidates))
-    reason = None
     if measure:
         times = tuning.measure(spec, usable)
-        candidates = [replace_measured(c, times.get(c.algorithm)) for c in candidates]
+        candidates = [replace(c, measured=times.get(c.algorithm)) for c in candidates]
         pick = min(times, key=times.get)
         reason = "measured fastest"
     elif tuning.tuning_enabled():
         pick, times, now = tuning.tuned_choice(spec, usable, ctx.device)
-        candidates = [replace_measured(c, times.get(c.algorithm)) for c in candidates]
+        candidates = [replace(c, measured=times.get(c.algorithm)) for c in candidates]
         reason = ("measured fastest (now; stored in the tuning cache)" if now
                   else "measured fastest (from the tuning cache)")
     else:
@@ -280,20 +280,14 @@ def _auto_choice(spec, ctx, constants_id):
     return choose_spec(spec, ctx).algorithm
 
 
-def auto_algorithm_name(spec):
-    """The algorithm ``"auto"`` runs ``spec`` with: the decision table of
-    :func:`choose_spec`, remembered per (spec, context) while tuning is off
-    (choosing costs about 0.15 ms, more than a small convolution)."""
+def auto_algorithm_name(spec, ctx):
+    """The algorithm ``"auto"`` runs ``spec`` with in ``ctx``: the decision
+    table of :func:`choose_spec`, remembered per (spec, context) while tuning
+    is off (choosing costs about 0.15 ms, more than a small convolution)."""
     from . import costs
-    from .context import current_context
     if tuning.tuning_enabled():
-        return choose_spec(spec).algorithm
-    return _auto_choice(spec, current_context(), id(costs.constants()))
-
-
-def replace_measured(candidate, seconds):
-    from dataclasses import replace as _replace
-    return _replace(candidate, measured=seconds)
+        return choose_spec(spec, ctx).algorithm
+    return _auto_choice(spec, ctx, id(costs.constants()))
 
 
 def _finite(*arrays):

@@ -86,7 +86,7 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
     spec describes, in canonical form (``weight`` only serves the ``out=``
     overlap check)."""
     ctx = current_context()
-    runner = resolve_algorithm(algorithm, spec)
+    runner = resolve_algorithm(algorithm, spec, ctx)
     if out is not None:
         _check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
     cdtype = spec.compute_dtype
@@ -94,17 +94,20 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
     b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     out_shape3 = spec.output_shape[:2] + spec.output_size3
     result = _result_buffer(spec, out)
-    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx,
-               plan_of(runner, spec, ctx))
+    run_planned(runner, spec, ctx, x, canonical_weight, b, result.reshape(out_shape3))
     return _finish(spec, result, out)
 
 
-def _result_buffer(spec, out, shape=None):
+def run_planned(runner, spec, ctx, *arrays):
+    """``runner.run(spec, *arrays)`` with the plan it makes for ``spec`` and ``ctx``."""
+    return runner.run(spec, *arrays, ctx, plan_of(runner, spec, ctx))
+
+
+def _result_buffer(spec, out):
     """Where the algorithm writes: ``out`` itself, or a compute-dtype buffer."""
-    shape = spec.output_shape if shape is None else shape
     if out is not None and out.dtype == spec.compute_dtype:
         return out
-    return np.empty(shape, dtype=spec.compute_dtype)
+    return np.empty(spec.output_shape, dtype=spec.compute_dtype)
 
 
 def _finish(spec, result, out, unbatched=None):

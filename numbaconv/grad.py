@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from .algorithms import resolve_algorithm
-from .algorithms.registry import plan_of
 from .context import current_context
-from .functional import _canonical, _finish, _weight_shape3, execute
+from .functional import (_canonical, _finish, _weight_shape3, convolution, execute,
+                         run_planned)
 from .rewrites import transposed_weight
 from .spec import (check_float_array, make_conv_spec, make_grad_input_spec,
-                   make_grad_weight_spec)
+                   make_grad_weight_spec, make_transposed_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
            "conv3d_weight", "conv_backward"]
@@ -43,14 +43,13 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     grad_output = check_float_array(op, "grad_output", grad_output)
     spec = make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride, padding,
                                  dilation, groups)
-    runner = resolve_algorithm(algorithm, spec)
+    ctx = current_context()
+    runner = resolve_algorithm(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
     x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
     g = _canonical(grad_output, spec.output_shape[:2] + spec.output_size3, cdtype)
     result = np.empty(spec.weight_shape, dtype=cdtype)
-    ctx = current_context()
-    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx,
-               plan_of(runner, spec, ctx))
+    run_planned(runner, spec, ctx, x, g, None, result.reshape(_weight_shape3(spec)))
     return _finish(spec, result, None, unbatched=False)
 
 
@@ -104,8 +103,8 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
         raise TypeError(f"{op}: transposed must be a bool, got {transposed!r}")
     if transposed:
         # check the whole call once: grad_output must be the output's shape
-        expected = _transposed_output_shape(op, ndim, input, weight, stride, padding,
-                                            output_padding, groups, dilation)
+        expected = make_transposed_spec(op, ndim, input, weight, None, stride, padding,
+                                        output_padding, groups, dilation).user_output_shape
         if grad_output.shape != expected:
             raise ValueError(f"{op}: grad_output must have the transposed convolution's output "
                              f"shape {expected}, got grad_output.shape={grad_output.shape}")
@@ -115,7 +114,6 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
         # gradient.  An output_padding of at least the stride (allowed below
         # the dilation) gives that convolution more positions than x has:
         # they are cropped from dL/dx, and x is extended with zeros for dL/dw.
-        from .functional import convolution
         gi = gw = None
         if output_mask[0] or output_mask[1]:
             gi = convolution(op, ndim, grad_output, weight, None, stride, padding, dilation,
@@ -156,14 +154,6 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
         compute = np.float32 if dtype == np.float16 else dtype
         gb = grad_output.sum(axis=axes, dtype=compute).astype(dtype)
     return gi, gw, gb
-
-
-def _transposed_output_shape(op, ndim, input, weight, stride, padding, output_padding, groups,
-                             dilation):
-    from .spec import make_transposed_spec
-    spec = make_transposed_spec(op, ndim, input, weight, None, stride, padding, output_padding,
-                                groups, dilation)
-    return spec.user_output_shape
 
 
 _IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).

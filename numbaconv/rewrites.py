@@ -45,7 +45,7 @@ def transposed_weight(weight, groups):
     return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
 
 
-def _bias_fill(out, bias):
+def bias_fill(out, bias):
     """out[n, c, ...] = bias[c] (0 without a bias)."""
     if bias is None:
         out[...] = 0
@@ -162,7 +162,7 @@ def run_by_phases(spec, x, weight, bias, out, run):
     for window, taps, sub in phase_problems(spec):
         target = out[window]
         if sub is None:
-            _bias_fill(target, bias)
+            bias_fill(target, bias)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])

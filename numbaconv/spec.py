@@ -407,11 +407,7 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
     out_channels = int(weight.shape[0])
     kernel_size = tuple(int(k) for k in weight.shape[2:])
 
-    if not _is_int(groups):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"{op}: groups must be positive, got groups={groups}")
+    groups = _check_groups(op, groups)
     if out_channels < 1:
         raise ValueError(
             f"{op}: weight must have at least one output channel, got weight.shape={weight.shape}")
@@ -482,14 +478,7 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
             f"(weight.shape={weight.shape}, dilation={dilation}) spans {effective}")
     output_size = tuple((p - e) // s + 1 for p, e, s in zip(padded, effective, stride))
 
-    dtypes = [input.dtype, weight.dtype]
-    if bias is not None:
-        if bias.ndim != 1 or bias.shape[0] != out_channels:
-            raise ValueError(
-                f"{op}: bias must be a 1-D array of out_channels={out_channels} values, "
-                f"got bias.shape={bias.shape}")
-        dtypes.append(bias.dtype)
-    dtype = np.result_type(*dtypes)
+    dtype = _result_dtype(op, input, weight, bias, out_channels)
     compute_dtype = np.dtype(np.float32) if dtype == np.float16 else dtype
 
     return ConvSpec(
@@ -538,6 +527,18 @@ def _check_rank(op, ndim, name, array, *, layout):
         raise ValueError(
             f"{op}: expected {name} of {ndim + 1} (unbatched) or {ndim + 2} (batched) "
             f"dimensions ({layout}, {', '.join(_DIM_NAMES[ndim])}), got {name}.shape={array.shape}")
+
+
+def _result_dtype(op, input, weight, bias, out_channels, where=""):
+    """NumPy's promotion of the arrays' dtypes, after checking the bias's shape."""
+    dtypes = [input.dtype, weight.dtype]
+    if bias is not None:
+        if bias.ndim != 1 or bias.shape[0] != out_channels:
+            raise ValueError(
+                f"{op}: bias must be a 1-D array of out_channels={out_channels} values"
+                f"{where}, got bias.shape={bias.shape}")
+        dtypes.append(bias.dtype)
+    return np.result_type(*dtypes)
 
 
 def _check_groups(op, groups):
@@ -605,19 +606,13 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
             f"{op}: the output size {output_size} = (input - 1) * stride - 2 * padding + "
             f"dilation * (kernel - 1) + output_padding + 1 is not positive; padding={padding} "
             f"is too large for input size {input_size} and weight.shape={weight.shape}")
-    dtypes = [input.dtype, weight.dtype]
-    if bias is not None:
-        if bias.ndim != 1 or bias.shape[0] != out_channels:
-            raise ValueError(
-                f"{op}: bias must be a 1-D array of out_channels={out_channels} values "
-                f"(weight.shape[1] * groups), got bias.shape={bias.shape}")
-        dtypes.append(bias.dtype)
+    dtype = _result_dtype(op, input, weight, bias, out_channels, " (weight.shape[1] * groups)")
     spans = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
     spec = general_spec(
         op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
         dilation=dilation, input_dilation=stride,
         padding=[(e - p, e - p + o) for e, p, o in zip(spans, padding, output_padding)],
-        dtype=np.result_type(*dtypes), has_bias=bias is not None, unbatched=unbatched)
+        dtype=dtype, has_bias=bias is not None, unbatched=unbatched)
     assert spec.output_size == output_size, (spec, output_size)
     return spec
 

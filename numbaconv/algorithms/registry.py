@@ -63,8 +63,9 @@ class Plan:
     workspace : int
         Scratch bytes the run allocates, all threads together.
     model : str or None
-        The cost-model path whose constant the estimate uses (None for a
-        plan made of several problems).
+        The cost-model path whose constant the estimate uses (``"direct:phases"``
+        and the like for a plan made of several problems; None when there is
+        nothing to compute).
     units : float
         That path's work units (for calibration).
     detail : object
@@ -126,9 +127,8 @@ class ConvAlgorithm:
                            f"phases({len(problems)}) of {'/'.join(paths)}", per_thread=False)
 
     def plan_grad_weight(self, spec, ctx):
-        """The grouped forward rewrite's plan, per batch chunk, summed."""
-        if spec.batch == 0:
-            return Plan(self.name, "zeros", 0.0)
+        """The grouped forward rewrite's plan, per batch chunk, summed
+        (``plan`` has answered empty batches already)."""
         itemsize = spec.compute_dtype.itemsize
         chunk = rewrites.grad_weight_batch_chunk(spec, itemsize, ctx.workspace_limit)
         sub = self.plan(rewrites.grad_weight_problem(spec, chunk), ctx)
@@ -157,7 +157,7 @@ class ConvAlgorithm:
             return self.run_input_dilated(spec, x, weight, bias, out, ctx, detail)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
-            return rewrites._bias_fill(out, bias)
+            return rewrites.bias_fill(out, bias)
         return self.forward(spec, x, weight, bias, out, ctx, detail)
 
     def forward(self, spec, x, weight, bias, out, ctx, detail=None):  # pragma: no cover
@@ -221,8 +221,9 @@ def get_algorithm(name, device="cpu"):
             f"got {name!r}") from None
 
 
-def resolve_algorithm(name, spec):
-    """The algorithm object that will run ``spec`` for ``algorithm=name``.
+def resolve_algorithm(name, spec, ctx=None):
+    """The algorithm object that will run ``spec`` for ``algorithm=name``
+    (``ctx``: the call's context, a fresh snapshot when not given).
 
     Raises
     ------
@@ -231,11 +232,12 @@ def resolve_algorithm(name, spec):
     UnsupportedAlgorithmError
         ``name`` is known but cannot serve ``spec``.
     """
+    ctx = current_context() if ctx is None else ctx
     if name == "auto":
         from ..dispatch import auto_algorithm_name
-        return _REGISTRY[(auto_algorithm_name(spec), "cpu")]
+        return _REGISTRY[(auto_algorithm_name(spec, ctx), ctx.device)]
     try:
-        algorithm = get_algorithm(name)
+        algorithm = get_algorithm(name, ctx.device)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{spec.op}: {exc}") from None
     reason = algorithm.unsupported_reason(spec)
