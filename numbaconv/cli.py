@@ -64,6 +64,7 @@ def _cmd_bench(args):
 def _cmd_tune(args):
     from . import tuning
     from .bench.suite import bench_points, get_cases, parse_ops, point_spec
+    from .dispatch import tune_spec
 
     if args.clear:
         tuning.clear_cache()
@@ -86,9 +87,9 @@ def _cmd_tune(args):
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     for case, op in points:
         spec = point_spec(case, op, args.dtype)
-        name, seconds = tuning.tune_spec(spec, force=args.force)
-        print(f"{case.name:<10} {op:<11} {name:<12} {tuning.estimated_seconds(seconds)}",
-              flush=True)
+        tuned = tune_spec(spec, force=args.force)
+        print(f"{case.name:<10} {op:<11} {tuned.algorithm:<12} "
+              f"{tuning.estimated_seconds(tuned.seconds)}", flush=True)
     print(f"numbaconv tune: cache {tuning.cache_path()}")
     return 0
 
@@ -234,7 +235,7 @@ def build_parser():
     tune = sub.add_parser(
         "tune", help="measure every algorithm on the benchmark problems and cache the fastest",
         description="Fill the tuning cache that algorithm='auto' reads when tuning is on "
-                    "(nc.set_tuning(True) or NUMBACONV_TUNE=1): every algorithm is timed "
+                    "(nc.set_tuning(True) or NUMBACONV_TUNE=1): every algorithm auto may pick is timed "
                     "on each benchmark problem and the fastest is stored, keyed by the "
                     "problem, dtype, thread count, numbaconv version and CPU.  The cache is "
                     "in the user cache directory (NUMBACONV_CACHE_DIR overrides).")

@@ -112,7 +112,7 @@ class Tuned:
 def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
          transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
          dtype="float32", device="cpu", force=False):
-    """Measure every algorithm on one problem and store the fastest.
+    """Measure every algorithm ``"auto"`` may pick on one problem and store the fastest.
 
     Arguments as in ``choose_algorithm`` (SPEC section 3): the forward (or,
     with ``transposed``, transposed) call's input and weight shapes or
@@ -146,7 +146,18 @@ def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1
                         dilation=dilation, groups=groups, transposed=transposed,
                         output_padding=output_padding, gradient=gradient,
                         padding_mode=padding_mode, dtype=dtype)
-    name, seconds = tuning.tune_spec(spec, device, force=force)
+    return tune_spec(spec, force=force)
+
+
+def tune_spec(spec, ctx=None, *, force=False):
+    """:func:`tune` for a spec: the candidates are those ``"auto"`` may pick
+    (:func:`usable_candidates`), so a tuned answer is one auto accepts."""
+    from .context import current_context
+    ctx = current_context() if ctx is None else ctx
+    if force:
+        tuning.forget(spec, ctx.device)
+    _, usable = usable_candidates(spec, ctx)
+    name, seconds, _ = tuning.tuned_choice(spec, usable, ctx.device)
     return Tuned(algorithm=name, seconds=dict(seconds), problem=spec.describe())
 
 
@@ -218,13 +229,12 @@ def explain_choice(choice):
     return "\n".join(lines)
 
 
-def choose_spec(spec, ctx=None, *, measure=False, finite=True):
-    """The decision table for one spec (``choose_algorithm``'s body; ``"auto"``
-    calls it with ``measure=False``)."""
+def usable_candidates(spec, ctx, finite=True):
+    """Steps 1 and 2 of the decision table: a :class:`Candidate` per
+    registered algorithm (with its plan, or why it cannot be picked), and the
+    algorithms that may be picked."""
     from .algorithms.registry import algorithms, plan_of
-    from .context import current_context
     from .errors import UnsupportedAlgorithmError
-    ctx = current_context() if ctx is None else ctx
     tolerance = TOLERANCE_EPS[spec.dtype.name]
     candidates, usable = [], []
     for algorithm in algorithms(ctx.device):
@@ -248,6 +258,15 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     if not usable:
         raise UnsupportedAlgorithmError(f"{spec.op}: no algorithm can serve {spec.describe()}: "
                          + "; ".join(f"{c.algorithm}: {c.excluded}" for c in candidates))
+    return candidates, usable
+
+
+def choose_spec(spec, ctx=None, *, measure=False, finite=True):
+    """The decision table for one spec (``choose_algorithm``'s body; ``"auto"``
+    calls it with ``measure=False``)."""
+    from .context import current_context
+    ctx = current_context() if ctx is None else ctx
+    candidates, usable = usable_candidates(spec, ctx, finite)
     if measure:
         times = tuning.measure(spec, usable)
         candidates = [replace(c, measured=times.get(c.algorithm)) for c in candidates]

@@ -2,7 +2,8 @@
 
 With tuning on (:func:`set_tuning` or ``NUMBACONV_TUNE=1``), ``algorithm="auto"``
 looks the problem up in a persistent cache; a problem it has not seen is
-measured once -- every algorithm that serves it runs on synthetic data of
+measured once -- every algorithm ``"auto"`` may pick for it (it serves the
+problem within the dtype's accuracy) runs on synthetic data of
 the same shapes -- and the fastest is stored, so later calls and later
 processes reuse the answer.  :func:`tune` does the same on request.
 
@@ -293,20 +294,10 @@ def tuned_choice(spec, candidates, device="cpu"):
     return best, times, True
 
 
-def serving_candidates(spec, device="cpu"):
-    """Every registered algorithm that serves ``spec``."""
-    from .algorithms.registry import algorithms
-    return [a for a in algorithms(device) if a.unsupported_reason(spec) is None]
-
-
-def tune_spec(spec, device="cpu", force=False):
-    """Measure the candidates of ``spec`` (again, with ``force``) and store
-    the fastest; returns ``(name, seconds per candidate)``."""
-    if force:
-        with _lock:
-            _entries().pop(cache_key(spec, device), None)
-    name, times, _ = tuned_choice(spec, serving_candidates(spec, device), device)
-    return name, times
+def forget(spec, device="cpu"):
+    """Drop this process's entry for ``spec`` so that it is measured again."""
+    with _lock:
+        _entries().pop(cache_key(spec, device), None)
 
 
 def estimated_seconds(times):
