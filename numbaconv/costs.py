@@ -272,12 +272,8 @@ def calibrate(repeats=5, progress=None, write=True):
     samples = measure_paths(repeats, progress)
     fitted, counts = fit(samples)
     if write:
-        path = constants_path()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + f".{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"version": 1, "constants": fitted, "samples": counts,
-                       "when": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh, indent=1)
-        os.replace(tmp, path)
+        from .tuning import write_json
+        write_json(constants_path(), {"version": 1, "constants": fitted, "samples": counts,
+                                      "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
         forget_constants()
     return fitted, counts

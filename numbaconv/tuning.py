@@ -155,6 +155,23 @@ def _file_lock(directory):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def write_json(path, data):
+    """Write ``data`` to ``path`` as JSON atomically: a temporary file in the
+    same directory, then ``os.replace``, so no reader ever sees half a file."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _write_entry(key, entry):
     """Merge one entry into the cache file (locked read-modify-write, atomic
     replace).  Returns False, after one warning, if the file cannot be written."""
@@ -165,16 +182,7 @@ def _write_entry(key, entry):
         with _file_lock(directory):
             entries = _read(path)
             entries[key] = entry
-            fd, tmp = tempfile.mkstemp(prefix=CACHE_FILE + ".", suffix=".tmp", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"version": CACHE_VERSION, "entries": entries}, fh, indent=0,
-                              sort_keys=True)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_json(path, {"version": CACHE_VERSION, "entries": entries})
     except OSError as exc:
         _warn_once(("write", directory), f"numbaconv: cannot write the tuning cache in "
                                          f"{directory} ({type(exc).__name__}: {exc}); tuned "
