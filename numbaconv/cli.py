@@ -132,7 +132,7 @@ def _cmd_calibrate(args):
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     progress = (lambda text: print(f"  {text}", flush=True)) if args.verbose else None
     fitted, counts = costs.calibrate(repeats=args.repeats, progress=progress,
-                                     write=not args.dry_run)
+                                     write=not args.dry_run, rounds=args.rounds)
     print(f"{'path':<26} {'seconds/unit':>13} {'default':>11} samples")
     for path in costs.PATHS:
         print(f"{path:<26} {fitted[path]:13.3e} {costs.DEFAULTS[path]:11.3e} "
@@ -288,6 +288,8 @@ def build_parser():
                      help="numba threads to calibrate for (default 2)")
     cal.add_argument("--repeats", type=_positive_int, default=5,
                      help="timed calls per path and problem (default 5)")
+    cal.add_argument("--rounds", type=_positive_int, default=3,
+                     help="passes over all problems, the fastest of each kept (default 3)")
     cal.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     cal.add_argument("--verbose", action="store_true", help="print each measurement")
     cal.set_defaults(func=_cmd_calibrate)

@@ -7,17 +7,21 @@ of multiply-adds, weighted by how well its GEMM shape or loop order uses
 the machine, plus the elements it copies, fills, scatters or transforms --
 and one fitted machine constant, seconds per unit of work on one thread:
 
-    seconds = constant[path] * work(path, spec) / threads + OVERHEAD
+    seconds = (constant[path] * work(path, spec)
+               + constant["im2col:fill"] * fill_units(spec, ...)) / threads + OVERHEAD
 
-(fft's work is its planner's cost, already per thread).  A plan made of
+(fft's work is its planner's cost, already per thread; only im2col's tile
+paths have a fill term, Note [column fill cost]: the column fill runs at
+memory speed, not GEMM speed, so it has its own constant, timed alone).  A plan made of
 several problems -- the phases of a transposed problem, the grouped forward
 rewrite of a weight gradient -- is costed as its parts' estimates summed,
 times a fitted factor per algorithm and kind (``direct:phases`` ...) for
 what the parts' models do not see (copies, one pack per phase).  The relative
 weights inside a work function are fixed by the algorithms' structure; only
 the per-path constants are fitted, by ``numbaconv calibrate``
-(:func:`calibrate`), which times every path on a fixed set of problems and
-takes the median of ``(seconds - OVERHEAD) * threads / work``.  The package
+(:func:`calibrate`), which times every path on a fixed set of problems
+(the fastest of three passes) and takes the median of ``(seconds -
+OVERHEAD - fill seconds) * threads / work``.  The package
 ships constants fitted on the development machine (:data:`DEFAULTS`); a
 calibration writes its own to the user cache directory, where
 :func:`constants` finds them.  How well the models predict, on the fitted
@@ -26,6 +30,7 @@ problems and on held-out ones, is in docs/choosing.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -41,27 +46,43 @@ GEMM_HALF = 8.0
 #: multiply-adds: thousands of tiny GEMMs (Winograd on depthwise layers: one
 #: 1x1 GEMM per group and position) cost far more than their arithmetic.
 GEMM_CALL = 4000.0
+#: Work units per output of the direct channels-last kernel beyond its
+#: multiply-adds: the horizontal sums of a 4x3 block's accumulators and the
+#: scattered stores.  Least squares over 32 layers (AMD EPYC, 2 threads,
+#: 2026-11-30; dot products of 27 to 4608 values): 142 units per output,
+#: which brought the worst estimate / measured from 0.19-1.32 to 0.65-1.32;
+#: without it the stem-like layers (3 input channels, dot products of 27-147)
+#: were estimated 2-5x too fast and chosen over im2col at 2.4x its time.
+DIRECT_OUTPUT = 140.0
+#: Column-fill units of one element copied with a stride, and of starting
+#: one contiguous run (Note [column fill cost]); one unit-stride element is 1.
+STRIDED_FILL = 4.4
+FILL_RUN = 176.0
 
 #: Seconds per unit of work on one thread, per path; fitted by
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
-#: 2026-11-30, float32).
+#: 2026-11-30, float32; per path the lowest of 6-12 three-round calibrations
+#: over 40 minutes, the machine's quiet speed: single calibrations here
+#: moved memory-bound paths by up to 1.7x when a neighbour was busy); the
+#: composite factors fitted against those (``fit(samples, parts=...)``).
 DEFAULTS = {
-    "direct:channels_last": 2.713e-11,
-    "direct:planes": 2.137e-10,
-    "direct:same_width_planes": 6.214e-11,
-    "im2col:pointwise": 1.882e-11,
-    "im2col:tiles": 2.026e-11,
-    "im2col:small": 5.893e-11,
-    "im2col:col2im": 3.042e-11,
-    "im2col:grad_tiles": 2.103e-11,
-    "im2col:grad_small": 4.296e-11,
-    "fft": 1.745e-10,
-    "winograd:F4": 3.921e-11,
-    "direct:phases": 2.953e+00,
-    "direct:rewrite": 1.782e+00,
-    "fft:phases": 1.720e+00,
-    "fft:rewrite": 9.463e-01,
-    "winograd:F2": 4.305e-11,
+    "direct:channels_last": 2.077e-11,
+    "direct:planes": 2.140e-10,
+    "direct:same_width_planes": 5.341e-11,
+    "im2col:pointwise": 1.754e-11,
+    "im2col:tiles": 1.856e-11,
+    "im2col:small": 4.376e-11,
+    "im2col:col2im": 2.958e-11,
+    "im2col:grad_tiles": 1.966e-11,
+    "im2col:grad_small": 3.169e-11,
+    "im2col:fill": 7.106e-11,
+    "fft": 1.501e-10,
+    "winograd:F4": 2.230e-11,
+    "winograd:F2": 2.089e-11,
+    "direct:phases": 2.905e+00,
+    "direct:rewrite": 2.159e+00,
+    "fft:phases": 1.750e+00,
+    "fft:rewrite": 9.833e-01,
 }
 PATHS = tuple(DEFAULTS)
 CONSTANTS_FILE = "costs-v1.json"
@@ -77,19 +98,20 @@ def _gemm(macs, *dims):
 
 
 def work(path, spec):
-    """Units of work of ``path`` on ``spec`` (Note [cost models])."""
+    """Units of work of ``path`` on ``spec`` (Note [cost models]).  The im2col
+    tile paths' column fill is costed apart (:func:`fill_units`)."""
     macs = spec.flops / 2
     n, g = spec.batch, spec.groups
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
     K = cin_g * math.prod(spec.kernel_size)
     pixels = math.prod(spec.output_size)
     padded = math.prod(spec.padded_size)
-    # strided fills copy element by element, unit-stride ones whole runs
-    fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
     if path == "direct:channels_last":
         # packing, plus every output pixel's receptive field copied into a
         # patch row (Note [patch rows])
-        return macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill
+        fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
+        outputs = n * spec.out_channels * pixels
+        return macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill + DIRECT_OUTPUT * outputs
     if path == "direct:planes":
         return macs + 4.0 * n * spec.in_channels * padded
     if path == "direct:same_width_planes":
@@ -98,10 +120,9 @@ def work(path, spec):
         return _gemm(macs, cout_g, cin_g)
     if path in ("im2col:tiles", "im2col:grad_tiles"):
         calls = n * g * -(-pixels // 512)
-        return _gemm(macs, cout_g, K) + 2.0 * fill + GEMM_CALL * calls
+        return _gemm(macs, cout_g, K) + GEMM_CALL * calls
     if path in ("im2col:small", "im2col:grad_small"):
-        # the numba products; the strided fills read every input row
-        return macs + 2.0 * fill + 4.0 * n * spec.in_channels * math.prod(spec.input_size)
+        return macs                                     # the numba products
     if path == "im2col:col2im":
         taps = math.prod(spec.kernel_size)
         scatter = n * spec.out_channels * taps * math.prod(spec.input_size)
@@ -109,32 +130,85 @@ def work(path, spec):
     raise ValueError(f"no work function for path {path!r}")
 
 
-def winograd_work(spec, m):
-    """Work of F(m, 3) Winograd: transforms of every tile, and the
-    transform-domain GEMMs (Q positions, C_in/g x C_out/g per tile)."""
+def fill_units(spec, tile, same_width):
+    """Units of ``"im2col:fill"`` of filling the column tiles of ``tile``
+    output pixels of ``spec`` (``same_width``: the one-copy fill of Note
+    [same-width columns]).
+
+    Note [column fill cost]
+    ~~~~~~~~~~~~~~~~~~~~~~~
+    The column fill copies ``N * groups * K * pixels`` elements, in runs of
+    at most one output row per weight tap (one run per tap and tile with the
+    same-width fill).  Timed alone on 15 layers (1-D, 2-D, 3-D; strides 1
+    to 4; rows of 7 to 8000 pixels; AMD EPYC, one thread, 2026-11-30), a
+    least-squares fit gave 0.082 ns per unit-stride element, 0.36 per
+    strided element and 14 ns per run, each layer within 0.62-1.21x of the
+    fit; hence the weights :data:`STRIDED_FILL` and :data:`FILL_RUN`.  The
+    earlier model folded the fill into the GEMM's constant at 2 units per
+    element and no run cost, about 5x too cheap; it did not show where the
+    GEMM dominates, but on "medical 3d s2" (32 output channels, 32-pixel
+    rows) it made im2col look faster than direct when it was 1.3x slower.
+    ``numbaconv calibrate`` times the fill kernel alone for its constant.
+    """
+    n, g = spec.batch, spec.groups
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    pixels = math.prod(spec.output_size)
+    tiles = -(-pixels // max(1, tile))
+    elements = n * g * K * pixels
+    if same_width:
+        runs = n * g * K * tiles
+    else:
+        runs = n * g * K * (-(-pixels // spec.output_size[-1]) + tiles)
+    strided = any(v != 1 for v in spec.stride)
+    return elements * (STRIDED_FILL if strided else 1.0) + FILL_RUN * runs
+
+
+#: Work units of one transform step (one multiply-add of a channel vector
+#: element in a 1-D transform pass), in GEMM multiply-adds (Note [winograd
+#: cost]).
+TRANSFORM_WEIGHT = 4.4
+
+
+def winograd_work(spec, m, chunk):
+    """Work of F(m, 3) Winograd on ``spec`` with ``chunk`` tiles per chunk.
+
+    Note [winograd cost]
+    ~~~~~~~~~~~~~~~~~~~~
+    Per tile: the transforms, ``alpha`` multiply-adds per transform position,
+    channel and axis, for the input's and the output's channels; and the
+    transform-domain GEMMs, ``Q`` products of ``chunk x C_in/g`` by ``C_in/g
+    x C_out/g`` per chunk and group.  Timed apart on one thread (AMD EPYC,
+    2026-11-30, four 2-D and three 3-D layers, 16 to 256 channels), a
+    transform step cost 3.4-5.2x a GEMM multiply-add (median 4.4:
+    :data:`TRANSFORM_WEIGHT`), with no difference between 2-D and 3-D once
+    the output transform wrote rows (see ``_output_chunk``).  Counted as one
+    multiply-add each, as before, the transforms were under-weighted 4x and
+    the estimates of few-channel and 3-D layers 2x too low (vol3x3 0.49 of
+    the measured time, against 1.04 on resnet3x3).
+    """
     alpha = m + 2
     tiles = spec.batch * math.prod(-(-o // m) for o in spec.output_size)
     Q = alpha ** spec.ndim
-    # one pass per axis over the tile's values, each a weighted sum of alpha
-    transforms = tiles * Q * (spec.in_channels + spec.out_channels) * alpha * spec.ndim
+    transforms = (TRANSFORM_WEIGHT * tiles * Q
+                  * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
     gemm = _gemm(tiles * Q * spec.groups * spec.in_channels_per_group
                  * spec.out_channels_per_group, spec.in_channels_per_group,
-                 spec.out_channels_per_group)
+                 spec.out_channels_per_group, min(chunk, tiles))
     # per chunk of tiles, one GEMM per position and group, each streaming
     # its C_in/g x C_out/g transformed weight: with few tiles per chunk
     # (many channels) that traffic, not the arithmetic, is the cost
-    per_tile = Q * (spec.in_channels + spec.out_channels) * 4
-    chunk = max(1, min(-(-tiles // 2), (2**20) // per_tile))
     chunks = -(-tiles // chunk)
     calls = Q * spec.groups * chunks
     weights = 8.0 * Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
     return transforms + gemm + GEMM_CALL * calls + weights * chunks
 
 
-def seconds(path, units, threads, per_thread=True):
-    """Estimated seconds of ``units`` of ``path``'s work."""
-    rate = constants()[path]
-    return rate * units / (threads if per_thread else 1) + OVERHEAD
+def seconds(path, units, threads, per_thread=True, fill=0.0):
+    """Estimated seconds of ``units`` of ``path``'s work plus ``fill`` units
+    of column fill (:func:`fill_units`)."""
+    c = constants()
+    total = c[path] * units + c["im2col:fill"] * fill
+    return total / (threads if per_thread else 1) + OVERHEAD
 
 
 # ---------------------------------------------------------------------------
@@ -217,10 +291,12 @@ def _time(fn, repeats):
 
 def measure_paths(repeats=5, progress=None):
     """Time every path on :data:`CALIBRATION_PROBLEMS` (and their gradients
-    and transposes where a path serves those).  Returns a list of ``(path,
-    spec, seconds, threads)``."""
+    and transposes where a path serves those), and the im2col column fill
+    alone on each forward problem's tiles.  Returns a list of ``(path, spec,
+    seconds, threads, units, fill_units)``."""
     import numpy as np
 
+    from .algorithms.im2col import fill_every_tile
     from .algorithms.registry import get_algorithm
     from .context import current_context
     from .dispatch import problem_spec
@@ -235,6 +311,12 @@ def measure_paths(repeats=5, progress=None):
             variants.append(problem_spec(xs, ws, gradient="input", **kw))
         for spec in variants:
             arrays = _synthetic_arrays(spec, rng)
+            if spec is variants[0] and not spec.is_pointwise:
+                plan = get_algorithm("im2col").plan(spec, ctx)
+                t = _time(lambda: fill_every_tile(spec, arrays[0], plan.detail.tile), repeats)
+                samples.append(("im2col:fill", spec, t, 1, plan.fill, 0.0))
+                if progress:
+                    progress(f"im2col:fill: {t * 1e3:.2f} ms on one thread {spec.describe()}")
             for name in ("direct", "im2col", "fft", "winograd", "winograd_f2"):
                 algorithm = get_algorithm(name)
                 if algorithm.unsupported_reason(spec) is not None:
@@ -246,30 +328,80 @@ def measure_paths(repeats=5, progress=None):
                 if progress:
                     progress(f"{plan.model}: {t * 1e3:.2f} ms (model {plan.seconds * 1e3:.2f}) "
                              f"{spec.describe()}")
-                samples.append((plan.model, spec, t, ctx.threads, plan.units))
+                samples.append((plan.model, spec, t, ctx.threads, plan.units, plan.fill))
     return samples
 
 
-def fit(samples):
-    """Per-path constants from ``measure_paths``'s samples (median rate)."""
+def _composite(path):
+    """Whether ``path`` is a plan made of several problems (Note [cost models])."""
+    return path.endswith((":phases", ":rewrite"))
+
+
+@contextlib.contextmanager
+def _constants_in_force(values):
+    """Make :func:`constants` answer ``values`` for the duration."""
+    global _cached
+    previous = _cached
+    _cached = (os.environ.get("NUMBACONV_CACHE_DIR"), values)
+    try:
+        yield
+    finally:
+        _cached = previous
+
+
+def fit(samples, parts=None):
+    """Constants from ``measure_paths``'s samples (median rate per path).
+
+    The column fill's constant first, then every path's on its time less
+    the fill's; then the composite factors (``direct:phases`` ...), whose
+    work is their parts' estimates, planned again under the constants just
+    fitted (or under ``parts``, when given instead of fitting them: how the
+    shipped factors were made to match the shipped part constants).
+    """
+    from .algorithms.registry import get_algorithm
+
     fitted = dict(DEFAULTS)
-    by_path = {}
-    for path, _spec, t, threads, units in samples:
-        if path == "fft" or path.endswith((":phases", ":rewrite")):
-            rate = max(t - OVERHEAD, 1e-7) / units
-        else:
-            rate = max(t - OVERHEAD, 1e-7) * threads / units
-        by_path.setdefault(path, []).append(rate)
-    for path, rates in by_path.items():
-        rates.sort()
-        fitted[path] = rates[len(rates) // 2]
-    return fitted, {p: len(r) for p, r in by_path.items()}
+    counts = {}
+
+    def median_rates(selected, seconds_of):
+        by_path = {}
+        for path, spec, t, threads, units, fill in selected:
+            per_thread = not (path == "fft" or _composite(path))
+            rate = max(seconds_of(t, fill, threads), 1e-7) * (threads if per_thread else 1)
+            by_path.setdefault(path, []).append(rate / units)
+        for path, rates in by_path.items():
+            rates.sort()
+            fitted[path] = rates[len(rates) // 2]
+            counts[path] = len(rates)
+
+    if parts is None:
+        median_rates([s for s in samples if s[0] == "im2col:fill"], lambda t, fill, threads: t)
+        median_rates([s for s in samples if s[0] != "im2col:fill" and not _composite(s[0])],
+                     lambda t, fill, threads: t - OVERHEAD
+                     - fitted["im2col:fill"] * fill / threads)
+    else:
+        fitted.update({p: v for p, v in parts.items() if not _composite(p)})
+    with _constants_in_force(fitted):
+        replanned = [(path, spec, t, threads,
+                      get_algorithm(path.split(":")[0]).plan(spec).units, 0.0)
+                     for path, spec, t, threads, _units, _fill in samples if _composite(path)]
+    median_rates(replanned, lambda t, fill, threads: t - OVERHEAD)
+    return fitted, counts
 
 
-def calibrate(repeats=5, progress=None, write=True):
+def calibrate(repeats=5, progress=None, write=True, rounds=3):
     """Time every path here, fit the constants and (with ``write``) store
-    them in the user cache directory.  Returns ``(constants, samples per path)``."""
+    them in the user cache directory.  Returns ``(constants, samples per path)``.
+
+    Every measurement is taken in ``rounds`` passes over all problems and
+    the fastest kept: on the shared development VM a slow spell lasting a
+    few seconds moved single-pass constants by 20-150% between runs (the
+    Winograd constant 3.9e-11 to 6.1e-11, im2col's numba products 4.1e-11 to
+    1.0e-10), one pass taking about 13 s."""
     samples = measure_paths(repeats, progress)
+    for _ in range(rounds - 1):
+        again = measure_paths(repeats, progress)
+        samples = [s if s[2] <= a[2] else a for s, a in zip(samples, again)]
     fitted, counts = fit(samples)
     if write:
         from .tuning import write_json

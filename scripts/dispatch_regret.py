@@ -104,6 +104,7 @@ def tuned_regret(repeats):
 
 
 def main(path, held_out=False, repeats=5):
+    torch_ms = {}
     if held_out:
         measured, specs = measure_held_out(repeats)
     else:
@@ -114,9 +115,11 @@ def main(path, held_out=False, repeats=5):
                     and r.get("median_ms")):
                 measured.setdefault((r["case"], r["op"]), {})[r["impl"].split(":")[1]] = \
                     r["median_ms"]
+            elif r["impl"] == "torch" and r.get("median_ms"):
+                torch_ms[(r["case"], r["op"])] = r["median_ms"]
         for name, op in measured:
             specs[(name, op)] = point_spec(SUITE[name], op)
-    regrets, errors = [], []
+    regrets, errors, torch_beaten, auto_loses = [], [], 0, []
     print("| shape | op | pick | fastest | regret | estimate / measured per algorithm |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, op), times in measured.items():
@@ -127,6 +130,11 @@ def main(path, held_out=False, repeats=5):
         regret = times[pick] / times[best]
         regrets.append(regret)
         ratios = {a: estimates[a] / times[a] for a in times}
+        if (name, op) in torch_ms and times[best] < torch_ms[(name, op)]:
+            # one of ours beats PyTorch here: does the pick?
+            torch_beaten += 1
+            if times[pick] >= torch_ms[(name, op)]:
+                auto_loses.append(f"{name} {op}")
         errors += [abs(math.log(v)) for v in ratios.values()]
         print(f"| {name} | {op} | {pick} | {best} | {regret:.2f} | "
               + ", ".join(f"{a} {v:.2f}" for a, v in sorted(ratios.items())) + " |")
@@ -134,6 +142,10 @@ def main(path, held_out=False, repeats=5):
     print(f"\nregret: geometric mean {geo:.3f}, worst {max(regrets):.2f}; "
           f"model error: median factor {math.exp(sorted(errors)[len(errors) // 2]):.2f}, "
           f"worst {math.exp(max(errors)):.1f}")
+    if torch_ms:
+        print(f"PyTorch beaten by one of our algorithms on {torch_beaten} of {len(regrets)} "
+              f"rows; the pick loses to PyTorch on {len(auto_loses)} of them"
+              + (f": {', '.join(auto_loses)}" if auto_loses else ""))
 
 
 if __name__ == "__main__":

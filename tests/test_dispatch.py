@@ -182,7 +182,7 @@ def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
 
 def test_fit_takes_the_median_rate_per_path():
     spec = problem_spec(*RESNET[:2], **RESNET[2])
-    samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9)
+    samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9, 0.0)
                for r in (1e-11, 2e-11, 9e-11)]
     fitted, counts = costs.fit(samples)
     assert fitted["im2col:tiles"] == pytest.approx(2e-11)
@@ -190,10 +190,47 @@ def test_fit_takes_the_median_rate_per_path():
     assert fitted["direct:planes"] == costs.DEFAULTS["direct:planes"]
 
 
+def test_fit_takes_the_fill_time_out_of_the_path_rate():
+    # the fill's constant from its own samples (one thread), then the tile
+    # path's rate from what is left of each time after the fill's share
+    spec = problem_spec(*RESNET[:2], **RESNET[2])
+    samples = [("im2col:fill", spec, 1e-3 * f, 1, 1e7 * f, 0.0) for f in (1, 2, 3)]
+    samples += [("im2col:tiles", spec, costs.OVERHEAD + (3e-11 * 1e9 + 1e-10 * 4e7) / 2,
+                 2, 1e9, 4e7)]
+    fitted, counts = costs.fit(samples)
+    assert fitted["im2col:fill"] == pytest.approx(1e-10)
+    assert fitted["im2col:tiles"] == pytest.approx(3e-11)
+    assert counts == {"im2col:fill": 3, "im2col:tiles": 1}
+
+
+def test_fit_plans_the_composites_again_under_the_fitted_constants():
+    # a phases factor is measured time over its parts' estimates: made
+    # under the new part constants, not whatever was in force when timed
+    spec = problem_spec(*UP4X4[:2], **UP4X4[2])
+    samples = [("direct:phases", spec, 0.05, 2, 123.0, 0.0)]
+    slower = {p: 2 * v for p, v in costs.DEFAULTS.items()}
+    as_shipped, counts = costs.fit(samples, parts=costs.DEFAULTS)
+    twice_as_slow, _ = costs.fit(samples, parts=slower)
+    assert counts == {"direct:phases": 1}
+    assert as_shipped["direct:phases"] == pytest.approx(2 * twice_as_slow["direct:phases"],
+                                                        rel=0.02)
+
+
+def test_estimates_see_the_column_fill():
+    # "medical 3d s2": 32 output channels, 32-pixel strided rows; the fill,
+    # not the GEMM, decides, and direct was measured 1.3x faster
+    spec = problem_spec((1, 16, 64, 64, 64), (32, 16, 3, 3, 3), stride=2, padding=1)
+    plan = get_algorithm("im2col").plan(spec)
+    c = costs.constants()
+    assert c["im2col:fill"] * plan.fill > 0.5 * c["im2col:tiles"] * plan.units
+    assert nc.choose_algorithm((1, 16, 64, 64, 64), (32, 16, 3, 3, 3), stride=2,
+                               padding=1).algorithm == "direct"
+
+
 def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
     spec_args = (((1, 4, 16, 16), (4, 4, 3, 3), dict(padding=1)),)
     monkeypatch.setattr(costs, "CALIBRATION_PROBLEMS", spec_args)
-    assert main(["calibrate", "--repeats", "1", "--threads", "1"]) == 0
+    assert main(["calibrate", "--repeats", "1", "--rounds", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "im2col:tiles" in out and "wrote" in out
     data = json.loads((shipped_constants / costs.CONSTANTS_FILE).read_text())

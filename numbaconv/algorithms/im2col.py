@@ -158,6 +158,34 @@ def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
     return out
 
 
+def fill_every_tile(spec, x, tile):
+    """Fill the column tiles of ``tile`` pixels of every (image, group) of
+    ``spec`` once, on this thread, into one buffer: the work ``numbaconv
+    calibrate`` times for the ``"im2col:fill"`` constant (Note [column fill
+    cost] in :mod:`numbaconv.costs`).  ``x`` is the canonical input."""
+    map_d, map_h, map_w = padding_maps(spec)
+    cin_g = spec.in_channels_per_group
+    K = cin_g * math.prod(spec.kernel_size3)
+    (KD, KH, KW), (sd, sh, sw), (dd, dh, dw) = spec.kernel_size3, spec.stride3, spec.dilation3
+    OD, OH, OW = spec.output_size3
+    pixels = OD * OH * OW
+    same_width = same_width_fill(spec) and tile % OW == 0
+    pad_h, pad_w = spec.padding3[1][0], spec.padding3[2][0]
+    columns = np.empty(K * tile, dtype=x.dtype)
+    for n in range(spec.batch):
+        for g in range(spec.groups):
+            for first in range(0, pixels, tile):
+                count = min(tile, pixels - first)
+                if same_width and count % OW == 0:
+                    im2col_cpu._fill_columns_same_width(
+                        x, map_h, map_w, n, g * cin_g, 0, K, KH, KW, dh, dw, pad_h, pad_w,
+                        first // OW, count // OW, columns)
+                else:
+                    im2col_cpu._fill_columns(
+                        x, map_d, map_h, map_w, n, g * cin_g, 0, K, KD, KH, KW, sd, sh, sw,
+                        dd, dh, dw, pad_w, OH, OW, first, count, columns)
+
+
 #: Jobs the col2im formulation aims for: (image, group, output-channel
 #: block) triples, blocks added only while there are fewer than this.
 COL2IM_JOBS = 8
@@ -305,8 +333,10 @@ class Im2colAlgorithm(ConvAlgorithm):
             model = "im2col:small" if small else "im2col:tiles"
             path = f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")
             workspace = tiles.workspace_bytes(itemsize)
+        fill = 0.0 if tiles is None else costs.fill_units(
+            spec, tiles.tile, same_width_fill(spec) and tiles.tile % spec.output_size3[2] == 0)
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
-                           detail=tiles)
+                           detail=tiles, fill=fill)
 
     def plan_input_dilated(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -324,9 +354,11 @@ class Im2colAlgorithm(ConvAlgorithm):
         K = spec.in_channels_per_group * math.prod(spec.kernel_size)
         workspace = (ctx.threads * plan.rows * plan.tile
                      + plan.segments * K * spec.out_channels) * itemsize
+        fill = costs.fill_units(spec, plan.tile,
+                                same_width_fill(spec) and plan.tile % spec.output_size3[2] == 0)
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
-                           f"{plan.segments} segment(s)", detail=plan)
+                           f"{plan.segments} segment(s)", detail=plan, fill=fill)
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)

@@ -68,6 +68,9 @@ class Plan:
         nothing to compute).
     units : float
         That path's work units (for calibration).
+    fill : float
+        Units of im2col column fill also in the estimate (Note [column
+        fill cost]; calibration subtracts their time).
     detail : object
         What the algorithm's run step takes from the plan (a loop order, a
         tile plan ...); ``run(..., plan=plan)`` then runs exactly this plan.
@@ -79,16 +82,18 @@ class Plan:
     workspace: int = 0
     model: str | None = None
     units: float = 0.0
+    fill: float = 0.0
     detail: object = field(default=None, compare=False, repr=False)
 
 
 def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True,
-                detail=None):
-    """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`)."""
+                detail=None, fill=0.0):
+    """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`),
+    plus ``fill`` units of column fill."""
     from .. import costs
     return Plan(algorithm, path or model,
-                costs.seconds(model, units, ctx.threads, per_thread), int(workspace), model,
-                float(units), detail)
+                costs.seconds(model, units, ctx.threads, per_thread, fill), int(workspace), model,
+                float(units), float(fill), detail)
 
 
 class ConvAlgorithm:

@@ -168,7 +168,7 @@ class WinogradAlgorithm(ConvAlgorithm):
     def plan_forward(self, spec, ctx):
         model = "winograd:F4" if self.m == 4 else "winograd:F2"
         chunk, per_tile = plan_chunk(spec, self.m, spec.compute_dtype.itemsize, ctx)
-        return costed_plan(self.name, model, costs.winograd_work(spec, self.m), ctx,
+        return costed_plan(self.name, model, costs.winograd_work(spec, self.m, chunk), ctx,
                            ctx.threads * chunk * per_tile,
                            (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
                             f"F({self.m},3) tiles") + f", {chunk} per chunk", detail=chunk)

@@ -179,10 +179,11 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, sto
     mD, mH, mW = ATd.shape[0], ATh.shape[0], ATw.shape[0]
     t1 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
     t2 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
-    res = np.empty(Co, dtype=M.dtype)
+    res = np.empty(mW * Co, dtype=M.dtype)
     src = M.ravel()
     dst = out.ravel()
     plane = OD * OH * OW
+    zero = out.dtype.type(0)
     for p in range(first_job, stop_job):
         n, td, th, tw = _tile_position(first + p, tD, tH, tW)
         # along W, straight from M[q, p, :]: t1[a, b, k, :] for k < mW
@@ -192,12 +193,21 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, sto
                     _weighted_sum(ATw, k, src, ((a * aH + b) * aW * P + p) * Co, P * Co, aW, t1,
                                   ((a * aH + b) * aW + k) * Co, Co)
         _apply_h(t1, ATh, aD, aH, aW, mW, Co, t2)
-        # along D, then bias and the cropped scatter into out (N, C_out, ...)
+        # along D, a row of mW outputs at a time, then bias and the cropped
+        # scatter into out (N, C_out, ...), per channel a run of mW
+        # neighbours.  Channel by channel for each output pixel, the writes
+        # a plane apart (64 KiB on a 128x128 layer) fell into one cache set
+        # and each line was evicted before its neighbours were written: the
+        # output transform of U-Net's 64-channel 128x128 layer took 6.9 ms
+        # that way and 2.2 ms by rows (one thread).
+        width = min(mW, OW - tw * mW)
         for kd in range(min(mD, OD - td * mD)):
             for kh in range(min(mH, OH - th * mH)):
-                for kw in range(min(mW, OW - tw * mW)):
-                    _weighted_sum(ATd, kd, t2, (kh * aW + kw) * Co, aH * aW * Co, aD, res, 0, Co)
-                    o = (n * Co * OD + td * mD + kd) * OH * OW + (th * mH + kh) * OW + tw * mW + kw
-                    for c in range(Co):
-                        b = bias[c] if bias.shape[0] else out.dtype.type(0)
-                        dst[np.uint64(o + c * plane)] = res[c] + b
+                for kw in range(width):
+                    _weighted_sum(ATd, kd, t2, (kh * aW + kw) * Co, aH * aW * Co, aD, res,
+                                  kw * Co, Co)
+                o = (n * Co * OD + td * mD + kd) * OH * OW + (th * mH + kh) * OW + tw * mW
+                for c in range(Co):
+                    b = bias[c] if bias.shape[0] else zero
+                    for kw in range(width):
+                        dst[np.uint64(o + c * plane + kw)] = res[kw * Co + c] + b
