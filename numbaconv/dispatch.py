@@ -357,11 +357,12 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
     -----
     The cost models are fitted per machine (``numbaconv calibrate``); the
     shipped constants come from a 2-core AMD EPYC.  There the estimates were
-    within a factor of 1.22-1.32 of measured times in the median, and the
-    pick's measured time was on average 1.004x the fastest algorithm's over
-    the public benchmark shapes and their gradients (worst 1.05x) and
-    1.01x over 23 held-out layer shapes (worst 1.24-1.32x, a 3-D strided
-    layer); docs/choosing.md has the tables.
+    within a factor of 1.26-1.44 of measured times in the median, and the
+    pick's measured time was on average 1.003x the fastest algorithm's over
+    the public benchmark shapes and their gradients (worst 1.15x) and
+    1.02x over 23 held-out layer shapes (worst 1.21-1.29x: a 256-channel
+    14x14 layer where Winograd's many-channel GEMMs cost more than modelled,
+    and a stride-2 depthwise layer); docs/choosing.md has the tables.
 
     Examples
     --------
