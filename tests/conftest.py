@@ -40,8 +40,16 @@ import pytest
 # The thread-count test compares 1 and 2 numba threads; ask for 2 even on a
 # one-core machine (must be set before numba is imported).
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+# The GPU path runs under numba's CUDA simulator, in this same process: it
+# must be switched on before numba is first imported.  It only replaces
+# numba.cuda; the CPU kernels are unaffected.
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 import numbaconv as nc  # noqa: E402
+from numbaconv.cuda import launch  # noqa: E402  (no numba.cuda import)
+
+# tiny blocks and tiles, so that the tiny GPU cases span several blocks
+launch.use_small_blocks()
 
 # The tests check each algorithm against its own error bound; a developer's
 # NUMBACONV_TUNE=1 must not turn "auto" into a measured (and machine-

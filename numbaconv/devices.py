@@ -1,0 +1,33 @@
+"""Which device a call runs on, decided from its arrays.
+
+This module never imports ``numba.cuda``: a CPU-only user pays nothing for
+the GPU backend (``import numba.cuda`` takes about half a second and needs a
+driver or the simulator).  An array is a GPU array when its *type* has
+``__cuda_array_interface__`` (numba device arrays, CuPy arrays, PyTorch CUDA
+tensors; looked up on the type so that a tensor that requires grad does not
+raise here) or when it is one of numba's simulated device arrays
+(``NUMBA_ENABLE_CUDASIM=1``), which lack the interface.
+"""
+
+from __future__ import annotations
+
+
+def is_device_array(obj):
+    """Whether ``obj`` lives in GPU memory (module docstring)."""
+    kind = type(obj)
+    return (hasattr(kind, "__cuda_array_interface__")
+            or kind.__module__.startswith("numba.cuda.simulator"))
+
+
+def call_device(op, arrays):
+    """``"cuda"`` or ``"cpu"``: where every non-None array of ``arrays`` (a
+    name -> array dict) lives; a ``TypeError`` naming each argument's place
+    when they are mixed."""
+    where = {name: "cuda" if is_device_array(a) else "cpu"
+             for name, a in arrays.items() if a is not None}
+    if len(set(where.values())) > 1:
+        places = ", ".join(f"{name} on the {'GPU' if d == 'cuda' else 'host (NumPy)'}"
+                           for name, d in where.items())
+        raise TypeError(f"{op}: all arrays must be on one device, got {places}; move them "
+                        f"with numba.cuda.to_device(...) or .copy_to_host()")
+    return "cuda" if "cuda" in where.values() else "cpu"
