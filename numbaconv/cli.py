@@ -170,7 +170,10 @@ def _cmd_info(args):
     from . import tuning
     print(f"tuning: {'on' if tuning.tuning_enabled() else 'off'} (nc.set_tuning, "
           f"NUMBACONV_TUNE); cache {tuning.cache_path()}")
-    print("CUDA: no GPU algorithms in this release")
+    from .cuda.info import describe
+    for line in describe():
+        print(line)
+    print(f"GPU algorithms: {', '.join(algorithm_names('cuda'))}")
     return 0
 
 

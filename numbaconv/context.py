@@ -10,7 +10,7 @@ context" without running anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 
@@ -33,16 +33,20 @@ class ExecutionContext:
         ``threads``, so results do not depend on ``numba.set_num_threads``.
     workspace_limit : int
         Bytes of scratch memory the call may allocate, all threads together.
+    stream : object
+        The CUDA stream of a GPU call (``None``: the default stream).  Not
+        part of the context's identity: plans do not depend on it.
     """
 
     device: str = "cpu"
     threads: int = 1
     pool_threads: int = 1
     workspace_limit: int = config.DEFAULT_WORKSPACE_LIMIT
+    stream: object = field(default=None, compare=False, hash=False)
 
 
-def current_context(device="cpu"):
+def current_context(device="cpu", stream=None):
     """A snapshot of the process's settings for one call."""
     return ExecutionContext(device=device, threads=numba.get_num_threads(),
                             pool_threads=numba.config.NUMBA_NUM_THREADS,
-                            workspace_limit=config.get_workspace_limit())
+                            workspace_limit=config.get_workspace_limit(), stream=stream)

@@ -83,6 +83,14 @@ DEFAULTS = {
     "direct:rewrite": 2.159e+00,
     "fft:phases": 1.750e+00,
     "fft:rewrite": 9.833e-01,
+    # GPU paths, seconds per multiply-add (per unit for fft and winograd),
+    # whole device: not fitted (no GPU yet; numbaconv/algorithms/gpu.py)
+    "cuda:direct": 4.0e-13,
+    "cuda:direct_naive": 2.0e-12,
+    "cuda:implicit_gemm": 2.5e-13,
+    "cuda:grad_reduce": 1.0e-12,
+    "cuda:winograd": 3.0e-13,
+    "cuda:fft": 2.0e-13,
 }
 PATHS = tuple(DEFAULTS)
 CONSTANTS_FILE = "costs-v1.json"

@@ -140,13 +140,13 @@ def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1
     >>> nc.tune((1, 4, 32, 32), (4, 4, 3, 3), padding=1).algorithm in nc.algorithm_names()
     True
     """
-    if device != "cpu":
-        raise ValueError(f"tune: device must be 'cpu' in this release, got {device!r}")
+    _check_device("tune", device)
     spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
                         dilation=dilation, groups=groups, transposed=transposed,
                         output_padding=output_padding, gradient=gradient,
                         padding_mode=padding_mode, dtype=dtype)
-    return tune_spec(spec, force=force)
+    from .context import current_context
+    return tune_spec(spec, current_context(device), force=force)
 
 
 def tune_spec(spec, ctx=None, *, force=False):
@@ -289,8 +289,10 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     order = sorted(candidates, key=lambda c: (c.seconds is None,
                                               c.measured if c.measured is not None
                                               else (c.seconds or 0.0)))
-    context = (f"{ctx.threads} thread(s), workspace limit {ctx.workspace_limit / 2**20:g} MiB, "
-               f"device {ctx.device}, tuning {'on' if tuning.tuning_enabled() else 'off'}")
+    resources = (f"{ctx.threads} thread(s), workspace limit {ctx.workspace_limit / 2**20:g} MiB"
+                 if ctx.device == "cpu" else "GPU cost models not fitted (docs/gpu.md)")
+    context = (f"{resources}, device {ctx.device}, "
+               f"tuning {'on' if tuning.tuning_enabled() else 'off'}")
     return Choice(pick, chosen.path, reason, tuple(order), spec.describe(), context)
 
 
@@ -340,7 +342,10 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
         Ask about that gradient of the call instead of the call.
     dtype : str or numpy.dtype
         Used when shapes are given.
-    device : {"cpu"}
+    device : {"cpu", "cuda"}
+        ``"cuda"`` asks about the GPU algorithms (their cost models are not
+        fitted yet: docs/gpu.md; ``measure=True`` needs a GPU or the
+        simulator).
     measure : bool
         Time every usable algorithm (on synthetic data of these shapes)
         instead of trusting the cost models.
@@ -370,14 +375,19 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
     >>> nc.choose_algorithm((4, 256, 28, 28), (256, 1, 3, 3), padding=1, groups=256).algorithm
     'direct'
     """
-    if device != "cpu":
-        raise ValueError(f"choose_algorithm: device must be 'cpu' in this release, got "
-                         f"{device!r}")
+    from .context import current_context
+    _check_device("choose_algorithm", device)
     spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
                         dilation=dilation, groups=groups, transposed=transposed,
                         output_padding=output_padding, gradient=gradient,
                         padding_mode=padding_mode, dtype=dtype)
-    return choose_spec(spec, measure=measure, finite=_finite(input_shape, weight_shape))
+    return choose_spec(spec, current_context(device), measure=measure,
+                       finite=_finite(input_shape, weight_shape))
+
+
+def _check_device(op, device):
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def explain(input_shape, weight_shape, **kwargs):

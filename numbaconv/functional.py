@@ -17,10 +17,53 @@ from .algorithms import resolve_algorithm
 from .algorithms.registry import plan_of
 from .context import current_context
 from .rewrites import transposed_weight
+from .devices import call_device
 from .spec import check_float_array, make_conv_spec, make_transposed_spec
 
 
-def _check_out(spec, out, arrays):
+def checked_arrays(op, stream, **arrays):
+    """``(device, arrays, described)``: the device the call runs on (where its
+    arrays live; mixing is a TypeError), the arrays validated for it (NumPy
+    arrays, or numba device arrays: :mod:`numbaconv.cuda.arrays`), and what
+    the spec builders read of them (shape, dtype, ndim: the arrays
+    themselves on the host).  A ``None`` array (an absent bias) stays
+    ``None``."""
+    device = call_device(op, arrays)
+    if device == "cpu":
+        if stream is not None:
+            raise ValueError(f"{op}: stream= is for GPU arrays, got host (NumPy) arrays")
+        checked = {name: check_float_array(op, name, a, allow_none=name == "bias")
+                   for name, a in arrays.items()}
+        return device, checked, checked
+    from .cuda import arrays as dev
+    checked = {name: dev.as_device(op, name, a, allow_none=name == "bias")
+               for name, a in arrays.items()}
+    return device, checked, {name: dev.described(a) for name, a in checked.items()}
+
+
+def device_weight(spec, weight, device, stream, transposed=False):
+    """The canonical forward weight of ``spec`` on the call's device: a view
+    or cast copy of ``weight``, or (``transposed``) its flipped, in/out
+    swapped form (:func:`numbaconv.rewrites.transposed_weight`; on the GPU
+    made on a host copy: weights are small next to activations)."""
+    shape3 = _weight_shape3(spec)
+    if device == "cpu":
+        if transposed:
+            return transposed_weight(np.asarray(weight, dtype=spec.compute_dtype),
+                                     spec.groups).reshape(shape3)
+        return _canonical(weight, shape3, spec.compute_dtype)
+    from .cuda import arrays as dev
+    if transposed:
+        host = transposed_weight(dev.to_host(weight, stream).astype(spec.compute_dtype),
+                                 spec.groups)
+        return dev.to_device(host.reshape(shape3), stream)
+    return dev.canonical(weight, shape3, spec.compute_dtype, stream)
+
+
+def _check_out(spec, out, arrays, device="cpu"):
+    if device == "cuda":
+        from .cuda import arrays as dev
+        return dev.check_out(spec, out, arrays)
     if not isinstance(out, np.ndarray):
         raise ValueError(f"{spec.op}: out must be a NumPy array, got {type(out).__name__}")
     expected = spec.user_output_shape
@@ -52,47 +95,55 @@ def _canonical(array, shape, dtype):
 
 
 def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                *, padding_mode="zeros", algorithm="auto", out=None):
+                *, padding_mode="zeros", algorithm="auto", out=None, stream=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
-    input = check_float_array(op, "input", input)
-    weight = check_float_array(op, "weight", weight)
-    bias = check_float_array(op, "bias", bias, allow_none=True)
-    spec = make_conv_spec(op, ndim, input, weight, bias, stride, padding, dilation, groups,
-                          padding_mode)
-    return execute(spec, algorithm, input, weight, bias, out,
-                   canonical_weight=_canonical(weight, _weight_shape3(spec), spec.compute_dtype))
+    device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    spec = make_conv_spec(op, ndim, d["input"], d["weight"], d["bias"], stride, padding,
+                          dilation, groups, padding_mode)
+    return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
+                   canonical_weight=device_weight(spec, a["weight"], device, stream),
+                   device=device, stream=stream)
 
 
 def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
-                           output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None):
+                           output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None,
+                           stream=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
-    input = check_float_array(op, "input", input)
-    weight = check_float_array(op, "weight", weight)
-    bias = check_float_array(op, "bias", bias, allow_none=True)
-    spec = make_transposed_spec(op, ndim, input, weight, bias, stride, padding, output_padding,
-                                groups, dilation)
-    forward_weight = transposed_weight(np.asarray(weight, dtype=spec.compute_dtype), spec.groups)
-    return execute(spec, algorithm, input, weight, bias, out,
-                   canonical_weight=forward_weight.reshape(_weight_shape3(spec)))
+    device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    spec = make_transposed_spec(op, ndim, d["input"], d["weight"], d["bias"], stride, padding,
+                                output_padding, groups, dilation)
+    return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
+                   canonical_weight=device_weight(spec, a["weight"], device, stream,
+                                                  transposed=True),
+                   device=device, stream=stream)
 
 
 def _weight_shape3(spec):
     return spec.weight_shape[:2] + (1,) * (3 - spec.ndim) + spec.kernel_size
 
 
-def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight):
+def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight, device="cpu",
+            stream=None):
     """Run a forward-computation ``spec`` (any input dilation) with the
-    algorithm chosen by ``algorithm``; ``canonical_weight`` is the weight the
-    spec describes, in canonical form (``weight`` only serves the ``out=``
-    overlap check)."""
-    ctx = current_context()
+    algorithm chosen by ``algorithm`` on ``device``; ``canonical_weight`` is
+    the weight the spec describes, in canonical form on that device
+    (``weight`` only serves the ``out=`` overlap check)."""
+    ctx = current_context(device, stream)
     runner = resolve_algorithm(algorithm, spec, ctx)
     if out is not None:
-        _check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
+        _check_out(spec, out, {"input": input, "weight": weight, "bias": bias}, device)
     cdtype = spec.compute_dtype
-    x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
-    b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
+    shape3 = spec.input_shape[:2] + spec.input_size3
     out_shape3 = spec.output_shape[:2] + spec.output_size3
+    if device == "cuda":
+        from .cuda import arrays as dev
+        x = dev.canonical(input, shape3, cdtype, stream)
+        b = None if bias is None else dev.canonical(bias, bias.shape, cdtype, stream)
+        result = dev.result_buffer(spec, out, stream)
+        run_planned(runner, spec, ctx, x, canonical_weight, b, result.reshape(out_shape3))
+        return dev.finish(spec, result, out, stream)
+    x = _canonical(input, shape3, cdtype)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     result = _result_buffer(spec, out)
     run_planned(runner, spec, ctx, x, canonical_weight, b, result.reshape(out_shape3))
     return _finish(spec, result, out)
@@ -134,7 +185,9 @@ Parameters
 input : ndarray, shape ({batched}) or ({unbatched})
     float16, float32 or float64.  Unbatched input gives unbatched output.
     Any strides (including negative) are accepted; the input is never
-    modified.
+    modified.  A GPU array (numba device array, CuPy array, PyTorch CUDA
+    tensor: anything with ``__cuda_array_interface__``; C-contiguous) runs
+    on the GPU, and then every array must be on the GPU.
 weight : ndarray, shape (C_out, C_in / groups, {kernel})
 bias : ndarray, shape (C_out,), optional
 stride, dilation : int or tuple of {ndim} ints, default 1
@@ -148,12 +201,15 @@ algorithm : str, default "auto"
     ``"auto"`` or a name from ``numbaconv.algorithm_names()``.
 out : ndarray, optional
     C-contiguous array of exactly the output shape and dtype; filled and
-    returned.
+    returned (a device array for a GPU call).
+stream : numba CUDA stream, optional
+    The stream of a GPU call (default: the default stream); an error with
+    host arrays.
 
 Returns
 -------
 ndarray, shape ({out_batched})
-    dtype is NumPy's promotion of the input, weight and bias dtypes;
+    A numba device array for a GPU call.  dtype is NumPy's promotion of the input, weight and bias dtypes;
     float16 is computed in float32 and rounded once at the end.
 
 Raises
@@ -183,9 +239,10 @@ _OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
 
 def _make(ndim):
     def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-             padding_mode="zeros", algorithm="auto", out=None):
+             padding_mode="zeros", algorithm="auto", out=None, stream=None):
         return convolution(f"conv{ndim}d", ndim, input, weight, bias, stride, padding, dilation,
-                           groups, padding_mode=padding_mode, algorithm=algorithm, out=out)
+                           groups, padding_mode=padding_mode, algorithm=algorithm, out=out,
+                           stream=stream)
 
     conv.__name__ = conv.__qualname__ = f"conv{ndim}d"
     conv.__module__ = "numbaconv"
@@ -230,12 +287,14 @@ algorithm : str, default "auto"
     ``"auto"`` or a name from ``numbaconv.algorithm_names()``.
 out : ndarray, optional
     C-contiguous array of exactly the output shape and dtype; filled and
-    returned.
+    returned (a device array for a GPU call).
+stream : numba CUDA stream, optional
+    As for ``conv{ndim}d``: GPU arrays run on the GPU.
 
 Returns
 -------
 ndarray, shape ({out_batched})
-    ``out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1) +
+    A numba device array for a GPU call.  ``out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1) +
     output_padding + 1`` along each axis; dtype as for ``conv{ndim}d``.
 
 Raises
@@ -255,10 +314,10 @@ Examples
 
 def _make_transposed(ndim):
     def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                       groups=1, dilation=1, *, algorithm="auto", out=None):
+                       groups=1, dilation=1, *, algorithm="auto", out=None, stream=None):
         return transposed_convolution(f"conv_transpose{ndim}d", ndim, input, weight, bias,
                                       stride, padding, output_padding, groups, dilation,
-                                      algorithm=algorithm, out=out)
+                                      algorithm=algorithm, out=out, stream=stream)
 
     conv_transpose.__name__ = conv_transpose.__qualname__ = f"conv_transpose{ndim}d"
     conv_transpose.__module__ = "numbaconv"

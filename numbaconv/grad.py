@@ -14,10 +14,10 @@ import numpy as np
 
 from .algorithms import resolve_algorithm
 from .context import current_context
-from .functional import (_canonical, _finish, _weight_shape3, convolution, execute,
-                         run_planned)
+from .functional import (_canonical, _finish, _weight_shape3, checked_arrays, convolution,
+                         device_weight, execute, run_planned)
 from .rewrites import transposed_weight
-from .spec import (check_float_array, make_conv_spec, make_grad_input_spec,
+from .spec import (make_conv_spec, make_grad_input_spec,
                    make_grad_weight_spec, make_transposed_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
@@ -25,29 +25,37 @@ __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "con
 
 
 def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
-               groups=1, *, algorithm="auto"):
+               groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_input``."""
-    weight = check_float_array(op, "weight", weight)
-    grad_output = check_float_array(op, "grad_output", grad_output)
-    spec = make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride, padding,
-                                dilation, groups)
-    forward_weight = transposed_weight(np.asarray(weight, dtype=spec.compute_dtype), spec.groups)
-    return execute(spec, algorithm, grad_output, weight, None, None,
-                   canonical_weight=forward_weight.reshape(_weight_shape3(spec)))
+    device, a, d = checked_arrays(op, stream, weight=weight, grad_output=grad_output)
+    spec = make_grad_input_spec(op, ndim, input_size, d["weight"], d["grad_output"], stride,
+                                padding, dilation, groups)
+    return execute(spec, algorithm, a["grad_output"], a["weight"], None, None,
+                   canonical_weight=device_weight(spec, a["weight"], device, stream,
+                                                  transposed=True),
+                   device=device, stream=stream)
 
 
 def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
-                groups=1, *, algorithm="auto"):
+                groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_weight``."""
-    input = check_float_array(op, "input", input)
-    grad_output = check_float_array(op, "grad_output", grad_output)
-    spec = make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride, padding,
-                                 dilation, groups)
-    ctx = current_context()
+    device, a, d = checked_arrays(op, stream, input=input, grad_output=grad_output)
+    spec = make_grad_weight_spec(op, ndim, d["input"], weight_size, d["grad_output"], stride,
+                                 padding, dilation, groups)
+    ctx = current_context(device, stream)
     runner = resolve_algorithm(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
-    x = _canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype)
-    g = _canonical(grad_output, spec.output_shape[:2] + spec.output_size3, cdtype)
+    x_shape = spec.input_shape[:2] + spec.input_size3
+    g_shape = spec.output_shape[:2] + spec.output_size3
+    if device == "cuda":
+        from .cuda import arrays as dev
+        x = dev.canonical(a["input"], x_shape, cdtype, stream)
+        g = dev.canonical(a["grad_output"], g_shape, cdtype, stream)
+        result = dev.empty(spec.weight_shape, cdtype, stream)
+        run_planned(runner, spec, ctx, x, g, None, result.reshape(_weight_shape3(spec)))
+        return dev.finish(spec, result, None, stream, unbatched=False)
+    x = _canonical(a["input"], x_shape, cdtype)
+    g = _canonical(a["grad_output"], g_shape, cdtype)
     result = np.empty(spec.weight_shape, dtype=cdtype)
     run_planned(runner, spec, ctx, x, g, None, result.reshape(_weight_shape3(spec)))
     return _finish(spec, result, None, unbatched=False)
@@ -55,7 +63,7 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
 
 def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                   transposed=False, output_padding=0, output_mask=(True, True, True),
-                  algorithm="auto"):
+                  algorithm="auto", stream=None):
     """Gradients of a convolution (or transposed convolution) of any rank.
 
     Parameters
@@ -74,6 +82,9 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     output_mask : tuple of 3 bools, default (True, True, True)
         Which of (input, weight, bias) gradients to compute.
     algorithm : str, default "auto"
+    stream : numba CUDA stream, optional
+        With GPU arrays (all three on the GPU): the stream; the gradients
+        are then numba device arrays.
 
     Returns
     -------
@@ -89,9 +100,13 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     that of the plain convolution from ``grad_output`` to ``input``.
     """
     op = "conv_backward"
-    weight = check_float_array(op, "weight", weight)
-    input = check_float_array(op, "input", input)
-    grad_output = check_float_array(op, "grad_output", grad_output)
+    device, a, _ = checked_arrays(op, stream, weight=weight, input=input,
+                                  grad_output=grad_output)
+    weight, input, grad_output = a["weight"], a["input"], a["grad_output"]
+    if device == "cuda":
+        return _conv_backward_on_host_edges(input, weight, grad_output, stride, padding,
+                                            dilation, groups, transposed, output_padding,
+                                            output_mask, algorithm, stream)
     ndim = weight.ndim - 2
     if ndim not in (1, 2, 3):
         raise ValueError(f"{op}: weight must have 3, 4 or 5 dimensions, got "
@@ -156,6 +171,64 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     return gi, gw, gb
 
 
+def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, dilation, groups,
+                                 transposed, output_padding, output_mask, algorithm, stream):
+    """conv_backward for GPU arrays: the input and weight gradients run on the
+    GPU (the same calls as on the host); what little is not a convolution --
+    the bias gradient's sum, a dtype promotion across the three arrays, the
+    crop or zero extension of a transposed call with a large output_padding
+    -- is done on host copies and sent back (small next to the
+    convolutions; a GPU reduction kernel would be the next step)."""
+    from .cuda import arrays as dev
+    host = {name: dev.to_host(arr, stream) for name, arr in
+            (("input", input), ("weight", weight), ("grad_output", grad_output))}
+    ndim = weight.ndim - 2
+    dtype = np.result_type(host["input"], host["weight"], host["grad_output"])
+
+    def promoted(result):
+        if result is None or result.dtype == dtype:
+            return result
+        return dev.to_device(dev.to_host(result, stream).astype(dtype), stream)
+
+    # validate exactly as on the host, on shapes only (no copies of data)
+    shapes = {k: np.lib.stride_tricks.as_strided(np.zeros(1, v.dtype), v.shape,
+                                                 (0,) * v.ndim) for k, v in host.items()}
+    conv_backward(shapes["input"], shapes["weight"], shapes["grad_output"], stride, padding,
+                  dilation, groups, transposed=transposed, output_padding=output_padding,
+                  output_mask=(False, False, False), algorithm=algorithm)
+    gi = gw = gb = None
+    if transposed:
+        if output_mask[0] or output_mask[1]:
+            gi = convolution("conv_backward", ndim, grad_output, weight, None, stride, padding,
+                             dilation, groups, algorithm=algorithm, stream=stream)
+        if output_mask[1]:
+            x = input
+            if tuple(gi.shape) != tuple(input.shape):
+                extended = np.zeros(gi.shape, dtype=host["input"].dtype)
+                extended[tuple(slice(0, n) for n in input.shape)] = host["input"]
+                x = dev.to_device(extended, stream)
+            gw = grad_weight("conv_backward", ndim, grad_output, tuple(weight.shape), x, stride,
+                             padding, dilation, groups, algorithm=algorithm, stream=stream)
+        if output_mask[0] and tuple(gi.shape) != tuple(input.shape):
+            gi = dev.to_device(dev.to_host(gi, stream)[tuple(slice(0, n) for n in input.shape)],
+                               stream)
+        gi = gi if output_mask[0] else None
+    else:
+        if output_mask[0]:
+            gi = grad_input("conv_backward", ndim, tuple(input.shape), weight, grad_output, stride,
+                            padding, dilation, groups, algorithm=algorithm, stream=stream)
+        if output_mask[1]:
+            gw = grad_weight("conv_backward", ndim, input, tuple(weight.shape), grad_output, stride,
+                             padding, dilation, groups, algorithm=algorithm, stream=stream)
+    if output_mask[2]:
+        g = host["grad_output"]
+        batched = g.ndim == ndim + 2
+        axes = ((0,) if batched else ()) + tuple(range(g.ndim - ndim, g.ndim))
+        compute = np.float32 if dtype == np.float16 else dtype
+        gb = dev.to_device(g.sum(axis=axes, dtype=compute).astype(dtype), stream)
+    return promoted(gi), promoted(gw), gb
+
+
 _IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).
 
 Parameters
@@ -169,6 +242,8 @@ grad_output : ndarray, shape (N, C_out, {ospatial}) (unbatched without N)
 stride, padding, dilation, groups
     The forward call's (``padding`` an int or tuple; no strings).
 algorithm : str, default "auto"
+stream : numba CUDA stream, optional
+    With GPU arrays: the stream (the result is then a numba device array).
 
 Returns
 -------
@@ -188,6 +263,8 @@ grad_output : ndarray, shape (N, C_out, {ospatial}) (unbatched without N)
 stride, padding, dilation, groups
     The forward call's (``padding`` an int or tuple; no strings).
 algorithm : str, default "auto"
+stream : numba CUDA stream, optional
+    With GPU arrays: the stream (the result is then a numba device array).
 
 Returns
 -------
@@ -203,14 +280,14 @@ _OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
 
 def _make(ndim):
     def conv_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
-                   *, algorithm="auto"):
+                   *, algorithm="auto", stream=None):
         return grad_input(f"grad.conv{ndim}d_input", ndim, input_size, weight, grad_output,
-                          stride, padding, dilation, groups, algorithm=algorithm)
+                          stride, padding, dilation, groups, algorithm=algorithm, stream=stream)
 
     def conv_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1,
-                    *, algorithm="auto"):
+                    *, algorithm="auto", stream=None):
         return grad_weight(f"grad.conv{ndim}d_weight", ndim, input, weight_size, grad_output,
-                           stride, padding, dilation, groups, algorithm=algorithm)
+                           stride, padding, dilation, groups, algorithm=algorithm, stream=stream)
 
     fmt = dict(ndim=ndim, spatial=_SPATIAL[ndim], kernel=_KERNEL[ndim], ospatial=_OSPATIAL[ndim])
     for fn, name, doc in ((conv_input, f"conv{ndim}d_input", _IDOC),

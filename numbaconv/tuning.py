@@ -242,6 +242,9 @@ def cache_key(spec, device="cpu", threads=None):
         input_dilation=list(spec.input_dilation), padding_mode=spec.padding_mode,
         dtype=spec.dtype.name)
     context = dict(device=device, threads=threads, version=__version__, cpu=_CPU)
+    if device == "cuda":            # measured on the GPU: keyed by which GPU
+        from .cuda.arrays import device_name
+        context["gpu"] = device_name()
     return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
 
 
@@ -264,6 +267,10 @@ def _synthetic_arrays(spec, rng):
     return x, w, b, out
 
 
+def _no_wait():
+    pass
+
+
 def measure(spec, candidates, repeats=TUNE_REPEATS):
     """Median seconds of ``algorithm.run`` on synthetic data, per candidate.
 
@@ -272,13 +279,20 @@ def measure(spec, candidates, repeats=TUNE_REPEATS):
     neighbour slows them alike.
     """
     arrays = _synthetic_arrays(spec, np.random.default_rng(0))
+    wait = _no_wait
+    if candidates and candidates[0].device == "cuda":
+        from numba import cuda
+        arrays = tuple(None if a is None else cuda.to_device(a) for a in arrays)
+        wait = cuda.synchronize                 # kernels run asynchronously
     for algorithm in candidates:
         algorithm.run(spec, *arrays)
     times = {algorithm.name: [] for algorithm in candidates}
     for _ in range(repeats):
         for algorithm in candidates:
+            wait()
             start = time.perf_counter()
             algorithm.run(spec, *arrays)
+            wait()
             times[algorithm.name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
 

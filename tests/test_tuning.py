@@ -215,5 +215,5 @@ def test_problem_spec_validates_like_the_call():
         problem_spec("1,4,12,12", (4, 4, 3, 3))
     spec = problem_spec(np.zeros((1, 4, 12, 12), np.float64), (4, 4, 3, 3))
     assert spec.dtype == np.float64
-    with pytest.raises(ValueError, match="device must be 'cpu'"):
-        nc.tune(**SMALL, device="cuda")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
+        nc.tune(**SMALL, device="tpu")

@@ -13,6 +13,7 @@ a gather kernel per rank for a case the frameworks rarely produce (their
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda
@@ -42,6 +43,16 @@ def as_device(op, name, obj, *, allow_none=False):
                          f"{_strides(obj)} for shape {obj.shape}; make a contiguous copy "
                          f"(.contiguous() in PyTorch, cupy.ascontiguousarray)")
     return obj
+
+
+def described(array):
+    """What the spec builders read of a device array -- a plain-tuple
+    ``shape``, ``dtype`` and ``ndim`` (the simulator's shape tuples refuse
+    negative indices) -- or None."""
+    if array is None:
+        return None
+    return SimpleNamespace(shape=tuple(array.shape), dtype=np.dtype(array.dtype),
+                           ndim=len(array.shape))
 
 
 def _is_numba_device_array(obj):
@@ -96,6 +107,21 @@ def _cast_kernel():
     return cast_flat
 
 
+def fill_zero(flat, stream):
+    """flat[:] = 0 on the device."""
+    _zero_kernel()[launch.blocks_for(flat.size), launch.THREADS, stream](flat)
+
+
+@functools.cache
+def _zero_kernel():
+    @cuda.jit
+    def zero_flat(values):
+        start, step = cuda.grid(1), cuda.gridsize(1)
+        for i in range(start, values.shape[0], step):
+            values[i] = 0
+    return zero_flat
+
+
 def all_finite(array, stream):
     """Whether every value of the flat-viewable ``array`` is finite (one flag
     reduced on the device, then copied to the host)."""
@@ -124,3 +150,76 @@ def device_name():
     except AttributeError:                     # the simulator's device has none
         return "numba CUDA simulator"
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def check_out(spec, out, arrays):
+    """The GPU form of the ``out=`` checks: a C-contiguous device array of the
+    exact shape and dtype, sharing no memory with the inputs."""
+    from ..devices import is_device_array
+    if not is_device_array(out):
+        raise TypeError(f"{spec.op}: out must be a GPU array for a GPU call, got "
+                        f"{type(out).__name__}")
+    out = as_device(spec.op, "out", out)
+    if tuple(out.shape) != spec.user_output_shape:
+        raise ValueError(f"{spec.op}: out must have shape {spec.user_output_shape}, got "
+                         f"out.shape={tuple(out.shape)}")
+    if out.dtype != spec.dtype:
+        raise ValueError(f"{spec.op}: out must have dtype {spec.dtype}, got "
+                         f"out.dtype={out.dtype}")
+    lo, hi = _extent(out)
+    for name, array in arrays.items():
+        if array is not None:
+            a_lo, a_hi = _extent(array)
+            if a_lo < hi and lo < a_hi:
+                raise ValueError(f"{spec.op}: out must not share memory with {name}")
+    return out
+
+
+def _extent(array):
+    """(first, past-the-end) address of a C-contiguous device array."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is not None:
+        start = interface["data"][0]
+    else:                                       # the simulator: a NumPy array inside
+        start = array._ary.__array_interface__["data"][0]
+    return start, start + array.size * array.dtype.itemsize
+
+
+def result_buffer(spec, out, stream):
+    """Where the algorithm writes: ``out`` itself, or a compute-dtype array."""
+    if out is not None and out.dtype == spec.compute_dtype:
+        return as_device(spec.op, "out", out)
+    return empty(spec.output_shape, spec.compute_dtype, stream)
+
+
+def finish(spec, result, out, stream, unbatched=None):
+    """Cast into a float16 ``out`` or result, drop the batch axis of
+    unbatched calls; returns a numba device array."""
+    if out is not None:
+        out = as_device(spec.op, "out", out)
+        if result is not out:
+            cast(result.reshape(-1), out.reshape(-1), stream)
+        return out
+    if spec.dtype != spec.compute_dtype:
+        cast_to = empty(result.shape, spec.dtype, stream)
+        cast(result.reshape(-1), cast_to.reshape(-1), stream)
+        result = cast_to
+    unbatched = spec.unbatched if unbatched is None else unbatched
+    return result.reshape(result.shape[1:]) if unbatched else result
+
+
+def ptx_kernels():
+    """``(name, python function, signature)`` of this module's kernels for
+    ``numba.cuda.compile_ptx``."""
+    from numba import types
+    flat = {name: types.Array(t, 1, "C") for name, t in
+            (("float16", types.float16), ("float32", types.float32),
+             ("float64", types.float64))}
+    found = [(f"cast_{a}_{b}", _cast_kernel().py_func, (flat[a], flat[b]))
+             for a, b in (("float16", "float32"), ("float32", "float16"),
+                          ("float32", "float64"), ("float64", "float32"))]
+    for name in ("float32", "float64"):
+        found.append((f"any_non_finite_{name}", _finite_kernel().py_func,
+                      (flat[name], types.Array(types.int32, 1, "C"))))
+        found.append((f"zero_flat_{name}", _zero_kernel().py_func, (flat[name],)))
+    return found

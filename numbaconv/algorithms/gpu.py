@@ -1,0 +1,231 @@
+"""The GPU algorithms: ``direct``, ``im2col``, ``winograd``, ``winograd_f2``
+and ``fft`` registered for the ``"cuda"`` device in the same table as the
+CPU ones.
+
+Importing this module does not import ``numba.cuda``: the kernels are
+imported when an algorithm first plans or runs, so ``algorithm_names("cuda")``
+and ``choose_algorithm(..., device="cuda")`` answer on a machine without a
+GPU.  Every GPU kernel reads the padded input through the padding maps
+(:mod:`numbaconv.padding`), which already express input dilation and
+negative padding: unlike the CPU algorithms (Note [phases]), the GPU ones
+run a transposed problem or an input gradient as one forward problem over
+the zero-dilated input, and the weight gradient with its own kernels.  That
+multiplies the zeros a stride inserts; on a GPU the gather is cheap, the
+launch count matters, and one kernel per algorithm keeps the backend small.
+
+Cost models (Note [cost models] in :mod:`numbaconv.costs`): the GPU paths
+have constants in seconds per multiply-add (``cuda:*`` in
+``costs.DEFAULTS``).  They are *not* fitted: no development session had a
+GPU to fit them on, so they are what an H200's numba kernels should reach
+by their design (docs/gpu.md); with tuning on, ``"auto"`` measures instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+
+from .. import costs
+from ..context import current_context
+from ..padding import padding_maps
+from .registry import ConvAlgorithm, Plan, costed_plan, register
+from .winograd import WINOGRAD
+
+
+class GPUAlgorithm(ConvAlgorithm):
+    """Base of the GPU algorithms: plan and run on canonical device arrays."""
+
+    device = "cuda"
+
+    def plan(self, spec, ctx=None):
+        ctx = current_context("cuda") if ctx is None else ctx
+        if spec.batch == 0 or math.prod(spec.output_size) == 0:
+            return Plan(self.name, "nothing to compute", 0.0)
+        if spec.computation == "grad_weight":
+            return self.plan_grad_weight(spec, ctx)
+        return self.plan_forward(spec, ctx)
+
+    def run(self, spec, x, weight, bias, out, ctx=None, plan=None):
+        ctx = current_context("cuda") if ctx is None else ctx
+        if out.size == 0:
+            return out
+        detail = (plan if plan is not None else self.plan(spec, ctx)).detail
+        maps = device_maps(spec)
+        stream = ctx.stream or 0
+        if spec.computation == "grad_weight":
+            if spec.batch == 0 or math.prod(spec.output_size) == 0:
+                from ..cuda import arrays
+                arrays.fill_zero(out.reshape(-1), stream)
+                return out
+            self.run_grad_weight(spec, x, weight, out, maps, stream, detail)
+        else:
+            self.run_forward(spec, x, weight, bias, out, maps, stream, detail)
+        return out
+
+    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):  # pragma: no cover
+        raise NotImplementedError
+
+    def run_grad_weight(self, spec, x, grad_output, out, maps, stream, detail):
+        # by default the direct reduction kernel (Note [GPU direct tiles])
+        from ..kernels import direct_cuda
+        direct_cuda.grad_weight(x, maps, grad_output, out, spec.groups, spec.stride3,
+                                spec.dilation3, stream)
+
+    def plan_grad_weight(self, spec, ctx):
+        return costed_plan(self.name, "cuda:grad_reduce", spec.flops / 2, ctx, 0,
+                           "block reduction per weight element", per_thread=False)
+
+
+@functools.lru_cache(maxsize=64)
+def device_maps(spec):
+    """The spec's padding maps on the device (small; kept per spec)."""
+    from numba import cuda
+    return tuple(cuda.to_device(m) for m in padding_maps(spec))
+
+
+def _finite(stream, *arrays):
+    from ..cuda import arrays as dev
+    return all(dev.all_finite(a, stream) for a in arrays if a is not None)
+
+
+class GPUDirect(GPUAlgorithm):
+    """Direct convolution on the GPU: shared-memory tiles of input and weight,
+    several outputs per thread (Note [GPU direct tiles]); one thread per
+    output where the tiles do not fit."""
+
+    name = "direct"
+
+    def unsupported_reason(self, spec):
+        return None
+
+    def plan_forward(self, spec, ctx):
+        from ..kernels import direct_cuda
+        tiled = direct_cuda.tiled_fits(spec.kernel_size3, spec.stride3, spec.dilation3)
+        model = "cuda:direct" if tiled else "cuda:direct_naive"
+        return costed_plan(self.name, model, spec.flops / 2, ctx, 0,
+                           "shared-memory tiles" if tiled else "one thread per output",
+                           per_thread=False, detail=tiled)
+
+    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+        from ..kernels import direct_cuda
+        direct_cuda.conv_forward(x, maps, weight, bias, out, spec.groups, spec.stride3,
+                                 spec.dilation3, stream, tiled=bool(detail))
+
+
+class GPUIm2col(GPUAlgorithm):
+    """Implicit GEMM: shared-memory tiles of weight and (gathered, never
+    stored) column matrix, register-blocked (Note [implicit GEMM] in
+    :mod:`numbaconv.kernels.im2col_cuda`)."""
+
+    name = "im2col"
+
+    def unsupported_reason(self, spec):
+        return None
+
+    def plan_forward(self, spec, ctx):
+        return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
+                           "implicit GEMM", per_thread=False)
+
+    def plan_grad_weight(self, spec, ctx):
+        return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
+                           "implicit GEMM (weight gradient)", per_thread=False)
+
+    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+        from ..kernels import im2col_cuda
+        im2col_cuda.implicit_gemm_forward(x, maps, weight, bias, out, spec.groups,
+                                          spec.stride3, spec.dilation3, stream)
+
+    def run_grad_weight(self, spec, x, grad_output, out, maps, stream, detail):
+        from ..kernels import im2col_cuda
+        im2col_cuda.implicit_gemm_grad_weight(x, maps, grad_output, out, spec.groups,
+                                              spec.stride3, spec.dilation3, stream)
+
+
+class GPUWinograd(GPUAlgorithm):
+    """F(m x m, 3 x 3) Winograd on the GPU (and its 1-D / 3-D forms):
+    transform kernels and one batched transform-domain GEMM (Note [GPU
+    Winograd] in :mod:`numbaconv.kernels.winograd_cuda`).  Serves what the
+    CPU Winograd serves."""
+
+    def __init__(self, name, m):
+        self.name = name
+        self.m = m
+
+    def unsupported_reason(self, spec):
+        reason = WINOGRAD.unsupported_reason(spec)
+        if reason is not None and reason.startswith("no loaded BLAS"):
+            return None                            # the GPU path does not use BLAS
+        return reason
+
+    def plan_forward(self, spec, ctx):
+        tiles = spec.batch * math.prod(-(-o // self.m) for o in spec.output_size)
+        alpha = self.m + 2
+        Q = alpha ** spec.ndim
+        units = (tiles * Q * spec.groups * spec.in_channels_per_group
+                 * spec.out_channels_per_group
+                 + costs.TRANSFORM_WEIGHT * tiles * Q * (spec.in_channels + spec.out_channels)
+                 * alpha * spec.ndim)
+        workspace = tiles * Q * (spec.in_channels + spec.out_channels) * \
+            spec.compute_dtype.itemsize
+        return costed_plan(self.name, "cuda:winograd", units, ctx, workspace,
+                           f"F({self.m},3) transforms + batched GEMM", per_thread=False)
+
+    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+        from ..kernels import direct_cuda
+        if not _finite(stream, x, weight):
+            # a transform spreads NaN/inf over its tile: direct keeps it local
+            direct_cuda.conv_forward(x, maps, weight, bias, out, spec.groups, spec.stride3,
+                                     spec.dilation3, stream,
+                                     tiled=direct_cuda.tiled_fits(spec.kernel_size3,
+                                                                  spec.stride3, spec.dilation3))
+            return
+        from ..cuda import arrays as dev
+        from ..kernels import im2col_cuda, winograd_cuda as wc
+        m = self.m
+        winograd_weight = wc.device_weight(dev.to_host(weight, stream), m, spec.ndim,
+                                           spec.groups, stream)
+        wc.winograd_conv(x, wc.device_maps(spec, m, stream), winograd_weight,
+                         wc.device_matrices(m, spec.ndim, out.dtype, stream), bias, out, m,
+                         spec.groups, im2col_cuda.batched_gemm, stream, weight_transposed=True)
+
+
+class GPUFFT(GPUAlgorithm):
+    """FFT convolution through CuPy's cuFFT (the ``gpu-fft`` extra)."""
+
+    name = "fft"
+
+    def unsupported_reason(self, spec):
+        if spec.computation == "grad_weight":
+            return ("the GPU fft serves forward and transposed problems and input "
+                    "gradients; weight gradients run on direct or im2col")
+        try:
+            import cupy  # noqa: F401
+        except ImportError:
+            return ("the GPU fft uses CuPy's cuFFT, and CuPy is not installed "
+                    "(pip install 'numbaconv[gpu-fft]')")
+        return None
+
+    def plan_forward(self, spec, ctx):
+        padded = math.prod(spec.padded_size)
+        transforms = spec.batch * (spec.in_channels + spec.out_channels) + \
+            spec.out_channels * spec.in_channels_per_group
+        units = (transforms * padded * math.log2(max(padded, 2))
+                 + spec.batch * spec.out_channels * spec.in_channels_per_group * padded)
+        return costed_plan(self.name, "cuda:fft", units, ctx, 0, "cuFFT of whole planes",
+                           per_thread=False)
+
+    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+        from ..kernels import fft_cuda
+        if not _finite(stream, x, weight):
+            GPU_DIRECT.run_forward(spec, x, weight, bias, out, maps, stream,
+                                   GPU_DIRECT.plan(spec).detail)
+            return
+        fft_cuda.fft_forward(spec, x, weight, bias, out, maps, stream)
+
+
+GPU_DIRECT = register(GPUDirect())
+GPU_IM2COL = register(GPUIm2col())
+GPU_FFT = register(GPUFFT())
+GPU_WINOGRAD = register(GPUWinograd("winograd", 4))
+GPU_WINOGRAD_F2 = register(GPUWinograd("winograd_f2", 2))

@@ -1,0 +1,127 @@
+"""The GPU checks that need a real GPU: interop, correctness at full size, speed.
+
+Run on a machine with an NVIDIA GPU and ``pip install '.[cuda]'`` (plus
+CuPy and/or PyTorch with CUDA for the interop and comparison rows)::
+
+    python scripts/gpu_check.py            # everything, a few minutes
+    python scripts/gpu_check.py --quick    # smaller shapes
+
+It prints, per benchmark shape and GPU algorithm: the max error against the
+float64 CPU reference (relative to the output's largest magnitude), the
+median time of 10 calls (synchronised), the one-thread-per-output direct
+baseline beside the tiled kernel, and PyTorch's CUDA convolution when
+installed; then checks that CuPy arrays and PyTorch CUDA tensors go in and
+come out without a copy (``__cuda_array_interface__``).  The CI cannot
+run any of this: it has no GPU (the simulator tests and the PTX compiles
+are what CI checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+SHAPES = [  # name, input, weight, kwargs
+    ("resnet3x3", (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
+    ("s2_3x3", (8, 128, 56, 56), (128, 128, 3, 3), dict(stride=2, padding=1)),
+    ("pw1x1", (8, 256, 28, 28), (128, 256, 1, 1), {}),
+    ("depthwise", (8, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256)),
+    ("bigk2d", (2, 8, 256, 256), (8, 8, 21, 21), dict(padding=10)),
+    ("vol3x3", (2, 16, 32, 32, 32), (32, 16, 3, 3, 3), dict(padding=1)),
+]
+
+
+def _time(fn, cuda, repeats=10):
+    fn()
+    cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main(quick):
+    from numba import cuda
+
+    import numbaconv as nc
+    from numbaconv.algorithms import algorithm_names, get_algorithm
+    from numbaconv.algorithms.gpu import GPU_DIRECT
+    from numbaconv.dispatch import problem_spec
+
+    try:
+        import torch
+        has_torch = torch.cuda.is_available()
+    except ImportError:
+        has_torch = False
+    print(f"GPU: {cuda.get_current_device().name}")
+    conv = {2: nc.conv2d, 3: nc.conv3d}
+    rng = np.random.default_rng(0)
+    for name, xs, ws, kw in SHAPES:
+        if quick:
+            xs = (1,) + xs[1:]
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal(ws).astype(np.float32)
+        ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), **kw)
+        dx, dw = cuda.to_device(x), cuda.to_device(w)
+        spec = problem_spec(xs, ws, **kw)
+        flops = spec.flops
+        row = [name]
+        for algorithm in algorithm_names("cuda")[1:]:
+            if get_algorithm(algorithm, "cuda").unsupported_reason(spec) is not None:
+                continue
+            f = conv[len(xs) - 2]
+            y = f(dx, dw, algorithm=algorithm, **kw).copy_to_host()
+            err = np.abs(y - ref).max() / np.abs(ref).max()
+            t = _time(lambda: f(dx, dw, algorithm=algorithm, **kw), cuda)
+            row.append(f"{algorithm} {t * 1e3:.3f} ms {flops / t / 1e12:.1f} TFLOP/s "
+                       f"err {err:.1e}")
+        if GPU_DIRECT.plan(spec).path == "shared-memory tiles":
+            from numbaconv.kernels import direct_cuda
+            from numbaconv.algorithms.gpu import device_maps
+            out = cuda.device_array(spec.output_shape[:2] + spec.output_size3, np.float32)
+            x3 = dx.reshape(spec.input_shape[:2] + spec.input_size3)
+            w3 = dw.reshape(spec.weight_shape[:2] + (1,) * (3 - spec.ndim) + spec.kernel_size)
+            t = _time(lambda: direct_cuda.conv_forward(
+                x3, device_maps(spec), w3, None, out, spec.groups, spec.stride3,
+                spec.dilation3, 0, tiled=False), cuda)
+            row.append(f"direct one-thread-per-output baseline {t * 1e3:.3f} ms")
+        if has_torch:
+            tf = {2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[len(xs) - 2]
+            tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
+            t = _time(lambda: tf(tx, tw, **kw), torch.cuda)
+            row.append(f"torch {t * 1e3:.3f} ms")
+        print(" | ".join(row), flush=True)
+
+    # interop: no copies in, none out
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    ref = nc.conv2d(x, w, padding=1)
+    if has_torch:
+        tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
+        y = nc.conv2d(tx, tw, padding=1)
+        back = torch.as_tensor(y, device="cuda")
+        assert np.allclose(back.cpu().numpy(), ref, atol=1e-4), "torch interop"
+        gi, gw, gb = nc.conv_backward(tx, tw, torch.as_tensor(ref, device="cuda"), padding=1)
+        print("torch interop: ok (in, out, conv_backward)")
+    try:
+        import cupy
+        cx, cw = cupy.asarray(x), cupy.asarray(w)
+        y = nc.conv2d(cx, cw, padding=1)
+        assert np.allclose(cupy.asnumpy(cupy.asarray(y)), ref, atol=1e-4), "cupy interop"
+        y = nc.conv2d(cx, cw, padding=1, algorithm="fft")
+        assert np.allclose(cupy.asnumpy(cupy.asarray(y)), ref, atol=1e-3), "cupy fft"
+        print("cupy interop and the cuFFT algorithm: ok")
+    except ImportError:
+        print("cupy: not installed (the gpu-fft extra)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 1 shapes")
+    main(parser.parse_args().quick)

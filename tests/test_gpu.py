@@ -1,0 +1,236 @@
+"""The GPU path, end to end, under numba's CUDA simulator.
+
+tests/conftest.py sets ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported
+and shrinks every block and tile (``numbaconv.cuda.launch.use_small_blocks``),
+so these tiny problems span several blocks and cross every tile edge.  The
+simulator runs each GPU thread as a Python thread: the cases are small, and
+each is checked against the float64 reference with the CPU tests' bound
+(``|y - ref| <= 16 eps * S``, S the sum of absolute products; Winograd's
+and fft's normwise bounds as in tests/conftest.py).  What needs a real GPU
+(interop with CuPy and PyTorch through ``__cuda_array_interface__``, speed)
+is in scripts/gpu_check.py, run on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import numbaconv as nc
+from numbaconv.algorithms import algorithm_names, get_algorithm
+
+GPU_ALGORITHMS = [a for a in algorithm_names("cuda")[1:]
+                  if get_algorithm(a, "cuda").unsupported_reason(
+                      nc.dispatch.problem_spec((1, 1, 4, 4), (1, 1, 3, 3))) is None]
+
+CONV = {1: nc.conv1d, 2: nc.conv2d, 3: nc.conv3d}
+TRANSPOSED = {1: nc.conv_transpose1d, 2: nc.conv_transpose2d, 3: nc.conv_transpose3d}
+GRAD_INPUT = {1: nc.grad.conv1d_input, 2: nc.grad.conv2d_input, 3: nc.grad.conv3d_input}
+GRAD_WEIGHT = {1: nc.grad.conv1d_weight, 2: nc.grad.conv2d_weight, 3: nc.grad.conv3d_weight}
+
+#: (id, input shape, weight shape, kwargs): small, but several tiles wide
+FORWARD_CASES = [
+    ("1d", (2, 3, 9), (4, 3, 3), dict(padding=1)),
+    ("1d_stride_dilation", (1, 2, 11), (3, 2, 3), dict(stride=2, dilation=2, padding=2)),
+    ("2d", (2, 3, 6, 7), (5, 3, 3, 3), dict(padding=1)),
+    ("2d_groups_stride", (1, 4, 7, 6), (6, 2, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ("2d_depthwise", (1, 3, 5, 5), (3, 1, 3, 3), dict(padding=1, groups=3)),
+    ("2d_reflect", (1, 2, 5, 6), (3, 2, 3, 3), dict(padding=1, padding_mode="reflect")),
+    ("2d_circular", (1, 2, 5, 5), (2, 2, 3, 3), dict(padding=2, padding_mode="circular")),
+    ("2d_replicate_5x5", (1, 1, 6, 6), (2, 1, 5, 5), dict(padding=2,
+                                                           padding_mode="replicate")),
+    ("2d_large_kernel", (1, 1, 8, 8), (1, 1, 23, 23), dict(padding=11)),
+    ("3d", (1, 2, 4, 5, 5), (3, 2, 3, 3, 3), dict(padding=1)),
+]
+
+
+def _dev(*arrays):
+    return [None if a is None else cuda.to_device(a) for a in arrays]
+
+
+def _arrays(xs, ws, dtype=np.float32, bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+def _bound(algorithm, x, w, b, ref, **kw):
+    """The CPU tests' bound for ``algorithm``: elementwise 16 eps * S, or the
+    transforms' normwise bound (tests/conftest.py)."""
+    from .conftest import error_scale
+    eps = float(np.finfo(np.float32 if x.dtype != np.float64 else np.float64).eps)
+    S = error_scale(x, w, b, **kw)
+    if algorithm in ("fft", "winograd", "winograd_f2"):
+        factor = {"fft": 16.0, "winograd_f2": 16.0, "winograd": 64.0}[algorithm]
+        return factor * eps * S.max() * np.ones_like(S)
+    return 16.0 * eps * S
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@pytest.mark.parametrize("case, xs, ws, kw", FORWARD_CASES, ids=[c[0] for c in FORWARD_CASES])
+def test_forward_matches_reference(algorithm, case, xs, ws, kw):
+    if get_algorithm(algorithm, "cuda").unsupported_reason(
+            nc.dispatch.problem_spec(xs, ws, **kw)) is not None:
+        pytest.skip(f"{algorithm} does not serve {case}")
+    x, w, b = _arrays(xs, ws)
+    ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                            **kw)
+    y = CONV[len(xs) - 2](*_dev(x, w, b), algorithm=algorithm, **kw)
+    assert type(y).__module__.startswith("numba")
+    err = np.abs(y.copy_to_host().astype(np.float64) - ref)
+    pads = {k: v for k, v in kw.items() if k != "padding_mode"}
+    if kw.get("padding_mode", "zeros") != "zeros":
+        bound = 1e-4 * (1 + np.abs(ref))          # S needs the padded input: loose bound
+    else:
+        bound = _bound(algorithm, x, w, b, ref, **pads)
+    assert np.all(err <= bound), f"max error {err.max():.3g}"
+
+
+TRANSPOSED_CASES = [
+    ("1d_s2", (1, 3, 5), (3, 2, 3), dict(stride=2, padding=1, output_padding=1)),
+    ("2d_s2_groups", (1, 4, 4, 3), (4, 1, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ("2d_s1", (2, 2, 4, 4), (2, 3, 3, 3), dict(padding=1)),
+    ("2d_negative_padding", (1, 2, 4, 4), (2, 2, 2, 2), dict(stride=2, padding=2)),
+    ("3d_s2", (1, 2, 3, 3, 2), (2, 2, 2, 2, 2), dict(stride=2)),
+]
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@pytest.mark.parametrize("case, xs, ws, kw", TRANSPOSED_CASES,
+                         ids=[c[0] for c in TRANSPOSED_CASES])
+def test_transposed_and_grad_input_match_reference(algorithm, case, xs, ws, kw):
+    spec = nc.dispatch.problem_spec(xs, ws, transposed=True, **kw)
+    if get_algorithm(algorithm, "cuda").unsupported_reason(spec) is not None:
+        pytest.skip(f"{algorithm} does not serve {case}")
+    x, w, _ = _arrays(xs, ws, np.float64, bias=False)
+    b = np.random.default_rng(4).standard_normal(ws[1] * kw.get("groups", 1))
+    ref = nc.conv_transpose_reference(x, w, b, **kw)
+    y = TRANSPOSED[len(xs) - 2](*_dev(x, w, b), algorithm=algorithm, **kw)
+    np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-10, atol=1e-10)
+    # the same problem as the input gradient of the forward convolution
+    fkw = {k: v for k, v in kw.items() if k != "output_padding"}
+    gi = GRAD_INPUT[len(xs) - 2](ref.shape, *_dev(w, x), algorithm=algorithm, **fkw)
+    ref_gi = nc.conv_grad_input_reference(ref.shape, w, x, **fkw)
+    assert gi.shape == ref.shape
+    np.testing.assert_allclose(gi.copy_to_host(), ref_gi, rtol=1e-10, atol=1e-10)
+
+
+GRAD_WEIGHT_CASES = [
+    ("1d", (2, 2, 9), (3, 2, 3), dict(stride=2, padding=1)),
+    ("2d_groups_dilation", (2, 4, 6, 6), (4, 2, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ("3d", (1, 2, 4, 4, 4), (2, 2, 3, 3, 3), dict(padding=1)),
+    ("batch0", (0, 2, 5, 5), (3, 2, 3, 3), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize("case, xs, ws, kw", GRAD_WEIGHT_CASES,
+                         ids=[c[0] for c in GRAD_WEIGHT_CASES])
+def test_grad_weight_matches_reference(algorithm, case, xs, ws, kw):
+    x, w, _ = _arrays(xs, ws, np.float64, bias=False)
+    go_shape = nc.conv_reference(x, w, **kw).shape
+    g = np.random.default_rng(1).standard_normal(go_shape)
+    ref = nc.conv_grad_weight_reference(x, ws, g, **kw)
+    gw = GRAD_WEIGHT[len(xs) - 2](cuda.to_device(x), ws, cuda.to_device(g), algorithm=algorithm,
+                                  **kw)
+    np.testing.assert_allclose(gw.copy_to_host(), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_backward_on_the_gpu():
+    x, w, _ = _arrays((2, 4, 5, 5), (6, 2, 3, 3), np.float64, bias=False)
+    g = np.random.default_rng(2).standard_normal((2, 6, 3, 3))
+    gi, gw, gb = nc.conv_backward(*_dev(x, w, g), stride=2, padding=1, groups=2)
+    ref = nc.conv_backward(x, w, g, stride=2, padding=1, groups=2)
+    for got, want in zip((gi, gw, gb), ref):
+        np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-10, atol=1e-10)
+    # transposed, with an output_padding the host path crops and extends for
+    xt, wt, _ = _arrays((1, 2, 3, 3), (2, 2, 3, 3), np.float64, bias=False)
+    gt = np.random.default_rng(3).standard_normal(
+        nc.conv_transpose_reference(xt, wt, stride=2, dilation=3, output_padding=2).shape)
+    kw = dict(stride=2, dilation=3, output_padding=2, transposed=True)
+    got = nc.conv_backward(*_dev(xt, wt, gt), **kw)
+    for a, want in zip(got, nc.conv_backward(xt, wt, gt, **kw)):
+        np.testing.assert_allclose(a.copy_to_host(), want, rtol=1e-10, atol=1e-10)
+
+
+def test_dtypes_unbatched_and_out():
+    x, w, b = _arrays((3, 6, 6), (2, 3, 3, 3), np.float16)
+    y = nc.conv2d(*_dev(x, w, b), padding=1)
+    assert y.dtype == np.float16 and y.shape == (2, 6, 6)
+    np.testing.assert_allclose(y.copy_to_host(), nc.conv2d(x, w, b, padding=1), rtol=2e-3,
+                               atol=2e-3)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    out = cuda.device_array((1, 2, 6, 6), dtype=np.float64)
+    got = nc.conv2d(*_dev(x64[None], w64, b64), padding=1, out=out)
+    assert got is out or got.shape == out.shape
+    np.testing.assert_allclose(out.copy_to_host(), nc.conv_reference(x64[None], w64, b64,
+                                                                     padding=1), rtol=1e-12)
+
+
+def test_stream_keyword():
+    x, w, b = _arrays((1, 2, 5, 5), (3, 2, 3, 3))
+    stream = cuda.stream()
+    y = nc.conv2d(*_dev(x, w, b), padding=1, stream=stream)
+    stream.synchronize()
+    np.testing.assert_allclose(y.copy_to_host(), nc.conv2d(x, w, b, padding=1), rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="stream= is for GPU arrays"):
+        nc.conv2d(x, w, b, padding=1, stream=stream)
+
+
+def test_mixing_host_and_device_arrays_names_each():
+    x, w, b = _arrays((1, 2, 5, 5), (3, 2, 3, 3))
+    with pytest.raises(TypeError, match=r"input on the GPU, weight on the host \(NumPy\)"):
+        nc.conv2d(cuda.to_device(x), w, padding=1)
+    with pytest.raises(TypeError, match="bias on the host"):
+        nc.conv2d(*_dev(x, w), b)
+
+
+def test_non_contiguous_gpu_array_is_refused():
+    x, w, _ = _arrays((1, 2, 6, 6), (3, 2, 3, 3))
+    with pytest.raises(ValueError, match="input must be a C-contiguous GPU array"):
+        nc.conv2d(cuda.to_device(x)[:, :, ::2], cuda.to_device(w))
+
+
+def test_gpu_fft_without_cupy_says_how_to_get_it():
+    pytest.importorskip("numba")
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed")
+    except ImportError:
+        pass
+    x, w, _ = _arrays((1, 1, 5, 5), (1, 1, 3, 3))
+    with pytest.raises(nc.UnsupportedAlgorithmError, match=r"numbaconv\[gpu-fft\]"):
+        nc.conv2d(*_dev(x, w), algorithm="fft")
+
+
+def test_auto_on_the_gpu_uses_the_gpu_table():
+    choice = nc.choose_algorithm((1, 3, 6, 6), (4, 3, 3, 3), padding=1, device="cuda")
+    assert choice.algorithm in algorithm_names("cuda")
+    assert "device cuda" in str(choice)
+    x, w, b = _arrays((1, 3, 6, 6), (4, 3, 3, 3))
+    y = nc.conv2d(*_dev(x, w, b), padding=1)          # auto
+    np.testing.assert_allclose(y.copy_to_host(), nc.conv2d(x, w, b, padding=1), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_tiled_and_one_thread_per_output_direct_agree():
+    from numbaconv.algorithms.gpu import GPU_DIRECT
+    spec = nc.dispatch.problem_spec((1, 2, 6, 6), (3, 2, 3, 3), padding=1)
+    assert GPU_DIRECT.plan(spec).path == "shared-memory tiles"
+    big = nc.dispatch.problem_spec((1, 1, 26, 26), (1, 1, 23, 23), padding=11)
+    assert GPU_DIRECT.plan(big).path == "one thread per output"
+
+
+def test_import_does_not_load_numba_cuda():
+    code = "import sys, numbaconv; print('numba.cuda' in sys.modules)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    assert out == "False"
