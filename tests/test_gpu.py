@@ -234,3 +234,44 @@ def test_import_does_not_load_numba_cuda():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+class _NumpyAsCupy:
+    """Enough of CuPy's API, backed by NumPy and the simulator's host buffers,
+    to run the GPU fft's arithmetic here (CuPy needs a real GPU)."""
+
+    fft = np.fft
+
+    def __init__(self):
+        self.cuda = type("cuda", (), {"ExternalStream": staticmethod(
+            lambda handle: __import__("contextlib").nullcontext())})
+
+    @staticmethod
+    def asarray(a):
+        return a._ary if hasattr(a, "_ary") else np.asarray(a)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("case, xs, ws, kw", [
+    ("2d_groups_stride_dilation", (2, 4, 9, 8), (6, 2, 3, 3),
+     dict(stride=2, dilation=2, padding=2, groups=2)),
+    ("1d_reflect", (1, 2, 12), (3, 2, 5), dict(padding=2, padding_mode="reflect")),
+    ("3d", (1, 2, 5, 5, 5), (2, 2, 3, 3, 3), dict(padding=1)),
+])
+def test_gpu_fft_arithmetic(monkeypatch, case, xs, ws, kw):
+    """The cuFFT path's gather, spectra, contraction and strided crop, with
+    NumPy standing in for CuPy (scripts/gpu_check.py runs the real one)."""
+    monkeypatch.setitem(sys.modules, "cupy", _NumpyAsCupy())
+    x, w, b = _arrays(xs, ws, np.float64)
+    ref = nc.conv_reference(x, w, b, **kw)
+    y = CONV[len(xs) - 2](*_dev(x, w, b), algorithm="fft", **kw)
+    np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-10, atol=1e-10)
+    # transposed: one forward problem over the zero-dilated input
+    if case.startswith("2d"):
+        kt = dict(stride=2, padding=1, output_padding=1, groups=2)
+        wt = np.random.default_rng(5).standard_normal((4, 3, 3, 3))
+        ref_t = nc.conv_transpose_reference(x, wt, None, **kt)
+        yt = nc.conv_transpose2d(*_dev(x, wt), algorithm="fft", **kt)
+        np.testing.assert_allclose(yt.copy_to_host(), ref_t, rtol=1e-10, atol=1e-10)
