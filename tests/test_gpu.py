@@ -275,3 +275,11 @@ def test_gpu_fft_arithmetic(monkeypatch, case, xs, ws, kw):
         ref_t = nc.conv_transpose_reference(x, wt, None, **kt)
         yt = nc.conv_transpose2d(*_dev(x, wt), algorithm="fft", **kt)
         np.testing.assert_allclose(yt.copy_to_host(), ref_t, rtol=1e-10, atol=1e-10)
+
+
+def test_tuned_gpu_choices_are_keyed_by_the_gpu():
+    from numbaconv import tuning
+    spec = nc.dispatch.problem_spec((1, 2, 5, 5), (3, 2, 3, 3), padding=1)
+    key = tuning.cache_key(spec, "cuda")
+    assert '"device":"cuda"' in key and '"gpu":"numba CUDA simulator"' in key
+    assert '"gpu"' not in tuning.cache_key(spec, "cpu")
