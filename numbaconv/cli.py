@@ -208,10 +208,13 @@ def build_parser():
                     "is run for one or more ops: forward (conv{N}d), transposed "
                     "(conv_transpose{N}d), grad_input and grad_weight "
                     "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
-    from .bench.suite import PUBLIC_SHAPES
+    from .bench.suite import CLASS_SHAPES, PUBLIC_SHAPES
     bench.add_argument("--shapes",
-                       help="comma-separated shape names (default: all): "
-                            + ", ".join(case.name for case in PUBLIC_SHAPES))
+                       help="comma-separated shape names, or 'public' / 'classes' (default: "
+                            "the public shapes): "
+                            + ", ".join(case.name for case in PUBLIC_SHAPES)
+                            + "; the layer classes of docs/results-classes.md: "
+                            + ", ".join(case.name for case in CLASS_SHAPES))
     bench.add_argument("--ops", metavar="OPS",
                        help="comma-separated ops among forward, transposed, grad_input, "
                             "grad_weight, or 'all' (default: each shape's own call: forward, "

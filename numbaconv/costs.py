@@ -69,6 +69,7 @@ DEFAULTS = {
     "direct:channels_last": 2.077e-11,
     "direct:planes": 2.140e-10,
     "direct:same_width_planes": 5.341e-11,
+    "direct:thin_channels_last": 1.366e-10,
     "im2col:pointwise": 1.754e-11,
     "im2col:tiles": 1.856e-11,
     "im2col:small": 4.376e-11,
@@ -122,6 +123,9 @@ def work(path, spec):
         return macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill + DIRECT_OUTPUT * outputs
     if path == "direct:planes":
         return macs + 4.0 * n * spec.in_channels * padded
+    if path == "direct:thin_channels_last":
+        # packing, and a pass over each output row's accumulators
+        return macs + 4.0 * n * spec.in_channels * padded + 2.0 * n * spec.out_channels * pixels
     if path == "direct:same_width_planes":
         return macs + n * spec.in_channels * padded
     if path == "im2col:pointwise":

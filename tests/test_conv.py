@@ -56,6 +56,11 @@ def loop_order_params():
                 marks = pytest.mark.skip(
                     reason="same_width_planes serves only zero-padded, unit-stride 1-D/2-D "
                            f"cases whose output is as wide as the input; {name} has {why}")
+            cin_g = wshape[1]
+            if loop_order == "thin_channels_last" and cin_g != 1:
+                marks = pytest.mark.skip(
+                    reason="thin_channels_last serves one input channel per group; "
+                           f"{name} has {cin_g}")
             params.append(pytest.param(shape, wshape, kw, loop_order, id=f"{name}-{loop_order}",
                                        marks=marks))
     return params
@@ -94,6 +99,14 @@ class TestNamedCases:
         assert direct_forward(spec, x5, w5, b, out, loop_order=loop_order) is out
         y = out.reshape(spec.user_output_shape)
         assert_matches_reference(y, x, w, b, **kw)
+
+    def test_thin_channels_last_refuses_thick_groups(self, rng):
+        x, w, b = make_inputs(rng, (1, 4, 5, 5), (2, 2, 3, 3), np.float32)
+        spec = make_conv_spec("conv2d", 2, x, w, b, groups=2)
+        out = np.empty((1, 2, 1, 3, 3), np.float32)
+        with pytest.raises(ValueError, match="one input channel per group"):
+            direct_forward(spec, x.reshape(1, 4, 1, 5, 5), w.reshape(2, 2, 1, 3, 3), b, out,
+                           loop_order="thin_channels_last")
 
     def test_same_width_planes_has_named_cases(self):
         """The skipped pairs above leave same_width_planes cases in 1-D and 2-D."""
@@ -139,9 +152,11 @@ class TestNamedCases:
     ((8, 16, 1000), (16, 16, 255), {}, "channels_last"),
     ((4, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), "same_width_planes"),
     ((1, 8, 30), (8, 1, 4), dict(padding="same", groups=8), "same_width_planes"),
-    ((4, 256, 28, 28), (256, 1, 3, 3), dict(stride=2, padding=1, groups=256), "planes"),
+    ((4, 256, 28, 28), (256, 1, 3, 3), dict(stride=2, padding=1, groups=256),
+     "thin_channels_last"),
     ((4, 32, 28, 28), (32, 1, 3, 3),
-     dict(padding=1, groups=32, padding_mode="reflect"), "planes"),
+     dict(padding=1, groups=32, padding_mode="reflect"), "thin_channels_last"),
+    ((4, 96, 112, 112), (96, 1, 3, 3), dict(stride=2, padding=1, groups=96), "planes"),
     ((1, 8, 6, 6, 6), (8, 1, 3, 3, 3), dict(padding=1, groups=8), "planes"),
     ((2, 32, 56, 56), (32, 2, 3, 3), dict(padding=1, groups=16), "same_width_planes"),
     ((1, 1, 64, 64), (1, 1, 9, 9), {}, "planes"),

@@ -285,3 +285,12 @@ def test_bench_table_keeps_a_long_refusal_reason_whole():
                                       impl="numbaconv:winograd", note=reason)])
     assert "see [1]" in table
     assert f"[1] up4x4 transposed numbaconv:winograd: {reason}" in table
+
+
+def test_bench_shape_groups():
+    from numbaconv.bench.suite import CLASS_SHAPES
+    assert get_cases(["classes"]) == list(CLASS_SHAPES)
+    assert get_cases(["public", "resnet3x3"]) == list(PUBLIC_SHAPES)
+    assert [c.name for c in get_cases(["dw_s2", "resnet3x3"])] == ["dw_s2", "resnet3x3"]
+    with pytest.raises(ValueError, match="and the groups public, classes"):
+        get_cases(["nope"])

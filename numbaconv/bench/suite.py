@@ -230,17 +230,39 @@ PUBLIC_SHAPES = (
               dict(stride=2, padding=1), 4.5),
 )
 
-SUITE = {case.name: case for case in PUBLIC_SHAPES}
+#: The layer classes issue 13 found slower than PyTorch (docs/results-classes.md):
+#: our own shapes, apart from the public ones and from those the dispatcher's
+#: constants were fitted on (costs.CALIBRATION_PROBLEMS) or checked on
+#: (scripts/dispatch_regret.py HELD_OUT); ``--shapes classes`` runs them.
+CLASS_SHAPES = (
+    BenchCase("dw_s2", "conv2d", (4, 144, 56, 56), (144, 1, 3, 3),
+              dict(stride=2, padding=1, groups=144)),
+    BenchCase("dw7x7", "conv2d", (2, 192, 28, 28), (192, 1, 7, 7),
+              dict(padding=3, groups=192)),
+    BenchCase("late3x3", "conv2d", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
+    BenchCase("dil3x3", "conv2d", (4, 128, 28, 28), (128, 128, 3, 3),
+              dict(padding=2, dilation=2)),
+    BenchCase("vol3x3_32", "conv3d", (1, 32, 32, 32, 32), (32, 32, 3, 3, 3), dict(padding=1)),
+)
+
+SUITE = {case.name: case for case in PUBLIC_SHAPES + CLASS_SHAPES}
+GROUPS = {"public": PUBLIC_SHAPES, "classes": CLASS_SHAPES}
 
 
 def get_cases(names=None):
-    """Cases by name (all public shapes when ``names`` is empty)."""
+    """Cases by name or group name (:data:`GROUPS`); the public shapes when
+    ``names`` is empty."""
     if not names:
         return list(PUBLIC_SHAPES)
-    unknown = [n for n in names if n not in SUITE]
+    unknown = [n for n in names if n not in SUITE and n not in GROUPS]
     if unknown:
-        raise ValueError(f"unknown benchmark shape(s) {unknown}; known: {', '.join(SUITE)}")
-    return [SUITE[n] for n in names]
+        raise ValueError(f"unknown benchmark shape(s) {unknown}; known: {', '.join(SUITE)}, "
+                         f"and the groups {', '.join(GROUPS)}")
+    cases = []
+    for n in names:
+        cases += [c for c in (GROUPS[n] if n in GROUPS else [SUITE[n]])
+                  if all(c is not seen for seen in cases)]
+    return cases
 
 
 def parse_ops(text):

@@ -501,3 +501,72 @@ def _column_order(step, KW, dw, pad_w):
     if step < non_positive:
         return non_positive - 1 - step
     return step
+
+
+def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, dilation,
+                            chunks):
+    """Direct convolution of a layer with one input channel per group
+    (depthwise, with ``multiplier`` output channels per input channel) over a
+    channels-last padded input.
+
+    Parameters
+    ----------
+    xp : (N, Dp, Hp, Wp, C) array
+        Padded input from :func:`pack_channels_last`.
+    wt : (multiplier, KD, KH, KW, C) array
+        ``wt[j, kd, kh, kw, c]`` = weight of output channel ``c * multiplier + j``.
+    bias : (C_out,) array
+    out : (N, C_out, OD, OH, OW) array, written in full.
+
+    Note [thin channels-last]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~
+    With one input channel per group there is no reduction over channels to
+    vectorise, and the planes kernels vectorise along output rows, which a
+    stride breaks (every other input element).  Channels last, every tap of
+    every output pixel is one multiply-add of two contiguous runs of ``C``
+    values -- the packed input pixel and the tap's weights -- into the
+    pixel's accumulators, whatever the stride, dilation or kernel size.  A
+    job is one output row of one image: its ``OW x C`` accumulators stay in
+    L1, and are written to the NCDHW output channel by channel at the end
+    (one contiguous output row per channel).
+    """
+    N, _, OD, OH, _ = out.shape
+    run_in_chunks(_thin_chunk, (xp, wt, bias, out, multiplier, *kernel_size, *stride,
+                                *dilation), N * OD * OH, chunks)
+
+
+@cpu_kernel(parallel=False)
+def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, dw,
+                first_job, stop_job):
+    """Rows ``first_job <= job < stop_job`` of conv_thin_channels_last."""
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    Dp, Hp, Wp, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
+    acc = np.empty(OW * C, dtype=out.dtype)
+    src = xp.ravel()
+    w = wt.ravel()
+    dst = out.ravel()
+    zero = out.dtype.type(0)
+    for job in range(first_job, stop_job):
+        oh = job % OH
+        od = (job // OH) % OD
+        n = job // (OH * OD)
+        for j in range(multiplier):
+            for ow in range(OW):
+                a = ow * C
+                for c in range(C):
+                    acc[np.uint64(a + c)] = zero
+                for kd in range(KD):
+                    for kh in range(KH):
+                        row = ((n * Dp + od * sd + kd * dd) * Hp + oh * sh + kh * dh) * Wp
+                        for kw in range(KW):
+                            s = (row + ow * sw + kw * dw) * C
+                            t = (((j * KD + kd) * KH + kh) * KW + kw) * C
+                            for c in range(C):
+                                acc[np.uint64(a + c)] += (src[np.uint64(s + c)]
+                                                          * w[np.uint64(t + c)])
+            for c in range(C):
+                co = c * multiplier + j
+                b = bias[co]
+                o = ((n * Co + co) * OD + od) * OH * OW + oh * OW
+                for ow in range(OW):
+                    dst[np.uint64(o + ow)] = acc[np.uint64(ow * C + c)] + b
