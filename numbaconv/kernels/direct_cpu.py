@@ -472,9 +472,29 @@ def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dh, dw, first_job, 
                 base = guard + delta
                 kh = 0
                 while kh < KH:
-                    taps = min(3, KH - kh)
+                    taps = 7 if KH - kh == 7 else min(3, KH - kh)
                     i0 = base + kh * dh * W
-                    if taps == 3:
+                    if taps == 7:
+                        # a 7-row kernel column in one pass over the output
+                        # (ConvNeXt's 7x7 depthwise): Note [same-width planes]
+                        s_ = dh * W
+                        t0 = w[co, ci, 0, kh, kw]
+                        t1 = w[co, ci, 0, kh + 1, kw]
+                        t2 = w[co, ci, 0, kh + 2, kw]
+                        t3 = w[co, ci, 0, kh + 3, kw]
+                        t4 = w[co, ci, 0, kh + 4, kw]
+                        t5 = w[co, ci, 0, kh + 5, kw]
+                        t6 = w[co, ci, 0, kh + 6, kw]
+                        for q in range(size):
+                            j = i0 + q
+                            of[o + np.uint64(q)] += (
+                                t0 * buf[np.uint64(j)] + t1 * buf[np.uint64(j + s_)]
+                                + t2 * buf[np.uint64(j + 2 * s_)]
+                                + t3 * buf[np.uint64(j + 3 * s_)]
+                                + t4 * buf[np.uint64(j + 4 * s_)]
+                                + t5 * buf[np.uint64(j + 5 * s_)]
+                                + t6 * buf[np.uint64(j + 6 * s_)])
+                    elif taps == 3:
                         t0 = w[co, ci, 0, kh, kw]
                         t1 = w[co, ci, 0, kh + 1, kw]
                         t2 = w[co, ci, 0, kh + 2, kw]
