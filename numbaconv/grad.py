@@ -162,12 +162,7 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     dtype = np.result_type(input, weight, grad_output)
     gi = None if gi is None else gi.astype(dtype, copy=False)
     gw = None if gw is None else gw.astype(dtype, copy=False)
-    gb = None
-    if output_mask[2]:
-        batched = grad_output.ndim == ndim + 2
-        axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
-        compute = np.float32 if dtype == np.float16 else dtype
-        gb = grad_output.sum(axis=axes, dtype=compute).astype(dtype)
+    gb = _grad_bias(grad_output, ndim, dtype) if output_mask[2] else None
     return gi, gw, gb
 
 
@@ -177,13 +172,12 @@ def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, di
     GPU (the same calls as on the host); what little is not a convolution --
     the bias gradient's sum, a dtype promotion across the three arrays, the
     crop or zero extension of a transposed call with a large output_padding
-    -- is done on host copies and sent back (small next to the
-    convolutions; a GPU reduction kernel would be the next step)."""
+    -- is done on host copies of only the arrays it needs, and sent back
+    (small next to the convolutions; a GPU reduction kernel would be the
+    next step)."""
     from .cuda import arrays as dev
-    host = {name: dev.to_host(arr, stream) for name, arr in
-            (("input", input), ("weight", weight), ("grad_output", grad_output))}
     ndim = weight.ndim - 2
-    dtype = np.result_type(host["input"], host["weight"], host["grad_output"])
+    dtype = np.result_type(input.dtype, weight.dtype, grad_output.dtype)
 
     def promoted(result):
         if result is None or result.dtype == dtype:
@@ -191,11 +185,14 @@ def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, di
         return dev.to_device(dev.to_host(result, stream).astype(dtype), stream)
 
     # validate exactly as on the host, on shapes only (no copies of data)
-    shapes = {k: np.lib.stride_tricks.as_strided(np.zeros(1, v.dtype), v.shape,
-                                                 (0,) * v.ndim) for k, v in host.items()}
-    conv_backward(shapes["input"], shapes["weight"], shapes["grad_output"], stride, padding,
-                  dilation, groups, transposed=transposed, output_padding=output_padding,
-                  output_mask=(False, False, False), algorithm=algorithm)
+    def shape_only(arr):
+        return np.lib.stride_tricks.as_strided(np.zeros(1, arr.dtype), tuple(arr.shape),
+                                               (0,) * len(arr.shape))
+
+    conv_backward(shape_only(input), shape_only(weight), shape_only(grad_output), stride,
+                  padding, dilation, groups, transposed=transposed,
+                  output_padding=output_padding, output_mask=(False, False, False),
+                  algorithm=algorithm)
     gi = gw = gb = None
     if transposed:
         if output_mask[0] or output_mask[1]:
@@ -204,8 +201,8 @@ def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, di
         if output_mask[1]:
             x = input
             if tuple(gi.shape) != tuple(input.shape):
-                extended = np.zeros(gi.shape, dtype=host["input"].dtype)
-                extended[tuple(slice(0, n) for n in input.shape)] = host["input"]
+                extended = np.zeros(gi.shape, dtype=input.dtype)
+                extended[tuple(slice(0, n) for n in input.shape)] = dev.to_host(input, stream)
                 x = dev.to_device(extended, stream)
             gw = grad_weight("conv_backward", ndim, grad_output, tuple(weight.shape), x, stride,
                              padding, dilation, groups, algorithm=algorithm, stream=stream)
@@ -221,12 +218,17 @@ def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, di
             gw = grad_weight("conv_backward", ndim, input, tuple(weight.shape), grad_output, stride,
                              padding, dilation, groups, algorithm=algorithm, stream=stream)
     if output_mask[2]:
-        g = host["grad_output"]
-        batched = g.ndim == ndim + 2
-        axes = ((0,) if batched else ()) + tuple(range(g.ndim - ndim, g.ndim))
-        compute = np.float32 if dtype == np.float16 else dtype
-        gb = dev.to_device(g.sum(axis=axes, dtype=compute).astype(dtype), stream)
+        gb = dev.to_device(_grad_bias(dev.to_host(grad_output, stream), ndim, dtype), stream)
     return promoted(gi), promoted(gw), gb
+
+
+def _grad_bias(grad_output, ndim, dtype):
+    """The bias gradient: ``grad_output`` summed over the batch and spatial
+    axes (float16 summed in float32), in ``dtype``."""
+    batched = grad_output.ndim == ndim + 2
+    axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
+    compute = np.float32 if dtype == np.float16 else dtype
+    return grad_output.sum(axis=axes, dtype=compute).astype(dtype)
 
 
 _IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).

@@ -283,3 +283,16 @@ def test_tuned_gpu_choices_are_keyed_by_the_gpu():
     key = tuning.cache_key(spec, "cuda")
     assert '"device":"cuda"' in key and '"gpu":"numba CUDA simulator"' in key
     assert '"gpu"' not in tuning.cache_key(spec, "cpu")
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+def test_non_finite_input_stays_local_on_the_gpu(algorithm):
+    # a transform would spread the NaN over its tile: the call runs on direct
+    x, w, b = _arrays((1, 2, 8, 8), (3, 2, 3, 3))
+    x[0, 1, 4, 4] = np.nan
+    y = nc.conv2d(*_dev(x, w, b), padding=1, algorithm=algorithm).copy_to_host()
+    expected = nc.conv2d(x, w, b, padding=1, algorithm="direct")
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+    assert np.isnan(y).sum() == 3 * 9
+    np.testing.assert_allclose(y[~np.isnan(y)], expected[~np.isnan(expected)], rtol=1e-5,
+                               atol=1e-5)

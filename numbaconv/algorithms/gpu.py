@@ -89,6 +89,13 @@ def _finite(stream, *arrays):
     return all(dev.all_finite(a, stream) for a in arrays if a is not None)
 
 
+def _direct_instead(spec, x, weight, bias, out, maps, stream):
+    """Run a transform algorithm's call with NaN or infinity on direct: a
+    transform spreads them over its whole tile, direct keeps them local."""
+    GPU_DIRECT.run_forward(spec, x, weight, bias, out, maps, stream,
+                           GPU_DIRECT.plan(spec).detail)
+
+
 class GPUDirect(GPUAlgorithm):
     """Direct convolution on the GPU: shared-memory tiles of input and weight,
     several outputs per thread (Note [GPU direct tiles]); one thread per
@@ -172,13 +179,8 @@ class GPUWinograd(GPUAlgorithm):
                            f"F({self.m},3) transforms + batched GEMM", per_thread=False)
 
     def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
-        from ..kernels import direct_cuda
         if not _finite(stream, x, weight):
-            # a transform spreads NaN/inf over its tile: direct keeps it local
-            direct_cuda.conv_forward(x, maps, weight, bias, out, spec.groups, spec.stride3,
-                                     spec.dilation3, stream,
-                                     tiled=direct_cuda.tiled_fits(spec.kernel_size3,
-                                                                  spec.stride3, spec.dilation3))
+            _direct_instead(spec, x, weight, bias, out, maps, stream)
             return
         from ..cuda import arrays as dev
         from ..kernels import im2col_cuda, winograd_cuda as wc
@@ -218,8 +220,7 @@ class GPUFFT(GPUAlgorithm):
     def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
         from ..kernels import fft_cuda
         if not _finite(stream, x, weight):
-            GPU_DIRECT.run_forward(spec, x, weight, bias, out, maps, stream,
-                                   GPU_DIRECT.plan(spec).detail)
+            _direct_instead(spec, x, weight, bias, out, maps, stream)
             return
         fft_cuda.fft_forward(spec, x, weight, bias, out, maps, stream)
 
