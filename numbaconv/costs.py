@@ -68,7 +68,7 @@ FILL_RUN = 176.0
 DEFAULTS = {
     "direct:channels_last": 2.077e-11,
     "direct:planes": 2.140e-10,
-    "direct:same_width_planes": 5.341e-11,
+    "direct:phase_planes": 5.341e-11,
     "direct:thin_channels_last": 1.366e-10,
     "im2col:pointwise": 1.754e-11,
     "im2col:tiles": 1.856e-11,
@@ -126,8 +126,15 @@ def work(path, spec):
     if path == "direct:thin_channels_last":
         # packing, and a pass over each output row's accumulators
         return macs + 4.0 * n * spec.in_channels * padded + 2.0 * n * spec.out_channels * pixels
-    if path == "direct:same_width_planes":
-        return macs + n * spec.in_channels * padded
+    if path == "direct:phase_planes":
+        # the split of each input plane, and with a stride the junk outputs
+        # at the end of each accumulator row and the copy of the rest
+        # (Note [phase planes])
+        W, OW = spec.input_size3[2], spec.output_size3[2]
+        pitch = spec.stride3[1] * (W // spec.stride3[2])
+        outputs = n * spec.out_channels * pixels
+        copy = 0.0 if pitch == OW else 2.0 * outputs
+        return macs * pitch / OW + n * spec.in_channels * padded + copy
     if path == "im2col:pointwise":
         return _gemm(macs, cout_g, cin_g)
     if path in ("im2col:tiles", "im2col:grad_tiles"):
@@ -181,6 +188,14 @@ def fill_units(spec, tile, same_width):
 TRANSFORM_WEIGHT = 4.4
 
 
+def winograd_tiles(spec, m):
+    """Tiles of F(m, 3) Winograd on ``spec``: a dilated layer is tiled one
+    dilation phase at a time (Note [dilation phases] of
+    :mod:`numbaconv.algorithms.winograd`), each phase ``ceil(O / d)`` long."""
+    return spec.batch * math.prod(d * -(-(-(-o // d)) // m)
+                                  for o, d in zip(spec.output_size, spec.dilation))
+
+
 def winograd_work(spec, m, chunk):
     """Work of F(m, 3) Winograd on ``spec`` with ``chunk`` tiles per chunk.
 
@@ -199,7 +214,7 @@ def winograd_work(spec, m, chunk):
     the measured time, against 1.04 on resnet3x3).
     """
     alpha = m + 2
-    tiles = spec.batch * math.prod(-(-o // m) for o in spec.output_size)
+    tiles = winograd_tiles(spec, m)
     Q = alpha ** spec.ndim
     transforms = (TRANSFORM_WEIGHT * tiles * Q
                   * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import numbaconv as nc
 from numbaconv.algorithms.direct import (LOOP_ORDERS, choose_loop_order, direct_forward,
-                                         serves_same_width_planes)
+                                         serves_phase_planes, why_not_phase_planes)
 from numbaconv.spec import make_conv_spec
 
 from .cases import CASES
@@ -26,36 +26,16 @@ DTYPES = [np.float32, np.float64]
 GENERAL_ALGORITHMS = ["direct", "im2col", "fft"]
 
 
-def why_not_same_width_planes(spec):
-    """Why the ``same_width_planes`` loop order does not serve ``spec`` (the
-    conditions of :func:`serves_same_width_planes`), or ``None`` if it does."""
-    if serves_same_width_planes(spec):
-        return None
-    reasons = []
-    if spec.padding_mode != "zeros":
-        reasons.append(f"padding_mode={spec.padding_mode!r}")
-    if spec.stride3 != (1, 1, 1):
-        reasons.append(f"stride={spec.stride}")
-    if spec.ndim >= 3:
-        reasons.append(f"{spec.ndim}-D")
-    if spec.output_size3[2] != spec.input_size3[2]:
-        reasons.append(f"output width {spec.output_size3[2]} != input width "
-                       f"{spec.input_size3[2]}")
-    return ", ".join(reasons) or "serves_same_width_planes() is False"
-
-
 def loop_order_params():
     """Every named case with every direct loop order; the pairs a loop order
     does not serve by design are skipped with the reason."""
     params = []
     for name, shape, wshape, kw in CASES:
-        why = why_not_same_width_planes(spec_of(shape, wshape, **kw))
+        why = why_not_phase_planes(spec_of(shape, wshape, **kw))
         for loop_order in LOOP_ORDERS:
             marks = ()
-            if loop_order == "same_width_planes" and why is not None:
-                marks = pytest.mark.skip(
-                    reason="same_width_planes serves only zero-padded, unit-stride 1-D/2-D "
-                           f"cases whose output is as wide as the input; {name} has {why}")
+            if loop_order == "phase_planes" and why is not None:
+                marks = pytest.mark.skip(reason=f"phase_planes does not serve {name}: {why}")
             cin_g = wshape[1]
             if loop_order == "thin_channels_last" and cin_g != 1:
                 marks = pytest.mark.skip(
@@ -108,11 +88,15 @@ class TestNamedCases:
             direct_forward(spec, x.reshape(1, 4, 1, 5, 5), w.reshape(2, 2, 1, 3, 3), b, out,
                            loop_order="thin_channels_last")
 
-    def test_same_width_planes_has_named_cases(self):
-        """The skipped pairs above leave same_width_planes cases in 1-D and 2-D."""
-        served = {len(wshape) - 2 for _, shape, wshape, kw in CASES
-                  if serves_same_width_planes(spec_of(shape, wshape, **kw))}
-        assert served == {1, 2}
+    def test_phase_planes_has_named_cases(self):
+        """The skipped pairs above leave phase_planes cases in 1-D and 2-D, with
+        and without a stride, and with junk outputs past the row (pitch > OW)."""
+        served = [spec_of(shape, wshape, **kw) for _, shape, wshape, kw in CASES]
+        served = [s for s in served if serves_phase_planes(s)]
+        assert {s.ndim for s in served} == {1, 2}
+        assert any(s.stride3[2] > 1 for s in served)
+        assert any(s.stride3[1] > 1 for s in served)
+        assert any(s.output_size3[2] < s.input_size3[2] // s.stride3[2] for s in served)
 
     @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)
     @pytest.mark.parametrize("shape, wshape, kw", CASE_PARAMS)
@@ -150,16 +134,18 @@ class TestNamedCases:
     ((4, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "channels_last"),
     ((4, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "channels_last"),
     ((8, 16, 1000), (16, 16, 255), {}, "channels_last"),
-    ((4, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), "same_width_planes"),
-    ((1, 8, 30), (8, 1, 4), dict(padding="same", groups=8), "same_width_planes"),
-    ((4, 256, 28, 28), (256, 1, 3, 3), dict(stride=2, padding=1, groups=256),
+    ((4, 256, 28, 28), (256, 1, 3, 3), dict(padding=1, groups=256), "phase_planes"),
+    ((1, 8, 30), (8, 1, 4), dict(padding="same", groups=8), "phase_planes"),
+    ((4, 256, 28, 28), (256, 1, 3, 3), dict(stride=2, padding=1, groups=256), "phase_planes"),
+    ((4, 96, 112, 112), (96, 1, 3, 3), dict(stride=2, padding=1, groups=96), "phase_planes"),
+    ((4, 32, 27, 27), (32, 1, 3, 3), dict(stride=2, padding=1, groups=32),
      "thin_channels_last"),
     ((4, 32, 28, 28), (32, 1, 3, 3),
      dict(padding=1, groups=32, padding_mode="reflect"), "thin_channels_last"),
-    ((4, 96, 112, 112), (96, 1, 3, 3), dict(stride=2, padding=1, groups=96), "planes"),
+    ((2, 16, 129, 129), (16, 1, 3, 3), dict(stride=2, groups=16), "planes"),
     ((1, 8, 6, 6, 6), (8, 1, 3, 3, 3), dict(padding=1, groups=8), "planes"),
-    ((2, 32, 56, 56), (32, 2, 3, 3), dict(padding=1, groups=16), "same_width_planes"),
-    ((1, 1, 64, 64), (1, 1, 9, 9), {}, "planes"),
+    ((2, 32, 56, 56), (32, 2, 3, 3), dict(padding=1, groups=16), "phase_planes"),
+    ((1, 1, 64, 64), (1, 1, 9, 9), {}, "phase_planes"),
 ])
 def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
     ndim = len(wshape) - 2
@@ -248,13 +234,17 @@ class TestThreadsAndSpecialValues:
     @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                         reason="needs NUMBA_NUM_THREADS >= 2 to compare 1 and 2 threads, "
                                f"got {numba.config.NUMBA_NUM_THREADS}")
-    @pytest.mark.parametrize("algorithm", ["direct", "fft"])
+    @pytest.mark.parametrize("algorithm", ["direct", "fft", "winograd"])
     @pytest.mark.parametrize("shape, wshape, kw", [
         ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
         ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
+        ((2, 12, 14, 16), (12, 1, 3, 3), dict(stride=2, padding=1, groups=12)),  # phase planes
+        ((1, 8, 13, 12), (6, 8, 3, 3), dict(padding=2, dilation=2)),     # dilation phases
         ((1, 4, 6, 7, 9), (5, 4, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     ])
     def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw, algorithm):
+        if algorithm == "winograd" and kw.get("stride", 1) != 1:
+            pytest.skip("winograd serves stride 1 only")
         x, w, b = make_inputs(rng, shape, wshape, np.float32)
         conv = CONV[len(wshape) - 2]
         previous = numba.get_num_threads()

@@ -68,6 +68,13 @@ CASES = [
     ((3, 2, 8), (4, 1, 3), dict(padding="same", groups=2, padding_mode="reflect")),
     ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), dict(padding=1, padding_mode="circular")),
     ((2, 3, 4, 4, 9), (3, 3, 3, 3, 3), dict(padding=(0, 1, 1))),
+    # dilation phases (Note [dilation phases]): phases of unequal length,
+    # per-axis dilations, a padding mode, groups, 1-D and 3-D
+    ((2, 4, 13, 11), (5, 4, 3, 3), dict(padding=2, dilation=2)),
+    ((1, 6, 17, 9), (6, 2, 3, 3), dict(padding=(1, 3), dilation=(3, 2), groups=3)),
+    ((2, 3, 12, 10), (4, 3, 3, 3), dict(padding=2, dilation=(2, 1), padding_mode="reflect")),
+    ((2, 4, 19), (3, 4, 3), dict(dilation=4, padding=3, padding_mode="circular")),
+    ((1, 2, 7, 8, 9), (3, 2, 3, 3, 3), dict(dilation=(1, 2, 3), padding=2)),
 ]
 
 
@@ -91,7 +98,6 @@ def test_cases_match_reference_and_pytorch(rng, shape, wshape, kw, algorithm, dt
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("kw, reason", [
     (dict(stride=2), r"needs stride 1, got stride=\(2, 2\)"),
-    (dict(dilation=(1, 2)), r"needs dilation 1, got dilation=\(1, 2\)"),
 ])
 def test_unsupported_parameters_say_why(algorithm, kw, reason):
     x = np.ones((1, 2, 8, 8), np.float32)
@@ -205,3 +211,11 @@ def test_named_cases_in_the_domain(rng, shape, wshape, kw, algorithm):
     b = rng.standard_normal(wshape[0]).astype(np.float32)
     y = CONV[len(wshape) - 2](x, w, b, algorithm=algorithm, **kw)
     assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_gpu_winograd_refuses_dilation_the_cpu_serves(algorithm):
+    from numbaconv.algorithms.registry import get_algorithm
+    spec = spec_of((1, 2, 9, 9), (2, 2, 3, 3), padding=2, dilation=2)
+    assert get_algorithm(algorithm, "cpu").unsupported_reason(spec) is None
+    assert "dilation 1 on the GPU" in get_algorithm(algorithm, "cuda").unsupported_reason(spec)

@@ -7,13 +7,13 @@ Serves every valid forward spec.  It picks one of three loop orders from
   group, or a dot product of at least :data:`MIN_CHANNELS_LAST_REDUCTION`
   values (``C_in/groups * prod(kernel)``) with at least CHANNEL_BLOCK (3)
   output channels per group (the stem, long 1-D kernels);
-* ``"same_width_planes"`` for the remaining (thin-group, e.g. depthwise)
-  layers when they are zero-padded, unit-stride, 1-D/2-D and keep the input
-  width;
+* ``"phase_planes"`` for the remaining (thin-group, e.g. depthwise) layers
+  when they are zero-padded and 1-D/2-D, of any stride and dilation, with an
+  input width that is a multiple of the stride (Note [phase planes]);
 * ``"thin_channels_last"`` for the other 2-D layers with one input channel
   per group, at least 8 groups and planes of at most :data:`THIN_MAX_PLANE`
-  (strided depthwise layers): vectorised over channels (Note [thin
-  channels-last]);
+  (depthwise layers with another padding mode or an odd width): vectorised
+  over channels (Note [thin channels-last]);
 * ``"planes"`` for everything else.
 """
 
@@ -45,18 +45,38 @@ MIN_CHANNELS_LAST_REDUCTION = 16
 #: depthwise 32^3 8.7 / 5.1 ms; reflect-padded stride-1 28x28 0.15 / 0.14.
 THIN_MAX_PLANE = 64 * 64
 
-LOOP_ORDERS = ("channels_last", "planes", "same_width_planes", "thin_channels_last")
+LOOP_ORDERS = ("channels_last", "planes", "phase_planes", "thin_channels_last")
 
 
-def serves_same_width_planes(spec):
-    """Whether Note [same-width planes] applies: a zero-padded, unit-stride 1-D
-    or 2-D problem whose output is as wide as its input."""
-    pad_w, pad_w_after = spec.padding3[2]
-    # the planes are shifted copies of the input: not of an input-dilated one
-    return (spec.padding_mode == "zeros" and spec.stride3 == (1, 1, 1) and spec.ndim < 3
-            and not spec.has_input_dilation and pad_w >= 0 and spec.padding3[1][0] >= 0
-            and spec.output_size3[2] == spec.input_size3[2]
-            and pad_w + pad_w_after == spec.dilation3[2] * (spec.kernel_size3[2] - 1))
+def why_not_phase_planes(spec):
+    """Why Note [phase planes] does not serve ``spec``, or ``None`` if it does:
+    it needs a zero-padded 1-D or 2-D problem (no input dilation: the phases
+    are those of the input itself) with non-negative padding, an input width
+    ``W`` that is a multiple of the stride ``sw`` and an output at most ``W /
+    sw`` wide, and no column shift of a tap beyond a whole phase row."""
+    reasons = []
+    if spec.padding_mode != "zeros":
+        reasons.append(f"padding_mode={spec.padding_mode!r}")
+    if spec.ndim >= 3:
+        reasons.append(f"{spec.ndim}-D")
+    if spec.has_input_dilation:
+        reasons.append("input dilation")
+    (pad_h, _), (pad_w, _) = spec.padding3[1], spec.padding3[2]
+    if pad_h < 0 or pad_w < 0:
+        reasons.append(f"negative padding {spec.padding}")
+    W, OW, sw = spec.input_size3[2], spec.output_size3[2], spec.stride3[2]
+    if W % sw:
+        reasons.append(f"input width {W} not a multiple of the stride {sw}")
+    elif OW > W // sw:
+        reasons.append(f"output width {OW} over input width / stride {W // sw}")
+    elif max(pad_w, spec.dilation3[2] * (spec.kernel_size3[2] - 1) - pad_w) > W:
+        reasons.append(f"padding {spec.padding} wider than the input")
+    return ", ".join(reasons) or None
+
+
+def serves_phase_planes(spec):
+    """Whether the ``phase_planes`` loop order serves ``spec`` (:func:`why_not_phase_planes`)."""
+    return why_not_phase_planes(spec) is None
 
 
 def choose_loop_order(spec):
@@ -66,8 +86,8 @@ def choose_loop_order(spec):
     if cin_g >= 8 or (reduction >= MIN_CHANNELS_LAST_REDUCTION
                       and cout_g >= direct_cpu.CHANNEL_BLOCK):
         return "channels_last"
-    if serves_same_width_planes(spec):
-        return "same_width_planes"
+    if serves_phase_planes(spec):
+        return "phase_planes"
     thin = (cin_g == 1 and spec.groups >= 8 and spec.ndim == 2
             and math.prod(spec.padded_size) <= THIN_MAX_PLANE)
     return "thin_channels_last" if thin else "planes"
@@ -87,8 +107,9 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
         loop_order = choose_loop_order(spec)
     elif loop_order not in LOOP_ORDERS:
         raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
-    elif loop_order == "same_width_planes" and not serves_same_width_planes(spec):
-        raise ValueError("loop_order='same_width_planes' does not serve this spec")
+    elif loop_order == "phase_planes" and not serves_phase_planes(spec):
+        raise ValueError(f"loop_order='phase_planes' does not serve this spec: "
+                         f"{why_not_phase_planes(spec)}")
     if out.size == 0:
         return out
     threads = (current_context() if ctx is None else ctx).threads
@@ -96,10 +117,9 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
         bias = np.zeros(spec.out_channels, dtype=out.dtype)
     stride, dilation = spec.stride3, spec.dilation3
 
-    if loop_order == "same_width_planes":
-        direct_cpu.conv_planes_same_width(x, weight, bias, out, spec.groups,
-                                          spec.padding3[1][0], spec.padding3[2][0],
-                                          dilation, threads)
+    if loop_order == "phase_planes":
+        direct_cpu.conv_phase_planes(x, weight, bias, out, spec.groups, spec.padding3[1][0],
+                                     spec.padding3[2][0], stride, dilation, threads)
         return out
     map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":

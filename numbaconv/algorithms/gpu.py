@@ -153,7 +153,7 @@ class GPUWinograd(GPUAlgorithm):
     """F(m x m, 3 x 3) Winograd on the GPU (and its 1-D / 3-D forms):
     transform kernels and one batched transform-domain GEMM (Note [GPU
     Winograd] in :mod:`numbaconv.kernels.winograd_cuda`).  Serves what the
-    CPU Winograd serves."""
+    CPU Winograd serves, except dilation."""
 
     def __init__(self, name, m):
         self.name = name
@@ -162,7 +162,10 @@ class GPUWinograd(GPUAlgorithm):
     def unsupported_reason(self, spec):
         reason = WINOGRAD.unsupported_reason(spec)
         if reason is not None and reason.startswith("no loaded BLAS"):
-            return None                            # the GPU path does not use BLAS
+            reason = None                          # the GPU path does not use BLAS
+        if reason is None and any(d != 1 for d in spec.dilation):
+            # the CPU kernels' dilation phases are not in the GPU kernels
+            return f"it needs dilation 1 on the GPU, got dilation={spec.dilation}"
         return reason
 
     def plan_forward(self, spec, ctx):

@@ -3,8 +3,8 @@ and 3-D forms.
 
 Registered as ``"winograd"`` (output tiles of 4 along each axis) and
 ``"winograd_f2"`` (tiles of 2: fewer multiplications saved, smaller error).
-They serve stride 1, dilation 1 and a kernel of 3 along every spatial axis
-(3 in 1-D, 3x3 in 2-D, 3x3x3 in 3-D), with any groups, padding and padding
+They serve stride 1 and a kernel of 3 along every spatial axis (3 in 1-D,
+3x3 in 2-D, 3x3x3 in 3-D), with any dilation, groups, padding and padding
 mode; other problems raise ``UnsupportedAlgorithmError`` with the reason.
 
 Per call (kernels in :mod:`numbaconv.kernels.winograd_cpu`): the weight's
@@ -23,6 +23,21 @@ are kept in a small LRU cache keyed by the tile size, dtype, shape and a
 BLAKE2 digest of the weight's bytes: a weight changed in place gets a new
 digest and is transformed again, never served stale.  Hashing costs about
 as much as reading the weight once.
+
+Note [dilation phases]
+~~~~~~~~~~~~~~~~~~~~~~
+A stride-1 convolution with dilation ``d`` splits into ``d`` undilated ones
+per axis: output ``o = d*o' + r`` reads the padded input at ``o + d*k =
+d*(o' + k) + r``, so output phase ``r`` is the undilated convolution of the
+padded input's phase ``r`` (every ``d``-th element from ``r``).  The phases
+are packed as extra images of the channels-last input -- the packing
+gathers through the padding maps anyway, so taking every ``d``-th entry of
+the maps costs nothing -- and the output transform writes phase ``r``'s
+outputs ``d`` apart from ``r``.  The tiles of a phase cover ``ceil(O/d)``
+outputs per axis, so the tile count is that of an undilated layer of the
+same output size, up to rounding at each phase's edge.  Dilated 3x3 layers
+then run at Winograd's speed instead of im2col's (the dilated benchmark
+shape: see docs/results-classes.md).
 """
 
 from __future__ import annotations
@@ -83,10 +98,13 @@ def transformed_weight(weight, m, ndim, groups):
     return U
 
 
-def _extended_maps(spec, grid, m, used):
-    """Padding maps extended with zeros (-1) to whole tiles on every axis."""
+def _extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
+    """Padding maps of one dilation phase (every ``d``-th entry from ``phase``;
+    Note [dilation phases]) extended with zeros (-1) to whole tiles on every
+    axis."""
     maps = []
     for axis, base in enumerate(padding_maps(spec)):
+        base = base[phase[axis]::spec.dilation3[axis]]
         need = grid[axis] * (m if used[axis] else 1) + (2 if used[axis] else 0)
         maps.append(np.concatenate([base[:need], np.full(max(0, need - len(base)), -1,
                                                          np.int64)]))
@@ -100,8 +118,7 @@ def plan_chunk(spec, m, itemsize, ctx):
     limit.  Returns ``(tiles_per_chunk, bytes per tile)``."""
     used = [a >= 3 - spec.ndim for a in range(3)]
     Q = math.prod(m + 2 if u else 1 for u in used)
-    total = spec.batch * math.prod(-(-o // (m if u else 1))
-                                   for o, u in zip(spec.output_size3, used))
+    total = costs.winograd_tiles(spec, m)
     per_tile = Q * (spec.in_channels + spec.out_channels) * itemsize
     chunk = max(1, min(-(-total // ctx.threads), CHUNK_BYTES // per_tile,
                        ctx.workspace_limit // (ctx.threads * per_tile)))
@@ -121,22 +138,31 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
     AT = [t[0] for t in mats]
     BT = [t[2] for t in mats]
     U = transformed_weight(weight, m, ndim, spec.groups)
-    grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
-    total = spec.batch * math.prod(grid)
+    dilation = spec.dilation3
+    # tiles of one dilation phase (Note [dilation phases]): the longest
+    # phase, ceil(O / d), along each axis
+    grid = tuple(-(-(-(-o // d)) // (m if u else 1))
+                 for o, d, u in zip(spec.output_size3, dilation, used))
+    phases = list(np.ndindex(*dilation))
+    total = len(phases) * spec.batch * math.prod(grid)
     C = spec.in_channels
     if tiles_per_chunk is None:
         tiles_per_chunk = plan_chunk(spec, m, dtype.itemsize, ctx)[0]
     if bias is None:
         bias = np.empty(0, dtype=dtype)
-    maps = _extended_maps(spec, grid, m, used)
     # Note [channels-last transforms]: the padded input, extended to whole
-    # tiles, channels last
-    xp = np.empty((spec.batch,) + tuple(len(mp) for mp in maps) + (C,), dtype=dtype)
-    direct_cpu.pack_channels_last(x, *maps, xp)
+    # tiles, channels last; one block of images per dilation phase
+    xp = None
+    for i, phase in enumerate(phases):
+        maps = _extended_maps(spec, grid, m, used, phase)
+        if xp is None:
+            xp = np.empty((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
+                          dtype=dtype)
+        direct_cpu.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
-                                   grid, total, tiles_per_chunk, out, threads)
+                                   grid, total, tiles_per_chunk, out, threads, dilation)
     return out
 
 
@@ -156,8 +182,6 @@ class WinogradAlgorithm(ConvAlgorithm):
                     f"gradient) with stride {spec.input_dilation}")
         if any(s != 1 for s in spec.stride):
             return f"it needs stride 1, got stride={spec.stride}"
-        if any(d != 1 for d in spec.dilation):
-            return f"it needs dilation 1, got dilation={spec.dilation}"
         if any(k != 3 for k in spec.kernel_size):
             return (f"it serves kernels of 3 along every axis, got "
                     f"kernel_size={spec.kernel_size}")

@@ -79,10 +79,11 @@ vectoriser).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
-from .jit import cpu_kernel
+from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
 
 #: Output pixels (along W) and output channels computed together by
@@ -384,143 +385,213 @@ def _plane_task(planes, w, bias, out, stride, dilation):
                                 dst[np.uint64(orow + i)] += tap * src[np.uint64(start + i * sw)]
 
 
-def conv_planes_same_width(x, w, bias, out, groups, pad_h, pad_w, dilation, chunks):
-    """Unit-stride, zero-padded 1-D/2-D planes whose output width equals W.
+def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks):
+    """Zero-padded 1-D/2-D layers with few channels per group, any stride and
+    dilation, whose input width is a multiple of the stride and whose output
+    is at most ``W / stride`` wide (:func:`~numbaconv.algorithms.direct.serves_phase_planes`):
+    see Note [phase planes].
 
-    The common depthwise case (``padding = k // 2``, stride 1).  No padded
-    copy of the input and no copy-out: see Note [same-width planes].
-    ``x`` is ``(N, C, 1, H, W)``, ``out`` ``(N, C_out, 1, OH, W)``; a job
-    is one output plane.
+    ``x`` is ``(N, C, 1, H, W)``, ``w`` ``(C_out, C_in/g, 1, KH, KW)``,
+    ``out`` ``(N, C_out, 1, OH, OW)``; ``stride`` and ``dilation`` are the
+    canonical (D, H, W) triples.  A job is one output plane.
     """
-    run_in_chunks(_same_width_chunk, (x, w, bias, out, groups, pad_h, pad_w, dilation[1],
-                                      dilation[2]),
+    run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
+                                        stride[2], dilation[1], dilation[2]),
                   out.shape[0] * out.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False)
-def _same_width_chunk(x, w, bias, out, groups, pad_h, pad_w, dh, dw, first_job, stop_job):
-    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes_same_width.
+def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, first_job,
+                        stop_job):
+    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
 
-    Note [same-width planes]
-    ~~~~~~~~~~~~~~~~~~~~~~~~
-    When the output is as wide as the input (``pad_left + pad_right ==
-    dilation_w * (KW - 1)``) and the stride is 1, keep the input's row pitch
-    W: copy the plane into a buffer with the top and bottom padding rows
-    added (plus a few guard zeros at both ends).  Then output ``(oh, ow)``
-    reads, under tap ``(kh, kw)``, the buffer element at
-    ``q + kh*dh*W + delta + const`` where ``q = oh*W + ow`` is the output's
-    own flat index and ``delta = kw*dw - pad_left``: a constant distance, so
-    every tap is one long multiply-add over the flattened output plane,
-    written straight into ``out``: no padded copy of each row and no
-    copy-out of short rows, which dominated an earlier padded-plane kernel.
-    A column shift ``delta != 0`` makes the ``|delta|`` edge outputs of each
-    row read the neighbouring row's last (``delta < 0``) or first
-    (``delta > 0``) ``|delta|`` values where the padded definition has zeros;
-    no other output reads those values, so we zero them in the buffer.
-    Kernel columns are visited centre first, then leftwards, then
-    rightwards, so each step only zeroes more columns (plus one copy-back of
-    the left edge before the right taps): one copy of the plane per input
-    channel.  Every output then receives exactly the products of the padded
-    definition, zeros included.  The taps of one kernel column are fused
-    three at a time.  Measured on the depthwise benchmark layer (2 threads):
-    0.42-0.44 ms against 0.59-0.66 ms with a fresh copy per kernel column,
-    and about 1.1 ms for the padded-plane kernel of ``conv_planes``.
+    Note [phase planes]
+    ~~~~~~~~~~~~~~~~~~~
+    Every tap becomes one long multiply-add over a flat buffer.  Split each
+    input plane into its ``sw`` column phases, ``F_b[r, x] = in[r, sw*x +
+    b]`` (``W = sw * Wq``, so one flat loop over the plane does it: for
+    stride 2 a de-interleave that LLVM vectorises), each with the input's
+    rows at pitch ``Wq`` and zero rows above and below for the padding.
+    Accumulate output ``(oh, ow)`` at ``q = oh * pitch + ow`` with ``pitch =
+    sh * Wq``.  Tap ``(kh, kw)``, with ``kw*dw - pad_w = sw*a + b``, reads
+    input row ``sh*oh + kh*dh - pad_h`` and phase column ``ow + a``: the
+    buffer element at ``q + (kh*dh - pad_h) * Wq + a + const``, a constant
+    distance from ``q``.  So each kernel column is one pass over the
+    flattened accumulators with its taps fused (seven at a time for a 7-row
+    column, else three), and the input is read once, by the split.
+
+    Three details make the flat reads exact:
+
+    * A column shift ``a != 0`` makes the ``|a|`` edge outputs of each row
+      read the neighbouring row's last (``a < 0``) or first (``a > 0``)
+      ``|a|`` phase values where the padded definition has zeros; no other
+      output reads them, so they are zeroed in the buffer.  Kernel columns
+      are visited centre first, then leftwards, then rightwards, so each
+      step only zeroes more columns (plus one copy-back of the right edge
+      before the right taps): one split of the plane per input channel.
+    * ``OW <= Wq``: a meaningful output never reads past its own row's
+      phase values except through those zeroed edges.
+    * Outputs ``ow >= OW`` of each accumulator row (there are ``pitch - OW``
+      of them: ``(sh - 1) * Wq`` and more with a stride) are junk and are
+      dropped when the rows are copied into ``out``.  Computing them is
+      cheaper than short rows: a loop over 28 values runs as slowly as
+      one over a few hundred (LLVM's vector loop needs more iterations than
+      that), which is also why the planes kernel is slow.  When ``pitch ==
+      OW`` (unit stride, output as wide as the input: the common depthwise
+      ``k x k`` with padding ``k // 2``) the accumulators are the output
+      plane itself and there is no copy.
+
+    Measured on 2 threads (AVX-512 EPYC, 2026-11-30, in-process medians):
+    MobileNet's stride-2 depthwise layer (dw_s2) 0.98-1.3 ms through the thin
+    channels-last kernel, whose channels-last pack was 0.6 of it,
+    against @@DWS2@@ ms here.  The unit-stride same-width case is the earlier
+    same-width planes kernel unchanged in substance (depthwise benchmark
+    layer 0.42-0.44 ms against 0.59-0.66 ms with a fresh copy per kernel
+    column, and about 1.1 ms for the padded-plane kernel of ``conv_planes``).
     """
-    Co, OH, W = out.shape[1], out.shape[3], out.shape[4]
-    C, H = x.shape[1], x.shape[3]
+    Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+    C, H, W = x.shape[1], x.shape[3], x.shape[4]
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
-    guard = max(pad_w, dw * (KW - 1) - pad_w)         # largest |delta|
-    rows = OH + dh * (KH - 1)                          # padded rows
-    size = OH * W
-    top = guard + pad_h * W                            # where input row 0 starts
-    buf = np.zeros(guard + rows * W + guard, dtype=out.dtype)
+    Wq = W // sw
+    pitch = sh * Wq                                   # accumulator row pitch
+    size = (OH - 1) * pitch + OW                      # the last row's junk left out
+    direct = pitch == OW                              # accumulate straight into out
+    first_a = (-pad_w) // sw                          # column shifts of the taps
+    last_a = ((KW - 1) * dw - pad_w) // sw
+    guard = max(-first_a, last_a, 0)
+    base = guard + pad_h * Wq                         # where input row 0 starts
+    length = max(base + size + ((KH - 1) * dh - pad_h) * Wq + last_a,
+                 base + H * Wq) + guard
+    buf = np.zeros(sw * length, dtype=out.dtype)      # one region per column phase
+    acc = np.empty(1 if direct else size, dtype=out.dtype)
     # flat views taken once and unsigned indices: Note [reference counts]
     xf = x.ravel()
     of = out.ravel()
+    dst = of if direct else acc
     for job in range(first_job, stop_job):
         n = job // Co
         co = job % Co
         g = co // (Co // groups)
-        o = np.uint64(job * size)
-        b = bias[co]
+        o = np.uint64(job * OH * OW) if direct else np.uint64(0)
+        bias_value = bias[co]
         for q in range(size):
-            of[o + np.uint64(q)] = b
+            dst[o + np.uint64(q)] = bias_value
         for ci in range(cin_g):
-            plane = np.uint64((n * C + g * cin_g + ci) * H * W)
-            for i in range(H * W):
-                buf[np.uint64(top + i)] = xf[plane + np.uint64(i)]
-            # Kernel columns in the order centre, left (growing |delta|),
-            # right (growing delta): each step only zeroes more columns, and
-            # the columns zeroed for the left taps are copied back once
-            # before the right ones.
-            for step in range(KW):
-                kw = _column_order(step, KW, dw, pad_w)
-                delta = kw * dw - pad_w
-                if delta < 0:
-                    for r in range(H):                        # wrapped-around columns
-                        for c in range(max(W + delta, 0), W):
-                            buf[top + r * W + c] = 0
-                elif delta > 0:
-                    if step > 0 and _column_order(step - 1, KW, dw, pad_w) * dw - pad_w <= 0:
-                        for r in range(H):                    # undo the left zeroing
-                            for c in range(max(W - pad_w, 0), W):
-                                buf[top + r * W + c] = xf[plane + np.uint64(r * W + c)]
+            plane = (n * C + g * cin_g + ci) * H * W
+            _split_column_phases(xf, plane, H * Wq, sw, buf, length, base)
+            for b in range(sw):
+                region = b * length
+                # centre and left columns (a <= 0), from the centre outwards
+                zeroed = 0                            # right edge columns zeroed
+                for step in range(KW):
+                    kw = KW - 1 - step
+                    shift = kw * dw - pad_w
+                    a = shift // sw
+                    if shift - a * sw != b or a > 0:
+                        continue
                     for r in range(H):
-                        for c in range(min(delta, W)):
-                            buf[top + r * W + c] = 0
-                base = guard + delta
-                kh = 0
-                while kh < KH:
-                    taps = 7 if KH - kh == 7 else min(3, KH - kh)
-                    i0 = base + kh * dh * W
-                    if taps == 7:
-                        # a 7-row kernel column in one pass over the output
-                        # (ConvNeXt's 7x7 depthwise): Note [same-width planes]
-                        s_ = dh * W
-                        t0 = w[co, ci, 0, kh, kw]
-                        t1 = w[co, ci, 0, kh + 1, kw]
-                        t2 = w[co, ci, 0, kh + 2, kw]
-                        t3 = w[co, ci, 0, kh + 3, kw]
-                        t4 = w[co, ci, 0, kh + 4, kw]
-                        t5 = w[co, ci, 0, kh + 5, kw]
-                        t6 = w[co, ci, 0, kh + 6, kw]
-                        for q in range(size):
-                            j = i0 + q
-                            of[o + np.uint64(q)] += (
-                                t0 * buf[np.uint64(j)] + t1 * buf[np.uint64(j + s_)]
-                                + t2 * buf[np.uint64(j + 2 * s_)]
-                                + t3 * buf[np.uint64(j + 3 * s_)]
-                                + t4 * buf[np.uint64(j + 4 * s_)]
-                                + t5 * buf[np.uint64(j + 5 * s_)]
-                                + t6 * buf[np.uint64(j + 6 * s_)])
-                    elif taps == 3:
-                        t0 = w[co, ci, 0, kh, kw]
-                        t1 = w[co, ci, 0, kh + 1, kw]
-                        t2 = w[co, ci, 0, kh + 2, kw]
-                        i1 = i0 + dh * W
-                        i2 = i1 + dh * W
-                        for q in range(size):
-                            of[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
-                                                     + t1 * buf[np.uint64(i1 + q)]
-                                                     + t2 * buf[np.uint64(i2 + q)])
-                    else:
-                        for t in range(taps):
-                            tap = w[co, ci, 0, kh + t, kw]
-                            it = i0 + t * dh * W
-                            for q in range(size):
-                                of[o + np.uint64(q)] += tap * buf[np.uint64(it + q)]
-                    kh += taps
+                        for c in range(max(Wq + a, 0), Wq - zeroed):
+                            buf[np.uint64(region + base + r * Wq + c)] = 0
+                    zeroed = max(zeroed, -a)
+                    _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
+                                 buf, dst, o, size)
+                # right columns (a > 0), outwards
+                cleared = 0                           # left edge columns zeroed
+                for kw in range(KW):
+                    shift = kw * dw - pad_w
+                    a = shift // sw
+                    if shift - a * sw != b or a <= 0:
+                        continue
+                    if zeroed > 0:                    # undo the right-edge zeroing
+                        for r in range(H):
+                            for c in range(Wq - zeroed, Wq):
+                                buf[np.uint64(region + base + r * Wq + c)] = xf[
+                                    np.uint64(plane + r * W + sw * c + b)]
+                        zeroed = 0
+                    for r in range(H):
+                        for c in range(cleared, min(a, Wq)):
+                            buf[np.uint64(region + base + r * Wq + c)] = 0
+                    cleared = max(cleared, a)
+                    _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
+                                 buf, dst, o, size)
+        if not direct:
+            # the rows' meaningful outputs into out
+            start = job * OH * OW
+            for oh in range(OH):
+                for ow in range(OW):
+                    of[np.uint64(start + oh * OW + ow)] = acc[np.uint64(oh * pitch + ow)]
 
 
-@cpu_kernel(parallel=False)
-def _column_order(step, KW, dw, pad_w):
-    """Kernel column processed at ``step``: centre/left taps (delta <= 0) from
-    the right-most one leftwards, then right taps (delta > 0) left to right."""
-    non_positive = min(pad_w // dw + 1, KW)          # columns with delta <= 0
-    if step < non_positive:
-        return non_positive - 1 - step
-    return step
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _split_column_phases(xf, plane, count, sw, buf, length, base):
+    """buf[b * length + base + i] = xf[plane + sw * i + b] for i < count and
+    every column phase b (Note [phase planes]).
+
+    Inlined (``inline="always"``), so the shared input's reference count is
+    not touched per plane (Note [reference counts]).  For stride 2 both
+    phases in one loop: LLVM vectorises that as a de-interleave (a whole
+    dw_s2 input in 0.10 ms, as fast as a copy), where the same loop over
+    28-value rows took 0.5 ms.
+    """
+    if sw == 1:
+        for i in range(count):
+            buf[np.uint64(base + i)] = xf[np.uint64(plane + i)]
+    elif sw == 2:
+        second = base + length
+        for i in range(count):
+            buf[np.uint64(base + i)] = xf[np.uint64(plane + 2 * i)]
+            buf[np.uint64(second + i)] = xf[np.uint64(plane + 2 * i + 1)]
+    else:
+        for b in range(sw):
+            at = b * length + base
+            for i in range(count):
+                buf[np.uint64(at + i)] = xf[np.uint64(plane + sw * i + b)]
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
+    """dst[o + q] += sum over kh of w[co, ci, 0, kh, kw] * buf[first + kh*dh*Wq + q]
+    for q < size: one kernel column of Note [phase planes], its taps fused
+    seven at a time for a 7-row column (ConvNeXt's 7x7 depthwise: one pass
+    instead of three, dw7x7 0.54-0.56 -> 0.39-0.49 ms), else three."""
+    step = dh * Wq
+    kh = 0
+    while kh < KH:
+        taps = 7 if KH - kh == 7 else min(3, KH - kh)
+        i0 = first + kh * step
+        if taps == 7:
+            t0 = w[co, ci, 0, kh, kw]
+            t1 = w[co, ci, 0, kh + 1, kw]
+            t2 = w[co, ci, 0, kh + 2, kw]
+            t3 = w[co, ci, 0, kh + 3, kw]
+            t4 = w[co, ci, 0, kh + 4, kw]
+            t5 = w[co, ci, 0, kh + 5, kw]
+            t6 = w[co, ci, 0, kh + 6, kw]
+            for q in range(size):
+                j = i0 + q
+                dst[o + np.uint64(q)] += (
+                    t0 * buf[np.uint64(j)] + t1 * buf[np.uint64(j + step)]
+                    + t2 * buf[np.uint64(j + 2 * step)] + t3 * buf[np.uint64(j + 3 * step)]
+                    + t4 * buf[np.uint64(j + 4 * step)] + t5 * buf[np.uint64(j + 5 * step)]
+                    + t6 * buf[np.uint64(j + 6 * step)])
+        elif taps == 3:
+            t0 = w[co, ci, 0, kh, kw]
+            t1 = w[co, ci, 0, kh + 1, kw]
+            t2 = w[co, ci, 0, kh + 2, kw]
+            i1 = i0 + step
+            i2 = i1 + step
+            for q in range(size):
+                dst[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
+                                          + t1 * buf[np.uint64(i1 + q)]
+                                          + t2 * buf[np.uint64(i2 + q)])
+        else:
+            for t in range(taps):
+                tap = w[co, ci, 0, kh + t, kw]
+                it = i0 + t * step
+                for q in range(size):
+                    dst[o + np.uint64(q)] += tap * buf[np.uint64(it + q)]
+        kh += taps
 
 
 def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, dilation,
@@ -590,3 +661,4 @@ def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, d
                 o = ((n * Co + co) * OD + od) * OH * OW + oh * OW
                 for ow in range(OW):
                     dst[np.uint64(o + ow)] = acc[np.uint64(ow * C + c)] + b
+

@@ -38,23 +38,27 @@ from .parallel import run_in_chunks
 
 
 def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tiles,
-                  total, chunk, out, chunks):
+                  total, chunk, out, chunks, dilation=(1, 1, 1)):
     """The whole transform-multiply-transform pipeline, a chunk of tiles at a time.
 
     Each job is ``chunk`` consecutive tiles: input transform into the
     thread's own ``V``, one GEMM per position and group into its ``M``,
     output transform into ``out`` -- all on the same thread, while the
     chunk's buffers are still in its cache (Note [one thread pool] of
-    :mod:`numbaconv.kernels.im2col_cpu`).
+    :mod:`numbaconv.kernels.im2col_cpu`).  With a ``dilation`` other than 1,
+    ``xp`` holds the dilation phases as extra images (Note [dilation phases]
+    of :mod:`numbaconv.algorithms.winograd`), and each phase's outputs land
+    ``dilation`` apart in ``out``.
     """
     run_in_chunks(_pipeline_chunk, (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh,
-                                    ATw, bias, tiles[0], tiles[1], tiles[2], total, chunk, out),
+                                    ATw, bias, tiles[0], tiles[1], tiles[2], total, chunk, out,
+                                    *dilation),
                   -(-total // chunk), chunks)
 
 
 @cpu_kernel(parallel=False)
 def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tD, tH,
-                    tW, total, chunk, out, first_job, stop_job):
+                    tW, total, chunk, out, dd, dh, dw, first_job, stop_job):
     Q, groups, cin_g, cout_g = U.shape
     C, Co = xp.shape[4], out.shape[1]
     V = np.empty((Q, chunk, C), dtype=out.dtype)
@@ -67,7 +71,7 @@ def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, A
             for g in range(groups):
                 gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g], U[q, g],
                      M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
-        _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, 0, P)
+        _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, 0, P)
 
 
 def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
@@ -164,16 +168,19 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
              M[q, :, g * cout_g:(g + 1) * cout_g], 0.0)
 
 
-def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks):
+def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation=(1, 1, 1)):
     """out tile of ``first + p`` = (ATd x ATh x ATw) M[:, p] + bias, cropped to
-    the output (``bias`` empty: none)."""
+    the output (``bias`` empty: none); tiles of dilation phases (image
+    numbers from ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
     run_in_chunks(_output_chunk, (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2],
-                                  first, out), M.shape[1], chunks)
+                                  first, out, *dilation), M.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False)
-def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, stop_job):
+def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
+                  stop_job):
     P, Co = M.shape[1], M.shape[2]
+    N = out.shape[0]
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     aD, aH, aW = ATd.shape[1], ATh.shape[1], ATw.shape[1]
     mD, mH, mW = ATd.shape[0], ATh.shape[0], ATw.shape[0]
@@ -185,7 +192,14 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, sto
     plane = OD * OH * OW
     zero = out.dtype.type(0)
     for p in range(first_job, stop_job):
-        n, td, th, tw = _tile_position(first + p, tD, tH, tW)
+        image, td, th, tw = _tile_position(first + p, tD, tH, tW)
+        # image = phase * N + n; phase (rd, rh, rw) writes the outputs
+        # r + d * (its own index): Note [dilation phases]
+        n = image % N
+        phase = image // N
+        rw = phase % dw
+        rh = (phase // dw) % dh
+        rd = phase // (dw * dh)
         # along W, straight from M[q, p, :]: t1[a, b, k, :] for k < mW
         for a in range(aD):
             for b in range(aH):
@@ -200,14 +214,16 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, first_job, sto
         # and each line was evicted before its neighbours were written: the
         # output transform of U-Net's 64-channel 128x128 layer took 6.9 ms
         # that way and 2.2 ms by rows (one thread).
-        width = min(mW, OW - tw * mW)
-        for kd in range(min(mD, OD - td * mD)):
-            for kh in range(min(mH, OH - th * mH)):
+        # the phase's own output length along each axis: ceil((O - r) / d)
+        width = min(mW, (OW - rw + dw - 1) // dw - tw * mW)
+        for kd in range(min(mD, (OD - rd + dd - 1) // dd - td * mD)):
+            for kh in range(min(mH, (OH - rh + dh - 1) // dh - th * mH)):
                 for kw in range(width):
                     _weighted_sum(ATd, kd, t2, (kh * aW + kw) * Co, aH * aW * Co, aD, res,
                                   kw * Co, Co)
-                o = (n * Co * OD + td * mD + kd) * OH * OW + (th * mH + kh) * OW + tw * mW
+                o = ((n * Co * OD + rd + dd * (td * mD + kd)) * OH * OW
+                     + (rh + dh * (th * mH + kh)) * OW + rw + dw * tw * mW)
                 for c in range(Co):
                     b = bias[c] if bias.shape[0] else zero
                     for kw in range(width):
-                        dst[np.uint64(o + c * plane + kw)] = res[kw * Co + c] + b
+                        dst[np.uint64(o + c * plane + kw * dw)] = res[kw * Co + c] + b
