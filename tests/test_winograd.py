@@ -219,3 +219,31 @@ def test_gpu_winograd_refuses_dilation_the_cpu_serves(algorithm):
     spec = spec_of((1, 2, 9, 9), (2, 2, 3, 3), padding=2, dilation=2)
     assert get_algorithm(algorithm, "cpu").unsupported_reason(spec) is None
     assert "dilation 1 on the GPU" in get_algorithm(algorithm, "cuda").unsupported_reason(spec)
+
+
+def test_generated_transforms_are_up_to_date():
+    """numbaconv/kernels/winograd_transforms.py is what its generator writes
+    from the current matrices (Note [constant transforms])."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "gen_winograd_transforms.py"
+    spec = importlib.util.spec_from_file_location("gen_winograd_transforms", path)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.TARGET.read_text() == generator.module_source()
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_constant_transforms_apply_the_matrices(m):
+    from numbaconv.kernels import winograd_transforms as transforms
+    AT, _, BT = winograd_matrices(m)
+    rng = np.random.default_rng(m)
+    for T, name in ((BT, f"input_f{m}"), (AT, f"output_f{m}")):
+        rows, alpha = T.shape
+        C, stride, dstride = 5, 7, 9
+        src = rng.standard_normal(alpha * stride + 3)
+        dst = np.full(rows * dstride + 2, np.nan)
+        getattr(transforms, name)(src, 2, stride, dst, 1, dstride, C)
+        x = np.stack([src[2 + j * stride:2 + j * stride + C] for j in range(alpha)])
+        got = np.stack([dst[1 + r * dstride:1 + r * dstride + C] for r in range(rows)])
+        np.testing.assert_allclose(got, T @ x, rtol=1e-13, atol=1e-13)

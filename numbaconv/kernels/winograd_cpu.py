@@ -32,6 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import winograd_transforms as transforms
 from .blas import gemm
 from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
@@ -94,22 +95,28 @@ def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
     t2 = np.empty(aD * aH * aW * C, dtype=V.dtype)
     src = xp.ravel()
     dst = V.ravel()
+    # V[q, p, :] with q = (d * aH + h) * aW + w: a tile layout whose pitches
+    # are P times those of t1/t2
+    vd, vh, vw = aH * aW * P * C, aW * P * C, P * C
+    bd, bh = aH * aW * C, aW * C
     for p in range(first_job, stop_job):
         n, td, th, tw = _tile_position(first + p, tD, tH, tW)
-        # along W, straight from the packed rows: t1[a, b, k, :]
-        for a in range(aD):
-            for b in range(aH):
-                row = (((n * Dx + td * mD + a) * Hx + th * mH + b) * Wx + tw * mW) * C
-                for k in range(aW):
-                    _weighted_sum(BTw, k, src, row, C, aW, t1, ((a * aH + b) * aW + k) * C, C)
-        _apply_h(t1, BTh, aD, aH, aW, aW, C, t2)
-        # along D, into V[q, p, :]
-        for kd in range(aD):
-            for kh in range(aH):
-                for kw in range(aW):
-                    q = (kd * aH + kh) * aW + kw
-                    _weighted_sum(BTd, kd, t2, (kh * aW + kw) * C, aH * aW * C, aD, dst,
-                                  (q * P + p) * C, C)
+        corner = (((n * Dx + td * mD) * Hx + th * mH) * Wx + tw * mW) * C
+        # along W, straight from the packed rows, then H, then D; the last
+        # axis with a transform writes into V (one call site per axis keeps
+        # the inlined transforms, and the compile time, small)
+        last_w = aH == 1 and aD == 1
+        out_w = dst if last_w else t1
+        _along_input(2, aW, src, corner, Hx * Wx * C, Wx * C, C, out_w,
+               p * C if last_w else 0, vd if last_w else bd, vh if last_w else bh,
+               vw if last_w else C, aD, aH, C)
+        if aH > 1:
+            out_h = dst if aD == 1 else t2
+            _along_input(1, aH, t1, 0, bd, bh, C, out_h, p * C if aD == 1 else 0,
+                   vd if aD == 1 else bd, vh if aD == 1 else bh, vw if aD == 1 else C, aD, aW,
+                   C)
+        if aD > 1:
+            _along_input(0, aD, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
 
 
 @cpu_kernel(parallel=False)
@@ -118,38 +125,43 @@ def _tile_position(tile, tD, tH, tW):
     return tile // (tW * tH * tD), (tile // (tW * tH)) % tD, (tile // tW) % tH, tile % tW
 
 
-@cpu_kernel(parallel=False)
-def _apply_h(t1, T, aD, aH, aW, width, C, t2):
-    """t2[a, r, k, :] = sum_b T[r, b] * t1[a, b, k, :] for r < T.shape[0] and
-    k < width (buffers laid out ``(aD, aH, aW, C)``)."""
-    for a in range(aD):
-        for r in range(T.shape[0]):
-            for k in range(width):
-                _weighted_sum(T, r, t1, (a * aH * aW + k) * C, aW * C, aH, t2,
-                              ((a * aH + r) * aW + k) * C, C)
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw):
+    """``(first, at, stride, dstride)`` of position ``(i, j)`` of the two axes
+    other than ``axis`` in :func:`_along_input` / :func:`_along_output`."""
+    if axis == 2:
+        return s0 + i * sd + j * sh, d0 + i * dd + j * dh, sw, dw
+    if axis == 1:
+        return s0 + i * sd + j * sw, d0 + i * dd + j * dw, sh, dh
+    return s0 + i * sh + j * sw, d0 + i * dh + j * dw, sd, dd
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _weighted_sum(T, r, src, first, stride, count, dst, at, C):
-    """dst[at:at+C] = sum_{j < count} T[r, j] * src[first + j*stride : +C].
+def _along_input(axis, alpha, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
+    """Apply the input transform BT of size ``alpha`` along ``axis`` (0: D, 1:
+    H, 2: W) of a tile: ``src`` at ``s0`` with pitches ``(sd, sh, sw)``
+    (channels contiguous), into ``dst`` at ``d0`` with pitches ``(dd, dh,
+    dw)``, for every position ``(i, j)`` of the two other axes (``n1 x n2``,
+    in axis order) -- Note [constant transforms]."""
+    for i in range(n1):
+        for j in range(n2):
+            first, at, stride, dstride = _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw)
+            if alpha == 6:
+                transforms.input_f4(src, first, stride, dst, at, dstride, C)
+            else:
+                transforms.input_f2(src, first, stride, dst, at, dstride, C)
 
-    The one step of every separable transform: a combination of ``count``
-    channel vectors with one row of a transform matrix (its zero entries
-    skipped), vectorised over the channels.  Inlined by numba
-    (``inline="always"``): as a called function, with array arguments shared
-    by the threads, it made the transforms 25-30% slower (Note [reference
-    counts] of :mod:`numbaconv.kernels.direct_cpu`); inlined it runs as
-    fast as the loops written out in place (A/B in one process, resnet3x3
-    5.1 against 5.2 ms, identical results).
-    """
-    for c in range(C):
-        dst[np.uint64(at + c)] = 0
-    for j in range(count):
-        coef = T[r, j]
-        if coef != 0:
-            s = first + j * stride
-            for c in range(C):
-                dst[np.uint64(at + c)] += coef * src[np.uint64(s + c)]
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _along_output(axis, alpha, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
+    """:func:`_along_input` with the output transform AT."""
+    for i in range(n1):
+        for j in range(n2):
+            first, at, stride, dstride = _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw)
+            if alpha == 6:
+                transforms.output_f4(src, first, stride, dst, at, dstride, C)
+            else:
+                transforms.output_f2(src, first, stride, dst, at, dstride, C)
 
 
 def transform_products(gemm_address, int_witness, U, V, M, chunks):
@@ -186,11 +198,13 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
     mD, mH, mW = ATd.shape[0], ATh.shape[0], ATw.shape[0]
     t1 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
     t2 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
-    res = np.empty(mW * Co, dtype=M.dtype)
     src = M.ravel()
     dst = out.ravel()
     plane = OD * OH * OW
     zero = out.dtype.type(0)
+    # tile buffers laid out (d, h, w, c) with pitches (aH*aW*Co, aW*Co, Co);
+    # M[q, p, :] is that layout with pitches P times larger
+    bd, bh = aH * aW * Co, aW * Co
     for p in range(first_job, stop_job):
         image, td, th, tw = _tile_position(first + p, tD, tH, tW)
         # image = phase * N + n; phase (rd, rh, rw) writes the outputs
@@ -200,30 +214,31 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
         rw = phase % dw
         rh = (phase // dw) % dh
         rd = phase // (dw * dh)
-        # along W, straight from M[q, p, :]: t1[a, b, k, :] for k < mW
-        for a in range(aD):
-            for b in range(aH):
-                for k in range(mW):
-                    _weighted_sum(ATw, k, src, ((a * aH + b) * aW * P + p) * Co, P * Co, aW, t1,
-                                  ((a * aH + b) * aW + k) * Co, Co)
-        _apply_h(t1, ATh, aD, aH, aW, mW, Co, t2)
-        # along D, a row of mW outputs at a time, then bias and the cropped
-        # scatter into out (N, C_out, ...), per channel a run of mW
-        # neighbours.  Channel by channel for each output pixel, the writes
-        # a plane apart (64 KiB on a 128x128 layer) fell into one cache set
-        # and each line was evicted before its neighbours were written: the
-        # output transform of U-Net's 64-channel 128x128 layer took 6.9 ms
-        # that way and 2.2 ms by rows (one thread).
-        # the phase's own output length along each axis: ceil((O - r) / d)
+        # along W (straight from M), H and D (Note [constant transforms]);
+        # the result ends in t1 for 1-D and 3-D, in t2 for 2-D
+        _along_output(2, aW, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
+               Co, aD, aH, Co)
+        res = t1
+        if aH > 1:
+            _along_output(1, aH, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
+            res = t2
+        if aD > 1:
+            _along_output(0, aD, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
+            res = t1
+        # bias and the cropped scatter into out (N, C_out, ...), per channel
+        # a run of mW neighbours.  Channel by channel for each output pixel,
+        # the writes a plane apart (64 KiB on a 128x128 layer) fell into one
+        # cache set and each line was evicted before its neighbours were
+        # written: the output transform of U-Net's 64-channel 128x128 layer
+        # took 6.9 ms that way and 2.2 ms by rows (one thread).
+        # The phase's own output length along each axis: ceil((O - r) / d).
         width = min(mW, (OW - rw + dw - 1) // dw - tw * mW)
         for kd in range(min(mD, (OD - rd + dd - 1) // dd - td * mD)):
             for kh in range(min(mH, (OH - rh + dh - 1) // dh - th * mH)):
-                for kw in range(width):
-                    _weighted_sum(ATd, kd, t2, (kh * aW + kw) * Co, aH * aW * Co, aD, res,
-                                  kw * Co, Co)
                 o = ((n * Co * OD + rd + dd * (td * mD + kd)) * OH * OW
                      + (rh + dh * (th * mH + kh)) * OW + rw + dw * tw * mW)
+                r = kd * bd + kh * bh
                 for c in range(Co):
                     b = bias[c] if bias.shape[0] else zero
                     for kw in range(width):
-                        dst[np.uint64(o + c * plane + kw * dw)] = res[kw * Co + c] + b
+                        dst[np.uint64(o + c * plane + kw * dw)] = res[r + kw * Co + c] + b
