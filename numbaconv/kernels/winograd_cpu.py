@@ -99,24 +99,24 @@ def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
     # are P times those of t1/t2
     vd, vh, vw = aH * aW * P * C, aW * P * C, P * C
     bd, bh = aH * aW * C, aW * C
+    f4, f2 = transforms.input_f4, transforms.input_f2
     for p in range(first_job, stop_job):
         n, td, th, tw = _tile_position(first + p, tD, tH, tW)
         corner = (((n * Dx + td * mD) * Hx + th * mH) * Wx + tw * mW) * C
         # along W, straight from the packed rows, then H, then D; the last
-        # axis with a transform writes into V (one call site per axis keeps
-        # the inlined transforms, and the compile time, small)
+        # axis with a transform writes into V
         last_w = aH == 1 and aD == 1
         out_w = dst if last_w else t1
-        _along_input(2, aW, src, corner, Hx * Wx * C, Wx * C, C, out_w,
+        _along(2, aW, f4, f2, src, corner, Hx * Wx * C, Wx * C, C, out_w,
                p * C if last_w else 0, vd if last_w else bd, vh if last_w else bh,
                vw if last_w else C, aD, aH, C)
         if aH > 1:
             out_h = dst if aD == 1 else t2
-            _along_input(1, aH, t1, 0, bd, bh, C, out_h, p * C if aD == 1 else 0,
+            _along(1, aH, f4, f2, t1, 0, bd, bh, C, out_h, p * C if aD == 1 else 0,
                    vd if aD == 1 else bd, vh if aD == 1 else bh, vw if aD == 1 else C, aD, aW,
                    C)
         if aD > 1:
-            _along_input(0, aD, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
+            _along(0, aD, f4, f2, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
 
 
 @cpu_kernel(parallel=False)
@@ -126,42 +126,28 @@ def _tile_position(tile, tD, tH, tW):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw):
-    """``(first, at, stride, dstride)`` of position ``(i, j)`` of the two axes
-    other than ``axis`` in :func:`_along_input` / :func:`_along_output`."""
-    if axis == 2:
-        return s0 + i * sd + j * sh, d0 + i * dd + j * dh, sw, dw
-    if axis == 1:
-        return s0 + i * sd + j * sw, d0 + i * dd + j * dw, sh, dh
-    return s0 + i * sh + j * sw, d0 + i * dh + j * dw, sd, dd
-
-
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _along_input(axis, alpha, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
-    """Apply the input transform BT of size ``alpha`` along ``axis`` (0: D, 1:
-    H, 2: W) of a tile: ``src`` at ``s0`` with pitches ``(sd, sh, sw)``
-    (channels contiguous), into ``dst`` at ``d0`` with pitches ``(dd, dh,
-    dw)``, for every position ``(i, j)`` of the two other axes (``n1 x n2``,
-    in axis order) -- Note [constant transforms]."""
+def _along(axis, alpha, transform_6, transform_4, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1,
+           n2, C):
+    """Apply a transform along ``axis`` (0: D, 1: H, 2: W) of a tile:
+    ``transform_6`` if ``alpha`` is 6 (F(4, 3)), else ``transform_4`` (F(2, 3));
+    the functions of Note [constant transforms], passed as arguments so that
+    numba compiles one version for the input and one for the output
+    transform.  ``src`` at ``s0`` with pitches ``(sd, sh, sw)`` (channels
+    contiguous), into ``dst`` at ``d0`` with pitches ``(dd, dh, dw)``, for
+    every position ``(i, j)`` of the two other axes (``n1 x n2``, in axis
+    order)."""
     for i in range(n1):
         for j in range(n2):
-            first, at, stride, dstride = _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw)
-            if alpha == 6:
-                transforms.input_f4(src, first, stride, dst, at, dstride, C)
+            if axis == 2:
+                first, at, stride, dstride = s0 + i * sd + j * sh, d0 + i * dd + j * dh, sw, dw
+            elif axis == 1:
+                first, at, stride, dstride = s0 + i * sd + j * sw, d0 + i * dd + j * dw, sh, dh
             else:
-                transforms.input_f2(src, first, stride, dst, at, dstride, C)
-
-
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _along_output(axis, alpha, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
-    """:func:`_along_input` with the output transform AT."""
-    for i in range(n1):
-        for j in range(n2):
-            first, at, stride, dstride = _positions(axis, i, j, s0, sd, sh, sw, d0, dd, dh, dw)
+                first, at, stride, dstride = s0 + i * sh + j * sw, d0 + i * dh + j * dw, sd, dd
             if alpha == 6:
-                transforms.output_f4(src, first, stride, dst, at, dstride, C)
+                transform_6(src, first, stride, dst, at, dstride, C)
             else:
-                transforms.output_f2(src, first, stride, dst, at, dstride, C)
+                transform_4(src, first, stride, dst, at, dstride, C)
 
 
 def transform_products(gemm_address, int_witness, U, V, M, chunks):
@@ -205,6 +191,7 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
     # tile buffers laid out (d, h, w, c) with pitches (aH*aW*Co, aW*Co, Co);
     # M[q, p, :] is that layout with pitches P times larger
     bd, bh = aH * aW * Co, aW * Co
+    f4, f2 = transforms.output_f4, transforms.output_f2
     for p in range(first_job, stop_job):
         image, td, th, tw = _tile_position(first + p, tD, tH, tW)
         # image = phase * N + n; phase (rd, rh, rw) writes the outputs
@@ -216,14 +203,14 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
         rd = phase // (dw * dh)
         # along W (straight from M), H and D (Note [constant transforms]);
         # the result ends in t1 for 1-D and 3-D, in t2 for 2-D
-        _along_output(2, aW, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
+        _along(2, aW, f4, f2, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
                Co, aD, aH, Co)
         res = t1
         if aH > 1:
-            _along_output(1, aH, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
+            _along(1, aH, f4, f2, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
             res = t2
         if aD > 1:
-            _along_output(0, aD, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
+            _along(0, aD, f4, f2, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
             res = t1
         # bias and the cropped scatter into out (N, C_out, ...), per channel
         # a run of mW neighbours.  Channel by channel for each output pixel,
