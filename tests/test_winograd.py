@@ -247,3 +247,27 @@ def test_constant_transforms_apply_the_matrices(m):
         x = np.stack([src[2 + j * stride:2 + j * stride + C] for j in range(alpha)])
         got = np.stack([dst[1 + r * dstride:1 + r * dstride + C] for r in range(rows)])
         np.testing.assert_allclose(got, T @ x, rtol=1e-13, atol=1e-13)
+
+
+def test_weight_fingerprint_sees_every_change(rng):
+    """Note [weight fingerprint]: one ulp anywhere, two swapped values, a
+    different length or tail byte all change it; the thread count does not."""
+    from numbaconv.kernels.fingerprint import fingerprint
+    w = rng.standard_normal(4099).astype(np.float32)
+    base = fingerprint(w)
+    for i in (0, 1, 2048, 4098):
+        changed = w.copy()
+        changed[i] = np.nextafter(changed[i], np.inf)
+        assert fingerprint(changed) != base
+    swapped = w.copy()
+    swapped[[10, 11]] = swapped[[11, 10]]
+    assert fingerprint(swapped) != base
+    assert fingerprint(w[:-1]) != base
+    raw = w.view(np.uint8)
+    assert fingerprint(raw[:-1]) != fingerprint(np.concatenate([raw[:-2], raw[-1:]]))
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert fingerprint(w) == base
+    finally:
+        numba.set_num_threads(previous)

@@ -20,9 +20,11 @@ Note [weight cache]
 ~~~~~~~~~~~~~~~~~~~
 The same layer runs many times with the same weight, so transformed weights
 are kept in a small LRU cache keyed by the tile size, dtype, shape and a
-BLAKE2 digest of the weight's bytes: a weight changed in place gets a new
-digest and is transformed again, never served stale.  Hashing costs about
-as much as reading the weight once.
+fingerprint of the weight's bytes (Note [weight fingerprint] of
+:mod:`numbaconv.kernels.fingerprint`): a weight changed in place gets a new
+fingerprint and is transformed again, never served stale.  The fingerprint
+takes 0.14 ms for a 2.4 MB weight (late3x3); the BLAKE2b digest it replaced
+took 2.5 ms, a quarter of that layer's convolution.
 
 Note [dilation phases]
 ~~~~~~~~~~~~~~~~~~~~~~
@@ -42,7 +44,6 @@ shape: see docs/results-classes.md).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -51,6 +52,7 @@ import numpy as np
 
 from ..context import current_context
 from ..kernels import blas, direct_cpu, winograd_cpu
+from ..kernels.fingerprint import fingerprint
 from ..padding import padding_maps
 from .direct import direct_forward
 from .. import costs
@@ -77,8 +79,7 @@ def _axis_matrices(m, used, dtype):
 
 def transformed_weight(weight, m, ndim, groups):
     """``U`` of shape ``(Q, groups, C_in/groups, C_out/groups)`` (cached)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(weight).view(np.uint8),
-                             digest_size=16).hexdigest()
+    digest = fingerprint(weight)
     key = (m, groups, weight.dtype.str, weight.shape, digest)
     with _weight_cache_lock:
         if key in _weight_cache:
