@@ -65,6 +65,9 @@ FILL_RUN = 176.0
 #: over 40 minutes, the machine's quiet speed: single calibrations here
 #: moved memory-bound paths by up to 1.7x when a neighbour was busy); the
 #: composite factors fitted against those (``fit(samples, parts=...)``).
+#: The Winograd constants were refitted after Note [constant transforms]
+#: and the weight fingerprint (nine rounds, the fastest of each kept; the
+#: other paths came out within 5% of the values below).
 DEFAULTS = {
     "direct:channels_last": 2.077e-11,
     "direct:planes": 2.140e-10,
@@ -78,8 +81,8 @@ DEFAULTS = {
     "im2col:grad_small": 3.169e-11,
     "im2col:fill": 7.106e-11,
     "fft": 1.501e-10,
-    "winograd:F4": 2.230e-11,
-    "winograd:F2": 2.089e-11,
+    "winograd:F4": 1.252e-11,
+    "winograd:F2": 1.431e-11,
     "direct:phases": 2.905e+00,
     "direct:rewrite": 2.159e+00,
     "fft:phases": 1.750e+00,
@@ -183,9 +186,17 @@ def fill_units(spec, tile, same_width):
 
 
 #: Work units of one transform step (one multiply-add of a channel vector
-#: element in a 1-D transform pass), in GEMM multiply-adds (Note [winograd
-#: cost]).
-TRANSFORM_WEIGHT = 4.4
+#: element in a 1-D transform pass), in GEMM multiply-adds, by the number of
+#: spatial axes (Note [winograd cost]).
+TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
+
+
+#: Units per transformed-weight element streamed by one chunk's GEMMs: while
+#: the whole transformed weight fits in WEIGHT_CACHED bytes, and beyond
+#: (Note [winograd cost]).
+WEIGHT_STREAM_NEAR = 8.0
+WEIGHT_STREAM_FAR = 32.0
+WEIGHT_CACHED = 4 * 2**20
 
 
 def winograd_tiles(spec, m):
@@ -204,30 +215,48 @@ def winograd_work(spec, m, chunk):
     Per tile: the transforms, ``alpha`` multiply-adds per transform position,
     channel and axis, for the input's and the output's channels; and the
     transform-domain GEMMs, ``Q`` products of ``chunk x C_in/g`` by ``C_in/g
-    x C_out/g`` per chunk and group.  Timed apart on one thread (AMD EPYC,
-    2026-11-30, four 2-D and three 3-D layers, 16 to 256 channels), a
-    transform step cost 3.4-5.2x a GEMM multiply-add (median 4.4:
-    :data:`TRANSFORM_WEIGHT`), with no difference between 2-D and 3-D once
-    the output transform wrote rows (see ``_output_chunk``).  Counted as one
-    multiply-add each, as before, the transforms were under-weighted 4x and
-    the estimates of few-channel and 3-D layers 2x too low (vol3x3 0.49 of
-    the measured time, against 1.04 on resnet3x3).
+    x C_out/g`` per chunk and group.  Timed apart on one thread with
+    ``scripts/winograd_split.py`` (AMD EPYC, 2026-11-30, after Note [constant
+    transforms]), a transform step cost 3.35-4.0 GEMM multiply-adds on 2-D
+    layers (resnet3x3, late3x3, dil3x3; 3.9 taken) and 5.9-7.9 on 3-D ones
+    (vol3x3_32, vol3x3; 6.9 taken), where the output's scatter into NCDHW
+    (four values per channel row and tile) weighs more:
+    :data:`TRANSFORM_WEIGHT`.  Before the constant transforms the same
+    measurement gave 6.0 on resnet3x3 and 13.8 on vol3x3; counted as one
+    multiply-add each, as at first, the transforms were under-weighted 4x
+    and 3-D estimates 2x too low.
+
+    Layers with many channels and few tiles (late network stages) stream the
+    transformed weight ``U`` (``alpha**2 * C_in * C_out`` values: 9 MiB for
+    256 channels, 36 MiB for 512) through the GEMMs once per chunk.  With 8
+    units per streamed element their estimates were 0.27-0.31 of the
+    measured time where im2col's were 0.45-0.74 on the same layers (256 and
+    512 channels on 14x14 and 7x7 planes, interleaved in one process), and
+    ``"auto"`` picked F(4x4) at up to 1.8x im2col's time.  The elements
+    still missing there came to 25-38 units each, against 18 for a 2.2 MiB
+    ``U`` (128 channels) and a negligible share on smaller ones: so 8 units
+    (:data:`WEIGHT_STREAM_NEAR`) while ``U`` fits in 4 MiB
+    (:data:`WEIGHT_CACHED`, twice this machine's 2 MiB L2), 32 beyond
+    (:data:`WEIGHT_STREAM_FAR`).
     """
     alpha = m + 2
     tiles = winograd_tiles(spec, m)
     Q = alpha ** spec.ndim
-    transforms = (TRANSFORM_WEIGHT * tiles * Q
+    transforms = (TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
                   * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
     gemm = _gemm(tiles * Q * spec.groups * spec.in_channels_per_group
                  * spec.out_channels_per_group, spec.in_channels_per_group,
                  spec.out_channels_per_group, min(chunk, tiles))
     # per chunk of tiles, one GEMM per position and group, each streaming
     # its C_in/g x C_out/g transformed weight: with few tiles per chunk
-    # (many channels) that traffic, not the arithmetic, is the cost
+    # (many channels) that traffic, not the arithmetic, is the cost, and
+    # more so once the transformed weight outgrows the cache
     chunks = -(-tiles // chunk)
     calls = Q * spec.groups * chunks
-    weights = 8.0 * Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
-    return transforms + gemm + GEMM_CALL * calls + weights * chunks
+    elements = Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
+    per_element = (WEIGHT_STREAM_NEAR if elements * spec.compute_dtype.itemsize <= WEIGHT_CACHED
+                   else WEIGHT_STREAM_FAR)
+    return transforms + gemm + GEMM_CALL * calls + per_element * elements * chunks
 
 
 def seconds(path, units, threads, per_thread=True, fill=0.0):

@@ -17,7 +17,7 @@ import numbaconv as nc
 from numbaconv import tuning
 from numbaconv.algorithms import resolve_algorithm
 from numbaconv.cli import main
-from numbaconv.dispatch import problem_spec
+from numbaconv.dispatch import choose_spec, problem_spec
 
 SMALL = dict(input_shape=(1, 4, 12, 12), weight_shape=(4, 4, 3, 3), padding=1)
 
@@ -91,7 +91,10 @@ def test_auto_uses_the_cached_answer_without_measuring(cache, monkeypatch):
     nc.set_tuning(True)
     assert resolve_algorithm("auto", spec).name == "fft"
     nc.set_tuning(False)
-    assert resolve_algorithm("auto", spec).name == "direct"
+    # untuned, the cost models decide again (SMALL is a near-tie of direct
+    # and im2col, so no fixed name here)
+    untuned = resolve_algorithm("auto", spec).name
+    assert untuned == choose_spec(spec).algorithm and untuned != "fft"
 
 
 def test_a_new_problem_is_measured_once_then_reused_in_a_new_process(cache):

@@ -174,8 +174,8 @@ class GPUWinograd(GPUAlgorithm):
         Q = alpha ** spec.ndim
         units = (tiles * Q * spec.groups * spec.in_channels_per_group
                  * spec.out_channels_per_group
-                 + costs.TRANSFORM_WEIGHT * tiles * Q * (spec.in_channels + spec.out_channels)
-                 * alpha * spec.ndim)
+                 + costs.TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
+                 * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
         workspace = tiles * Q * (spec.in_channels + spec.out_channels) * \
             spec.compute_dtype.itemsize
         return costed_plan(self.name, "cuda:winograd", units, ctx, workspace,
