@@ -490,9 +490,8 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
                     a = shift // sw
                     if shift - a * sw != b or a > 0:
                         continue
-                    for r in range(H):
-                        for c in range(max(Wq + a, 0), Wq - zeroed):
-                            buf[np.uint64(region + base + r * Wq + c)] = 0
+                    for c in range(max(Wq + a, 0), Wq - zeroed):
+                        _zero_column(buf, region + base + c, Wq, H)
                     zeroed = max(zeroed, -a)
                     _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
                                  buf, dst, o, size)
@@ -504,14 +503,14 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
                     if shift - a * sw != b or a <= 0:
                         continue
                     if zeroed > 0:                    # undo the right-edge zeroing
-                        for r in range(H):
-                            for c in range(Wq - zeroed, Wq):
-                                buf[np.uint64(region + base + r * Wq + c)] = xf[
-                                    np.uint64(plane + r * W + sw * c + b)]
+                        for c in range(Wq - zeroed, Wq):
+                            at = region + base + c
+                            source = plane + sw * c + b
+                            for r in range(H):
+                                buf[np.uint64(at + r * Wq)] = xf[np.uint64(source + r * W)]
                         zeroed = 0
-                    for r in range(H):
-                        for c in range(cleared, min(a, Wq)):
-                            buf[np.uint64(region + base + r * Wq + c)] = 0
+                    for c in range(cleared, min(a, Wq)):
+                        _zero_column(buf, region + base + c, Wq, H)
                     cleared = max(cleared, a)
                     _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
                                  buf, dst, o, size)
@@ -521,6 +520,17 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
             for oh in range(OH):
                 for ow in range(OW):
                     of[np.uint64(start + oh * OW + ow)] = acc[np.uint64(oh * pitch + ow)]
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _zero_column(buf, first, pitch, rows):
+    """buf[first + r * pitch] = 0 for r < rows: one column of a phase plane
+    (Note [phase planes]), column by column with the rows inside -- row by
+    row with a one-value loop inside, the zeroing took a third of the
+    depthwise 3x3 layer's time."""
+    zero = buf.dtype.type(0)
+    for r in range(rows):
+        buf[np.uint64(first + r * pitch)] = zero
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
