@@ -191,12 +191,10 @@ def fill_units(spec, tile, same_width):
 TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
 
 
-#: Units per transformed-weight element streamed by one chunk's GEMMs: while
-#: the whole transformed weight fits in WEIGHT_CACHED bytes, and beyond
-#: (Note [winograd cost]).
-WEIGHT_STREAM_NEAR = 8.0
-WEIGHT_STREAM_FAR = 32.0
-WEIGHT_CACHED = 4 * 2**20
+#: Units per transformed-weight element streamed by one chunk's GEMMs, by the
+#: size of the whole transformed weight: ``(up to bytes, units)`` -- within
+#: this machine's L2 (2 MiB), its L3 (32 MiB), beyond (Note [winograd cost]).
+WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
 
 
 def winograd_tiles(spec, m):
@@ -235,9 +233,11 @@ def winograd_work(spec, m, chunk):
     ``"auto"`` picked F(4x4) at up to 1.8x im2col's time.  The elements
     still missing there came to 25-38 units each, against 18 for a 2.2 MiB
     ``U`` (128 channels) and a negligible share on smaller ones: so 8 units
-    (:data:`WEIGHT_STREAM_NEAR`) while ``U`` fits in 4 MiB
-    (:data:`WEIGHT_CACHED`, twice this machine's 2 MiB L2), 32 beyond
-    (:data:`WEIGHT_STREAM_FAR`).
+    while ``U`` fits in this machine's 2 MiB L2, 24 while it fits in its 32
+    MiB L3 (9 MiB: 25-32 measured), 36 beyond (36 MiB: 35-38 measured):
+    :data:`WEIGHT_STREAM`.  A single step at 4 MiB made F(2x2)'s 4 MiB
+    ``U`` of a 256-channel layer look cached next to F(4x4)'s 9 MiB and
+    picked F(2x2) at 1.14x F(4x4)'s time.
     """
     alpha = m + 2
     tiles = winograd_tiles(spec, m)
@@ -254,8 +254,8 @@ def winograd_work(spec, m, chunk):
     chunks = -(-tiles // chunk)
     calls = Q * spec.groups * chunks
     elements = Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
-    per_element = (WEIGHT_STREAM_NEAR if elements * spec.compute_dtype.itemsize <= WEIGHT_CACHED
-                   else WEIGHT_STREAM_FAR)
+    size = elements * spec.compute_dtype.itemsize
+    per_element = next(units for limit, units in WEIGHT_STREAM if size <= limit)
     return transforms + gemm + GEMM_CALL * calls + per_element * elements * chunks
 
 
