@@ -124,6 +124,36 @@ def test_forced_tiles_match_reference(rng, shape, wshape, kw, tile, cout_g):
     assert_matches_reference(y, x, w, b, **kw)
 
 
+@pytest.mark.parametrize("row_blocks", [2, 3, 7])
+@pytest.mark.parametrize("shape, wshape, kw", [
+    ((1, 6, 5, 7), (67, 6, 3, 3), dict(padding=1)),             # ragged last block
+    ((2, 8, 6, 5), (40, 4, 3, 2), dict(padding=(1, 0), groups=2, stride=(1, 2))),
+])
+def test_output_channel_blocks_match_reference(rng, shape, wshape, kw, row_blocks):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(wshape).astype(np.float32)
+    b = rng.standard_normal(wshape[0]).astype(np.float32)
+    K = math.prod(wshape[1:])
+    y = run_with_plan(x, w, b, dict(tile=9, chunks_k=1, rows=K, row_blocks=row_blocks), **kw)
+    assert_matches_reference(y, x, w, b, **kw)
+    plain = run_with_plan(x, w, b, dict(tile=9, chunks_k=1, rows=K), **kw)
+    assert np.array_equal(y, plain)
+
+
+@pytest.mark.parametrize("shape, threads, row_blocks", [
+    ((1, 512, 7, 7), 2, 2),       # 49 pixels: the channels are split, not the pixels
+    ((1, 512, 7, 7), 1, 1),
+    ((4, 512, 7, 7), 2, 1),       # enough images for every thread
+    ((1, 512, 56, 56), 2, 1),     # enough pixels for long tiles
+])
+def test_few_pixels_split_the_output_channels(shape, threads, row_blocks):
+    spec = spec_of(shape, (512, shape[1], 3, 3), padding=1)
+    plan = im2col.plan_tiles(spec, 4, threads, 2**26)
+    assert plan.row_blocks == row_blocks
+    if row_blocks > 1:
+        assert plan.tile == 49
+
+
 @pytest.mark.parametrize("cout", [4, 24])      # 2 or 12 per group: numba or BLAS product
 @pytest.mark.parametrize("chunks_k", [2, 3, 6])
 def test_split_reduction_matches_reference(rng, cout, chunks_k):

@@ -43,6 +43,9 @@ TILE_BYTES = 4 * 2**20
 #: same-width layers are also at least one output row, for the fast column
 #: fill (mc_bigk2d: 144 ms with one-row tiles, 228 ms with 64 pixels).
 MIN_TILE_PIXELS = 256
+#: Fewest output channels per row block (the GEMM's M) when a tile's output
+#: channels are split between threads (:func:`plan_tiles`).
+MIN_BLOCK_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class TilePlan:
     chunks_k: int       # the K axis is cut into this many equal chunks
     rows: int           # K / chunks_k: column-buffer rows
     threads: int
+    row_blocks: int = 1  # each tile's output channels in this many jobs
 
     def workspace_bytes(self, itemsize):
         """Scratch bytes the kernel allocates, all threads together: one column
@@ -88,6 +92,15 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     down to whole output rows when longer than one.  ``K`` is split only when a
     one-pixel tile would not fit the limit; the limit (at least 1 MiB) is
     then always met, down to one-pixel, one-row tiles.
+
+    When that shrinking would leave tiles under :data:`MIN_TILE_PIXELS` (few
+    output pixels: late network stages, batch 1), each tile's output
+    channels are split into row blocks of at least :data:`MIN_BLOCK_ROWS`
+    instead, one job each, every job filling the tile's columns itself.
+    Measured (2 threads, AMD EPYC, 2026-11-30): ResNet's 512-channel 7x7
+    layer at batch 1 took 3.6-3.7 ms on one or two threads with 21-pixel
+    tiles (one thread had two of the three), and PyTorch 1.4 ms; see
+    docs/results-classes.md for the time with row blocks.
     """
     if limit is None:
         limit = config.get_workspace_limit()
@@ -109,12 +122,22 @@ def plan_tiles(spec, itemsize, threads, limit=None):
         tile = 1
         rows = _largest_divisor_at_most(K, hard)
         chunks_k = K // rows
-    # enough jobs for every thread
-    tiles_wanted = -(-threads // max(1, jobs_per_tile))
-    tile = max(1, min(tile, -(-pixels // tiles_wanted), pixels))
+    # enough jobs for every thread: shorter tiles, or row blocks
+    tile = max(1, min(tile, pixels))
+    jobs = jobs_per_tile * -(-pixels // tile)
+    cout_g = spec.out_channels_per_group
+    row_blocks = 1
+    if jobs < threads and cout_g >= 2 * MIN_BLOCK_ROWS and chunks_k == 1:
+        shorter = -(-pixels // -(-threads // max(1, jobs_per_tile)))
+        if shorter < MIN_TILE_PIXELS:
+            row_blocks = min(-(-threads // jobs), cout_g // MIN_BLOCK_ROWS)
+    if row_blocks == 1:
+        tiles_wanted = -(-threads // max(1, jobs_per_tile))
+        tile = max(1, min(tile, -(-pixels // tiles_wanted), pixels))
     if tile > row:
         tile -= tile % row          # whole output rows
-    return TilePlan(tile=tile, chunks_k=chunks_k, rows=rows, threads=threads)
+    return TilePlan(tile=tile, chunks_k=chunks_k, rows=rows, threads=threads,
+                    row_blocks=row_blocks)
 
 
 def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
@@ -154,7 +177,7 @@ def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
         im2col_cpu.im2col_conv(address, witness, x, map_d, map_h, map_w, w, bias, out,
                                spec.kernel_size3, spec.stride3, spec.dilation3,
                                spec.padding3[1][0], spec.padding3[2][0], plan.tile, plan.rows,
-                               threads)
+                               threads, row_blocks=plan.row_blocks)
     return out
 
 
@@ -331,9 +354,11 @@ class Im2colAlgorithm(ConvAlgorithm):
             tiles = plan_tiles(spec, itemsize, ctx.threads, ctx.workspace_limit)
             small = spec.out_channels_per_group <= im2col_cpu.SMALL_GEMM_ROWS
             model = "im2col:small" if small else "im2col:tiles"
-            path = f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")
+            path = (f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")
+                    + (f", {tiles.row_blocks} channel blocks" if tiles.row_blocks > 1 else ""))
             workspace = tiles.workspace_bytes(itemsize)
-        fill = 0.0 if tiles is None else costs.fill_units(
+        # every row block fills its tile's columns
+        fill = 0.0 if tiles is None else tiles.row_blocks * costs.fill_units(
             spec, tiles.tile, same_width_fill(spec) and tiles.tile % spec.output_size3[2] == 0)
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
                            detail=tiles, fill=fill)

@@ -88,7 +88,8 @@ def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, fir
 
 
 def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, kernel_size,
-                stride, dilation, pad_h, pad_w, tile, rows, chunks, small_m=SMALL_GEMM_ROWS):
+                stride, dilation, pad_h, pad_w, tile, rows, chunks, small_m=SMALL_GEMM_ROWS,
+                row_blocks=1):
     """Convolution by tiles of column matrix times weight (Note [column tiles]).
 
     Parameters
@@ -118,6 +119,10 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
     small_m : int
         Groups with at most this many output channels multiply in numba
         (Note [small products]) instead of calling BLAS.
+    row_blocks : int
+        Each tile's output channels are computed by this many jobs, each
+        filling the tile's columns itself (``plan_tiles`` in
+        :mod:`numbaconv.algorithms.im2col`: layers with few output pixels).
     """
     N, Co, OD, OH, OW = out.shape
     groups = w.shape[0]
@@ -125,15 +130,16 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
     run_in_chunks(_im2col_chunk,
                   (gemm_address, int_witness, x, map_d, map_h, map_w, w, bias,
                    out.reshape(N, Co, OD * OH * OW), *kernel_size, *stride, *dilation, pad_h,
-                   pad_w, OH, OW, tile, rows, small_m),
-                  N * groups * tiles, chunks)
+                   pad_w, OH, OW, tile, rows, small_m, row_blocks),
+                  N * groups * tiles * row_blocks, chunks)
 
 
 @cpu_kernel(parallel=False)
 def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
                   sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
-                  first_job, stop_job):
-    """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile).
+                  row_blocks, first_job, stop_job):
+    """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile,
+    row block).
 
     ``out`` is ``(N, C_out, OD*OH*OW)``.  Each tile's output block is
     filled with the bias, then every K chunk's product is added into it
@@ -149,18 +155,24 @@ def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, ou
     # as wide as the input's
     same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and KD == 1 and size == OH * OW
                   and OW == x.shape[4])
+    block = (cout_g + row_blocks - 1) // row_blocks
     for job in range(first_job, stop_job):
-        t = job % tiles
-        g = (job // tiles) % groups
-        n = job // (tiles * groups)
+        b = job % row_blocks
+        t = (job // row_blocks) % tiles
+        g = (job // (row_blocks * tiles)) % groups
+        n = job // (row_blocks * tiles * groups)
+        r0 = b * block                                # the block's output channels
+        r1 = min(cout_g, r0 + block)
+        if r0 >= r1:
+            continue
         first_pixel = t * tile
         pixels = min(tile, size - first_pixel)
         whole_rows = first_pixel % OW == 0 and pixels % OW == 0
-        first_out = (n * Co + g * cout_g) * size + first_pixel   # out[n, g's c0, p0]
+        first_out = (n * Co + g * cout_g + r0) * size + first_pixel   # out[n, c0, p0]
         # the block starts as the bias (or zeros), unless BLAS overwrites it
         overwrite = cout_g > small_m and bias.shape[0] == 0
         if not overwrite:
-            _fill_bias(flat_out, first_out, size, cout_g, pixels, bias, g * cout_g)
+            _fill_bias(flat_out, first_out, size, r1 - r0, pixels, bias, g * cout_g + r0)
         for k0 in range(0, K, rows):
             if same_width and whole_rows:
                 _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
@@ -171,11 +183,12 @@ def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, ou
                               sd, sh, sw, dd, dh, dw, pad_w, OH, OW, first_pixel, pixels,
                               columns)
             if cout_g <= small_m:
-                _small_product(w[g, :, k0:k0 + rows], columns, pixels, flat_out, first_out, size)
+                _small_product(w[g, r0:r1, k0:k0 + rows], columns, pixels, flat_out, first_out,
+                               size)
             else:
-                gemm(gemm_address, int_witness, w[g, :, k0:k0 + rows],
+                gemm(gemm_address, int_witness, w[g, r0:r1, k0:k0 + rows],
                      columns[:rows * pixels].reshape(rows, pixels),
-                     out[n, g * cout_g:(g + 1) * cout_g, first_pixel:first_pixel + pixels],
+                     out[n, g * cout_g + r0:g * cout_g + r1, first_pixel:first_pixel + pixels],
                      0.0 if overwrite and k0 == 0 else 1.0)
 
 
