@@ -19,7 +19,9 @@ Serves every valid forward spec.  It picks one of three loop orders from
 
 from __future__ import annotations
 
+import functools
 import math
+
 import numpy as np
 
 from ..context import current_context
@@ -48,6 +50,7 @@ THIN_MAX_PLANE = 64 * 64
 LOOP_ORDERS = ("channels_last", "planes", "phase_planes", "thin_channels_last")
 
 
+@functools.lru_cache(maxsize=1024)
 def why_not_phase_planes(spec):
     """Why Note [phase planes] does not serve ``spec``, or ``None`` if it does:
     it needs a zero-padded 1-D or 2-D problem (no input dilation: the phases
