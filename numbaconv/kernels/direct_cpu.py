@@ -426,9 +426,13 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
       read the neighbouring row's last (``a < 0``) or first (``a > 0``)
       ``|a|`` phase values where the padded definition has zeros; no other
       output reads them, so they are zeroed in the buffer.  Kernel columns
-      are visited centre first, then leftwards, then rightwards, so each
-      step only zeroes more columns (plus one copy-back of the right edge
-      before the right taps): one split of the plane per input channel.
+      are visited left to right: the right-edge zeroing of the left taps
+      shrinks column by column (each column copied back from the input once)
+      and the left-edge zeroing of the right taps grows: one split of the
+      plane per input channel.  The order, unlike the centre-first order of
+      the first version, does not depend on the padding, so an explicitly
+      padded block (numbaconv.dask) sums every output's taps in the same
+      order and gets the same bits; the work is the same.
     * ``OW <= Wq``: a meaningful output never reads past its own row's
       phase values except through those zeroed edges.
     * Outputs ``ow >= OW`` of each accumulator row (there are ``pitch - OW``
@@ -465,6 +469,8 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
                  base + H * Wq) + guard
     buf = np.zeros(sw * length, dtype=out.dtype)      # one region per column phase
     acc = np.empty(1 if direct else size, dtype=out.dtype)
+    zeroed = np.zeros(sw, dtype=np.int64)
+    cleared = np.zeros(sw, dtype=np.int64)
     # flat views taken once and unsigned indices: Note [reference counts]
     xf = x.ravel()
     of = out.ravel()
@@ -480,40 +486,33 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
             _split_column_phases(xf, plane, H * Wq, sw, buf, length, base)
+            # kernel columns left to right, whatever the padding, so that
+            # every output sums its taps in one order (a block of
+            # numbaconv.dask, padded explicitly, computes the same bits); each
+            # column phase keeps its own edge zeroing
             for b in range(sw):
+                zeroed[b] = 0                         # right edge columns zeroed
+                cleared[b] = 0                        # left edge columns zeroed
+            for kw in range(KW):
+                shift = kw * dw - pad_w
+                a = shift // sw
+                b = shift - a * sw
                 region = b * length
-                # centre and left columns (a <= 0), from the centre outwards
-                zeroed = 0                            # right edge columns zeroed
-                for step in range(KW):
-                    kw = KW - 1 - step
-                    shift = kw * dw - pad_w
-                    a = shift // sw
-                    if shift - a * sw != b or a > 0:
-                        continue
-                    for c in range(max(Wq + a, 0), Wq - zeroed):
-                        _zero_column(buf, region + base + c, Wq, H)
-                    zeroed = max(zeroed, -a)
-                    _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
-                                 buf, dst, o, size)
-                # right columns (a > 0), outwards
-                cleared = 0                           # left edge columns zeroed
-                for kw in range(KW):
-                    shift = kw * dw - pad_w
-                    a = shift // sw
-                    if shift - a * sw != b or a <= 0:
-                        continue
-                    if zeroed > 0:                    # undo the right-edge zeroing
-                        for c in range(Wq - zeroed, Wq):
-                            at = region + base + c
-                            source = plane + sw * c + b
-                            for r in range(H):
-                                buf[np.uint64(at + r * Wq)] = xf[np.uint64(source + r * W)]
-                        zeroed = 0
-                    for c in range(cleared, min(a, Wq)):
-                        _zero_column(buf, region + base + c, Wq, H)
-                    cleared = max(cleared, a)
-                    _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a,
-                                 buf, dst, o, size)
+                need = max(-a, 0)                     # right columns to zero now
+                for c in range(max(Wq - need, 0), Wq - zeroed[b]):
+                    _zero_column(buf, region + base + c, Wq, H)
+                if zeroed[b] > need:                  # give back what is needed again
+                    for c in range(Wq - zeroed[b], Wq - need):
+                        at = region + base + c
+                        source = plane + sw * c + b
+                        for r in range(H):
+                            buf[np.uint64(at + r * Wq)] = xf[np.uint64(source + r * W)]
+                zeroed[b] = need
+                for c in range(cleared[b], min(max(a, 0), Wq)):
+                    _zero_column(buf, region + base + c, Wq, H)
+                cleared[b] = max(cleared[b], a)
+                _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a, buf,
+                             dst, o, size)
         if not direct:
             # the rows' meaningful outputs into out
             start = job * OH * OW

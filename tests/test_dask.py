@@ -1,0 +1,248 @@
+"""numbaconv.dask: convolution of dask arrays, block by block (Note [halo]).
+
+What is checked, on the threaded scheduler and on a real
+``dask.distributed.LocalCluster`` bound to loopback:
+
+* forward and transposed results against the single-machine
+  ``numbaconv.conv*`` on the same arrays: bit for bit with
+  ``algorithm="direct"`` (every output is computed from the same values in
+  the same order, Note [halo]), within the algorithm's tolerance where the
+  summation order depends on the blocks (input-channel chunks, whose partial
+  sums are added in a tree, and the transform algorithms); the bound there
+  is twice the elementwise bound of tests/conftest.py, ``2 * 16 eps * S``,
+  since both sides are within ``16 eps * S`` of the exact result;
+* chunkings: batch only, spatial chunks smaller than the kernel, chunk
+  boundaries inside the halo, odd strides, dilation, every padding mode,
+  unbatched input, channel chunks with and without groups, 1-D and 3-D;
+* the graph: the weight is one task every block depends on; task counts;
+* clear errors for unsupported combinations;
+* on a cluster, workers load the compiled kernels from numba's disk cache
+  instead of compiling them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+import dask  # noqa: E402
+
+import numbaconv as nc  # noqa: E402
+import numbaconv.dask as ncd  # noqa: E402
+
+from .conftest import EPS  # noqa: E402
+
+FORWARD = {1: nc.conv1d, 2: nc.conv2d, 3: nc.conv3d}
+TRANSPOSED = {1: nc.conv_transpose1d, 2: nc.conv_transpose2d, 3: nc.conv_transpose3d}
+
+
+def arrays(rng, shape, wshape, transposed=False, groups=1, dtype=np.float32):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    out_channels = wshape[1] * groups if transposed else wshape[0]
+    b = rng.standard_normal(out_channels).astype(dtype)
+    return x, w, b
+
+
+def run_both(x, w, b, chunks, kw, transposed=False, algorithm="direct", scheduler="threads"):
+    ndim = w.ndim - 2
+    single = (TRANSPOSED if transposed else FORWARD)[ndim]
+    dask_fn = getattr(ncd, f"conv_transpose{ndim}d" if transposed else f"conv{ndim}d")
+    expected = single(x, w, b, algorithm=algorithm, **kw)
+    lazy = dask_fn(da.from_array(x, chunks=chunks), w, b, algorithm=algorithm, **kw)
+    assert isinstance(lazy, da.Array)
+    assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
+    return lazy, lazy.compute(scheduler=scheduler), expected
+
+
+def within_tolerance(got, expected, x, w, b, kw, transposed=False):
+    """|got - expected| <= 2 * 16 eps * S, S the convolution of |x|, |w| plus |b|."""
+    ndim = w.ndim - 2
+    single = (TRANSPOSED if transposed else FORWARD)[ndim]
+    scale = single(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                   np.abs(b).astype(np.float64), algorithm="direct", **kw)
+    bound = 2 * 16 * EPS[np.dtype(got.dtype)] * scale
+    assert np.all(np.abs(got.astype(np.float64) - expected) <= bound)
+
+
+FORWARD_CASES = [
+    # name, input, chunks, weight, kwargs
+    ("batch chunks only", (4, 8, 12, 13), (1, 8, 12, 13), (6, 8, 3, 3), dict(padding=1)),
+    ("spatial chunks", (2, 8, 20, 22), (1, 8, 7, 9), (6, 8, 3, 3), dict(padding=1)),
+    ("chunks smaller than the kernel", (1, 8, 17, 19), (1, 8, 2, 3), (4, 8, 5, 5),
+     dict(padding=2)),
+    ("boundaries inside the halo, stride 3", (2, 8, 21, 23), (2, 8, 5, 4), (4, 8, 3, 3),
+     dict(padding=1, stride=3)),
+    ("stride and dilation", (2, 8, 20, 22), (1, 8, 7, 9), (4, 8, 3, 3),
+     dict(padding=2, stride=2, dilation=2)),
+    ("asymmetric stride, dilation", (1, 8, 19, 24), (1, 8, 6, 5), (4, 8, 2, 3),
+     dict(stride=(3, 1), dilation=(1, 3), padding=(0, 2))),
+    ("reflect", (2, 8, 15, 16), (1, 8, 4, 5), (4, 8, 3, 3),
+     dict(padding=1, padding_mode="reflect")),
+    ("replicate, same", (2, 8, 15, 16), (1, 8, 4, 5), (4, 8, 4, 3),
+     dict(padding="same", padding_mode="replicate")),
+    ("circular, groups in whole chunks", (2, 8, 21, 23), (2, 4, 6, 6), (8, 2, 3, 3),
+     dict(padding=1, groups=4, padding_mode="circular")),
+    ("depthwise", (2, 8, 20, 22), (1, 8, 7, 9), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    ("depthwise stride 2", (2, 8, 20, 22), (1, 2, 7, 9), (16, 1, 3, 3),
+     dict(padding=1, groups=8, stride=2)),
+    ("1-D", (2, 8, 40), (1, 8, 7), (6, 8, 5), dict(padding=2, stride=2)),
+    ("3-D", (1, 4, 9, 10, 11), (1, 4, 4, 3, 5), (5, 4, 3, 3, 3), dict(padding=1)),
+    ("unbatched", (8, 19, 18), (8, 5, 6), (4, 8, 3, 3), dict(padding=1)),
+    ("same, even kernel, zeros", (1, 8, 17, 16), (1, 8, 3, 4), (4, 8, 4, 6),
+     dict(padding="same")),
+    ("padding wider than the chunks", (1, 8, 12, 13), (1, 8, 3, 3), (4, 8, 3, 3),
+     dict(padding=5, stride=2)),
+]
+
+
+@pytest.mark.parametrize("name, shape, chunks, wshape, kw", FORWARD_CASES,
+                         ids=[c[0] for c in FORWARD_CASES])
+def test_forward_equals_one_machine_bit_for_bit(rng, name, shape, chunks, wshape, kw):
+    x, w, b = arrays(rng, shape, wshape)
+    _, got, expected = run_both(x, w, b, chunks, kw)
+    assert np.array_equal(got, expected)
+
+
+TRANSPOSED_CASES = [
+    ("stride 2, output padding", (2, 16, 10, 11), (1, 16, 4, 3), (16, 8, 3, 3),
+     dict(padding=1, stride=2, output_padding=1)),
+    ("kernel 4 stride 2", (2, 16, 10, 11), (1, 16, 4, 3), (16, 8, 4, 4),
+     dict(padding=1, stride=2)),
+    ("stride over the kernel", (2, 16, 10, 11), (1, 16, 4, 3), (16, 8, 2, 2), dict(stride=4)),
+    ("dilation, odd stride", (1, 16, 9, 8), (1, 16, 2, 3), (16, 4, 3, 3),
+     dict(padding=2, dilation=2, stride=3, output_padding=2)),
+    ("1-D", (2, 8, 30), (1, 8, 4), (8, 4, 5), dict(stride=3, padding=2)),
+    ("3-D", (1, 8, 5, 6, 7), (1, 8, 2, 3, 3), (8, 4, 3, 3, 3), dict(stride=2, padding=1)),
+]
+
+
+@pytest.mark.parametrize("name, shape, chunks, wshape, kw", TRANSPOSED_CASES,
+                         ids=[c[0] for c in TRANSPOSED_CASES])
+def test_transposed_equals_one_machine_bit_for_bit(rng, name, shape, chunks, wshape, kw):
+    x, w, b = arrays(rng, shape, wshape, transposed=True)
+    _, got, expected = run_both(x, w, b, chunks, kw, transposed=True)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_input_channel_chunks_add_partial_sums(rng, transposed):
+    if transposed:
+        x, w, b = arrays(rng, (2, 16, 9, 10), (16, 6, 3, 3), transposed=True)
+        kw = dict(stride=2, padding=1, output_padding=1)
+    else:
+        x, w, b = arrays(rng, (2, 16, 13, 14), (6, 16, 3, 3))
+        kw = dict(padding=1, stride=2)
+    lazy, got, expected = run_both(x, w, b, (1, 5, 5, 6), kw, transposed=transposed)
+    within_tolerance(got, expected, x, w, b, kw, transposed)
+    # the four channel chunks' partial outputs meet in a tree of adds
+    layers = lazy.__dask_graph__().layers
+    assert any(name.startswith("sum-aggregate") or name.startswith("sum-partial")
+               for name in layers) or any("sum" in name for name in layers)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "fft", "winograd", "auto"])
+def test_other_algorithms_agree_within_tolerance(rng, algorithm):
+    x, w, b = arrays(rng, (2, 8, 18, 20), (6, 8, 3, 3))
+    kw = dict(padding=1)
+    _, got, expected = run_both(x, w, b, (1, 8, 7, 6), kw, algorithm=algorithm)
+    factor = 29 if algorithm == "winograd" else 16       # docs/choosing.md's error table
+    scale = nc.conv2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                      np.abs(b).astype(np.float64), **kw)
+    assert np.abs(got.astype(np.float64) - expected).max() <= 2 * factor * EPS[
+        np.dtype(np.float32)] * scale.max()
+
+
+def test_weight_is_one_task_every_block_depends_on(rng):
+    x, w, b = arrays(rng, (4, 8, 20, 22), (6, 8, 3, 3))
+    lazy = ncd.conv2d(da.from_array(x, chunks=(1, 8, 10, 11)), w, b, padding=1)
+    graph = dict(lazy.__dask_graph__())
+    holders = [key for key, task in graph.items()
+               if isinstance(getattr(task, "value", None), np.ndarray)
+               and task.value.shape == w.shape]
+    assert len(holders) == 1
+    blocks = [task for key, task in graph.items()
+              if isinstance(key, tuple) and key[0].startswith("_forward_block")]
+    assert len(blocks) == 4 * 2 * 2
+    assert all(holders[0] in task.dependencies for task in blocks)
+
+
+def test_typical_task_count(rng):
+    """A 4-image batch in 2x2 spatial chunks: 16 blocks; the count stays
+    within a few tasks per block (padding, rechunk, overlap, convolution)."""
+    x, w, b = arrays(rng, (4, 8, 64, 64), (8, 8, 3, 3))
+    lazy = ncd.conv2d(da.from_array(x, chunks=(1, 8, 32, 32)), w, b, padding=1)
+    tasks = len(dict(lazy.__dask_graph__()))
+    assert 16 < tasks <= 16 * 6          # measured: 85
+
+
+class TestErrors:
+    def test_numpy_input(self, rng):
+        x, w, b = arrays(rng, (1, 2, 5, 5), (2, 2, 3, 3))
+        with pytest.raises(TypeError, match=r"input must be a dask.array.Array, got ndarray"):
+            ncd.conv2d(x, w)
+
+    @pytest.mark.parametrize("which", ["weight", "bias"])
+    def test_chunked_weight_or_bias(self, rng, which):
+        x, w, b = arrays(rng, (1, 2, 5, 5), (2, 2, 3, 3))
+        args = dict(weight=w, bias=b)
+        args[which] = da.from_array(args[which], chunks=1)
+        with pytest.raises(TypeError, match=rf"{which} must be a NumPy array"):
+            ncd.conv2d(da.from_array(x), **args)
+
+    def test_channel_chunks_that_split_a_group(self, rng):
+        x, w, b = arrays(rng, (1, 8, 6, 6), (8, 2, 3, 3))
+        with pytest.raises(ValueError, match=r"whole groups of 2 channels.*\(3, 5\)"):
+            ncd.conv2d(da.from_array(x, chunks=(1, (3, 5), 6, 6)), w, groups=4)
+
+    def test_parameters_are_checked_like_one_machine(self, rng):
+        x, w, b = arrays(rng, (1, 6, 6, 6), (4, 2, 3, 3))
+        with pytest.raises(ValueError, match=r"groups=4 must divide in_channels=6"):
+            ncd.conv2d(da.from_array(x), w, groups=4)
+        with pytest.raises(ValueError, match=r"algorithm"):
+            ncd.conv2d(da.from_array(x), np.ones((4, 6, 3, 3), np.float32),
+                       algorithm="nope")
+        with pytest.raises(nc.UnsupportedAlgorithmError, match=r"stride"):
+            ncd.conv2d(da.from_array(x), np.ones((4, 6, 3, 3), np.float32), stride=2,
+                       algorithm="winograd")
+
+    def test_wrong_rank(self, rng):
+        with pytest.raises(ValueError, match=r"input must have 4 dimensions"):
+            ncd.conv2d(da.ones((2, 3, 4, 5, 6)), np.ones((1, 3, 3, 3)))
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_on_a_local_cluster(rng, cluster_client):
+    # the kernels these blocks use are in the disk cache already (computed
+    # here first), as a warmed cache on a real cluster would be
+    x, w, b = arrays(rng, (2, 8, 33, 30), (6, 8, 3, 3))
+    kw = dict(padding=1, stride=2)
+    expected = nc.conv2d(x, w, b, algorithm="direct", **kw)
+    lazy = ncd.conv2d(da.from_array(x, chunks=(1, 8, 11, 10)), w, b, algorithm="direct", **kw)
+    got = cluster_client.compute(lazy).result()
+    assert np.array_equal(got, expected)
+    xt, wt, bt = arrays(rng, (2, 8, 9, 10), (8, 4, 3, 3), transposed=True)
+    kwt = dict(stride=2, padding=1, output_padding=1)
+    lazy_t = ncd.conv_transpose2d(da.from_array(xt, chunks=(1, 8, 4, 3)), wt, bt,
+                                  algorithm="direct", **kwt)
+    assert np.array_equal(cluster_client.compute(lazy_t).result(),
+                          nc.conv_transpose2d(xt, wt, bt, algorithm="direct", **kwt))
+
+    def compiled_here():
+        from numbaconv.kernels import direct_cpu
+        stats = direct_cpu._channels_last_chunk.stats
+        return sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+
+    for hits, misses in cluster_client.run(compiled_here).values():
+        assert misses == 0 and hits >= 1
