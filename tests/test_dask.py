@@ -246,3 +246,16 @@ def test_on_a_local_cluster(rng, cluster_client):
 
     for hits, misses in cluster_client.run(compiled_here).values():
         assert misses == 0 and hits >= 1
+
+
+def test_example_runs_in_smoke_mode(tmp_path):
+    """examples/dask_filter.py --smoke: a local cluster, the progress bar, the tile check."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[1] / "examples" / "dask_filter.py"
+    done = subprocess.run([sys.executable, str(example), "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tile check against numbaconv.conv2d" in done.stdout
+    assert (tmp_path / "dask_filter_preview.npy").exists()
