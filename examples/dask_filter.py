@@ -1,7 +1,7 @@
 """Filter an image larger than a worker's memory across a local dask cluster.
 
 A 3-channel 12288 x 12288 float32 image (1.8 GB) is generated lazily in
-1024 x 1024 chunks; two workers with 400 MB each blur it with a 15x15
+1024 x 1024 chunks; two workers with 600 MB each blur it with a 15x15
 Gaussian (a depthwise convolution, reflect padding), take Sobel edges of the
 blurred luminance, and reduce the result to statistics and a 96 x 96
 preview, so no process ever holds the whole image.  dask's progress bar
@@ -29,7 +29,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a small image (CI)")
     args = parser.parse_args(argv)
-    size, chunk, memory = (1536, 512, "400MB") if args.smoke else (12288, 1024, "400MB")
+    size, chunk, memory = (1536, 512, "600MB") if args.smoke else (12288, 1024, "600MB")
 
     import dask.array as da
     from distributed import Client, LocalCluster, progress
