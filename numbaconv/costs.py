@@ -120,10 +120,15 @@ def work(path, spec):
     padded = math.prod(spec.padded_size)
     if path == "direct:channels_last":
         # packing, plus every output pixel's receptive field copied into a
-        # patch row (Note [patch rows])
+        # patch row (Note [patch rows]) in runs of KW*C (one group, no W
+        # dilation) or C values, each run costing like im2col's
         fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
+        taps = math.prod(spec.kernel_size)
+        merged = spec.groups == 1 and spec.dilation[-1] == 1
+        runs = n * g * pixels * (taps // spec.kernel_size[-1] if merged else taps)
         outputs = n * spec.out_channels * pixels
-        return macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill + DIRECT_OUTPUT * outputs
+        return (macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill + DIRECT_OUTPUT * outputs
+                + FILL_RUN * runs)
     if path == "direct:planes":
         return macs + 4.0 * n * spec.in_channels * padded
     if path == "direct:thin_channels_last":
