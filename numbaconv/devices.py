@@ -13,10 +13,17 @@ from __future__ import annotations
 
 
 def is_device_array(obj):
-    """Whether ``obj`` lives in GPU memory (module docstring)."""
+    """Whether ``obj`` lives in GPU memory (module docstring).  A PyTorch
+    tensor's type has the interface whatever its device, so a tensor is on
+    the GPU when its ``device.type`` says ``"cuda"``: a CPU tensor is host
+    memory, as NumPy reads it."""
     kind = type(obj)
-    return (hasattr(kind, "__cuda_array_interface__")
-            or kind.__module__.startswith("numba.cuda.simulator"))
+    if kind.__module__.startswith("numba.cuda.simulator"):
+        return True
+    if not hasattr(kind, "__cuda_array_interface__"):
+        return False
+    device_type = getattr(getattr(obj, "device", None), "type", None)
+    return device_type == "cuda" if isinstance(device_type, str) else True
 
 
 def call_device(op, arrays):

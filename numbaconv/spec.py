@@ -35,6 +35,7 @@ Shape arithmetic is in the small pure functions :func:`conv_output_size` and
 from __future__ import annotations
 
 import math
+import os
 import numbers
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -359,14 +360,52 @@ def check_float_array(op, name, array, *, allow_none=False):
             return None
         raise TypeError(f"{op}: {name} must be a NumPy array, got None")
     if not isinstance(array, np.ndarray):
+        kind = type(array).__name__
+        if getattr(array, "requires_grad", False):
+            raise TypeError(f"{op}: {name} is a PyTorch tensor that requires grad; pass "
+                            f"{name}.detach() (numbaconv computes gradients with "
+                            f"numbaconv.grad / conv_backward, not autograd)")
+        from .devices import is_device_array
+        if is_device_array(array):
+            raise TypeError(f"{op}: {name} is a GPU array ({kind}); this function runs on "
+                            f"the host: copy it there first (.copy_to_host(), .get() or "
+                            f".cpu().numpy())")
         try:
             array = np.asarray(array)
         except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{op}: {name} must be array-like, got {type(array).__name__}") from exc
+            raise TypeError(f"{op}: {name} must be array-like (a NumPy array or a rectangular "
+                            f"nested list), got {kind}: {exc}") from exc
+        if array.dtype == object:
+            raise TypeError(f"{op}: {name} must be array-like with numbers, got a {kind} that "
+                            f"NumPy reads as an array of Python objects")
     if array.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{op}: {name} dtype must be float16, float32 or float64, got {array.dtype}")
     return array
+
+
+def _memory_bytes():
+    """This machine's physical memory (1 TiB when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**40
+
+
+def _check_sizes(op, shapes, dtype, culprit):
+    """Refuse, before anything is allocated, a call whose output (or the
+    padded copy of its input some algorithms make) cannot fit in this
+    machine's memory, naming the parameter that made it so large: NumPy's
+    own "Unable to allocate 3.64 TiB" names nothing."""
+    limit = _memory_bytes()
+    for what, shape in shapes.items():
+        nbytes = math.prod(int(v) for v in shape) * np.dtype(dtype).itemsize
+        if nbytes > limit:
+            cause = f"; {culprit} makes it that large" if culprit else ""
+            raise ValueError(
+                f"{op}: the {what} would have shape {tuple(int(v) for v in shape)}, "
+                f"{nbytes / 2**30:,.1f} GiB of {np.dtype(dtype).name}, more than this "
+                f"machine's {limit / 2**30:,.1f} GiB of memory{cause}")
 
 
 def _same_padding(dilation, kernel_size):
@@ -480,6 +519,13 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
 
     dtype = _result_dtype(op, input, weight, bias, out_channels)
     compute_dtype = np.dtype(np.float32) if dtype == np.float16 else dtype
+    culprit = ("padding" if any(max(lo, hi) > n for n, (lo, hi) in zip(input_size, pads))
+               else "dilation" if any(d > 1 and e > 2 * n for e, d, n in
+                                      zip(effective, dilation, input_size))
+               else None)
+    _check_sizes(op, {"output": (batch, out_channels) + output_size,
+                      "padded input": (batch, in_channels) + padded}, dtype,
+                 culprit and f"{culprit}={padding if culprit == 'padding' else dilation}")
 
     return ConvSpec(
         op=op, ndim=ndim, batch=int(batch), in_channels=int(in_channels),
@@ -608,6 +654,13 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
             f"is too large for input size {input_size} and weight.shape={weight.shape}")
     dtype = _result_dtype(op, input, weight, bias, out_channels, " (weight.shape[1] * groups)")
     spans = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    culprit = ("stride" if any(s > 1 and o > 2 * n for o, s, n in
+                               zip(output_size, stride, input_size))
+               else "dilation" if any(d > 1 and e > 2 * n for e, d, n in
+                                      zip(spans, dilation, input_size))
+               else None)
+    _check_sizes(op, {"output": (batch, out_channels) + output_size}, dtype,
+                 culprit and f"{culprit}={stride if culprit == 'stride' else dilation}")
     spec = general_spec(
         op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
         dilation=dilation, input_dilation=stride,

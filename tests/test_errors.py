@@ -331,7 +331,8 @@ CASES = [
     case("weight_none", conv2d, lambda: args() | {"weight": None},
          TypeError, r"weight must be a NumPy array, got None"),
     case("input_ragged_list", conv2d, lambda: args() | {"input": [[1.0, 2.0], [3.0]]},
-         TypeError, r"input must be array-like, got list"),
+         TypeError, r"input must be array-like \(a NumPy array or a rectangular nested "
+                    r"list\), got list: .*inhomogeneous"),
     # ---- bias shape ---------------------------------------------------------
     case("bias_wrong_length", conv2d, lambda: args(bias=arr((3,))),
          ValueError, r"bias must be a 1-D array of out_channels=2 values, "
@@ -742,3 +743,51 @@ def test_backward_torch_raises_too(fn, make, torch_exc, torch_match):
     with pytest.raises(torch_exc, match=torch_match) as info:
         torch_fn(**kwargs)
     assert type(info.value) is torch_exc
+
+
+# ---------------------------------------------------------------------------
+# what a new user tries (issue 16): the message says what to do
+# ---------------------------------------------------------------------------
+
+from .conftest import torch as torch_module  # noqa: E402
+import numbaconv as nc  # noqa: E402
+
+def test_huge_output_is_refused_before_allocating_and_names_the_parameter():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d: the output would have shape "
+                                         r"\(1, 1, 1000002, 1000002\), .* GiB of float32, "
+                                         r"more than this machine's .* padding=500000"):
+        nc.conv2d(x, w, padding=500000)
+    with pytest.raises(ValueError, match=r"conv_transpose2d: .*stride=\(1000000, 1000000\)"):
+        nc.conv_transpose2d(x, w, stride=1000000)
+
+
+@pytest.mark.skipif(torch_module is None, reason="PyTorch not installed")
+def test_pytorch_cpu_tensors_are_host_arrays():
+    torch = torch_module
+    x = torch.ones(1, 2, 5, 5)
+    w = torch.ones(3, 2, 3, 3)
+    y = nc.conv2d(x, w)
+    assert isinstance(y, np.ndarray)
+    assert np.array_equal(y, nc.conv2d(x.numpy(), w.numpy()))
+    with pytest.raises(TypeError, match=r"conv2d: input is a PyTorch tensor that requires "
+                                        r"grad; pass input.detach\(\)"):
+        nc.conv2d(torch.ones(1, 2, 5, 5, requires_grad=True), w.numpy())
+
+
+def test_gpu_array_where_the_function_runs_on_the_host():
+    from numba import cuda
+    device = cuda.to_device(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(TypeError, match=r"conv2d: input is a GPU array .*copy it "
+                                        r"there first"):
+        nc.conv_reference(device, np.ones((1, 1, 3, 3), np.float32))
+
+
+def test_object_arrays_are_refused_by_name():
+    x = np.empty((1, 1, 4, 4), dtype=object)
+    with pytest.raises(TypeError, match=r"input dtype must be float16, float32 or float64, "
+                                        r"got object"):
+        nc.conv2d(x, np.ones((1, 1, 3, 3), np.float32))
+    with pytest.raises(TypeError, match=r"input must be array-like with numbers"):
+        nc.conv2d([[[object()]]], np.ones((1, 1, 1, 1), np.float32))
