@@ -1,0 +1,148 @@
+"""Reliability under concurrency and with non-finite values (issue 16).
+
+* 8 Python threads run different convolutions at once (every CPU algorithm
+  and loop order, forward, transposed and both gradients), while two of them
+  and another process keep writing the autotune cache: every result is bit
+  for bit the serial one, and the cache file stays valid JSON.
+* NaN and infinity propagate as in PyTorch for every algorithm and every
+  computation: the NaN / +inf / -inf masks of the output equal PyTorch's.
+  (The transform algorithms hand non-finite calls to ``direct``, which keeps
+  a NaN local to the outputs that read it.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import numbaconv as nc
+from numbaconv import tuning
+
+from .conftest import torch
+
+PROBLEMS = [
+    # (label, callable(x, w) -> result, input shape, weight shape)
+    ("direct channels-last", lambda x, w: nc.conv2d(x, w, padding=1, algorithm="direct"),
+     (2, 16, 20, 20), (16, 16, 3, 3)),
+    ("direct phase planes s2", lambda x, w: nc.conv2d(x, w, padding=1, stride=2, groups=16,
+                                                      algorithm="direct"),
+     (2, 16, 20, 20), (16, 1, 3, 3)),
+    ("im2col", lambda x, w: nc.conv2d(x, w, padding=2, dilation=2, algorithm="im2col"),
+     (2, 16, 20, 20), (8, 16, 3, 3)),
+    ("fft", lambda x, w: nc.conv2d(x, w, padding=4, algorithm="fft"),
+     (1, 4, 40, 40), (4, 4, 9, 9)),
+    ("winograd", lambda x, w: nc.conv2d(x, w, padding=1, algorithm="winograd"),
+     (2, 16, 20, 20), (16, 16, 3, 3)),
+    ("transposed", lambda x, w: nc.conv_transpose2d(x, w, stride=2, padding=1),
+     (2, 16, 10, 10), (16, 8, 4, 4)),
+    ("grad weight", lambda x, w: nc.grad.conv2d_weight(x, w.shape, nc.conv2d(x, w, padding=1),
+                                                      padding=1),
+     (2, 16, 12, 12), (8, 16, 3, 3)),
+    ("3-D", lambda x, w: nc.conv3d(x, w, padding=1), (1, 4, 8, 9, 10), (6, 4, 3, 3, 3)),
+]
+
+TUNE_SCRIPT = """
+import sys
+import numbaconv as nc
+for _ in range(int(sys.argv[1])):
+    for c in (4, 6, 8):
+        nc.tune((1, c, 12, 12), (c, c, 3, 3), padding=1, force=True)
+print("tuned")
+"""
+
+
+def test_concurrent_calls_equal_serial_while_the_tuning_cache_is_written(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBACONV_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    arrays = [(rng.standard_normal(xs).astype(np.float32),
+               rng.standard_normal(ws).astype(np.float32)) for _, _, xs, ws in PROBLEMS]
+    serial = [fn(x, w) for (_, fn, _, _), (x, w) in zip(PROBLEMS, arrays)]
+    other = subprocess.Popen([sys.executable, "-c", TUNE_SCRIPT, "3"], stdout=subprocess.PIPE,
+                             text=True)
+    results = {i: [] for i in range(len(PROBLEMS))}
+    errors = []
+
+    def worker(i):
+        try:
+            label, fn, _, _ = PROBLEMS[i]
+            x, w = arrays[i]
+            for round in range(4):
+                results[i].append(fn(x, w))
+                if i < 2:           # two threads also write the tuning cache
+                    c = (4, 6)[i]
+                    nc.tune((1, c, 10 + round, 10), (c, c, 3, 3), padding=1, force=True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROBLEMS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    out, _ = other.communicate(timeout=600)
+    assert not errors, errors
+    assert all(not t.is_alive() for t in threads)
+    assert other.returncode == 0 and "tuned" in out
+    for i, (label, _, _, _) in enumerate(PROBLEMS):
+        assert len(results[i]) == 4
+        for y in results[i]:
+            assert np.array_equal(y, serial[i]), label
+    with open(tuning.cache_path()) as fh:
+        entries = json.load(fh)
+    assert isinstance(entries, dict) and entries
+
+
+def _poisoned(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[[3, 200]] = np.nan
+    flat[77] = np.inf
+    flat[150] = -np.inf
+    return x
+
+
+def _masks(y):
+    y = np.asarray(y)
+    return np.isnan(y), np.isposinf(y), np.isneginf(y)
+
+
+COMPUTATIONS = ["forward", "transposed", "grad_input", "grad_weight"]
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("computation", COMPUTATIONS)
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "winograd_f2"])
+def test_nan_and_inf_propagate_like_pytorch_everywhere(rng, algorithm, computation):
+    tf = torch.nn.functional
+    x = _poisoned(rng, (2, 4, 9, 9))
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    kw = dict(padding=1)
+    if computation == "forward":
+        y = nc.conv2d(x, w, algorithm=algorithm, **kw)
+        expected = tf.conv2d(torch.from_numpy(x), torch.from_numpy(w), **kw)
+    elif computation == "transposed":
+        y = nc.conv_transpose2d(x, w, algorithm=algorithm, **kw)
+        expected = tf.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), **kw)
+    elif computation == "grad_input":
+        y = nc.grad.conv2d_input(x.shape, w, x, algorithm=algorithm, **kw)
+        expected = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w),
+                                              torch.from_numpy(x), **kw)
+    else:
+        if algorithm.startswith("winograd"):
+            pytest.skip("winograd does not serve weight gradients")
+        # a finite output gradient: with infinities in both, the products of
+        # the padding's zeros with an infinity are NaN here and skipped by
+        # PyTorch (docs/semantics.md, "Non-finite values")
+        g = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+        y = nc.grad.conv2d_weight(x, w.shape, g, algorithm=algorithm, **kw)
+        expected = torch.nn.grad.conv2d_weight(torch.from_numpy(x), w.shape,
+                                               torch.from_numpy(g), **kw)
+    for ours, theirs in zip(_masks(y), _masks(expected.numpy())):
+        np.testing.assert_array_equal(ours, theirs)
+    assert np.isnan(y).any()
