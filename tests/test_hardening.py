@@ -152,3 +152,27 @@ def test_nan_and_inf_propagate_like_pytorch_everywhere(rng, algorithm, computati
     for ours, theirs in zip(_masks(y), _masks(expected.numpy())):
         np.testing.assert_array_equal(ours, theirs)
     assert np.isnan(y).any()
+
+
+@pytest.mark.parametrize("shape, algorithm, bound", [
+    ("resnet3x3", "direct", 2.5),
+    ("resnet3x3", "im2col", 2.5),
+    ("resnet3x3", "winograd", 2.5),
+    ("s2_3x3", "fft", 8.0),
+])
+def test_peak_memory_stays_within_the_documented_multiple(shape, algorithm, bound):
+    """docs/hardening.md: the extra peak of a call (output included) over the
+    input + output + weight bytes, measured as scripts/memory_table.py does."""
+    import importlib.util
+    import os
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "memory_table.py"
+    spec = importlib.util.spec_from_file_location("memory_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    done = subprocess.run([sys.executable, "-c", table.CHILD, shape, algorithm],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < result["extra"] <= bound * result["arrays"]
