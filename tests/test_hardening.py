@@ -176,3 +176,56 @@ def test_peak_memory_stays_within_the_documented_multiple(shape, algorithm, boun
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert 0 < result["extra"] <= bound * result["arrays"]
+
+
+# ---------------------------------------------------------------------------
+# differential fuzzing: views and every algorithm
+# ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .conftest import assert_matches_reference, CONV  # noqa: E402
+from .test_conv import conv_problems, make_inputs  # noqa: E402
+
+#: A few hundred examples in CI; NUMBACONV_FUZZ_EXAMPLES=20000 for the long
+#: profile (docs/hardening.md).
+FUZZ_EXAMPLES = int(__import__("os").environ.get("NUMBACONV_FUZZ_EXAMPLES", "200"))
+
+
+def _view(array, kind):
+    """The same values as ``array``, laid out as ``kind`` says."""
+    if kind == "contiguous" or array.ndim == 0:
+        return array
+    if kind == "strided":                       # every other element of a bigger array
+        big = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), array.dtype)
+        big[..., ::2] = array
+        return big[..., ::2]
+    if kind == "negative":                      # a reversed view of a reversed copy
+        return np.ascontiguousarray(array[..., ::-1])[..., ::-1]
+    return np.asfortranarray(array)             # "fortran"
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(conv_problems(), st.sampled_from(["strided", "negative", "fortran"]),
+       st.sampled_from(["direct", "im2col", "fft", "winograd", "winograd_f2", "auto"]))
+def test_fuzz_views_and_every_algorithm(problem, layout, algorithm):
+    """Any memory layout of the same values gives the same bits, and every
+    algorithm either serves the problem within its tolerance or refuses it
+    with UnsupportedAlgorithmError for a reason of its documented domain."""
+    shape, wshape, kw, dtype, bias, seed = problem
+    kw = dict(kw, algorithm=algorithm)
+    x, w, b = make_inputs(np.random.default_rng(seed), shape, wshape, dtype, bias)
+    conv = CONV[len(wshape) - 2]
+    try:
+        y = conv(x, w, b, **kw)
+    except nc.UnsupportedAlgorithmError as exc:
+        assert algorithm.startswith("winograd"), exc
+        assert any(word in str(exc) for word in ("stride", "kernel", "dilation")), exc
+        return
+    viewed = conv(_view(x, layout), _view(w, layout), None if b is None else _view(b, layout),
+                  **kw)
+    assert np.array_equal(viewed, y)
+    kw.pop("algorithm")
+    assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
