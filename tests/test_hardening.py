@@ -229,3 +229,52 @@ def test_fuzz_views_and_every_algorithm(problem, layout, algorithm):
     assert np.array_equal(viewed, y)
     kw.pop("algorithm")
     assert_matches_reference(y, x, w, b, algorithm=algorithm, **kw)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "winograd_f2"])
+def test_subnormals_are_computed_not_flushed(rng, algorithm):
+    """float32 inputs around 1e-38 with weights around 1e-3 give outputs around
+    1e-40, below float32's normal range (1.2e-38): they come out subnormal,
+    not zero, with the right sign.  Subnormal arithmetic has an absolute
+    spacing of 2**-149 (1.4e-45), so the bound adds 2048 such steps (measured
+    at most about 70, on winograd whose transforms scale the terms) to the
+    elementwise bound of tests/conftest.py."""
+    from .conftest import tolerance
+    x = (rng.standard_normal((1, 4, 9, 9)) * 1e-38).astype(np.float32)
+    w = (rng.standard_normal((4, 4, 3, 3)) * 1e-3).astype(np.float32)
+    y = nc.conv2d(x, w, padding=1, algorithm=algorithm)
+    ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), padding=1)
+    assert np.all(np.abs(y) < np.finfo(np.float32).tiny)          # all subnormal or zero
+    clear = np.abs(ref) > 1e-42
+    assert np.all(np.sign(y[clear]) == np.sign(ref[clear]))
+    bound = tolerance(x, w, None, np.float32, algorithm, padding=1) + 2048 * 2.0 ** -149
+    assert np.all(np.abs(y - ref) <= bound)
+
+
+from .test_backward import (CONV_TRANSPOSE, GRAD_INPUT, GRAD_WEIGHT,  # noqa: E402
+                            grad_problem, grad_problems, transposed_problem,
+                            transposed_problems)
+
+
+@settings(max_examples=max(1, FUZZ_EXAMPLES // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(transposed_problems(), grad_problems(), st.sampled_from(["strided", "negative", "fortran"]))
+def test_fuzz_views_of_transposed_and_gradients(transposed, gradients, layout):
+    """The layout of the arrays never changes a transposed convolution's or a
+    gradient's bits (their values against the references: tests/test_backward.py)."""
+    shape, wshape, kw, dtype, algorithm, seed = transposed
+    x, w, b, kw = transposed_problem(np.random.default_rng(seed), shape, wshape, kw, dtype)
+    fn = CONV_TRANSPOSE[len(wshape) - 2]
+    y = fn(x, w, b, **kw, algorithm=algorithm)
+    viewed = fn(_view(x, layout), _view(w, layout), None if b is None else _view(b, layout),
+                **kw, algorithm=algorithm)
+    assert np.array_equal(viewed, y)
+    shape, wshape, kw, dtype, algorithm, seed = gradients
+    x, w, g = grad_problem(np.random.default_rng(seed), shape, wshape, kw, dtype)
+    ndim = len(wshape) - 2
+    gi = GRAD_INPUT[ndim](shape, w, g, **kw, algorithm=algorithm)
+    assert np.array_equal(GRAD_INPUT[ndim](shape, _view(w, layout), _view(g, layout), **kw,
+                                           algorithm=algorithm), gi)
+    gw = GRAD_WEIGHT[ndim](x, wshape, g, **kw, algorithm=algorithm)
+    assert np.array_equal(GRAD_WEIGHT[ndim](_view(x, layout), wshape, _view(g, layout), **kw,
+                                            algorithm=algorithm), gw)
