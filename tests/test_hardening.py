@@ -278,3 +278,73 @@ def test_fuzz_views_of_transposed_and_gradients(transposed, gradients, layout):
     gw = GRAD_WEIGHT[ndim](x, wshape, g, **kw, algorithm=algorithm)
     assert np.array_equal(GRAD_WEIGHT[ndim](_view(x, layout), wshape, _view(g, layout), **kw,
                                             algorithm=algorithm), gw)
+
+
+# ---------------------------------------------------------------------------
+# invalid input: mutations of a valid call
+# ---------------------------------------------------------------------------
+
+def _valid_call(op):
+    x = np.ones((2, 4, 6, 6), np.float32)
+    w = np.ones((4, 2, 3, 3), np.float32)
+    b = np.ones(4 if op == "conv2d" else 2, np.float32)
+    kw = dict(stride=1, padding=1, groups=2) if op == "conv2d" else dict(stride=1, padding=1)
+    return x, w, b, kw
+
+
+MUTATIONS = {
+    # name: (function(x, w, b, kw, value) -> (x, w, b, kw), values)
+    "input rank": (lambda x, w, b, kw, v: (np.ones((4,) * v, np.float32), w, b, kw), [1, 2, 5]),
+    "weight rank": (lambda x, w, b, kw, v: (x, np.ones((4,) * v, np.float32), b, kw), [1, 2, 5]),
+    "zero kernel": (lambda x, w, b, kw, v: (x, np.ones((4, 2, 0, 3), np.float32), b, kw), [0]),
+    "zero channels": (lambda x, w, b, kw, v: (np.ones((2, 0, 6, 6), np.float32), w, b, kw), [0]),
+    "channels": (lambda x, w, b, kw, v: (x, np.ones((4, 3, 3, 3), np.float32), b, kw), [0]),
+    "input dtype": (lambda x, w, b, kw, v: (x.astype(v), w, b, kw),
+                    [np.int32, np.int64, np.complex64, np.bool_, np.uint8, object]),
+    "weight dtype": (lambda x, w, b, kw, v: (x, w.astype(v), b, kw), [np.int32, np.complex128]),
+    "structured": (lambda x, w, b, kw, v: (np.zeros(x.shape, [("a", np.float32)]), w, b, kw),
+                   [0]),
+    "stride": (lambda x, w, b, kw, v: (x, w, b, dict(kw, stride=v)),
+               [0, -1, (1,), (1, 2, 3), (0, 1), 1.5, float("nan"), "2"]),
+    "padding": (lambda x, w, b, kw, v: (x, w, b, dict(kw, padding=v)),
+                [-1, (1,), (1, 2, 3), "full", (-1, 0), 2**62]),
+    "groups": (lambda x, w, b, kw, v: (x, w, b, dict(kw, groups=v)), [0, -1, 3, 8, 2.0]),
+    "bias": (lambda x, w, b, kw, v: (x, w, np.ones(v, np.float32), kw), [7, (4, 1)]),
+    "ragged": (lambda x, w, b, kw, v: ([[1.0, 2.0], [3.0]], w, b, kw), [0]),
+}
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from(["conv2d", "conv_transpose2d"]), st.sampled_from(sorted(MUTATIONS)),
+       st.data())
+def test_fuzz_invalid_inputs_raise_named_errors(op, mutation, data):
+    """A mutation of a valid call raises ValueError or TypeError whose message
+    starts with the operation's name -- never another exception, a crash or
+    a result -- and leaves a given ``out=`` untouched."""
+    change, values = MUTATIONS[mutation]
+    x, w, b, kw = change(*_valid_call(op), data.draw(st.sampled_from(values)))
+    fn = getattr(nc, op)
+    with pytest.raises((ValueError, TypeError)) as info:
+        fn(x, w, b, **kw)
+    assert str(info.value).startswith(op), str(info.value)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("problem", ["shape", "dtype", "alias"])
+def test_a_bad_out_is_refused_and_left_untouched(op, problem):
+    x, w, b, kw = _valid_call(op)
+    good = getattr(nc, op)(x, w, b, **kw)
+    if problem == "alias":
+        if op != "conv2d":
+            pytest.skip("the transposed output is not the input's shape here")
+        out = x
+    else:
+        out = np.full(good.shape if problem == "alias" else
+                      (good.shape[:-1] + (good.shape[-1] + 1,) if problem == "shape"
+                       else good.shape),
+                      7.0, np.float64 if problem == "dtype" else np.float32)
+    before = out.copy()
+    with pytest.raises((ValueError, TypeError), match=rf"^{op}: .*out"):
+        getattr(nc, op)(x, w, b, out=out, **kw)
+    assert np.array_equal(out, before)
