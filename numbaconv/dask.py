@@ -211,9 +211,8 @@ def _forward(op, ndim, input, weight, bias, stride, padding, dilation, groups, p
     weight = weight.astype(spec.dtype, copy=False)
     bias = None if bias is None else bias.astype(spec.dtype, copy=False)
     x = x.astype(spec.dtype)
-    cin_g = spec.in_channels_per_group
-    cout_g = spec.out_channels_per_group
-    _check_group_chunks(op, x.chunks[1], cin_g, spec.groups, "input-channel")
+    _check_group_chunks(op, x.chunks[1], spec.in_channels_per_group, spec.groups,
+                        "input-channel")
     # padding at the true edges (Note [halo]): zeros are added by the edge
     # blocks themselves (no extra tasks), other modes by dask.array.pad
     pads = [tuple(p) for p in spec.padding]
@@ -228,31 +227,19 @@ def _forward(op, ndim, input, weight, bias, stride, padding, dilation, groups, p
     block = dict(ndim=ndim, stride=spec.stride, dilation=spec.dilation, algorithm=algorithm,
                  loop_order=loop_order, pads=tuple(pads),
                  counts=tuple(len(c) for c in x.chunks[2:]))
-    if spec.groups == 1 and len(x.chunks[1]) > 1:
-        # input-channel chunks: partial sums, then a tree reduction
-        parts, start = [], 0
-        for size in x.chunks[1]:
-            part = x[:, start:start + size]
-            w = dask.delayed(np.ascontiguousarray(weight[:, start:start + size]), pure=True)
-            parts.append(_map_forward(part, w, None, 1, halos, out_chunks,
-                                      spec.out_channels, spec.dtype, block))
-            start += size
-        result = da.stack(parts).sum(axis=0, split_every=2, dtype=spec.dtype)
-        if bias is not None:
-            result = result + bias.reshape((-1,) + (1,) * ndim)
-    else:
-        # whole groups per channel chunk: each maps to its groups' outputs
-        pieces, start = [], 0
-        for size in x.chunks[1]:
-            g0, g1 = start // cin_g, (start + size) // cin_g
-            rows = slice(g0 * cout_g, g1 * cout_g)
-            w = dask.delayed(np.ascontiguousarray(weight[rows]), pure=True)
-            b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[rows]),
-                                                       pure=True)
-            pieces.append(_map_forward(x[:, start:start + size], w, b, g1 - g0, halos,
-                                       out_chunks, (g1 - g0) * cout_g, spec.dtype, block))
-            start += size
-        result = pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=1)
+    cout_g = spec.out_channels_per_group
+
+    def chunk_weight(start, size, groups):
+        # groups=1: the input channels' slice; else the groups' output rows
+        if groups is None:
+            return weight[:, start:start + size]
+        return weight[groups[0] * cout_g:groups[1] * cout_g]
+
+    result = _over_channel_chunks(
+        x, spec, bias, chunk_weight,
+        lambda part, w, b, groups, channels: _map_with_halo(
+            _forward_block, part, w, b, groups, [(0, h) for h in halos], out_chunks,
+            channels, spec.dtype, block))
     return result[0] if unbatched else result
 
 
@@ -291,14 +278,50 @@ def _aligned_bounds(inner, step, length, first, last, smallest):
     return kept
 
 
-def _map_forward(x, w, b, groups, halos, out_chunks, out_channels, dtype, block):
-    """The blocks of one channel chunk: halo exchange, then the local convolution."""
-    depth = {axis: ((0, h) if len(x.chunks[axis]) > 1 else 0)
-             for axis, h in enumerate(halos, start=2)}
+def _over_channel_chunks(x, spec, bias, chunk_weight, map_chunk):
+    """The result of ``x``, computed channel chunk by channel chunk (module
+    docstring).  With ``groups == 1`` and several input-channel chunks, each
+    chunk's partial output (its weight ``chunk_weight(start, size, None)``, no
+    bias) is added in a tree and the bias once; otherwise every chunk holds
+    whole groups ``(g0, g1)`` and maps, with ``chunk_weight(start, size, (g0,
+    g1))`` and its slice of the bias, to those groups' output channels.
+    ``map_chunk(part, weight, bias, groups, out_channels)`` builds a chunk's
+    blocks; weights and biases enter the graph as one delayed task each."""
+    def delayed(array):
+        return dask.delayed(np.ascontiguousarray(array), pure=True)
+
+    sizes = x.chunks[1]
+    starts = [int(s) for s in np.cumsum((0,) + sizes[:-1])]
+    if spec.groups == 1 and len(sizes) > 1:
+        parts = [map_chunk(x[:, start:start + size], delayed(chunk_weight(start, size, None)),
+                           None, 1, spec.out_channels)
+                 for start, size in zip(starts, sizes)]
+        result = da.stack(parts).sum(axis=0, split_every=2, dtype=spec.dtype)
+        if bias is not None:
+            result = result + bias.reshape((-1,) + (1,) * spec.ndim)
+        return result
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    pieces = []
+    for start, size in zip(starts, sizes):
+        g0, g1 = start // cin_g, (start + size) // cin_g
+        b = None if bias is None else delayed(bias[g0 * cout_g:g1 * cout_g])
+        pieces.append(map_chunk(x[:, start:start + size],
+                                delayed(chunk_weight(start, size, (g0, g1))), b, g1 - g0,
+                                (g1 - g0) * cout_g))
+    return pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=1)
+
+
+def _map_with_halo(block_fn, x, w, b, groups, depths, spatial_chunks, out_channels, dtype,
+                   block):
+    """``block_fn`` on every block of ``x`` after the halo exchange of Note
+    [halo]: ``depths`` the ``(left, right)`` overlap per spatial axis (none
+    where the axis has one chunk); the output chunks are given explicitly."""
+    depth = {axis: (d if len(x.chunks[axis]) > 1 and any(d) else 0)
+             for axis, d in enumerate(depths, start=2)}
     if any(depth.values()):
         x = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
-    chunks = (x.chunks[0], (out_channels,)) + tuple(out_chunks)
-    return da.map_blocks(_forward_block, x, w, b, groups=groups, dtype=dtype, chunks=chunks,
+    chunks = (x.chunks[0], (out_channels,)) + tuple(spatial_chunks)
+    return da.map_blocks(block_fn, x, w, b, groups=groups, dtype=dtype, chunks=chunks,
                          meta=np.empty((0,) * x.ndim, dtype), **block)
 
 
@@ -355,9 +378,8 @@ def _transposed(op, ndim, input, weight, bias, stride, padding, output_padding, 
     weight = weight.astype(spec.dtype, copy=False)
     bias = None if bias is None else bias.astype(spec.dtype, copy=False)
     x = x.astype(spec.dtype)
-    cin_g = spec.in_channels_per_group
-    cout_g = spec.out_channels_per_group
-    _check_group_chunks(op, x.chunks[1], cin_g, spec.groups, "input-channel")
+    _check_group_chunks(op, x.chunks[1], spec.in_channels_per_group, spec.groups,
+                        "input-channel")
     lefts = [h // s for h, s in zip(halos, stride)]
     new = {}
     for axis, left in enumerate(lefts, start=2):
@@ -373,39 +395,14 @@ def _transposed(op, ndim, input, weight, bias, stride, padding, output_padding, 
         z_chunks.append(tuple(sizes))
     block = dict(ndim=ndim, stride=stride, dilation=dilation, algorithm=algorithm,
                  lefts=tuple(lefts), z_chunks=tuple(z_chunks))
-    if spec.groups == 1 and len(x.chunks[1]) > 1:
-        parts, start = [], 0
-        for size in x.chunks[1]:
-            w = dask.delayed(np.ascontiguousarray(weight[start:start + size]), pure=True)
-            parts.append(_map_transposed(x[:, start:start + size], w, None, 1, lefts,
-                                         spec.out_channels, spec.dtype, block))
-            start += size
-        z = da.stack(parts).sum(axis=0, split_every=2, dtype=spec.dtype)
-        if bias is not None:
-            z = z + bias.reshape((-1,) + (1,) * ndim)
-    else:
-        pieces, start = [], 0
-        for size in x.chunks[1]:
-            g0, g1 = start // cin_g, (start + size) // cin_g
-            w = dask.delayed(np.ascontiguousarray(weight[start:start + size]), pure=True)
-            b = None if bias is None else dask.delayed(
-                np.ascontiguousarray(bias[g0 * cout_g:g1 * cout_g]), pure=True)
-            pieces.append(_map_transposed(x[:, start:start + size], w, b, g1 - g0, lefts,
-                                          (g1 - g0) * cout_g, spec.dtype, block))
-            start += size
-        z = pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=1)
+    # the weight's rows are the input channels, grouped or not
+    z = _over_channel_chunks(
+        x, spec, bias, lambda start, size, groups: weight[start:start + size],
+        lambda part, w, b, groups, channels: _map_with_halo(
+            _transposed_block, part, w, b, groups, [(left, 0) for left in lefts], z_chunks,
+            channels, spec.dtype, block))
     y = z[(slice(None), slice(None)) + tuple(slice(c, e) for c, e in zip(cut, ends))]
     return y[0] if unbatched else y
-
-
-def _map_transposed(x, w, b, groups, lefts, out_channels, dtype, block):
-    depth = {axis: ((left, 0) if len(x.chunks[axis]) > 1 and left else 0)
-             for axis, left in enumerate(lefts, start=2)}
-    if any(depth.values()):
-        x = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
-    chunks = (x.chunks[0], (out_channels,)) + block["z_chunks"]
-    return da.map_blocks(_transposed_block, x, w, b, groups=groups, dtype=dtype, chunks=chunks,
-                         meta=np.empty((0,) * x.ndim, dtype), **block)
 
 
 def _transposed_block(x, w, b, *, groups, ndim, stride, dilation, algorithm, lefts, z_chunks,

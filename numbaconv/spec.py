@@ -34,9 +34,10 @@ Shape arithmetic is in the small pure functions :func:`conv_output_size` and
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 import numbers
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -384,8 +385,10 @@ def check_float_array(op, name, array, *, allow_none=False):
     return array
 
 
+@functools.lru_cache(maxsize=None)
 def _memory_bytes():
-    """This machine's physical memory (1 TiB when the OS does not say)."""
+    """This machine's physical memory (1 TiB when the OS does not say); asked
+    once, not on every call's spec."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
