@@ -284,10 +284,28 @@ def constants_path():
 def constants():
     """The machine constants in force: the calibration file in the user
     cache directory if there is a valid one, else :data:`DEFAULTS`."""
+    return _constants_and_key()[0]
+
+
+def constants_key():
+    """A hashable value of the constants in force, for caches of plans and
+    picks made under them.
+
+    Not ``id(constants())``: a dict freed when the cache directory changes
+    lets the next one take its address, and caches keyed by that id then
+    served plans made under other constants (a concurrency test saw a
+    different ``"auto"`` pick, so different low bits, after a test that
+    had calibrated into its own directory).
+    """
+    return _constants_and_key()[1]
+
+
+def _constants_and_key():
     global _cached
     where = os.environ.get("NUMBACONV_CACHE_DIR")    # cheap: asked on every call
-    if _cached is not None and _cached[0] == where:
-        return _cached[1]
+    cached = _cached                                 # one read: other threads may reset it
+    if cached is not None and cached[0] == where:
+        return cached[1], cached[2]
     path = constants_path()
     values = dict(DEFAULTS)
     try:
@@ -304,8 +322,9 @@ def constants():
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warnings.warn(f"numbaconv: ignoring the cost-model constants {path}: {exc}",
                       stacklevel=2)
-    _cached = (where, values)
-    return values
+    key = tuple(sorted(values.items()))
+    _cached = (where, values, key)
+    return values, key
 
 
 def forget_constants():
@@ -403,7 +422,7 @@ def _constants_in_force(values):
     """Make :func:`constants` answer ``values`` for the duration."""
     global _cached
     previous = _cached
-    _cached = (os.environ.get("NUMBACONV_CACHE_DIR"), values)
+    _cached = (os.environ.get("NUMBACONV_CACHE_DIR"), values, tuple(sorted(values.items())))
     try:
         yield
     finally:

@@ -297,7 +297,7 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
 
 
 @functools.lru_cache(maxsize=1024)
-def _auto_choice(spec, ctx, constants_id):
+def _auto_choice(spec, ctx, constants_key):
     return choose_spec(spec, ctx).algorithm
 
 
@@ -308,7 +308,7 @@ def auto_algorithm_name(spec, ctx):
     from . import costs
     if tuning.tuning_enabled():
         return choose_spec(spec, ctx).algorithm
-    return _auto_choice(spec, ctx, id(costs.constants()))
+    return _auto_choice(spec, ctx, costs.constants_key())
 
 
 def _finite(*arrays):

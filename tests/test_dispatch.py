@@ -180,6 +180,34 @@ def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
         assert costs.constants() == costs.DEFAULTS
 
 
+
+def test_auto_follows_the_constants_in_force_when_the_cache_directory_changes(
+        tmp_path, monkeypatch):
+    # Regression: the plan and pick caches were keyed by id(constants()); a
+    # constants dict freed on a directory change let the next one take its
+    # address, and the caches then served picks made under other constants
+    # (46 wrong picks in 400 switches with the old key; a concurrency test
+    # once saw different low bits from it).
+    import random
+    fast_fft_dir, shipped_dir = tmp_path / "fast_fft", tmp_path / "shipped"
+    fast_fft_dir.mkdir()
+    shipped_dir.mkdir()
+    fast_fft = {k: v * 1e-3 if k.startswith("fft") else v for k, v in costs.DEFAULTS.items()}
+    (fast_fft_dir / costs.CONSTANTS_FILE).write_text(
+        json.dumps({"version": 1, "constants": fast_fft}))
+    spec = problem_spec((1, 8, 32, 32), (8, 8, 3, 3), padding=1)
+    ctx = current_context()
+    draw = random.Random(1)
+    wrong = 0
+    for _ in range(400):
+        calibrated = draw.randrange(2) == 1
+        monkeypatch.setenv("NUMBACONV_CACHE_DIR",
+                           str(fast_fft_dir if calibrated else shipped_dir))
+        allocations = [dict(n=i) for i in range(draw.randrange(4))]   # stir the freelist
+        wrong += (dispatch.auto_algorithm_name(spec, ctx) == "fft") != calibrated
+        del allocations
+    assert wrong == 0
+
 def test_fit_takes_the_median_rate_per_path():
     spec = problem_spec(*RESNET[:2], **RESNET[2])
     samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9, 0.0)

@@ -182,7 +182,7 @@ class ConvAlgorithm:
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_plan(algorithm, spec, ctx, constants_id):
+def _cached_plan(algorithm, spec, ctx, constants_key):
     return algorithm.plan(spec, ctx)
 
 
@@ -191,7 +191,7 @@ def plan_of(algorithm, spec, ctx):
     cost constants): the public functions plan every call, and planning
     cost 30 us, half a small convolution."""
     from .. import costs
-    return _cached_plan(algorithm, spec, ctx, id(costs.constants()))
+    return _cached_plan(algorithm, spec, ctx, costs.constants_key())
 
 
 def register(algorithm):
