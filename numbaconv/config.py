@@ -3,10 +3,11 @@
 ``workspace limit``: the most scratch memory, in bytes, that one call of an
 algorithm may allocate for its intermediate buffers, all threads together
 (im2col's column tiles and weight-gradient segments, fft's weight spectrum
-and transformed blocks, winograd's transformed tiles, the weight-gradient
-rewrite's transposed copies).  Default 64 MiB.  The inputs, the output and
-the weight's rearranged copies do not count (docs/semantics.md, "Workspace
-limit").
+and transformed blocks, winograd's transformed tiles).  Default 64 MiB.
+A plan whose smallest workspace is over it does not run (``MemoryError``
+for an explicit algorithm; ``"auto"`` passes it over).  The inputs, the
+output and the rearranged copies of the input, weight and output gradient
+do not count (docs/semantics.md, "Workspace limit").
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def set_workspace_limit(nbytes):
     ----------
     nbytes : int or None
         The limit in bytes, at least 1 MiB; ``None`` restores the default
-        (64 MiB).  The im2col algorithm sizes its column tiles to stay under
-        it whatever the input size.
+        (64 MiB).  The algorithms size their scratch buffers to it; one
+        whose smallest workspace is still over it (fft's weight spectrum,
+        one Winograd tile per thread) raises ``MemoryError`` when named
+        and is passed over by ``"auto"``.
 
     Returns
     -------

@@ -233,7 +233,7 @@ def usable_candidates(spec, ctx, finite=True):
     """Steps 1 and 2 of the decision table: a :class:`Candidate` per
     registered algorithm (with its plan, or why it cannot be picked), and the
     algorithms that may be picked."""
-    from .algorithms.registry import algorithms, plan_of
+    from .algorithms.registry import algorithms, over_workspace_limit, plan_of
     from .errors import UnsupportedAlgorithmError
     tolerance = TOLERANCE_EPS[spec.dtype.name]
     candidates, usable = [], []
@@ -244,11 +244,11 @@ def usable_candidates(spec, ctx, finite=True):
             candidates.append(Candidate(name, excluded=f"cannot serve: {reason}"))
             continue
         plan = plan_of(algorithm, spec, ctx)     # the run will find it cached
-        excluded = None
-        if MEASURED_ERROR_EPS.get(name, 0.0) > tolerance:
+        excluded = over_workspace_limit(plan, ctx)
+        if excluded is None and MEASURED_ERROR_EPS.get(name, 0.0) > tolerance:
             excluded = (f"its error (up to {MEASURED_ERROR_EPS[name]:g} eps) is above the "
                         f"{spec.dtype.name} tolerance of {tolerance:g} eps")
-        elif not finite and name in TRANSFORMS:
+        elif excluded is None and not finite and name in TRANSFORMS:
             excluded = ("the input has NaN or infinity, which a transform spreads over "
                         "its tile (the call would go to direct)")
         candidates.append(Candidate(name, plan.path, plan.seconds, None, plan.workspace,

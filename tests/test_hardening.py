@@ -182,6 +182,48 @@ def test_peak_memory_stays_within_the_documented_multiple(shape, algorithm, boun
     assert 0 < result["extra"] <= bound * result["arrays"]
 
 
+def test_a_workspace_over_the_limit_is_a_memory_error_naming_the_limit(rng):
+    # fft's weight spectrum (64 x 64 transforms of at least 9 x 9 points,
+    # about 4.7 MiB) cannot shrink under a 1 MiB limit: the explicit call is
+    # refused before anything is allocated, and "auto" passes fft over
+    x = rng.standard_normal((1, 64, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 9, 9)).astype(np.float32)
+    out = np.full((1, 64, 16, 16), 7.0, np.float32)
+    previous = nc.set_workspace_limit(2**20)
+    try:
+        with pytest.raises(MemoryError, match=r"conv2d: algorithm='fft' cannot run: its "
+                           r"smallest workspace, [\d.]+ MiB .* over the workspace limit of "
+                           r"1\.0 MiB; raise it with numbaconv.set_workspace_limit"):
+            nc.conv2d(x, w, algorithm="fft", out=out)
+        assert (out == 7.0).all()
+        choice = nc.choose_algorithm(x.shape, w.shape)
+        fft = next(c for c in choice.candidates if c.algorithm == "fft")
+        assert "over the workspace limit of 1.0 MiB" in fft.excluded
+        assert choice.algorithm != "fft"
+        y = nc.conv2d(x, w)                    # auto: another algorithm, under the limit
+    finally:
+        nc.set_workspace_limit(previous)
+    assert_matches_reference(y, x, w, None, algorithm=choice.algorithm)
+    assert nc.conv2d(x, w, algorithm="fft").shape == y.shape     # fits the default limit
+
+
+def test_one_winograd_tile_per_thread_over_the_limit_is_refused():
+    # a 3-D F(4,3) tile of 600 + 600 channels is 216 x 1200 values, 1.0 MiB
+    # per thread: it cannot run on 2 threads under 1 MiB, nor be picked
+    from numbaconv.algorithms import resolve_algorithm
+    from numbaconv.context import ExecutionContext
+    from numbaconv.dispatch import choose_spec, problem_spec
+    spec = problem_spec((1, 600, 8, 8, 8), (600, 600, 3, 3, 3), padding=1)
+    small = ExecutionContext(threads=2, pool_threads=2, workspace_limit=2**20)
+    with pytest.raises(MemoryError, match="conv3d: algorithm='winograd' cannot run: .*"
+                                          "over the workspace limit of 1.0 MiB"):
+        resolve_algorithm("winograd", spec, small)
+    choice = choose_spec(spec, small)
+    assert choice.algorithm != "winograd"
+    roomy = ExecutionContext(threads=2, pool_threads=2, workspace_limit=2**26)
+    assert resolve_algorithm("winograd", spec, roomy).name == "winograd"
+
+
 # ---------------------------------------------------------------------------
 # differential fuzzing: views and every algorithm
 # ---------------------------------------------------------------------------

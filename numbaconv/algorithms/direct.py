@@ -165,8 +165,8 @@ class DirectAlgorithm(ConvAlgorithm):
         packed = (spec.batch * spec.in_channels * math.prod(spec.padded_size3)
                   * spec.compute_dtype.itemsize
                   if loop_order in ("channels_last", "thin_channels_last") else 0)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, packed, loop_order,
-                           detail=loop_order)
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, 0, loop_order,
+                           detail=loop_order, copies=packed)
 
 
 DIRECT = register(DirectAlgorithm())

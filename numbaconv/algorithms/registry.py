@@ -61,7 +61,10 @@ class Plan:
     seconds : float
         The cost model's estimate (Note [cost models] in :mod:`numbaconv.costs`).
     workspace : int
-        Scratch bytes the run allocates, all threads together.
+        Scratch bytes the run allocates, all threads together: column
+        tiles, spectra, transformed tiles.  Planners size it to the
+        workspace limit; a plan whose smallest workspace is still over the
+        limit is refused (:func:`check_workspace`).
     model : str or None
         The cost-model path whose constant the estimate uses (``"direct:phases"``
         and the like for a plan made of several problems; None when there is
@@ -74,6 +77,12 @@ class Plan:
     detail : object
         What the algorithm's run step takes from the plan (a loop order, a
         tile plan ...); ``run(..., plan=plan)`` then runs exactly this plan.
+    copies : int
+        Bytes of rearranged copies of the input, output gradient or weight
+        (direct's channels-last input, the weight-gradient rewrite's
+        transposed batch chunks): a multiple of the arrays' own size,
+        not bounded by the workspace limit (docs/semantics.md, "Workspace
+        limit").
     """
 
     algorithm: str
@@ -84,16 +93,17 @@ class Plan:
     units: float = 0.0
     fill: float = 0.0
     detail: object = field(default=None, compare=False, repr=False)
+    copies: int = 0
 
 
 def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True,
-                detail=None, fill=0.0):
+                detail=None, fill=0.0, copies=0):
     """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`),
     plus ``fill`` units of column fill."""
     from .. import costs
     return Plan(algorithm, path or model,
                 costs.seconds(model, units, ctx.threads, per_thread, fill), int(workspace), model,
-                float(units), float(fill), detail)
+                float(units), float(fill), detail, int(copies))
 
 
 class ConvAlgorithm:
@@ -129,7 +139,8 @@ class ConvAlgorithm:
         paths = sorted({p.path for p in plans})
         return costed_plan(self.name, f"{self.name}:phases", sum(p.seconds for p in plans), ctx,
                            max(p.workspace for p in plans),
-                           f"phases({len(problems)}) of {'/'.join(paths)}", per_thread=False)
+                           f"phases({len(problems)}) of {'/'.join(paths)}", per_thread=False,
+                           copies=max(p.copies for p in plans))
 
     def plan_grad_weight(self, spec, ctx):
         """The grouped forward rewrite's plan, per batch chunk, summed
@@ -141,7 +152,8 @@ class ConvAlgorithm:
         copies = chunk * (spec.in_channels * math.prod(spec.input_size)
                           + spec.out_channels * math.prod(spec.output_size)) * itemsize
         return costed_plan(self.name, f"{self.name}:rewrite", sub.seconds * count, ctx,
-                           sub.workspace + copies, f"rewrite of {sub.path}", per_thread=False)
+                           sub.workspace, f"rewrite of {sub.path}", per_thread=False,
+                           copies=sub.copies + copies)
 
     def unsupported_reason(self, spec):
         """``None`` if ``spec`` can be served, else a reason string."""
@@ -249,4 +261,29 @@ def resolve_algorithm(name, spec, ctx=None):
     if reason is not None:
         raise UnsupportedAlgorithmError(f"{spec.op}: algorithm={name!r} cannot serve "
                                         f"{spec.describe()}: {reason}")
+    check_workspace(spec.op, plan_of(algorithm, spec, ctx), ctx)
     return algorithm
+
+
+def over_workspace_limit(plan, ctx):
+    """Why ``plan`` cannot run under ``ctx``'s workspace limit (a phrase), or None.
+
+    CPU plans only: the GPU kernels keep their scratch in device memory,
+    whole-batch, and are not bounded by the limit yet (docs/gpu.md)."""
+    if ctx.device != "cpu" or plan.workspace <= ctx.workspace_limit:
+        return None
+    return (f"its smallest workspace, {plan.workspace / 2**20:,.1f} MiB ({plan.path}), is over "
+            f"the workspace limit of {ctx.workspace_limit / 2**20:,.1f} MiB")
+
+
+def check_workspace(op, plan, ctx):
+    """Raise ``MemoryError`` if ``plan`` needs more scratch memory than the
+    workspace limit allows, before anything is allocated: the limit is a
+    promise to the caller, not a hint (the planners shrink every workspace
+    to it where they can; fft's weight spectrum and one Winograd tile per
+    thread cannot shrink)."""
+    reason = over_workspace_limit(plan, ctx)
+    if reason is not None:
+        raise MemoryError(f"{op}: algorithm={plan.algorithm!r} cannot run: {reason}; "
+                          f"raise it with numbaconv.set_workspace_limit(...) or choose "
+                          f"another algorithm")
