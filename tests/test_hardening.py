@@ -207,6 +207,43 @@ def test_a_workspace_over_the_limit_is_a_memory_error_naming_the_limit(rng):
     assert nc.conv2d(x, w, algorithm="fft").shape == y.shape     # fits the default limit
 
 
+BIG_H, BIG_W = 2**16 + 64, 2**15        # 2**31 + 2**21 elements
+BIG_STRIDE = (32, 64)
+# (row, column) of the input's nonzero values: before, at and past element 2**31
+BIG_PLACES = [(32, 64), (2**16 - 64, 2**15 - 64), (2**16, 0), (2**16 + 32, 2**15 - 64)]
+
+
+@pytest.mark.parametrize("computation", ["forward", "grad_weight"])
+@pytest.mark.parametrize("algorithm", ["im2col", "auto"])
+def test_inputs_over_2_31_elements_index_correctly(computation, algorithm):
+    """A (1, 1, 65600, 32768) float32 input, 2**31 + 2**21 elements, through
+    a strided 1x1 layer: np.zeros maps untouched pages to the kernel's zero
+    page, so the 8 GiB input costs a few pages, and the output is 1M
+    values.  A wrapped 32-bit index would read a zero (or a wrong value)
+    where the values past element 2**31 are expected.  (direct and fft are
+    correct here too but copy the whole input, 8-16 GiB and 10-70 s:
+    docs/hardening.md.)"""
+    x = np.zeros((1, 1, BIG_H, BIG_W), np.float32)
+    assert x.size > 2**31
+    rows, cols = np.array(BIG_PLACES).T
+    assert (rows * BIG_W + cols)[-2:].min() >= 2**31
+    x[0, 0, rows, cols] = np.arange(1, 5, dtype=np.float32)
+    out_shape = (-(-BIG_H // BIG_STRIDE[0]), -(-BIG_W // BIG_STRIDE[1]))
+    places = (rows // BIG_STRIDE[0], cols // BIG_STRIDE[1])
+    if computation == "forward":
+        y = nc.conv2d(x, np.full((1, 1, 1, 1), 2.0, np.float32), stride=BIG_STRIDE,
+                      algorithm=algorithm)
+        expected = np.zeros(out_shape, np.float32)
+        expected[places] = 2 * np.arange(1, 5)
+        assert np.array_equal(y[0, 0], expected)
+    else:
+        g = np.zeros((1, 1) + out_shape, np.float32)
+        g[0, 0][places] = [10, 100, 1000, 10000]
+        gw = nc.grad.conv2d_weight(x, (1, 1, 1, 1), g, stride=BIG_STRIDE,
+                                   algorithm=algorithm)
+        assert gw.ravel().tolist() == [1 * 10 + 2 * 100 + 3 * 1000 + 4 * 10000]
+
+
 def test_one_winograd_tile_per_thread_over_the_limit_is_refused():
     # a 3-D F(4,3) tile of 600 + 600 channels is 216 x 1200 values, 1.0 MiB
     # per thread: it cannot run on 2 threads under 1 MiB, nor be picked
