@@ -51,12 +51,13 @@ the end of ``z``.  The result is ``z[padding : padding + output_size]`` plus
 the bias.
 
 Results: every output element is computed from the same inputs, weights and
-(with ``algorithm="direct"``) the same loop order as on one machine, so they
-are bit for bit those of ``numbaconv.conv*`` wherever the block's direct loop
-order is the whole problem's (docs/dask.md lists when it is not); input-
-channel chunks add partial sums in a tree, and the transform algorithms'
-summation order depends on the block size: those agree within the
-algorithm's tolerance.
+(with ``algorithm="direct"``) the same loop order as on one machine, so
+forward results are bit for bit those of ``numbaconv.conv*`` wherever the
+block's direct loop order is the whole problem's; a transposed block
+handles its own padding and may round a few outputs differently in the last
+bit (docs/dask.md); input-channel chunks add partial sums in a tree, and
+the transform algorithms' summation order depends on the block size: those
+agree within the algorithm's tolerance.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from .algorithms.registry import plan_of
 from .context import current_context
 from .rewrites import transposed_weight
 from .devices import call_device
-from .spec import check_float_array, make_conv_spec, make_transposed_spec
+from .spec import check_float_array, make_conv_spec, make_transposed_spec, remembered_spec
 
 
 def checked_arrays(op, stream, **arrays):
@@ -98,8 +98,8 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
                 *, padding_mode="zeros", algorithm="auto", out=None, stream=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
     device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
-    spec = make_conv_spec(op, ndim, d["input"], d["weight"], d["bias"], stride, padding,
-                          dilation, groups, padding_mode)
+    spec = remembered_spec(make_conv_spec, op, ndim, (d["input"], d["weight"], d["bias"]),
+                           (stride, padding, dilation, groups, padding_mode))
     return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
                    canonical_weight=device_weight(spec, a["weight"], device, stream),
                    device=device, stream=stream)
@@ -110,8 +110,8 @@ def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding
                            stream=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
     device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
-    spec = make_transposed_spec(op, ndim, d["input"], d["weight"], d["bias"], stride, padding,
-                                output_padding, groups, dilation)
+    spec = remembered_spec(make_transposed_spec, op, ndim, (d["input"], d["weight"], d["bias"]),
+                           (stride, padding, output_padding, groups, dilation))
     return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
                    canonical_weight=device_weight(spec, a["weight"], device, stream,
                                                   transposed=True),

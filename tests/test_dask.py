@@ -126,6 +126,18 @@ def test_transposed_equals_one_machine_bit_for_bit(rng, name, shape, chunks, wsh
     assert np.array_equal(got, expected)
 
 
+def test_transposed_one_pixel_chunks_agree_within_rounding():
+    """Found by test_fuzz_chunkings_equal_one_machine: a transposed 2x2
+    input in 1-pixel chunks, whose blocks each handle their own padding,
+    rounds one output differently in the last bit (-0.5815415 against
+    -0.5815414): the same sums within the bound, not the same bits."""
+    x, w, b = arrays(np.random.default_rng(0), (1, 1, 2, 2), (1, 1, 2, 2), transposed=True)
+    kw = dict(padding=(0, 1))
+    _, got, expected = run_both(x, w, b, (1, 1, 1, 1), kw, transposed=True)
+    within_tolerance(got, expected, x, w, b, kw, transposed=True)
+    assert np.abs(got - expected).max() <= 2 * np.spacing(np.abs(expected)).max()
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_input_channel_chunks_add_partial_sums(rng, transposed):
     if transposed:
@@ -259,3 +271,81 @@ def test_example_runs_in_smoke_mode(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tile check against numbaconv.conv2d" in done.stdout
     assert (tmp_path / "dask_filter_preview.npy").exists()
+
+
+# ---------------------------------------------------------------------------
+# differential fuzzing of the chunking (issue 16)
+# ---------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: A tenth of the CPU fuzzers' examples (NUMBACONV_FUZZ_EXAMPLES, docs/hardening.md).
+DASK_FUZZ_EXAMPLES = max(1, int(os.environ.get("NUMBACONV_FUZZ_EXAMPLES", "200")) // 10)
+
+
+@st.composite
+def chunked_problems(draw):
+    """A random layer of rank 1-3 (forward in any padding mode, or
+    transposed) on an input cut into random chunks along every spatial axis
+    and the batch, and along the channels in half of the examples."""
+    ndim = draw(st.integers(1, 3))
+    transposed = draw(st.booleans())
+    groups = draw(st.sampled_from([1, 1, 2]))
+    cin, cout = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    pads = tuple(draw(st.integers(0, 3)) for _ in range(ndim))
+    kw = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    top = 14 if ndim < 3 else 7
+    if transposed:
+        kw["output_padding"] = tuple(draw(st.integers(0, max(s, d) - 1))
+                                     for s, d in zip(stride, dilation))
+        sizes = tuple(draw(st.integers(1, top)) for _ in range(ndim))
+    else:
+        mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+        kw["padding_mode"] = mode
+        sizes = tuple(draw(st.integers(max(d * (k - 1) + 1, p + 1), top + d * (k - 1) + p))
+                      for k, d, p in zip(kernel, dilation, pads))
+    batch = draw(st.integers(1, 3))
+    chunks = [draw(st.integers(1, batch))]
+    chunks.append(draw(st.sampled_from([1, cin // groups, cin])) if draw(st.booleans())
+                  else cin)
+    chunks += [draw(st.integers(1, n)) for n in sizes]
+    return ndim, transposed, (batch, cin) + sizes, cout, kernel, tuple(chunks), kw, \
+        draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=DASK_FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(chunked_problems())
+def test_fuzz_chunkings_equal_one_machine(problem):
+    """Forward layers in whole-channel chunks give direct's bits exactly, in
+    channel chunks of whole groups too; channel chunks of a groups=1 layer
+    (partial sums) and transposed layers agree within twice the
+    single-machine bound."""
+    ndim, transposed, shape, cout, kernel, chunks, kw, seed = problem
+    rng = np.random.default_rng(seed)
+    groups = kw["groups"]
+    wshape = ((shape[1], cout // groups) if transposed else (cout, shape[1] // groups)) + kernel
+    x, w, b = arrays(rng, shape, wshape, transposed=transposed, groups=groups)
+    try:
+        nc.dispatch.problem_spec(shape, wshape, transposed=transposed, **kw)
+    except ValueError:
+        return                                  # e.g. output_padding not below stride
+    if groups > 1 and chunks[1] % (shape[1] // groups):
+        with pytest.raises(ValueError, match="chunks"):
+            run_both(x, w, b, chunks, kw, transposed=transposed)
+        return
+    _, got, expected = run_both(x, w, b, chunks, kw, transposed=transposed)
+    if (chunks[1] == shape[1] or groups > 1) and not transposed:
+        assert np.array_equal(got, expected)
+    else:
+        # a transposed block handles its own padding (the whole problem's
+        # padding is cropped afterwards), and its kernel may then round an
+        # output differently in the last bit: 20 of 476 whole-channel
+        # transposed examples in the long profile (docs/dask.md)
+        within_tolerance(got, expected, x, w, b, kw, transposed)

@@ -791,3 +791,22 @@ def test_object_arrays_are_refused_by_name():
         nc.conv2d(x, np.ones((1, 1, 3, 3), np.float32))
     with pytest.raises(TypeError, match=r"input must be array-like with numbers"):
         nc.conv2d([[[object()]]], np.ones((1, 1, 1, 1), np.float32))
+
+
+def test_remembered_specs_still_refuse_what_validation_refuses():
+    # numbaconv.spec.remembered_spec keys specs by exact types and values:
+    # a valid call must not let an equal-comparing invalid one through
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((2, 2, 3, 3), np.float32)
+    for _ in range(2):
+        assert nc.conv2d(x, w, stride=1, padding=1).shape == (1, 2, 5, 5)
+    with pytest.raises(TypeError, match="stride"):
+        nc.conv2d(x, w, stride=True, padding=1)
+    with pytest.raises(TypeError, match="padding"):
+        nc.conv2d(x, w, stride=1, padding=1.0)
+    with pytest.raises(ValueError, match="groups"):
+        nc.conv2d(x, w, stride=1, padding=1, groups=2)
+    # the same shapes in another dtype, or as another rank, are their own problem
+    assert nc.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1).dtype == np.float64
+    with pytest.raises(ValueError, match="weight must have"):
+        nc.conv1d(x[0], w, padding=1)

@@ -296,3 +296,101 @@ def test_non_finite_input_stays_local_on_the_gpu(algorithm):
     assert np.isnan(y).sum() == 3 * 9
     np.testing.assert_allclose(y[~np.isnan(y)], expected[~np.isnan(expected)], rtol=1e-5,
                                atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# differential fuzzing under the simulator (issue 16)
+# ---------------------------------------------------------------------------
+
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: The simulator runs every GPU thread as a Python thread, so the CI profile
+#: is small; NUMBACONV_FUZZ_EXAMPLES (docs/hardening.md) scales it with the
+#: CPU fuzzers (a tenth of theirs).
+GPU_FUZZ_EXAMPLES = max(1, int(os.environ.get("NUMBACONV_FUZZ_EXAMPLES", "200")) // 10)
+
+
+@st.composite
+def tiny_gpu_problems(draw):
+    """A small random problem of any computation, rank and layout the GPU
+    path takes: float64 (so that every algorithm's error is far below the
+    1e-9 checked), zeros or another padding mode, batch 0-2, unbatched."""
+    ndim = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 2))
+    cin_g, cout_g = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(ndim))
+    computation = draw(st.sampled_from(["forward", "transposed", "grad_input", "grad_weight"]))
+    mode = (draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+            if computation == "forward" else "zeros")
+    sizes = []
+    for k, d, p in zip(kernel, dilation, pads):
+        smallest = max(d * (k - 1) + 1, p + 1)
+        sizes.append(draw(st.integers(smallest, smallest + (3 if ndim < 3 else 1))))
+    sizes = tuple(sizes)
+    batch = draw(st.sampled_from([0, 1, 2]))
+    unbatched = computation in ("forward", "transposed") and batch == 1 and draw(st.booleans())
+    kw = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    if mode != "zeros":
+        kw["padding_mode"] = mode
+    if computation == "transposed":
+        kw["output_padding"] = tuple(draw(st.integers(0, max(0, max(s, d) - 1)))
+                                     for s, d in zip(stride, dilation))
+    algorithm = draw(st.sampled_from(["auto"] + list(algorithm_names("cuda")[1:])))
+    return (computation, ndim, batch, unbatched, groups * cin_g, groups * cout_g, kernel,
+            sizes, kw, algorithm, draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=GPU_FUZZ_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tiny_gpu_problems())
+def test_fuzz_every_computation_on_the_simulated_gpu(problem):
+    (computation, ndim, batch, unbatched, cin, cout, kernel, sizes, kw, algorithm,
+     seed) = problem
+    rng = np.random.default_rng(seed)
+    groups = kw["groups"]
+    if computation == "transposed":
+        x = rng.standard_normal((batch, cin) + sizes)
+        w = rng.standard_normal((cin, cout // groups) + kernel)
+        b = rng.standard_normal(cout)
+        if unbatched:
+            x = x[0]
+        spec_kw = dict(transposed=True)
+    else:
+        x = rng.standard_normal((batch, cin) + sizes)
+        w = rng.standard_normal((cout, cin // groups) + kernel)
+        b = rng.standard_normal(cout)
+        spec_kw = {"forward": {}, "grad_input": dict(gradient="input"),
+                   "grad_weight": dict(gradient="weight")}[computation]
+    if computation == "forward" and unbatched:
+        x = x[0]
+    try:
+        spec = nc.dispatch.problem_spec(x.shape, w.shape, **kw, **spec_kw)
+    except ValueError:
+        assume(False)                            # e.g. output_padding not below stride
+    if algorithm != "auto":
+        assume(get_algorithm(algorithm, "cuda").unsupported_reason(spec) is None)
+    if computation == "forward":
+        got = CONV[ndim](*_dev(x, w, b), algorithm=algorithm, **kw)
+        want = nc.conv_reference(x, w, b, **kw)
+    elif computation == "transposed":
+        got = TRANSPOSED[ndim](*_dev(x, w, b), algorithm=algorithm, **kw)
+        want = nc.conv_transpose_reference(x, w, b, **kw)
+    else:
+        y_shape = nc.conv_reference(x, w, **kw).shape
+        g = rng.standard_normal(y_shape)
+        if computation == "grad_input":
+            got = GRAD_INPUT[ndim](x.shape, *_dev(w, g), algorithm=algorithm, **kw)
+            want = nc.conv_grad_input_reference(x.shape, w, g, **kw)
+        else:
+            got = GRAD_WEIGHT[ndim](cuda.to_device(x), w.shape, cuda.to_device(g),
+                                    algorithm=algorithm, **kw)
+            want = nc.conv_grad_weight_reference(x, w.shape, g, **kw)
+    got = got.copy_to_host()
+    assert got.shape == want.shape and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
