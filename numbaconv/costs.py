@@ -142,7 +142,9 @@ def work(path, spec):
         pitch = spec.stride3[1] * (W // spec.stride3[2])
         outputs = n * spec.out_channels * pixels
         copy = 0.0 if pitch == OW else 2.0 * outputs
-        return macs * pitch / OW + n * spec.in_channels * padded + copy
+        # one split of each input plane of the group per output plane
+        splits = n * spec.out_channels * cin_g * padded
+        return macs * pitch / OW + splits + copy
     if path == "im2col:pointwise":
         return _gemm(macs, cout_g, cin_g)
     if path in ("im2col:tiles", "im2col:grad_tiles"):

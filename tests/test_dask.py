@@ -120,10 +120,11 @@ TRANSPOSED_CASES = [
 
 @pytest.mark.parametrize("name, shape, chunks, wshape, kw", TRANSPOSED_CASES,
                          ids=[c[0] for c in TRANSPOSED_CASES])
-def test_transposed_equals_one_machine_bit_for_bit(rng, name, shape, chunks, wshape, kw):
+def test_transposed_equals_one_machine_within_rounding(rng, name, shape, chunks, wshape, kw):
+    # not bit for bit: a transposed block handles its own padding (docs/dask.md)
     x, w, b = arrays(rng, shape, wshape, transposed=True)
     _, got, expected = run_both(x, w, b, chunks, kw, transposed=True)
-    assert np.array_equal(got, expected)
+    within_tolerance(got, expected, x, w, b, kw, transposed=True)
 
 
 def test_transposed_one_pixel_chunks_agree_within_rounding():
@@ -136,6 +137,18 @@ def test_transposed_one_pixel_chunks_agree_within_rounding():
     _, got, expected = run_both(x, w, b, (1, 1, 1, 1), kw, transposed=True)
     within_tolerance(got, expected, x, w, b, kw, transposed=True)
     assert np.abs(got - expected).max() <= 2 * np.spacing(np.abs(expected)).max()
+
+
+def test_strided_phase_planes_blocks_of_odd_width_agree_within_rounding():
+    """Found by test_fuzz_chunkings_equal_one_machine: a (1, 1, 2, 6) input,
+    2x2 kernel, stride (1, 2), in 1-pixel chunks; the whole problem runs
+    phase planes, a block of odd width cannot, and rounds one output
+    differently in the last bit."""
+    x, w, b = arrays(np.random.default_rng(0), (1, 1, 2, 6), (1, 1, 2, 2))
+    kw = dict(stride=(1, 2))
+    _, got, expected = run_both(x, w, b, (1, 1, 1, 1), kw)
+    within_tolerance(got, expected, x, w, b, kw)
+    assert not _blocks_run_whole_order(x.shape, w.shape, kw)
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -248,13 +261,15 @@ def test_on_a_local_cluster(rng, cluster_client):
     kwt = dict(stride=2, padding=1, output_padding=1)
     lazy_t = ncd.conv_transpose2d(da.from_array(xt, chunks=(1, 8, 4, 3)), wt, bt,
                                   algorithm="direct", **kwt)
-    assert np.array_equal(cluster_client.compute(lazy_t).result(),
-                          nc.conv_transpose2d(xt, wt, bt, algorithm="direct", **kwt))
+    within_tolerance(cluster_client.compute(lazy_t).result(),
+                     nc.conv_transpose2d(xt, wt, bt, algorithm="direct", **kwt), xt, wt, bt, kwt,
+                     transposed=True)
 
     def compiled_here():
         from numbaconv.kernels import direct_cpu
-        stats = direct_cpu._channels_last_chunk.stats
-        return sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+        kernels = (direct_cpu._channels_last_chunk, direct_cpu._phase_planes_chunk)
+        return (sum(sum(k.stats.cache_hits.values()) for k in kernels),
+                sum(sum(k.stats.cache_misses.values()) for k in kernels))
 
     for hits, misses in cluster_client.run(compiled_here).values():
         assert misses == 0 and hits >= 1
@@ -341,11 +356,23 @@ def test_fuzz_chunkings_equal_one_machine(problem):
             run_both(x, w, b, chunks, kw, transposed=transposed)
         return
     _, got, expected = run_both(x, w, b, chunks, kw, transposed=transposed)
-    if (chunks[1] == shape[1] or groups > 1) and not transposed:
+    if (chunks[1] == shape[1] or groups > 1) and not transposed and _blocks_run_whole_order(
+            shape, wshape, kw):
         assert np.array_equal(got, expected)
     else:
         # a transposed block handles its own padding (the whole problem's
         # padding is cropped afterwards), and its kernel may then round an
-        # output differently in the last bit: 20 of 476 whole-channel
-        # transposed examples in the long profile (docs/dask.md)
+        # output differently in the last bit (docs/dask.md); so may a block
+        # that cannot take the whole problem's loop order
         within_tolerance(got, expected, x, w, b, kw, transposed)
+
+
+def _blocks_run_whole_order(shape, wshape, kw):
+    """Whether every block of the forward problem runs the whole problem's
+    direct loop order: all do, except phase planes with a column stride (a
+    block's width need not be a multiple of it; found by the fuzzer)."""
+    from numbaconv import rewrites
+    from numbaconv.algorithms.direct import choose_loop_order
+    spec = rewrites.cropped_spec(nc.dispatch.problem_spec(shape, wshape, **kw))
+    return (spec is None or choose_loop_order(spec) != "phase_planes"
+            or spec.stride[-1] == 1)

@@ -256,7 +256,7 @@ def test_estimates_see_the_column_fill():
 
 
 def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
-    spec_args = (((1, 4, 16, 16), (4, 4, 3, 3), dict(padding=1)),)
+    spec_args = (((1, 16, 16, 16), (16, 16, 3, 3), dict(padding=1)),)
     monkeypatch.setattr(costs, "CALIBRATION_PROBLEMS", spec_args)
     assert main(["calibrate", "--repeats", "1", "--rounds", "2", "--threads", "1"]) == 0
     out = capsys.readouterr().out
@@ -276,7 +276,7 @@ def test_run_takes_the_plan_it_is_given():
     ref = nc.conv_reference(x.reshape(1, 8, 10, 11), w.reshape(6, 8, 3, 3), padding=1)
     direct = get_algorithm("direct")
     plan = direct.plan(spec, ctx)
-    assert plan.detail == "channels_last"
+    assert plan.detail == "phase_planes"          # Note [few channels]
     for loop_order in ("planes", "channels_last"):
         out[...] = np.nan
         direct.run(spec, x, w, b, out, ctx, replace(plan, detail=loop_order))

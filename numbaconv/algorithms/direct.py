@@ -9,7 +9,9 @@ Serves every valid forward spec.  It picks one of three loop orders from
   output channels per group (the stem, long 1-D kernels);
 * ``"phase_planes"`` for the remaining (thin-group, e.g. depthwise) layers
   when they are zero-padded and 1-D/2-D, of any stride and dilation, with an
-  input width that is a multiple of the stride (Note [phase planes]);
+  input width that is a multiple of the stride (Note [phase planes]), and
+  for the layers both serve when its cost model says it is cheaper (few
+  channels: Note [few channels]);
 * ``"thin_channels_last"`` for the other 2-D layers with one input channel
   per group, at least 8 groups and planes of at most :data:`THIN_MAX_PLANE`
   (depthwise layers with another padding mode or an odd width): vectorised
@@ -86,14 +88,42 @@ def choose_loop_order(spec):
     """The loop order of the direct algorithm for ``spec`` (module docstring)."""
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
     reduction = cin_g * math.prod(spec.kernel_size)
-    if cin_g >= 8 or (reduction >= MIN_CHANNELS_LAST_REDUCTION
-                      and cout_g >= direct_cpu.CHANNEL_BLOCK):
+    channels_last = cin_g >= 8 or (reduction >= MIN_CHANNELS_LAST_REDUCTION
+                                   and cout_g >= direct_cpu.CHANNEL_BLOCK)
+    if channels_last and serves_phase_planes(spec):
+        # Note [few channels]: the cheaper of the two by the cost models
+        return min(("channels_last", "phase_planes"), key=lambda order: _model_cost(order, spec))
+    if channels_last:
         return "channels_last"
     if serves_phase_planes(spec):
         return "phase_planes"
     thin = (cin_g == 1 and spec.groups >= 8 and spec.ndim == 2
             and math.prod(spec.padded_size) <= THIN_MAX_PLANE)
     return "thin_channels_last" if thin else "planes"
+
+
+def _model_cost(loop_order, spec):
+    """The cost model's time of ``loop_order`` on ``spec``, on any one thread
+    count (both loop orders split the same jobs, so the thread count, which
+    must not change a result's bits, does not enter the choice).
+
+    Note [few channels]
+    ~~~~~~~~~~~~~~~~~~~
+    With few channels the channels-last kernel's patch rows are short and
+    its packing and horizontal sums dominate, while the phase-planes kernel
+    (one long multiply-add pass per tap, Note [phase planes]) runs as fast as
+    on a depthwise layer.  Measured on 2 threads (AMD EPYC, 2026-11-30),
+    channels-last against phase planes: 4 -> 4 channels, 3x3, 256x256: 2.4
+    against 0.34 ms (PyTorch 0.46); 3 -> 8: 2.7 against 0.46; 8 -> 8 on
+    128x128: 0.75 against 0.30; groups=16 with 2 -> 4 channels per group,
+    56x56: 1.31 against 0.13; 3 -> 32 stride 2 on 224x224: 0.91 against
+    0.70.  The stem (3 -> 64, 7x7, stride 2) is the other way round, 3.4
+    against 5.3 ms, and so is every layer with many channels: the two cost
+    models (their estimates were within 0.6-1.3x of those times for phase
+    planes) decide between them.
+    """
+    path = f"direct:{loop_order}"
+    return costs.constants()[path] * costs.work(path, spec)
 
 
 def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
