@@ -243,6 +243,10 @@ CLASS_SHAPES = (
     BenchCase("dil3x3", "conv2d", (4, 128, 28, 28), (128, 128, 3, 3),
               dict(padding=2, dilation=2)),
     BenchCase("vol3x3_32", "conv3d", (1, 32, 32, 32, 32), (32, 32, 3, 3, 3), dict(padding=1)),
+    # few channels per group (Note [few channels] in numbaconv/algorithms/direct.py)
+    BenchCase("few3x3", "conv2d", (1, 4, 256, 256), (4, 4, 3, 3), dict(padding=1)),
+    BenchCase("resnext3x3", "conv2d", (4, 128, 56, 56), (128, 4, 3, 3),
+              dict(padding=1, groups=32)),
 )
 
 SUITE = {case.name: case for case in PUBLIC_SHAPES + CLASS_SHAPES}
