@@ -84,7 +84,8 @@ def _prepare(shape, algorithm, dtype):
 
     try:
         call()                       # compile (or load) and check it serves the shape
-    except nc.UnsupportedAlgorithmError as exc:
+    except (nc.UnsupportedAlgorithmError, MemoryError) as exc:
+        # MemoryError: the algorithm's workspace is over the limit here
         raise NotImplementedError(str(exc)) from None
     return call, case.flops
 
@@ -118,7 +119,7 @@ def _prepare_op(shape, op, algorithm, dtype):
 
     try:
         call()                       # compile (or load) and check it serves the point
-    except nc.UnsupportedAlgorithmError as exc:
+    except (nc.UnsupportedAlgorithmError, MemoryError) as exc:
         raise NotImplementedError(str(exc)) from None
     return call, case.op_flops(op)
 

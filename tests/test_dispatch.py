@@ -55,6 +55,10 @@ NAMED_PICKS = [
     ("transposed_4x4_stride_2", UP4X4, {}, "im2col", "fastest estimate"),
     ("resnet_grad_weight", RESNET, dict(gradient="weight"), "im2col", "fastest estimate"),
     ("resnet_float32", RESNET, {}, "winograd", "fastest estimate"),
+    # Note [few-row GEMMs]: ResNeXt's groups of 4 channels run im2col's
+    # GEMMs at cache speed (1.2-1.5 ms against direct's 1.8-2.3)
+    ("resnext_groups_of_4", ((4, 128, 56, 56), (128, 4, 3, 3), dict(padding=1, groups=32)), {},
+     "im2col", "fastest estimate"),
 ]
 
 
@@ -290,3 +294,17 @@ def test_run_takes_the_plan_it_is_given():
     out[...] = np.nan
     im2col.run(spec, x, w, b, out, ctx, replace(im2col.plan(spec, ctx), detail=small))
     np.testing.assert_allclose(out.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("problem, loop_order", [
+    # Note [few channels]: the cheaper of channels-last and phase planes
+    (((1, 4, 256, 256), (4, 4, 3, 3), dict(padding=1)), "phase_planes"),
+    (((4, 128, 56, 56), (128, 4, 3, 3), dict(padding=1, groups=32)), "phase_planes"),
+    (((1, 8, 128, 128), (8, 8, 3, 3), dict(padding=1)), "phase_planes"),
+    (((4, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)), "channels_last"),
+    (RESNET, "channels_last"),
+    (((4, 128, 56, 56), (128, 128, 3, 3), dict(stride=2, padding=1)), "channels_last"),
+])
+def test_direct_takes_phase_planes_for_few_channels(problem, loop_order):
+    xs, ws, kw = problem
+    assert get_algorithm("direct").plan(problem_spec(xs, ws, **kw)).path == loop_order

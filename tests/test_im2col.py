@@ -154,6 +154,22 @@ def test_few_pixels_split_the_output_channels(shape, threads, row_blocks):
         assert plan.tile == 49
 
 
+@pytest.mark.parametrize("shape, wshape, kw, tile_bytes", [
+    # at most FEW_ROWS output channels per group: tiles kept in the cache
+    ((1, 4, 256, 256), (4, 4, 3, 3), dict(padding=1), im2col.FEW_ROWS_TILE_BYTES),
+    ((4, 128, 56, 56), (128, 4, 3, 3), dict(padding=1, groups=32), im2col.FEW_ROWS_TILE_BYTES),
+    ((1, 16, 256, 256), (16, 16, 3, 3), dict(padding=1), im2col.FEW_ROWS_TILE_BYTES),
+    ((1, 16, 256, 256), (32, 16, 3, 3), dict(padding=1), im2col.TILE_BYTES),
+])
+def test_few_output_channels_take_cache_sized_tiles(shape, wshape, kw, tile_bytes):
+    spec = spec_of(shape, wshape, **kw)
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    plan = im2col.plan_tiles(spec, 4, 2, 2**26)
+    columns = plan.tile * K * 4
+    # whole output rows of 256 pixels round the tile down, never past the target
+    assert tile_bytes / 2 <= columns <= tile_bytes
+
+
 @pytest.mark.parametrize("cout", [4, 24])      # 2 or 12 per group: numba or BLAS product
 @pytest.mark.parametrize("chunks_k", [2, 3, 6])
 def test_split_reduction_matches_reference(rng, cout, chunks_k):

@@ -179,7 +179,8 @@ def _numbaconv_impls(case, call, algorithms):
         if spec is not None:
             try:
                 chosen = resolve_algorithm(name, spec)
-            except UnsupportedAlgorithmError as exc:
+            except (UnsupportedAlgorithmError, MemoryError) as exc:
+                # MemoryError: its smallest workspace is over the limit
                 impls.append((label, None, str(exc)))
                 continue
             if name == "auto":
@@ -263,7 +264,7 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
                     continue
                 try:
                     y = fn()                               # compiles; never timed
-                except (UnsupportedAlgorithmError, NotImplementedError) as exc:
+                except (UnsupportedAlgorithmError, NotImplementedError, MemoryError) as exc:
                     rows[label].note = str(exc) or type(exc).__name__
                     continue
                 runnable.append((label, fn))
