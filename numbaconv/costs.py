@@ -42,6 +42,11 @@ OVERHEAD = 3e-5
 #: GEMM shape penalty: a dimension of ``d`` runs at ``d / (d + GEMM_HALF)``
 #: of the large-matrix rate.
 GEMM_HALF = 8.0
+#: Most output channels per group of a GEMM whose column tiles im2col keeps
+#: in the core's cache (``FEW_ROWS_TILE_BYTES`` in
+#: :mod:`numbaconv.algorithms.im2col`), and which pays no row penalty here
+#: (Note [few-row GEMMs]).
+FEW_ROWS = 16
 #: Work units of one BLAS call's fixed cost (packing set-up, dispatch), in
 #: multiply-adds: thousands of tiny GEMMs (Winograd on depthwise layers: one
 #: 1x1 GEMM per group and position) cost far more than their arithmetic.
@@ -109,7 +114,7 @@ def _gemm(macs, *dims):
     ~~~~~~~~~~~~~~~~~~~~
     Each short dimension ``d`` costs ``(d + GEMM_HALF) / d``.  The column
     tiles' GEMM (im2col's forward) does not pay it for its rows when there
-    are at most :data:`numbaconv.algorithms.im2col.FEW_ROWS` output channels
+    are at most :data:`FEW_ROWS` output channels
     per group: those tiles are kept in the core's cache
     (``FEW_ROWS_TILE_BYTES``), and GEMMs of 4 to 8 rows then measured 0.2-0.55
     of the estimate with it (ResNeXt's 32 groups of 4 channels, 4 -> 4 and
@@ -166,7 +171,6 @@ def work(path, spec):
         return _gemm(macs, cout_g, cin_g)
     if path == "im2col:tiles":
         # Note [few-row GEMMs]: no penalty for few output channels per group
-        from .algorithms.im2col import FEW_ROWS
         calls = n * g * -(-pixels // 512)
         rows = () if cout_g <= FEW_ROWS else (cout_g,)
         return _gemm(macs, *rows, K) + GEMM_CALL * calls

@@ -39,7 +39,7 @@ from .registry import ConvAlgorithm, costed_plan, register
 #: fast from 0.6 to 8 MiB; bigk1d (K = 4080, 16 output channels) took 190 ms
 #: with 4 MiB tiles, 259 ms with 1 MiB and 295-322 ms with 16-32 MiB.
 TILE_BYTES = 4 * 2**20
-#: The same for GEMMs of at most :data:`FEW_ROWS` output channels per group,
+#: The same for GEMMs of at most ``costs.FEW_ROWS`` output channels per group,
 #: which use each column value that few times: their tiles are kept in the
 #: core's cache.  Measured (2 threads, AMD EPYC, 2026-11-30, fastest of 15,
 #: 4 MiB against 256 KiB tiles, two interleaved rounds): 4 -> 4 channels 3x3
@@ -49,7 +49,6 @@ TILE_BYTES = 4 * 2**20
 #: against 1.38-1.45; 24 to 64 output channels: no difference beyond noise
 #: (ResNet's 64 -> 64 5.4-7.7 against 5.3-5.6).
 FEW_ROWS_TILE_BYTES = 256 * 2**10
-FEW_ROWS = 16
 #: Fewest output pixels per tile worth a GEMM call (the GEMM's N).  Tiles of
 #: same-width layers are also at least one output row, for the fast column
 #: fill (mc_bigk2d: 144 ms with one-row tiles, 228 ms with 64 pixels).
@@ -119,7 +118,7 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     pixels = math.prod(spec.output_size3)
     jobs_per_tile = spec.batch * spec.groups
     hard = limit // (threads * itemsize)           # elements per thread
-    soft = (FEW_ROWS_TILE_BYTES if spec.out_channels_per_group <= FEW_ROWS
+    soft = (FEW_ROWS_TILE_BYTES if spec.out_channels_per_group <= costs.FEW_ROWS
             else TILE_BYTES) // itemsize
     row = spec.output_size3[2]
     if K <= hard:
