@@ -37,6 +37,8 @@ import os
 import time
 import warnings
 
+from .kernels.direct_cpu import takes_row_pairs
+
 #: Seconds of fixed cost per call (Python, thread-pool start).
 OVERHEAD = 3e-5
 #: GEMM shape penalty: a dimension of ``d`` runs at ``d / (d + GEMM_HALF)``
@@ -63,6 +65,15 @@ DIRECT_OUTPUT = 140.0
 #: one contiguous run (Note [column fill cost]); one unit-stride element is 1.
 STRIDED_FILL = 4.4
 FILL_RUN = 176.0
+#: A multiply-add of the row-pairs form of the phase-planes kernel (Note
+#: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's.
+#: Its passes measured 0.65 of the single-row time per output in isolation;
+#: 0.55 puts the model's error on six 7x7 depthwise layers (7x7 to 112x112
+#: planes; AMD EPYC, 2 threads, 2026-11-30) at 0.74-0.91 of the measured
+#: time where the single-row form's is 0.71-0.94 on the same layers, so the
+#: two forms' estimates stay comparable.  (Both underestimate 7x7 planes,
+#: about 2x: per-plane work the model does not count.)
+ROW_PAIR_PASS = 0.55
 
 #: Seconds per unit of work on one thread, per path; fitted by
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
@@ -161,11 +172,18 @@ def work(path, spec):
         # at the end of each accumulator row and the copy of the rest
         # (Note [phase planes])
         W, OW = spec.input_size3[2], spec.output_size3[2]
-        pitch = spec.stride3[1] * (W // spec.stride3[2])
+        OH, KH = spec.output_size3[1], spec.kernel_size3[1]
         outputs = n * spec.out_channels * pixels
-        copy = 0.0 if pitch == OW else 2.0 * outputs
         # one split of each input plane of the group per output plane
         splits = n * spec.out_channels * cin_g * padded
+        if takes_row_pairs(KH, OH, spec.stride3, spec.dilation3):
+            # Note [row pairs]: the cheaper passes over both row phases'
+            # accumulators (gap and rounding junk included), and the copy out
+            pitch = W + max(spec.padding3[2][0], spec.kernel_size3[2] - 1 - spec.padding3[2][0])
+            size = -(-((OH + 1) // 2) * pitch // 16) * 16
+            return macs * ROW_PAIR_PASS * 2 * size / (OH * OW) + splits + 2.0 * outputs
+        pitch = spec.stride3[1] * (W // spec.stride3[2])
+        copy = 0.0 if pitch == OW else 2.0 * outputs
         return macs * pitch / OW + splits + copy
     if path == "im2col:pointwise":
         return _gemm(macs, cout_g, cin_g)

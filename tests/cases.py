@@ -34,6 +34,8 @@ CASES = [
      dict(stride=(1, 2), dilation=(2, 3), padding=(0, 1), groups=4)),
     ("2d_depthwise_stride3_7x7", (1, 5, 17, 18), (5, 1, 7, 7),
      dict(stride=3, padding=3, groups=5)),
+    ("2d_depthwise_7x7_row_pairs", (2, 5, 13, 11), (5, 1, 7, 7),
+     dict(padding=3, groups=5)),
     ("2d_groups2", (2, 8, 9, 9), (6, 4, 3, 3), dict(groups=2, padding=1)),
     ("2d_groups4_dilated", (1, 16, 12, 12), (8, 4, 3, 3), dict(groups=4, dilation=2, padding=2)),
     ("2d_pointwise", (2, 32, 7, 7), (16, 32, 1, 1), {}),

@@ -154,6 +154,68 @@ def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
     assert choose_loop_order(spec) == expected
 
 
+class TestRowPairs:
+    """The row-pairs form of the phase-planes kernel (Note [row pairs] in
+    kernels/direct_cpu.py) against the single-row form: the same bits, which
+    lets a Dask block or a thread count take either."""
+
+    # (N, C, groups, H, W, KH, KW, pad_h, pad_w): odd and even output
+    # heights, one output row pair, kernels of 1-13 rows (groups of 7, 3 and
+    # single taps, starting at odd rows), shifts only left or right,
+    # several input channels per group, outputs narrower than the input
+    PROBLEMS = [
+        (2, 8, 8, 28, 28, 7, 7, 3, 3),
+        (1, 5, 5, 7, 7, 7, 7, 3, 3),
+        (1, 3, 3, 9, 12, 7, 5, 0, 2),
+        (1, 2, 2, 20, 9, 13, 3, 6, 1),
+        (2, 4, 2, 15, 16, 10, 4, 2, 1),
+        (1, 2, 2, 5, 5, 1, 1, 0, 0),
+        (1, 6, 2, 6, 7, 2, 3, 1, 1),
+        (1, 4, 4, 11, 11, 5, 5, 2, 2),
+        (1, 1, 1, 2, 9, 3, 3, 1, 1),
+        (1, 6, 3, 8, 8, 7, 7, 3, 3),
+        (1, 2, 2, 13, 13, 6, 7, 0, 3),
+        (1, 2, 2, 12, 5, 9, 2, 4, 0),
+        (3, 4, 4, 3, 40, 7, 7, 3, 0),
+    ]
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: "x".join(map(str, p)))
+    def test_same_bits_as_single_rows_and_matches_reference(self, rng, problem, dtype):
+        from numbaconv.kernels import direct_cpu
+        n, c, groups, h, w_, kh, kw, pad_h, pad_w = problem
+        x, w, b = make_inputs(rng, (n, c, h, w_), (c, c // groups, kh, kw), dtype)
+        oh, ow = h + 2 * pad_h - kh + 1, w_ + 2 * pad_w - kw + 1
+        results = {}
+        for row_pairs in (False, True):
+            for chunks in (1, 3):
+                out = np.full((n, c, 1, oh, ow), np.nan, dtype)
+                direct_cpu.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups,
+                                             pad_h, pad_w, (1, 1, 1), (1, 1, 1), chunks,
+                                             row_pairs=row_pairs)
+                results[row_pairs, chunks] = out[:, :, 0]
+        assert all(np.array_equal(r, results[False, 1]) for r in results.values())
+        assert_matches_reference(results[True, 1], x, w, b, padding=(pad_h, pad_w),
+                                 groups=groups, algorithm="direct")
+
+    def test_seven_row_kernels_take_it_by_default(self):
+        from numbaconv.kernels.direct_cpu import takes_row_pairs
+        unit = (1, 1, 1)
+        assert takes_row_pairs(7, 28, unit, unit)
+        assert not takes_row_pairs(3, 28, unit, unit)        # Note [row pairs]: slower there
+        assert not takes_row_pairs(7, 28, (1, 2, 2), unit)   # strides take column phases
+        assert not takes_row_pairs(7, 28, unit, (1, 2, 1))
+        assert not takes_row_pairs(7, 1, unit, unit)         # no pair of output rows
+
+    def test_forcing_it_where_it_does_not_serve_is_refused(self, rng):
+        from numbaconv.kernels import direct_cpu
+        x, w, b = make_inputs(rng, (1, 2, 1, 8, 8), (2, 1, 1, 7, 7), np.float32)
+        out = np.empty((1, 2, 1, 4, 4), np.float32)
+        with pytest.raises(ValueError, match="row_pairs=True needs unit stride"):
+            direct_cpu.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 1, 1), 1,
+                                         row_pairs=True)
+
+
 class TestArrayHandling:
     def test_float16_computed_in_float32(self, rng):
         x, w, b = make_inputs(rng, (2, 8, 9, 9), (4, 8, 3, 3), np.float16)
@@ -239,12 +301,15 @@ class TestThreadsAndSpecialValues:
         ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
         ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
         ((2, 12, 14, 16), (12, 1, 3, 3), dict(stride=2, padding=1, groups=12)),  # phase planes
+        ((2, 6, 15, 16), (6, 1, 7, 7), dict(padding=3, groups=6)),       # row pairs
         ((1, 8, 13, 12), (6, 8, 3, 3), dict(padding=2, dilation=2)),     # dilation phases
         ((1, 4, 6, 7, 9), (5, 4, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     ])
     def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw, algorithm):
         if algorithm == "winograd" and kw.get("stride", 1) != 1:
             pytest.skip("winograd serves stride 1 only")
+        if algorithm == "winograd" and set(wshape[2:]) != {3}:
+            pytest.skip("winograd serves 3-wide kernels only")
         x, w, b = make_inputs(rng, shape, wshape, np.float32)
         conv = CONV[len(wshape) - 2]
         previous = numba.get_num_threads()

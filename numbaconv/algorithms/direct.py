@@ -1,6 +1,6 @@
 """The ``direct`` algorithm: nested-loop convolution, no transforms.
 
-Serves every valid forward spec.  It picks one of three loop orders from
+Serves every valid forward spec.  It picks one of four loop orders from
 :mod:`numbaconv.kernels.direct_cpu` (see that module's notes):
 
 * ``"channels_last"`` for ordinary layers: at least 8 input channels per
@@ -9,9 +9,10 @@ Serves every valid forward spec.  It picks one of three loop orders from
   output channels per group (the stem, long 1-D kernels);
 * ``"phase_planes"`` for the remaining (thin-group, e.g. depthwise) layers
   when they are zero-padded and 1-D/2-D, of any stride and dilation, with an
-  input width that is a multiple of the stride (Note [phase planes]), and
-  for the layers both serve when its cost model says it is cheaper (few
-  channels: Note [few channels]);
+  input width that is a multiple of the stride (Note [phase planes]; with
+  unit stride and a 7-row kernel, two output rows per pass: Note [row
+  pairs]), and for the layers both serve when its cost model says it is
+  cheaper (few channels: Note [few channels]);
 * ``"thin_channels_last"`` for the other 2-D layers with one input channel
   per group, at least 8 groups and planes of at most :data:`THIN_MAX_PLANE`
   (depthwise layers with another padding mode or an odd width): vectorised

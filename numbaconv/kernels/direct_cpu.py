@@ -8,22 +8,28 @@ is resolved before the multiply-adds: either by gathering through the
 padding index maps of :mod:`numbaconv.padding`, or (same-width planes) by
 restricting each tap's range.
 
-Three loop orders, because no single one is fast for every shape; the
+Four loop orders, because no single one is fast for every shape; the
 ``direct`` algorithm picks one (``numbaconv.algorithms.direct``), and each
 serves every spec it accepts:
 
 ``conv_channels_last``
     Layers with many input channels per group.  See Note [patch rows] and
     Note [register blocking].
-``conv_planes_same_width``
-    Zero-padded, unit-stride 1-D/2-D layers with few channels per group
-    whose output is as wide as the input: depthwise ``k x k`` with padding
-    ``k // 2``.  See Note [same-width planes].
+``conv_phase_planes``
+    Zero-padded 1-D/2-D layers with few channels per group (depthwise,
+    grouped, few channels), any stride and dilation, whose input width is a
+    multiple of the stride: every tap one long multiply-add over a flat
+    plane.  See Note [phase planes]; unit-stride layers with 7-row kernels
+    compute two output rows per pass, Note [row pairs].
+``conv_thin_channels_last``
+    2-D layers with one input channel per group and at least 8 groups that
+    phase planes do not serve (another padding mode, a width that is not a
+    multiple of the stride): see Note [thin channels-last].
 ``conv_planes``
-    Everything else with few channels per group (strided, non-zero padding
-    modes, 3-D).  Each plane is gathered into a padded scratch plane and
-    computed row by row; kept simple because it is rare and its compile time
-    counts.
+    Everything else with few channels per group (3-D, input dilation, the
+    rest of the above).
+    Each plane is gathered into a padded scratch plane and computed row by
+    row; kept simple because it is rare and its compile time counts.
 
 The compute kernels are Python functions that split their jobs into
 ``chunks`` runs (the thread count, so that per-thread scratch buffers are
@@ -385,7 +391,8 @@ def _plane_task(planes, w, bias, out, stride, dilation):
                                 dst[np.uint64(orow + i)] += tap * src[np.uint64(start + i * sw)]
 
 
-def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks):
+def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks,
+                      row_pairs=None):
     """Zero-padded 1-D/2-D layers with few channels per group, any stride and
     dilation, whose input width is a multiple of the stride and whose output
     is at most ``W / stride`` wide (:func:`~numbaconv.algorithms.direct.serves_phase_planes`):
@@ -393,11 +400,39 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
 
     ``x`` is ``(N, C, 1, H, W)``, ``w`` ``(C_out, C_in/g, 1, KH, KW)``,
     ``out`` ``(N, C_out, 1, OH, OW)``; ``stride`` and ``dilation`` are the
-    canonical (D, H, W) triples.  A job is one output plane.
+    canonical (D, H, W) triples.  A job is one output plane.  ``row_pairs``
+    forces (``True``, where :func:`row_pairs_serve`) or refuses (``False``)
+    the row-pairs form of Note [row pairs]; by default :func:`takes_row_pairs`
+    decides.  Both forms give the same bits.
     """
+    KH, OH = w.shape[3], out.shape[3]
+    if row_pairs is None:
+        row_pairs = takes_row_pairs(KH, OH, stride, dilation)
+    elif row_pairs and not row_pairs_serve(OH, stride, dilation):
+        raise ValueError("row_pairs=True needs unit stride and dilation and two output rows")
+    if row_pairs:
+        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w),
+                      out.shape[0] * out.shape[1], chunks)
+        return
     run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
                                         stride[2], dilation[1], dilation[2]),
                   out.shape[0] * out.shape[1], chunks)
+
+
+#: Kernel heights whose phase-planes layers take the row-pairs form (Note
+#: [row pairs]).  The seven-tap column is fused into one pass in both forms.
+ROW_PAIR_KERNEL_HEIGHTS = (7,)
+
+
+def row_pairs_serve(OH, stride, dilation):
+    """Whether the row-pairs form (Note [row pairs]) serves a phase-planes
+    layer: unit stride and dilation (canonical triples) and two output rows."""
+    return OH >= 2 and stride[1] == stride[2] == 1 and dilation[1] == dilation[2] == 1
+
+
+def takes_row_pairs(KH, OH, stride, dilation):
+    """Whether :func:`conv_phase_planes` runs a layer in the row-pairs form by default."""
+    return KH in ROW_PAIR_KERNEL_HEIGHTS and row_pairs_serve(OH, stride, dilation)
 
 
 @cpu_kernel(parallel=False)
@@ -601,6 +636,214 @@ def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
                 for q in range(size):
                     dst[o + np.uint64(q)] += tap * buf[np.uint64(it + q)]
         kh += taps
+
+
+@cpu_kernel(parallel=False)
+def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
+    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
+    in the row-pairs form (unit stride and dilation).
+
+    Note [row pairs]
+    ~~~~~~~~~~~~~~~~
+    A phase-planes pass (Note [phase planes]) loads seven input vectors and
+    the accumulators, and stores them, for seven multiply-adds: on AVX-512
+    the loads, not the FMA units, bound it.  Two output rows ``2m`` and
+    ``2m + 1`` read six input rows in common, so one pass computes both from
+    the input's *row phases*: ``E`` holds the padded input's even rows and
+    ``O`` its odd rows, and the accumulators ``de`` (even output rows) and
+    ``do`` (odd ones) are flat at pitch ``pitch``.  Tap ``kh`` of output row
+    ``2m`` reads padded row ``2m + kh``: ``E[m + kh/2]`` for even ``kh``,
+    ``O[m + (kh-1)/2]`` for odd; row ``2m + 1`` reads the next padded row.
+    So a seven-tap kernel column is eight loads for fourteen multiply-adds
+    (``_pair_seven``), and the pass runs at about one vector FMA per cycle.
+
+    The rows are stored at ``pitch = W + guard`` with a zero gap of ``guard``
+    (the largest column shift) between them, so a shifted tap reads zeros
+    past a row's ends and no column is ever zeroed or restored: on ConvNeXt's
+    7x7 layer that bookkeeping took 0.2 of the 1.5 us per plane, against 0.07
+    for the gap's junk outputs.  The pass covers ``size`` accumulators, a
+    multiple of 16 (one AVX-512 vector), so that it has no scalar remainder
+    (with 7 left over on 14x14 planes the remainder took 1.5x the vector
+    part's time per value).
+
+    Each output sums the same products in the same order as the single-row
+    form, so both forms give the same bits (tested), and a Dask block may
+    take either.
+
+    Measured (AMD EPYC with AVX-512, 2 threads, interleaved, 2026-11-30),
+    depthwise 7x7 with padding 3, ms, single-row form against row pairs:
+    (8, 768, 7, 7) 0.90 / 0.82; (2, 384, 14, 14) 0.22 / 0.20; dw7x7 (2,
+    192, 28, 28) 0.30 / 0.25; (1, 96, 56, 56) 0.29 / 0.21.  3x3 and 5x5
+    columns were as fast or slower in this form (3x3 on (4, 256, 28, 28)
+    0.22 / 0.25, where the single-row form accumulates into the output
+    directly; 5x5 0.55 / 0.74, three passes a column in both), so only
+    seven-row kernels take it (ROW_PAIR_KERNEL_HEIGHTS).  What did not help:
+    a pitch rounded up to 16 floats so that rows start aligned (2-5%,
+    within noise), 16-value block copies for the row copies (2.5x slower
+    than the plain loops), and the pass as a separate, non-inlined function.
+    The pass is sensitive to how LLVM sees its offsets: with the column
+    shift computed through ``// sw`` (the column phases of Note [phase
+    planes]) it ran 1.25x slower, which is why this form takes unit strides
+    only.
+    """
+    Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+    C, H, W = x.shape[1], x.shape[3], x.shape[4]
+    cin_g = C // groups
+    KH, KW = w.shape[3], w.shape[4]
+    guard = max(pad_w, KW - 1 - pad_w, 0)             # the largest column shift
+    pitch = W + guard                                 # a row and its zero gap
+    pairs = (OH + 1) // 2                             # an odd OH's last odd row is junk
+    size = (pairs * pitch + 15) // 16 * 16            # no scalar remainder
+    rows = pairs + KH // 2 + 1                        # rows of each row phase read
+    length = guard + rows * pitch + guard + 16
+    even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
+    odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
+    de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
+    do = np.empty(size, dtype=out.dtype)              # and of odd ones
+    # flat views taken once and unsigned indices: Note [reference counts]
+    xf = x.ravel()
+    of = out.ravel()
+    for job in range(first_job, stop_job):
+        n = job // Co
+        co = job % Co
+        g = co // (Co // groups)
+        bias_value = bias[co]
+        for q in range(size):
+            de[np.uint64(q)] = bias_value
+        for q in range(size):
+            do[np.uint64(q)] = bias_value
+        for ci in range(cin_g):
+            plane = (n * C + g * cin_g + ci) * H * W
+            # input row r is padded row r + pad_h; rows past the last read are skipped
+            for r in range(min(H, 2 * rows - pad_h)):
+                padded = r + pad_h
+                at = np.uint64(guard + (padded // 2) * pitch)
+                src = np.uint64(plane + r * W)
+                if padded % 2 == 0:
+                    for i in range(W):
+                        even[at + np.uint64(i)] = xf[src + np.uint64(i)]
+                else:
+                    for i in range(W):
+                        odd[at + np.uint64(i)] = xf[src + np.uint64(i)]
+            for kw in range(KW):
+                # the column shift written as one sum of the loop index: see the Note
+                _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
+                               size)
+        start = job * OH * OW
+        for oh in range(OH):
+            at = (oh // 2) * pitch
+            row = start + oh * OW
+            if oh % 2 == 0:
+                for ow in range(OW):
+                    of[np.uint64(row + ow)] = de[np.uint64(at + ow)]
+            else:
+                for ow in range(OW):
+                    of[np.uint64(row + ow)] = do[np.uint64(at + ow)]
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _row_pair_taps(w, co, ci, kw, KH, pitch, first, even, odd, de, do, size):
+    """One kernel column of Note [row pairs]: its taps in the groups of
+    :func:`_column_taps` (seven at once for a 7-row column, else three, the
+    rest one by one), so that every output sums in the same order.  The
+    7-row and 3-row columns get their own call with the group's start
+    known: inside the general loop LLVM compiled the seven-tap pass 1.4x
+    slower."""
+    if KH == 7:
+        _pair_seven(even, odd, w, co, ci, 0, kw, first, pitch, de, do, size)
+        return
+    if KH == 3:
+        _pair_three(even, odd, w, co, ci, 0, kw, first, pitch, de, do, size)
+        return
+    kh = 0
+    while kh < KH:
+        taps = 7 if KH - kh == 7 else min(3, KH - kh)
+        at = first + (kh // 2) * pitch
+        if taps == 7:
+            if kh % 2 == 0:
+                _pair_seven(even, odd, w, co, ci, kh, kw, at, pitch, de, do, size)
+            else:
+                _pair_seven(odd, even, w, co, ci, kh, kw, at, pitch, de, do, size)
+        elif taps == 3:
+            if kh % 2 == 0:
+                _pair_three(even, odd, w, co, ci, kh, kw, at, pitch, de, do, size)
+            else:
+                _pair_three(odd, even, w, co, ci, kh, kw, at, pitch, de, do, size)
+        else:
+            for t in range(taps):
+                k = kh + t
+                tap = w[co, ci, 0, k, kw]
+                at_even = first + (k // 2) * pitch            # row k for output row 2m
+                at_odd = first + ((k + 1) // 2) * pitch       # row k + 1 for 2m + 1
+                if k % 2 == 0:
+                    _pair_one(even, odd, tap, at_even, at_odd, de, do, size)
+                else:
+                    _pair_one(odd, even, tap, at_even, at_odd, de, do, size)
+        kh += taps
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
+    """Taps ``kh .. kh+6`` of kernel column ``kw`` for both output rows of
+    every pair (Note [row pairs]).  Padded rows ``kh + j`` (j = 0..7) from an
+    even output row alternate between ``X`` (the row phase of ``kh``'s
+    parity, row ``kh // 2`` at ``at``) and ``Y``; the even row sums rows
+    0..6, the odd row rows 1..7, in _column_taps' order."""
+    a1 = at + pitch * ((kh + 1) // 2 - kh // 2)
+    a2 = at + pitch
+    a3 = a1 + pitch
+    a4 = a2 + pitch
+    a5 = a3 + pitch
+    a6 = a4 + pitch
+    a7 = a5 + pitch
+    t0 = w[co, ci, 0, kh, kw]
+    t1 = w[co, ci, 0, kh + 1, kw]
+    t2 = w[co, ci, 0, kh + 2, kw]
+    t3 = w[co, ci, 0, kh + 3, kw]
+    t4 = w[co, ci, 0, kh + 4, kw]
+    t5 = w[co, ci, 0, kh + 5, kw]
+    t6 = w[co, ci, 0, kh + 6, kw]
+    for q in range(size):
+        x0 = X[np.uint64(at + q)]
+        x1 = Y[np.uint64(a1 + q)]
+        x2 = X[np.uint64(a2 + q)]
+        x3 = Y[np.uint64(a3 + q)]
+        x4 = X[np.uint64(a4 + q)]
+        x5 = Y[np.uint64(a5 + q)]
+        x6 = X[np.uint64(a6 + q)]
+        x7 = Y[np.uint64(a7 + q)]
+        de[np.uint64(q)] += (t0 * x0 + t1 * x1 + t2 * x2 + t3 * x3 + t4 * x4 + t5 * x5
+                             + t6 * x6)
+        do[np.uint64(q)] += (t0 * x1 + t1 * x2 + t2 * x3 + t3 * x4 + t4 * x5 + t5 * x6
+                             + t6 * x7)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_three(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
+    """Taps ``kh .. kh+2`` of column ``kw`` for both rows of every pair
+    (:func:`_pair_seven`, three taps)."""
+    a1 = at + pitch * ((kh + 1) // 2 - kh // 2)
+    a2 = at + pitch
+    a3 = a1 + pitch
+    t0 = w[co, ci, 0, kh, kw]
+    t1 = w[co, ci, 0, kh + 1, kw]
+    t2 = w[co, ci, 0, kh + 2, kw]
+    for q in range(size):
+        x0 = X[np.uint64(at + q)]
+        x1 = Y[np.uint64(a1 + q)]
+        x2 = X[np.uint64(a2 + q)]
+        x3 = Y[np.uint64(a3 + q)]
+        de[np.uint64(q)] += t0 * x0 + t1 * x1 + t2 * x2
+        do[np.uint64(q)] += t0 * x1 + t1 * x2 + t2 * x3
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_one(X, Y, tap, at_even, at_odd, de, do, size):
+    """One tap for both rows of every pair: ``X`` holds the even output
+    row's input row, ``Y`` the odd one's (Note [row pairs])."""
+    for q in range(size):
+        de[np.uint64(q)] += tap * X[np.uint64(at_even + q)]
+        do[np.uint64(q)] += tap * Y[np.uint64(at_odd + q)]
 
 
 def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, dilation,
