@@ -8,6 +8,7 @@ import pytest
 
 from numbaconv.kernels.jit import cpu_kernel
 from numbaconv.kernels.parallel import run_in_chunks, task_address
+from numbaconv.kernels.runs import copy_run
 
 
 @cpu_kernel(parallel=False)
@@ -55,3 +56,33 @@ def test_task_compiled_once_per_argument_types():
     assert len(_count_jobs.overloads) == 2
     run_in_chunks(_count_jobs, (floats, 0.5), 4, numba.get_num_threads())
     np.testing.assert_array_equal(floats, 0.5)
+
+
+# ---------------------------------------------------------------------------
+# copy_run (numbaconv.kernels.runs): memcpy of short rows inside kernels
+# ---------------------------------------------------------------------------
+
+@numba.njit(boundscheck=True)
+def _checked_copy(dst, at, src, start, count):
+    copy_run(dst, at, src, start, count)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("at, start, count", [(0, 0, 0), (2, 0, 5), (0, 3, 7), (9, 9, 1)])
+def test_copy_run_copies_exactly_the_range(dtype, at, start, count):
+    src = np.arange(10, dtype=dtype) + 1
+    dst = np.zeros(10, dtype=dtype)
+    _checked_copy(dst, at, src, start, count)
+    expected = np.zeros(10, dtype=dtype)
+    expected[at:at + count] = src[start:start + count]
+    assert np.array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("at, start, count", [(6, 0, 5), (0, 6, 5), (-1, 0, 3), (0, 0, 11),
+                                              (0, 0, -1)])
+def test_copy_run_checks_its_ranges_under_boundscheck(at, start, count):
+    src = np.arange(10, dtype=np.float32)
+    dst = np.zeros(10, dtype=np.float32)
+    with pytest.raises(IndexError, match="copy_run: range outside its array"):
+        _checked_copy(dst, at, src, start, count)
+    assert not dst.any()

@@ -91,6 +91,7 @@ from numba import prange
 
 from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
+from .runs import SHORT_RUN, copy_run
 
 #: Output pixels (along W) and output channels computed together by
 #: conv_channels_last; see Note [register blocking].  The kernel body is
@@ -552,8 +553,7 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
             # the rows' meaningful outputs into out
             start = job * OH * OW
             for oh in range(OH):
-                for ow in range(OW):
-                    of[np.uint64(start + oh * OW + ow)] = acc[np.uint64(oh * pitch + ow)]
+                _copy_row(of, start + oh * OW, acc, oh * pitch, OW)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -717,28 +717,26 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
             # input row r is padded row r + pad_h; rows past the last read are skipped
             for r in range(min(H, 2 * rows - pad_h)):
                 padded = r + pad_h
-                at = np.uint64(guard + (padded // 2) * pitch)
-                src = np.uint64(plane + r * W)
-                if padded % 2 == 0:
-                    for i in range(W):
-                        even[at + np.uint64(i)] = xf[src + np.uint64(i)]
-                else:
-                    for i in range(W):
-                        odd[at + np.uint64(i)] = xf[src + np.uint64(i)]
+                _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
+                          plane + r * W, W)
             for kw in range(KW):
                 # the column shift written as one sum of the loop index: see the Note
                 _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
                                size)
         start = job * OH * OW
         for oh in range(OH):
-            at = (oh // 2) * pitch
-            row = start + oh * OW
-            if oh % 2 == 0:
-                for ow in range(OW):
-                    of[np.uint64(row + ow)] = de[np.uint64(at + ow)]
-            else:
-                for ow in range(OW):
-                    of[np.uint64(row + ow)] = do[np.uint64(at + ow)]
+            _copy_row(of, start + oh * OW, do if oh % 2 else de, (oh // 2) * pitch, OW)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _copy_row(dst, at, src, start, count):
+    """dst[at + i] = src[start + i] for i < count: ``memcpy`` for short rows
+    (Note [short runs] in kernels/runs.py), a loop for long ones."""
+    if count <= SHORT_RUN:
+        copy_run(dst, at, src, start, count)
+    else:
+        for i in range(count):
+            dst[np.uint64(at + i)] = src[np.uint64(start + i)]
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
