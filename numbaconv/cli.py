@@ -51,9 +51,10 @@ def _cmd_bench(args):
         cases, ops=ops, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
         rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
         use_scipy=not args.no_scipy, check=not args.no_check,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=not args.no_progress and sys.stderr.isatty(), warmup_s=args.warmup_ms / 1e3)
     print(f"numbaconv bench: {args.dtype}, {args.threads} thread(s), "
-          f"{args.rounds} rounds x {args.repeats} calls, median")
+          f"{args.rounds} rounds x {args.repeats} calls after {args.warmup_ms:g} ms of warm-up, "
+          "median")
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as fh:
@@ -195,6 +196,16 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="numbaconv", description="PyTorch-compatible convolutions on NumPy arrays.")
@@ -209,6 +220,7 @@ def build_parser():
                     "(conv_transpose{N}d), grad_input and grad_weight "
                     "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
     from .bench.suite import CLASS_SHAPES, PUBLIC_SHAPES
+    from .bench.turns import TURN_WARMUP_S
     bench.add_argument("--shapes",
                        help="comma-separated shape names, or 'public' / 'classes' (default: "
                             "the public shapes): "
@@ -227,7 +239,12 @@ def build_parser():
     bench.add_argument("--rounds", type=_positive_int, default=5,
                        help="times each implementation takes its turn (default 5)")
     bench.add_argument("--repeats", type=_positive_int, default=3,
-                       help="timed calls per turn, after one untimed call (default 3)")
+                       help="timed calls per turn, after the warm-up (default 3)")
+    bench.add_argument("--warmup-ms", type=_non_negative_float, default=1e3 * TURN_WARMUP_S,
+                       metavar="MS",
+                       help="milliseconds of untimed calls that start each turn, at least "
+                            f"one call (default {1e3 * TURN_WARMUP_S:g}; see "
+                            "docs/benchmarking.md)")
     bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     bench.add_argument("--no-scipy", action="store_true", help="skip SciPy")
     bench.add_argument("--no-check", action="store_true",

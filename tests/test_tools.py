@@ -145,6 +145,28 @@ def test_bench_rejects_unknown_algorithm_and_bad_counts(capsys):
     for option in ("--threads", "--rounds", "--repeats"):
         with pytest.raises(SystemExit):
             main(["bench", option, "0"])
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            main(["bench", "--warmup-ms", bad])
+    assert "--warmup-ms: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("warmup_s, fewest, most", [(0.0, 1, 1), (0.02, 5, 25)])
+def test_a_turn_warms_up_for_its_time_then_times_its_calls(warmup_s, fewest, most):
+    """Note [turn warm-up]: untimed calls for warmup_s (at least one), then
+    the timed ones; each call here takes about 1 ms."""
+    import time
+
+    from numbaconv.bench.turns import time_turn
+    calls = []
+
+    def call():
+        calls.append(time.perf_counter())
+        time.sleep(0.001)
+
+    times = time_turn(call, 3, warmup_s)
+    assert len(times) == 3 and all(t >= 0.001 for t in times)
+    assert fewest <= len(calls) - 3 <= most
 
 
 def test_info(capsys):

@@ -12,11 +12,11 @@ Method (see docs/benchmarking.md):
   while it runs, this process waits on a pipe, and the reverse;
 * the implementations take turns in ``rounds`` rounds of ``repeats`` timed
   calls each (the order rotates every round), so slow drifts of a shared
-  machine hit all of them alike; each turn starts with one untimed call,
-  because the first call after the other process ran pays for its cold
-  caches and for waking its thread pool (measured: 2-5x the steady time on
-  the depthwise layer, for numbaconv and PyTorch alike); the figure
-  reported is the median of all timed calls;
+  machine hit all of them alike; each turn starts with 20 ms of untimed
+  calls, because the calls after the other process ran pay for cold caches
+  and a woken thread pool for a few milliseconds (Note [turn warm-up] in
+  :mod:`numbaconv.bench.turns`); the figure reported is the median of all
+  timed calls;
 * each numbaconv result is checked against the matching float64 reference
   (:mod:`numbaconv.reference`).
 """
@@ -38,6 +38,7 @@ from .. import reference as _reference
 from ..algorithms import algorithm_names, resolve_algorithm
 from ..errors import UnsupportedAlgorithmError
 from ..spec import make_conv_spec
+from .turns import TURN_WARMUP_S, time_turn
 from .suite import bench_points
 
 
@@ -126,16 +127,6 @@ class TorchWorker:
             self.proc.wait(timeout=30)
 
 
-def _time_calls(fn, repeats):
-    fn()                      # untimed: see the module docstring
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _library_function(call):
     """numbaconv's function for ``call`` (an OpCall), or None if it has none."""
     import numbaconv
@@ -214,7 +205,7 @@ def _scipy_impls(case, x, w):
 
 def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads=2, rounds=5,
                    repeats=3, use_torch=True, use_scipy=True, check=True, seed=0,
-                   progress=False):
+                   progress=False, warmup_s=TURN_WARMUP_S):
     """Measure every implementation on every (case, op) point; return Measurements.
 
     Parameters
@@ -233,6 +224,9 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
     rounds, repeats : int
         The implementations take turns ``rounds`` times, ``repeats`` calls
         each; the median of all ``rounds * repeats`` calls is reported.
+    warmup_s : float
+        Seconds of untimed calls at the start of each turn (at least one
+        call): Note [turn warm-up] in :mod:`numbaconv.bench.turns`.
     use_torch, use_scipy, check : bool
         Include the peers; compare each numbaconv result with the float64
         reference.
@@ -289,9 +283,10 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
                 k = r % len(players) if players else 0
                 for label, fn in players[k:] + players[:k]:      # rotate the order
                     if fn is None:
-                        rows[label].times += worker.request(cmd="time", repeats=repeats)["times"]
+                        rows[label].times += worker.request(
+                            cmd="time", repeats=repeats, warmup_s=warmup_s)["times"]
                     else:
-                        rows[label].times += _time_calls(fn, repeats)
+                        rows[label].times += time_turn(fn, repeats, warmup_s)
                 bar.step(f"{where}: round {r + 1}/{rounds}")
             bar.step(f"{where}: done")
             results.extend(rows.values())

@@ -13,8 +13,10 @@ per line on stdin and reads one JSON reply per line on stdout:
   ``torch.nn.functional.conv{N}d`` / ``conv_transpose{N}d`` or
   ``torch.nn.grad.conv{N}d_input`` / ``conv{N}d_weight``, all under
   ``torch.no_grad()``.
-* ``{"cmd": "time", "repeats": K}`` makes one untimed call, then times K
-  calls; reply ``{"times": [...]}`` in seconds.
+* ``{"cmd": "time", "repeats": K, "warmup_s": S}`` calls untimed for S
+  seconds (at least once; default :data:`~numbaconv.bench.turns.TURN_WARMUP_S`),
+  then times K calls (:func:`~numbaconv.bench.turns.time_turn`); reply
+  ``{"times": [...]}`` in seconds.
 * ``{"cmd": "quit"}`` exits.
 """
 
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 
 def _reply(obj):
@@ -41,6 +42,7 @@ def main(threads: int) -> None:
     import numpy as np
 
     from .suite import SUITE, BenchCase
+    from .turns import TURN_WARMUP_S, time_turn
 
     torch.set_num_threads(threads)
     _reply({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()})
@@ -69,12 +71,9 @@ def main(threads: int) -> None:
                     call()
                 _reply({"ok": True})
             elif request["cmd"] == "time":
-                call()        # untimed, like the parent's turns
-                times = []
-                for _ in range(int(request["repeats"])):
-                    start = time.perf_counter()
-                    call()
-                    times.append(time.perf_counter() - start)
+                # warmed up and timed exactly like the parent's turns
+                times = time_turn(call, int(request["repeats"]),
+                                  float(request.get("warmup_s", TURN_WARMUP_S)))
                 _reply({"times": times})
             else:
                 _reply({"error": f"unknown command {request['cmd']!r}"})
