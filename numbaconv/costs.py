@@ -66,14 +66,18 @@ DIRECT_OUTPUT = 140.0
 STRIDED_FILL = 4.4
 FILL_RUN = 176.0
 #: A multiply-add of the row-pairs form of the phase-planes kernel (Note
-#: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's.
-#: Its passes measured 0.65 of the single-row time per output in isolation;
-#: 0.55 puts the model's error on six 7x7 depthwise layers (7x7 to 112x112
-#: planes; AMD EPYC, 2 threads, 2026-11-30) at 0.74-0.91 of the measured
-#: time where the single-row form's is 0.71-0.94 on the same layers, so the
-#: two forms' estimates stay comparable.  (Both underestimate 7x7 planes,
-#: about 2x: per-plane work the model does not count.)
+#: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's,
+#: with one input channel per group, and with several (whose passes after
+#: the first add into the accumulators).  Its seven-tap passes measured 0.65
+#: of the single-row time per output in isolation.  On 12 layers (AMD EPYC,
+#: 2 threads, 2026-11-30) 0.55 put the model at 0.72-1.26 of the measured
+#: time of depthwise 3x3 and 7x7 layers of 14x14 to 112x112 planes, where
+#: the single-row form's model is at 0.71-0.94; with 0.55 the grouped 3x3
+#: layers (2, 4 and 8 channels per group, ResNeXt's included) measured
+#: 1.02-1.32 of it, and 0.75 puts them at 0.86-1.05.  (7x7 planes are
+#: underestimated about 1.5x: per-plane work the model does not count.)
 ROW_PAIR_PASS = 0.55
+ROW_PAIR_PASS_GROUPED = 0.75
 
 #: Seconds per unit of work on one thread, per path; fitted by
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
@@ -176,12 +180,13 @@ def work(path, spec):
         outputs = n * spec.out_channels * pixels
         # one split of each input plane of the group per output plane
         splits = n * spec.out_channels * cin_g * padded
-        if takes_row_pairs(KH, OH, spec.stride3, spec.dilation3):
+        if takes_row_pairs(spec.kernel_size3[1:], spec.stride3, spec.dilation3):
             # Note [row pairs]: the cheaper passes over both row phases'
             # accumulators (gap and rounding junk included), and the copy out
             pitch = W + max(spec.padding3[2][0], spec.kernel_size3[2] - 1 - spec.padding3[2][0])
             size = -(-((OH + 1) // 2) * pitch // 16) * 16
-            return macs * ROW_PAIR_PASS * 2 * size / (OH * OW) + splits + 2.0 * outputs
+            rate = ROW_PAIR_PASS if cin_g == 1 else ROW_PAIR_PASS_GROUPED
+            return macs * rate * 2 * size / (OH * OW) + splits + 2.0 * outputs
         pitch = spec.stride3[1] * (W // spec.stride3[2])
         copy = 0.0 if pitch == OW else 2.0 * outputs
         return macs * pitch / OW + splits + copy

@@ -156,11 +156,12 @@ def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
 
 class TestRowPairs:
     """The row-pairs form of the phase-planes kernel (Note [row pairs] in
-    kernels/direct_cpu.py) against the single-row form: the same bits, which
-    lets a Dask block or a thread count take either."""
+    kernels/direct_cpu.py) against the single-row form: the same bits
+    (except 3x3, whose nine taps are summed in one pass), on any thread
+    count, within the reference's tolerance."""
 
     # (N, C, groups, H, W, KH, KW, pad_h, pad_w): odd and even output
-    # heights, one output row pair, kernels of 1-13 rows (groups of 7, 3 and
+    # heights, a single output row, kernels of 1-13 rows (groups of 7, 3 and
     # single taps, starting at odd rows), shifts only left or right,
     # several input channels per group, outputs narrower than the input
     PROBLEMS = [
@@ -177,13 +178,20 @@ class TestRowPairs:
         (1, 2, 2, 13, 13, 6, 7, 0, 3),
         (1, 2, 2, 12, 5, 9, 2, 4, 0),
         (3, 4, 4, 3, 40, 7, 7, 3, 0),
+        (1, 3, 3, 7, 9, 7, 7, 0, 3),       # one output row
+        (2, 8, 8, 28, 28, 3, 3, 1, 1),     # 3x3: one fused pass
+        (1, 8, 2, 9, 12, 3, 3, 1, 1),
+        (1, 2, 2, 3, 9, 3, 3, 0, 1),
+        (1, 4, 4, 6, 5, 3, 3, 2, 0),
     ]
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: "x".join(map(str, p)))
-    def test_same_bits_as_single_rows_and_matches_reference(self, rng, problem, dtype):
+    def test_against_single_rows_and_the_reference(self, rng, problem, dtype):
         from numbaconv.kernels import direct_cpu
         n, c, groups, h, w_, kh, kw, pad_h, pad_w = problem
+        assert why_not_phase_planes(spec_of((n, c, h, w_), (c, c // groups, kh, kw),
+                                            padding=(pad_h, pad_w), groups=groups)) is None
         x, w, b = make_inputs(rng, (n, c, h, w_), (c, c // groups, kh, kw), dtype)
         oh, ow = h + 2 * pad_h - kh + 1, w_ + 2 * pad_w - kw + 1
         results = {}
@@ -194,18 +202,45 @@ class TestRowPairs:
                                              pad_h, pad_w, (1, 1, 1), (1, 1, 1), chunks,
                                              row_pairs=row_pairs)
                 results[row_pairs, chunks] = out[:, :, 0]
-        assert all(np.array_equal(r, results[False, 1]) for r in results.values())
-        assert_matches_reference(results[True, 1], x, w, b, padding=(pad_h, pad_w),
-                                 groups=groups, algorithm="direct")
+        for row_pairs in (False, True):
+            assert np.array_equal(results[row_pairs, 1], results[row_pairs, 3])
+            assert_matches_reference(results[row_pairs, 1], x, w, b, padding=(pad_h, pad_w),
+                                     groups=groups, algorithm="direct")
+        if (kh, kw) != (3, 3):
+            assert np.array_equal(results[True, 1], results[False, 1])
 
-    def test_seven_row_kernels_take_it_by_default(self):
+    @pytest.mark.parametrize("kernel, cin_g", [((3, 3), 1), ((3, 3), 8), ((7, 7), 1),
+                                               ((7, 3), 2), ((5, 7), 1)])
+    def test_an_output_row_has_the_same_bits_in_either_half_of_a_pair(self, rng, kernel,
+                                                                       cin_g):
+        """The problem started one padded row lower (as a Dask block may be)
+        computes every output row in the other half of its pair: same bits.
+        (With ``reassoc`` LLVM summed the 3x3 pass's even and odd rows in
+        different orders.)"""
+        from numbaconv.kernels import direct_cpu
+        kh, kw = kernel
+        groups, c = 4, 4 * cin_g
+        x, w, b = make_inputs(rng, (1, c, 1, 20, 21), (c, cin_g, 1, kh, kw), np.float32)
+        pad_h, pad_w = kh // 2, kw // 2
+        oh, ow = 20 + 2 * pad_h - kh + 1, 21 + 2 * pad_w - kw + 1
+        whole = np.empty((1, c, 1, oh, ow), np.float32)
+        direct_cpu.conv_phase_planes(x, w, b, whole, groups, pad_h, pad_w, (1, 1, 1),
+                                     (1, 1, 1), 2, row_pairs=True)
+        lower = np.ascontiguousarray(np.pad(x, [(0, 0)] * 3 + [(pad_h, pad_h), (0, 0)])[..., 1:, :])
+        shifted = np.empty((1, c, 1, oh - 1, ow), np.float32)
+        direct_cpu.conv_phase_planes(lower, w, b, shifted, groups, 0, pad_w, (1, 1, 1),
+                                     (1, 1, 1), 2, row_pairs=True)
+        assert np.array_equal(whole[..., 1:, :], shifted)
+
+    def test_seven_row_and_3x3_kernels_take_it_by_default(self):
         from numbaconv.kernels.direct_cpu import takes_row_pairs
         unit = (1, 1, 1)
-        assert takes_row_pairs(7, 28, unit, unit)
-        assert not takes_row_pairs(3, 28, unit, unit)        # Note [row pairs]: slower there
-        assert not takes_row_pairs(7, 28, (1, 2, 2), unit)   # strides take column phases
-        assert not takes_row_pairs(7, 28, unit, (1, 2, 1))
-        assert not takes_row_pairs(7, 1, unit, unit)         # no pair of output rows
+        assert takes_row_pairs((7, 7), unit, unit) and takes_row_pairs((7, 3), unit, unit)
+        assert takes_row_pairs((3, 3), unit, unit)
+        assert not takes_row_pairs((5, 5), unit, unit)       # Note [row pairs]: slower there
+        assert not takes_row_pairs((3, 5), unit, unit)
+        assert not takes_row_pairs((7, 7), (1, 2, 2), unit)  # strides take column phases
+        assert not takes_row_pairs((3, 3), unit, (1, 2, 1))
 
     def test_forcing_it_where_it_does_not_serve_is_refused(self, rng):
         from numbaconv.kernels import direct_cpu

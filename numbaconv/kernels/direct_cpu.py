@@ -404,13 +404,17 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     canonical (D, H, W) triples.  A job is one output plane.  ``row_pairs``
     forces (``True``, where :func:`row_pairs_serve`) or refuses (``False``)
     the row-pairs form of Note [row pairs]; by default :func:`takes_row_pairs`
-    decides.  Both forms give the same bits.
+    decides, from the kernel size, stride and dilation only, so that a block
+    of a larger problem (numbaconv.dask) takes the same form.  The two forms
+    give the same bits except for 3x3 kernels, whose row-pairs form sums all
+    nine taps in one pass.
     """
-    KH, OH = w.shape[3], out.shape[3]
+    KH, KW = w.shape[3], w.shape[4]
     if row_pairs is None:
-        row_pairs = takes_row_pairs(KH, OH, stride, dilation)
-    elif row_pairs and not row_pairs_serve(OH, stride, dilation):
-        raise ValueError("row_pairs=True needs unit stride and dilation and two output rows")
+        row_pairs = takes_row_pairs((KH, KW), stride, dilation)
+    elif row_pairs and not row_pairs_serve(stride, dilation):
+        raise ValueError("row_pairs=True needs unit stride and dilation, got stride "
+                         f"{stride[1:]} and dilation {dilation[1:]}")
     if row_pairs:
         run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w),
                       out.shape[0] * out.shape[1], chunks)
@@ -420,23 +424,22 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
                   out.shape[0] * out.shape[1], chunks)
 
 
-#: Kernel heights whose phase-planes layers take the row-pairs form (Note
-#: [row pairs]).  The seven-tap column is fused into one pass in both forms.
-ROW_PAIR_KERNEL_HEIGHTS = (7,)
-
-
-def row_pairs_serve(OH, stride, dilation):
+def row_pairs_serve(stride, dilation):
     """Whether the row-pairs form (Note [row pairs]) serves a phase-planes
-    layer: unit stride and dilation (canonical triples) and two output rows."""
-    return OH >= 2 and stride[1] == stride[2] == 1 and dilation[1] == dilation[2] == 1
+    layer: unit stride and dilation (canonical triples)."""
+    return stride[1] == stride[2] == 1 and dilation[1] == dilation[2] == 1
 
 
-def takes_row_pairs(KH, OH, stride, dilation):
-    """Whether :func:`conv_phase_planes` runs a layer in the row-pairs form by default."""
-    return KH in ROW_PAIR_KERNEL_HEIGHTS and row_pairs_serve(OH, stride, dilation)
+def takes_row_pairs(kernel_size, stride, dilation):
+    """Whether :func:`conv_phase_planes` runs a layer of 2-D ``kernel_size``
+    in the row-pairs form by default: 7-row kernels (a fused seven-tap pass
+    per kernel column) and 3x3 (one fused nine-tap pass), measured in Note
+    [row pairs]."""
+    KH, KW = kernel_size
+    return (KH == 7 or (KH, KW) == (3, 3)) and row_pairs_serve(stride, dilation)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, reassociate=False)
 def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, first_job,
                         stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
@@ -638,7 +641,7 @@ def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
         kh += taps
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, reassociate=False)
 def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
     in the row-pairs form (unit stride and dilation).
@@ -661,35 +664,47 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
     (the largest column shift) between them, so a shifted tap reads zeros
     past a row's ends and no column is ever zeroed or restored: on ConvNeXt's
     7x7 layer that bookkeeping took 0.2 of the 1.5 us per plane, against 0.07
-    for the gap's junk outputs.  The pass covers ``size`` accumulators, a
-    multiple of 16 (one AVX-512 vector), so that it has no scalar remainder
-    (with 7 left over on 14x14 planes the remainder took 1.5x the vector
-    part's time per value).
+    for the gap's junk outputs.  With no zeroing between kernel columns, a
+    3x3 kernel is one pass for all nine taps (``_pair_nine``: twelve loads
+    and two stores for eighteen multiply-adds, against five loads and stores
+    per three with a pass per column); the other kernels keep a pass per
+    column, in the order of the single-row form, and so its bits.  The pass
+    covers ``size`` accumulators, a multiple of 16 (one AVX-512 vector), so
+    that it has no scalar remainder (with 7 left over on 14x14 planes the
+    remainder took 1.5x the vector part's time per value).  The row copies
+    in and out are ``memcpy`` (Note [short runs] in kernels/runs.py).
 
-    Each output sums the same products in the same order as the single-row
-    form, so both forms give the same bits (tested), and a Dask block may
-    take either.
+    Which layers take it (:func:`takes_row_pairs`) depends on the kernel
+    size, stride and dilation only, so that a Dask block takes the same form
+    as its whole problem.  Measured (AMD EPYC with AVX-512, 2 threads,
+    interleaved medians, 2026-11-30), depthwise with ``k // 2`` padding, ms,
+    single-row form against row pairs:
 
-    Measured (AMD EPYC with AVX-512, 2 threads, interleaved, 2026-11-30),
-    depthwise 7x7 with padding 3, ms, single-row form against row pairs:
-    (8, 768, 7, 7) 0.90 / 0.82; (2, 384, 14, 14) 0.22 / 0.20; dw7x7 (2,
-    192, 28, 28) 0.30 / 0.25; (1, 96, 56, 56) 0.29 / 0.21.  3x3 and 5x5
-    columns were as fast or slower in this form (3x3 on (4, 256, 28, 28)
-    0.22 / 0.25, where the single-row form accumulates into the output
-    directly; 5x5 0.55 / 0.74, three passes a column in both), so only
-    seven-row kernels take it (ROW_PAIR_KERNEL_HEIGHTS).  What did not help:
-    a pitch rounded up to 16 floats so that rows start aligned (2-5%,
-    within noise), 16-value block copies for the row copies (2.5x slower
-    than the plain loops), and the pass as a separate, non-inlined function.
-    The pass is sensitive to how LLVM sees its offsets: with the column
-    shift computed through ``// sw`` (the column phases of Note [phase
-    planes]) it ran 1.25x slower, which is why this form takes unit strides
-    only.
+    ============  =============  =============
+    input         3x3            7x7
+    ============  =============  =============
+    4x960x7x7     0.21 / 0.12    0.61 / 0.53
+    8x512x14x14   0.35 / 0.30    1.23 / 0.90
+    4x256x28x28   0.24 / 0.19    0.81 / 0.60
+    1x96x56x56    0.080 / 0.076  0.30 / 0.22
+    1x32x112x112  0.118 / 0.113  0.45 / 0.34
+    ============  =============  =============
+
+    5x5 was slower in this form (0.55 against 0.74 ms on 4x256x28x28, three
+    passes a column in both), so 5-row kernels keep the single-row form.
+    What did not help: a pitch rounded up to 16 floats so that rows start
+    aligned (2-5%, within noise), 16-value block copies for the row copies
+    (2.5x slower than the plain loops), and the pass as a separate,
+    non-inlined function.  The pass is sensitive to how LLVM sees its
+    offsets: with the column shift computed through ``// sw`` (the column
+    phases of Note [phase planes]) it ran 1.25x slower, which is why this
+    form takes unit strides only.
     """
     Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
+    nine = KH == 3 and KW == 3                        # one fused pass per plane
     guard = max(pad_w, KW - 1 - pad_w, 0)             # the largest column shift
     pitch = W + guard                                 # a row and its zero gap
     pairs = (OH + 1) // 2                             # an odd OH's last odd row is junk
@@ -708,10 +723,11 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
         co = job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
-        for q in range(size):
-            de[np.uint64(q)] = bias_value
-        for q in range(size):
-            do[np.uint64(q)] = bias_value
+        if not nine:                                  # the 3x3 pass starts from the bias
+            for q in range(size):
+                de[np.uint64(q)] = bias_value
+            for q in range(size):
+                do[np.uint64(q)] = bias_value
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
             # input row r is padded row r + pad_h; rows past the last read are skipped
@@ -719,6 +735,10 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
                 padded = r + pad_h
                 _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
                           plane + r * W, W)
+            if nine:
+                _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
+                           bias_value)
+                continue
             for kw in range(KW):
                 # the column shift written as one sum of the loop index: see the Note
                 _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
@@ -814,6 +834,53 @@ def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
                              + t6 * x6)
         do[np.uint64(q)] += (t0 * x1 + t1 * x2 + t2 * x3 + t3 * x4 + t4 * x5 + t5 * x6
                              + t6 * x7)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_nine(w, co, ci, at, pitch, X, Y, de, do, size, first, bias_value):
+    """All nine taps of a 3x3 kernel for both rows of every pair (Note [row
+    pairs]): padded rows 0..3 from an even output row alternate between the
+    even (``X``) and odd (``Y``) row phases, row 0 at ``at``, each read at
+    column shifts 0, 1 and 2.  Twelve loads for eighteen multiply-adds and
+    one store per output, against five loads and stores per three
+    multiply-adds with a pass per kernel column.  ``first`` (the group's
+    first input channel) starts from ``bias_value``; kernel columns are
+    summed left to right."""
+    a2 = at + pitch
+    t00 = w[co, ci, 0, 0, 0]
+    t01 = w[co, ci, 0, 0, 1]
+    t02 = w[co, ci, 0, 0, 2]
+    t10 = w[co, ci, 0, 1, 0]
+    t11 = w[co, ci, 0, 1, 1]
+    t12 = w[co, ci, 0, 1, 2]
+    t20 = w[co, ci, 0, 2, 0]
+    t21 = w[co, ci, 0, 2, 1]
+    t22 = w[co, ci, 0, 2, 2]
+    for q in range(size):
+        i0 = np.uint64(at + q)
+        i2 = np.uint64(a2 + q)
+        x00 = X[i0]
+        x01 = X[i0 + np.uint64(1)]
+        x02 = X[i0 + np.uint64(2)]
+        x10 = Y[i0]
+        x11 = Y[i0 + np.uint64(1)]
+        x12 = Y[i0 + np.uint64(2)]
+        x20 = X[i2]
+        x21 = X[i2 + np.uint64(1)]
+        x22 = X[i2 + np.uint64(2)]
+        x30 = Y[i2]
+        x31 = Y[i2 + np.uint64(1)]
+        x32 = Y[i2 + np.uint64(2)]
+        even_sum = ((t00 * x00 + t10 * x10 + t20 * x20) + (t01 * x01 + t11 * x11 + t21 * x21)
+                    + (t02 * x02 + t12 * x12 + t22 * x22))
+        odd_sum = ((t00 * x10 + t10 * x20 + t20 * x30) + (t01 * x11 + t11 * x21 + t21 * x31)
+                   + (t02 * x12 + t12 * x22 + t22 * x32))
+        if first:
+            de[np.uint64(q)] = bias_value + even_sum
+            do[np.uint64(q)] = bias_value + odd_sum
+        else:
+            de[np.uint64(q)] += even_sum
+            do[np.uint64(q)] += odd_sum
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")

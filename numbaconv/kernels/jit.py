@@ -7,6 +7,8 @@ Why these options:
 * ``fastmath={"reassoc", "contract"}`` -- reassociation lets LLVM vectorise
   the dot-product reductions and contraction gives FMAs.  We deliberately do
   *not* enable ``nnan``/``ninf``: NaN and Inf must propagate like PyTorch.
+  A kernel with no reductions whose sums must keep their written order
+  (``reassociate=False``) gets contraction only.
 * ``boundscheck=False`` -- indices are computed from a validated spec.
 * ``error_model="numpy"`` -- no ZeroDivisionError checks around the many
   integer ``//`` and ``%`` of index arithmetic (every divisor is a validated
@@ -33,12 +35,22 @@ import numba
 FASTMATH = frozenset({"reassoc", "contract"})
 
 
-def cpu_kernel(function=None, *, parallel=True):
-    """Decorate ``function`` as a numbaconv CPU kernel (see module notes)."""
+#: FASTMATH without ``reassoc``: LLVM keeps the written order of every sum.
+ORDERED_FASTMATH = frozenset({"contract"})
+
+
+def cpu_kernel(function=None, *, parallel=True, reassociate=True):
+    """Decorate ``function`` as a numbaconv CPU kernel (see module notes).
+
+    ``reassociate=False`` compiles it with :data:`ORDERED_FASTMATH`, for a
+    kernel whose loops are not reductions and whose sums must keep the order
+    they are written in: with ``reassoc`` LLVM may sum two expressions of
+    the same shape in different orders (Note [row pairs] in direct_cpu)."""
 
     def decorate(fn):
-        options = dict(parallel=parallel, fastmath=set(FASTMATH), boundscheck=False,
-                       nogil=True, error_model="numpy")
+        options = dict(parallel=parallel,
+                       fastmath=set(FASTMATH if reassociate else ORDERED_FASTMATH),
+                       boundscheck=False, nogil=True, error_model="numpy")
         try:
             return numba.njit(cache=True, **options)(fn)
         except RuntimeError as exc:   # "cannot cache function ...: no locator available"
