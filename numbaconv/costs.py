@@ -37,7 +37,7 @@ import os
 import time
 import warnings
 
-from .kernels.direct_cpu import takes_row_pairs
+from .kernels.direct_cpu import default_phase_plane_form
 
 #: Seconds of fixed cost per call (Python, thread-pool start).
 OVERHEAD = 3e-5
@@ -78,6 +78,15 @@ FILL_RUN = 176.0
 #: underestimated about 1.5x: per-plane work the model does not count.)
 ROW_PAIR_PASS = 0.55
 ROW_PAIR_PASS_GROUPED = 0.75
+#: A multiply-add of the stride-two 3x3 form of the phase-planes kernel
+#: (Note [stride-two 3x3]) in units of the single-row form's, its input
+#: split counted twice (a de-interleave, then a copy per row).  Fitted on
+#: six stride-2 3x3 layers (AMD EPYC, 2 threads, 2026-11-30): the per-layer
+#: fits ranged 0.6-2.8 (14x14 to 224x224 planes; the single-row model is as
+#: loose on them); 1.2 matches MobileNet's dw_s2 and puts the rest at
+#: 0.7-1.6 of the measured time.  No other algorithm is within 3x of direct
+#: on these layers, so the spread does not change a pick.
+STRIDE_TWO_PASS = 1.2
 
 #: Seconds per unit of work on one thread, per path; fitted by
 #: ``numbaconv calibrate`` on the development machine (AMD EPYC, 2 threads,
@@ -180,7 +189,15 @@ def work(path, spec):
         outputs = n * spec.out_channels * pixels
         # one split of each input plane of the group per output plane
         splits = n * spec.out_channels * cin_g * padded
-        if takes_row_pairs(spec.kernel_size3[1:], spec.stride3, spec.dilation3):
+        form = default_phase_plane_form(spec.kernel_size3[1:], spec.stride3, spec.dilation3)
+        if form == "stride_two_3x3":
+            # Note [stride-two 3x3]: one pass over accumulators at the phase
+            # rows' pitch, and the copy out
+            pad_w = spec.padding3[2][0]
+            pitch = W // 2 + max(-((-pad_w) // 2), (2 - pad_w) // 2, 0)
+            size = -(-OH * pitch // 16) * 16
+            return macs * STRIDE_TWO_PASS * size / (OH * OW) + 2.0 * splits + 2.0 * outputs
+        if form == "row_pairs":
             # Note [row pairs]: the cheaper passes over both row phases'
             # accumulators (gap and rounding junk included), and the copy out
             pitch = W + max(spec.padding3[2][0], spec.kernel_size3[2] - 1 - spec.padding3[2][0])

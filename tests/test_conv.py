@@ -154,11 +154,13 @@ def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
     assert choose_loop_order(spec) == expected
 
 
-class TestRowPairs:
-    """The row-pairs form of the phase-planes kernel (Note [row pairs] in
-    kernels/direct_cpu.py) against the single-row form: the same bits
-    (except 3x3, whose nine taps are summed in one pass), on any thread
-    count, within the reference's tolerance."""
+class TestPhasePlaneForms:
+    """The row-pairs and stride-two forms of the phase-planes kernel (Note
+    [row pairs], Note [stride-two 3x3] in kernels/direct_cpu.py) against the
+    single-row form: row pairs give the same bits (except 3x3, whose nine
+    taps are summed in one pass, and under bounds checking); every form
+    gives the same bits on any thread count and in either half of a row
+    pair, within the reference's tolerance."""
 
     # (N, C, groups, H, W, KH, KW, pad_h, pad_w): odd and even output
     # heights, a single output row, kernels of 1-13 rows (groups of 7, 3 and
@@ -195,19 +197,53 @@ class TestRowPairs:
         x, w, b = make_inputs(rng, (n, c, h, w_), (c, c // groups, kh, kw), dtype)
         oh, ow = h + 2 * pad_h - kh + 1, w_ + 2 * pad_w - kw + 1
         results = {}
-        for row_pairs in (False, True):
+        for form in ("single_rows", "row_pairs"):
             for chunks in (1, 3):
                 out = np.full((n, c, 1, oh, ow), np.nan, dtype)
                 direct_cpu.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups,
                                              pad_h, pad_w, (1, 1, 1), (1, 1, 1), chunks,
-                                             row_pairs=row_pairs)
-                results[row_pairs, chunks] = out[:, :, 0]
-        for row_pairs in (False, True):
-            assert np.array_equal(results[row_pairs, 1], results[row_pairs, 3])
-            assert_matches_reference(results[row_pairs, 1], x, w, b, padding=(pad_h, pad_w),
+                                             form=form)
+                results[form, chunks] = out[:, :, 0]
+        for form in ("single_rows", "row_pairs"):
+            assert np.array_equal(results[form, 1], results[form, 3])
+            assert_matches_reference(results[form, 1], x, w, b, padding=(pad_h, pad_w),
                                      groups=groups, algorithm="direct")
-        if (kh, kw) != (3, 3):
-            assert np.array_equal(results[True, 1], results[False, 1])
+        if (kh, kw) != (3, 3) and not numba.config.BOUNDSCHECK:
+            # the same products in the same written order; compiled with
+            # bounds checks (scalar loops) LLVM may contract them into FMAs
+            # differently in the two kernels, so there only the tolerance holds
+            assert np.array_equal(results["row_pairs", 1], results["single_rows", 1])
+
+    # (N, C, groups, H, W, pad_h, pad_w): 3x3 stride 2, odd and even sizes,
+    # paddings 0-2, several input channels per group
+    STRIDE_TWO = [
+        (2, 6, 6, 14, 14, 1, 1),
+        (1, 4, 4, 15, 16, 1, 1),
+        (1, 3, 3, 9, 10, 0, 0),
+        (1, 4, 2, 12, 12, 2, 1),
+        (2, 8, 2, 11, 8, 1, 0),
+        (1, 2, 2, 3, 4, 1, 1),
+    ]
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("problem", STRIDE_TWO, ids=lambda p: "x".join(map(str, p)))
+    def test_stride_two_3x3_against_the_reference(self, rng, problem, dtype):
+        from numbaconv.kernels import direct_cpu
+        n, c, groups, h, w_, pad_h, pad_w = problem
+        assert why_not_phase_planes(spec_of((n, c, h, w_), (c, c // groups, 3, 3), stride=2,
+                                            padding=(pad_h, pad_w), groups=groups)) is None
+        x, w, b = make_inputs(rng, (n, c, h, w_), (c, c // groups, 3, 3), dtype)
+        oh, ow = (h + 2 * pad_h - 3) // 2 + 1, (w_ + 2 * pad_w - 3) // 2 + 1
+        results = []
+        for chunks in (1, 3):
+            out = np.full((n, c, 1, oh, ow), np.nan, dtype)
+            direct_cpu.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups, pad_h,
+                                         pad_w, (1, 2, 2), (1, 1, 1), chunks,
+                                         form="stride_two_3x3")
+            results.append(out[:, :, 0])
+        assert np.array_equal(results[0], results[1])
+        assert_matches_reference(results[0], x, w, b, stride=2, padding=(pad_h, pad_w),
+                                 groups=groups, algorithm="direct")
 
     @pytest.mark.parametrize("kernel, cin_g", [((3, 3), 1), ((3, 3), 8), ((7, 7), 1),
                                                ((7, 3), 2), ((5, 7), 1)])
@@ -225,30 +261,38 @@ class TestRowPairs:
         oh, ow = 20 + 2 * pad_h - kh + 1, 21 + 2 * pad_w - kw + 1
         whole = np.empty((1, c, 1, oh, ow), np.float32)
         direct_cpu.conv_phase_planes(x, w, b, whole, groups, pad_h, pad_w, (1, 1, 1),
-                                     (1, 1, 1), 2, row_pairs=True)
+                                     (1, 1, 1), 2, form="row_pairs")
         lower = np.ascontiguousarray(np.pad(x, [(0, 0)] * 3 + [(pad_h, pad_h), (0, 0)])[..., 1:, :])
         shifted = np.empty((1, c, 1, oh - 1, ow), np.float32)
         direct_cpu.conv_phase_planes(lower, w, b, shifted, groups, 0, pad_w, (1, 1, 1),
-                                     (1, 1, 1), 2, row_pairs=True)
+                                     (1, 1, 1), 2, form="row_pairs")
         assert np.array_equal(whole[..., 1:, :], shifted)
 
-    def test_seven_row_and_3x3_kernels_take_it_by_default(self):
-        from numbaconv.kernels.direct_cpu import takes_row_pairs
-        unit = (1, 1, 1)
-        assert takes_row_pairs((7, 7), unit, unit) and takes_row_pairs((7, 3), unit, unit)
-        assert takes_row_pairs((3, 3), unit, unit)
-        assert not takes_row_pairs((5, 5), unit, unit)       # Note [row pairs]: slower there
-        assert not takes_row_pairs((3, 5), unit, unit)
-        assert not takes_row_pairs((7, 7), (1, 2, 2), unit)  # strides take column phases
-        assert not takes_row_pairs((3, 3), unit, (1, 2, 1))
+    @pytest.mark.parametrize("kernel, stride, dilation, expected", [
+        ((7, 7), 1, 1, "row_pairs"),
+        ((7, 3), 1, 1, "row_pairs"),
+        ((3, 3), 1, 1, "row_pairs"),
+        ((5, 5), 1, 1, "single_rows"),      # Note [row pairs]: slower there
+        ((3, 5), 1, 1, "single_rows"),
+        ((7, 7), 2, 1, "single_rows"),
+        ((3, 3), 2, 1, "stride_two_3x3"),
+        ((3, 3), 3, 1, "single_rows"),
+        ((3, 3), 1, 2, "single_rows"),
+        ((3, 3), 2, 2, "single_rows"),
+    ])
+    def test_default_form(self, kernel, stride, dilation, expected):
+        from numbaconv.kernels.direct_cpu import default_phase_plane_form
+        assert default_phase_plane_form(kernel, (1, stride, stride),
+                                        (1, dilation, dilation)) == expected
 
-    def test_forcing_it_where_it_does_not_serve_is_refused(self, rng):
+    def test_forcing_a_form_that_does_not_serve_is_refused(self, rng):
         from numbaconv.kernels import direct_cpu
         x, w, b = make_inputs(rng, (1, 2, 1, 8, 8), (2, 1, 1, 7, 7), np.float32)
         out = np.empty((1, 2, 1, 4, 4), np.float32)
-        with pytest.raises(ValueError, match="row_pairs=True needs unit stride"):
-            direct_cpu.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 1, 1), 1,
-                                         row_pairs=True)
+        for form in ("row_pairs", "stride_two_3x3", "columns"):
+            with pytest.raises(ValueError, match=f"form={form!r} does not serve kernel"):
+                direct_cpu.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 1, 1), 1,
+                                             form=form)
 
 
 class TestArrayHandling:

@@ -393,7 +393,7 @@ def _plane_task(planes, w, bias, out, stride, dilation):
 
 
 def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks,
-                      row_pairs=None):
+                      form=None):
     """Zero-padded 1-D/2-D layers with few channels per group, any stride and
     dilation, whose input width is a multiple of the stride and whose output
     is at most ``W / stride`` wide (:func:`~numbaconv.algorithms.direct.serves_phase_planes`):
@@ -401,42 +401,64 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
 
     ``x`` is ``(N, C, 1, H, W)``, ``w`` ``(C_out, C_in/g, 1, KH, KW)``,
     ``out`` ``(N, C_out, 1, OH, OW)``; ``stride`` and ``dilation`` are the
-    canonical (D, H, W) triples.  A job is one output plane.  ``row_pairs``
-    forces (``True``, where :func:`row_pairs_serve`) or refuses (``False``)
-    the row-pairs form of Note [row pairs]; by default :func:`takes_row_pairs`
-    decides, from the kernel size, stride and dilation only, so that a block
-    of a larger problem (numbaconv.dask) takes the same form.  The two forms
-    give the same bits except for 3x3 kernels, whose row-pairs form sums all
-    nine taps in one pass.
+    canonical (D, H, W) triples.  A job is one output plane.  ``form`` is
+    one of :data:`PHASE_PLANE_FORMS` that serves the layer
+    (:func:`phase_plane_forms`); by default :func:`default_phase_plane_form`
+    picks one from the kernel size, stride and dilation only, so that a
+    block of a larger problem (numbaconv.dask) takes the same form.  The
+    single-row and row-pairs forms sum in the same order except for 3x3
+    kernels, whose other forms sum all nine taps in one pass.
     """
-    KH, KW = w.shape[3], w.shape[4]
-    if row_pairs is None:
-        row_pairs = takes_row_pairs((KH, KW), stride, dilation)
-    elif row_pairs and not row_pairs_serve(stride, dilation):
-        raise ValueError("row_pairs=True needs unit stride and dilation, got stride "
-                         f"{stride[1:]} and dilation {dilation[1:]}")
-    if row_pairs:
-        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w),
-                      out.shape[0] * out.shape[1], chunks)
-        return
-    run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
-                                        stride[2], dilation[1], dilation[2]),
-                  out.shape[0] * out.shape[1], chunks)
+    kernel = (w.shape[3], w.shape[4])
+    serving = phase_plane_forms(kernel, stride, dilation)
+    if form is None:
+        form = default_phase_plane_form(kernel, stride, dilation)
+    elif form not in serving:
+        raise ValueError(f"form={form!r} does not serve kernel {kernel}, stride "
+                         f"{tuple(stride[1:])} and dilation {tuple(dilation[1:])}; "
+                         f"these do: {', '.join(serving)}")
+    jobs = out.shape[0] * out.shape[1]
+    if form == "row_pairs":
+        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs, chunks)
+    elif form == "stride_two_3x3":
+        run_in_chunks(_stride_two_3x3_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs,
+                      chunks)
+    else:
+        run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
+                                            stride[2], dilation[1], dilation[2]), jobs, chunks)
 
 
-def row_pairs_serve(stride, dilation):
-    """Whether the row-pairs form (Note [row pairs]) serves a phase-planes
-    layer: unit stride and dilation (canonical triples)."""
-    return stride[1] == stride[2] == 1 and dilation[1] == dilation[2] == 1
+#: The forms of the phase-planes kernel: one output row per pass (Note
+#: [phase planes]), two (Note [row pairs]), and 3x3 kernels of stride 2
+#: from row and column phases (Note [stride-two 3x3]).
+PHASE_PLANE_FORMS = ("single_rows", "row_pairs", "stride_two_3x3")
 
 
-def takes_row_pairs(kernel_size, stride, dilation):
-    """Whether :func:`conv_phase_planes` runs a layer of 2-D ``kernel_size``
-    in the row-pairs form by default: 7-row kernels (a fused seven-tap pass
-    per kernel column) and 3x3 (one fused nine-tap pass), measured in Note
-    [row pairs]."""
+def phase_plane_forms(kernel_size, stride, dilation):
+    """The forms of :data:`PHASE_PLANE_FORMS` that serve a phase-planes layer
+    of 2-D ``kernel_size`` and canonical ``stride`` and ``dilation``."""
+    forms = ["single_rows"]
+    undilated = dilation[1] == dilation[2] == 1
+    if undilated and stride[1] == stride[2] == 1:
+        forms.append("row_pairs")
+    if undilated and stride[1] == stride[2] == 2 and tuple(kernel_size) == (3, 3):
+        forms.append("stride_two_3x3")
+    return tuple(forms)
+
+
+def default_phase_plane_form(kernel_size, stride, dilation):
+    """The form :func:`conv_phase_planes` takes by default: row pairs for
+    7-row kernels (a fused seven-tap pass per kernel column) and 3x3 (one
+    fused nine-tap pass) of unit stride, the stride-two form for 3x3 of
+    stride 2, else single rows; measured in Note [row pairs] and Note
+    [stride-two 3x3]."""
+    forms = phase_plane_forms(kernel_size, stride, dilation)
     KH, KW = kernel_size
-    return (KH == 7 or (KH, KW) == (3, 3)) and row_pairs_serve(stride, dilation)
+    if "row_pairs" in forms and (KH == 7 or (KH, KW) == (3, 3)):
+        return "row_pairs"
+    if "stride_two_3x3" in forms:
+        return "stride_two_3x3"
+    return "single_rows"
 
 
 @cpu_kernel(parallel=False, reassociate=False)
@@ -668,13 +690,17 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
     3x3 kernel is one pass for all nine taps (``_pair_nine``: twelve loads
     and two stores for eighteen multiply-adds, against five loads and stores
     per three with a pass per column); the other kernels keep a pass per
-    column, in the order of the single-row form, and so its bits.  The pass
+    column, in the order of the single-row form (and, compiled as shipped,
+    its bits; with bounds checking on, LLVM contracts the scalar code into
+    FMAs differently).  Both kernels are compiled without ``reassoc``: with
+    it LLVM summed the 3x3 pass's even and odd rows in different orders, so
+    a row's bits depended on its parity, which a Dask block may change.  The pass
     covers ``size`` accumulators, a multiple of 16 (one AVX-512 vector), so
     that it has no scalar remainder (with 7 left over on 14x14 planes the
     remainder took 1.5x the vector part's time per value).  The row copies
     in and out are ``memcpy`` (Note [short runs] in kernels/runs.py).
 
-    Which layers take it (:func:`takes_row_pairs`) depends on the kernel
+    Which layers take it (:func:`default_phase_plane_form`) depends on the kernel
     size, stride and dilation only, so that a Dask block takes the same form
     as its whole problem.  Measured (AMD EPYC with AVX-512, 2 threads,
     interleaved medians, 2026-11-30), depthwise with ``k // 2`` padding, ms,
@@ -746,6 +772,94 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
         start = job * OH * OW
         for oh in range(OH):
             _copy_row(of, start + oh * OW, do if oh % 2 else de, (oh // 2) * pitch, OW)
+
+
+@cpu_kernel(parallel=False, reassociate=False)
+def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
+    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
+    for 3x3 kernels of stride 2 (dilation 1).
+
+    Note [stride-two 3x3]
+    ~~~~~~~~~~~~~~~~~~~~~
+    The single-row form of a stride-2 layer (Note [phase planes]) keeps the
+    input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
+    and zeroes columns between its three kernel-column passes.  Here the
+    padded input is split into its four (row, column) phases: the flat
+    column de-interleave of Note [phase planes] into a scratch plane, then
+    a ``memcpy`` per row (Note [short runs]) into the row phase of its
+    parity, at pitch ``W/2 + guard`` with a zero gap as in Note [row pairs].
+    Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
+    of row phase ``kh % 2``, so the accumulators are flat at that pitch with
+    no junk rows, and all nine taps are one pass (nine loads and one store
+    for nine multiply-adds).
+
+    Measured (AMD EPYC with AVX-512, 2026-11-30, interleaved minima, ms),
+    depthwise 3x3 with padding 1, single-row form against this one, one and
+    two threads: MobileNet's dw_s2 (4, 144, 56, 56) 0.62 / 0.54 and 0.38 /
+    0.34; (4, 96, 112, 112) 2.83 / 2.77 and 1.27 / 1.06; (4, 256, 28, 28)
+    0.31 / 0.25 and 0.16 / 0.13; (8, 512, 14, 14) 0.59 / 0.41 and 0.30 /
+    0.24.  A de-interleave of each row straight into its phases, without
+    the scratch plane, was slower on the small planes (0.44 against 0.25
+    ms one thread on 28x28) and faster only on 112x112.
+    """
+    Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+    C, H, W = x.shape[1], x.shape[3], x.shape[4]
+    cin_g = C // groups
+    Wq = W // 2
+    # column shifts a and phases b of the kernel columns: kw - pad_w = 2a + b
+    a0 = (0 - pad_w) // 2
+    a1 = (1 - pad_w) // 2
+    a2 = (2 - pad_w) // 2
+    guard = max(-a0, a2, 0)
+    pitch = Wq + guard                                # a phase row and its zero gap
+    rows = OH + 2                                     # rows of each row phase read
+    length = guard + rows * pitch + guard + 16        # one (row, column) phase
+    phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
+    columns = np.empty(2 * H * Wq, dtype=out.dtype)   # the column phases, rows at pitch Wq
+    size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
+    acc = np.empty(size, dtype=out.dtype)
+    # tap (kh, kw) reads phases[o_kh_kw + q] for output q = oh * pitch + ow
+    o00 = (0 - pad_w - 2 * a0) * length + guard + a0
+    o01 = (1 - pad_w - 2 * a1) * length + guard + a1
+    o02 = (2 - pad_w - 2 * a2) * length + guard + a2
+    o10 = o00 + 2 * length
+    o11 = o01 + 2 * length
+    o12 = o02 + 2 * length
+    o20 = o00 + pitch
+    o21 = o01 + pitch
+    o22 = o02 + pitch
+    # flat views taken once and unsigned indices: Note [reference counts]
+    xf = x.ravel()
+    of = out.ravel()
+    for job in range(first_job, stop_job):
+        n = job // Co
+        co = job % Co
+        g = co // (Co // groups)
+        bias_value = bias[co]
+        for ci in range(cin_g):
+            plane = (n * C + g * cin_g + ci) * H * W
+            _split_column_phases(xf, plane, H * Wq, 2, columns, H * Wq, 0)
+            # input row r is padded row r + pad_h; rows past the last read are skipped
+            for r in range(min(H, 2 * rows - pad_h)):
+                padded = r + pad_h
+                at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
+                _copy_row(phases, at, columns, r * Wq, Wq)
+                _copy_row(phases, at + length, columns, (H + r) * Wq, Wq)
+            t = _nine_taps(w, co, ci)
+            first = ci == 0                           # starts from the bias
+            for q in range(size):
+                total = _nine_sum(t, phases[np.uint64(o00 + q)], phases[np.uint64(o01 + q)],
+                                  phases[np.uint64(o02 + q)], phases[np.uint64(o10 + q)],
+                                  phases[np.uint64(o11 + q)], phases[np.uint64(o12 + q)],
+                                  phases[np.uint64(o20 + q)], phases[np.uint64(o21 + q)],
+                                  phases[np.uint64(o22 + q)])
+                if first:
+                    acc[np.uint64(q)] = bias_value + total
+                else:
+                    acc[np.uint64(q)] += total
+        start = job * OH * OW
+        for oh in range(OH):
+            _copy_row(of, start + oh * OW, acc, oh * pitch, OW)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -837,6 +951,23 @@ def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _nine_taps(w, co, ci):
+    """The nine weights of a 3x3 kernel, row by row."""
+    return (w[co, ci, 0, 0, 0], w[co, ci, 0, 0, 1], w[co, ci, 0, 0, 2],
+            w[co, ci, 0, 1, 0], w[co, ci, 0, 1, 1], w[co, ci, 0, 1, 2],
+            w[co, ci, 0, 2, 0], w[co, ci, 0, 2, 1], w[co, ci, 0, 2, 2])
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _nine_sum(t, x00, x01, x02, x10, x11, x12, x20, x21, x22):
+    """One output of a 3x3 kernel ``t`` (:func:`_nine_taps`) from its nine
+    inputs ``x<row><column>``: kernel columns left to right, each summed
+    down its rows; the one order of every fused 3x3 pass."""
+    return ((t[0] * x00 + t[3] * x10 + t[6] * x20) + (t[1] * x01 + t[4] * x11 + t[7] * x21)
+            + (t[2] * x02 + t[5] * x12 + t[8] * x22))
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _pair_nine(w, co, ci, at, pitch, X, Y, de, do, size, first, bias_value):
     """All nine taps of a 3x3 kernel for both rows of every pair (Note [row
     pairs]): padded rows 0..3 from an even output row alternate between the
@@ -847,15 +978,7 @@ def _pair_nine(w, co, ci, at, pitch, X, Y, de, do, size, first, bias_value):
     first input channel) starts from ``bias_value``; kernel columns are
     summed left to right."""
     a2 = at + pitch
-    t00 = w[co, ci, 0, 0, 0]
-    t01 = w[co, ci, 0, 0, 1]
-    t02 = w[co, ci, 0, 0, 2]
-    t10 = w[co, ci, 0, 1, 0]
-    t11 = w[co, ci, 0, 1, 1]
-    t12 = w[co, ci, 0, 1, 2]
-    t20 = w[co, ci, 0, 2, 0]
-    t21 = w[co, ci, 0, 2, 1]
-    t22 = w[co, ci, 0, 2, 2]
+    t = _nine_taps(w, co, ci)
     for q in range(size):
         i0 = np.uint64(at + q)
         i2 = np.uint64(a2 + q)
@@ -871,10 +994,8 @@ def _pair_nine(w, co, ci, at, pitch, X, Y, de, do, size, first, bias_value):
         x30 = Y[i2]
         x31 = Y[i2 + np.uint64(1)]
         x32 = Y[i2 + np.uint64(2)]
-        even_sum = ((t00 * x00 + t10 * x10 + t20 * x20) + (t01 * x01 + t11 * x11 + t21 * x21)
-                    + (t02 * x02 + t12 * x12 + t22 * x22))
-        odd_sum = ((t00 * x10 + t10 * x20 + t20 * x30) + (t01 * x11 + t11 * x21 + t21 * x31)
-                   + (t02 * x12 + t12 * x22 + t22 * x32))
+        even_sum = _nine_sum(t, x00, x01, x02, x10, x11, x12, x20, x21, x22)
+        odd_sum = _nine_sum(t, x10, x11, x12, x20, x21, x22, x30, x31, x32)
         if first:
             de[np.uint64(q)] = bias_value + even_sum
             do[np.uint64(q)] = bias_value + odd_sum
