@@ -45,8 +45,19 @@ class ExecutionContext:
     stream: object = field(default=None, compare=False, hash=False)
 
 
+#: (device, threads, pool threads, workspace limit) -> ExecutionContext
+#: without a stream: a frozen dataclass takes 1.5 us to build, and every
+#: call takes a snapshot.  A few entries at most (one per setting used).
+_SNAPSHOTS = {}
+
+
 def current_context(device="cpu", stream=None):
     """A snapshot of the process's settings for one call."""
-    return ExecutionContext(device=device, threads=numba.get_num_threads(),
-                            pool_threads=numba.config.NUMBA_NUM_THREADS,
-                            workspace_limit=config.get_workspace_limit(), stream=stream)
+    settings = (device, numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS,
+                config.get_workspace_limit())
+    if stream is None:
+        ctx = _SNAPSHOTS.get(settings)
+        if ctx is None:
+            ctx = _SNAPSHOTS.setdefault(settings, ExecutionContext(*settings))
+        return ctx
+    return ExecutionContext(*settings, stream=stream)

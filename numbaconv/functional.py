@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algorithms import resolve_algorithm
-from .algorithms.registry import plan_of
+from .algorithms.registry import resolve_planned
 from .context import current_context
 from .rewrites import transposed_weight
 from .devices import call_device
@@ -129,7 +128,7 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight, devi
     the weight the spec describes, in canonical form on that device
     (``weight`` only serves the ``out=`` overlap check)."""
     ctx = current_context(device, stream)
-    runner = resolve_algorithm(algorithm, spec, ctx)
+    runner, plan = resolve_planned(algorithm, spec, ctx)
     if out is not None:
         _check_out(spec, out, {"input": input, "weight": weight, "bias": bias}, device)
     cdtype = spec.compute_dtype
@@ -140,18 +139,13 @@ def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight, devi
         x = dev.canonical(input, shape3, cdtype, stream)
         b = None if bias is None else dev.canonical(bias, bias.shape, cdtype, stream)
         result = dev.result_buffer(spec, out, stream)
-        run_planned(runner, spec, ctx, x, canonical_weight, b, result.reshape(out_shape3))
+        runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx, plan)
         return dev.finish(spec, result, out, stream)
     x = _canonical(input, shape3, cdtype)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
     result = _result_buffer(spec, out)
-    run_planned(runner, spec, ctx, x, canonical_weight, b, result.reshape(out_shape3))
+    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx, plan)
     return _finish(spec, result, out)
-
-
-def run_planned(runner, spec, ctx, *arrays):
-    """``runner.run(spec, *arrays)`` with the plan it makes for ``spec`` and ``ctx``."""
-    return runner.run(spec, *arrays, ctx, plan_of(runner, spec, ctx))
 
 
 def _result_buffer(spec, out):

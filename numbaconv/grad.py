@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algorithms import resolve_algorithm
+from .algorithms.registry import resolve_planned
 from .context import current_context
 from .functional import (_canonical, _finish, _weight_shape3, checked_arrays, convolution,
-                         device_weight, execute, run_planned)
+                         device_weight, execute)
 from .rewrites import transposed_weight
 from .spec import (make_conv_spec, make_grad_input_spec,
                    make_grad_weight_spec, make_transposed_spec)
@@ -43,7 +43,7 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     spec = make_grad_weight_spec(op, ndim, d["input"], weight_size, d["grad_output"], stride,
                                  padding, dilation, groups)
     ctx = current_context(device, stream)
-    runner = resolve_algorithm(algorithm, spec, ctx)
+    runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
     x_shape = spec.input_shape[:2] + spec.input_size3
     g_shape = spec.output_shape[:2] + spec.output_size3
@@ -52,12 +52,12 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
         x = dev.canonical(a["input"], x_shape, cdtype, stream)
         g = dev.canonical(a["grad_output"], g_shape, cdtype, stream)
         result = dev.empty(spec.weight_shape, cdtype, stream)
-        run_planned(runner, spec, ctx, x, g, None, result.reshape(_weight_shape3(spec)))
+        runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx, plan)
         return dev.finish(spec, result, None, stream, unbatched=False)
     x = _canonical(a["input"], x_shape, cdtype)
     g = _canonical(a["grad_output"], g_shape, cdtype)
     result = np.empty(spec.weight_shape, dtype=cdtype)
-    run_planned(runner, spec, ctx, x, g, None, result.reshape(_weight_shape3(spec)))
+    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx, plan)
     return _finish(spec, result, None, unbatched=False)
 
 

@@ -261,6 +261,24 @@ def test_one_winograd_tile_per_thread_over_the_limit_is_refused():
     assert resolve_algorithm("winograd", spec, roomy).name == "winograd"
 
 
+def test_remembered_call_plans_follow_the_workspace_limit(rng):
+    """The public functions remember (algorithm, plan) per call settings
+    (registry.resolve_planned): a limit lowered after a successful call is
+    still a bound, and raising it again lets the same call run."""
+    x = rng.standard_normal((1, 8, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 31, 31)).astype(np.float32)
+    before = nc.get_workspace_limit()
+    try:
+        first = nc.conv2d(x, w, algorithm="fft")
+        nc.set_workspace_limit(2**20)          # fft needs 1.5 MiB here
+        with pytest.raises(MemoryError, match="algorithm='fft' cannot run"):
+            nc.conv2d(x, w, algorithm="fft")
+        assert nc.conv2d(x, w).shape == first.shape          # "auto" passes fft over
+    finally:
+        nc.set_workspace_limit(before)
+    assert np.array_equal(nc.conv2d(x, w, algorithm="fft"), first)
+
+
 # ---------------------------------------------------------------------------
 # differential fuzzing: views and every algorithm
 # ---------------------------------------------------------------------------
