@@ -215,7 +215,8 @@ class TestPhasePlaneForms:
             assert np.array_equal(results["row_pairs", 1], results["single_rows", 1])
 
     # (N, C, groups, H, W, pad_h, pad_w): 3x3 stride 2, odd and even sizes,
-    # paddings 0-2, several input channels per group
+    # paddings 0-2, several input channels per group, more rows than a band
+    # of the split (SPLIT_BAND_ROWS)
     STRIDE_TWO = [
         (2, 6, 6, 14, 14, 1, 1),
         (1, 4, 4, 15, 16, 1, 1),
@@ -223,6 +224,7 @@ class TestPhasePlaneForms:
         (1, 4, 2, 12, 12, 2, 1),
         (2, 8, 2, 11, 8, 1, 0),
         (1, 2, 2, 3, 4, 1, 1),
+        (1, 2, 2, 37, 20, 1, 1),           # three bands of the split, the last of 5 rows
     ]
 
     @pytest.mark.parametrize("dtype", DTYPES)

@@ -428,6 +428,10 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
                                             stride[2], dilation[1], dilation[2]), jobs, chunks)
 
 
+#: Input rows de-interleaved at once by the stride-two form (Note
+#: [stride-two 3x3]): its scratch is this many rows, not a whole plane.
+SPLIT_BAND_ROWS = 16
+
 #: The forms of the phase-planes kernel: one output row per pass (Note
 #: [phase planes]), two (Note [row pairs]), and 3x3 kernels of stride 2
 #: from row and column phases (Note [stride-two 3x3]).
@@ -785,9 +789,10 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
     and zeroes columns between its three kernel-column passes.  Here the
     padded input is split into its four (row, column) phases: the flat
-    column de-interleave of Note [phase planes] into a scratch plane, then
-    a ``memcpy`` per row (Note [short runs]) into the row phase of its
-    parity, at pitch ``W/2 + guard`` with a zero gap as in Note [row pairs].
+    column de-interleave of Note [phase planes], 16 rows at a time
+    (``SPLIT_BAND_ROWS``) into a scratch band, then a ``memcpy`` per row
+    (Note [short runs]) into the row phase of its parity, at pitch ``W/2 +
+    guard`` with a zero gap as in Note [row pairs].
     Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
     of row phase ``kh % 2``, so the accumulators are flat at that pitch with
     no junk rows, and all nine taps are one pass (nine loads and one store
@@ -799,8 +804,10 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     0.34; (4, 96, 112, 112) 2.83 / 2.77 and 1.27 / 1.06; (4, 256, 28, 28)
     0.31 / 0.25 and 0.16 / 0.13; (8, 512, 14, 14) 0.59 / 0.41 and 0.30 /
     0.24.  A de-interleave of each row straight into its phases, without
-    the scratch plane, was slower on the small planes (0.44 against 0.25
-    ms one thread on 28x28) and faster only on 112x112.
+    the scratch band, was slower on the small planes (0.44 against 0.25
+    ms one thread on 28x28) and faster only on 112x112; bands of 16 rows
+    instead of the whole plane keep the scratch to the phases (about one
+    plane, like the single-row form's) at the same speed.
     """
     Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
@@ -815,7 +822,8 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     rows = OH + 2                                     # rows of each row phase read
     length = guard + rows * pitch + guard + 16        # one (row, column) phase
     phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
-    columns = np.empty(2 * H * Wq, dtype=out.dtype)   # the column phases, rows at pitch Wq
+    band = min(H, SPLIT_BAND_ROWS) * Wq               # a band of rows' column phases
+    columns = np.empty(2 * band, dtype=out.dtype)
     size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
     acc = np.empty(size, dtype=out.dtype)
     # tap (kh, kw) reads phases[o_kh_kw + q] for output q = oh * pitch + ow
@@ -838,13 +846,18 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
         bias_value = bias[co]
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
-            _split_column_phases(xf, plane, H * Wq, 2, columns, H * Wq, 0)
-            # input row r is padded row r + pad_h; rows past the last read are skipped
-            for r in range(min(H, 2 * rows - pad_h)):
-                padded = r + pad_h
-                at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
-                _copy_row(phases, at, columns, r * Wq, Wq)
-                _copy_row(phases, at + length, columns, (H + r) * Wq, Wq)
+            # input row r is padded row r + pad_h; rows past the last read are
+            # skipped; a band of rows is de-interleaved at once, then each row
+            # copied into its row phase
+            used = min(H, 2 * rows - pad_h)
+            for first_row in range(0, used, SPLIT_BAND_ROWS):
+                count = min(SPLIT_BAND_ROWS, used - first_row)
+                _split_column_phases(xf, plane + first_row * W, count * Wq, 2, columns, band, 0)
+                for j in range(count):
+                    padded = first_row + j + pad_h
+                    at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
+                    _copy_row(phases, at, columns, j * Wq, Wq)
+                    _copy_row(phases, at + length, columns, band + j * Wq, Wq)
             t = _nine_taps(w, co, ci)
             first = ci == 0                           # starts from the bias
             for q in range(size):
