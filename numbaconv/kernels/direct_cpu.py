@@ -513,8 +513,10 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
     Measured on 2 threads (AVX-512 EPYC, 2026-11-30, in-process medians):
     MobileNet's stride-2 depthwise layer (dw_s2) 0.98-1.3 ms through the thin
     channels-last kernel, whose channels-last pack was 0.6 of it,
-    against @@DWS2@@ ms here.  The unit-stride same-width case is the earlier
-    same-width planes kernel unchanged in substance (depthwise benchmark
+    against 0.3-0.45 ms here (it now takes Note [stride-two 3x3]'s form,
+    and unit-stride 3x3 and 7-row kernels Note [row pairs]'s, from
+    :func:`default_phase_plane_form`).  The unit-stride same-width case is
+    the earlier same-width planes kernel unchanged in substance (depthwise benchmark
     layer 0.42-0.44 ms against 0.59-0.66 ms with a fresh copy per kernel
     column, and about 1.1 ms for the padded-plane kernel of ``conv_planes``).
     """
