@@ -625,6 +625,36 @@ def _split_column_phases(xf, plane, count, sw, buf, length, base):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _seven_taps(w, co, ci, kh, kw):
+    """Weights ``kh .. kh+6`` of kernel column ``kw``."""
+    return (w[co, ci, 0, kh, kw], w[co, ci, 0, kh + 1, kw], w[co, ci, 0, kh + 2, kw],
+            w[co, ci, 0, kh + 3, kw], w[co, ci, 0, kh + 4, kw], w[co, ci, 0, kh + 5, kw],
+            w[co, ci, 0, kh + 6, kw])
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _seven_sum(t, x0, x1, x2, x3, x4, x5, x6):
+    """One output's part from seven taps ``t`` (:func:`_seven_taps`) down a
+    kernel column: the one order of every seven-tap pass, so that the
+    single-row and row-pairs forms sum alike (Note [row pairs])."""
+    return (t[0] * x0 + t[1] * x1 + t[2] * x2 + t[3] * x3 + t[4] * x4 + t[5] * x5
+            + t[6] * x6)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _three_taps(w, co, ci, kh, kw):
+    """Weights ``kh .. kh+2`` of kernel column ``kw``."""
+    return w[co, ci, 0, kh, kw], w[co, ci, 0, kh + 1, kw], w[co, ci, 0, kh + 2, kw]
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _three_sum(t, x0, x1, x2):
+    """One output's part from three taps ``t`` down a kernel column (the
+    order of every three-tap sum; :func:`_seven_sum`)."""
+    return t[0] * x0 + t[1] * x1 + t[2] * x2
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
     """dst[o + q] += sum over kh of w[co, ci, 0, kh, kw] * buf[first + kh*dh*Wq + q]
     for q < size: one kernel column of Note [phase planes], its taps fused
@@ -636,30 +666,21 @@ def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
         taps = 7 if KH - kh == 7 else min(3, KH - kh)
         i0 = first + kh * step
         if taps == 7:
-            t0 = w[co, ci, 0, kh, kw]
-            t1 = w[co, ci, 0, kh + 1, kw]
-            t2 = w[co, ci, 0, kh + 2, kw]
-            t3 = w[co, ci, 0, kh + 3, kw]
-            t4 = w[co, ci, 0, kh + 4, kw]
-            t5 = w[co, ci, 0, kh + 5, kw]
-            t6 = w[co, ci, 0, kh + 6, kw]
+            t = _seven_taps(w, co, ci, kh, kw)
             for q in range(size):
                 j = i0 + q
-                dst[o + np.uint64(q)] += (
-                    t0 * buf[np.uint64(j)] + t1 * buf[np.uint64(j + step)]
-                    + t2 * buf[np.uint64(j + 2 * step)] + t3 * buf[np.uint64(j + 3 * step)]
-                    + t4 * buf[np.uint64(j + 4 * step)] + t5 * buf[np.uint64(j + 5 * step)]
-                    + t6 * buf[np.uint64(j + 6 * step)])
+                dst[o + np.uint64(q)] += _seven_sum(
+                    t, buf[np.uint64(j)], buf[np.uint64(j + step)], buf[np.uint64(j + 2 * step)],
+                    buf[np.uint64(j + 3 * step)], buf[np.uint64(j + 4 * step)],
+                    buf[np.uint64(j + 5 * step)], buf[np.uint64(j + 6 * step)])
         elif taps == 3:
-            t0 = w[co, ci, 0, kh, kw]
-            t1 = w[co, ci, 0, kh + 1, kw]
-            t2 = w[co, ci, 0, kh + 2, kw]
+            t = _three_taps(w, co, ci, kh, kw)
             i1 = i0 + step
             i2 = i1 + step
             for q in range(size):
-                dst[o + np.uint64(q)] += (t0 * buf[np.uint64(i0 + q)]
-                                          + t1 * buf[np.uint64(i1 + q)]
-                                          + t2 * buf[np.uint64(i2 + q)])
+                dst[o + np.uint64(q)] += _three_sum(t, buf[np.uint64(i0 + q)],
+                                                    buf[np.uint64(i1 + q)],
+                                                    buf[np.uint64(i2 + q)])
         else:
             for t in range(taps):
                 tap = w[co, ci, 0, kh + t, kw]
@@ -943,13 +964,7 @@ def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
     a5 = a3 + pitch
     a6 = a4 + pitch
     a7 = a5 + pitch
-    t0 = w[co, ci, 0, kh, kw]
-    t1 = w[co, ci, 0, kh + 1, kw]
-    t2 = w[co, ci, 0, kh + 2, kw]
-    t3 = w[co, ci, 0, kh + 3, kw]
-    t4 = w[co, ci, 0, kh + 4, kw]
-    t5 = w[co, ci, 0, kh + 5, kw]
-    t6 = w[co, ci, 0, kh + 6, kw]
+    t = _seven_taps(w, co, ci, kh, kw)
     for q in range(size):
         x0 = X[np.uint64(at + q)]
         x1 = Y[np.uint64(a1 + q)]
@@ -959,10 +974,8 @@ def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
         x5 = Y[np.uint64(a5 + q)]
         x6 = X[np.uint64(a6 + q)]
         x7 = Y[np.uint64(a7 + q)]
-        de[np.uint64(q)] += (t0 * x0 + t1 * x1 + t2 * x2 + t3 * x3 + t4 * x4 + t5 * x5
-                             + t6 * x6)
-        do[np.uint64(q)] += (t0 * x1 + t1 * x2 + t2 * x3 + t3 * x4 + t4 * x5 + t5 * x6
-                             + t6 * x7)
+        de[np.uint64(q)] += _seven_sum(t, x0, x1, x2, x3, x4, x5, x6)
+        do[np.uint64(q)] += _seven_sum(t, x1, x2, x3, x4, x5, x6, x7)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -978,8 +991,9 @@ def _nine_sum(t, x00, x01, x02, x10, x11, x12, x20, x21, x22):
     """One output of a 3x3 kernel ``t`` (:func:`_nine_taps`) from its nine
     inputs ``x<row><column>``: kernel columns left to right, each summed
     down its rows; the one order of every fused 3x3 pass."""
-    return ((t[0] * x00 + t[3] * x10 + t[6] * x20) + (t[1] * x01 + t[4] * x11 + t[7] * x21)
-            + (t[2] * x02 + t[5] * x12 + t[8] * x22))
+    return (_three_sum((t[0], t[3], t[6]), x00, x10, x20)
+            + _three_sum((t[1], t[4], t[7]), x01, x11, x21)
+            + _three_sum((t[2], t[5], t[8]), x02, x12, x22))
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -1026,16 +1040,14 @@ def _pair_three(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
     a1 = at + pitch * ((kh + 1) // 2 - kh // 2)
     a2 = at + pitch
     a3 = a1 + pitch
-    t0 = w[co, ci, 0, kh, kw]
-    t1 = w[co, ci, 0, kh + 1, kw]
-    t2 = w[co, ci, 0, kh + 2, kw]
+    t = _three_taps(w, co, ci, kh, kw)
     for q in range(size):
         x0 = X[np.uint64(at + q)]
         x1 = Y[np.uint64(a1 + q)]
         x2 = X[np.uint64(a2 + q)]
         x3 = Y[np.uint64(a3 + q)]
-        de[np.uint64(q)] += t0 * x0 + t1 * x1 + t2 * x2
-        do[np.uint64(q)] += t0 * x1 + t1 * x2 + t2 * x3
+        de[np.uint64(q)] += _three_sum(t, x0, x1, x2)
+        do[np.uint64(q)] += _three_sum(t, x1, x2, x3)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
