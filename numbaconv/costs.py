@@ -37,6 +37,7 @@ import os
 import time
 import warnings
 
+from .bench.turns import time_turn
 from .kernels.direct_cpu import default_phase_plane_form
 
 #: Seconds of fixed cost per call (Python, thread-pool start).
@@ -445,14 +446,9 @@ CALIBRATION_PROBLEMS = (
 
 
 def _time(fn, repeats):
-    """The fastest of ``repeats`` calls: a shared machine only ever adds time."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of ``repeats`` calls after one untimed call: a shared
+    machine only ever adds time."""
+    return min(time_turn(fn, repeats, warmup_s=0.0))
 
 
 def measure_paths(repeats=5, progress=None):
