@@ -80,13 +80,16 @@ FILL_RUN = 176.0
 ROW_PAIR_PASS = 0.55
 ROW_PAIR_PASS_GROUPED = 0.75
 #: A multiply-add of the stride-two 3x3 form of the phase-planes kernel
-#: (Note [stride-two 3x3]) in units of the single-row form's, its input
-#: split counted twice (a de-interleave, then a copy per row).  Fitted on
-#: six stride-2 3x3 layers (AMD EPYC, 2 threads, 2026-11-30): the per-layer
-#: fits ranged 0.6-2.8 (14x14 to 224x224 planes; the single-row model is as
-#: loose on them); 1.2 matches MobileNet's dw_s2 and puts the rest at
-#: 0.7-1.6 of the measured time.  No other algorithm is within 3x of direct
-#: on these layers, so the spread does not change a pick.
+#: (Note [stride-two 3x3]) in units of the single-row form's, plus its input
+#: split.  Fitted on six stride-2 3x3 layers (AMD EPYC, 2 threads,
+#: 2026-11-30) when the split was a de-interleave and a copy per row
+#: (counted twice): 1.2 matched MobileNet's dw_s2 and put the rest at
+#: 0.7-1.6 of the measured time.  With the split as vector shuffles (Note
+#: [de-interleaved runs] in kernels/runs.py), counted once, the same six
+#: layers measure 0.56-1.23 of the model over two runs (dw_s2 0.89-0.93;
+#: the 112x112 one, bound by reading its 19 MB input, is the 0.56).  No
+#: other algorithm is within 3x of direct on these layers, so the spread
+#: does not change a pick.
 STRIDE_TWO_PASS = 1.2
 
 #: Seconds per unit of work on one thread, per path; fitted by
@@ -197,7 +200,7 @@ def work(path, spec):
             pad_w = spec.padding3[2][0]
             pitch = W // 2 + max(-((-pad_w) // 2), (2 - pad_w) // 2, 0)
             size = -(-OH * pitch // 16) * 16
-            return macs * STRIDE_TWO_PASS * size / (OH * OW) + 2.0 * splits + 2.0 * outputs
+            return macs * STRIDE_TWO_PASS * size / (OH * OW) + splits + 2.0 * outputs
         if form == "row_pairs":
             # Note [row pairs]: the cheaper passes over both row phases'
             # accumulators (gap and rounding junk included), and the copy out

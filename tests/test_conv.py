@@ -215,8 +215,10 @@ class TestPhasePlaneForms:
             assert np.array_equal(results["row_pairs", 1], results["single_rows", 1])
 
     # (N, C, groups, H, W, pad_h, pad_w): 3x3 stride 2, odd and even sizes,
-    # paddings 0-2, several input channels per group, more rows than a band
-    # of the split (SPLIT_BAND_ROWS)
+    # paddings 0-2, several input channels per group, and half-widths
+    # (W/2) that take every path of the row de-interleave
+    # (kernels.runs.deinterleave_run): under 4, 4-8, 8-16, 16 and over,
+    # multiples of the block and not
     STRIDE_TWO = [
         (2, 6, 6, 14, 14, 1, 1),
         (1, 4, 4, 15, 16, 1, 1),
@@ -224,7 +226,9 @@ class TestPhasePlaneForms:
         (1, 4, 2, 12, 12, 2, 1),
         (2, 8, 2, 11, 8, 1, 0),
         (1, 2, 2, 3, 4, 1, 1),
-        (1, 2, 2, 37, 20, 1, 1),           # three bands of the split, the last of 5 rows
+        (1, 2, 2, 37, 38, 1, 1),           # half-width 19: one block of 16 and an overlap
+        (1, 2, 2, 6, 70, 1, 1),            # 35: two blocks and an overlap
+        (1, 2, 2, 5, 64, 0, 1),            # 32: two blocks exactly
     ]
 
     @pytest.mark.parametrize("dtype", DTYPES)

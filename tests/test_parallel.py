@@ -8,7 +8,7 @@ import pytest
 
 from numbaconv.kernels.jit import cpu_kernel
 from numbaconv.kernels.parallel import run_in_chunks, task_address
-from numbaconv.kernels.runs import copy_run
+from numbaconv.kernels.runs import copy_run, deinterleave_block, deinterleave_run
 
 
 @cpu_kernel(parallel=False)
@@ -85,4 +85,44 @@ def test_copy_run_checks_its_ranges_under_boundscheck(at, start, count):
     dst = np.zeros(10, dtype=np.float32)
     with pytest.raises(IndexError, match="copy_run: range outside its array"):
         _checked_copy(dst, at, src, start, count)
+    assert not dst.any()
+
+
+# ---------------------------------------------------------------------------
+# deinterleave_run (numbaconv.kernels.runs): a run's even and odd elements
+# ---------------------------------------------------------------------------
+
+@numba.njit(boundscheck=True)
+def _checked_deinterleave(dst, even_at, odd_at, src, src_at, count):
+    deinterleave_run(dst, even_at, odd_at, src, src_at, count)
+
+
+@numba.njit(boundscheck=True)
+def _checked_block(dst, even_at, odd_at, src, src_at):
+    deinterleave_block(dst, even_at, odd_at, src, src_at, 8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 60])
+def test_deinterleave_run_writes_exactly_the_two_ranges(dtype, count):
+    # the source run starts at an odd offset (unaligned loads) and the two
+    # destination ranges are apart, with sentinels around each
+    src = np.arange(2 * count + 3, dtype=dtype) + 1
+    dst = np.full(2 * count + 10, -1, dtype=dtype)
+    even_at, odd_at = 1, count + 5
+    _checked_deinterleave(dst, even_at, odd_at, src, 3, count)
+    expected = np.full_like(dst, -1)
+    expected[even_at:even_at + count] = src[3:3 + 2 * count:2]
+    expected[odd_at:odd_at + count] = src[4:4 + 2 * count:2]
+    assert np.array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("even_at, odd_at, src_at", [(13, 0, 0), (0, -1, 0), (0, 12, 5),
+                                                     (0, 12, -2)])
+def test_deinterleave_block_checks_its_ranges_under_boundscheck(even_at, odd_at, src_at):
+    # dst has 20 values (a block of 8 fits at 0..12), src 20 (16 fit at 0..4)
+    src = np.arange(20, dtype=np.float32)
+    dst = np.zeros(20, dtype=np.float32)
+    with pytest.raises(IndexError, match="deinterleave_block: range outside its array"):
+        _checked_block(dst, even_at, odd_at, src, src_at)
     assert not dst.any()

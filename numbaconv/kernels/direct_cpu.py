@@ -91,7 +91,7 @@ from numba import prange
 
 from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
-from .runs import SHORT_RUN, copy_run
+from .runs import SHORT_RUN, copy_run, deinterleave_run
 
 #: Output pixels (along W) and output channels computed together by
 #: conv_channels_last; see Note [register blocking].  The kernel body is
@@ -427,10 +427,6 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
         run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
                                             stride[2], dilation[1], dilation[2]), jobs, chunks)
 
-
-#: Input rows de-interleaved at once by the stride-two form (Note
-#: [stride-two 3x3]): its scratch is this many rows, not a whole plane.
-SPLIT_BAND_ROWS = 16
 
 #: The forms of the phase-planes kernel: one output row per pass (Note
 #: [phase planes]), two (Note [row pairs]), and 3x3 kernels of stride 2
@@ -811,11 +807,11 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     The single-row form of a stride-2 layer (Note [phase planes]) keeps the
     input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
     and zeroes columns between its three kernel-column passes.  Here the
-    padded input is split into its four (row, column) phases: the flat
-    column de-interleave of Note [phase planes], 16 rows at a time
-    (``SPLIT_BAND_ROWS``) into a scratch band, then a ``memcpy`` per row
-    (Note [short runs]) into the row phase of its parity, at pitch ``W/2 +
-    guard`` with a zero gap as in Note [row pairs].
+    padded input is split into its four (row, column) phases: every input
+    row is de-interleaved by vector shuffles straight into the rows of its
+    row phase's two column phases (Note [de-interleaved runs] in
+    kernels/runs.py), at pitch ``W/2 + guard`` with a zero gap as in Note
+    [row pairs].
     Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
     of row phase ``kh % 2``, so the accumulators are flat at that pitch with
     no junk rows, and all nine taps are one pass (nine loads and one store
@@ -826,11 +822,17 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     two threads: MobileNet's dw_s2 (4, 144, 56, 56) 0.62 / 0.54 and 0.38 /
     0.34; (4, 96, 112, 112) 2.83 / 2.77 and 1.27 / 1.06; (4, 256, 28, 28)
     0.31 / 0.25 and 0.16 / 0.13; (8, 512, 14, 14) 0.59 / 0.41 and 0.30 /
-    0.24.  A de-interleave of each row straight into its phases, without
-    the scratch band, was slower on the small planes (0.44 against 0.25
-    ms one thread on 28x28) and faster only on 112x112; bands of 16 rows
-    instead of the whole plane keep the scratch to the phases (about one
-    plane, like the single-row form's) at the same speed.
+    0.24.  That split was then a flat de-interleave of 16 rows at a time
+    into a scratch band (LLVM vectorised the flat loop, not a per-row one:
+    0.44 against 0.25 ms on 28x28) and a ``memcpy`` per row into place; per
+    56x56 plane, one thread: pass 0.32 us, split 0.61 (0.27 de-interleave,
+    0.34 row copies), copy-out 0.10.  The shuffles made the split 0.25 us
+    and need no scratch.  Same layers, band split against shuffles, medians
+    of 200 calls, two processes each (ms): dw_s2 one thread 0.57, 0.53 /
+    0.44, 0.42, two threads 0.29, 0.27 / 0.22, 0.27; (4, 96, 112, 112) one
+    thread 2.55, 2.56 / 2.28, 2.12; (4, 256, 28, 28) one thread 0.30, 0.29
+    / 0.22, 0.20; (8, 512, 14, 14) one thread 0.48, 0.50 / 0.32, 0.33, two
+    threads 0.27, 0.28 / 0.20, 0.18.
     """
     Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
@@ -845,8 +847,6 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     rows = OH + 2                                     # rows of each row phase read
     length = guard + rows * pitch + guard + 16        # one (row, column) phase
     phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
-    band = min(H, SPLIT_BAND_ROWS) * Wq               # a band of rows' column phases
-    columns = np.empty(2 * band, dtype=out.dtype)
     size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
     acc = np.empty(size, dtype=out.dtype)
     # tap (kh, kw) reads phases[o_kh_kw + q] for output q = oh * pitch + ow
@@ -869,18 +869,12 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
         bias_value = bias[co]
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
-            # input row r is padded row r + pad_h; rows past the last read are
-            # skipped; a band of rows is de-interleaved at once, then each row
-            # copied into its row phase
-            used = min(H, 2 * rows - pad_h)
-            for first_row in range(0, used, SPLIT_BAND_ROWS):
-                count = min(SPLIT_BAND_ROWS, used - first_row)
-                _split_column_phases(xf, plane + first_row * W, count * Wq, 2, columns, band, 0)
-                for j in range(count):
-                    padded = first_row + j + pad_h
-                    at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
-                    _copy_row(phases, at, columns, j * Wq, Wq)
-                    _copy_row(phases, at + length, columns, band + j * Wq, Wq)
+            # input row r is padded row r + pad_h, de-interleaved into its row
+            # phase's two column phases; rows past the last read are skipped
+            for r in range(min(H, 2 * rows - pad_h)):
+                padded = r + pad_h
+                at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
+                deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
             t = _nine_taps(w, co, ci)
             first = ci == 0                           # starts from the bias
             for q in range(size):
