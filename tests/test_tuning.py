@@ -97,6 +97,23 @@ def test_auto_uses_the_cached_answer_without_measuring(cache, monkeypatch):
     assert untuned == choose_spec(spec).algorithm and untuned != "fft"
 
 
+def test_switching_tuning_on_takes_effect_for_a_problem_already_called(cache, monkeypatch):
+    # the per-call plan memo (registry.resolve_planned) remembers untuned
+    # "auto" picks; once tuning is on, the same problem must be measured
+    x = np.random.default_rng(0).standard_normal(SMALL["input_shape"]).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal(SMALL["weight_shape"]).astype(np.float32)
+    nc.set_tuning(False)
+    nc.conv2d(x, w, padding=1)
+    measured = []
+    real_measure = tuning.measure
+    monkeypatch.setattr(tuning, "measure",
+                        lambda *a, **k: measured.append(1) or real_measure(*a, **k))
+    nc.set_tuning(True)
+    nc.conv2d(x, w, padding=1)
+    assert measured
+    assert os.path.exists(cache / tuning.CACHE_FILE)
+
+
 def test_a_new_problem_is_measured_once_then_reused_in_a_new_process(cache):
     x = np.random.default_rng(0).standard_normal(SMALL["input_shape"]).astype(np.float32)
     w = np.random.default_rng(1).standard_normal(SMALL["weight_shape"]).astype(np.float32)

@@ -284,13 +284,14 @@ def resolve_planned(name, spec, ctx):
 
     Raises what :func:`resolve_algorithm` raises."""
     from .. import costs, tuning
+    if name == "auto" and tuning.tuning_enabled():   # asked first: it may have just been
+        algorithm = resolve_algorithm(name, spec, ctx)  # switched on (tested)
+        return algorithm, plan_of(algorithm, spec, ctx)
     key = (name, spec, ctx, costs.constants_key())
     hit = _CALL_PLANS.get(key)
-    if hit is not None:
-        return hit
-    algorithm = resolve_algorithm(name, spec, ctx)
-    hit = (algorithm, plan_of(algorithm, spec, ctx))
-    if not (name == "auto" and tuning.tuning_enabled()):
+    if hit is None:
+        algorithm = resolve_algorithm(name, spec, ctx)
+        hit = (algorithm, plan_of(algorithm, spec, ctx))
         if len(_CALL_PLANS) >= _CALL_PLANS_MAX:
             _CALL_PLANS.clear()
         _CALL_PLANS[key] = hit
