@@ -11,6 +11,8 @@ raise here) or when it is one of numba's simulated device arrays
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def is_device_array(obj):
     """Whether ``obj`` lives in GPU memory (module docstring).  A PyTorch
@@ -30,6 +32,8 @@ def call_device(op, arrays):
     """``"cuda"`` or ``"cpu"``: where every non-None array of ``arrays`` (a
     name -> array dict) lives; a ``TypeError`` naming each argument's place
     when they are mixed."""
+    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
+        return "cpu"                  # the common case, in 0.5 of the 2.2 us below
     where = {name: "cuda" if is_device_array(a) else "cpu"
              for name, a in arrays.items() if a is not None}
     if len(set(where.values())) > 1:

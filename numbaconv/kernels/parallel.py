@@ -36,7 +36,6 @@ after all chunks have finished.
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -70,11 +69,12 @@ def _call_task(typingctx, address, args, first_job, stop_job):
 
 
 @cpu_kernel
-def _chunks_shell(address, args, jobs, failed):
-    chunks = failed.shape[0]
+def _chunks_shell(address, args, jobs, chunks):
+    """The number of chunks whose task raised."""
+    failed = 0
     for chunk in prange(chunks):
-        failed[chunk] = _call_task(address, args, chunk * jobs // chunks,
-                                   (chunk + 1) * jobs // chunks)
+        failed += _call_task(address, args, chunk * jobs // chunks, (chunk + 1) * jobs // chunks)
+    return failed
 
 
 #: (task, argument-type key) -> address of the task compiled for those types
@@ -115,8 +115,6 @@ def run_in_chunks(task, args, jobs, chunks):
     """
     if jobs <= 0:
         return
-    failed = np.zeros(max(1, min(chunks, jobs)), dtype=np.uint8)
-    _chunks_shell(task_address(task, args), args, jobs, failed)
-    if failed.any():
+    if _chunks_shell(task_address(task, args), args, jobs, max(1, min(chunks, jobs))):
         raise MemoryError(f"numbaconv: kernel {task.__name__} raised inside the thread "
                           "pool; its only failure mode is allocating its scratch buffers")
