@@ -185,6 +185,9 @@ class TestPhasePlaneForms:
         (1, 8, 2, 9, 12, 3, 3, 1, 1),
         (1, 2, 2, 3, 9, 3, 3, 0, 1),
         (1, 4, 4, 6, 5, 3, 3, 2, 0),
+        (2, 6, 6, 28, 28, 5, 5, 2, 2),     # EfficientNet's 5x5: one five-tap pass a column
+        (1, 4, 2, 9, 10, 5, 3, 1, 0),
+        (1, 2, 2, 14, 9, 8, 3, 3, 1),      # 8 rows: a three-tap and a five-tap group
     ]
 
     @pytest.mark.parametrize("dtype", DTYPES)
@@ -252,7 +255,8 @@ class TestPhasePlaneForms:
                                  groups=groups, algorithm="direct")
 
     @pytest.mark.parametrize("kernel, cin_g", [((3, 3), 1), ((3, 3), 8), ((7, 7), 1),
-                                               ((7, 3), 2), ((5, 7), 1)])
+                                               ((7, 3), 2), ((5, 7), 1), ((5, 5), 1),
+                                               ((5, 3), 3)])
     def test_an_output_row_has_the_same_bits_in_either_half_of_a_pair(self, rng, kernel,
                                                                        cin_g):
         """The problem started one padded row lower (as a Dask block may be)
@@ -278,7 +282,8 @@ class TestPhasePlaneForms:
         ((7, 7), 1, 1, "row_pairs"),
         ((7, 3), 1, 1, "row_pairs"),
         ((3, 3), 1, 1, "row_pairs"),
-        ((5, 5), 1, 1, "single_rows"),      # Note [row pairs]: slower there
+        ((5, 5), 1, 1, "row_pairs"),        # Note [five-tap columns]
+        ((5, 3), 1, 1, "row_pairs"),
         ((3, 5), 1, 1, "single_rows"),
         ((7, 7), 2, 1, "single_rows"),
         ((3, 3), 2, 1, "stride_two_3x3"),

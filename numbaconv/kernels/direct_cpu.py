@@ -448,13 +448,29 @@ def phase_plane_forms(kernel_size, stride, dilation):
 
 def default_phase_plane_form(kernel_size, stride, dilation):
     """The form :func:`conv_phase_planes` takes by default: row pairs for
-    7-row kernels (a fused seven-tap pass per kernel column) and 3x3 (one
-    fused nine-tap pass) of unit stride, the stride-two form for 3x3 of
-    stride 2, else single rows; measured in Note [row pairs] and Note
-    [stride-two 3x3]."""
+    7- and 5-row kernels (a fused seven- or five-tap pass per kernel column)
+    and 3x3 (one fused nine-tap pass) of unit stride, the stride-two form
+    for 3x3 of stride 2, else single rows; measured in Note [row pairs],
+    Note [stride-two 3x3] and the table below.
+
+    5x5 depthwise, padding 2, ms on 2 threads (AMD EPYC with AVX-512,
+    2026-11-30, best of five medians of 30 calls), the single-row form as
+    it was (a three-tap and two one-tap passes per column), then single
+    rows and row pairs with five-tap passes (Note [five-tap columns]):
+
+    ============  =========  ===========  =========
+    input         before     single rows  row pairs
+    ============  =========  ===========  =========
+    4x240x28x28   0.52       0.45         0.35
+    8x512x14x14   0.88       0.68-0.75    0.53-0.54
+    4x960x7x7     0.43       0.35         0.32-0.37
+    4x96x56x56    0.87       0.62-0.67    0.50
+    1x32x112x112  0.31       0.22-0.23    0.17-0.22
+    ============  =========  ===========  =========
+    """
     forms = phase_plane_forms(kernel_size, stride, dilation)
     KH, KW = kernel_size
-    if "row_pairs" in forms and (KH == 7 or (KH, KW) == (3, 3)):
+    if "row_pairs" in forms and (KH in (5, 7) or (KH, KW) == (3, 3)):
         return "row_pairs"
     if "stride_two_3x3" in forms:
         return "stride_two_3x3"
@@ -638,6 +654,20 @@ def _seven_sum(t, x0, x1, x2, x3, x4, x5, x6):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _five_taps(w, co, ci, kh, kw):
+    """Weights ``kh .. kh+4`` of kernel column ``kw``."""
+    return (w[co, ci, 0, kh, kw], w[co, ci, 0, kh + 1, kw], w[co, ci, 0, kh + 2, kw],
+            w[co, ci, 0, kh + 3, kw], w[co, ci, 0, kh + 4, kw])
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _five_sum(t, x0, x1, x2, x3, x4):
+    """One output's part from five taps ``t`` down a kernel column (the
+    order of every five-tap sum; :func:`_seven_sum`)."""
+    return t[0] * x0 + t[1] * x1 + t[2] * x2 + t[3] * x3 + t[4] * x4
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _three_taps(w, co, ci, kh, kw):
     """Weights ``kh .. kh+2`` of kernel column ``kw``."""
     return w[co, ci, 0, kh, kw], w[co, ci, 0, kh + 1, kw], w[co, ci, 0, kh + 2, kw]
@@ -651,17 +681,47 @@ def _three_sum(t, x0, x1, x2):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _tap_group(left):
+    """How many of a kernel column's ``left`` remaining taps one fused pass
+    takes: all seven or all five of a 7- or 5-row remainder, else three (or
+    what is left).  Both the single-row and the row-pairs forms group taps
+    so, which gives them one summation order (Note [row pairs]).
+
+    Note [five-tap columns]
+    ~~~~~~~~~~~~~~~~~~~~~~~
+    A 5-row column was a three-tap pass and two one-tap passes, each
+    reading and writing the accumulators: on EfficientNet's 5x5 depthwise
+    layers the single-row form ran at about a third of the FMA rate and
+    0.5-0.65x PyTorch's speed, and the row-pairs form was slower still.
+    One five-tap pass per column (six loads for ten multiply-adds in the
+    row-pairs form) measured, ms on 2 threads, AMD EPYC with AVX-512
+    (2026-11-30): see the table in :func:`default_phase_plane_form`.
+    """
+    if left == 7 or left == 5:
+        return left
+    return min(3, left)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
     """dst[o + q] += sum over kh of w[co, ci, 0, kh, kw] * buf[first + kh*dh*Wq + q]
     for q < size: one kernel column of Note [phase planes], its taps fused
     seven at a time for a 7-row column (ConvNeXt's 7x7 depthwise: one pass
-    instead of three, dw7x7 0.54-0.56 -> 0.39-0.49 ms), else three."""
+    instead of three, dw7x7 0.54-0.56 -> 0.39-0.49 ms), five for a 5-row
+    one (Note [five-tap columns]), else three (:func:`_tap_group`)."""
     step = dh * Wq
     kh = 0
     while kh < KH:
-        taps = 7 if KH - kh == 7 else min(3, KH - kh)
+        taps = _tap_group(KH - kh)
         i0 = first + kh * step
-        if taps == 7:
+        if taps == 5:
+            t = _five_taps(w, co, ci, kh, kw)
+            for q in range(size):
+                j = i0 + q
+                dst[o + np.uint64(q)] += _five_sum(
+                    t, buf[np.uint64(j)], buf[np.uint64(j + step)], buf[np.uint64(j + 2 * step)],
+                    buf[np.uint64(j + 3 * step)], buf[np.uint64(j + 4 * step)])
+        elif taps == 7:
             t = _seven_taps(w, co, ci, kh, kw)
             for q in range(size):
                 j = i0 + q
@@ -739,8 +799,10 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
     1x32x112x112  0.118 / 0.113  0.45 / 0.34
     ============  =============  =============
 
-    5x5 was slower in this form (0.55 against 0.74 ms on 4x256x28x28, three
-    passes a column in both), so 5-row kernels keep the single-row form.
+    5x5 was slower in this form while its columns were a three-tap and two
+    one-tap passes (0.55 against 0.74 ms on 4x256x28x28); with one five-tap
+    pass per column (Note [five-tap columns]) it is faster, and 5-row
+    kernels take it too.
     What did not help: a pitch rounded up to 16 floats so that rows start
     aligned (2-5%, within noise), 16-value block copies for the row copies
     (2.5x slower than the plain loops), and the pass as a separate,
@@ -906,22 +968,29 @@ def _copy_row(dst, at, src, start, count):
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _row_pair_taps(w, co, ci, kw, KH, pitch, first, even, odd, de, do, size):
     """One kernel column of Note [row pairs]: its taps in the groups of
-    :func:`_column_taps` (seven at once for a 7-row column, else three, the
-    rest one by one), so that every output sums in the same order.  The
-    7-row and 3-row columns get their own call with the group's start
-    known: inside the general loop LLVM compiled the seven-tap pass 1.4x
-    slower."""
+    :func:`_tap_group`, as :func:`_column_taps` takes them, so that every
+    output sums in the same order.  The 7-, 5- and 3-row columns get their
+    own call with the group's start known: inside the general loop LLVM
+    compiled the seven-tap pass 1.4x slower."""
     if KH == 7:
         _pair_seven(even, odd, w, co, ci, 0, kw, first, pitch, de, do, size)
+        return
+    if KH == 5:
+        _pair_five(even, odd, w, co, ci, 0, kw, first, pitch, de, do, size)
         return
     if KH == 3:
         _pair_three(even, odd, w, co, ci, 0, kw, first, pitch, de, do, size)
         return
     kh = 0
     while kh < KH:
-        taps = 7 if KH - kh == 7 else min(3, KH - kh)
+        taps = _tap_group(KH - kh)
         at = first + (kh // 2) * pitch
-        if taps == 7:
+        if taps == 5:
+            if kh % 2 == 0:
+                _pair_five(even, odd, w, co, ci, kh, kw, at, pitch, de, do, size)
+            else:
+                _pair_five(odd, even, w, co, ci, kh, kw, at, pitch, de, do, size)
+        elif taps == 7:
             if kh % 2 == 0:
                 _pair_seven(even, odd, w, co, ci, kh, kw, at, pitch, de, do, size)
             else:
@@ -970,6 +1039,27 @@ def _pair_seven(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
         x7 = Y[np.uint64(a7 + q)]
         de[np.uint64(q)] += _seven_sum(t, x0, x1, x2, x3, x4, x5, x6)
         do[np.uint64(q)] += _seven_sum(t, x1, x2, x3, x4, x5, x6, x7)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_five(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
+    """Taps ``kh .. kh+4`` of column ``kw`` for both rows of every pair
+    (:func:`_pair_seven`, five taps: six loads for ten multiply-adds)."""
+    a1 = at + pitch * ((kh + 1) // 2 - kh // 2)
+    a2 = at + pitch
+    a3 = a1 + pitch
+    a4 = a2 + pitch
+    a5 = a3 + pitch
+    t = _five_taps(w, co, ci, kh, kw)
+    for q in range(size):
+        x0 = X[np.uint64(at + q)]
+        x1 = Y[np.uint64(a1 + q)]
+        x2 = X[np.uint64(a2 + q)]
+        x3 = Y[np.uint64(a3 + q)]
+        x4 = X[np.uint64(a4 + q)]
+        x5 = Y[np.uint64(a5 + q)]
+        de[np.uint64(q)] += _five_sum(t, x0, x1, x2, x3, x4)
+        do[np.uint64(q)] += _five_sum(t, x1, x2, x3, x4, x5)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
