@@ -194,7 +194,7 @@ def work(path, spec):
         # one split of each input plane of the group per output plane
         splits = n * spec.out_channels * cin_g * padded
         form = default_phase_plane_form(spec.kernel_size3[1:], spec.stride3, spec.dilation3)
-        if form == "stride_two_3x3":
+        if form == "stride_two":
             # Note [stride-two 3x3]: one pass over accumulators at the phase
             # rows' pitch, and the copy out
             pad_w = spec.padding3[2][0]

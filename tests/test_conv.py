@@ -217,38 +217,47 @@ class TestPhasePlaneForms:
             # differently in the two kernels, so there only the tolerance holds
             assert np.array_equal(results["row_pairs", 1], results["single_rows", 1])
 
-    # (N, C, groups, H, W, pad_h, pad_w): 3x3 stride 2, odd and even sizes,
-    # paddings 0-2, several input channels per group, and half-widths
-    # (W/2) that take every path of the row de-interleave
+    # (N, C, groups, H, W, KH, KW, pad_h, pad_w): stride 2, odd and even
+    # sizes, paddings 0-3, several input channels per group, kernels whose
+    # columns take every tap group (_tap_group: 7, 5, 3, and one by one), and
+    # half-widths (W/2) that take every path of the row de-interleave
     # (kernels.runs.deinterleave_run): under 4, 4-8, 8-16, 16 and over,
     # multiples of the block and not
     STRIDE_TWO = [
-        (2, 6, 6, 14, 14, 1, 1),
-        (1, 4, 4, 15, 16, 1, 1),
-        (1, 3, 3, 9, 10, 0, 0),
-        (1, 4, 2, 12, 12, 2, 1),
-        (2, 8, 2, 11, 8, 1, 0),
-        (1, 2, 2, 3, 4, 1, 1),
-        (1, 2, 2, 37, 38, 1, 1),           # half-width 19: one block of 16 and an overlap
-        (1, 2, 2, 6, 70, 1, 1),            # 35: two blocks and an overlap
-        (1, 2, 2, 5, 64, 0, 1),            # 32: two blocks exactly
+        (2, 6, 6, 14, 14, 3, 3, 1, 1),
+        (1, 4, 4, 15, 16, 3, 3, 1, 1),
+        (1, 3, 3, 9, 10, 3, 3, 0, 0),
+        (1, 4, 2, 12, 12, 3, 3, 2, 1),
+        (2, 8, 2, 11, 8, 3, 3, 1, 0),
+        (1, 2, 2, 3, 4, 3, 3, 1, 1),
+        (1, 2, 2, 37, 38, 3, 3, 1, 1),     # half-width 19: one block of 16 and an overlap
+        (1, 2, 2, 6, 70, 3, 3, 1, 1),      # 35: two blocks and an overlap
+        (1, 2, 2, 5, 64, 3, 3, 0, 1),      # 32: two blocks exactly
+        (2, 6, 6, 28, 28, 5, 5, 2, 2),     # EfficientNet's 5x5 stride 2
+        (1, 4, 2, 17, 22, 5, 3, 1, 1),
+        (1, 3, 3, 30, 30, 7, 7, 3, 3),     # 7x7 stride 2
+        (1, 2, 2, 21, 24, 7, 7, 3, 0),
+        (1, 2, 2, 16, 16, 4, 4, 1, 1),     # 4 rows: a three-tap group and one tap
+        (1, 2, 1, 12, 12, 2, 2, 0, 0),
+        (1, 2, 2, 9, 10, 1, 1, 0, 0),
+        (1, 2, 2, 24, 20, 8, 6, 3, 2),     # 8 rows: a three- and a five-tap group
     ]
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("problem", STRIDE_TWO, ids=lambda p: "x".join(map(str, p)))
-    def test_stride_two_3x3_against_the_reference(self, rng, problem, dtype):
+    def test_stride_two_against_the_reference(self, rng, problem, dtype):
         from numbaconv.kernels import direct_cpu
-        n, c, groups, h, w_, pad_h, pad_w = problem
-        assert why_not_phase_planes(spec_of((n, c, h, w_), (c, c // groups, 3, 3), stride=2,
+        n, c, groups, h, w_, kh, kw, pad_h, pad_w = problem
+        weight_shape = (c, c // groups, kh, kw)
+        assert why_not_phase_planes(spec_of((n, c, h, w_), weight_shape, stride=2,
                                             padding=(pad_h, pad_w), groups=groups)) is None
-        x, w, b = make_inputs(rng, (n, c, h, w_), (c, c // groups, 3, 3), dtype)
-        oh, ow = (h + 2 * pad_h - 3) // 2 + 1, (w_ + 2 * pad_w - 3) // 2 + 1
+        x, w, b = make_inputs(rng, (n, c, h, w_), weight_shape, dtype)
+        oh, ow = (h + 2 * pad_h - kh) // 2 + 1, (w_ + 2 * pad_w - kw) // 2 + 1
         results = []
         for chunks in (1, 3):
             out = np.full((n, c, 1, oh, ow), np.nan, dtype)
             direct_cpu.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups, pad_h,
-                                         pad_w, (1, 2, 2), (1, 1, 1), chunks,
-                                         form="stride_two_3x3")
+                                         pad_w, (1, 2, 2), (1, 1, 1), chunks, form="stride_two")
             results.append(out[:, :, 0])
         assert np.array_equal(results[0], results[1])
         assert_matches_reference(results[0], x, w, b, stride=2, padding=(pad_h, pad_w),
@@ -285,8 +294,10 @@ class TestPhasePlaneForms:
         ((5, 5), 1, 1, "row_pairs"),        # Note [five-tap columns]
         ((5, 3), 1, 1, "row_pairs"),
         ((3, 5), 1, 1, "single_rows"),
-        ((7, 7), 2, 1, "single_rows"),
-        ((3, 3), 2, 1, "stride_two_3x3"),
+        ((7, 7), 2, 1, "stride_two"),
+        ((5, 5), 2, 1, "stride_two"),
+        ((3, 3), 2, 1, "stride_two"),
+        ((2, 2), 2, 1, "single_rows"),      # Note [stride-two phases]: slower there
         ((3, 3), 3, 1, "single_rows"),
         ((3, 3), 1, 2, "single_rows"),
         ((3, 3), 2, 2, "single_rows"),
@@ -300,9 +311,9 @@ class TestPhasePlaneForms:
         from numbaconv.kernels import direct_cpu
         x, w, b = make_inputs(rng, (1, 2, 1, 8, 8), (2, 1, 1, 7, 7), np.float32)
         out = np.empty((1, 2, 1, 4, 4), np.float32)
-        for form in ("row_pairs", "stride_two_3x3", "columns"):
+        for form in ("row_pairs", "stride_two", "columns"):
             with pytest.raises(ValueError, match=f"form={form!r} does not serve kernel"):
-                direct_cpu.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 1, 1), 1,
+                direct_cpu.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 2, 2), 1,
                                              form=form)
 
 

@@ -420,8 +420,8 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     jobs = out.shape[0] * out.shape[1]
     if form == "row_pairs":
         run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs, chunks)
-    elif form == "stride_two_3x3":
-        run_in_chunks(_stride_two_3x3_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs,
+    elif form == "stride_two":
+        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs,
                       chunks)
     else:
         run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
@@ -429,9 +429,9 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
 
 
 #: The forms of the phase-planes kernel: one output row per pass (Note
-#: [phase planes]), two (Note [row pairs]), and 3x3 kernels of stride 2
-#: from row and column phases (Note [stride-two 3x3]).
-PHASE_PLANE_FORMS = ("single_rows", "row_pairs", "stride_two_3x3")
+#: [phase planes]), two (Note [row pairs]), and stride 2 from row and
+#: column phases (Note [stride-two phases]).
+PHASE_PLANE_FORMS = ("single_rows", "row_pairs", "stride_two")
 
 
 def phase_plane_forms(kernel_size, stride, dilation):
@@ -441,8 +441,8 @@ def phase_plane_forms(kernel_size, stride, dilation):
     undilated = dilation[1] == dilation[2] == 1
     if undilated and stride[1] == stride[2] == 1:
         forms.append("row_pairs")
-    if undilated and stride[1] == stride[2] == 2 and tuple(kernel_size) == (3, 3):
-        forms.append("stride_two_3x3")
+    if undilated and stride[1] == stride[2] == 2:
+        forms.append("stride_two")
     return tuple(forms)
 
 
@@ -450,8 +450,8 @@ def default_phase_plane_form(kernel_size, stride, dilation):
     """The form :func:`conv_phase_planes` takes by default: row pairs for
     7- and 5-row kernels (a fused seven- or five-tap pass per kernel column)
     and 3x3 (one fused nine-tap pass) of unit stride, the stride-two form
-    for 3x3 of stride 2, else single rows; measured in Note [row pairs],
-    Note [stride-two 3x3] and the table below.
+    for stride 2 and kernels of at least 3x3, else single rows; measured in
+    Note [row pairs], Note [stride-two phases] and the tables below.
 
     5x5 depthwise, padding 2, ms on 2 threads (AMD EPYC with AVX-512,
     2026-11-30, best of five medians of 30 calls), the single-row form as
@@ -467,13 +467,32 @@ def default_phase_plane_form(kernel_size, stride, dilation):
     4x96x56x56    0.87       0.62-0.67    0.50
     1x32x112x112  0.31       0.22-0.23    0.17-0.22
     ============  =========  ===========  =========
+
+    Stride 2, depthwise, ms on 2 threads (same machine and method),
+    single rows against the stride-two form:
+
+    ===================  ===========  ==========
+    input, kernel, pad   single rows  stride two
+    ===================  ===========  ==========
+    4x240x28x28, 5x5, 2  0.50         0.18
+    4x96x56x56, 5x5, 2   0.36         0.27
+    2x192x56x56, 7x7, 3  0.60         0.52
+    4x144x56x56, 3x3, 1  0.29         0.25
+    8x128x28x28, 3x3, 1  0.15         0.11
+    4x64x56x56, 4x4, 1   0.20         0.16
+    1x3x224x224, 7x7, 3  0.10         0.061
+    4x64x56x56, 2x2, 0   0.092        0.120
+    4x64x56x56, 1x1, 0   0.088        0.081
+    ===================  ===========  ==========
+
+    So kernels smaller than 3 along an axis keep single rows.
     """
     forms = phase_plane_forms(kernel_size, stride, dilation)
     KH, KW = kernel_size
     if "row_pairs" in forms and (KH in (5, 7) or (KH, KW) == (3, 3)):
         return "row_pairs"
-    if "stride_two_3x3" in forms:
-        return "stride_two_3x3"
+    if "stride_two" in forms and min(KH, KW) >= 3:
+        return "stride_two"
     return "single_rows"
 
 
@@ -525,7 +544,7 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
     Measured on 2 threads (AVX-512 EPYC, 2026-11-30, in-process medians):
     MobileNet's stride-2 depthwise layer (dw_s2) 0.98-1.3 ms through the thin
     channels-last kernel, whose channels-last pack was 0.6 of it,
-    against 0.3-0.45 ms here (it now takes Note [stride-two 3x3]'s form,
+    against 0.3-0.45 ms here (it now takes Note [stride-two phases]'s form,
     and unit-stride 3x3 and 7-row kernels Note [row pairs]'s, from
     :func:`default_phase_plane_form`).  The unit-stride same-width case is
     the earlier same-width planes kernel unchanged in substance (depthwise benchmark
@@ -860,12 +879,12 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
 
 
 @cpu_kernel(parallel=False, reassociate=False)
-def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
+def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
-    for 3x3 kernels of stride 2 (dilation 1).
+    for stride 2 (dilation 1).
 
-    Note [stride-two 3x3]
-    ~~~~~~~~~~~~~~~~~~~~~
+    Note [stride-two phases]
+    ~~~~~~~~~~~~~~~~~~~~~~~~
     The single-row form of a stride-2 layer (Note [phase planes]) keeps the
     input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
     and zeroes columns between its three kernel-column passes.  Here the
@@ -876,8 +895,11 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     [row pairs].
     Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
     of row phase ``kh % 2``, so the accumulators are flat at that pitch with
-    no junk rows, and all nine taps are one pass (nine loads and one store
-    for nine multiply-adds).
+    no junk rows.  A 3x3 kernel's nine taps are one pass (nine loads and one
+    store for nine multiply-adds); other kernels make a pass per kernel
+    column, its taps in the groups of :func:`_tap_group`, reading the two
+    row phases in turn.  (This form was first written for 3x3 only; the
+    measurements of other kernels are at the end.)
 
     Measured (AMD EPYC with AVX-512, 2026-11-30, interleaved minima, ms),
     depthwise 3x3 with padding 1, single-row form against this one, one and
@@ -895,32 +917,29 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
     thread 2.55, 2.56 / 2.28, 2.12; (4, 256, 28, 28) one thread 0.30, 0.29
     / 0.22, 0.20; (8, 512, 14, 14) one thread 0.48, 0.50 / 0.32, 0.33, two
     threads 0.27, 0.28 / 0.20, 0.18.
+
+    Other kernels, single-row form against this one, ms on 2 threads, best
+    of five medians of 30 calls: see :func:`default_phase_plane_form`.
     """
     Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
     cin_g = C // groups
+    KH, KW = w.shape[3], w.shape[4]
+    nine = KH == 3 and KW == 3                        # one fused pass per plane
     Wq = W // 2
-    # column shifts a and phases b of the kernel columns: kw - pad_w = 2a + b
-    a0 = (0 - pad_w) // 2
-    a1 = (1 - pad_w) // 2
-    a2 = (2 - pad_w) // 2
-    guard = max(-a0, a2, 0)
+    # column shift a and phase b of kernel column kw: kw - pad_w = 2a + b
+    guard = max(-((0 - pad_w) // 2), (KW - 1 - pad_w) // 2, 0)
     pitch = Wq + guard                                # a phase row and its zero gap
-    rows = OH + 2                                     # rows of each row phase read
+    rows = OH + KH // 2 + 1                           # rows of each row phase read
     length = guard + rows * pitch + guard + 16        # one (row, column) phase
     phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
     size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
     acc = np.empty(size, dtype=out.dtype)
-    # tap (kh, kw) reads phases[o_kh_kw + q] for output q = oh * pitch + ow
-    o00 = (0 - pad_w - 2 * a0) * length + guard + a0
-    o01 = (1 - pad_w - 2 * a1) * length + guard + a1
-    o02 = (2 - pad_w - 2 * a2) * length + guard + a2
-    o10 = o00 + 2 * length
-    o11 = o01 + 2 * length
-    o12 = o02 + 2 * length
-    o20 = o00 + pitch
-    o21 = o01 + pitch
-    o22 = o02 + pitch
+    # tap (kh, kw) reads phases[_phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
+    # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
+    o0 = _column_phase_offset(0, pad_w, length, guard)
+    o1 = _column_phase_offset(1, pad_w, length, guard)
+    o2 = _column_phase_offset(2, pad_w, length, guard)
     # flat views taken once and unsigned indices: Note [reference counts]
     xf = x.ravel()
     of = out.ravel()
@@ -929,6 +948,9 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
         co = job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
+        if not nine:                                  # the 3x3 pass starts from the bias
+            for q in range(size):
+                acc[np.uint64(q)] = bias_value
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
             # input row r is padded row r + pad_h, de-interleaved into its row
@@ -937,21 +959,106 @@ def _stride_two_3x3_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop
                 padded = r + pad_h
                 at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
                 deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
-            t = _nine_taps(w, co, ci)
-            first = ci == 0                           # starts from the bias
-            for q in range(size):
-                total = _nine_sum(t, phases[np.uint64(o00 + q)], phases[np.uint64(o01 + q)],
-                                  phases[np.uint64(o02 + q)], phases[np.uint64(o10 + q)],
-                                  phases[np.uint64(o11 + q)], phases[np.uint64(o12 + q)],
-                                  phases[np.uint64(o20 + q)], phases[np.uint64(o21 + q)],
-                                  phases[np.uint64(o22 + q)])
-                if first:
-                    acc[np.uint64(q)] = bias_value + total
-                else:
-                    acc[np.uint64(q)] += total
+            if nine:
+                _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
+                                 ci == 0, bias_value)
+                continue
+            for kw in range(KW):
+                o = _column_phase_offset(kw, pad_w, length, guard)
+                _stride_two_column(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
+                                   size)
         start = job * OH * OW
         for oh in range(OH):
             _copy_row(of, start + oh * OW, acc, oh * pitch, OW)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _column_phase_offset(kw, pad_w, length, guard):
+    """Where kernel column ``kw`` of Note [stride-two phases] reads row 0 of
+    row phase 0: ``kw - pad_w = 2a + b`` reads column phase ``b`` shifted by
+    ``a``."""
+    a = (kw - pad_w) // 2
+    return (kw - pad_w - 2 * a) * length + guard + a
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _phase_row(kh, even, odd, pitch):
+    """Offset of kernel row ``kh``'s tap in Note [stride-two phases]: row
+    ``kh // 2`` of row phase ``kh % 2``, whose row 0 is at ``even`` or
+    ``odd``."""
+    return (even if kh % 2 == 0 else odd) + (kh // 2) * pitch
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _stride_two_nine(w, co, ci, o0, o1, o2, odd, pitch, phases, acc, size, first, bias_value):
+    """All nine taps of a 3x3 kernel in one pass (Note [stride-two phases]):
+    kernel column ``kw`` reads row phase 0 at ``o<kw>`` and row phase 1
+    ``odd`` further; ``first`` (the group's first input channel) starts from
+    ``bias_value``."""
+    o10 = o0 + odd
+    o11 = o1 + odd
+    o12 = o2 + odd
+    o20 = o0 + pitch
+    o21 = o1 + pitch
+    o22 = o2 + pitch
+    t = _nine_taps(w, co, ci)
+    for q in range(size):
+        total = _nine_sum(t, phases[np.uint64(o0 + q)], phases[np.uint64(o1 + q)],
+                          phases[np.uint64(o2 + q)], phases[np.uint64(o10 + q)],
+                          phases[np.uint64(o11 + q)], phases[np.uint64(o12 + q)],
+                          phases[np.uint64(o20 + q)], phases[np.uint64(o21 + q)],
+                          phases[np.uint64(o22 + q)])
+        if first:
+            acc[np.uint64(q)] = bias_value + total
+        else:
+            acc[np.uint64(q)] += total
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _stride_two_column(w, co, ci, kw, KH, even, odd, pitch, phases, acc, size):
+    """One kernel column of Note [stride-two phases]: ``acc[q] +=`` its taps,
+    in the groups of :func:`_tap_group`, kernel row ``kh`` read at
+    ``_phase_row(kh, even, odd, pitch) + q``."""
+    kh = 0
+    while kh < KH:
+        taps = _tap_group(KH - kh)
+        i0 = _phase_row(kh, even, odd, pitch)
+        i1 = _phase_row(kh + 1, even, odd, pitch)
+        i2 = _phase_row(kh + 2, even, odd, pitch)
+        if taps == 7:
+            i3 = _phase_row(kh + 3, even, odd, pitch)
+            i4 = _phase_row(kh + 4, even, odd, pitch)
+            i5 = _phase_row(kh + 5, even, odd, pitch)
+            i6 = _phase_row(kh + 6, even, odd, pitch)
+            t = _seven_taps(w, co, ci, kh, kw)
+            for q in range(size):
+                acc[np.uint64(q)] += _seven_sum(
+                    t, phases[np.uint64(i0 + q)], phases[np.uint64(i1 + q)],
+                    phases[np.uint64(i2 + q)], phases[np.uint64(i3 + q)],
+                    phases[np.uint64(i4 + q)], phases[np.uint64(i5 + q)],
+                    phases[np.uint64(i6 + q)])
+        elif taps == 5:
+            i3 = _phase_row(kh + 3, even, odd, pitch)
+            i4 = _phase_row(kh + 4, even, odd, pitch)
+            t = _five_taps(w, co, ci, kh, kw)
+            for q in range(size):
+                acc[np.uint64(q)] += _five_sum(
+                    t, phases[np.uint64(i0 + q)], phases[np.uint64(i1 + q)],
+                    phases[np.uint64(i2 + q)], phases[np.uint64(i3 + q)],
+                    phases[np.uint64(i4 + q)])
+        elif taps == 3:
+            t = _three_taps(w, co, ci, kh, kw)
+            for q in range(size):
+                acc[np.uint64(q)] += _three_sum(t, phases[np.uint64(i0 + q)],
+                                                phases[np.uint64(i1 + q)],
+                                                phases[np.uint64(i2 + q)])
+        else:
+            for j in range(taps):
+                tap = w[co, ci, 0, kh + j, kw]
+                it = _phase_row(kh + j, even, odd, pitch)
+                for q in range(size):
+                    acc[np.uint64(q)] += tap * phases[np.uint64(it + q)]
+        kh += taps
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
