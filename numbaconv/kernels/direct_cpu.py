@@ -456,17 +456,18 @@ def default_phase_plane_form(kernel_size, stride, dilation):
     5x5 depthwise, padding 2, ms on 2 threads (AMD EPYC with AVX-512,
     2026-11-30, best of five medians of 30 calls), the single-row form as
     it was (a three-tap and two one-tap passes per column), then single
-    rows and row pairs with five-tap passes (Note [five-tap columns]):
+    rows and row pairs with five-tap passes, and row pairs with all 25
+    taps in one pass (Note [five-tap columns]):
 
-    ============  =========  ===========  =========
-    input         before     single rows  row pairs
-    ============  =========  ===========  =========
-    4x240x28x28   0.52       0.45         0.35
-    8x512x14x14   0.88       0.68-0.75    0.53-0.54
-    4x960x7x7     0.43       0.35         0.32-0.37
-    4x96x56x56    0.87       0.62-0.67    0.50
-    1x32x112x112  0.31       0.22-0.23    0.17-0.22
-    ============  =========  ===========  =========
+    ============  =========  ===========  =========  ===========
+    input         before     single rows  row pairs  one pass
+    ============  =========  ===========  =========  ===========
+    4x240x28x28   0.52       0.43-0.45    0.35       0.28-0.29
+    8x512x14x14   0.88       0.67-0.75    0.53-0.54  0.39
+    4x960x7x7     0.43       0.35-0.36    0.32-0.37  0.20-0.28
+    4x96x56x56    0.87       0.62-0.67    0.50       0.40
+    1x32x112x112  0.31       0.22-0.23    0.17-0.22  0.14-0.15
+    ============  =========  ===========  =========  ===========
 
     Stride 2, depthwise, ms on 2 threads (same machine and method),
     single rows against the stride-two form:
@@ -714,7 +715,16 @@ def _tap_group(left):
     0.5-0.65x PyTorch's speed, and the row-pairs form was slower still.
     One five-tap pass per column (six loads for ten multiply-adds in the
     row-pairs form) measured, ms on 2 threads, AMD EPYC with AVX-512
-    (2026-11-30): see the table in :func:`default_phase_plane_form`.
+    (2026-11-30): see the table in :func:`default_phase_plane_form`.  In
+    the row-pairs form a 5x5 kernel then became one pass for all 25 taps
+    (:func:`_pair_five_by_five`: thirty loads and two stores for fifty
+    multiply-adds, no accumulator traffic between columns), which adds each
+    column's five-tap sum onto the accumulator in the per-column order, so
+    the bits stay the single-row form's (tested).  The same fusion of a 7x7
+    kernel (49 weights, more than the 32 vector registers) was slower
+    except on 7x7 planes: 4x240x28x28 0.585 against 0.653 ms, 4x96x56x56
+    0.83 against 1.20, 4x960x7x7 0.47 against 0.375; 7x7 keeps a pass per
+    column.
     """
     if left == 7 or left == 5:
         return left
@@ -835,6 +845,7 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
     nine = KH == 3 and KW == 3                        # one fused pass per plane
+    five = KH == 5 and KW == 5                        # one pass, the per-column sums
     guard = max(pad_w, KW - 1 - pad_w, 0)             # the largest column shift
     pitch = W + guard                                 # a row and its zero gap
     pairs = (OH + 1) // 2                             # an odd OH's last odd row is junk
@@ -853,7 +864,7 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
         co = job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
-        if not nine:                                  # the 3x3 pass starts from the bias
+        if not (nine or five):                        # the fused passes start from the bias
             for q in range(size):
                 de[np.uint64(q)] = bias_value
             for q in range(size):
@@ -868,6 +879,10 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
             if nine:
                 _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
                            bias_value)
+                continue
+            if five:
+                _pair_five_by_five(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size,
+                                   ci == 0, bias_value)
                 continue
             for kw in range(KW):
                 # the column shift written as one sum of the loop index: see the Note
@@ -1167,6 +1182,65 @@ def _pair_five(X, Y, w, co, ci, kh, kw, at, pitch, de, do, size):
         x5 = Y[np.uint64(a5 + q)]
         de[np.uint64(q)] += _five_sum(t, x0, x1, x2, x3, x4)
         do[np.uint64(q)] += _five_sum(t, x1, x2, x3, x4, x5)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _five_column(X, Y, t, r0, r1, r2):
+    """One 5-row kernel column's parts of an even and an odd output row
+    (:func:`_pair_five`): padded rows 0..5 alternate between ``X`` and ``Y``,
+    rows 0-1 at ``r0``, 2-3 at ``r1``, 4-5 at ``r2`` (already shifted by
+    the column)."""
+    x0 = X[r0]
+    x1 = Y[r0]
+    x2 = X[r1]
+    x3 = Y[r1]
+    x4 = X[r2]
+    x5 = Y[r2]
+    return _five_sum(t, x0, x1, x2, x3, x4), _five_sum(t, x1, x2, x3, x4, x5)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _pair_five_by_five(w, co, ci, at, pitch, X, Y, de, do, size, first, bias_value):
+    """All 25 taps of a 5x5 kernel for both rows of every pair in one pass
+    (Note [row pairs]), summed as the pass per column sums them (kernel
+    columns left to right onto the accumulator, each down its rows), so
+    the bits are the single-row form's.  Padded rows 0..5 alternate
+    between ``X`` and ``Y``, row 0 at ``at``; ``first`` (the group's first
+    input channel) starts from ``bias_value``."""
+    t0 = _five_taps(w, co, ci, 0, 0)
+    t1 = _five_taps(w, co, ci, 0, 1)
+    t2 = _five_taps(w, co, ci, 0, 2)
+    t3 = _five_taps(w, co, ci, 0, 3)
+    t4 = _five_taps(w, co, ci, 0, 4)
+    c1 = np.uint64(1)
+    c2 = np.uint64(2)
+    c3 = np.uint64(3)
+    c4 = np.uint64(4)
+    for q in range(size):
+        r0 = np.uint64(at + q)
+        r1 = np.uint64(at + pitch + q)
+        r2 = np.uint64(at + 2 * pitch + q)
+        if first:
+            even = bias_value
+            odd = bias_value
+        else:
+            even = de[np.uint64(q)]
+            odd = do[np.uint64(q)]
+        e, o = _five_column(X, Y, t0, r0, r1, r2)
+        even += e
+        odd += o
+        e, o = _five_column(X, Y, t1, r0 + c1, r1 + c1, r2 + c1)
+        even += e
+        odd += o
+        e, o = _five_column(X, Y, t2, r0 + c2, r1 + c2, r2 + c2)
+        even += e
+        odd += o
+        e, o = _five_column(X, Y, t3, r0 + c3, r1 + c3, r2 + c3)
+        even += e
+        odd += o
+        e, o = _five_column(X, Y, t4, r0 + c4, r1 + c4, r2 + c4)
+        de[np.uint64(q)] = even + e
+        do[np.uint64(q)] = odd + o
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
