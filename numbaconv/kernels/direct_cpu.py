@@ -934,13 +934,21 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job
     threads 0.27, 0.28 / 0.20, 0.18.
 
     Other kernels, single-row form against this one, ms on 2 threads, best
-    of five medians of 30 calls: see :func:`default_phase_plane_form`.
+    of five medians of 30 calls: see :func:`default_phase_plane_form`.  A
+    5x5 kernel is then one pass for all 25 taps, each column's sum added in
+    the per-column order (:func:`_stride_two_five_by_five`; outputs
+    bit-identical to the pass per column on three layers, one of them
+    grouped), ms on 2 threads, interleaved runs: 4x240x28x28 0.24 -> 0.15,
+    4x96x56x56 0.31 -> 0.25, 8x480x14x14 0.33 -> 0.23, 1x32x112x112 0.093
+    -> 0.076.  The same fusion of a 7x7 kernel was slower on MobileNet-size
+    planes (2x192x56x56 0.38 against 0.44-0.51) and is not kept.
     """
     Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
     nine = KH == 3 and KW == 3                        # one fused pass per plane
+    five = KH == 5 and KW == 5                        # one pass, the per-column sums
     Wq = W // 2
     # column shift a and phase b of kernel column kw: kw - pad_w = 2a + b
     guard = max(-((0 - pad_w) // 2), (KW - 1 - pad_w) // 2, 0)
@@ -963,7 +971,7 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job
         co = job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
-        if not nine:                                  # the 3x3 pass starts from the bias
+        if not (nine or five):                        # the fused passes start from the bias
             for q in range(size):
                 acc[np.uint64(q)] = bias_value
         for ci in range(cin_g):
@@ -977,6 +985,13 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job
             if nine:
                 _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
                                  ci == 0, bias_value)
+                continue
+            if five:
+                _stride_two_five_by_five(w, co, ci, o0, o1, o2,
+                                         _column_phase_offset(3, pad_w, length, guard),
+                                         _column_phase_offset(4, pad_w, length, guard),
+                                         2 * length, pitch, phases, acc, size, ci == 0,
+                                         bias_value)
                 continue
             for kw in range(KW):
                 o = _column_phase_offset(kw, pad_w, length, guard)
@@ -1027,6 +1042,38 @@ def _stride_two_nine(w, co, ci, o0, o1, o2, odd, pitch, phases, acc, size, first
             acc[np.uint64(q)] = bias_value + total
         else:
             acc[np.uint64(q)] += total
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _stride_two_five_by_five(w, co, ci, o0, o1, o2, o3, o4, odd, pitch, phases, acc, size,
+                             first, bias_value):
+    """All 25 taps of a 5x5 kernel in one pass (Note [stride-two phases]),
+    each column's five-tap sum added onto the accumulator in the order of
+    the pass per column (:func:`_stride_two_column`), so the bits are
+    that pass's: kernel column ``kw`` reads row phase 0 at ``o<kw>`` and row
+    phase 1 ``odd`` further; ``first`` starts from ``bias_value``."""
+    t0 = _five_taps(w, co, ci, 0, 0)
+    t1 = _five_taps(w, co, ci, 0, 1)
+    t2 = _five_taps(w, co, ci, 0, 2)
+    t3 = _five_taps(w, co, ci, 0, 3)
+    t4 = _five_taps(w, co, ci, 0, 4)
+    for q in range(size):
+        total = bias_value if first else acc[np.uint64(q)]
+        total += _stride_two_five(t0, phases, o0 + q, odd, pitch)
+        total += _stride_two_five(t1, phases, o1 + q, odd, pitch)
+        total += _stride_two_five(t2, phases, o2 + q, odd, pitch)
+        total += _stride_two_five(t3, phases, o3 + q, odd, pitch)
+        acc[np.uint64(q)] = total + _stride_two_five(t4, phases, o4 + q, odd, pitch)
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _stride_two_five(t, phases, at, odd, pitch):
+    """One 5-row kernel column's sum for one output of Note [stride-two
+    phases]: kernel rows 0, 2, 4 from row phase 0 (row 0 at ``at``), rows 1
+    and 3 from row phase 1 (``odd`` further)."""
+    return _five_sum(t, phases[np.uint64(at)], phases[np.uint64(at + odd)],
+                     phases[np.uint64(at + pitch)], phases[np.uint64(at + odd + pitch)],
+                     phases[np.uint64(at + 2 * pitch)])
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
