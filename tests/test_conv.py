@@ -287,6 +287,26 @@ class TestPhasePlaneForms:
                                      (1, 1, 1), 2, form="row_pairs")
         assert np.array_equal(whole[..., 1:, :], shifted)
 
+    @pytest.mark.parametrize("form, stride", [("row_pairs", 1), ("stride_two", 2)])
+    @pytest.mark.parametrize("cin_g", [1, 3])
+    def test_the_fused_5x5_pass_sums_as_the_pass_per_column(self, rng, form, stride, cin_g):
+        """A 5x5 kernel is one pass in both forms (Note [five-tap columns]);
+        a 5x6 kernel whose first column is zero, with one more column of
+        padding, takes the pass per column over the same taps, and adding
+        its zero column first changes no bit: equal outputs."""
+        from numbaconv.kernels import direct_cpu
+        groups, c = 2, 2 * cin_g
+        x, w, b = make_inputs(rng, (2, c, 1, 18, 22), (c, cin_g, 1, 5, 5), np.float32)
+        wide = np.concatenate([np.zeros_like(w[..., :1]), w], axis=-1)
+        oh, ow = (18 + 4 - 5) // stride + 1, (22 + 4 - 5) // stride + 1
+        fused = np.empty((2, c, 1, oh, ow), np.float32)
+        per_column = np.empty_like(fused)
+        s3 = (1, stride, stride)
+        direct_cpu.conv_phase_planes(x, w, b, fused, groups, 2, 2, s3, (1, 1, 1), 2, form=form)
+        direct_cpu.conv_phase_planes(x, wide, b, per_column, groups, 2, 3, s3, (1, 1, 1), 2,
+                                     form=form)
+        assert np.array_equal(fused, per_column)
+
     @pytest.mark.parametrize("kernel, stride, dilation, expected", [
         ((7, 7), 1, 1, "row_pairs"),
         ((7, 3), 1, 1, "row_pairs"),
