@@ -239,6 +239,12 @@ CLASS_SHAPES = (
               dict(stride=2, padding=1, groups=144)),
     BenchCase("dw7x7", "conv2d", (2, 192, 28, 28), (192, 1, 7, 7),
               dict(padding=3, groups=192)),
+    # EfficientNet-B0's 5x5 depthwise layers (issue 13's "any stride and
+    # kernel size"; added in its sixth session)
+    BenchCase("dw5x5", "conv2d", (4, 240, 28, 28), (240, 1, 5, 5),
+              dict(padding=2, groups=240)),
+    BenchCase("dw5x5_s2", "conv2d", (4, 144, 56, 56), (144, 1, 5, 5),
+              dict(stride=2, padding=2, groups=144)),
     BenchCase("late3x3", "conv2d", (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
     BenchCase("dil3x3", "conv2d", (4, 128, 28, 28), (128, 128, 3, 3),
               dict(padding=2, dilation=2)),
