@@ -79,8 +79,8 @@ FILL_RUN = 176.0
 #: underestimated about 1.5x: per-plane work the model does not count.)
 ROW_PAIR_PASS = 0.55
 ROW_PAIR_PASS_GROUPED = 0.75
-#: A multiply-add of the stride-two 3x3 form of the phase-planes kernel
-#: (Note [stride-two 3x3]) in units of the single-row form's, plus its input
+#: A multiply-add of the stride-two form of the phase-planes kernel
+#: (Note [stride-two phases]) in units of the single-row form's, plus its input
 #: split.  Fitted on six stride-2 3x3 layers (AMD EPYC, 2 threads,
 #: 2026-11-30) when the split was a de-interleave and a copy per row
 #: (counted twice): 1.2 matched MobileNet's dw_s2 and put the rest at
@@ -195,7 +195,7 @@ def work(path, spec):
         splits = n * spec.out_channels * cin_g * padded
         form = default_phase_plane_form(spec.kernel_size3[1:], spec.stride3, spec.dilation3)
         if form == "stride_two":
-            # Note [stride-two 3x3]: one pass over accumulators at the phase
+            # Note [stride-two phases]: one pass over accumulators at the phase
             # rows' pitch, and the copy out
             pad_w = spec.padding3[2][0]
             pitch = W // 2 + max(-((-pad_w) // 2), (2 - pad_w) // 2, 0)

@@ -15,7 +15,7 @@ runs of more than 48 floats keep the loop (``SHORT_RUN``).
 
 Note [de-interleaved runs]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~
-The stride-two form of the phase-planes kernel (Note [stride-two 3x3] in
+The stride-two form of the phase-planes kernel (Note [stride-two phases] in
 kernels/direct_cpu.py) splits every input row into its even and odd
 columns, each written into a row of its own phase plane.  Written as a
 loop, LLVM vectorises that only over long flat runs (so the kernel split
