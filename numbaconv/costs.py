@@ -38,7 +38,7 @@ import time
 import warnings
 
 from .bench.turns import time_turn
-from .kernels.direct_cpu import default_phase_plane_form
+from .kernels.direct_cpu import default_phase_plane_form, row_pairs_layout, stride_two_layout
 
 #: Seconds of fixed cost per call (Python, thread-pool start).
 OVERHEAD = 3e-5
@@ -194,18 +194,17 @@ def work(path, spec):
         # one split of each input plane of the group per output plane
         splits = n * spec.out_channels * cin_g * padded
         form = default_phase_plane_form(spec.kernel_size3[1:], spec.stride3, spec.dilation3)
+        KH, KW = spec.kernel_size3[1:]
+        pad_w = spec.padding3[2][0]
         if form == "stride_two":
             # Note [stride-two phases]: one pass over accumulators at the phase
             # rows' pitch, and the copy out
-            pad_w = spec.padding3[2][0]
-            pitch = W // 2 + max(-((-pad_w) // 2), (2 - pad_w) // 2, 0)
-            size = -(-OH * pitch // 16) * 16
+            size = stride_two_layout(OH, W, KH, KW, pad_w)[2]
             return macs * STRIDE_TWO_PASS * size / (OH * OW) + splits + 2.0 * outputs
         if form == "row_pairs":
             # Note [row pairs]: the cheaper passes over both row phases'
             # accumulators (gap and rounding junk included), and the copy out
-            pitch = W + max(spec.padding3[2][0], spec.kernel_size3[2] - 1 - spec.padding3[2][0])
-            size = -(-((OH + 1) // 2) * pitch // 16) * 16
+            size = row_pairs_layout(OH, W, KH, KW, pad_w)[2]
             rate = ROW_PAIR_PASS if cin_g == 1 else ROW_PAIR_PASS_GROUPED
             return macs * rate * 2 * size / (OH * OW) + splits + 2.0 * outputs
         pitch = spec.stride3[1] * (W // spec.stride3[2])

@@ -418,14 +418,21 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
                          f"{tuple(stride[1:])} and dilation {tuple(dilation[1:])}; "
                          f"these do: {', '.join(serving)}")
     jobs = out.shape[0] * out.shape[1]
+    (H, W), (OH, OW) = x.shape[3:], out.shape[3:]
     if form == "row_pairs":
-        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs, chunks)
+        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w,
+                                         *row_pairs_layout(OH, W, *kernel, pad_w)),
+                      jobs, chunks)
     elif form == "stride_two":
-        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w), jobs,
-                      chunks)
+        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w,
+                                          *stride_two_layout(OH, W, *kernel, pad_w)),
+                      jobs, chunks)
     else:
-        run_in_chunks(_phase_planes_chunk, (x, w, bias, out, groups, pad_h, pad_w, stride[1],
-                                            stride[2], dilation[1], dilation[2]), jobs, chunks)
+        sh, sw, dh, dw = stride[1], stride[2], dilation[1], dilation[2]
+        run_in_chunks(_phase_planes_chunk,
+                      (x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw,
+                       *single_rows_layout(H, W, OH, OW, *kernel, pad_h, pad_w, sh, sw, dh, dw)),
+                      jobs, chunks)
 
 
 #: The forms of the phase-planes kernel: one output row per pass (Note
@@ -497,9 +504,54 @@ def default_phase_plane_form(kernel_size, stride, dilation):
     return "single_rows"
 
 
+def single_rows_layout(H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw):
+    """``(Wq, pitch, size, guard, base, length)`` of the single-row form
+    (Note [phase planes]): phase width, accumulator pitch and size, the
+    widest column shift, where input row 0 starts in a column phase, and a
+    column phase's length.  The one place these are computed: the kernel
+    takes them as arguments, and the cost model reads them here."""
+    Wq = W // sw
+    pitch = sh * Wq                                   # accumulator row pitch
+    size = (OH - 1) * pitch + OW                      # the last row's junk left out
+    first_a = (-pad_w) // sw                          # column shifts of the taps
+    last_a = ((KW - 1) * dw - pad_w) // sw
+    guard = max(-first_a, last_a, 0)
+    base = guard + pad_h * Wq                         # where input row 0 starts
+    length = max(base + size + ((KH - 1) * dh - pad_h) * Wq + last_a,
+                 base + H * Wq) + guard
+    return Wq, pitch, size, guard, base, length
+
+
+def row_pairs_layout(OH, W, KH, KW, pad_w):
+    """``(guard, pitch, size, rows, length)`` of the row-pairs form (Note
+    [row pairs]): the gap between rows (the widest column shift), the row
+    pitch, the accumulators' size (a multiple of 16), the rows of each row
+    phase read and a row phase's length."""
+    guard = max(pad_w, KW - 1 - pad_w, 0)             # the largest column shift
+    pitch = W + guard                                 # a row and its zero gap
+    pairs = (OH + 1) // 2                             # an odd OH's last odd row is junk
+    size = (pairs * pitch + 15) // 16 * 16            # no scalar remainder
+    rows = pairs + KH // 2 + 1                        # rows of each row phase read
+    length = guard + rows * pitch + guard + 16
+    return guard, pitch, size, rows, length
+
+
+def stride_two_layout(OH, W, KH, KW, pad_w):
+    """``(guard, pitch, size, rows, length)`` of the stride-two form (Note
+    [stride-two phases]), as :func:`row_pairs_layout` for one (row, column)
+    phase."""
+    # column shift a and phase b of kernel column kw: kw - pad_w = 2a + b
+    guard = max(-((0 - pad_w) // 2), (KW - 1 - pad_w) // 2, 0)
+    pitch = W // 2 + guard                            # a phase row and its zero gap
+    rows = OH + KH // 2 + 1                           # rows of each row phase read
+    length = guard + rows * pitch + guard + 16        # one (row, column) phase
+    size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
+    return guard, pitch, size, rows, length
+
+
 @cpu_kernel(parallel=False, reassociate=False)
-def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, first_job,
-                        stop_job):
+def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, Wq, pitch,
+                        size, guard, base, length, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
 
     Note [phase planes]
@@ -556,16 +608,8 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, f
     C, H, W = x.shape[1], x.shape[3], x.shape[4]
     cin_g = C // groups
     KH, KW = w.shape[3], w.shape[4]
-    Wq = W // sw
-    pitch = sh * Wq                                   # accumulator row pitch
-    size = (OH - 1) * pitch + OW                      # the last row's junk left out
+    # the layout (Wq, pitch, size, guard, base, length): single_rows_layout
     direct = pitch == OW                              # accumulate straight into out
-    first_a = (-pad_w) // sw                          # column shifts of the taps
-    last_a = ((KW - 1) * dw - pad_w) // sw
-    guard = max(-first_a, last_a, 0)
-    base = guard + pad_h * Wq                         # where input row 0 starts
-    length = max(base + size + ((KH - 1) * dh - pad_h) * Wq + last_a,
-                 base + H * Wq) + guard
     buf = np.zeros(sw * length, dtype=out.dtype)      # one region per column phase
     acc = np.empty(1 if direct else size, dtype=out.dtype)
     zeroed = np.zeros(sw, dtype=np.int64)
@@ -776,7 +820,8 @@ def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
 
 
 @cpu_kernel(parallel=False, reassociate=False)
-def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
+def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, rows, length,
+                     first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
     in the row-pairs form (unit stride and dilation).
 
@@ -846,12 +891,7 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
     KH, KW = w.shape[3], w.shape[4]
     nine = KH == 3 and KW == 3                        # one fused pass per plane
     five = KH == 5 and KW == 5                        # one pass, the per-column sums
-    guard = max(pad_w, KW - 1 - pad_w, 0)             # the largest column shift
-    pitch = W + guard                                 # a row and its zero gap
-    pairs = (OH + 1) // 2                             # an odd OH's last odd row is junk
-    size = (pairs * pitch + 15) // 16 * 16            # no scalar remainder
-    rows = pairs + KH // 2 + 1                        # rows of each row phase read
-    length = guard + rows * pitch + guard + 16
+    # the layout (guard, pitch, size, rows, length): row_pairs_layout
     even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
     odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
     de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
@@ -894,7 +934,8 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job)
 
 
 @cpu_kernel(parallel=False, reassociate=False)
-def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job):
+def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, rows, length,
+                      first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
     for stride 2 (dilation 1).
 
@@ -950,13 +991,8 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, first_job, stop_job
     nine = KH == 3 and KW == 3                        # one fused pass per plane
     five = KH == 5 and KW == 5                        # one pass, the per-column sums
     Wq = W // 2
-    # column shift a and phase b of kernel column kw: kw - pad_w = 2a + b
-    guard = max(-((0 - pad_w) // 2), (KW - 1 - pad_w) // 2, 0)
-    pitch = Wq + guard                                # a phase row and its zero gap
-    rows = OH + KH // 2 + 1                           # rows of each row phase read
-    length = guard + rows * pitch + guard + 16        # one (row, column) phase
+    # the layout (guard, pitch, size, rows, length): stride_two_layout
     phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
-    size = (OH * pitch + 15) // 16 * 16               # no scalar remainder (Note [row pairs])
     acc = np.empty(size, dtype=out.dtype)
     # tap (kh, kw) reads phases[_phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
     # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
