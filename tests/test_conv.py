@@ -327,6 +327,52 @@ class TestPhasePlaneForms:
         assert default_phase_plane_form(kernel, (1, stride, stride),
                                         (1, dilation, dilation)) == expected
 
+    # (N, C, groups, H, W, KH, KW, pad_h, pad_w, stride, dilation): every form
+    BANDED = [
+        (2, 4, 4, 29, 30, 7, 7, 3, 3, 1, 1),       # row pairs
+        (1, 4, 2, 21, 22, 3, 3, 1, 1, 1, 1),       # row pairs, one nine-tap pass, grouped
+        (1, 3, 3, 17, 18, 5, 5, 2, 2, 1, 1),       # row pairs, one 25-tap pass
+        (1, 2, 2, 30, 30, 5, 5, 2, 2, 2, 1),       # stride two, one 25-tap pass
+        (1, 4, 2, 25, 26, 3, 3, 1, 1, 2, 1),       # stride two, 3x3
+        (1, 2, 2, 26, 28, 7, 7, 3, 3, 2, 1),       # stride two, per column
+        (1, 3, 3, 17, 18, 9, 9, 4, 4, 1, 1),       # single rows, straight into out
+        (1, 4, 2, 21, 22, 3, 3, 2, 2, 1, 2),       # single rows, dilated
+        (1, 2, 2, 31, 33, 5, 5, 2, 2, 3, 1),       # single rows, stride 3
+        (1, 2, 2, 20, 20, 2, 2, 0, 0, 2, 1),       # single rows, 2x2 stride 2
+    ]
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("problem", BANDED, ids=lambda p: "x".join(map(str, p)))
+    def test_bands_give_the_bits_of_whole_planes(self, rng, problem, dtype):
+        """Note [plane bands]: a plane computed in bands of 2, 4 or 6 output
+        rows (rows outside the input zeroed per band), on 1 and 3 chunks."""
+        from numbaconv.kernels import direct_cpu
+        n, c, groups, h, w_, kh, kw, pad_h, pad_w, stride, dilation = problem
+        x, w, b = make_inputs(rng, (n, c, 1, h, w_), (c, c // groups, 1, kh, kw), dtype)
+        oh = (h + 2 * pad_h - dilation * (kh - 1) - 1) // stride + 1
+        ow = (w_ + 2 * pad_w - dilation * (kw - 1) - 1) // stride + 1
+        args = (groups, pad_h, pad_w, (1, stride, stride), (1, dilation, dilation))
+        whole = np.full((n, c, 1, oh, ow), np.nan, dtype)
+        direct_cpu.conv_phase_planes(x, w, b, whole, *args, 2)
+        assert_matches_reference(whole[:, :, 0], x[:, :, 0], w[:, :, 0], b,
+                                 stride=stride, padding=(pad_h, pad_w), dilation=dilation,
+                                 groups=groups, algorithm="direct")
+        for band_rows in (2, 4, 6):
+            for chunks in (1, 3):
+                banded = np.full_like(whole, np.nan)
+                direct_cpu.conv_phase_planes(x, w, b, banded, *args, chunks,
+                                             band_rows=band_rows)
+                assert np.array_equal(banded, whole), (band_rows, chunks)
+
+    @pytest.mark.parametrize("band_rows", [1, 3, 0, -2])
+    def test_bands_must_be_an_even_number_of_rows(self, rng, band_rows):
+        from numbaconv.kernels import direct_cpu
+        x, w, b = make_inputs(rng, (1, 2, 1, 12, 12), (2, 1, 1, 3, 3), np.float32)
+        out = np.empty((1, 2, 1, 12, 12), np.float32)
+        with pytest.raises(ValueError, match="band_rows must be an even number"):
+            direct_cpu.conv_phase_planes(x, w, b, out, 2, 1, 1, (1, 1, 1), (1, 1, 1), 1,
+                                         band_rows=band_rows)
+
     def test_forcing_a_form_that_does_not_serve_is_refused(self, rng):
         from numbaconv.kernels import direct_cpu
         x, w, b = make_inputs(rng, (1, 2, 1, 8, 8), (2, 1, 1, 7, 7), np.float32)

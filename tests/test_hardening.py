@@ -279,6 +279,35 @@ def test_remembered_call_plans_follow_the_workspace_limit(rng):
     assert np.array_equal(nc.conv2d(x, w, algorithm="fft"), first)
 
 
+def test_direct_planes_run_in_bands_under_the_workspace_limit(rng):
+    """Note [plane bands]: the phase-planes kernels' scratch is the plan's
+    workspace; a large plane runs in bands that fit the limit (same
+    result), and where even 2-row bands do not fit, explicit direct is
+    refused before anything is allocated and "auto" passes it over."""
+    from numbaconv.algorithms.direct import DIRECT, plane_band_rows
+    from numbaconv.context import current_context
+    from numbaconv.spec import make_conv_spec
+    x = rng.standard_normal((1, 2, 600, 600)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 7, 7)).astype(np.float32)
+    before = nc.get_workspace_limit()
+    try:
+        whole = nc.conv2d(x, w, padding=3, groups=2, algorithm="direct")
+        nc.set_workspace_limit(2**20)
+        ctx = current_context()
+        spec = make_conv_spec("conv2d", 2, x, w, None, 1, 3, 1, 2, "zeros")
+        plan = DIRECT.plan(spec, ctx)
+        assert plan.workspace <= 2**20 and "in bands of" in plan.path
+        assert 2 <= plane_band_rows(spec, ctx) < 600
+        assert np.array_equal(nc.conv2d(x, w, padding=3, groups=2, algorithm="direct"), whole)
+        wide = rng.standard_normal((1, 1, 4, 200_000)).astype(np.float32)
+        one = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+        with pytest.raises(MemoryError, match="algorithm='direct' cannot run"):
+            nc.conv2d(wide, one, padding=1, algorithm="direct")
+        assert_matches_reference(nc.conv2d(wide, one, padding=1), wide, one, padding=1)
+    finally:
+        nc.set_workspace_limit(before)
+
+
 # ---------------------------------------------------------------------------
 # differential fuzzing: views and every algorithm
 # ---------------------------------------------------------------------------

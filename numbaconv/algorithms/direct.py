@@ -127,6 +127,43 @@ def _model_cost(loop_order, spec):
     return costs.constants()[path] * costs.work(path, spec)
 
 
+def _phase_plane_geometry(spec):
+    """The arguments of the phase-planes layout functions for ``spec``:
+    ``(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw)``."""
+    (_, H, W), (_, OH, OW) = spec.input_size3, spec.output_size3
+    _, KH, KW = spec.kernel_size3
+    form = direct_cpu.default_phase_plane_form((KH, KW), spec.stride3, spec.dilation3)
+    return (form, H, W, OH, OW, KH, KW, spec.padding3[1][0], spec.padding3[2][0],
+            *spec.stride3[1:], *spec.dilation3[1:])
+
+
+def plane_band_rows(spec, ctx):
+    """Output rows per band of the phase-planes kernel: a thread's scratch
+    at most ``direct_cpu.BAND_BYTES`` and its share of ``ctx``'s workspace
+    limit (Note [plane bands] in kernels/direct_cpu.py)."""
+    budget = min(ctx.workspace_limit // max(ctx.threads, 1), direct_cpu.BAND_BYTES)
+    return direct_cpu.phase_plane_band_rows(*_phase_plane_geometry(spec),
+                                            budget // spec.compute_dtype.itemsize)
+
+
+def scratch_values(spec, loop_order, band_rows=None):
+    """Values of scratch one thread of the direct kernels allocates for
+    ``spec`` in ``loop_order`` (the phase planes in bands of ``band_rows``
+    output rows): its plan's workspace per thread, which the workspace limit
+    bounds as it does every algorithm's.  Every chunk of jobs allocates it
+    once."""
+    _, _, OW = spec.output_size3
+    KD, KH, KW = spec.kernel_size3
+    cin_g = spec.in_channels_per_group
+    if loop_order == "phase_planes":
+        return direct_cpu.phase_planes_scratch(*_phase_plane_geometry(spec), band_rows)
+    if loop_order == "planes":
+        return cin_g * math.prod(spec.padded_size3)
+    if loop_order == "thin_channels_last":
+        return OW * spec.in_channels
+    return direct_cpu.PATCH_PIXELS * KD * KH * KW * cin_g
+
+
 def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
     """Run the direct algorithm on canonical 3-D arrays (see the registry).
 
@@ -146,14 +183,16 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
                          f"{why_not_phase_planes(spec)}")
     if out.size == 0:
         return out
-    threads = (current_context() if ctx is None else ctx).threads
+    ctx = current_context() if ctx is None else ctx
+    threads = ctx.threads
     if bias is None:
         bias = np.zeros(spec.out_channels, dtype=out.dtype)
     stride, dilation = spec.stride3, spec.dilation3
 
     if loop_order == "phase_planes":
         direct_cpu.conv_phase_planes(x, weight, bias, out, spec.groups, spec.padding3[1][0],
-                                     spec.padding3[2][0], stride, dilation, threads)
+                                     spec.padding3[2][0], stride, dilation, threads,
+                                     band_rows=plane_band_rows(spec, ctx))
         return out
     map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":
@@ -193,10 +232,15 @@ class DirectAlgorithm(ConvAlgorithm):
     def plan_forward(self, spec, ctx):
         loop_order = choose_loop_order(spec)
         model = f"direct:{loop_order}"
-        packed = (spec.batch * spec.in_channels * math.prod(spec.padded_size3)
-                  * spec.compute_dtype.itemsize
+        itemsize = spec.compute_dtype.itemsize
+        packed = (spec.batch * spec.in_channels * math.prod(spec.padded_size3) * itemsize
                   if loop_order in ("channels_last", "thin_channels_last") else 0)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, 0, loop_order,
+        band_rows = plane_band_rows(spec, ctx) if loop_order == "phase_planes" else None
+        workspace = ctx.threads * scratch_values(spec, loop_order, band_rows) * itemsize
+        path = loop_order
+        if band_rows is not None and band_rows < spec.output_size3[1]:
+            path = f"{loop_order} in bands of {band_rows} rows"
+        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
                            detail=loop_order, copies=packed)
 
 

@@ -393,7 +393,7 @@ def _plane_task(planes, w, bias, out, stride, dilation):
 
 
 def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks,
-                      form=None):
+                      form=None, band_rows=None):
     """Zero-padded 1-D/2-D layers with few channels per group, any stride and
     dilation, whose input width is a multiple of the stride and whose output
     is at most ``W / stride`` wide (:func:`~numbaconv.algorithms.direct.serves_phase_planes`):
@@ -407,7 +407,11 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     picks one from the kernel size, stride and dilation only, so that a
     block of a larger problem (numbaconv.dask) takes the same form.  The
     single-row and row-pairs forms sum in the same order except for 3x3
-    kernels, whose other forms sum all nine taps in one pass.
+    kernels, whose other forms sum all nine taps in one pass.  ``band_rows``
+    (row pairs and stride two; default: the whole plane) computes each
+    plane in bands of that many output rows, an even number, so that a
+    thread's scratch is a band's, not a plane's (Note [plane bands]); the
+    bits do not depend on it.
     """
     kernel = (w.shape[3], w.shape[4])
     serving = phase_plane_forms(kernel, stride, dilation)
@@ -417,21 +421,27 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
         raise ValueError(f"form={form!r} does not serve kernel {kernel}, stride "
                          f"{tuple(stride[1:])} and dilation {tuple(dilation[1:])}; "
                          f"these do: {', '.join(serving)}")
-    jobs = out.shape[0] * out.shape[1]
     (H, W), (OH, OW) = x.shape[3:], out.shape[3:]
+    if band_rows is None or band_rows >= OH:
+        band_rows = max(OH, 1)
+    elif band_rows < 2 or band_rows % 2:
+        raise ValueError(f"band_rows must be an even number of at least 2 rows, got "
+                         f"band_rows={band_rows}")
+    jobs = out.shape[0] * out.shape[1] * -(-OH // band_rows)
     if form == "row_pairs":
-        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w,
-                                         *row_pairs_layout(OH, W, *kernel, pad_w)),
+        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w, band_rows,
+                                         *row_pairs_layout(band_rows, W, *kernel, pad_w)),
                       jobs, chunks)
     elif form == "stride_two":
-        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w,
-                                          *stride_two_layout(OH, W, *kernel, pad_w)),
+        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w, band_rows,
+                                          *stride_two_layout(band_rows, W, *kernel, pad_w)),
                       jobs, chunks)
     else:
         sh, sw, dh, dw = stride[1], stride[2], dilation[1], dilation[2]
         run_in_chunks(_phase_planes_chunk,
-                      (x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw,
-                       *single_rows_layout(H, W, OH, OW, *kernel, pad_h, pad_w, sh, sw, dh, dw)),
+                      (x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows,
+                       *single_rows_band_layout(H, W, OH, OW, *kernel, pad_h, pad_w, sh, sw, dh,
+                                                dw, band_rows)),
                       jobs, chunks)
 
 
@@ -522,6 +532,17 @@ def single_rows_layout(H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw):
     return Wq, pitch, size, guard, base, length
 
 
+def single_rows_band_layout(H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw, band_rows):
+    """:func:`single_rows_layout` of whole planes (``band_rows >= OH``), or
+    of one band of ``band_rows`` output rows (Note [plane bands]): a
+    problem of its own whose input is the band's padded rows, padding
+    included (``pad_h`` 0)."""
+    if band_rows >= OH:
+        return single_rows_layout(H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw)
+    rows_in = (band_rows - 1) * sh + (KH - 1) * dh + 1
+    return single_rows_layout(rows_in, W, band_rows, OW, KH, KW, 0, pad_w, sh, sw, dh, dw)
+
+
 def row_pairs_layout(OH, W, KH, KW, pad_w):
     """``(guard, pitch, size, rows, length)`` of the row-pairs form (Note
     [row pairs]): the gap between rows (the widest column shift), the row
@@ -549,9 +570,87 @@ def stride_two_layout(OH, W, KH, KW, pad_w):
     return guard, pitch, size, rows, length
 
 
+def phase_planes_scratch(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw,
+                         band_rows=None):
+    """Values of scratch one thread of :func:`conv_phase_planes` allocates
+    in ``form`` with bands of ``band_rows`` output rows (default: whole
+    planes): about a band of input and one of output."""
+    rows = OH if band_rows is None else min(band_rows, OH)
+    if form == "row_pairs":
+        _, _, size, _, length = row_pairs_layout(rows, W, KH, KW, pad_w)
+        return 2 * length + 2 * size
+    if form == "stride_two":
+        _, _, size, _, length = stride_two_layout(rows, W, KH, KW, pad_w)
+        return 4 * length + size
+    _, pitch, size, _, _, length = single_rows_band_layout(H, W, OH, OW, KH, KW, pad_h, pad_w,
+                                                           sh, sw, dh, dw, rows)
+    return sw * length + (1 if pitch == OW else size)
+
+
+#: A thread's scratch above which the phase-planes kernel works in bands
+#: of at most this many bytes (Note [plane bands]).
+BAND_BYTES = 2 * 2**20
+
+
+def phase_plane_band_rows(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw, values):
+    """The ``band_rows`` of :func:`conv_phase_planes` for a thread's scratch
+    of at most ``values``: whole planes when they fit, else the largest even
+    band that fits, at least 2 rows (whose scratch may still be over).
+
+    Note [plane bands]
+    ~~~~~~~~~~~~~~~~~~
+    Every form keeps about one input plane and one output plane of scratch
+    per thread: nothing on a network's layers, but 1 GiB for a 7x7 filter
+    over one 8192x8192 image, and 8.5 GiB peak on a 2**31-value image
+    (docs/hardening.md), none of it under the workspace limit, which the
+    plans did not report.  So a job is one band of ``band_rows`` output
+    rows of a plane, and the scratch is a band's: the band's padded input
+    rows (rows outside the input zeroed, since the band before may have
+    left data there), its accumulators, the same layout functions with the
+    band's rows.  Each output is computed by the same expression in any
+    band, so the bits do not depend on the bands (tested for every form,
+    stride and dilation); bands are even so that row pairs stay pairs.
+    ``algorithms.direct`` reports the scratch as the plan's workspace and
+    takes whole planes when their scratch is at most :data:`BAND_BYTES` a
+    thread (every layer of the benchmarks: one band, the code as before),
+    else the largest bands under both that and the limit's share.
+
+    Bands in the cache also made large planes much faster.  One image, 2
+    threads (AMD EPYC with AVX-512, 2026-11-30), ms by band rows (a
+    thread's scratch):
+
+    ==================  =====================  =====================  ============
+    layer               whole plane            bands                  best bands
+    ==================  =====================  =====================  ============
+    4096^2, 7x7         141.6 (128 MiB)        58.6 (1024 rows, 32M)  16.2 (641K)
+    4096^2, 3x3         102.8 (128 MiB)        51.9 (1024 rows, 32M)  5.6 (2.1M)
+    4096^2, 5x5 s2      52.0 (80 MiB)          31.6 (1024 rows, 40M)  4.6 (1.4M)
+    4096^2, 9x9         273.9 (64 MiB)         117.0 (1024 rows, 16M) 39.0 (384K)
+    2048^2, 3x3 dil. 2  7.0 (16 MiB)           3.6 (1024 rows, 8M)    1.7 (160K)
+    1024^2, 7x7         2.1 (8 MiB)            0.9 (256 rows, 2M)     0.8 (546K)
+    16x512^2, 7x7       4.18 (2.0 MiB)         3.32 (128 rows, 531K)
+    16x512^2, 3x3       1.22 (2.0 MiB)         1.38 (128 rows, 521K)
+    ==================  =====================  =====================  ============
+
+    From about 2 MiB a thread (the last two rows) whole planes and bands
+    are alike; beyond it bands of 0.5-2 MiB are 2-18x faster.
+    """
+    args = (form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw)
+    if phase_planes_scratch(*args) <= values:
+        return OH
+    low, high = 2, max(2, OH - OH % 2)                # even rows; the scratch grows with them
+    while low < high:
+        middle = (low + high + 2) // 4 * 2
+        if phase_planes_scratch(*args, band_rows=middle) <= values:
+            low = middle
+        else:
+            high = middle - 2
+    return low
+
+
 @cpu_kernel(parallel=False, reassociate=False)
-def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, Wq, pitch,
-                        size, guard, base, length, first_job, stop_job):
+def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows, Wq,
+                        pitch, size, guard, base, length, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
 
     Note [phase planes]
@@ -618,17 +717,37 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, W
     xf = x.ravel()
     of = out.ravel()
     dst = of if direct else acc
+    bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
+    # a band is its own problem of rows_in padded input rows, padding included
+    rows_in = H if bands == 1 else (band_rows - 1) * sh + (KH - 1) * dh + 1
+    top = pad_h if bands == 1 else 0                  # padding rows above buffer row 0
     for job in range(first_job, stop_job):
-        n = job // Co
-        co = job % Co
+        plane_job = job // bands
+        first_row = (job - plane_job * bands) * band_rows
+        n = plane_job // Co
+        co = plane_job % Co
         g = co // (Co // groups)
-        o = np.uint64(job * OH * OW) if direct else np.uint64(0)
+        first_in = sh * first_row - pad_h             # input row of the band's row 0
+        band_size = size if bands == 1 else (min(OH - first_row, band_rows) - 1) * pitch + OW
+        o = np.uint64((plane_job * OH + first_row) * OW) if direct else np.uint64(0)
         bias_value = bias[co]
-        for q in range(size):
+        for q in range(band_size):
             dst[o + np.uint64(q)] = bias_value
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
-            _split_column_phases(xf, plane, H * Wq, sw, buf, length, base)
+            if bands == 1:
+                _split_column_phases(xf, plane, H * Wq, sw, buf, length, base)
+            else:
+                # row by row; rows outside the input are zeroed (another band
+                # left data there)
+                for j in range(rows_in):
+                    r = first_in + j
+                    if 0 <= r < H:
+                        _split_column_phases(xf, plane + r * W, Wq, sw, buf, length,
+                                             base + j * Wq)
+                    else:
+                        for b in range(sw):
+                            _zero_run(buf, b * length + base + j * Wq, Wq)
             # kernel columns left to right, whatever the padding, so that
             # every output sums its taps in one order (a block of
             # numbaconv.dask, padded explicitly, computes the same bits); each
@@ -643,24 +762,29 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, W
                 region = b * length
                 need = max(-a, 0)                     # right columns to zero now
                 for c in range(max(Wq - need, 0), Wq - zeroed[b]):
-                    _zero_column(buf, region + base + c, Wq, H)
+                    _zero_column(buf, region + base + c, Wq, rows_in)
                 if zeroed[b] > need:                  # give back what is needed again
                     for c in range(Wq - zeroed[b], Wq - need):
                         at = region + base + c
                         source = plane + sw * c + b
-                        for r in range(H):
-                            buf[np.uint64(at + r * Wq)] = xf[np.uint64(source + r * W)]
+                        if bands == 1:
+                            for r in range(H):
+                                buf[np.uint64(at + r * Wq)] = xf[np.uint64(source + r * W)]
+                        else:
+                            for j in range(max(-first_in, 0), min(rows_in, H - first_in)):
+                                buf[np.uint64(at + j * Wq)] = xf[
+                                    np.uint64(source + (first_in + j) * W)]
                 zeroed[b] = need
                 for c in range(cleared[b], min(max(a, 0), Wq)):
-                    _zero_column(buf, region + base + c, Wq, H)
+                    _zero_column(buf, region + base + c, Wq, rows_in)
                 cleared[b] = max(cleared[b], a)
-                _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - pad_h * Wq + a, buf,
-                             dst, o, size)
+                _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - top * Wq + a, buf,
+                             dst, o, band_size)
         if not direct:
             # the rows' meaningful outputs into out
-            start = job * OH * OW
-            for oh in range(OH):
-                _copy_row(of, start + oh * OW, acc, oh * pitch, OW)
+            start = plane_job * OH * OW
+            for oh in range(first_row, min(OH, first_row + band_rows)):
+                _copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -820,8 +944,8 @@ def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
 
 
 @cpu_kernel(parallel=False, reassociate=False)
-def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, rows, length,
-                     first_job, stop_job):
+def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                     rows, length, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
     in the row-pairs form (unit stride and dilation).
 
@@ -899,9 +1023,12 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, 
     # flat views taken once and unsigned indices: Note [reference counts]
     xf = x.ravel()
     of = out.ravel()
+    bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
     for job in range(first_job, stop_job):
-        n = job // Co
-        co = job % Co
+        plane_job = job // bands
+        first_row = (job - plane_job * bands) * band_rows
+        n = plane_job // Co
+        co = plane_job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
         if not (nine or five):                        # the fused passes start from the bias
@@ -911,11 +1038,23 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, 
                 do[np.uint64(q)] = bias_value
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
-            # input row r is padded row r + pad_h; rows past the last read are skipped
-            for r in range(min(H, 2 * rows - pad_h)):
-                padded = r + pad_h
-                _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
-                          plane + r * W, W)
+            if bands == 1:
+                # input row r is padded row r + pad_h; rows past the last read
+                # are skipped, padding rows stay the zeros they started as
+                for r in range(min(H, 2 * rows - pad_h)):
+                    padded = r + pad_h
+                    _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
+                              plane + r * W, W)
+            else:
+                # the band's padded row j is input row first_row + j - pad_h;
+                # rows outside the input are zeroed (another band left data)
+                for j in range(2 * rows):
+                    r = first_row + j - pad_h
+                    if 0 <= r < H:
+                        _copy_row(odd if j % 2 else even, guard + (j // 2) * pitch, xf,
+                                  plane + r * W, W)
+                    else:
+                        _zero_run(odd if j % 2 else even, guard + (j // 2) * pitch, W)
             if nine:
                 _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
                            bias_value)
@@ -928,14 +1067,15 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, 
                 # the column shift written as one sum of the loop index: see the Note
                 _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
                                size)
-        start = job * OH * OW
-        for oh in range(OH):
-            _copy_row(of, start + oh * OW, do if oh % 2 else de, (oh // 2) * pitch, OW)
+        start = plane_job * OH * OW
+        for oh in range(first_row, min(OH, first_row + band_rows)):
+            local = oh - first_row
+            _copy_row(of, start + oh * OW, do if local % 2 else de, (local // 2) * pitch, OW)
 
 
 @cpu_kernel(parallel=False, reassociate=False)
-def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size, rows, length,
-                      first_job, stop_job):
+def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                      rows, length, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
     for stride 2 (dilation 1).
 
@@ -1002,9 +1142,12 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size,
     # flat views taken once and unsigned indices: Note [reference counts]
     xf = x.ravel()
     of = out.ravel()
+    bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
     for job in range(first_job, stop_job):
-        n = job // Co
-        co = job % Co
+        plane_job = job // bands
+        first_row = (job - plane_job * bands) * band_rows
+        n = plane_job // Co
+        co = plane_job % Co
         g = co // (Co // groups)
         bias_value = bias[co]
         if not (nine or five):                        # the fused passes start from the bias
@@ -1012,12 +1155,25 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size,
                 acc[np.uint64(q)] = bias_value
         for ci in range(cin_g):
             plane = (n * C + g * cin_g + ci) * H * W
-            # input row r is padded row r + pad_h, de-interleaved into its row
-            # phase's two column phases; rows past the last read are skipped
-            for r in range(min(H, 2 * rows - pad_h)):
-                padded = r + pad_h
-                at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
-                deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
+            if bands == 1:
+                # input row r is padded row r + pad_h, de-interleaved into its
+                # row phase's two column phases; rows past the last read are
+                # skipped, padding rows stay the zeros they started as
+                for r in range(min(H, 2 * rows - pad_h)):
+                    padded = r + pad_h
+                    at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
+                    deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
+            else:
+                # the band's padded row j is input row 2 * first_row + j - pad_h;
+                # rows outside the input are zeroed (another band left data)
+                for j in range(2 * rows):
+                    r = 2 * first_row + j - pad_h
+                    at = (j % 2) * 2 * length + guard + (j // 2) * pitch
+                    if 0 <= r < H:
+                        deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
+                    else:
+                        _zero_run(phases, at, Wq)
+                        _zero_run(phases, at + length, Wq)
             if nine:
                 _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
                                  ci == 0, bias_value)
@@ -1033,9 +1189,9 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, guard, pitch, size,
                 o = _column_phase_offset(kw, pad_w, length, guard)
                 _stride_two_column(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
                                    size)
-        start = job * OH * OW
-        for oh in range(OH):
-            _copy_row(of, start + oh * OW, acc, oh * pitch, OW)
+        start = plane_job * OH * OW
+        for oh in range(first_row, min(OH, first_row + band_rows)):
+            _copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
@@ -1157,6 +1313,14 @@ def _stride_two_column(w, co, ci, kw, KH, even, odd, pitch, phases, acc, size):
                 for q in range(size):
                     acc[np.uint64(q)] += tap * phases[np.uint64(it + q)]
         kh += taps
+
+
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+def _zero_run(buf, at, count):
+    """buf[at + i] = 0 for i < count."""
+    zero = buf.dtype.type(0)
+    for i in range(count):
+        buf[np.uint64(at + i)] = zero
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
