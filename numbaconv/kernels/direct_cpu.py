@@ -85,6 +85,8 @@ vectoriser).
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import prange
@@ -414,9 +416,9 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     bits do not depend on it.
     """
     kernel = (w.shape[3], w.shape[4])
-    serving = phase_plane_forms(kernel, stride, dilation)
+    serving, default = _serving_forms(kernel, tuple(stride), tuple(dilation))
     if form is None:
-        form = default_phase_plane_form(kernel, stride, dilation)
+        form = default
     elif form not in serving:
         raise ValueError(f"form={form!r} does not serve kernel {kernel}, stride "
                          f"{tuple(stride[1:])} and dilation {tuple(dilation[1:])}; "
@@ -428,21 +430,31 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
         raise ValueError(f"band_rows must be an even number of at least 2 rows, got "
                          f"band_rows={band_rows}")
     jobs = out.shape[0] * out.shape[1] * -(-OH // band_rows)
+    task = {"row_pairs": _row_pairs_chunk, "stride_two": _stride_two_chunk}.get(
+        form, _phase_planes_chunk)
+    run_in_chunks(task, (x, w, bias, out, groups, pad_h, pad_w)
+                  + _form_arguments(form, H, W, OH, OW, *kernel, pad_h, pad_w, *stride[1:],
+                                    *dilation[1:], band_rows), jobs, chunks)
+
+
+@functools.lru_cache(maxsize=256)
+def _serving_forms(kernel, stride, dilation):
+    """``(phase_plane_forms(...), default_phase_plane_form(...))``, remembered."""
+    return (phase_plane_forms(kernel, stride, dilation),
+            default_phase_plane_form(kernel, stride, dilation))
+
+
+@functools.lru_cache(maxsize=1024)
+def _form_arguments(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw, band_rows):
+    """The arguments of ``form``'s task after ``pad_w``: its band rows and
+    layout (remembered: a call asks every time, and a small call's Python
+    is about 20 us)."""
     if form == "row_pairs":
-        run_in_chunks(_row_pairs_chunk, (x, w, bias, out, groups, pad_h, pad_w, band_rows,
-                                         *row_pairs_layout(band_rows, W, *kernel, pad_w)),
-                      jobs, chunks)
-    elif form == "stride_two":
-        run_in_chunks(_stride_two_chunk, (x, w, bias, out, groups, pad_h, pad_w, band_rows,
-                                          *stride_two_layout(band_rows, W, *kernel, pad_w)),
-                      jobs, chunks)
-    else:
-        sh, sw, dh, dw = stride[1], stride[2], dilation[1], dilation[2]
-        run_in_chunks(_phase_planes_chunk,
-                      (x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows,
-                       *single_rows_band_layout(H, W, OH, OW, *kernel, pad_h, pad_w, sh, sw, dh,
-                                                dw, band_rows)),
-                      jobs, chunks)
+        return (band_rows,) + row_pairs_layout(band_rows, W, KH, KW, pad_w)
+    if form == "stride_two":
+        return (band_rows,) + stride_two_layout(band_rows, W, KH, KW, pad_w)
+    return (sh, sw, dh, dw, band_rows) + single_rows_band_layout(
+        H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw, band_rows)
 
 
 #: The forms of the phase-planes kernel: one output row per pass (Note
