@@ -734,11 +734,7 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, b
     rows_in = H if bands == 1 else (band_rows - 1) * sh + (KH - 1) * dh + 1
     top = pad_h if bands == 1 else 0                  # padding rows above buffer row 0
     for job in range(first_job, stop_job):
-        plane_job = job // bands
-        first_row = (job - plane_job * bands) * band_rows
-        n = plane_job // Co
-        co = plane_job % Co
-        g = co // (Co // groups)
+        plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
         first_in = sh * first_row - pad_h             # input row of the band's row 0
         band_size = size if bands == 1 else (min(OH - first_row, band_rows) - 1) * pitch + OW
         o = np.uint64((plane_job * OH + first_row) * OW) if direct else np.uint64(0)
@@ -790,8 +786,9 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, b
                 for c in range(cleared[b], min(max(a, 0), Wq)):
                     _zero_column(buf, region + base + c, Wq, rows_in)
                 cleared[b] = max(cleared[b], a)
-                _column_taps(w, co, ci, kw, KH, dh, Wq, region + base - top * Wq + a, buf,
-                             dst, o, band_size)
+                first = region + base - top * Wq + a
+                _column_taps(w, co, ci, kw, KH, first, first + dh * Wq, 2 * dh * Wq, buf, dst,
+                             o, band_size)
         if not direct:
             # the rows' meaningful outputs into out
             start = plane_job * OH * OW
@@ -912,44 +909,51 @@ def _tap_group(left):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _column_taps(w, co, ci, kw, KH, dh, Wq, first, buf, dst, o, size):
-    """dst[o + q] += sum over kh of w[co, ci, 0, kh, kw] * buf[first + kh*dh*Wq + q]
-    for q < size: one kernel column of Note [phase planes], its taps fused
-    seven at a time for a 7-row column (ConvNeXt's 7x7 depthwise: one pass
-    instead of three, dw7x7 0.54-0.56 -> 0.39-0.49 ms), five for a 5-row
-    one (Note [five-tap columns]), else three (:func:`_tap_group`)."""
-    step = dh * Wq
+def _column_taps(w, co, ci, kw, KH, even, odd, pitch, buf, dst, o, size):
+    """dst[o + q] += sum over kh of w[co, ci, 0, kh, kw] * buf[_phase_row(kh, even,
+    odd, pitch) + q] for q < size: one kernel column, its taps fused seven
+    at a time for a 7-row column (ConvNeXt's 7x7 depthwise: one pass instead
+    of three, dw7x7 0.54-0.56 -> 0.39-0.49 ms), five for a 5-row one (Note
+    [five-tap columns]), else three (:func:`_tap_group`).  Kernel row ``kh``
+    is row ``kh // 2`` (at ``pitch``) of the rows starting at ``even`` or
+    ``odd`` by its parity: the two row phases of Note [stride-two phases],
+    or for the single-row form (Note [phase planes]) one plane seen that
+    way (``odd = even + step``, ``pitch = 2 * step``)."""
     kh = 0
     while kh < KH:
         taps = _tap_group(KH - kh)
-        i0 = first + kh * step
-        if taps == 5:
-            t = _five_taps(w, co, ci, kh, kw)
-            for q in range(size):
-                j = i0 + q
-                dst[o + np.uint64(q)] += _five_sum(
-                    t, buf[np.uint64(j)], buf[np.uint64(j + step)], buf[np.uint64(j + 2 * step)],
-                    buf[np.uint64(j + 3 * step)], buf[np.uint64(j + 4 * step)])
-        elif taps == 7:
+        i0 = _phase_row(kh, even, odd, pitch)
+        i1 = _phase_row(kh + 1, even, odd, pitch)
+        i2 = _phase_row(kh + 2, even, odd, pitch)
+        if taps == 7:
+            i3 = _phase_row(kh + 3, even, odd, pitch)
+            i4 = _phase_row(kh + 4, even, odd, pitch)
+            i5 = _phase_row(kh + 5, even, odd, pitch)
+            i6 = _phase_row(kh + 6, even, odd, pitch)
             t = _seven_taps(w, co, ci, kh, kw)
             for q in range(size):
-                j = i0 + q
                 dst[o + np.uint64(q)] += _seven_sum(
-                    t, buf[np.uint64(j)], buf[np.uint64(j + step)], buf[np.uint64(j + 2 * step)],
-                    buf[np.uint64(j + 3 * step)], buf[np.uint64(j + 4 * step)],
-                    buf[np.uint64(j + 5 * step)], buf[np.uint64(j + 6 * step)])
+                    t, buf[np.uint64(i0 + q)], buf[np.uint64(i1 + q)], buf[np.uint64(i2 + q)],
+                    buf[np.uint64(i3 + q)], buf[np.uint64(i4 + q)], buf[np.uint64(i5 + q)],
+                    buf[np.uint64(i6 + q)])
+        elif taps == 5:
+            i3 = _phase_row(kh + 3, even, odd, pitch)
+            i4 = _phase_row(kh + 4, even, odd, pitch)
+            t = _five_taps(w, co, ci, kh, kw)
+            for q in range(size):
+                dst[o + np.uint64(q)] += _five_sum(
+                    t, buf[np.uint64(i0 + q)], buf[np.uint64(i1 + q)], buf[np.uint64(i2 + q)],
+                    buf[np.uint64(i3 + q)], buf[np.uint64(i4 + q)])
         elif taps == 3:
             t = _three_taps(w, co, ci, kh, kw)
-            i1 = i0 + step
-            i2 = i1 + step
             for q in range(size):
                 dst[o + np.uint64(q)] += _three_sum(t, buf[np.uint64(i0 + q)],
                                                     buf[np.uint64(i1 + q)],
                                                     buf[np.uint64(i2 + q)])
         else:
-            for t in range(taps):
-                tap = w[co, ci, 0, kh + t, kw]
-                it = i0 + t * step
+            for j in range(taps):
+                tap = w[co, ci, 0, kh + j, kw]
+                it = _phase_row(kh + j, even, odd, pitch)
                 for q in range(size):
                     dst[o + np.uint64(q)] += tap * buf[np.uint64(it + q)]
         kh += taps
@@ -1037,11 +1041,7 @@ def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pi
     of = out.ravel()
     bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
     for job in range(first_job, stop_job):
-        plane_job = job // bands
-        first_row = (job - plane_job * bands) * band_rows
-        n = plane_job // Co
-        co = plane_job % Co
-        g = co // (Co // groups)
+        plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
         bias_value = bias[co]
         if not (nine or five):                        # the fused passes start from the bias
             for q in range(size):
@@ -1156,11 +1156,7 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, p
     of = out.ravel()
     bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
     for job in range(first_job, stop_job):
-        plane_job = job // bands
-        first_row = (job - plane_job * bands) * band_rows
-        n = plane_job // Co
-        co = plane_job % Co
-        g = co // (Co // groups)
+        plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
         bias_value = bias[co]
         if not (nine or five):                        # the fused passes start from the bias
             for q in range(size):
@@ -1199,8 +1195,8 @@ def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, p
                 continue
             for kw in range(KW):
                 o = _column_phase_offset(kw, pad_w, length, guard)
-                _stride_two_column(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
-                                   size)
+                _column_taps(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
+                             np.uint64(0), size)
         start = plane_job * OH * OW
         for oh in range(first_row, min(OH, first_row + band_rows)):
             _copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
@@ -1253,7 +1249,7 @@ def _stride_two_five_by_five(w, co, ci, o0, o1, o2, o3, o4, odd, pitch, phases, 
                              first, bias_value):
     """All 25 taps of a 5x5 kernel in one pass (Note [stride-two phases]),
     each column's five-tap sum added onto the accumulator in the order of
-    the pass per column (:func:`_stride_two_column`), so the bits are
+    the pass per column (:func:`_column_taps`), so the bits are
     that pass's: kernel column ``kw`` reads row phase 0 at ``o<kw>`` and row
     phase 1 ``odd`` further; ``first`` starts from ``bias_value``."""
     t0 = _five_taps(w, co, ci, 0, 0)
@@ -1281,50 +1277,15 @@ def _stride_two_five(t, phases, at, odd, pitch):
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _stride_two_column(w, co, ci, kw, KH, even, odd, pitch, phases, acc, size):
-    """One kernel column of Note [stride-two phases]: ``acc[q] +=`` its taps,
-    in the groups of :func:`_tap_group`, kernel row ``kh`` read at
-    ``_phase_row(kh, even, odd, pitch) + q``."""
-    kh = 0
-    while kh < KH:
-        taps = _tap_group(KH - kh)
-        i0 = _phase_row(kh, even, odd, pitch)
-        i1 = _phase_row(kh + 1, even, odd, pitch)
-        i2 = _phase_row(kh + 2, even, odd, pitch)
-        if taps == 7:
-            i3 = _phase_row(kh + 3, even, odd, pitch)
-            i4 = _phase_row(kh + 4, even, odd, pitch)
-            i5 = _phase_row(kh + 5, even, odd, pitch)
-            i6 = _phase_row(kh + 6, even, odd, pitch)
-            t = _seven_taps(w, co, ci, kh, kw)
-            for q in range(size):
-                acc[np.uint64(q)] += _seven_sum(
-                    t, phases[np.uint64(i0 + q)], phases[np.uint64(i1 + q)],
-                    phases[np.uint64(i2 + q)], phases[np.uint64(i3 + q)],
-                    phases[np.uint64(i4 + q)], phases[np.uint64(i5 + q)],
-                    phases[np.uint64(i6 + q)])
-        elif taps == 5:
-            i3 = _phase_row(kh + 3, even, odd, pitch)
-            i4 = _phase_row(kh + 4, even, odd, pitch)
-            t = _five_taps(w, co, ci, kh, kw)
-            for q in range(size):
-                acc[np.uint64(q)] += _five_sum(
-                    t, phases[np.uint64(i0 + q)], phases[np.uint64(i1 + q)],
-                    phases[np.uint64(i2 + q)], phases[np.uint64(i3 + q)],
-                    phases[np.uint64(i4 + q)])
-        elif taps == 3:
-            t = _three_taps(w, co, ci, kh, kw)
-            for q in range(size):
-                acc[np.uint64(q)] += _three_sum(t, phases[np.uint64(i0 + q)],
-                                                phases[np.uint64(i1 + q)],
-                                                phases[np.uint64(i2 + q)])
-        else:
-            for j in range(taps):
-                tap = w[co, ci, 0, kh + j, kw]
-                it = _phase_row(kh + j, even, odd, pitch)
-                for q in range(size):
-                    acc[np.uint64(q)] += tap * phases[np.uint64(it + q)]
-        kh += taps
+def _band_job(job, bands, band_rows, Co, groups):
+    """``(plane_job, first_row, n, co, g)`` of a phase-planes job: its plane
+    ``n * C_out + co`` (group ``g``) and its band's first output row (Note
+    [plane bands])."""
+    plane_job = job // bands
+    first_row = (job - plane_job * bands) * band_rows
+    n = plane_job // Co
+    co = plane_job % Co
+    return plane_job, first_row, n, co, co // (Co // groups)
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
