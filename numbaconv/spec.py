@@ -63,24 +63,92 @@ def dilated_size(size, input_dilation=1):
     return (size - 1) * input_dilation + 1 if size > 0 else 0
 
 
+def _axes(name, value, n, *, pairs=False):
+    """``value`` as a tuple of ``n`` per-axis entries: an int is broadcast (as
+    the conv functions take ``stride=2``), a sequence must have ``n`` entries.
+    With ``pairs``, an entry may also be a ``(before, after)`` pair."""
+    if _is_int(value):
+        return (int(value),) * n
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be an int or a sequence of {n} per-axis entries "
+                             f"(one per entry of the sizes), got {name}={value!r}")
+        if all(_is_int(v) or (pairs and isinstance(v, (tuple, list)) and len(v) == 2
+                              and all(_is_int(e) for e in v)) for v in value):
+            return tuple(value)
+    what = "ints or (before, after) pairs" if pairs else "ints"
+    raise TypeError(f"{name} must be an int or a sequence of {n} {what}, got {name}={value!r}")
+
+
+def _axis_int(name, value):
+    """A one-axis argument of the shape helpers, checked to be an int."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int for a single axis (or pass the sizes as a "
+                        f"tuple for several), got {name}={value!r}")
+    return int(value)
+
+
 def conv_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1,
                      input_dilation=1):
     """Output length of a convolution along one axis, or a tuple of them.
 
-    ``padding`` is an int or a ``(before, after)`` pair (either may be
-    negative: a crop).  With tuples, every argument is a tuple of one entry
-    per axis.  The result may be zero or negative when the kernel does not
-    fit; callers check.
+    Parameters
+    ----------
+    input_size : int or sequence of int
+        One axis's length, or one length per axis (the result is then a tuple).
+    kernel_size, stride, dilation, input_dilation : int or sequence of int
+        An int applies to every axis, as the conv functions take it; a
+        sequence gives one entry per axis of ``input_size``.
+    padding : int, (before, after) pair, or sequence of them
+        Either side may be negative (a crop); with several axes, an int
+        pads every axis on both sides and a sequence has an int or a pair
+        per axis.
 
+    Returns
+    -------
+    int or tuple of int
+        May be zero or negative when the kernel does not fit; callers check.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument is not an int (or pair) or has the wrong number of
+        entries; the message names it.
+
+    Examples
+    --------
     >>> conv_output_size(56, 3, stride=2, padding=1)
     28
+    >>> conv_output_size((32, 32), (3, 3), stride=2, padding=1)
+    (16, 16)
     >>> conv_output_size((28, 28), (4, 4), (1, 1), ((2, 2), (2, 2)), (1, 1), (2, 2))
     (56, 56)
     """
-    if isinstance(input_size, tuple):
-        return tuple(conv_output_size(*args) for args in zip(
-            input_size, kernel_size, stride, padding, dilation,
-            input_dilation if isinstance(input_dilation, tuple) else (1,) * len(input_size)))
+    if isinstance(input_size, (tuple, list)):
+        n = len(input_size)
+        return _output_sizes(
+            _axes("input_size", input_size, n), _axes("kernel_size", kernel_size, n),
+            _axes("stride", stride, n), _axes("padding", padding, n, pairs=True),
+            _axes("dilation", dilation, n), _axes("input_dilation", input_dilation, n))
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2 or not all(_is_int(p) for p in padding):
+            raise TypeError(f"padding must be an int or a (before, after) pair for a single "
+                            f"axis, got padding={padding!r}")
+    else:
+        _axis_int("padding", padding)
+    return _output_length(*(_axis_int(name, value) for name, value in (
+        ("input_size", input_size), ("kernel_size", kernel_size), ("stride", stride))),
+        padding, _axis_int("dilation", dilation), _axis_int("input_dilation", input_dilation))
+
+
+def _output_sizes(input_size, kernel_size, stride, padding, dilation, input_dilation):
+    """:func:`conv_output_size` of per-axis tuples, unchecked: the specs'
+    own arithmetic, on validated values, on every call's path."""
+    return tuple(map(_output_length, input_size, kernel_size, stride, padding, dilation,
+                     input_dilation))
+
+
+def _output_length(input_size, kernel_size, stride, padding, dilation, input_dilation):
     lo, hi = _pair(padding)
     padded = dilated_size(input_size, input_dilation) + lo + hi
     return (padded - dilation * (kernel_size - 1) - 1) // stride + 1
@@ -94,14 +162,44 @@ def conv_input_size(output_size, kernel_size, stride=1, padding=0, dilation=1,
     input gradient has: ``(out - 1) * stride - 2 * padding + dilation *
     (kernel - 1) + output_padding + 1``.  Of the ``stride`` input sizes that
     give the same output, ``output_padding`` (``< stride``) picks one.
-    Tuples work per axis, as in :func:`conv_output_size`.
 
+    Parameters
+    ----------
+    output_size : int or sequence of int
+        One axis's length, or one length per axis (the result is then a tuple).
+    kernel_size, stride, padding, dilation, output_padding : int or sequence of int
+        An int applies to every axis, as the conv functions take it; a
+        sequence gives one entry per axis of ``output_size``.
+
+    Returns
+    -------
+    int or tuple of int
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument is not an int or has the wrong number of entries; the
+        message names it.
+
+    Examples
+    --------
     >>> conv_input_size(28, 4, stride=2, padding=1)
     56
+    >>> conv_input_size((16, 16), (3, 3), stride=2, padding=1, output_padding=1)
+    (32, 32)
     """
-    if isinstance(output_size, tuple):
-        return tuple(conv_input_size(*args) for args in zip(
-            output_size, kernel_size, stride, padding, dilation, output_padding))
+    if isinstance(output_size, (tuple, list)):
+        n = len(output_size)
+        return tuple(map(_input_length, _axes("output_size", output_size, n),
+                         _axes("kernel_size", kernel_size, n), _axes("stride", stride, n),
+                         _axes("padding", padding, n), _axes("dilation", dilation, n),
+                         _axes("output_padding", output_padding, n)))
+    return _input_length(*(_axis_int(name, value) for name, value in (
+        ("output_size", output_size), ("kernel_size", kernel_size), ("stride", stride),
+        ("padding", padding), ("dilation", dilation), ("output_padding", output_padding))))
+
+
+def _input_length(output_size, kernel_size, stride, padding, dilation, output_padding):
     return ((output_size - 1) * stride - 2 * padding + dilation * (kernel_size - 1)
             + output_padding + 1)
 
@@ -554,8 +652,8 @@ def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size,
     dilation = ones if dilation is None else tuple(dilation)
     input_dilation = ones if input_dilation is None else tuple(input_dilation)
     padding = ((0, 0),) * ndim if padding is None else tuple(_pair(p) for p in padding)
-    output_size = conv_output_size(tuple(input_size), tuple(kernel_size), stride, padding,
-                                   dilation, input_dilation)
+    output_size = _output_sizes(input_size, kernel_size, stride, padding, dilation,
+                                input_dilation)
     dtype = np.dtype(dtype)
     return ConvSpec(
         op=op, ndim=ndim, batch=int(batch), in_channels=int(in_channels),
@@ -648,8 +746,8 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
                 f"{op}: output_padding must be smaller than either stride or dilation, got "
                 f"output_padding={output_padding}, stride={stride}, dilation={dilation} "
                 f"(along {name})")
-    output_size = conv_input_size(input_size, kernel_size, stride, padding, dilation,
-                                  output_padding)
+    output_size = tuple(map(_input_length, input_size, kernel_size, stride, padding, dilation,
+                            output_padding))
     if any(o < 1 for o in output_size):
         raise ValueError(
             f"{op}: the output size {output_size} = (input - 1) * stride - 2 * padding + "
@@ -717,13 +815,13 @@ def make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride=1, pa
     dilation = _per_dim(op, "dilation", dilation, ndim, minimum=1)
     padding = _int_padding(op, padding, ndim)
     kernel = tuple(int(k) for k in weight.shape[2:])
-    expected = conv_output_size(full[2:], kernel, stride, padding, dilation)
+    expected = _output_sizes(full[2:], kernel, stride, padding, dilation, (1,) * ndim)
     if expected != tuple(gfull[2:]) or any(o < 1 for o in expected):
         raise ValueError(
             f"{op}: input_size={input_size} cannot give grad_output.shape={grad_output.shape}: "
             f"a convolution of that input with weight.shape={weight.shape}, stride={stride}, "
             f"padding={padding}, dilation={dilation} has output size {expected}")
-    base = conv_input_size(expected, kernel, stride, padding, dilation, (0,) * ndim)
+    base = tuple(map(_input_length, expected, kernel, stride, padding, dilation, (0,) * ndim))
     output_padding = tuple(n - b for n, b in zip(full[2:], base))
     # extra input rows past the last window get no gradient but are allowed
     # up to stride - 1, as in PyTorch; output_padding < stride holds

@@ -810,3 +810,54 @@ def test_remembered_specs_still_refuse_what_validation_refuses():
     assert nc.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1).dtype == np.float64
     with pytest.raises(ValueError, match="weight must have"):
         nc.conv1d(x[0], w, padding=1)
+
+
+# ---------------------------------------------------------------------------
+# the shape helpers take parameters as the conv functions do
+# ---------------------------------------------------------------------------
+
+def test_shape_helpers_broadcast_int_parameters_like_the_conv_functions():
+    # an int stride/padding/dilation applies to every axis (it raised
+    # "'int' object is not iterable" with tuple sizes)
+    assert nc.conv_output_size((32, 32), (3, 3), stride=2, padding=1) == (16, 16)
+    assert nc.conv_output_size([32, 33], 3, stride=2, padding=1, dilation=1) == (16, 17)
+    assert nc.conv_output_size((28, 28), (4, 4), 1, 2, 1, 2) == (56, 56)
+    # per-axis forms keep working, padding per axis as an int or a pair
+    assert nc.conv_output_size((32, 32), (3, 3), (2, 1), (1, (0, 2))) == (16, 32)
+    assert nc.conv_output_size(56, 3, stride=2, padding=(1, 1)) == 28
+    assert nc.conv_input_size((16, 16), (3, 3), stride=2, padding=1,
+                              output_padding=1) == (32, 32)
+    assert nc.conv_input_size((16, 16), 3, (2, 1), (1, 0), 1, (1, 0)) == (32, 18)
+    assert nc.conv_input_size(28, 4, stride=2, padding=1) == 56
+    # the result is what the conv functions return
+    x = np.zeros((1, 1, 32, 31), np.float32)
+    w = np.zeros((1, 1, 3, 3), np.float32)
+    assert nc.conv2d(x, w, stride=2, padding=1).shape[2:] == nc.conv_output_size(
+        x.shape[2:], w.shape[2:], stride=2, padding=1)
+    assert nc.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1).shape[2:] == \
+        nc.conv_input_size(x.shape[2:], w.shape[2:], stride=2, padding=1, output_padding=1)
+
+
+@pytest.mark.parametrize("fn, kwargs, exc, match", [
+    (nc.conv_output_size, dict(stride=(1, 2, 3)), ValueError, r"stride must be .* 2 per-axis"),
+    (nc.conv_output_size, dict(padding="same"), TypeError, r"padding must be .*got padding='same'"),
+    (nc.conv_output_size, dict(padding=((1, 2, 3), 1)), TypeError, r"padding must be"),
+    (nc.conv_output_size, dict(dilation=1.5), TypeError, r"dilation must be .*got dilation=1\.5"),
+    (nc.conv_output_size, dict(kernel_size=(3,)), ValueError, r"kernel_size must be"),
+    (nc.conv_output_size, dict(stride=True), TypeError, r"stride must be"),
+    (nc.conv_input_size, dict(output_padding=(1,)), ValueError, r"output_padding must be"),
+    (nc.conv_input_size, dict(padding=(1, (1, 1))), TypeError, r"padding must be"),
+])
+def test_shape_helpers_name_a_bad_parameter(fn, kwargs, exc, match):
+    kwargs = dict(dict(kernel_size=(3, 3)), **kwargs)
+    with pytest.raises(exc, match=match):
+        fn((32, 32), **kwargs)
+
+
+def test_shape_helpers_for_one_axis_take_ints():
+    with pytest.raises(TypeError, match=r"stride must be an int for a single axis"):
+        nc.conv_output_size(32, 3, stride=(2, 2))
+    with pytest.raises(TypeError, match=r"padding must be an int or a \(before, after\) pair"):
+        nc.conv_output_size(32, 3, padding=(1, 1, 1))
+    with pytest.raises(TypeError, match=r"output_padding must be an int"):
+        nc.conv_input_size(16, 3, output_padding=(1,))
