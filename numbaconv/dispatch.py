@@ -390,6 +390,59 @@ def _check_device(op, device):
         raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
 
 
+class Explanation(str):
+    """The table :func:`explain` returns: a ``str`` whose ``repr`` is the text.
+
+    A plain string would show in the REPL (and in Jupyter) as one escaped
+    line with ``\\n`` in it; this one shows as the table, and works wherever
+    a string does (``print``, ``splitlines``, ``in``, comparison).
+    ``choice`` is the :class:`Choice` it was made from.
+    """
+
+    def __new__(cls, text, choice=None):
+        self = super().__new__(cls, text)
+        self.choice = choice
+        return self
+
+    def __repr__(self):
+        return str.__str__(self)
+
+    def _repr_pretty_(self, printer, cycle):
+        """IPython's display: the table, line by line."""
+        for i, line in enumerate(self.splitlines()):
+            if i:
+                printer.break_()
+            printer.text(line)
+
+
 def explain(input_shape, weight_shape, **kwargs):
-    """:func:`choose_algorithm`'s decision as a table (a string); same arguments."""
-    return str(choose_algorithm(input_shape, weight_shape, **kwargs))
+    """:func:`choose_algorithm`'s decision as a table a person can read.
+
+    Parameters
+    ----------
+    input_shape, weight_shape : tuple of int or ndarray
+        As :func:`choose_algorithm` takes them.
+    **kwargs
+        :func:`choose_algorithm`'s other arguments (``stride``, ``padding``,
+        ``transposed``, ``gradient``, ``dtype``, ``measure`` ...).
+
+    Returns
+    -------
+    Explanation
+        A ``str`` (a subclass of it) holding the table: the problem, the
+        context, the pick with its reason and one row per algorithm
+        (docs/choosing.md, "Reading explain").  Its ``repr`` is the table
+        too, so the REPL shows it as printed; ``.choice`` is the
+        :class:`Choice` behind it.
+
+    Examples
+    --------
+    >>> import numbaconv as nc
+    >>> table = nc.explain((4, 256, 28, 28), (256, 1, 3, 3), padding=1, groups=256)
+    >>> table.splitlines()[2].startswith("pick: direct")
+    True
+    >>> repr(table) == str(table)
+    True
+    """
+    choice = choose_algorithm(input_shape, weight_shape, **kwargs)
+    return Explanation(explain_choice(choice), choice)

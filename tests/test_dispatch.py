@@ -117,8 +117,21 @@ def test_measure_times_every_usable_candidate():
     assert choice.reason == "measured fastest"
 
 
+def test_explain_shows_as_its_table_in_ipython_and_pickles():
+    import pickle
+    text = nc.explain((1, 4, 16, 16), (4, 4, 3, 3), padding=1)
+    again = pickle.loads(pickle.dumps(text))
+    assert again == text and repr(again) == text and again.choice == text.choice
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    assert pretty.pretty(text) == text
+
+
 def test_explain_is_a_readable_table(capsys):
     text = nc.explain(*RESNET[:2], **RESNET[2])
+    # a str whose repr is the table itself, so the REPL shows the table (a
+    # plain str showed as one escaped line)
+    assert isinstance(text, str) and repr(text) == str(text) == text
+    assert text.choice == nc.choose_algorithm(*RESNET[:2], **RESNET[2])
     lines = text.splitlines()
     assert lines[0].startswith("conv2d(input=(4, 64, 56, 56)")
     assert "thread(s), workspace limit" in lines[1]
