@@ -515,6 +515,54 @@ def test_auto_with_only_refusing_algorithms_raises_unsupported(refusing_algorith
     assert f"{refusing_algorithm.name}: cannot serve: {DUMMY_REASON}" in str(info.value)
 
 
+def test_refusal_names_the_algorithms_that_serve_the_call(refusing_algorithm):
+    with pytest.raises(UnsupportedAlgorithmError) as info:
+        conv2d(**args(stride=2, padding=1), algorithm="winograd")
+    error = info.value
+    # computed from the registry for this spec: winograd_f2 (stride 1 only)
+    # and the refuser are not named, every other registered algorithm is
+    assert str(error).endswith("; algorithms that serve this call: direct, im2col, fft")
+    assert error.algorithm == "winograd" and error.serving == ("direct", "im2col", "fft")
+    assert error.reason == "it needs stride 1, got stride=(2, 2)"
+    with pytest.raises(UnsupportedAlgorithmError) as info:
+        conv2d(**args(), algorithm=refusing_algorithm.name)
+    assert str(info.value).endswith(
+        "algorithms that serve this call: direct, im2col, fft, winograd, winograd_f2")
+
+
+def test_refusal_names_only_algorithms_within_the_workspace_limit():
+    # an algorithm that serves the call but whose plan is over the workspace
+    # limit is not offered (the call would raise MemoryError)
+    from numbaconv.algorithms import registry
+
+    class Hog(registry.ConvAlgorithm):
+        name = "test_errors_hog"
+
+        def plan_forward(self, spec, ctx):
+            return registry.Plan(self.name, "everything at once", 1.0,
+                                 workspace=ctx.workspace_limit + 1)
+
+    saved_registry = dict(registry._REGISTRY)
+    try:
+        registry.register(Hog())
+        with pytest.raises(UnsupportedAlgorithmError) as info:
+            conv2d(**args(stride=2), algorithm="winograd")
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved_registry)
+    assert info.value.serving == ("direct", "im2col", "fft")
+
+
+def test_unsupported_algorithm_error_pickles_with_its_details():
+    import pickle
+    with pytest.raises(UnsupportedAlgorithmError) as info:
+        conv1d(**args(1, stride=2), algorithm="winograd_f2")
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is UnsupportedAlgorithmError and str(again) == str(info.value)
+    assert (again.algorithm, again.reason, again.serving) == (
+        info.value.algorithm, info.value.reason, info.value.serving)
+
+
 def test_invalid_arguments_are_reported_before_the_algorithm(refusing_algorithm):
     # a bad parameter is a plain ValueError, not the algorithm's refusal
     with pytest.raises(ValueError, match=r"stride must be positive") as info:

@@ -259,10 +259,21 @@ def resolve_algorithm(name, spec, ctx=None):
         raise type(exc)(f"{spec.op}: {exc}") from None
     reason = algorithm.unsupported_reason(spec)
     if reason is not None:
-        raise UnsupportedAlgorithmError(f"{spec.op}: algorithm={name!r} cannot serve "
-                                        f"{spec.describe()}: {reason}")
+        serving = serving_algorithms(spec, ctx)
+        raise UnsupportedAlgorithmError(
+            f"{spec.op}: algorithm={name!r} cannot serve {spec.describe()}: {reason}; "
+            + (f"algorithms that serve this call: {', '.join(serving)}" if serving else
+               "no algorithm serves this call"), algorithm=name, reason=reason, serving=serving)
     check_workspace(spec.op, plan_of(algorithm, spec, ctx), ctx)
     return algorithm
+
+
+def serving_algorithms(spec, ctx):
+    """Names of ``ctx.device``'s algorithms that can run ``spec`` in ``ctx``:
+    they serve it and their plan fits the workspace limit (what a refusal
+    names as the alternatives; computed only when one is raised)."""
+    return tuple(a.name for a in algorithms(ctx.device) if a.unsupported_reason(spec) is None
+                 and over_workspace_limit(plan_of(a, spec, ctx), ctx) is None)
 
 
 #: (name, spec, context, constants key) -> (algorithm, plan) of the calls
