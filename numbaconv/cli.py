@@ -68,12 +68,15 @@ def _cmd_tune(args):
     from .dispatch import tune_spec
 
     if args.clear:
-        tuning.clear_cache()
-        print(f"numbaconv tune: removed {tuning.cache_path()}")
+        removed = tuning.clear_cache()          # the cache and its lock file
+        print(f"numbaconv tune: removed {', '.join(removed)}" if removed else
+              f"numbaconv tune: no tuning cache in {tuning.cache_dir()}")
         return 0
     if args.show:
         entries = tuning._read(tuning.cache_path())
         print(f"{tuning.cache_path()}: {len(entries)} problem(s)")
+        if entries:
+            print("  problem: fastest algorithm (median time of each, fastest first)")
         for entry in entries.values():
             print(f"  {entry.get('problem', '?')}: {entry['algorithm']} "
                   f"({tuning.estimated_seconds(entry.get('seconds', {}))})")
@@ -86,6 +89,8 @@ def _cmd_tune(args):
         return 2
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    header = f"{'shape':<10} {'op':<11} {'fastest':<12} median time of each algorithm"
+    print(f"{header}\n{'-' * len(header)}", flush=True)
     for case, op in points:
         spec = point_spec(case, op, args.dtype)
         tuned = tune_spec(spec, force=args.force)
@@ -271,7 +276,8 @@ def build_parser():
                       help="numba threads to tune for (default 2)")
     tune.add_argument("--force", action="store_true", help="measure again what is cached")
     tune.add_argument("--show", action="store_true", help="instead: list the cache")
-    tune.add_argument("--clear", action="store_true", help="instead: delete the cache")
+    tune.add_argument("--clear", action="store_true",
+                      help="instead: delete the cache and its lock file")
     tune.set_defaults(func=_cmd_tune)
 
     exp = sub.add_parser(
@@ -334,12 +340,31 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:          # a bare ``numbaconv``: the help, not an error
-        parser.print_help()
-        return 0
-    return args.func(args)
+    try:
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:          # a bare ``numbaconv``: the help, not an error
+                parser.print_help()
+                return 0
+            return args.func(args)
+        finally:
+            sys.stdout.flush()        # so a reader that went away shows here, not at exit
+    except BrokenPipeError:
+        # ``numbaconv tune --show | head``: the reader has what it wanted.
+        # As Python's docs advise (signal module, "Note on SIGPIPE"): point
+        # stdout at devnull, so the flush at exit raises no second error,
+        # and exit with 1, as Python does on EPIPE.
+        _stdout_to_devnull()
+        return 1
+
+
+def _stdout_to_devnull():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):     # no file descriptor (captured output)
+        pass
 
 
 if __name__ == "__main__":

@@ -147,12 +147,29 @@ def _file_lock(directory):
     except ImportError:          # pragma: no cover - Windows
         yield
         return
-    with open(os.path.join(directory, CACHE_FILE + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    path = os.path.join(directory, CACHE_FILE + ".lock")
+    while True:
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                # clear_cache deletes the lock file while holding it: a lock
+                # taken on the deleted file excludes no one who opens the
+                # path afresh, so take it again on the file now there
+                if _same_file(fh, path):
+                    yield
+                    return
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _same_file(fh, path):
+    """Whether the open file ``fh`` is still the file at ``path``."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fh.fileno())
+    return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
 
 def write_json(path, data):
@@ -201,12 +218,30 @@ def _entries():
 
 
 def clear_cache():
-    """Delete the tuning cache file and forget this process's entries."""
+    """Delete the tuning cache file and its lock file, and forget this
+    process's entries.
+
+    Both files go under the lock, so a writer waiting for it takes it again
+    on a fresh lock file (:func:`_file_lock`) and no write is half-cleared.
+    Returns the paths removed.
+    """
     global _memory, _loaded_from
+    directory = cache_dir()
+    path = os.path.join(directory, CACHE_FILE)
+    lock = path + ".lock"
+    removed = []
     with _lock:
         _memory, _loaded_from = {}, None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(cache_path())
+        if not os.path.isdir(directory):
+            return removed
+        had_lock = os.path.exists(lock)       # taking the lock creates the file
+        with _file_lock(directory):
+            for name in (path, lock):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+                    if name == path or had_lock:
+                        removed.append(name)
+    return removed
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numba
@@ -218,12 +219,70 @@ def test_clear_and_cli(cache, capsys):
     assert main(["tune", "--shapes", "depthwise", "--ops", "forward", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "depthwise" in out and str(cache) in out
+    header, rule, row = out.splitlines()[:3]                  # a header row names the columns
+    assert header.split()[:3] == ["shape", "op", "fastest"] and set(rule) == {"-"}
+    assert row.split()[:2] == ["depthwise", "forward"]
     assert main(["tune", "--show"]) == 0
     assert "1 problem(s)" in capsys.readouterr().out
+    assert (cache / (tuning.CACHE_FILE + ".lock")).exists()
     assert main(["tune", "--clear"]) == 0
+    assert "tuning-v1.json.lock" in capsys.readouterr().out
+    # the lock file goes too (it was left behind)
     assert not (cache / tuning.CACHE_FILE).exists()
+    assert os.listdir(cache) == []
+    assert main(["tune", "--clear"]) == 0
+    assert "no tuning cache in" in capsys.readouterr().out
     assert main(["tune", "--shapes", "nope"]) == 2
     assert "unknown benchmark shape" in capsys.readouterr().err
+
+
+def test_a_writer_waiting_on_the_lock_while_the_cache_is_cleared_locks_the_new_file(cache):
+    # clear_cache deletes the lock file under the lock; a writer that opened
+    # the old file must not take its lock on the deleted inode
+    import threading
+    tuning._write_entry("before", {"algorithm": "direct", "seconds": {}})
+    lock = cache / (tuning.CACHE_FILE + ".lock")
+    held, release, inodes = threading.Event(), threading.Event(), []
+
+    def clearer():
+        with tuning._file_lock(str(cache)):
+            held.set()
+            release.wait(30)
+            os.unlink(lock)                   # what clear_cache does under the lock
+
+    def writer():
+        with tuning._file_lock(str(cache)):
+            inodes.append(os.stat(lock).st_ino)
+
+    first = threading.Thread(target=clearer)
+    first.start()
+    assert held.wait(30)
+    second = threading.Thread(target=writer)
+    second.start()
+    time.sleep(0.3)                           # the writer opens the old file and waits
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert inodes and lock.exists() and inodes[0] == os.stat(lock).st_ino
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(cache):
+    # `numbaconv tune --show | head` ended in a BrokenPipeError traceback
+    tuning._write_entry("k0", {"algorithm": "direct", "seconds": {"direct": 1e-3},
+                               "problem": "p0"})
+    entries = _entries(cache)
+    entries.update({f"k{i}": dict(entries["k0"], problem=f"problem number {i} " + "x" * 40)
+                    for i in range(1, 4000)})           # more than a pipe's buffer
+    tuning.write_json(str(cache / tuning.CACHE_FILE), {"version": tuning.CACHE_VERSION,
+                                                        "entries": entries})
+    env = dict(os.environ, NUMBACONV_CACHE_DIR=str(cache))
+    proc = subprocess.Popen([sys.executable, "-m", "numbaconv", "tune", "--show"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "4000 problem(s)" in proc.stdout.readline()
+    proc.stdout.close()                                   # what head does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_problem_spec_validates_like_the_call():
