@@ -176,10 +176,14 @@ def _cmd_info(args):
     from . import tuning
     print(f"tuning: {'on' if tuning.tuning_enabled() else 'off'} (nc.set_tuning, "
           f"NUMBACONV_TUNE); cache {tuning.cache_path()}")
-    from .cuda.info import describe
-    for line in describe():
+    from .cuda.info import status
+    lines, usable = status()
+    for line in lines:
         print(line)
-    print(f"GPU algorithms: {', '.join(algorithm_names('cuda'))}")
+    # GPU algorithms are registered whether or not a GPU is there: name them
+    # only where a GPU call can run
+    print(f"GPU algorithms: {', '.join(algorithm_names('cuda'))}" if usable else
+          "GPU algorithms: none (no usable GPU, see the CUDA line above)")
     return 0
 
 

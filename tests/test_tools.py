@@ -177,6 +177,48 @@ def test_info(capsys):
     assert "workspace limit: 64 MiB" in text and "im2col GEMM: " in text
 
 
+# numba's driver error without a driver (numba 0.6x); info cut it at 200
+# characters, mid-word ("...CUDA driver sha)")
+NO_DRIVER = ("Error at driver init: \n\nCUDA driver library cannot be found.\nIf you are sure "
+             "that a CUDA driver is installed, try setting environment variable "
+             "NUMBA_CUDA_DRIVER with the file path of the CUDA driver shared library.\n:")
+
+
+def test_info_without_a_gpu_says_why_whole_and_lists_no_gpu_algorithms(capsys, monkeypatch):
+    from numba import cuda
+
+    from numbaconv.cuda import info
+
+    def no_driver():
+        raise RuntimeError(NO_DRIVER)
+
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cuda, "detect", no_driver)
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert ("CUDA: no usable GPU (Error at driver init: CUDA driver library cannot be found. "
+            "If you are sure that a CUDA driver is installed, try setting environment "
+            "variable NUMBA_CUDA_DRIVER with the file path of the CUDA driver shared "
+            "library.)") in text
+    assert "GPU algorithms: none (no usable GPU" in text
+    assert info.status()[1] is False
+    # with the simulator, GPU calls run: the GPU algorithms are listed
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert main(["info"]) == 0
+    assert "GPU algorithms: auto, direct" in capsys.readouterr().out
+
+
+def test_long_reasons_are_cut_at_a_sentence_or_a_word():
+    from numbaconv.cuda.info import shorten
+    assert shorten("  one\n two :") == "one two"
+    text = "First sentence here. " + "Second sentence is long " * 20 + "end."
+    assert shorten(text, 60) == "First sentence here."
+    cut = shorten("word " * 100, 40)
+    assert cut.endswith(" ...") and len(cut) <= 40
+    assert all(w == "word" for w in cut[:-4].split())
+
+
 def test_read_only_install_falls_back_to_in_memory_compilation():
     """No writable cache location: import warns, and calls still work.
 
