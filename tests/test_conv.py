@@ -459,35 +459,7 @@ class TestArrayHandling:
 
 
 class TestThreadsAndSpecialValues:
-    # with one numba thread the comparison would be of one thread with itself
-    @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
-                        reason="needs NUMBA_NUM_THREADS >= 2 to compare 1 and 2 threads, "
-                               f"got {numba.config.NUMBA_NUM_THREADS}")
-    @pytest.mark.parametrize("algorithm", ["direct", "fft", "winograd"])
-    @pytest.mark.parametrize("shape, wshape, kw", [
-        ((2, 16, 13, 15), (10, 16, 3, 3), dict(padding=1)),
-        ((2, 8, 13, 15), (8, 1, 3, 3), dict(padding=1, groups=8)),
-        ((2, 12, 14, 16), (12, 1, 3, 3), dict(stride=2, padding=1, groups=12)),  # phase planes
-        ((2, 6, 15, 16), (6, 1, 7, 7), dict(padding=3, groups=6)),       # row pairs
-        ((1, 8, 13, 12), (6, 8, 3, 3), dict(padding=2, dilation=2)),     # dilation phases
-        ((1, 4, 6, 7, 9), (5, 4, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
-    ])
-    def test_one_and_two_threads_agree_bitwise(self, rng, shape, wshape, kw, algorithm):
-        if algorithm == "winograd" and kw.get("stride", 1) != 1:
-            pytest.skip("winograd serves stride 1 only")
-        if algorithm == "winograd" and set(wshape[2:]) != {3}:
-            pytest.skip("winograd serves 3-wide kernels only")
-        x, w, b = make_inputs(rng, shape, wshape, np.float32)
-        conv = CONV[len(wshape) - 2]
-        previous = numba.get_num_threads()
-        try:
-            numba.set_num_threads(1)
-            one = conv(x, w, b, **kw, algorithm=algorithm)
-            numba.set_num_threads(2)
-            two = conv(x, w, b, **kw, algorithm=algorithm)
-        finally:
-            numba.set_num_threads(previous)
-        assert np.array_equal(one, two)
+    # bit-identity across thread counts: tests/test_bits.py
 
     @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
     @pytest.mark.parametrize("algorithm", GENERAL_ALGORITHMS)

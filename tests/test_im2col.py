@@ -136,8 +136,9 @@ def test_output_channel_blocks_match_reference(rng, shape, wshape, kw, row_block
     K = math.prod(wshape[1:])
     y = run_with_plan(x, w, b, dict(tile=9, chunks_k=1, rows=K, row_blocks=row_blocks), **kw)
     assert_matches_reference(y, x, w, b, **kw)
-    plain = run_with_plan(x, w, b, dict(tile=9, chunks_k=1, rows=K), **kw)
-    assert np.array_equal(y, plain)
+    # not bit-equal to the unblocked plan: a GEMM's bits depend on its shape
+    # (Note [GEMM shapes]); the plan itself never depends on the call's
+    # threads (tests/test_bits.py)
 
 
 @pytest.mark.parametrize("shape, threads, row_blocks", [

@@ -95,6 +95,11 @@ def _largest_divisor_at_most(n, bound):
 def plan_tiles(spec, itemsize, threads, limit=None):
     """Choose tile size and K split so all threads' buffers fit ``limit`` bytes.
 
+    ``threads`` is the size of numba's pool (``ctx.pool_threads``), not the
+    threads of one call: the tile and the row blocks are the shapes of the
+    GEMMs, whose bits depend on their shape (Note [GEMM shapes] of
+    :mod:`numbaconv.kernels.blas`).
+
     The tile aims at :data:`TILE_BYTES` per thread, takes at least
     :data:`MIN_TILE_PIXELS` pixels (and one output row for same-width
     layers) when the limit allows,
@@ -174,7 +179,8 @@ def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
     w = weight.reshape(groups, cout_g, -1)
     if spec.is_pointwise:
         pixels = math.prod(spec.output_size3)
-        row_blocks = min(cout_g, -(-threads // (n * groups)))
+        # row blocks are GEMM shapes: sized by the pool (Note [GEMM shapes])
+        row_blocks = min(cout_g, -(-ctx.pool_threads // (n * groups)))
         with blas.single_threaded_blas():
             im2col_cpu.pointwise_conv(address, witness, w,
                                       x.reshape(n, groups, spec.in_channels_per_group, pixels),
@@ -182,7 +188,7 @@ def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
                                       threads)
         return out
     if plan is None:
-        plan = plan_tiles(spec, out.dtype.itemsize, threads, ctx.workspace_limit)
+        plan = plan_tiles(spec, out.dtype.itemsize, ctx.pool_threads, ctx.workspace_limit)
     map_d, map_h, map_w = padding_maps(spec)
     with blas.single_threaded_blas():
         im2col_cpu.im2col_conv(address, witness, x, map_d, map_h, map_w, w, bias, out,
@@ -362,7 +368,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         if spec.is_pointwise:
             model, path, workspace = "im2col:pointwise", "pointwise", 0
         else:
-            tiles = plan_tiles(spec, itemsize, ctx.threads, ctx.workspace_limit)
+            tiles = plan_tiles(spec, itemsize, ctx.pool_threads, ctx.workspace_limit)
             small = spec.out_channels_per_group <= im2col_cpu.SMALL_GEMM_ROWS
             model = "im2col:small" if small else "im2col:tiles"
             path = (f"tiles of {tiles.tile} pixels" + (" (numba products)" if small else "")

@@ -115,14 +115,20 @@ def _extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
 def plan_chunk(spec, m, itemsize, ctx):
     """Tiles per chunk (a thread's unit of work, Note [channels-last
     transforms]): about :data:`CHUNK_BYTES` of transformed tiles, enough
-    chunks for every thread, all threads' buffers under the workspace
-    limit.  Returns ``(tiles_per_chunk, bytes per tile)``."""
+    chunks for every thread of numba's pool, all the pool's buffers under
+    the workspace limit.  Returns ``(tiles_per_chunk, bytes per tile)``.
+
+    The chunk is the ``M`` of every transform-domain GEMM, and a GEMM's
+    bits depend on its shape (Note [GEMM shapes] of
+    :mod:`numbaconv.kernels.blas`), so it is sized by the pool
+    (``ctx.pool_threads``), never by the threads of this call."""
     used = [a >= 3 - spec.ndim for a in range(3)]
     Q = math.prod(m + 2 if u else 1 for u in used)
     total = costs.winograd_tiles(spec, m)
     per_tile = Q * (spec.in_channels + spec.out_channels) * itemsize
-    chunk = max(1, min(-(-total // ctx.threads), CHUNK_BYTES // per_tile,
-                       ctx.workspace_limit // (ctx.threads * per_tile)))
+    pool = ctx.pool_threads
+    chunk = max(1, min(-(-total // pool), CHUNK_BYTES // per_tile,
+                       ctx.workspace_limit // (pool * per_tile)))
     return chunk, per_tile
 
 

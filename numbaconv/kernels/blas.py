@@ -16,10 +16,31 @@ is an argument at run time, so the calling kernels stay cacheable.
 Every call is made with BLAS limited to one thread
 (:func:`single_threaded_blas`): the parallelism is numba's (Note [one thread
 pool] in :mod:`numbaconv.kernels.im2col_cpu`).
+
+Note [GEMM shapes]
+~~~~~~~~~~~~~~~~~~
+A GEMM's bits depend on its shape and on BLAS's own threads, not only on
+the row and column an output sits in.  With OpenBLAS's Haswell kernels
+(AVX2 CPUs; 0.3.31), ``(A @ B)[:m]`` differed from ``A[:m] @ B`` in the last
+bits for nearly every ``m`` (8, 16, 32 and 64 included) and for every column
+split, and one product on two BLAS threads differed from the same product
+on one in 2-12% of its values.  The SkylakeX kernels of AVX-512 CPUs
+happened to agree, which hid it.  So:
+
+* every split that becomes a GEMM's shape (im2col's tiles and row blocks,
+  Winograd's chunks, the weight gradient's blocks) is sized by numba's
+  *pool* (``ExecutionContext.pool_threads``), never by the threads of one
+  call, and results are the same for any ``numba.set_num_threads``;
+* BLAS stays at one thread for as long as any call is inside
+  :func:`single_threaded_blas`, however many Python threads call at once:
+  a plain threadpoolctl limit is process-wide, so the first caller to
+  leave restored two BLAS threads under the others' GEMMs, and it is
+  ignored in every Python thread but the first that set one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -100,9 +121,70 @@ def _search():
     return None
 
 
+_limit_lock = threading.Lock()
+_limit_users = 0
+_restore = []
+_limiters = None
+
+
+def _own_pool_openblas():
+    """``(get, set)`` thread-count functions of every loaded OpenBLAS with its
+    own (pthreads) pool, and a controller of the other BLAS libraries.
+
+    threadpoolctl (3.8) lets only one Python thread, the first to set a
+    limit, change such an OpenBLAS; a limit set from any other thread (a
+    dask worker, a user's thread pool) is silently ignored, and that
+    thread's GEMMs ran on every BLAS thread (Note [GEMM shapes]).  So these
+    are called directly; MKL, BLIS and OpenMP-backed OpenBLAS limit the
+    calling thread only, through threadpoolctl."""
+    own, others = [], []
+    for lib in _blas_controller().lib_controllers:
+        if lib.user_api != "blas":
+            continue
+        pair = None
+        if lib.internal_api == "openblas" and lib.threading_layer != "openmp":
+            dll = ctypes.CDLL(lib.filepath)
+            for prefix, suffix, _bits in _SYMBOL_STYLES:
+                get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
+                set_ = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    pair = (get, set_)
+                    break
+        if pair is None:
+            others.append(lib.filepath)
+        else:
+            own.append(pair)
+    return own, _blas_controller().select(filepath=others)
+
+
+@contextlib.contextmanager
 def single_threaded_blas():
-    """Context manager limiting every loaded BLAS library to one thread."""
-    return _blas_controller().limit(limits=1, user_api="blas")
+    """Context manager limiting every loaded BLAS library to one thread.
+
+    Reference-counted across Python threads (Note [GEMM shapes]): the limit
+    is set by the first caller in, from whichever thread, and lifted by the
+    last one out."""
+    global _limit_users, _limiters
+    with _limit_lock:
+        if _limit_users == 0:
+            if _limiters is None:       # the controller's libraries, found once
+                _limiters = _own_pool_openblas()
+            own, others = _limiters
+            for get, set_ in own:
+                previous = get()
+                set_(1)
+                _restore.append(lambda set_=set_, previous=previous: set_(previous))
+            if others.lib_controllers:
+                _restore.append(others.limit(limits=1).restore_original_limits)
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                while _restore:
+                    _restore.pop()()
 
 
 def _gemm_intrinsic(trans_b):
