@@ -10,7 +10,7 @@ import sys
 
 def _cmd_bench(args):
     from .algorithms import algorithm_names
-    from .bench.runner import format_table, measure_startup, run_benchmarks
+    from .bench.runner import format_table, measure_startup, run_benchmarks, torch_column_note
     from .bench.suite import bench_points, get_cases, parse_ops
 
     if args.startup:
@@ -47,15 +47,18 @@ def _cmd_bench(args):
         print(f"numbaconv bench: unknown algorithm(s) {unknown}; known: "
               f"{', '.join(algorithm_names())}", file=sys.stderr)
         return 2
+    status = {}
+    # a bar on a terminal; in a log or a pipe, a line per point
+    progress = False if args.no_progress else "bar" if sys.stderr.isatty() else "lines"
     results = run_benchmarks(
         cases, ops=ops, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
         rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
         use_scipy=not args.no_scipy, check=not args.no_check,
-        progress=not args.no_progress and sys.stderr.isatty(), warmup_s=args.warmup_ms / 1e3)
+        progress=progress, warmup_s=args.warmup_ms / 1e3, status=status)
     print(f"numbaconv bench: {args.dtype}, {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.repeats} calls after {args.warmup_ms:g} ms of warm-up, "
           "median")
-    print(format_table(results))
+    print(format_table(results, torch_column_note(status["torch"])))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([m.as_dict() for m in results], fh, indent=1)
@@ -254,11 +257,15 @@ def build_parser():
                        help="milliseconds of untimed calls that start each turn, at least "
                             f"one call (default {1e3 * TURN_WARMUP_S:g}; see "
                             "docs/benchmarking.md)")
-    bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    bench.add_argument("--no-torch", action="store_true",
+                       help="skip PyTorch (without it the 'vs torch' column is empty; "
+                            "pip install torch==2.13.0 fills it)")
     bench.add_argument("--no-scipy", action="store_true", help="skip SciPy")
     bench.add_argument("--no-check", action="store_true",
                        help="skip the check against the float64 reference")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-progress", action="store_true",
+                       help="no progress on stderr (a bar on a terminal, otherwise a line "
+                            "per shape and op)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--startup", action="store_true",
                        help="instead: measure cold compile and warm-cache first-call times")

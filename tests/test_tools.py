@@ -348,7 +348,43 @@ def test_bench_table_keeps_a_long_refusal_reason_whole():
     table = format_table([Measurement(case="up4x4", op="transposed",
                                       impl="numbaconv:winograd", note=reason)])
     assert "see [1]" in table
-    assert f"[1] up4x4 transposed numbaconv:winograd: {reason}" in table
+    assert f"[1] numbaconv:winograd: {reason} (up4x4 transposed)" in table
+
+
+def test_bench_without_torch_says_why_once_groups_refusals_and_logs_progress(monkeypatch,
+                                                                           capsys):
+    from numbaconv.bench import runner, suite
+
+    cases = [BenchCase("tiny1x1", "conv2d", (1, 4, 6, 6), (4, 4, 1, 1), {}),
+             BenchCase("tiny5x5", "conv2d", (1, 4, 8, 8), (4, 4, 5, 5), dict(padding=2))]
+    monkeypatch.setattr(suite, "get_cases", lambda names: cases)
+    monkeypatch.setattr(runner, "torch_missing", lambda: "PyTorch is not installed")
+
+    def no_worker(threads):
+        raise AssertionError("no PyTorch worker is started without PyTorch")
+
+    monkeypatch.setattr(runner, "TorchWorker", no_worker)
+    assert main(["bench", "--algorithms", "direct,winograd,winograd_f2", "--rounds", "1",
+                 "--repeats", "1", "--warmup-ms", "0", "--no-scipy"]) == 0
+    out, err = capsys.readouterr()
+    # why the vs torch column is empty, and how to fill it: once
+    assert out.count("pip install torch==2.13.0") == 1
+    assert ("vs torch is empty: PyTorch is not installed; to fill it: "
+            "pip install torch==2.13.0") in out
+    # one footnote for the reason both Winograd algorithms refuse both shapes
+    assert [line for line in out.splitlines() if line.startswith("[")] == [
+        "[1] numbaconv:winograd, numbaconv:winograd_f2: cannot serve: it serves kernels of 3 "
+        "along every axis, got kernel_size=... ((1, 1) on tiny1x1 forward; (5, 5) on tiny5x5 "
+        "forward)"]
+    assert out.count("see [1]") == 4 and "see [2]" not in out
+    # stderr is not a terminal here: a line per point instead of a bar
+    assert "\r" not in err
+    assert "numbaconv bench: 1/2 tiny1x1 forward" in err
+    assert "numbaconv bench: 2/2 tiny5x5 forward" in err
+    assert main(["bench", "--no-torch", "--no-progress", "--algorithms", "direct",
+                 "--rounds", "1", "--repeats", "1", "--warmup-ms", "0", "--no-scipy"]) == 0
+    out, err = capsys.readouterr()
+    assert "vs torch is empty: PyTorch was skipped (--no-torch)." in out and err == ""
 
 
 def test_bench_shape_groups():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -70,15 +71,27 @@ class Measurement:
 
 
 class Progress:
-    """A one-line progress bar on stderr (silent when disabled)."""
+    """Progress on stderr: a one-line bar on a terminal, or, where stderr is
+    a file or a pipe (CI logs, ``2> log``), where a bar's carriage returns
+    only pile up, a line as each point starts (``lines``); silent when
+    disabled."""
 
-    def __init__(self, total, enabled):
+    def __init__(self, total, enabled, lines=False, points=0):
         self.total, self.done, self.enabled = max(total, 1), 0, enabled
+        self.lines, self.points, self.started = lines, points, 0
         self.start = time.perf_counter()
+
+    def begin(self, where):
+        """A point starts (its warm-up compiles: the longest wait)."""
+        self.started += 1
+        if self.enabled and self.lines:
+            sys.stderr.write(f"numbaconv bench: {self.started}/{self.points} {where} "
+                             f"(after {time.perf_counter() - self.start:.0f} s)\n")
+            sys.stderr.flush()
 
     def step(self, label, amount=1):
         self.done += amount
-        if self.enabled:
+        if self.enabled and not self.lines:
             width = 30
             filled = int(width * self.done / self.total)
             elapsed = time.perf_counter() - self.start
@@ -88,8 +101,21 @@ class Progress:
 
     def close(self):
         if self.enabled:
-            sys.stderr.write("\n")
+            sys.stderr.write("\n" if not self.lines else
+                             f"numbaconv bench: {self.started} point(s) in "
+                             f"{time.perf_counter() - self.start:.0f} s\n")
             sys.stderr.flush()
+
+
+def torch_missing():
+    """Why PyTorch cannot be timed here (a phrase), or None if ``torch`` can
+    be imported (found without importing it: the worker process imports it)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else "PyTorch is not installed"
 
 
 class TorchWorker:
@@ -172,13 +198,21 @@ def _numbaconv_impls(case, call, algorithms):
                 chosen = resolve_algorithm(name, spec)
             except (UnsupportedAlgorithmError, MemoryError) as exc:
                 # MemoryError: its smallest workspace is over the limit
-                impls.append((label, None, str(exc)))
+                impls.append((label, None, _refusal_note(exc)))
                 continue
             if name == "auto":
                 label = f"numbaconv:auto->{chosen.name}"
         impls.append((label, lambda name=name: fn(*call.args, algorithm=name, **call.kwargs),
                       ""))
     return impls
+
+
+def _refusal_note(exc):
+    """A row's note for an algorithm that refused its point: the reason
+    alone where the error has it (the row names the problem and the
+    algorithm; the table shows the algorithms that serve it)."""
+    reason = getattr(exc, "reason", None)
+    return f"cannot serve: {reason}" if reason else (str(exc) or type(exc).__name__)
 
 
 def _reference_result(call):
@@ -205,7 +239,7 @@ def _scipy_impls(case, x, w):
 
 def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads=2, rounds=5,
                    repeats=3, use_torch=True, use_scipy=True, check=True, seed=0,
-                   progress=False, warmup_s=TURN_WARMUP_S):
+                   progress=False, warmup_s=TURN_WARMUP_S, status=None):
     """Measure every implementation on every (case, op) point; return Measurements.
 
     Parameters
@@ -230,18 +264,32 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
     use_torch, use_scipy, check : bool
         Include the peers; compare each numbaconv result with the float64
         reference.
+    progress : bool or {"bar", "lines"}
+        Progress on stderr: a bar (True or ``"bar"``, for a terminal) or a
+        line per point (``"lines"``, for a log).
+    status : dict, optional
+        Filled with ``"torch"``: ``None`` if PyTorch was timed, else why not
+        (``"skipped"``, :func:`torch_missing`'s phrase or the worker's error),
+        for the table's note on its empty ``vs torch`` column.
     """
     import numba
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     algorithms = list(algorithms or [a for a in algorithm_names() if a != "auto"] + ["auto"])
-    worker = TorchWorker(threads) if use_torch else None
+    status = {} if status is None else status
+    missing = torch_missing() if use_torch else "skipped"
+    worker = TorchWorker(threads) if missing is None else None
+    if worker is not None and not worker.available:
+        missing = f"the PyTorch worker did not start ({worker.reason})"
+    status["torch"] = missing
     points = bench_points(cases, ops)
-    bar = Progress(len(points) * (rounds + 2), progress)
+    bar = Progress(len(points) * (rounds + 2), bool(progress), lines=progress == "lines",
+                   points=len(points))
     results = []
     try:
         for case, op in points:
             where = f"{case.name} {op}"
+            bar.begin(where)
             call = case.op_call(op, dtype, seed)
             impls = _numbaconv_impls(case, call, algorithms)
             if use_scipy and op == "forward":
@@ -259,7 +307,7 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
                 try:
                     y = fn()                               # compiles; never timed
                 except (UnsupportedAlgorithmError, NotImplementedError, MemoryError) as exc:
-                    rows[label].note = str(exc) or type(exc).__name__
+                    rows[label].note = _refusal_note(exc)
                     continue
                 runnable.append((label, fn))
                 if check and label.startswith("numbaconv"):
@@ -297,13 +345,47 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
     return results
 
 
-def format_table(results):
-    """The results as a text table, with the speed ratio against PyTorch."""
+#: Sizes in a note (``(1, 1)``, ``(255,)``): what differs between points
+#: refused for one reason (Note [grouped notes]).
+_SIZES = re.compile(r"\((?:-?\d+, )*-?\d+,?\)")
+
+#: How to fill an empty ``vs torch`` column: the PyTorch the parity tests
+#: and CI compare with.
+TORCH_INSTALL = "pip install torch==2.13.0"
+
+
+def torch_column_note(why):
+    """The table's line on an empty ``vs torch`` column (``why``: the
+    ``status["torch"]`` of :func:`run_benchmarks`), or None if it is filled."""
+    if why is None:
+        return None
+    if why == "skipped":
+        return "vs torch is empty: PyTorch was skipped (--no-torch)."
+    return f"vs torch is empty: {why}; to fill it: {TORCH_INSTALL}"
+
+
+def format_table(results, torch_note=None):
+    """The results as a text table, with the speed ratio against PyTorch.
+
+    A note longer than the column goes below the table, once per distinct
+    reason (Note [grouped notes]); ``torch_note`` (:func:`torch_column_note`)
+    says why the ``vs torch`` column is empty and how to fill it.
+
+    Note [grouped notes]
+    ~~~~~~~~~~~~~~~~~~~~
+    The same refusal repeats down a table: winograd and winograd_f2 refuse
+    every layer that is not a stride-1 3x3, with "it serves kernels of 3
+    along every axis, got kernel_size=(1, 1)" on one and "(31, 31)" on the
+    next (14 footnotes on the public shapes, 28 with every op).  A reason
+    is its note with the sizes in it (tuples of ints) written ``...``; each
+    reason gets one footnote, naming the implementations and, per set of
+    sizes, the points.
+    """
     torch_ms = {(m.case, m.op): m.median_ms for m in results if m.impl == "torch" and m.times}
     header = (f"{'shape':<10} {'op':<11} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
               f"{'vs torch':>8} {'rel err':>8}  note")
     lines = [header, "-" * len(header)]
-    notes = []
+    groups = {}                       # reason -> (implementations, {detail: [points]})
     for m in results:
         ms = f"{m.median_ms:9.3f}" if m.times else f"{'-':>9}"
         gf = f"{m.gflops:8.1f}" if m.times else f"{'-':>8}"
@@ -313,13 +395,22 @@ def format_table(results):
         err = f"{m.error:8.1e}" if m.error is not None else f"{'':>8}"
         note = m.note
         if len(note) > 60:            # the whole reason goes below the table
-            notes.append(f"[{len(notes) + 1}] {m.case} {m.op} {m.impl}: {note}")
-            note = f"see [{len(notes)}]"
+            reason = _SIZES.sub("...", note)
+            detail = ", ".join(_SIZES.findall(note))
+            impls, details = groups.setdefault(reason, ({}, {}))
+            impls[m.impl] = None
+            details.setdefault(detail, {})[f"{m.case} {m.op}"] = None
+            note = f"see [{list(groups).index(reason) + 1}]"
         lines.append(f"{m.case:<10} {m.op:<11} {m.impl:<24} {ms} {gf} {ratio} {err}  {note}")
     lines.append("vs torch = PyTorch median time / this median time (above 1: faster than "
                  "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference "
                  "of the op.")
-    lines.extend(notes)
+    if torch_note:
+        lines.append(torch_note)
+    for n, (reason, (impls, details)) in enumerate(groups.items(), 1):
+        where = "; ".join((f"{detail} on " if detail else "") + ", ".join(points)
+                          for detail, points in details.items())
+        lines.append(f"[{n}] {', '.join(impls)}: {reason} ({where})")
     return "\n".join(lines)
 
 
