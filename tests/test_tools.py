@@ -192,7 +192,10 @@ def test_info_without_a_gpu_says_why_whole_and_lists_no_gpu_algorithms(capsys, m
     def no_driver():
         raise RuntimeError(NO_DRIVER)
 
+    import numbaconv.cuda
     monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    # numba.cuda is there (numba-cuda or numba's own target): its driver fails
+    monkeypatch.setattr(numbaconv.cuda, "numba_cuda_missing", lambda: None, raising=False)
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     monkeypatch.setattr(cuda, "detect", no_driver)
     assert main(["info"]) == 0
