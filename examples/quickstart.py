@@ -42,10 +42,18 @@ print("conv1d float16 unbatched ->", nc.conv1d(signal, rng.standard_normal((8, 1
 volume = rng.standard_normal((1, 4, 16, 16, 16), dtype=np.float32)
 print("conv3d ->", nc.conv3d(volume, rng.standard_normal((8, 4, 3, 3, 3), dtype=np.float32), padding=1).shape)
 
-# Write into a preallocated output, and pick the algorithm explicitly.
+# Write into a preallocated output, and pick the algorithm explicitly.  y came
+# from "auto", which picks winograd for this layer: compare out= with a direct
+# call (same algorithm, same bits), and auto with direct within float32
+# rounding (other algorithms sum in another order).
 out = np.empty_like(y)
-nc.conv2d(x, w, b, padding=1, out=out, algorithm="direct")
-print("out= filled in place:", np.array_equal(out, y), "| algorithms:", nc.algorithm_names())
+result = nc.conv2d(x, w, b, padding=1, out=out, algorithm="direct")
+direct = nc.conv2d(x, w, b, padding=1, algorithm="direct")
+print("out= filled in place:", result is out and np.array_equal(out, direct),
+      "| algorithms:", nc.algorithm_names())
+auto = nc.choose_algorithm(x.shape, w.shape, padding=1).algorithm
+print(f"  direct and auto ({auto}) agree within 1e-5 of the largest output:",
+      bool(np.abs(direct - y).max() <= 1e-5 * np.abs(y).max()))
 
 # Transposed convolution (a decoder's upsampling) and the gradients of a layer,
 # with torch.nn.functional's and torch.nn.grad's names and arguments.
