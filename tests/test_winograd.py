@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numba
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 
 import numbaconv as nc
 from numbaconv.algorithms import winograd
-from numbaconv.algorithms.winograd_matrices import LAVIN_POINTS_F4, winograd_matrices
+from numbaconv.algorithms.winograd_matrices import (LAVIN_POINTS_F4, winograd_fractions,
+                                                    winograd_matrices)
 
 from .cases import CASES as NAMED
 from .conftest import (CONV, assert_matches_reference, run_canonical, spec_of, tolerance, torch,
@@ -31,10 +34,41 @@ LAVIN_F2 = dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
 
 
 def test_f4_matrices_from_lavins_points_are_lavins():
-    AT, G, BT = winograd_matrices(4, points=LAVIN_POINTS_F4)
-    np.testing.assert_allclose(AT, LAVIN_F4["AT"], atol=1e-15)
-    np.testing.assert_allclose(G, LAVIN_F4["G"], atol=1e-15)
-    np.testing.assert_allclose(BT, LAVIN_F4["BT"], atol=1e-12)
+    AT, G, BT = winograd_fractions(4, points=LAVIN_POINTS_F4)
+    F = Fraction
+    assert AT == tuple(tuple(map(F, row)) for row in LAVIN_F4["AT"])
+    assert BT == tuple(tuple(map(F, row)) for row in LAVIN_F4["BT"])
+    assert G == ((1 / F(4), 0, 0), (-1 / F(6), -1 / F(6), -1 / F(6)),
+                 (-1 / F(6), 1 / F(6), -1 / F(6)), (1 / F(24), 1 / F(12), 1 / F(6)),
+                 (1 / F(24), -1 / F(12), 1 / F(6)), (0, 0, 1))
+    np.testing.assert_allclose(winograd_matrices(4, points=LAVIN_POINTS_F4)[1], LAVIN_F4["G"],
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("m, points", [(2, None), (4, None), (4, LAVIN_POINTS_F4)])
+def test_matrices_are_exact_rationals(m, points):
+    """Note [exact transforms]: the Fraction matrices satisfy the Winograd
+    identity ``sum_j AT[i, j] G[j, k] BT[j, t] = [t == i + k]`` exactly;
+    the float64 arrays hold each entry rounded once (float(Fraction)); AT's
+    and BT's entries are exact in float32, so the float32 matrices the
+    kernels use are exact too.  No floating-point linear algebra is
+    involved, so this holds on every machine (a float64 lstsq solve once
+    gave -4.249999999999994 for -17/4 on AVX2 and -4.250000000000004 on
+    AVX-512)."""
+    AT, G, BT = winograd_fractions(m, points=points)
+    alpha = m + 2
+    assert all(isinstance(v, Fraction) for M in (AT, G, BT) for row in M for v in row)
+    for i in range(m):
+        for k in range(3):
+            for t in range(alpha):
+                assert sum(AT[i][j] * G[j][k] * BT[j][t] for j in range(alpha)) == (t == i + k)
+    for exact, floats in zip((AT, G, BT), winograd_matrices(m, points=points)):
+        assert floats.dtype == np.float64
+        assert floats.tolist() == [[float(v) for v in row] for row in exact]
+    for exact in (AT, BT):
+        assert all(Fraction(float(np.float32(v))) == v for row in exact for v in row)
+    if m == 4 and points is None:                       # 0, +-1/2, +-2 (docs/results-winograd.md)
+        assert BT[0] == (1, 0, Fraction(-17, 4), 0, 1, 0)
 
 
 def test_f2_matrices_equal_lavins_up_to_row_signs():
@@ -132,10 +166,12 @@ def test_weight_transform_is_cached_and_never_stale(rng, monkeypatch):
 def test_chunked_tiles_give_the_same_result(rng, tiles_per_chunk):
     x = rng.standard_normal((2, 3, 11, 10)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    whole = nc.conv2d(x, w, padding=1, algorithm="winograd")
     chunked = run_canonical(lambda *a: winograd.winograd_forward(
         *a, tiles_per_chunk=tiles_per_chunk), x, w, None, padding=1)
-    assert np.array_equal(whole, chunked)
+    # against the reference, not bit for bit against one chunk: the chunk is
+    # the GEMMs' M, and a GEMM's bits depend on its shape (Note [GEMM
+    # shapes]); the chunk never depends on the call's threads (test_bits.py)
+    assert_matches_reference(chunked, x, w, None, algorithm="winograd", padding=1)
 
 
 def test_non_finite_values_stay_local(rng):
@@ -231,6 +267,54 @@ def test_generated_transforms_are_up_to_date():
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     assert generator.TARGET.read_text() == generator.module_source()
+
+
+def test_generated_transforms_do_not_depend_on_the_machines_linear_algebra(monkeypatch):
+    """The generator's output comes from exact arithmetic alone (Note [exact
+    transforms]): with NumPy's linear algebra unusable and the matrices'
+    caches empty it writes the same file, byte for byte."""
+    import importlib.util
+    import pathlib
+    from numbaconv.algorithms import winograd_matrices as wm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Winograd matrices must not use floating-point linear algebra")
+
+    for name in ("lstsq", "solve", "inv", "pinv", "qr", "svd", "matrix_rank"):
+        monkeypatch.setattr(np.linalg, name, refuse)
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "gen_winograd_transforms.py"
+    spec = importlib.util.spec_from_file_location("gen_winograd_transforms", path)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    wm.winograd_fractions.cache_clear()
+    wm.winograd_matrices.cache_clear()
+    try:
+        assert generator.TARGET.read_bytes() == generator.module_source().encode()
+        for m in (2, 4):
+            winograd_matrices(m)
+    finally:
+        wm.winograd_fractions.cache_clear()
+        wm.winograd_matrices.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [2, 4])
+def test_constant_transforms_are_the_runtime_matrices_to_the_bit(m, dtype):
+    """Channel c of the source is the unit vector e_c, so each output is one
+    coefficient times 1 plus exact zeros: the generated constants, read back
+    bit for bit, are the runtime matrices (cast to ``dtype``, as the
+    algorithm and the GPU kernels use them)."""
+    from numbaconv.kernels import winograd_transforms as transforms
+    AT, _, BT = winograd_matrices(m)
+    for T, name in ((BT, f"input_f{m}"), (AT, f"output_f{m}")):
+        rows, alpha = T.shape
+        src = np.eye(alpha, dtype=dtype).ravel()         # x_j of channel c = [j == c]
+        dst = np.full(rows * alpha, np.nan, dtype)
+        getattr(transforms, name)(src, 0, alpha, dst, 0, alpha, alpha)
+        got = dst.reshape(rows, alpha) + 0               # + 0: a zero's sign is no coefficient
+        expected = T.astype(dtype) + 0
+        assert got.dtype == expected.dtype == dtype
+        assert got.tobytes() == expected.tobytes(), (name, got, expected)
 
 
 @pytest.mark.parametrize("m", [2, 4])
