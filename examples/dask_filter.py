@@ -5,8 +5,9 @@ A 3-channel 12288 x 12288 float32 image (1.8 GB) is generated lazily in
 Gaussian (a depthwise convolution, reflect padding), take Sobel edges of the
 blurred luminance, and reduce the result to statistics and a 96 x 96
 preview, so no process ever holds the whole image.  dask's progress bar
-shows the work; the script then checks one tile against the single-machine
-``numbaconv.conv2d``.
+shows the work; the preview is saved as ``dask_filter_preview.npy`` in the
+output directory (``--out DIR``, by default ``examples/output/``), and the
+script then checks one tile against the single-machine ``numbaconv.conv2d``.
 
 Run with ``python examples/dask_filter.py`` (about a minute on 2 cores;
 ``--smoke`` for a small image, as CI runs it).  Needs the ``dask`` extra:
@@ -15,8 +16,13 @@ Run with ``python examples/dask_filter.py`` (about a minute on 2 cores;
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
+
+#: The examples' output directory, next to them (not the current directory,
+#: which is the repository root when they are run as the README says).
+OUT = Path(__file__).resolve().parent / "output"
 
 
 def gaussian(size, sigma):
@@ -28,6 +34,8 @@ def gaussian(size, sigma):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a small image (CI)")
+    parser.add_argument("--out", type=Path, default=OUT, metavar="DIR",
+                        help="where the preview goes (default: examples/output/)")
     args = parser.parse_args(argv)
     size, chunk, memory = (1536, 512, "600MB") if args.smoke else (12288, 1024, "600MB")
 
@@ -68,8 +76,9 @@ def main(argv=None):
         mean, high, small_preview = client.compute([mean, high, small_preview], sync=True)
         print(f"\nfiltered in {time.perf_counter() - start:.1f} s: mean edge magnitude "
               f"{mean:.4f}, max {high:.4f}, preview {small_preview.shape}")
-        np.save("dask_filter_preview.npy", small_preview)
-        print("preview saved to dask_filter_preview.npy")
+        args.out.mkdir(parents=True, exist_ok=True)
+        np.save(args.out / "dask_filter_preview.npy", small_preview)
+        print(f"preview saved to {args.out / 'dask_filter_preview.npy'}")
 
         # one tile, checked against one machine (its halo comes from the
         # image around it: compare away from the tile's own edges)

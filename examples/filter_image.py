@@ -4,7 +4,8 @@ Four filters on ``skimage.data.astronaut()`` (512 x 512 RGB), each run with
 ``algorithm="auto"``; for each the script prints which algorithm the
 dispatcher picks and why (``nc.choose_algorithm``, the decision
 ``nc.explain`` prints in full), checks the result against SciPy, and the
-four results go into one PNG grid (``filter_image.png``):
+four results go into one PNG grid (``filter_image.png`` in the output
+directory: ``--out DIR``, by default ``examples/output/``):
 
 1. a Gaussian blur (sigma 2, 13 x 13), one kernel per colour channel
    (``groups=3``), reflect padding -- against ``scipy.ndimage.correlate``;
@@ -20,10 +21,16 @@ Run: ``python examples/filter_image.py`` (seconds; ``--smoke`` uses a 128 x
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 import numbaconv as nc
+
+
+#: The examples' output directory, next to them (not the current directory,
+#: which is the repository root when they are run as the README says).
+OUT = Path(__file__).resolve().parent / "output"
 
 
 def gaussian(size, sigma):
@@ -52,6 +59,9 @@ def run(name, x, w, reference, **kwargs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a 128 x 128 crop (CI)")
+    parser.add_argument("--out", type=Path, default=OUT, metavar="DIR",
+                        help="where the picture goes (default: examples/output/; "
+                             "docs/images/ holds the README's copy)")
     args = parser.parse_args(argv)
 
     from scipy import ndimage, signal
@@ -100,8 +110,9 @@ def main(argv=None):
 
     print()
     print(nc.explain(x.shape, blur_w.shape, padding=6, groups=3, padding_mode="reflect"))
-    save_grid(results, "filter_image.png")
-    print("\nsaved filter_image.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_grid(results, args.out / "filter_image.png")
+    print(f"\nsaved {args.out / 'filter_image.png'}")
 
 
 def save_grid(results, path):

@@ -5,7 +5,8 @@ For one input (4 channels of 256 x 256, batch 1, 4 output channels,
 numbaconv algorithm that serves the size (median of a few calls), PyTorch
 (in its own process, when installed) and ``scipy.signal.fftconvolve``,
 marks the algorithm ``"auto"`` picks at each size, and saves a log-log plot,
-``speed_picture.png``: direct and im2col grow with the kernel's area, fft
+``speed_picture.png`` (in the output directory: ``--out DIR``, by default
+``examples/output/``): direct and im2col grow with the kernel's area, fft
 barely moves, and the dispatcher should follow the lower envelope of
 numbaconv's lines (this picture showed it did not at k = 5-9, where the
 direct estimate was 3x too fast: fixed in the cost model, ``direct:channels_last``
@@ -13,7 +14,7 @@ in numbaconv/costs.py).
 
 ``--asv PATTERN`` instead plots the recorded asv history (``.asv/results``,
 see docs/asv.md) of the benchmarks matching PATTERN, one line per parameter
-combination, across commits: ``asv_history.png``.
+combination, across commits: ``asv_history.png`` (in the same directory).
 
 Run: ``python examples/speed_picture.py`` (about a minute; ``--smoke``: three
 kernel sizes, one repeat).  Needs the ``examples`` extra.
@@ -24,10 +25,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import numbaconv as nc
+
+#: The examples' output directory, next to them (not the current directory,
+#: which is the repository root when they are run as the README says).
+OUT = Path(__file__).resolve().parent / "output"
 
 TORCH_SCRIPT = """
 import json, sys, time
@@ -126,9 +132,10 @@ def speed(args):
     ax.set_ylabel("time per call (ms)")
     ax.set_title("conv2d of (1, 4, 256, 256) with (4, 4, k, k), padding 'same'")
     ax.legend(fontsize=8)
-    fig.savefig("speed_picture.png", dpi=100, bbox_inches="tight")
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / "speed_picture.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    print("saved speed_picture.png")
+    print(f"saved {args.out / 'speed_picture.png'}")
 
 
 def asv_history(args):
@@ -159,9 +166,10 @@ def asv_history(args):
     ax.set_yscale("log")
     ax.set_title(f"asv history: {args.asv}")
     ax.legend(fontsize=7)
-    fig.savefig("asv_history.png", dpi=100, bbox_inches="tight")
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / "asv_history.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    print(f"saved asv_history.png ({len(runs)} commits)")
+    print(f"saved {args.out / 'asv_history.png'} ({len(runs)} commits)")
 
 
 def main(argv=None):
@@ -173,6 +181,9 @@ def main(argv=None):
     parser.add_argument("--machine", default=None, help="asv machine name (default: the only "
                         "one recorded)")
     parser.add_argument("--commits", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=OUT, metavar="DIR",
+                        help="where the picture goes (default: examples/output/; "
+                             "docs/images/ holds the README's copy)")
     args = parser.parse_args(argv)
     if args.asv is not None:
         if args.machine is None:

@@ -13,7 +13,8 @@ classifier, softmax cross-entropy, Adam -- is plain NumPy, written out here.
 4. Fine-tuning on a shifted task -- the digits rotated by 30 degrees with
    noise -- training only the last layers (the second convolution and the
    classifier), with the accuracy on the shifted test set before and after.
-5. ``train_cnn_digits.png``: the training curves and the learned
+5. ``train_cnn_digits.png`` in the output directory (``--out DIR``, by
+   default ``examples/output/``): the training curves and the learned
    first-layer filters.
 
 Run: ``python examples/train_cnn_digits.py`` (well under two minutes on 2
@@ -23,10 +24,16 @@ extra: ``pip install 'numbaconv[examples]'``.
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
 import numbaconv as nc
+
+
+#: The examples' output directory, next to them (not the current directory,
+#: which is the repository root when they are run as the README says).
+OUT = Path(__file__).resolve().parent / "output"
 
 
 # ---------------------------------------------------------------------------
@@ -206,6 +213,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a short run (CI)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=OUT, metavar="DIR",
+                        help="where the picture goes (default: examples/output/; "
+                             "docs/images/ holds the README's copy)")
     args = parser.parse_args(argv)
     epochs, fine_epochs = (3, 2) if args.smoke else (args.epochs, 15)
 
@@ -243,8 +253,10 @@ def main(argv=None):
     print(f"fine-tuning on rotated, noisy digits (conv2 and the classifier only): "
           f"accuracy {before:.4f} before, {after:.4f} after")
     print(f"original test set after fine-tuning: {accuracy(params, x_test, y_test):.4f}")
-    save_figure(history, fine_history, params["w1"], "train_cnn_digits.png")
-    print(f"saved train_cnn_digits.png; {time.perf_counter() - started:.1f} s in all")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_figure(history, fine_history, params["w1"], args.out / "train_cnn_digits.png")
+    print(f"saved {args.out / 'train_cnn_digits.png'}; {time.perf_counter() - started:.1f} s "
+          f"in all")
     if not args.smoke:
         assert test_accuracy >= 0.95
 

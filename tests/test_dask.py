@@ -281,11 +281,13 @@ def test_example_runs_in_smoke_mode(tmp_path):
     import sys
     from pathlib import Path
     example = Path(__file__).resolve().parents[1] / "examples" / "dask_filter.py"
-    done = subprocess.run([sys.executable, str(example), "--smoke"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(example), "--smoke", "--out",
+                           str(tmp_path / "out")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tile check against numbaconv.conv2d" in done.stdout
-    assert (tmp_path / "dask_filter_preview.npy").exists()
+    assert (tmp_path / "out" / "dask_filter_preview.npy").exists()
+    assert not (tmp_path / "dask_filter_preview.npy").exists()      # not in the cwd
 
 
 # ---------------------------------------------------------------------------
