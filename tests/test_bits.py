@@ -3,7 +3,7 @@
 Every explicit algorithm, forward and both gradients where it serves them, at 1 and 2 threads
 (``numba.set_num_threads``) and again, on odd-sized problems: the results
 must be equal bit for bit.  Before the fix of Note [GEMM shapes]
-(numbaconv/kernels/blas.py) 17 of these 79 comparisons differed on an AVX2
+(numbaconv/kernels/blas.py) 17 of 79 such comparisons differed on an AVX2
 CPU (OpenBLAS's Haswell kernels), and none on the AVX-512 machine CI had
 run on; the plan tests below guard the mechanism on any CPU.
 """
