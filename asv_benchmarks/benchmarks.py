@@ -23,6 +23,23 @@ before any timing), e.g.
 select points of ``Backward`` and ``TorchBackwardPeer``; without ``op=``
 every op runs; ``peer=none`` skips the PyTorch and SciPy peers).
 Use the same selection for every commit you want to compare (docs/asv.md).
+
+Note [recording settings]
+~~~~~~~~~~~~~~~~~~~~~~~~~
+A recorded time is the median of every sample of every round, and a round
+is one process.  On the shared development VM a whole process can be slow
+(another job's threads against numba's): a record made with
+``-a rounds=1`` had the depthwise layer at 7.9 ms against 0.5-0.7 ms in
+every other measurement, and asv kept it as that commit's history.  With
+asv's default of 2 rounds, one slow round still moves the median halfway.
+So the time benchmarks take :data:`ROUNDS` = 3 rounds (interleaved, asv
+runs every benchmark's first round before any second one, so they are
+minutes apart) of :data:`REPEAT` = at least 5 samples each (asv's default
+is at least 1): one slow round is outvoted two to one.  ``number`` stays
+automatic (about 10 ms a sample), and the 0.1 s warm-up of asv is longer
+than the 20 ms Note [turn warm-up] in numbaconv/bench/turns.py found
+enough.  Recording with ``--quick`` or ``-a rounds=1`` overrides this:
+docs/asv.md says not to.
 """
 
 from __future__ import annotations
@@ -39,6 +56,13 @@ try:
     from numbaconv.bench.suite import OPS
 except ImportError:   # a commit from before the op dimension: Backward skips all
     OPS = ("forward", "transposed", "grad_input", "grad_weight")
+
+#: Rounds and samples per round of every time benchmark but ``Compile``
+#: (Note [recording settings]); ``repeat`` as asv takes it: (at least, at
+#: most, seconds after which to stop once at least is reached).
+ROUNDS = 3
+REPEAT = (5, 10, 20.0)
+
 
 def _selection():
     """{parameter name: allowed values} from NUMBACONV_ASV_ONLY."""
@@ -139,6 +163,8 @@ class Conv:
     params = (SHAPES, ALGORITHMS, DTYPES)
     param_names = ["shape", "algorithm", "dtype"]
     timeout = 600
+    rounds = ROUNDS
+    repeat = REPEAT
 
     def setup(self, shape, algorithm, dtype):
         _skip_unselected(op="forward")
@@ -169,6 +195,8 @@ class Backward:
     params = (BACKWARD_SHAPES, BACKWARD_OPS, ALGORITHMS, DTYPES)
     param_names = ["shape", "op", "algorithm", "dtype"]
     timeout = 600
+    rounds = ROUNDS
+    repeat = REPEAT
 
     def setup(self, shape, op, algorithm, dtype):
         self.call, self.flops = _prepare_op(shape, op, algorithm, dtype)
@@ -218,6 +246,8 @@ class TorchPeer:
     params = SHAPES
     param_names = ["shape"]
     timeout = 300
+    rounds = ROUNDS
+    repeat = REPEAT
 
     def setup(self, shape):
         _skip_unselected(shape=shape, peer="torch", op="forward")
@@ -249,6 +279,8 @@ class TorchBackwardPeer:
     params = (BACKWARD_SHAPES, BACKWARD_OPS)
     param_names = ["shape", "op"]
     timeout = 300
+    rounds = ROUNDS
+    repeat = REPEAT
 
     def setup(self, shape, op):
         _skip_unselected(shape=shape, op=op, peer="torch")
@@ -280,6 +312,8 @@ class SciPyPeer:
 
     params = ["fftconvolve", "oaconvolve"]
     param_names = ["function"]
+    rounds = ROUNDS
+    repeat = REPEAT
 
     def setup(self, function):
         _skip_unselected(peer="scipy", op="forward")
