@@ -31,7 +31,8 @@ def is_device_array(obj):
 def call_device(op, arrays):
     """``"cuda"`` or ``"cpu"``: where every non-None array of ``arrays`` (a
     name -> array dict) lives; a ``TypeError`` naming each argument's place
-    when they are mixed."""
+    when they are mixed, an ``ImportError`` with the install command for GPU
+    arrays without numba-cuda (Note [numba-cuda] of :mod:`numbaconv.cuda`)."""
     if all(a is None or type(a) is np.ndarray for a in arrays.values()):
         return "cpu"                  # the common case, in 0.5 of the 2.2 us below
     where = {name: "cuda" if is_device_array(a) else "cpu"
@@ -41,4 +42,8 @@ def call_device(op, arrays):
                            for name, d in where.items())
         raise TypeError(f"{op}: all arrays must be on one device, got {places}; move them "
                         f"with numba.cuda.to_device(...) or .copy_to_host()")
-    return "cuda" if "cuda" in where.values() else "cpu"
+    if "cuda" not in where.values():
+        return "cpu"
+    from .cuda import require_numba_cuda      # imports no numba.cuda
+    require_numba_cuda(op, next(name for name, d in where.items() if d == "cuda"))
+    return "cuda"

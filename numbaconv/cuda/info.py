@@ -29,6 +29,10 @@ def status():
     """``(lines, usable)``: lines describing the CUDA devices, or why there
     are none, and whether GPU calls can run here (a device, or numba's
     simulator)."""
+    from . import numba_cuda_missing
+    missing = numba_cuda_missing()
+    if missing is not None:                    # Note [numba-cuda]: numba.cuda is not ours
+        return [f"CUDA: {missing}"], False
     try:
         from numba import cuda
     except Exception as exc:                   # a broken CUDA install must not break info
