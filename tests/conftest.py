@@ -46,10 +46,21 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 import numbaconv as nc  # noqa: E402
-from numbaconv.cuda import launch  # noqa: E402  (no numba.cuda import)
+from numbaconv.cuda import launch, numba_cuda_missing  # noqa: E402  (no numba.cuda import)
 
 # tiny blocks and tiles, so that the tiny GPU cases span several blocks
 launch.use_small_blocks()
+
+#: Why GPU calls cannot run here, or None.  The GPU backend needs the
+#: ``cuda`` extra (numba-cuda, simulator included: Note [numba-cuda] of
+#: numbaconv/cuda/__init__.py); ``pip install ".[test]"`` alone has numba's
+#: own deprecated CUDA target, whose compiles fail on our kernels.
+NUMBA_CUDA_MISSING = numba_cuda_missing()
+#: For a test (or a module: ``pytestmark = needs_numba_cuda``) that needs the
+#: ``cuda`` extra: skipped, saying why, without it.
+needs_numba_cuda = pytest.mark.skipif(
+    NUMBA_CUDA_MISSING is not None,
+    reason=f"the GPU tests need the cuda extra: {NUMBA_CUDA_MISSING}")
 
 # The tests check each algorithm against its own error bound; a developer's
 # NUMBACONV_TUNE=1 must not turn "auto" into a measured (and machine-

@@ -23,6 +23,11 @@ from numba import cuda
 import numbaconv as nc
 from numbaconv.algorithms import algorithm_names, get_algorithm
 
+from .conftest import needs_numba_cuda
+
+# the cuda extra (numba-cuda), or skip saying why (tests/conftest.py)
+pytestmark = needs_numba_cuda
+
 GPU_ALGORITHMS = [a for a in algorithm_names("cuda")[1:]
                   if get_algorithm(a, "cuda").unsupported_reason(
                       nc.dispatch.problem_spec((1, 1, 4, 4), (1, 1, 3, 3))) is None]

@@ -31,6 +31,11 @@ from numbaconv.padding import padding_maps
 from numbaconv.reference import conv_grad_weight_reference, conv_transpose_reference
 from numbaconv.rewrites import transposed_weight
 
+from .conftest import needs_numba_cuda
+
+# the cuda extra (numba-cuda), or skip saying why (tests/conftest.py)
+pytestmark = needs_numba_cuda
+
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 F32, F64 = np.float32, np.float64
 

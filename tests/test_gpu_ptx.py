@@ -4,7 +4,9 @@ The simulator runs kernels as Python, where type errors hide; so each
 kernel module's ``ptx_kernels()`` is compiled with
 ``numba.cuda.compile_ptx(..., cc=(9, 0))`` in a child process without
 ``NUMBA_ENABLE_CUDASIM`` (the toolkit wheels of the ``cuda`` extra make that
-work without a GPU).  Skipped, with the reason, where no CUDA toolkit is
+work without a GPU).  Skipped, with the reason, without the ``cuda`` extra
+(numba's own deprecated CUDA target cannot compile these kernels: Note
+[numba-cuda] of numbaconv/cuda/__init__.py) or where no CUDA toolkit is
 installed.
 """
 
@@ -15,6 +17,11 @@ import subprocess
 import sys
 
 import pytest
+
+from .conftest import needs_numba_cuda
+
+# the cuda extra (numba-cuda), or skip saying why (tests/conftest.py)
+pytestmark = needs_numba_cuda
 
 MODULES = ["numbaconv.cuda.arrays", "numbaconv.kernels.direct_cuda"]
 

@@ -33,7 +33,10 @@ from numbaconv.cuda import launch
 from numbaconv.dispatch import problem_spec
 from numbaconv.kernels import winograd_cuda as wc
 
-from .conftest import error_scale
+from .conftest import error_scale, needs_numba_cuda
+
+# the cuda extra (numba-cuda), or skip saying why (tests/conftest.py)
+pytestmark = needs_numba_cuda
 
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

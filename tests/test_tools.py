@@ -12,7 +12,7 @@ import pytest
 from numbaconv.bench.suite import OPS, PUBLIC_SHAPES, BenchCase, bench_points, get_cases, parse_ops
 from numbaconv.cli import main
 
-from .conftest import torch
+from .conftest import needs_numba_cuda, torch
 
 
 def test_suite_flops_match_bench_shapes_convention():
@@ -184,6 +184,7 @@ NO_DRIVER = ("Error at driver init: \n\nCUDA driver library cannot be found.\nIf
              "NUMBA_CUDA_DRIVER with the file path of the CUDA driver shared library.\n:")
 
 
+@needs_numba_cuda      # fakes numba-cuda's driver errors (without it: test_cuda_extra.py)
 def test_info_without_a_gpu_says_why_whole_and_lists_no_gpu_algorithms(capsys, monkeypatch):
     from numba import cuda
 
