@@ -160,7 +160,13 @@ class TestPhasePlaneForms:
     single-row form: row pairs give the same bits (except 3x3, whose nine
     taps are summed in one pass, and under bounds checking); every form
     gives the same bits on any thread count and in either half of a row
-    pair, within the reference's tolerance."""
+    pair, within the reference's tolerance.
+
+    The equal bits hold for any compiler target, not by luck of one CPU:
+    the forms are compiled without ``reassoc`` (``ORDERED_FASTMATH`` in
+    kernels/jit.py) and take their sums from the same helpers, so each sum
+    is the same expression in the same order in every form.  CI runs this
+    class under the AVX2 profile as well (.ci/run, stage 4)."""
 
     # (N, C, groups, H, W, KH, KW, pad_h, pad_w): odd and even output
     # heights, a single output row, kernels of 1-13 rows (groups of 7, 3 and
