@@ -89,7 +89,6 @@ import functools
 
 import numba
 import numpy as np
-from numba import prange
 
 from .jit import FASTMATH, cpu_kernel
 from .parallel import run_in_chunks
@@ -109,23 +108,31 @@ PATCH_PIXELS = 64
 # packing: gather the (padded) input into the layout a compute kernel wants
 # ---------------------------------------------------------------------------
 
-@cpu_kernel
-def pack_channels_last(x, map_d, map_h, map_w, xp):
+def pack_channels_last(x, map_d, map_h, map_w, xp, chunks=None):
     """xp[n, d, h, w, c] = x[n, c, map_d[d], map_h[h], map_w[w]] (0 where a map is -1).
 
     Channels inner: each packed pixel is written as one contiguous run while
     the reads stride over the C input planes of one row (all in L1).  The
     other order (contiguous reads, writes strided by C) took 1.4x as long on
     resnet3x3's input.  Flat views and unsigned indices: Note [reference
-    counts].
+    counts].  A job is one packed row, split over ``chunks`` runs (default:
+    numba's thread count) by :func:`~numbaconv.kernels.parallel.run_in_chunks`.
     """
+    N, Dp, Hp = x.shape[0], map_d.shape[0], map_h.shape[0]
+    run_in_chunks(_pack_chunk, (x, map_d, map_h, map_w, xp), N * Dp * Hp,
+                  numba.get_num_threads() if chunks is None else chunks)
+
+
+@cpu_kernel(parallel=False)
+def _pack_chunk(x, map_d, map_h, map_w, xp, first_job, stop_job):
+    """Packed rows ``first_job <= job < stop_job`` of :func:`pack_channels_last`."""
     N, C, D, H, W = x.shape
     Dp, Hp, Wp = map_d.shape[0], map_h.shape[0], map_w.shape[0]
     zero = xp.dtype.type(0)
     plane = D * H * W
     src = x.ravel()
     dst = xp.ravel()
-    for job in prange(N * Dp * Hp):
+    for job in range(first_job, stop_job):
         n = job // (Dp * Hp)
         sd = map_d[(job // Hp) % Dp]
         sh = map_h[job % Hp]
@@ -430,8 +437,8 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
         raise ValueError(f"band_rows must be an even number of at least 2 rows, got "
                          f"band_rows={band_rows}")
     jobs = out.shape[0] * out.shape[1] * -(-OH // band_rows)
-    task = {"row_pairs": _row_pairs_chunk, "stride_two": _stride_two_chunk}.get(
-        form, _phase_planes_chunk)
+    task = (_phase_planes_chunk if form == "single_rows"
+            else _PHASE_PLANE_TASKS[form, fused_passes(*kernel)])
     run_in_chunks(task, (x, w, bias, out, groups, pad_h, pad_w)
                   + _form_arguments(form, H, W, OH, OW, *kernel, pad_h, pad_w, *stride[1:],
                                     *dilation[1:], band_rows), jobs, chunks)
@@ -959,247 +966,291 @@ def _column_taps(w, co, ci, kw, KH, even, odd, pitch, buf, dst, o, size):
         kh += taps
 
 
-@cpu_kernel(parallel=False, reassociate=False)
-def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                     rows, length, first_job, stop_job):
-    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
-    in the row-pairs form (unit stride and dilation).
+def _row_pairs_task(fused):
+    """The row-pairs task compiled for one of :data:`FUSED_PASSES`
+    (Note [tasks per kernel])."""
+    nine, five = fused == "nine", fused == "five"   # constants of the compiled task
 
-    Note [row pairs]
-    ~~~~~~~~~~~~~~~~
-    A phase-planes pass (Note [phase planes]) loads seven input vectors and
-    the accumulators, and stores them, for seven multiply-adds: on AVX-512
-    the loads, not the FMA units, bound it.  Two output rows ``2m`` and
-    ``2m + 1`` read six input rows in common, so one pass computes both from
-    the input's *row phases*: ``E`` holds the padded input's even rows and
-    ``O`` its odd rows, and the accumulators ``de`` (even output rows) and
-    ``do`` (odd ones) are flat at pitch ``pitch``.  Tap ``kh`` of output row
-    ``2m`` reads padded row ``2m + kh``: ``E[m + kh/2]`` for even ``kh``,
-    ``O[m + (kh-1)/2]`` for odd; row ``2m + 1`` reads the next padded row.
-    So a seven-tap kernel column is eight loads for fourteen multiply-adds
-    (``_pair_seven``), and the pass runs at about one vector FMA per cycle.
+    @cpu_kernel(parallel=False, reassociate=False)
+    def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                         rows, length, first_job, stop_job):
+        """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
+        in the row-pairs form (unit stride and dilation).
 
-    The rows are stored at ``pitch = W + guard`` with a zero gap of ``guard``
-    (the largest column shift) between them, so a shifted tap reads zeros
-    past a row's ends and no column is ever zeroed or restored: on ConvNeXt's
-    7x7 layer that bookkeeping took 0.2 of the 1.5 us per plane, against 0.07
-    for the gap's junk outputs.  With no zeroing between kernel columns, a
-    3x3 kernel is one pass for all nine taps (``_pair_nine``: twelve loads
-    and two stores for eighteen multiply-adds, against five loads and stores
-    per three with a pass per column); the other kernels keep a pass per
-    column, in the order of the single-row form (and, compiled as shipped,
-    its bits; with bounds checking on, LLVM contracts the scalar code into
-    FMAs differently).  Both kernels are compiled without ``reassoc``: with
-    it LLVM summed the 3x3 pass's even and odd rows in different orders, so
-    a row's bits depended on its parity, which a Dask block may change.  The pass
-    covers ``size`` accumulators, a multiple of 16 (one AVX-512 vector), so
-    that it has no scalar remainder (with 7 left over on 14x14 planes the
-    remainder took 1.5x the vector part's time per value).  The row copies
-    in and out are ``memcpy`` (Note [short runs] in kernels/runs.py).
+        Note [row pairs]
+        ~~~~~~~~~~~~~~~~
+        A phase-planes pass (Note [phase planes]) loads seven input vectors and
+        the accumulators, and stores them, for seven multiply-adds: on AVX-512
+        the loads, not the FMA units, bound it.  Two output rows ``2m`` and
+        ``2m + 1`` read six input rows in common, so one pass computes both from
+        the input's *row phases*: ``E`` holds the padded input's even rows and
+        ``O`` its odd rows, and the accumulators ``de`` (even output rows) and
+        ``do`` (odd ones) are flat at pitch ``pitch``.  Tap ``kh`` of output row
+        ``2m`` reads padded row ``2m + kh``: ``E[m + kh/2]`` for even ``kh``,
+        ``O[m + (kh-1)/2]`` for odd; row ``2m + 1`` reads the next padded row.
+        So a seven-tap kernel column is eight loads for fourteen multiply-adds
+        (``_pair_seven``), and the pass runs at about one vector FMA per cycle.
 
-    Which layers take it (:func:`default_phase_plane_form`) depends on the kernel
-    size, stride and dilation only, so that a Dask block takes the same form
-    as its whole problem.  Measured (AMD EPYC with AVX-512, 2 threads,
-    interleaved medians, 2026-11-30), depthwise with ``k // 2`` padding, ms,
-    single-row form against row pairs:
+        The rows are stored at ``pitch = W + guard`` with a zero gap of ``guard``
+        (the largest column shift) between them, so a shifted tap reads zeros
+        past a row's ends and no column is ever zeroed or restored: on ConvNeXt's
+        7x7 layer that bookkeeping took 0.2 of the 1.5 us per plane, against 0.07
+        for the gap's junk outputs.  With no zeroing between kernel columns, a
+        3x3 kernel is one pass for all nine taps (``_pair_nine``: twelve loads
+        and two stores for eighteen multiply-adds, against five loads and stores
+        per three with a pass per column); the other kernels keep a pass per
+        column, in the order of the single-row form (and, compiled as shipped,
+        its bits; with bounds checking on, LLVM contracts the scalar code into
+        FMAs differently).  Both kernels are compiled without ``reassoc``: with
+        it LLVM summed the 3x3 pass's even and odd rows in different orders, so
+        a row's bits depended on its parity, which a Dask block may change.  The pass
+        covers ``size`` accumulators, a multiple of 16 (one AVX-512 vector), so
+        that it has no scalar remainder (with 7 left over on 14x14 planes the
+        remainder took 1.5x the vector part's time per value).  The row copies
+        in and out are ``memcpy`` (Note [short runs] in kernels/runs.py).
 
-    ============  =============  =============
-    input         3x3            7x7
-    ============  =============  =============
-    4x960x7x7     0.21 / 0.12    0.61 / 0.53
-    8x512x14x14   0.35 / 0.30    1.23 / 0.90
-    4x256x28x28   0.24 / 0.19    0.81 / 0.60
-    1x96x56x56    0.080 / 0.076  0.30 / 0.22
-    1x32x112x112  0.118 / 0.113  0.45 / 0.34
-    ============  =============  =============
+        Which layers take it (:func:`default_phase_plane_form`) depends on the kernel
+        size, stride and dilation only, so that a Dask block takes the same form
+        as its whole problem.  Measured (AMD EPYC with AVX-512, 2 threads,
+        interleaved medians, 2026-11-30), depthwise with ``k // 2`` padding, ms,
+        single-row form against row pairs:
 
-    5x5 was slower in this form while its columns were a three-tap and two
-    one-tap passes (0.55 against 0.74 ms on 4x256x28x28); with one five-tap
-    pass per column (Note [five-tap columns]) it is faster, and 5-row
-    kernels take it too.
-    What did not help: a pitch rounded up to 16 floats so that rows start
-    aligned (2-5%, within noise), 16-value block copies for the row copies
-    (2.5x slower than the plain loops), and the pass as a separate,
-    non-inlined function.  The pass is sensitive to how LLVM sees its
-    offsets: with the column shift computed through ``// sw`` (the column
-    phases of Note [phase planes]) it ran 1.25x slower, which is why this
-    form takes unit strides only.
-    """
-    Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
-    C, H, W = x.shape[1], x.shape[3], x.shape[4]
-    cin_g = C // groups
-    KH, KW = w.shape[3], w.shape[4]
-    nine = KH == 3 and KW == 3                        # one fused pass per plane
-    five = KH == 5 and KW == 5                        # one pass, the per-column sums
-    # the layout (guard, pitch, size, rows, length): row_pairs_layout
-    even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
-    odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
-    de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
-    do = np.empty(size, dtype=out.dtype)              # and of odd ones
-    # flat views taken once and unsigned indices: Note [reference counts]
-    xf = x.ravel()
-    of = out.ravel()
-    bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
-    for job in range(first_job, stop_job):
-        plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
-        bias_value = bias[co]
-        if not (nine or five):                        # the fused passes start from the bias
-            for q in range(size):
-                de[np.uint64(q)] = bias_value
-            for q in range(size):
-                do[np.uint64(q)] = bias_value
-        for ci in range(cin_g):
-            plane = (n * C + g * cin_g + ci) * H * W
-            if bands == 1:
-                # input row r is padded row r + pad_h; rows past the last read
-                # are skipped, padding rows stay the zeros they started as
-                for r in range(min(H, 2 * rows - pad_h)):
-                    padded = r + pad_h
-                    _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
-                              plane + r * W, W)
-            else:
-                # the band's padded row j is input row first_row + j - pad_h;
-                # rows outside the input are zeroed (another band left data)
-                for j in range(2 * rows):
-                    r = first_row + j - pad_h
-                    if 0 <= r < H:
-                        _copy_row(odd if j % 2 else even, guard + (j // 2) * pitch, xf,
+        ============  =============  =============
+        input         3x3            7x7
+        ============  =============  =============
+        4x960x7x7     0.21 / 0.12    0.61 / 0.53
+        8x512x14x14   0.35 / 0.30    1.23 / 0.90
+        4x256x28x28   0.24 / 0.19    0.81 / 0.60
+        1x96x56x56    0.080 / 0.076  0.30 / 0.22
+        1x32x112x112  0.118 / 0.113  0.45 / 0.34
+        ============  =============  =============
+
+        5x5 was slower in this form while its columns were a three-tap and two
+        one-tap passes (0.55 against 0.74 ms on 4x256x28x28); with one five-tap
+        pass per column (Note [five-tap columns]) it is faster, and 5-row
+        kernels take it too.
+        What did not help: a pitch rounded up to 16 floats so that rows start
+        aligned (2-5%, within noise), 16-value block copies for the row copies
+        (2.5x slower than the plain loops), and the pass as a separate,
+        non-inlined function.  The pass is sensitive to how LLVM sees its
+        offsets: with the column shift computed through ``// sw`` (the column
+        phases of Note [phase planes]) it ran 1.25x slower, which is why this
+        form takes unit strides only.
+        """
+        Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+        C, H, W = x.shape[1], x.shape[3], x.shape[4]
+        cin_g = C // groups
+        KH, KW = w.shape[3], w.shape[4]
+        # the layout (guard, pitch, size, rows, length): row_pairs_layout
+        even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
+        odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
+        de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
+        do = np.empty(size, dtype=out.dtype)              # and of odd ones
+        # flat views taken once and unsigned indices: Note [reference counts]
+        xf = x.ravel()
+        of = out.ravel()
+        bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
+        for job in range(first_job, stop_job):
+            plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
+            bias_value = bias[co]
+            if not (nine or five):                        # the fused passes start from the bias
+                for q in range(size):
+                    de[np.uint64(q)] = bias_value
+                for q in range(size):
+                    do[np.uint64(q)] = bias_value
+            for ci in range(cin_g):
+                plane = (n * C + g * cin_g + ci) * H * W
+                if bands == 1:
+                    # input row r is padded row r + pad_h; rows past the last read
+                    # are skipped, padding rows stay the zeros they started as
+                    for r in range(min(H, 2 * rows - pad_h)):
+                        padded = r + pad_h
+                        _copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
                                   plane + r * W, W)
-                    else:
-                        _zero_run(odd if j % 2 else even, guard + (j // 2) * pitch, W)
-            if nine:
-                _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
-                           bias_value)
-                continue
-            if five:
-                _pair_five_by_five(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size,
-                                   ci == 0, bias_value)
-                continue
-            for kw in range(KW):
-                # the column shift written as one sum of the loop index: see the Note
-                _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
-                               size)
-        start = plane_job * OH * OW
-        for oh in range(first_row, min(OH, first_row + band_rows)):
-            local = oh - first_row
-            _copy_row(of, start + oh * OW, do if local % 2 else de, (local // 2) * pitch, OW)
+                else:
+                    # the band's padded row j is input row first_row + j - pad_h;
+                    # rows outside the input are zeroed (another band left data)
+                    for j in range(2 * rows):
+                        r = first_row + j - pad_h
+                        if 0 <= r < H:
+                            _copy_row(odd if j % 2 else even, guard + (j // 2) * pitch, xf,
+                                      plane + r * W, W)
+                        else:
+                            _zero_run(odd if j % 2 else even, guard + (j // 2) * pitch, W)
+                if nine:
+                    _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
+                               bias_value)
+                    continue
+                if five:
+                    _pair_five_by_five(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size,
+                                       ci == 0, bias_value)
+                    continue
+                for kw in range(KW):
+                    # the column shift written as one sum of the loop index: see the Note
+                    _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
+                                   size)
+            start = plane_job * OH * OW
+            for oh in range(first_row, min(OH, first_row + band_rows)):
+                local = oh - first_row
+                _copy_row(of, start + oh * OW, do if local % 2 else de, (local // 2) * pitch, OW)
+
+    return _row_pairs_chunk
 
 
-@cpu_kernel(parallel=False, reassociate=False)
-def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                      rows, length, first_job, stop_job):
-    """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
-    for stride 2 (dilation 1).
+def _stride_two_task(fused):
+    """The stride-two task compiled for one of :data:`FUSED_PASSES`
+    (Note [tasks per kernel])."""
+    nine, five = fused == "nine", fused == "five"   # constants of the compiled task
 
-    Note [stride-two phases]
-    ~~~~~~~~~~~~~~~~~~~~~~~~
-    The single-row form of a stride-2 layer (Note [phase planes]) keeps the
-    input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
-    and zeroes columns between its three kernel-column passes.  Here the
-    padded input is split into its four (row, column) phases: every input
-    row is de-interleaved by vector shuffles straight into the rows of its
-    row phase's two column phases (Note [de-interleaved runs] in
-    kernels/runs.py), at pitch ``W/2 + guard`` with a zero gap as in Note
-    [row pairs].
-    Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
-    of row phase ``kh % 2``, so the accumulators are flat at that pitch with
-    no junk rows.  A 3x3 kernel's nine taps are one pass (nine loads and one
-    store for nine multiply-adds); other kernels make a pass per kernel
-    column, its taps in the groups of :func:`_tap_group`, reading the two
-    row phases in turn.  (This form was first written for 3x3 only; the
-    measurements of other kernels are at the end.)
+    @cpu_kernel(parallel=False, reassociate=False)
+    def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                          rows, length, first_job, stop_job):
+        """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
+        for stride 2 (dilation 1).
 
-    Measured (AMD EPYC with AVX-512, 2026-11-30, interleaved minima, ms),
-    depthwise 3x3 with padding 1, single-row form against this one, one and
-    two threads: MobileNet's dw_s2 (4, 144, 56, 56) 0.62 / 0.54 and 0.38 /
-    0.34; (4, 96, 112, 112) 2.83 / 2.77 and 1.27 / 1.06; (4, 256, 28, 28)
-    0.31 / 0.25 and 0.16 / 0.13; (8, 512, 14, 14) 0.59 / 0.41 and 0.30 /
-    0.24.  That split was then a flat de-interleave of 16 rows at a time
-    into a scratch band (LLVM vectorised the flat loop, not a per-row one:
-    0.44 against 0.25 ms on 28x28) and a ``memcpy`` per row into place; per
-    56x56 plane, one thread: pass 0.32 us, split 0.61 (0.27 de-interleave,
-    0.34 row copies), copy-out 0.10.  The shuffles made the split 0.25 us
-    and need no scratch.  Same layers, band split against shuffles, medians
-    of 200 calls, two processes each (ms): dw_s2 one thread 0.57, 0.53 /
-    0.44, 0.42, two threads 0.29, 0.27 / 0.22, 0.27; (4, 96, 112, 112) one
-    thread 2.55, 2.56 / 2.28, 2.12; (4, 256, 28, 28) one thread 0.30, 0.29
-    / 0.22, 0.20; (8, 512, 14, 14) one thread 0.48, 0.50 / 0.32, 0.33, two
-    threads 0.27, 0.28 / 0.20, 0.18.
+        Note [stride-two phases]
+        ~~~~~~~~~~~~~~~~~~~~~~~~
+        The single-row form of a stride-2 layer (Note [phase planes]) keeps the
+        input's rows at pitch ``2 * W/2``, so half of every pass is junk rows,
+        and zeroes columns between its three kernel-column passes.  Here the
+        padded input is split into its four (row, column) phases: every input
+        row is de-interleaved by vector shuffles straight into the rows of its
+        row phase's two column phases (Note [de-interleaved runs] in
+        kernels/runs.py), at pitch ``W/2 + guard`` with a zero gap as in Note
+        [row pairs].
+        Output row ``oh`` reads padded rows ``2*oh + kh``: row ``oh + kh // 2``
+        of row phase ``kh % 2``, so the accumulators are flat at that pitch with
+        no junk rows.  A 3x3 kernel's nine taps are one pass (nine loads and one
+        store for nine multiply-adds); other kernels make a pass per kernel
+        column, its taps in the groups of :func:`_tap_group`, reading the two
+        row phases in turn.  (This form was first written for 3x3 only; the
+        measurements of other kernels are at the end.)
 
-    Other kernels, single-row form against this one, ms on 2 threads, best
-    of five medians of 30 calls: see :func:`default_phase_plane_form`.  A
-    5x5 kernel is then one pass for all 25 taps, each column's sum added in
-    the per-column order (:func:`_stride_two_five_by_five`; outputs
-    bit-identical to the pass per column on three layers, one of them
-    grouped), ms on 2 threads, interleaved runs: 4x240x28x28 0.24 -> 0.15,
-    4x96x56x56 0.31 -> 0.25, 8x480x14x14 0.33 -> 0.23, 1x32x112x112 0.093
-    -> 0.076.  The same fusion of a 7x7 kernel was slower on MobileNet-size
-    planes (2x192x56x56 0.38 against 0.44-0.51) and is not kept.
-    """
-    Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
-    C, H, W = x.shape[1], x.shape[3], x.shape[4]
-    cin_g = C // groups
-    KH, KW = w.shape[3], w.shape[4]
-    nine = KH == 3 and KW == 3                        # one fused pass per plane
-    five = KH == 5 and KW == 5                        # one pass, the per-column sums
-    Wq = W // 2
-    # the layout (guard, pitch, size, rows, length): stride_two_layout
-    phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
-    acc = np.empty(size, dtype=out.dtype)
-    # tap (kh, kw) reads phases[_phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
-    # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
-    o0 = _column_phase_offset(0, pad_w, length, guard)
-    o1 = _column_phase_offset(1, pad_w, length, guard)
-    o2 = _column_phase_offset(2, pad_w, length, guard)
-    # flat views taken once and unsigned indices: Note [reference counts]
-    xf = x.ravel()
-    of = out.ravel()
-    bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
-    for job in range(first_job, stop_job):
-        plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
-        bias_value = bias[co]
-        if not (nine or five):                        # the fused passes start from the bias
-            for q in range(size):
-                acc[np.uint64(q)] = bias_value
-        for ci in range(cin_g):
-            plane = (n * C + g * cin_g + ci) * H * W
-            if bands == 1:
-                # input row r is padded row r + pad_h, de-interleaved into its
-                # row phase's two column phases; rows past the last read are
-                # skipped, padding rows stay the zeros they started as
-                for r in range(min(H, 2 * rows - pad_h)):
-                    padded = r + pad_h
-                    at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
-                    deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
-            else:
-                # the band's padded row j is input row 2 * first_row + j - pad_h;
-                # rows outside the input are zeroed (another band left data)
-                for j in range(2 * rows):
-                    r = 2 * first_row + j - pad_h
-                    at = (j % 2) * 2 * length + guard + (j // 2) * pitch
-                    if 0 <= r < H:
+        Measured (AMD EPYC with AVX-512, 2026-11-30, interleaved minima, ms),
+        depthwise 3x3 with padding 1, single-row form against this one, one and
+        two threads: MobileNet's dw_s2 (4, 144, 56, 56) 0.62 / 0.54 and 0.38 /
+        0.34; (4, 96, 112, 112) 2.83 / 2.77 and 1.27 / 1.06; (4, 256, 28, 28)
+        0.31 / 0.25 and 0.16 / 0.13; (8, 512, 14, 14) 0.59 / 0.41 and 0.30 /
+        0.24.  That split was then a flat de-interleave of 16 rows at a time
+        into a scratch band (LLVM vectorised the flat loop, not a per-row one:
+        0.44 against 0.25 ms on 28x28) and a ``memcpy`` per row into place; per
+        56x56 plane, one thread: pass 0.32 us, split 0.61 (0.27 de-interleave,
+        0.34 row copies), copy-out 0.10.  The shuffles made the split 0.25 us
+        and need no scratch.  Same layers, band split against shuffles, medians
+        of 200 calls, two processes each (ms): dw_s2 one thread 0.57, 0.53 /
+        0.44, 0.42, two threads 0.29, 0.27 / 0.22, 0.27; (4, 96, 112, 112) one
+        thread 2.55, 2.56 / 2.28, 2.12; (4, 256, 28, 28) one thread 0.30, 0.29
+        / 0.22, 0.20; (8, 512, 14, 14) one thread 0.48, 0.50 / 0.32, 0.33, two
+        threads 0.27, 0.28 / 0.20, 0.18.
+
+        Other kernels, single-row form against this one, ms on 2 threads, best
+        of five medians of 30 calls: see :func:`default_phase_plane_form`.  A
+        5x5 kernel is then one pass for all 25 taps, each column's sum added in
+        the per-column order (:func:`_stride_two_five_by_five`; outputs
+        bit-identical to the pass per column on three layers, one of them
+        grouped), ms on 2 threads, interleaved runs: 4x240x28x28 0.24 -> 0.15,
+        4x96x56x56 0.31 -> 0.25, 8x480x14x14 0.33 -> 0.23, 1x32x112x112 0.093
+        -> 0.076.  The same fusion of a 7x7 kernel was slower on MobileNet-size
+        planes (2x192x56x56 0.38 against 0.44-0.51) and is not kept.
+        """
+        Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+        C, H, W = x.shape[1], x.shape[3], x.shape[4]
+        cin_g = C // groups
+        KH, KW = w.shape[3], w.shape[4]
+        Wq = W // 2
+        # the layout (guard, pitch, size, rows, length): stride_two_layout
+        phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
+        acc = np.empty(size, dtype=out.dtype)
+        # tap (kh, kw) reads phases[_phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
+        # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
+        o0 = _column_phase_offset(0, pad_w, length, guard)
+        o1 = _column_phase_offset(1, pad_w, length, guard)
+        o2 = _column_phase_offset(2, pad_w, length, guard)
+        # flat views taken once and unsigned indices: Note [reference counts]
+        xf = x.ravel()
+        of = out.ravel()
+        bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
+        for job in range(first_job, stop_job):
+            plane_job, first_row, n, co, g = _band_job(job, bands, band_rows, Co, groups)
+            bias_value = bias[co]
+            if not (nine or five):                        # the fused passes start from the bias
+                for q in range(size):
+                    acc[np.uint64(q)] = bias_value
+            for ci in range(cin_g):
+                plane = (n * C + g * cin_g + ci) * H * W
+                if bands == 1:
+                    # input row r is padded row r + pad_h, de-interleaved into its
+                    # row phase's two column phases; rows past the last read are
+                    # skipped, padding rows stay the zeros they started as
+                    for r in range(min(H, 2 * rows - pad_h)):
+                        padded = r + pad_h
+                        at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
                         deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
-                    else:
-                        _zero_run(phases, at, Wq)
-                        _zero_run(phases, at + length, Wq)
-            if nine:
-                _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
-                                 ci == 0, bias_value)
-                continue
-            if five:
-                _stride_two_five_by_five(w, co, ci, o0, o1, o2,
-                                         _column_phase_offset(3, pad_w, length, guard),
-                                         _column_phase_offset(4, pad_w, length, guard),
-                                         2 * length, pitch, phases, acc, size, ci == 0,
-                                         bias_value)
-                continue
-            for kw in range(KW):
-                o = _column_phase_offset(kw, pad_w, length, guard)
-                _column_taps(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
-                             np.uint64(0), size)
-        start = plane_job * OH * OW
-        for oh in range(first_row, min(OH, first_row + band_rows)):
-            _copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
+                else:
+                    # the band's padded row j is input row 2 * first_row + j - pad_h;
+                    # rows outside the input are zeroed (another band left data)
+                    for j in range(2 * rows):
+                        r = 2 * first_row + j - pad_h
+                        at = (j % 2) * 2 * length + guard + (j // 2) * pitch
+                        if 0 <= r < H:
+                            deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
+                        else:
+                            _zero_run(phases, at, Wq)
+                            _zero_run(phases, at + length, Wq)
+                if nine:
+                    _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
+                                     ci == 0, bias_value)
+                    continue
+                if five:
+                    _stride_two_five_by_five(w, co, ci, o0, o1, o2,
+                                             _column_phase_offset(3, pad_w, length, guard),
+                                             _column_phase_offset(4, pad_w, length, guard),
+                                             2 * length, pitch, phases, acc, size, ci == 0,
+                                             bias_value)
+                    continue
+                for kw in range(KW):
+                    o = _column_phase_offset(kw, pad_w, length, guard)
+                    _column_taps(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
+                                 np.uint64(0), size)
+            start = plane_job * OH * OW
+            for oh in range(first_row, min(OH, first_row + band_rows)):
+                _copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
+
+    return _stride_two_chunk
+
+
+#: The passes a row-pairs or stride-two task is compiled for (Note [tasks
+#: per kernel]): one fused pass of a 3x3 kernel's nine taps, one of a 5x5
+#: kernel's 25, or a pass per kernel column (its taps in the groups of
+#: :func:`_tap_group`).
+FUSED_PASSES = ("nine", "five", "columns")
+
+
+def fused_passes(KH, KW):
+    """The :data:`FUSED_PASSES` of a ``KH x KW`` kernel in the row-pairs and
+    stride-two forms.
+
+    Note [tasks per kernel]
+    ~~~~~~~~~~~~~~~~~~~~~~~
+    The row-pairs and stride-two tasks chose among their three passes at
+    run time, from the weight's shape, so numba compiled all three, each
+    with its helpers inlined, for every layer: the first 3x3 depthwise call
+    of a process with an empty cache spent 8.2 s (CPU, 2-core AVX2 EPYC)
+    compiling the row-pairs task, most of it on the 5x5 and per-column passes it never runs.  Each
+    task is now built by a factory (:func:`_row_pairs_task`,
+    :func:`_stride_two_task`) whose ``nine`` and ``five`` are constants of
+    the closure: numba prunes the branches they decide before it inlines
+    anything, and compiles (and caches) one task per pass, when a layer
+    first needs it: 1.5 s for the 3x3 row-pairs task.  Each pass's code
+    is what it was, and so are the bits and the speed (bench A/B in
+    docs/results-startup.md).
+    """
+    return "nine" if (KH, KW) == (3, 3) else "five" if (KH, KW) == (5, 5) else "columns"
+
+
+#: (form, passes) -> its task, compiled when first called
+_PHASE_PLANE_TASKS = {**{("row_pairs", p): _row_pairs_task(p) for p in FUSED_PASSES},
+                      **{("stride_two", p): _stride_two_task(p) for p in FUSED_PASSES}}
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")

@@ -18,31 +18,46 @@ of one's own layers needs.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import prange
 
 from .jit import cpu_kernel
-
-
-@cpu_kernel
-def _sums(words):
-    first = np.uint64(0)
-    second = np.uint64(0)
-    for i in prange(words.shape[0]):
-        index = np.uint64(i)
-        a = np.uint64(words[i]) + index * np.uint64(0x9E3779B97F4A7C15)
-        b = np.uint64(words[i]) + index * np.uint64(0xD1B54A32D192ED03) + np.uint64(1)
-        first += _mix(a)
-        second += _mix(b)
-    return first, second
+from .parallel import run_in_chunks
 
 
 @cpu_kernel(parallel=False)
+def _sums_chunk(words, sums, first_job, stop_job):
+    """``sums[job]`` = the two sums over part ``job`` of ``len(sums)`` equal
+    parts of ``words``, for ``first_job <= job < stop_job``."""
+    n, parts = words.shape[0], sums.shape[0]
+    for job in range(first_job, stop_job):
+        first = np.uint64(0)
+        second = np.uint64(0)
+        for i in range(job * n // parts, (job + 1) * n // parts):
+            index = np.uint64(i)
+            a = np.uint64(words[i]) + index * np.uint64(0x9E3779B97F4A7C15)
+            b = np.uint64(words[i]) + index * np.uint64(0xD1B54A32D192ED03) + np.uint64(1)
+            first += _mix(a)
+            second += _mix(b)
+        sums[job, 0] = first
+        sums[job, 1] = second
+
+
+@numba.njit(inline="always")
 def _mix(x):
     """splitmix64's finaliser: every input bit affects every output bit."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+def _sums(words):
+    """The two sums of Note [weight fingerprint], a part per thread (sums
+    modulo 2**64: the same for any split)."""
+    parts = max(1, min(numba.get_num_threads(), words.shape[0]))
+    sums = np.zeros((parts, 2), dtype=np.uint64)
+    run_in_chunks(_sums_chunk, (words, sums), parts, parts)
+    return sums[:, 0].sum(dtype=np.uint64), sums[:, 1].sum(dtype=np.uint64)
 
 
 def fingerprint(array):
