@@ -1236,14 +1236,14 @@ def fused_passes(KH, KW):
     run time, from the weight's shape, so numba compiled all three, each
     with its helpers inlined, for every layer: the first 3x3 depthwise call
     of a process with an empty cache spent 8.2 s (CPU, 2-core AVX2 EPYC)
-    compiling the row-pairs task, most of it on the 5x5 and per-column passes it never runs.  Each
-    task is now built by a factory (:func:`_row_pairs_task`,
-    :func:`_stride_two_task`) whose ``nine`` and ``five`` are constants of
-    the closure: numba prunes the branches they decide before it inlines
-    anything, and compiles (and caches) one task per pass, when a layer
-    first needs it: 1.5 s for the 3x3 row-pairs task.  Each pass's code
-    is what it was, and so are the bits and the speed (bench A/B in
-    docs/results-startup.md).
+    compiling the row-pairs task, most of it on the 5x5 and per-column
+    passes it never runs.  Each task is now built by a factory
+    (:func:`_row_pairs_task`, :func:`_stride_two_task`) whose ``nine`` and
+    ``five`` are constants of the closure: numba prunes the branches they
+    decide before it inlines anything, and compiles (and caches) one task
+    per pass, when a layer first needs it: 1.5 s for the 3x3 row-pairs
+    task.  Each pass's code is what it was, and so are the bits and the
+    speed (A/B in docs/results-startup.md).
     """
     return "nine" if (KH, KW) == (3, 3) else "five" if (KH, KW) == (5, 5) else "columns"
 
