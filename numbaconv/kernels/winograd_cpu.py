@@ -29,6 +29,8 @@ and 15 ms to the output transform.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -51,28 +53,10 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
     of :mod:`numbaconv.algorithms.winograd`), and each phase's outputs land
     ``dilation`` apart in ``out``.
     """
-    run_in_chunks(_pipeline_chunk, (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh,
-                                    ATw, bias, tiles[0], tiles[1], tiles[2], total, chunk, out,
-                                    *dilation),
+    run_in_chunks(_tasks(BTd, BTh, BTw).pipeline,
+                  (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
+                   tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation),
                   -(-total // chunk), chunks)
-
-
-@cpu_kernel(parallel=False)
-def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tD, tH,
-                    tW, total, chunk, out, dd, dh, dw, first_job, stop_job):
-    Q, groups, cin_g, cout_g = U.shape
-    C, Co = xp.shape[4], out.shape[1]
-    V = np.empty((Q, chunk, C), dtype=out.dtype)
-    M = np.empty((Q, chunk, Co), dtype=out.dtype)
-    for job in range(first_job, stop_job):
-        first = job * chunk
-        P = min(chunk, total - first)
-        _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P)
-        for q in range(Q):
-            for g in range(groups):
-                gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g], U[q, g],
-                     M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
-        _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, 0, P)
 
 
 def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
@@ -81,12 +65,107 @@ def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
     ``xp`` is the packed, zero-extended input ``(N, D', H', W', C)``; the
     patch of tile ``(td, th, tw)`` starts at ``(td*mD, th*mH, tw*mW)``.
     """
-    run_in_chunks(_input_chunk, (xp, BTd, BTh, BTw, tiles[0], tiles[1], tiles[2], first, V),
-                  V.shape[1], chunks)
+    run_in_chunks(_tasks(BTd, BTh, BTw).input,
+                  (xp, BTd, BTh, BTw, tiles[0], tiles[1], tiles[2], first, V), V.shape[1],
+                  chunks)
+
+
+def transform_products(gemm_address, int_witness, U, V, M, chunks):
+    """M[q][:, g] = V[q][:, g] @ U[q, g] for every position q and group g (BLAS)."""
+    run_in_chunks(_products_chunk, (gemm_address, int_witness, U, V, M),
+                  U.shape[0] * U.shape[1], chunks)
+
+
+def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation=(1, 1, 1)):
+    """out tile of ``first + p`` = (ATd x ATh x ATw) M[:, p] + bias, cropped to
+    the output (``bias`` empty: none); tiles of dilation phases (image
+    numbers from ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
+    run_in_chunks(_tasks(ATd.T, ATh.T, ATw.T).output,
+                  (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], first, out, *dilation),
+                  M.shape[1], chunks)
+
+
+class _Tasks(NamedTuple):
+    """The tasks of one F(m, 3) and problem rank (Note [tasks per transform])."""
+
+    input: object
+    output: object
+    pipeline: object
+
+
+def _tasks(BTd, BTh, BTw):
+    """The tasks for the transforms ``BT`` of the three axes: ``alpha`` from
+    W's, the rank from which axes have one (a 1x1 identity elsewhere)."""
+    return _TASKS[BTw.shape[0], 1 + (BTh.shape[0] > 1) + (BTd.shape[0] > 1)]
+
+
+def _make_tasks(alpha, rank):
+    """The input-transform, output-transform and pipeline tasks compiled for
+    F(alpha - 2, 3) on ``rank`` axes.
+
+    Note [tasks per transform]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~
+    The tasks chose the F(4, 3) or F(2, 3) transform of each axis at run
+    time, so numba compiled both transforms, and every pass of both, into
+    every call: a first Winograd call with an empty cache compiled for 4.7 s
+    (CPU, 2-core AVX2 EPYC: the input, output and pipeline tasks 3.4 s, the
+    four transforms 1.3 s).  Now a factory makes the tasks per F(m, 3) and
+    rank, with ``f4`` a constant of the closure (numba prunes the other
+    transform), and the transforms' loops are two kernels
+    (:func:`_input_tiles`, :func:`_output_tiles`) that take the transform
+    as an argument and the rank as a constant, so a call compiles one
+    transform of each kind and one version of each loop: 3.5 s for a 2-D
+    F(4x4, 3x3) call (the two transforms 0.9 s, the loops 1.9 s, the
+    pipeline 0.7 s).  Inlining the loops into the pipeline instead cost
+    more (numba copies an inlined function's IR for every call: 2.8 s for
+    the pipeline alone), and so did compiling ``_along`` on its own (once
+    per literal axis).  The arithmetic is in the transforms, called as
+    before: the bits are unchanged and the speed is the same
+    (docs/results-startup.md).
+    """
+    f4 = alpha == 6
+
+    @cpu_kernel(parallel=False)
+    def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
+        transform = transforms.input_f4 if f4 else transforms.input_f2
+        _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform,
+                     rank)
+
+    @cpu_kernel(parallel=False)
+    def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
+                      stop_job):
+        transform = transforms.output_f4 if f4 else transforms.output_f2
+        _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
+                      stop_job, transform, rank)
+
+    @cpu_kernel(parallel=False)
+    def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
+                        tD, tH, tW, total, chunk, out, dd, dh, dw, first_job, stop_job):
+        transform_in = transforms.input_f4 if f4 else transforms.input_f2
+        transform_out = transforms.output_f4 if f4 else transforms.output_f2
+        Q, groups, cin_g, cout_g = U.shape
+        C, Co = xp.shape[4], out.shape[1]
+        V = np.empty((Q, chunk, C), dtype=out.dtype)
+        M = np.empty((Q, chunk, Co), dtype=out.dtype)
+        for job in range(first_job, stop_job):
+            first = job * chunk
+            P = min(chunk, total - first)
+            _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P, transform_in, rank)
+            for q in range(Q):
+                for g in range(groups):
+                    gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g],
+                         U[q, g], M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
+            _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, 0, P,
+                          transform_out, rank)
+
+    return _Tasks(_input_chunk, _output_chunk, _pipeline_chunk)
 
 
 @cpu_kernel(parallel=False)
-def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
+def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform, rank):
+    """V[:, p] for tiles ``first + p``, ``first_job <= p < stop_job``
+    (:func:`input_transform`), with ``transform`` along each of the last
+    ``rank`` axes."""
     Dx, Hx, Wx, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     P = V.shape[1]
     aD, aH, aW = BTd.shape[0], BTh.shape[0], BTw.shape[0]
@@ -99,43 +178,37 @@ def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
     # are P times those of t1/t2
     vd, vh, vw = aH * aW * P * C, aW * P * C, P * C
     bd, bh = aH * aW * C, aW * C
-    f4, f2 = transforms.input_f4, transforms.input_f2
     for p in range(first_job, stop_job):
         n, td, th, tw = _tile_position(first + p, tD, tH, tW)
         corner = (((n * Dx + td * mD) * Hx + th * mH) * Wx + tw * mW) * C
         # along W, straight from the packed rows, then H, then D; the last
         # axis with a transform writes into V
-        last_w = aH == 1 and aD == 1
-        out_w = dst if last_w else t1
-        _along(2, aW, f4, f2, src, corner, Hx * Wx * C, Wx * C, C, out_w,
-               p * C if last_w else 0, vd if last_w else bd, vh if last_w else bh,
-               vw if last_w else C, aD, aH, C)
-        if aH > 1:
-            out_h = dst if aD == 1 else t2
-            _along(1, aH, f4, f2, t1, 0, bd, bh, C, out_h, p * C if aD == 1 else 0,
-                   vd if aD == 1 else bd, vh if aD == 1 else bh, vw if aD == 1 else C, aD, aW,
+        if rank == 1:
+            _along(2, transform, src, corner, Hx * Wx * C, Wx * C, C, dst, p * C, vd, vh, vw,
+                   aD, aH, C)
+        else:
+            _along(2, transform, src, corner, Hx * Wx * C, Wx * C, C, t1, 0, bd, bh, C, aD, aH,
                    C)
-        if aD > 1:
-            _along(0, aD, f4, f2, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
+        if rank == 2:
+            _along(1, transform, t1, 0, bd, bh, C, dst, p * C, vd, vh, vw, aD, aW, C)
+        elif rank == 3:
+            _along(1, transform, t1, 0, bd, bh, C, t2, 0, bd, bh, C, aD, aW, C)
+            _along(0, transform, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
 
 
-@cpu_kernel(parallel=False)
+@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
 def _tile_position(tile, tD, tH, tW):
     """(image, td, th, tw) of tile number ``tile`` (module notes)."""
     return tile // (tW * tH * tD), (tile // (tW * tH)) % tD, (tile // tW) % tH, tile % tW
 
 
 @numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
-def _along(axis, alpha, transform_6, transform_4, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1,
-           n2, C):
-    """Apply a transform along ``axis`` (0: D, 1: H, 2: W) of a tile:
-    ``transform_6`` if ``alpha`` is 6 (F(4, 3)), else ``transform_4`` (F(2, 3));
-    the functions of Note [constant transforms], passed as arguments so that
-    numba compiles one version for the input and one for the output
-    transform.  ``src`` at ``s0`` with pitches ``(sd, sh, sw)`` (channels
-    contiguous), into ``dst`` at ``d0`` with pitches ``(dd, dh, dw)``, for
-    every position ``(i, j)`` of the two other axes (``n1 x n2``, in axis
-    order)."""
+def _along(axis, transform, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
+    """Apply ``transform`` (a function of Note [constant transforms]) along
+    ``axis`` (0: D, 1: H, 2: W) of a tile: ``src`` at ``s0`` with pitches
+    ``(sd, sh, sw)`` (channels contiguous), into ``dst`` at ``d0`` with
+    pitches ``(dd, dh, dw)``, for every position ``(i, j)`` of the two other
+    axes (``n1 x n2``, in axis order)."""
     for i in range(n1):
         for j in range(n2):
             if axis == 2:
@@ -144,16 +217,7 @@ def _along(axis, alpha, transform_6, transform_4, src, s0, sd, sh, sw, dst, d0, 
                 first, at, stride, dstride = s0 + i * sd + j * sw, d0 + i * dd + j * dw, sh, dh
             else:
                 first, at, stride, dstride = s0 + i * sh + j * sw, d0 + i * dh + j * dw, sd, dd
-            if alpha == 6:
-                transform_6(src, first, stride, dst, at, dstride, C)
-            else:
-                transform_4(src, first, stride, dst, at, dstride, C)
-
-
-def transform_products(gemm_address, int_witness, U, V, M, chunks):
-    """M[q][:, g] = V[q][:, g] @ U[q, g] for every position q and group g (BLAS)."""
-    run_in_chunks(_products_chunk, (gemm_address, int_witness, U, V, M),
-                  U.shape[0] * U.shape[1], chunks)
+            transform(src, first, stride, dst, at, dstride, C)
 
 
 @cpu_kernel(parallel=False)
@@ -166,17 +230,12 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
              M[q, :, g * cout_g:(g + 1) * cout_g], 0.0)
 
 
-def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation=(1, 1, 1)):
-    """out tile of ``first + p`` = (ATd x ATh x ATw) M[:, p] + bias, cropped to
-    the output (``bias`` empty: none); tiles of dilation phases (image
-    numbers from ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
-    run_in_chunks(_output_chunk, (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2],
-                                  first, out, *dilation), M.shape[1], chunks)
-
-
 @cpu_kernel(parallel=False)
-def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                  stop_job):
+def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
+                  stop_job, transform, rank):
+    """The outputs of tiles ``first + p``, ``first_job <= p < stop_job``
+    (:func:`output_transform`), with ``transform`` along each of the last
+    ``rank`` axes."""
     P, Co = M.shape[1], M.shape[2]
     N = out.shape[0]
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -191,7 +250,6 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
     # tile buffers laid out (d, h, w, c) with pitches (aH*aW*Co, aW*Co, Co);
     # M[q, p, :] is that layout with pitches P times larger
     bd, bh = aH * aW * Co, aW * Co
-    f4, f2 = transforms.output_f4, transforms.output_f2
     for p in range(first_job, stop_job):
         image, td, th, tw = _tile_position(first + p, tD, tH, tW)
         # image = phase * N + n; phase (rd, rh, rw) writes the outputs
@@ -203,14 +261,14 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
         rd = phase // (dw * dh)
         # along W (straight from M), H and D (Note [constant transforms]);
         # the result ends in t1 for 1-D and 3-D, in t2 for 2-D
-        _along(2, aW, f4, f2, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
+        _along(2, transform, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
                Co, aD, aH, Co)
         res = t1
-        if aH > 1:
-            _along(1, aH, f4, f2, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
+        if rank >= 2:
+            _along(1, transform, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
             res = t2
-        if aD > 1:
-            _along(0, aD, f4, f2, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
+        if rank == 3:
+            _along(0, transform, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
             res = t1
         # bias and the cropped scatter into out (N, C_out, ...), per channel
         # a run of mW neighbours.  Channel by channel for each output pixel,
@@ -229,3 +287,7 @@ def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
                     b = bias[c] if bias.shape[0] else zero
                     for kw in range(width):
                         dst[np.uint64(o + c * plane + kw * dw)] = res[r + kw * Co + c] + b
+
+
+#: (alpha, rank) -> its tasks, each compiled when first called
+_TASKS = {(alpha, rank): _make_tasks(alpha, rank) for alpha in (6, 4) for rank in (1, 2, 3)}
