@@ -53,7 +53,7 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
     of :mod:`numbaconv.algorithms.winograd`), and each phase's outputs land
     ``dilation`` apart in ``out``.
     """
-    run_in_chunks(_tasks(BTd, BTh, BTw).pipeline,
+    run_in_chunks(_TASKS[BTw.shape[0]].pipeline,
                   (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
                    tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation),
                   -(-total // chunk), chunks)
@@ -65,7 +65,7 @@ def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
     ``xp`` is the packed, zero-extended input ``(N, D', H', W', C)``; the
     patch of tile ``(td, th, tw)`` starts at ``(td*mD, th*mH, tw*mW)``.
     """
-    run_in_chunks(_tasks(BTd, BTh, BTw).input,
+    run_in_chunks(_TASKS[BTw.shape[0]].input,
                   (xp, BTd, BTh, BTw, tiles[0], tiles[1], tiles[2], first, V), V.shape[1],
                   chunks)
 
@@ -80,28 +80,22 @@ def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation
     """out tile of ``first + p`` = (ATd x ATh x ATw) M[:, p] + bias, cropped to
     the output (``bias`` empty: none); tiles of dilation phases (image
     numbers from ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
-    run_in_chunks(_tasks(ATd.T, ATh.T, ATw.T).output,
+    run_in_chunks(_TASKS[ATw.shape[1]].output,
                   (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], first, out, *dilation),
                   M.shape[1], chunks)
 
 
 class _Tasks(NamedTuple):
-    """The tasks of one F(m, 3) and problem rank (Note [tasks per transform])."""
+    """The tasks of one F(m, 3) (Note [tasks per transform])."""
 
     input: object
     output: object
     pipeline: object
 
 
-def _tasks(BTd, BTh, BTw):
-    """The tasks for the transforms ``BT`` of the three axes: ``alpha`` from
-    W's, the rank from which axes have one (a 1x1 identity elsewhere)."""
-    return _TASKS[BTw.shape[0], 1 + (BTh.shape[0] > 1) + (BTd.shape[0] > 1)]
-
-
-def _make_tasks(alpha, rank):
+def _make_tasks(alpha):
     """The input-transform, output-transform and pipeline tasks compiled for
-    F(alpha - 2, 3) on ``rank`` axes.
+    F(alpha - 2, 3).
 
     Note [tasks per transform]
     ~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -109,17 +103,19 @@ def _make_tasks(alpha, rank):
     time, so numba compiled both transforms, and every pass of both, into
     every call: a first Winograd call with an empty cache compiled for 4.7 s
     (CPU, 2-core AVX2 EPYC: the input, output and pipeline tasks 3.4 s, the
-    four transforms 1.3 s).  Now a factory makes the tasks per F(m, 3) and
-    rank, with ``f4`` a constant of the closure (numba prunes the other
+    four transforms 1.3 s).  Now a factory makes the tasks per F(m, 3),
+    with ``f4`` a constant of the closure (numba prunes the other
     transform), and the transforms' loops are two kernels
     (:func:`_input_tiles`, :func:`_output_tiles`) that take the transform
-    as an argument and the rank as a constant, so a call compiles one
-    transform of each kind and one version of each loop: 3.5 s for a 2-D
-    F(4x4, 3x3) call (the two transforms 0.9 s, the loops 1.9 s, the
-    pipeline 0.7 s).  Inlining the loops into the pipeline instead cost
-    more (numba copies an inlined function's IR for every call: 2.8 s for
-    the pipeline alone), and so did compiling ``_along`` on its own (once
-    per literal axis).  The arithmetic is in the transforms, called as
+    as an argument, so a call compiles one transform of each kind and one
+    version of each loop: 3.5 s for a 2-D F(4x4, 3x3) call (the two
+    transforms 0.9 s, the loops 1.9 s, the pipeline 0.7 s).  Inlining the
+    loops into the pipeline instead cost more (numba copies an inlined
+    function's IR for every call: 2.8 s for the pipeline alone), and so did
+    compiling ``_along`` on its own (once per literal axis).  Tasks per rank
+    as well bought nothing for one call (numba does not prune branches on a
+    literal argument) and compiled the loops three times over in
+    ``numbaconv warmup``.  The arithmetic is in the transforms, called as
     before: the bits are unchanged and the speed is the same
     (docs/results-startup.md).
     """
@@ -128,15 +124,14 @@ def _make_tasks(alpha, rank):
     @cpu_kernel(parallel=False)
     def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
         transform = transforms.input_f4 if f4 else transforms.input_f2
-        _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform,
-                     rank)
+        _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform)
 
     @cpu_kernel(parallel=False)
     def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
                       stop_job):
         transform = transforms.output_f4 if f4 else transforms.output_f2
         _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                      stop_job, transform, rank)
+                      stop_job, transform)
 
     @cpu_kernel(parallel=False)
     def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
@@ -150,22 +145,22 @@ def _make_tasks(alpha, rank):
         for job in range(first_job, stop_job):
             first = job * chunk
             P = min(chunk, total - first)
-            _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P, transform_in, rank)
+            _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P, transform_in)
             for q in range(Q):
                 for g in range(groups):
                     gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g],
                          U[q, g], M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
             _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, 0, P,
-                          transform_out, rank)
+                          transform_out)
 
     return _Tasks(_input_chunk, _output_chunk, _pipeline_chunk)
 
 
 @cpu_kernel(parallel=False)
-def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform, rank):
+def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform):
     """V[:, p] for tiles ``first + p``, ``first_job <= p < stop_job``
-    (:func:`input_transform`), with ``transform`` along each of the last
-    ``rank`` axes."""
+    (:func:`input_transform`), with ``transform`` along each axis that has
+    one (the others' matrices are 1x1 identities)."""
     Dx, Hx, Wx, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     P = V.shape[1]
     aD, aH, aW = BTd.shape[0], BTh.shape[0], BTw.shape[0]
@@ -183,16 +178,16 @@ def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, t
         corner = (((n * Dx + td * mD) * Hx + th * mH) * Wx + tw * mW) * C
         # along W, straight from the packed rows, then H, then D; the last
         # axis with a transform writes into V
-        if rank == 1:
-            _along(2, transform, src, corner, Hx * Wx * C, Wx * C, C, dst, p * C, vd, vh, vw,
-                   aD, aH, C)
-        else:
-            _along(2, transform, src, corner, Hx * Wx * C, Wx * C, C, t1, 0, bd, bh, C, aD, aH,
+        last_w = aH == 1 and aD == 1
+        out_w = dst if last_w else t1
+        _along(2, transform, src, corner, Hx * Wx * C, Wx * C, C, out_w, p * C if last_w else 0,
+               vd if last_w else bd, vh if last_w else bh, vw if last_w else C, aD, aH, C)
+        if aH > 1:
+            out_h = dst if aD == 1 else t2
+            _along(1, transform, t1, 0, bd, bh, C, out_h, p * C if aD == 1 else 0,
+                   vd if aD == 1 else bd, vh if aD == 1 else bh, vw if aD == 1 else C, aD, aW,
                    C)
-        if rank == 2:
-            _along(1, transform, t1, 0, bd, bh, C, dst, p * C, vd, vh, vw, aD, aW, C)
-        elif rank == 3:
-            _along(1, transform, t1, 0, bd, bh, C, t2, 0, bd, bh, C, aD, aW, C)
+        if aD > 1:
             _along(0, transform, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
 
 
@@ -232,10 +227,10 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
 
 @cpu_kernel(parallel=False)
 def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                  stop_job, transform, rank):
+                  stop_job, transform):
     """The outputs of tiles ``first + p``, ``first_job <= p < stop_job``
-    (:func:`output_transform`), with ``transform`` along each of the last
-    ``rank`` axes."""
+    (:func:`output_transform`), with ``transform`` along each axis that has
+    one."""
     P, Co = M.shape[1], M.shape[2]
     N = out.shape[0]
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -264,10 +259,10 @@ def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
         _along(2, transform, src, p * Co, aH * aW * P * Co, aW * P * Co, P * Co, t1, 0, bd, bh,
                Co, aD, aH, Co)
         res = t1
-        if rank >= 2:
+        if aH > 1:
             _along(1, transform, t1, 0, bd, bh, Co, t2, 0, bd, bh, Co, aD, mW, Co)
             res = t2
-        if rank == 3:
+        if aD > 1:
             _along(0, transform, t2, 0, bd, bh, Co, t1, 0, bd, bh, Co, mH, mW, Co)
             res = t1
         # bias and the cropped scatter into out (N, C_out, ...), per channel
@@ -289,5 +284,5 @@ def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
                         dst[np.uint64(o + c * plane + kw * dw)] = res[r + kw * Co + c] + b
 
 
-#: (alpha, rank) -> its tasks, each compiled when first called
-_TASKS = {(alpha, rank): _make_tasks(alpha, rank) for alpha in (6, 4) for rank in (1, 2, 3)}
+#: alpha -> the tasks of F(alpha - 2, 3), each compiled when first called
+_TASKS = {alpha: _make_tasks(alpha) for alpha in (6, 4)}
