@@ -123,7 +123,7 @@ def pack_channels_last(x, map_d, map_h, map_w, xp, chunks=None):
                   numba.get_num_threads() if chunks is None else chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _pack_chunk(x, map_d, map_h, map_w, xp, first_job, stop_job):
     """Packed rows ``first_job <= job < stop_job`` of :func:`pack_channels_last`."""
     N, C, D, H, W = x.shape
@@ -153,7 +153,7 @@ def _pack_chunk(x, map_d, map_h, map_w, xp, first_job, stop_job):
                     dst[np.uint64(at + c)] = src[np.uint64(first + sw + c * plane)]
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _gather_plane(src, map_d, map_h, map_w, dst):
     """dst[d, h, w] = src[map_d[d], map_h[h], map_w[w]] for one channel plane."""
     zero = dst.dtype.type(0)
@@ -200,7 +200,7 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
                   N * OD * OH * runs * groups, chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
                          first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
@@ -223,7 +223,7 @@ def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, 
         _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, dilation,
                 patch):
     """patch[p] = the input values output pixel ow0 + p multiplies, in weight order.
@@ -253,7 +253,7 @@ def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, d
                     i += run
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups):
     """out[n, co, od, oh, ow0 + p] = patch[p] . wp[co] + bias[co] for the group's co.
 
@@ -350,7 +350,7 @@ def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, 
                   out.shape[0] * out.shape[1], chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, dh, dw,
                   first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes."""
@@ -368,7 +368,7 @@ def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, 
         _plane_task(planes, w[co], bias[co], out[n, co], stride, dilation)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _plane_task(planes, w, bias, out, stride, dilation):
     """out[od, oh, ow] = bias + sum over (ci, taps) of w[ci, tap] * planes[ci, shifted].
 
@@ -667,7 +667,7 @@ def phase_plane_band_rows(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, 
     return low
 
 
-@cpu_kernel(parallel=False, reassociate=False)
+@cpu_kernel(parallel=False, reassociate=False, python_callable=False)
 def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows, Wq,
                         pitch, size, guard, base, length, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
@@ -971,7 +971,7 @@ def _row_pairs_task(fused):
     (Note [tasks per kernel])."""
     nine, five = fused == "nine", fused == "five"   # constants of the compiled task
 
-    @cpu_kernel(parallel=False, reassociate=False)
+    @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
                          rows, length, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
@@ -1102,7 +1102,7 @@ def _stride_two_task(fused):
     (Note [tasks per kernel])."""
     nine, five = fused == "nine", fused == "five"   # constants of the compiled task
 
-    @cpu_kernel(parallel=False, reassociate=False)
+    @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
                           rows, length, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
@@ -1627,7 +1627,7 @@ def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, 
                                 *dilation), N * OD * OH, chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, dw,
                 first_job, stop_job):
     """Rows ``first_job <= job < stop_job`` of conv_thin_channels_last."""

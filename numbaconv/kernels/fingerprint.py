@@ -25,7 +25,7 @@ from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _sums_chunk(words, sums, first_job, stop_job):
     """``sums[job]`` = the two sums over part ``job`` of ``len(sums)`` equal
     parts of ``words``, for ``first_job <= job < stop_job``."""

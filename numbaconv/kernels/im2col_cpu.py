@@ -68,7 +68,7 @@ def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunk
                   N * groups * row_blocks, chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, first_job,
                      stop_job):
     """Jobs ``first_job <= job < stop_job`` of pointwise_conv; job = (n, g, block)."""
@@ -162,7 +162,7 @@ def _im2col_task(small, fills):
     """
     same_only, both = fills == "same_width", fills == "both"   # constants of the task
 
-    @cpu_kernel(parallel=False)
+    @cpu_kernel(parallel=False, python_callable=False)
     def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
                       row_blocks, first_job, stop_job):
@@ -409,7 +409,7 @@ def _next_tap(ci, kd, kh, kw, KD, KH, KW):
     return ci, kd, kh, kw
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _small_product(w, columns, pixels, flat, first, stride):
     """flat[first + m*stride + p] += sum_k w[m, k] * columns[k*pixels + p].
 
@@ -480,7 +480,7 @@ def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out
     out.reshape(groups, cout_g, K)[...] = total.transpose(0, 2, 1)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc, KD, KH, KW,
                        sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
                        first_job, stop_job):
@@ -578,7 +578,7 @@ def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilatio
                   N * groups * channel_blocks, chunks)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh, dw, Ld, Lh,
                   Lw, lo_d, lo_h, lo_w, channel_blocks, tile, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of col2im_conv; job = (n, group, channel block).

@@ -24,6 +24,13 @@ Why these options:
   stale cache (``find numbaconv -name '*.nb[ic]' -delete``); a stale
   ``gemm`` once passed wrong leading dimensions here.  Installs are not
   affected (every file is rewritten).
+* ``no_cfunc_wrapper=True`` -- numba adds a C-callable wrapper to every
+  function, for passing it as a first-class function value; kernels are
+  called directly (or, the tasks, by address: Note [parallel shell]), so it
+  is left out.  ``python_callable=False`` leaves out the Python wrapper (the
+  unboxing of every argument) too, for a task or helper that only compiled
+  code calls: together 0.05-0.1 s of each cold compile (half a small
+  function's).  Calling such a kernel from Python fails.
 """
 
 from __future__ import annotations
@@ -39,18 +46,21 @@ FASTMATH = frozenset({"reassoc", "contract"})
 ORDERED_FASTMATH = frozenset({"contract"})
 
 
-def cpu_kernel(function=None, *, parallel=True, reassociate=True):
+def cpu_kernel(function=None, *, parallel=True, reassociate=True, python_callable=True):
     """Decorate ``function`` as a numbaconv CPU kernel (see module notes).
 
     ``reassociate=False`` compiles it with :data:`ORDERED_FASTMATH`, for a
     kernel whose loops are not reductions and whose sums must keep the order
     they are written in: with ``reassoc`` LLVM may sum two expressions of
-    the same shape in different orders (Note [row pairs] in direct_cpu)."""
+    the same shape in different orders (Note [row pairs] in direct_cpu).
+    ``python_callable=False`` leaves out the wrappers that let Python call
+    it (module notes)."""
 
     def decorate(fn):
         options = dict(parallel=parallel,
                        fastmath=set(FASTMATH if reassociate else ORDERED_FASTMATH),
-                       boundscheck=False, nogil=True, error_model="numpy")
+                       boundscheck=False, nogil=True, error_model="numpy",
+                       no_cfunc_wrapper=True, no_cpython_wrapper=not python_callable)
         try:
             return numba.njit(cache=True, **options)(fn)
         except RuntimeError as exc:   # "cannot cache function ...: no locator available"

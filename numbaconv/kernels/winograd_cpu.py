@@ -121,19 +121,19 @@ def _make_tasks(alpha):
     """
     f4 = alpha == 6
 
-    @cpu_kernel(parallel=False)
+    @cpu_kernel(parallel=False, python_callable=False)
     def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
         transform = transforms.input_f4 if f4 else transforms.input_f2
         _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform)
 
-    @cpu_kernel(parallel=False)
+    @cpu_kernel(parallel=False, python_callable=False)
     def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
                       stop_job):
         transform = transforms.output_f4 if f4 else transforms.output_f2
         _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
                       stop_job, transform)
 
-    @cpu_kernel(parallel=False)
+    @cpu_kernel(parallel=False, python_callable=False)
     def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
                         tD, tH, tW, total, chunk, out, dd, dh, dw, first_job, stop_job):
         transform_in = transforms.input_f4 if f4 else transforms.input_f2
@@ -156,7 +156,7 @@ def _make_tasks(alpha):
     return _Tasks(_input_chunk, _output_chunk, _pipeline_chunk)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform):
     """V[:, p] for tiles ``first + p``, ``first_job <= p < stop_job``
     (:func:`input_transform`), with ``transform`` along each axis that has
@@ -215,7 +215,7 @@ def _along(axis, transform, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C)
             transform(src, first, stride, dst, at, dstride, C)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
     groups, cin_g, cout_g = U.shape[1], U.shape[2], U.shape[3]
     for job in range(first_job, stop_job):
@@ -225,7 +225,7 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
              M[q, :, g * cout_g:(g + 1) * cout_g], 0.0)
 
 
-@cpu_kernel(parallel=False)
+@cpu_kernel(parallel=False, python_callable=False)
 def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
                   stop_job, transform):
     """The outputs of tiles ``first + p``, ``first_job <= p < stop_job``
