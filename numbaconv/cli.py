@@ -1,4 +1,4 @@
-"""The ``numbaconv`` command line: ``bench``, ``tune``, ``info`` and ``history``."""
+"""The ``numbaconv`` command line: ``bench``, ``tune``, ``info``, ``history`` and ``warmup``."""
 
 from __future__ import annotations
 
@@ -201,6 +201,22 @@ def _cmd_history(args):
     return 0
 
 
+def _cmd_warmup(args):
+    from . import warmup
+
+    dtypes = warmup.DTYPES if args.dtype == "all" else (args.dtype,)
+    jobs = warmup.select_jobs(args.only, dtypes)
+    if args.list:
+        for name, dtype in jobs:
+            print(f"{name}, {dtype}")
+        return 0
+    if not jobs:
+        print(f"numbaconv warmup: no job matches --only {args.only!r}; jobs: "
+              f"{', '.join(warmup.job_names())}", file=sys.stderr)
+        return 2
+    return 1 if warmup.warmup(jobs, args.jobs) else 0
+
+
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -334,6 +350,26 @@ def build_parser():
     cal.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     cal.add_argument("--verbose", action="store_true", help="print each measurement")
     cal.set_defaults(func=_cmd_calibrate)
+
+    warm = sub.add_parser(
+        "warmup", help="compile every CPU kernel into numba's cache, in parallel processes",
+        description="Compile every CPU kernel numbaconv can use (every algorithm, float32 and "
+                    "float64, forward, transposed and both gradients) into numba's disk "
+                    "cache, so that no later process compiles: for cluster workers, CI and "
+                    "container images.  It runs a table of tiny problems (numbaconv.warmup, "
+                    "Note [warmup table]) in worker processes and writes where numba caches "
+                    "(NUMBA_CACHE_DIR if set, else next to the package); a process that "
+                    "reads the same cache then loads the kernels instead of compiling them.  "
+                    "Exits with 1 if a job fails.")
+    warm.add_argument("--jobs", type=_positive_int, default=None,
+                      help=f"worker processes (default: the CPU count, {os.cpu_count()})")
+    warm.add_argument("--dtype", default="all", choices=["all", "float32", "float64"],
+                      help="compile for this dtype only (default: both)")
+    warm.add_argument("--only", metavar="PATTERNS",
+                      help="comma-separated shell patterns on job names, e.g. 'row pairs*' "
+                           "(default: every job; --list shows them)")
+    warm.add_argument("--list", action="store_true", help="list the jobs and exit")
+    warm.set_defaults(func=_cmd_warmup)
 
     info = sub.add_parser("info", help="versions, threads and cache location")
     info.set_defaults(func=_cmd_info)
