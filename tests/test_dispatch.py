@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -275,7 +276,11 @@ def test_estimates_see_the_column_fill():
 def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
     spec_args = (((1, 16, 16, 16), (16, 16, 3, 3), dict(padding=1)),)
     monkeypatch.setattr(costs, "CALIBRATION_PROBLEMS", spec_args)
-    assert main(["calibrate", "--repeats", "1", "--rounds", "2", "--threads", "1"]) == 0
+    previous = numba.get_num_threads()
+    try:        # the command sets the process's threads, as a CLI may
+        assert main(["calibrate", "--repeats", "1", "--rounds", "2", "--threads", "1"]) == 0
+    finally:
+        numba.set_num_threads(previous)
     out = capsys.readouterr().out
     assert "im2col:tiles" in out and "wrote" in out
     data = json.loads((shipped_constants / costs.CONSTANTS_FILE).read_text())

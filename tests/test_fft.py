@@ -46,7 +46,9 @@ def test_plans_cover_the_output_within_the_limit(shape, wshape, kw):
     half = points // plan.lengths[2] * (plan.lengths[2] // 2 + 1)
     step = (plan.images_per_step * plan.tiles_per_step * (spec.in_channels + spec.out_channels)
             * (points * 4 + half * 8))
-    parallel = min(numba.get_num_threads(), spec.batch * math.prod(plan.tiles))
+    # planned for numba's pool, not the current threads (Note [fft lengths
+    # and threads])
+    parallel = min(numba.config.NUMBA_NUM_THREADS, spec.batch * math.prod(plan.tiles))
     weights = spec.out_channels * spec.in_channels_per_group * half * 8
     assert plan.workspace == weights + parallel * step <= nc.get_workspace_limit()
 
