@@ -362,7 +362,7 @@ def build_parser():
                     "reads the same cache then loads the kernels instead of compiling them.  "
                     "Exits with 1 if a job fails.")
     warm.add_argument("--jobs", type=_positive_int, default=None,
-                      help=f"worker processes (default: the CPU count, {os.cpu_count()})")
+                      help="worker processes (default: the CPUs this process may use)")
     warm.add_argument("--dtype", default="all", choices=["all", "float32", "float64"],
                       help="compile for this dtype only (default: both)")
     warm.add_argument("--only", metavar="PATTERNS",

@@ -282,19 +282,30 @@ def cache_location():
 
     if numba.config.CACHE_DIR:
         return numba.config.CACHE_DIR
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "__pycache__")
+    kernels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+    if os.access(kernels, os.W_OK):
+        return os.path.join(kernels, "__pycache__")
+    return "numba's user-wide cache directory (the package is read-only)"
+
+
+def cpu_count():
+    """The CPUs this process may run on (a container's or a job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def warmup(jobs=None, processes=None, out=sys.stdout):
     """Run ``jobs`` (``(name, dtype)`` pairs; default: all) in ``processes``
-    worker processes (default: the CPU count), printing a line per job and
+    worker processes (default: :func:`cpu_count`), printing a line per job and
     the total time to ``out``.  Returns the failed jobs' ``(name, dtype,
     error)``."""
     import concurrent.futures
     import multiprocessing
 
     jobs = select_jobs() if jobs is None else list(jobs)
-    processes = max(1, min(processes or os.cpu_count() or 1, len(jobs) or 1))
+    processes = max(1, min(processes or cpu_count(), len(jobs) or 1))
     try:
         import fcntl  # noqa: F401
     except ImportError:                 # no POSIX file locks: one process, no lock needed
