@@ -186,7 +186,7 @@ def _cmd_info(args):
     # GPU algorithms are registered whether or not a GPU is there: name them
     # only where a GPU call can run
     print(f"GPU algorithms: {', '.join(algorithm_names('cuda'))}" if usable else
-          "GPU algorithms: none (no usable GPU, see the CUDA line above)")
+          "GPU algorithms: none (see the CUDA line above)")
     return 0
 
 

@@ -205,7 +205,7 @@ def test_info_without_a_gpu_says_why_whole_and_lists_no_gpu_algorithms(capsys, m
             "If you are sure that a CUDA driver is installed, try setting environment "
             "variable NUMBA_CUDA_DRIVER with the file path of the CUDA driver shared "
             "library.)") in text
-    assert "GPU algorithms: none (no usable GPU" in text
+    assert "GPU algorithms: none (see the CUDA line above)" in text
     assert info.status()[1] is False
     # with the simulator, GPU calls run: the GPU algorithms are listed
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
