@@ -14,6 +14,8 @@ its absence.  The simulated device arrays they pass come from whichever
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 import types
 
@@ -97,3 +99,13 @@ def test_info_says_the_gpu_backend_needs_the_extra(without_numba_cuda, capsys, m
     text = capsys.readouterr().out
     assert "needs numba-cuda, which is not installed" in text and INSTALL in text
     assert "GPU algorithms: none" in text
+
+
+def test_import_does_not_load_numba_cuda():
+    """``import numbaconv`` never imports numba.cuda, with or without the extra
+    (the backend is imported by the first GPU call)."""
+    code = "import sys, numbaconv; print('numba.cuda' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    assert out == "False"
