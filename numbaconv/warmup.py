@@ -6,14 +6,14 @@ Note [warmup table]
 ~~~~~~~~~~~~~~~~~~~
 Which kernels a call compiles depends on its algorithm, its form (the
 direct algorithm's loop orders and phase-plane passes, im2col's products
-and fills, Winograd's F(m, 3) and rank), its dtype and the argument types
+and fills, Winograd's F(m, 3)), its dtype and the argument types
 of the parallel shell's launchers (Note [parallel shell]).  Rather than
 list kernels and guess their argument types, the warmup runs a table of
 tiny problems, :data:`LAYERS`, through the public functions: every layer
 with each algorithm that serves it, forward, transposed and both
 gradients, in float32 and float64.  So it compiles exactly what real calls
 compile (the shells included), and a new kernel form is warmed when a layer
-of the table reaches it; ``tests/test_tools.py`` checks that the table
+of the table reaches it; ``tests/test_warmup.py`` checks that the table
 reaches every compiled kernel of the package in both dtypes (in-process,
 with numba's dispatchers as the list), so a form the table misses fails
 there.  A few forms the planners choose only for sizes the table avoids
@@ -21,9 +21,9 @@ there.  A few forms the planners choose only for sizes the table avoids
 kernel calls with the tiles set.
 
 A job is one layer (or kernel job) and one dtype; the jobs run in
-``--jobs`` processes (default: the CPU count), in table order.  A kernel
-that another process has already saved is loaded, not compiled again.  numba's
-disk cache is not safe for two processes saving entries of one function at
+``--jobs`` processes (default: the CPUs this process may use), in table
+order.  A kernel that another process has already saved is loaded, not
+compiled again.  numba's disk cache is not safe for two processes saving entries of one function at
 once (each reads the function's index, picks the next free data file name
 and writes the index back, so two processes can take the same name); the
 workers hold one file lock around each save.
