@@ -37,7 +37,7 @@ runs every benchmark's first round before any second one, so they are
 minutes apart) of :data:`REPEAT` = at least 5 samples each (asv's default
 is at least 1): one slow round is outvoted two to one.  ``number`` stays
 automatic (about 10 ms a sample), and the 0.1 s warm-up of asv is longer
-than the 20 ms Note [turn warm-up] in numbaconv/bench/turns.py found
+than the 20 ms Note [turn warm-up] in numbaconv/timing.py found
 enough.  Recording with ``--quick`` or ``-a rounds=1`` overrides this:
 docs/asv.md says not to.
 """

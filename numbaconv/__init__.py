@@ -24,7 +24,7 @@ from .dispatch import choose_algorithm, explain, tune
 from .spec import conv_input_size, conv_output_size
 from .tuning import set_tuning, tuning_enabled
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d", "grad", "conv_backward", "conv_output_size", "conv_input_size",

@@ -137,14 +137,15 @@ def _cmd_explain(args):
 def _cmd_calibrate(args):
     import numba
 
-    from . import costs
+    from . import calibration, costs
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     progress = (lambda text: print(f"  {text}", flush=True)) if args.verbose else None
-    fitted, counts = costs.calibrate(repeats=args.repeats, progress=progress,
-                                     write=not args.dry_run, rounds=args.rounds)
+    fitted, counts = calibration.calibrate(repeats=args.repeats, progress=progress,
+                                           write=not args.dry_run, rounds=args.rounds)
+    shipped = costs.defaults()
     print(f"{'path':<26} {'seconds/unit':>13} {'default':>11} samples")
-    for path in costs.PATHS:
-        print(f"{path:<26} {fitted[path]:13.3e} {costs.DEFAULTS[path]:11.3e} "
+    for path in costs.paths():
+        print(f"{path:<26} {fitted[path]:13.3e} {shipped[path]:11.3e} "
               f"{counts.get(path, 0)}")
     if not args.dry_run:
         print(f"numbaconv calibrate: wrote {costs.constants_path()}")
@@ -248,7 +249,7 @@ def build_parser():
                     "(conv_transpose{N}d), grad_input and grad_weight "
                     "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
     from .bench.suite import CLASS_SHAPES, PUBLIC_SHAPES
-    from .bench.turns import TURN_WARMUP_S
+    from .timing import TURN_WARMUP_S
     bench.add_argument("--shapes",
                        help="comma-separated shape names, or 'public' / 'classes' (default: "
                             "the public shapes): "

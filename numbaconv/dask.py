@@ -74,7 +74,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
                       "(dask[array,distributed])") from exc
 
 from . import functional
-from .algorithms import resolve_algorithm
+from .dispatch import resolve_algorithm
 from .algorithms.direct import choose_loop_order, direct_forward, serves_phase_planes
 from .spec import make_conv_spec, make_transposed_spec
 

@@ -1,12 +1,13 @@
-"""The dispatcher: ``choose_algorithm``, ``explain``, ``"auto"`` and ``tune``.
+"""The dispatcher: resolving ``algorithm=``, ``"auto"``, ``choose_algorithm``,
+``explain`` and ``tune``.
 
 :func:`choose_spec` is the one ordered decision table behind all of them
-(docs/choosing.md).  :func:`problem_spec` turns the arguments SPEC section 3 gives
-``choose_algorithm`` and ``tune`` -- the forward (or transposed) call's
-input and weight shapes, its parameters, ``transposed``, ``gradient`` and
-``dtype`` -- into the spec of the computation asked about, validated
-exactly as the real call would be.  Arrays are accepted in place of shapes
-(their shape and dtype are used).
+(docs/choosing.md).  It iterates the registry
+(:mod:`numbaconv.algorithms.registry`) and reads only what each algorithm
+declares -- whether it serves, its plan, its error bound, whether it
+transforms values -- so a new algorithm joins without an edit here.
+:func:`numbaconv.spec.problem_spec` turns the arguments ``choose_algorithm``
+and ``tune`` take into the spec of the computation asked about.
 """
 
 from __future__ import annotations
@@ -16,85 +17,78 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import tuning
-from .spec import (make_conv_spec, make_grad_input_spec, make_grad_weight_spec,
-                   make_transposed_spec)
-
-GRADIENTS = (None, "input", "weight")
-
-
-def _shape_and_dtype(name, value, dtype):
-    if isinstance(value, np.ndarray) or hasattr(value, "__array_interface__"):
-        array = np.asarray(value)
-        return tuple(array.shape), array.dtype
-    if (isinstance(value, (tuple, list)) and value
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        return tuple(int(v) for v in value), np.dtype(dtype)
-    raise TypeError(f"{name} must be a tuple of ints or an array, got {value!r}")
+from . import costs, tuning
+from .algorithms.registry import (algorithms, check_workspace, get_algorithm,
+                                  over_workspace_limit, plan_of, serving_algorithms)
+from .context import current_context
+from .errors import UnsupportedAlgorithmError
+from .spec import problem_spec
 
 
-def _placeholder(shape, dtype):
-    """A zero-memory array of ``shape`` (validation reads shapes and dtypes only)."""
-    return np.lib.stride_tricks.as_strided(np.empty(1, dtype), shape, (0,) * len(shape))
+# ---------------------------------------------------------------------------
+# resolving algorithm=
+# ---------------------------------------------------------------------------
 
+def resolve_algorithm(name, spec, ctx=None):
+    """The algorithm object that will run ``spec`` for ``algorithm=name``
+    (``ctx``: the call's context, a fresh snapshot when not given).
 
-def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                 transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
-                 dtype="float32", op=None):
-    """The spec of the computation a ``choose_algorithm``/``tune`` call asks about.
-
-    ``input_shape`` and ``weight_shape`` are those of the forward call
-    (``conv{N}d``, or ``conv_transpose{N}d`` when ``transposed``);
-    ``gradient`` is None (the call itself), ``"input"`` or ``"weight"``.
-    Raises the errors the real call would raise.
+    Raises
+    ------
+    TypeError, ValueError
+        ``name`` is not a string or not a known algorithm.
+    UnsupportedAlgorithmError
+        ``name`` is known but cannot serve ``spec``.
     """
-    input_shape, in_dtype = _shape_and_dtype("input_shape", input_shape, dtype)
-    weight_shape, w_dtype = _shape_and_dtype("weight_shape", weight_shape, dtype)
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be None, 'input' or 'weight', got {gradient!r}")
-    dtype = np.result_type(in_dtype, w_dtype)
-    ndim = len(weight_shape) - 2
-    if ndim not in (1, 2, 3):
-        raise ValueError(f"weight_shape must have 3, 4 or 5 entries, got {weight_shape}")
-    x = _placeholder(input_shape, dtype)
-    w = _placeholder(weight_shape, dtype)
-    if not transposed:
-        name = op or f"conv{ndim}d"
-        forward = make_conv_spec(name, ndim, x, w, None, stride, padding, dilation, groups,
-                                 padding_mode)
-        if gradient is None:
-            return forward
-        if padding_mode != "zeros":
-            raise ValueError(f"gradients are computed for padding_mode='zeros' only, got "
-                             f"{padding_mode!r}")
-        if any(lo != hi for lo, hi in forward.padding):
-            raise ValueError(f"gradients take symmetric padding, got {forward.padding} from "
-                             f"padding={padding!r}")
-        g = _placeholder(forward.user_output_shape, dtype)
-        pads = tuple(lo for lo, _ in forward.padding)
-        if gradient == "input":
-            return make_grad_input_spec(op or f"grad.conv{ndim}d_input", ndim, input_shape, w,
-                                        g, stride, pads, dilation, groups)
-        return make_grad_weight_spec(op or f"grad.conv{ndim}d_weight", ndim, x, weight_shape, g,
-                                     stride, pads, dilation, groups)
-    if padding_mode != "zeros":
-        raise ValueError(f"transposed convolutions pad with zeros only, got "
-                         f"padding_mode={padding_mode!r}")
-    name = op or f"conv_transpose{ndim}d"
-    spec = make_transposed_spec(name, ndim, x, w, None, stride, padding, output_padding, groups,
-                                dilation)
-    if gradient is None:
-        return spec
-    # y = conv_transpose(x, w): dL/dx is conv(dL/dy, w), dL/dw the weight
-    # gradient of that convolution with dL/dy as its input
-    g = _placeholder(spec.user_output_shape, dtype)
-    if gradient == "input":
-        return make_conv_spec(op or f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation,
-                              groups)
-    forward = make_conv_spec(f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation, groups)
-    xg = _placeholder(forward.user_output_shape, dtype)
-    return make_grad_weight_spec(op or f"grad.conv{ndim}d_weight", ndim, g, weight_shape, xg,
-                                 stride, padding, dilation, groups)
+    ctx = current_context() if ctx is None else ctx
+    if name == "auto":
+        return get_algorithm(auto_algorithm_name(spec, ctx), ctx.device)
+    try:
+        algorithm = get_algorithm(name, ctx.device)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{spec.op}: {exc}") from None
+    reason = algorithm.unsupported_reason(spec)
+    if reason is not None:
+        serving = serving_algorithms(spec, ctx)
+        raise UnsupportedAlgorithmError(
+            f"{spec.op}: algorithm={name!r} cannot serve {spec.describe()}: {reason}; "
+            + (f"algorithms that serve this call: {', '.join(serving)}" if serving else
+               "no algorithm serves this call"), algorithm=name, reason=reason, serving=serving)
+    check_workspace(spec.op, plan_of(algorithm, spec, ctx), ctx)
+    return algorithm
+
+
+#: (name, spec, context, constants key) -> (algorithm, plan) of the calls
+#: :func:`resolve_planned` has served; cleared when it reaches
+#: :data:`_CALL_PLANS_MAX` entries.
+_CALL_PLANS = {}
+_CALL_PLANS_MAX = 4096
+
+
+def resolve_planned(name, spec, ctx):
+    """``(algorithm, plan)``: :func:`resolve_algorithm` and :func:`plan_of`
+    in one remembered lookup: the public functions ask both on every call,
+    and with a context snapshot built each time too the Python around a
+    small convolution's kernel took 21-23 us, now 17 (ConvNeXt's 7x7
+    depthwise layer, whose kernel takes 0.25 ms).  ``"auto"`` with tuning on
+    is not remembered: it reads the tuning cache every call.  Errors are not
+    remembered either, so a lowered workspace limit still refuses a plan
+    (tested).
+
+    Raises what :func:`resolve_algorithm` raises."""
+    if name == "auto" and tuning.tuning_enabled():   # asked first: it may have just been
+        algorithm = resolve_algorithm(name, spec, ctx)  # switched on (tested)
+        return algorithm, plan_of(algorithm, spec, ctx)
+    key = (name, spec, ctx, costs.constants_key())
+    hit = _CALL_PLANS.get(key)
+    if hit is None:
+        algorithm = resolve_algorithm(name, spec, ctx)
+        hit = (algorithm, plan_of(algorithm, spec, ctx))
+        if len(_CALL_PLANS) >= _CALL_PLANS_MAX:
+            _CALL_PLANS.clear()
+        _CALL_PLANS[key] = hit
+    return hit
+
 
 
 @dataclass(frozen=True)
@@ -145,14 +139,12 @@ def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1
                         dilation=dilation, groups=groups, transposed=transposed,
                         output_padding=output_padding, gradient=gradient,
                         padding_mode=padding_mode, dtype=dtype)
-    from .context import current_context
     return tune_spec(spec, current_context(device), force=force)
 
 
 def tune_spec(spec, ctx=None, *, force=False):
     """:func:`tune` for a spec: the candidates are those ``"auto"`` may pick
     (:func:`usable_candidates`), so a tuned answer is one auto accepts."""
-    from .context import current_context
     ctx = current_context() if ctx is None else ctx
     if force:
         tuning.forget(spec, ctx.device)
@@ -165,18 +157,14 @@ def tune_spec(spec, ctx=None, *, force=False):
 # the decision table
 # ---------------------------------------------------------------------------
 
-#: Largest error measured per algorithm, in units of ``eps * B`` of the
-#: compute dtype (``B`` the largest magnitude an output can have), over the
-#: named, hypothesis and scaled-input cases of the tests
-#: (docs/semantics.md, "Accuracy"; tests/conftest.py).
-MEASURED_ERROR_EPS = {"direct": 4.8, "im2col": 4.8, "fft": 1.9, "winograd_f2": 1.0,
-                      "winograd": 29.0}
-#: The most error ``"auto"`` accepts per result dtype, same units: float64
+#: The most error ``"auto"`` accepts per result dtype, in units of ``eps *
+#: B`` of the compute dtype (``B`` the largest magnitude an output can
+#: have), the units of each algorithm's ``measured_error_eps`` (over the
+#: named, hypothesis and scaled-input cases of the tests: docs/semantics.md,
+#: "Accuracy"; tests/conftest.py): float64
 #: users get elementwise-class accuracy (so not F(4x4, 3x3)); float32 up to
 #: 64 eps (7.6e-6 of B); float16 rounds to 2**13 float32 eps anyway.
 TOLERANCE_EPS = {"float16": 4096.0, "float32": 64.0, "float64": 16.0}
-#: Transform algorithms, which hand calls with NaN or infinity to direct.
-TRANSFORMS = ("fft", "winograd", "winograd_f2")
 
 
 @dataclass(frozen=True)
@@ -233,8 +221,6 @@ def usable_candidates(spec, ctx, finite=True):
     """Steps 1 and 2 of the decision table: a :class:`Candidate` per
     registered algorithm (with its plan, or why it cannot be picked), and the
     algorithms that may be picked."""
-    from .algorithms.registry import algorithms, over_workspace_limit, plan_of
-    from .errors import UnsupportedAlgorithmError
     tolerance = TOLERANCE_EPS[spec.dtype.name]
     candidates, usable = [], []
     for algorithm in algorithms(ctx.device):
@@ -245,10 +231,11 @@ def usable_candidates(spec, ctx, finite=True):
             continue
         plan = plan_of(algorithm, spec, ctx)     # the run will find it cached
         excluded = over_workspace_limit(plan, ctx)
-        if excluded is None and MEASURED_ERROR_EPS.get(name, 0.0) > tolerance:
-            excluded = (f"its error (up to {MEASURED_ERROR_EPS[name]:g} eps) is above the "
+        error = algorithm.error_eps(spec.dtype)
+        if excluded is None and error > tolerance:
+            excluded = (f"its error (up to {error:g} eps) is above the "
                         f"{spec.dtype.name} tolerance of {tolerance:g} eps")
-        elif excluded is None and not finite and name in TRANSFORMS:
+        elif excluded is None and not finite and algorithm.transforms_values:
             excluded = ("the input has NaN or infinity, which a transform spreads over "
                         "its tile (the call would go to direct)")
         candidates.append(Candidate(name, plan.path, plan.seconds, None, plan.workspace,
@@ -264,7 +251,6 @@ def usable_candidates(spec, ctx, finite=True):
 def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     """The decision table for one spec (``choose_algorithm``'s body; ``"auto"``
     calls it with ``measure=False``)."""
-    from .context import current_context
     ctx = current_context() if ctx is None else ctx
     candidates, usable = usable_candidates(spec, ctx, finite)
     if measure:
@@ -305,7 +291,6 @@ def auto_algorithm_name(spec, ctx):
     """The algorithm ``"auto"`` runs ``spec`` with in ``ctx``: the decision
     table of :func:`choose_spec`, remembered per (spec, context) while tuning
     is off (choosing costs about 0.15 ms, more than a small convolution)."""
-    from . import costs
     if tuning.tuning_enabled():
         return choose_spec(spec, ctx).algorithm
     return _auto_choice(spec, ctx, costs.constants_key())
@@ -375,7 +360,6 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
     >>> nc.choose_algorithm((4, 256, 28, 28), (256, 1, 3, 3), padding=1, groups=256).algorithm
     'direct'
     """
-    from .context import current_context
     _check_device("choose_algorithm", device)
     spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
                         dilation=dilation, groups=groups, transposed=transposed,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algorithms.registry import resolve_planned
+from .dispatch import resolve_planned
 from .context import current_context
 from .rewrites import transposed_weight
 from .devices import call_device

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algorithms.registry import resolve_planned
+from .dispatch import resolve_planned
 from .context import current_context
 from .functional import (_canonical, _finish, _weight_shape3, checked_arrays, convolution,
                          device_weight, execute)

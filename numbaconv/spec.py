@@ -40,11 +40,18 @@ import numbers
 import os
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 COMPUTATIONS = ("forward", "grad_weight")
+#: The public computation a spec was built for (Note [one general convolution]).
+ORIGINS = ("forward", "transposed", "grad_input", "grad_weight")
+#: How the input and output are laid out in memory: ``"contiguous"`` is
+#: C-contiguous (N, C, spatial...); ``"channels_last"`` (N, spatial..., C) in
+#: memory behind the same logical axes, as PyTorch's memory format.
+MEMORY_FORMATS = ("contiguous", "channels_last")
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _DIM_NAMES = {1: ("W",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -240,6 +247,12 @@ class ConvSpec:
         elements (Note [one general convolution]); 1 for a plain convolution.
     computation : {"forward", "grad_weight"}
         What is computed from the convolution described.
+    origin : {"forward", "transposed", "grad_input", "grad_weight"}
+        The public computation the spec was built for (a transposed
+        convolution and an input gradient are both forward computations with
+        input dilation; the origin says which one the caller asked for).
+    memory_format : {"contiguous", "channels_last"}
+        The memory format of the input and output (contiguous today).
     """
 
     op: str
@@ -261,10 +274,15 @@ class ConvSpec:
     unbatched: bool = False
     input_dilation: tuple = ()
     computation: str = "forward"
+    origin: str = "forward"
+    memory_format: str = "contiguous"
 
     def __post_init__(self):
         if not self.input_dilation:
             object.__setattr__(self, "input_dilation", (1,) * self.ndim)
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got "
+                             f"{self.memory_format!r}")
 
     # ---- derived facts -------------------------------------------------
     @property
@@ -379,7 +397,7 @@ class ConvSpec:
         A transposed problem (built by :func:`make_transposed_spec`) is
         described with the parameters its caller gave, not the rewritten
         ones."""
-        if self.has_input_dilation or "transpose" in self.op or self.op.endswith("_input"):
+        if self.has_input_dilation or self.origin in ("transposed", "grad_input"):
             return self._describe_transposed()
         parts = [f"input={self.input_shape}", f"weight={self.weight_shape}"]
         if any(s != 1 for s in self.stride):
@@ -418,6 +436,26 @@ class ConvSpec:
 # ---------------------------------------------------------------------------
 # argument normalisation helpers
 # ---------------------------------------------------------------------------
+
+class Operand(NamedTuple):
+    """What a spec builder reads of an array: its shape and dtype.
+
+    The builders take these, not arrays, so a spec can be built from shapes
+    alone (:func:`problem_spec`) with no placeholder arrays."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @classmethod
+    def of(cls, array):
+        """The operand of ``array`` (anything with ``shape`` and ``dtype``),
+        or None for None."""
+        return None if array is None else cls(tuple(array.shape), np.dtype(array.dtype))
+
 
 def _split_input(input, ndim):
     """(unbatched, batch, channels, spatial sizes) of an input of ``ndim``
@@ -523,9 +561,9 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
     """Validate the arguments of a forward convolution and build its spec.
 
     Parameters follow ``torch.nn.functional.conv{ndim}d`` plus ``padding_mode``
-    from ``torch.nn.Conv{ndim}d``.  ``input``, ``weight`` and ``bias`` must
-    already be NumPy arrays of a supported dtype (see
-    :func:`check_float_array`); only their shapes and dtypes are read.
+    from ``torch.nn.Conv{ndim}d``.  ``input``, ``weight`` and ``bias`` are
+    :class:`Operand` s (or anything with ``shape``, ``ndim`` and ``dtype``)
+    of a supported dtype (see :func:`check_float_array`).
 
     Raises
     ------
@@ -639,7 +677,7 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
 def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
                  *, stride=None, padding=None, dilation=None, input_dilation=None,
                  padding_mode="zeros", dtype=np.float32, has_bias=False, unbatched=False,
-                 computation="forward"):
+                 computation="forward", origin="forward"):
     """A spec built from already-validated numbers (the rewrites' constructor).
 
     Sizes and per-axis parameters are tuples of ``ndim`` entries (``None``:
@@ -662,7 +700,7 @@ def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size,
         padding_mode=padding_mode, output_size=output_size, dtype=dtype,
         compute_dtype=np.dtype(np.float32) if dtype == np.float16 else dtype,
         has_bias=has_bias, unbatched=unbatched, input_dilation=input_dilation,
-        computation=computation)
+        computation=computation, origin=origin)
 
 
 # ---------------------------------------------------------------------------
@@ -766,7 +804,7 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
         op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
         dilation=dilation, input_dilation=stride,
         padding=[(e - p, e - p + o) for e, p, o in zip(spans, padding, output_padding)],
-        dtype=dtype, has_bias=bias is not None, unbatched=unbatched)
+        dtype=dtype, has_bias=bias is not None, unbatched=unbatched, origin="transposed")
     assert spec.output_size == output_size, (spec, output_size)
     return spec
 
@@ -827,7 +865,7 @@ def make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride=1, pa
     # up to stride - 1, as in PyTorch; output_padding < stride holds
     spec = make_transposed_spec(op, ndim, grad_output, weight, None, stride, padding,
                                 output_padding, groups, dilation)
-    return spec
+    return replace(spec, origin="grad_input")
 
 
 def make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride=1, padding=0,
@@ -848,13 +886,12 @@ def make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride=1, p
                          f"groups must divide weight_size[0]")
     _check_rank(op, ndim, "grad_output", grad_output, layout="N, C_out")
     padding = _int_padding(op, padding, ndim)
-    dummy = np.lib.stride_tricks.as_strided(np.empty(1, grad_output.dtype), weight_size,
-                                            (0,) * len(weight_size))
-    spec = make_conv_spec(op, ndim, input, dummy, None, stride, padding, dilation, groups)
+    spec = make_conv_spec(op, ndim, input, Operand(weight_size, grad_output.dtype), None, stride,
+                          padding, dilation, groups)
     if grad_output.shape != spec.user_output_shape:
         raise ValueError(f"{op}: grad_output must have the convolution's output shape "
                          f"{spec.user_output_shape}, got grad_output.shape={grad_output.shape}")
-    return replace(spec, computation="grad_weight")
+    return replace(spec, computation="grad_weight", origin="grad_weight")
 
 
 # ---------------------------------------------------------------------------
@@ -878,9 +915,15 @@ def _exact(value):
     raise TypeError
 
 
+def _operands(arrays):
+    return tuple(Operand.of(a) if hasattr(a, "shape") else a for a in arrays)
+
+
 def remembered_spec(make, op, ndim, arrays, params):
-    """``make(op, ndim, *arrays, *params)``, remembered per (op, the arrays'
-    shapes and dtypes, the exact parameter values).
+    """``make(op, ndim, *operands, *params)``, remembered per (op, the arrays'
+    shapes and dtypes, the exact parameter values); ``arrays`` are what the
+    call was given (arrays, or ints and tuples such as an ``input_size``),
+    and the builder gets their :class:`Operand` s.
 
     A spec depends on nothing else (the makers read only shapes and dtypes),
     and building one, with its validation, took 24 us of the 50 us a small
@@ -895,10 +938,88 @@ def remembered_spec(make, op, ndim, arrays, params):
                tuple(_exact(p) for p in params))
         spec = _REMEMBERED.get(key)
     except TypeError:
-        return make(op, ndim, *arrays, *params)
+        return make(op, ndim, *_operands(arrays), *params)
     if spec is None:
-        spec = make(op, ndim, *arrays, *params)
+        spec = make(op, ndim, *_operands(arrays), *params)
         if len(_REMEMBERED) >= REMEMBERED_SPECS:
             _REMEMBERED.clear()
         _REMEMBERED[key] = spec
     return spec
+
+
+# ---------------------------------------------------------------------------
+# problems given by shapes (choose_algorithm, tune, calibration)
+# ---------------------------------------------------------------------------
+
+GRADIENTS = (None, "input", "weight")
+
+
+def _shape_and_dtype(name, value, dtype):
+    if isinstance(value, np.ndarray) or hasattr(value, "__array_interface__"):
+        array = np.asarray(value)
+        return tuple(array.shape), array.dtype
+    if (isinstance(value, (tuple, list)) and value
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        return tuple(int(v) for v in value), np.dtype(dtype)
+    raise TypeError(f"{name} must be a tuple of ints or an array, got {value!r}")
+
+
+def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                 transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
+                 dtype="float32", op=None):
+    """The spec of the computation a ``choose_algorithm``/``tune`` call asks about.
+
+    ``input_shape`` and ``weight_shape`` are those of the forward call
+    (``conv{N}d``, or ``conv_transpose{N}d`` when ``transposed``);
+    ``gradient`` is None (the call itself), ``"input"`` or ``"weight"``.
+    Arrays are accepted in place of shapes (their shape and dtype are
+    used).  Raises the errors the real call would raise: it goes through
+    the builders the public functions use.
+    """
+    input_shape, in_dtype = _shape_and_dtype("input_shape", input_shape, dtype)
+    weight_shape, w_dtype = _shape_and_dtype("weight_shape", weight_shape, dtype)
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be None, 'input' or 'weight', got {gradient!r}")
+    dtype = np.result_type(in_dtype, w_dtype)
+    ndim = len(weight_shape) - 2
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"weight_shape must have 3, 4 or 5 entries, got {weight_shape}")
+    x = Operand(input_shape, dtype)
+    w = Operand(weight_shape, dtype)
+    if not transposed:
+        name = op or f"conv{ndim}d"
+        forward = make_conv_spec(name, ndim, x, w, None, stride, padding, dilation, groups,
+                                 padding_mode)
+        if gradient is None:
+            return forward
+        if padding_mode != "zeros":
+            raise ValueError(f"gradients are computed for padding_mode='zeros' only, got "
+                             f"{padding_mode!r}")
+        if any(lo != hi for lo, hi in forward.padding):
+            raise ValueError(f"gradients take symmetric padding, got {forward.padding} from "
+                             f"padding={padding!r}")
+        g = Operand(forward.user_output_shape, dtype)
+        pads = tuple(lo for lo, _ in forward.padding)
+        if gradient == "input":
+            return make_grad_input_spec(op or f"grad.conv{ndim}d_input", ndim, input_shape, w,
+                                        g, stride, pads, dilation, groups)
+        return make_grad_weight_spec(op or f"grad.conv{ndim}d_weight", ndim, x, weight_shape, g,
+                                     stride, pads, dilation, groups)
+    if padding_mode != "zeros":
+        raise ValueError(f"transposed convolutions pad with zeros only, got "
+                         f"padding_mode={padding_mode!r}")
+    name = op or f"conv_transpose{ndim}d"
+    spec = make_transposed_spec(name, ndim, x, w, None, stride, padding, output_padding, groups,
+                                dilation)
+    if gradient is None:
+        return spec
+    # y = conv_transpose(x, w): dL/dx is conv(dL/dy, w), dL/dw the weight
+    # gradient of that convolution with dL/dy as its input
+    g = Operand(spec.user_output_shape, dtype)
+    if gradient == "input":
+        return make_conv_spec(op or f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation,
+                              groups)
+    forward = make_conv_spec(f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation, groups)
+    xg = Operand(forward.user_output_shape, dtype)
+    return make_grad_weight_spec(op or f"grad.conv{ndim}d_weight", ndim, g, weight_shape, xg,
+                                 stride, padding, dilation, groups)

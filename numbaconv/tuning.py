@@ -34,13 +34,14 @@ import json
 import math
 import os
 import platform
-import tempfile
 import threading
 import time
 import warnings
 
 import numba
 import numpy as np
+
+from .storage import cache_dir, file_lock, write_json
 
 CACHE_FILE = "tuning-v1.json"
 CACHE_VERSION = 1
@@ -103,15 +104,9 @@ def tuning_enabled():
 # the cache file
 # ---------------------------------------------------------------------------
 
-def cache_dir():
-    """The directory of the tuning cache (``NUMBACONV_CACHE_DIR`` or the
-    platform's user cache directory for numbaconv)."""
-    override = os.environ.get("NUMBACONV_CACHE_DIR")
-    if override:
-        return override
-    import platformdirs
-    return platformdirs.user_cache_dir("numbaconv", appauthor=False)
-
+# ---------------------------------------------------------------------------
+# the cache file (Note [tuning cache])
+# ---------------------------------------------------------------------------
 
 def cache_path():
     """The tuning cache file."""
@@ -138,57 +133,6 @@ def _read(path):
             if isinstance(v, dict) and isinstance(v.get("algorithm"), str)}
 
 
-@contextlib.contextmanager
-def _file_lock(directory):
-    """An advisory lock on ``directory``'s lock file (a no-op where POSIX
-    ``flock`` is not available)."""
-    try:
-        import fcntl
-    except ImportError:          # pragma: no cover - Windows
-        yield
-        return
-    path = os.path.join(directory, CACHE_FILE + ".lock")
-    while True:
-        with open(path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                # clear_cache deletes the lock file while holding it: a lock
-                # taken on the deleted file excludes no one who opens the
-                # path afresh, so take it again on the file now there
-                if _same_file(fh, path):
-                    yield
-                    return
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _same_file(fh, path):
-    """Whether the open file ``fh`` is still the file at ``path``."""
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fh.fileno())
-    return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
-
-
-def write_json(path, data):
-    """Write ``data`` to ``path`` as JSON atomically: a temporary file in the
-    same directory, then ``os.replace``, so no reader ever sees half a file."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_entry(key, entry):
     """Merge one entry into the cache file (locked read-modify-write, atomic
     replace).  Returns False, after one warning, if the file cannot be written."""
@@ -196,7 +140,7 @@ def _write_entry(key, entry):
     path = os.path.join(directory, CACHE_FILE)
     try:
         os.makedirs(directory, exist_ok=True)
-        with _file_lock(directory):
+        with file_lock(directory, CACHE_FILE):
             entries = _read(path)
             entries[key] = entry
             write_json(path, {"version": CACHE_VERSION, "entries": entries})
@@ -222,7 +166,7 @@ def clear_cache():
     process's entries.
 
     Both files go under the lock, so a writer waiting for it takes it again
-    on a fresh lock file (:func:`_file_lock`) and no write is half-cleared.
+    on a fresh lock file (:func:`numbaconv.storage.file_lock`) and no write is half-cleared.
     Returns the paths removed.
     """
     global _memory, _loaded_from
@@ -235,7 +179,7 @@ def clear_cache():
         if not os.path.isdir(directory):
             return removed
         had_lock = os.path.exists(lock)       # taking the lock creates the file
-        with _file_lock(directory):
+        with file_lock(directory, CACHE_FILE):
             for name in (path, lock):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name)
@@ -265,7 +209,7 @@ _CPU = None
 def cache_key(spec, device="cpu", threads=None):
     """The tuning cache key of ``spec`` (Note [tuning cache])."""
     global _CPU
-    from . import __version__
+    from ._version import __version__
     if _CPU is None:
         _CPU = _cpu_model()
     threads = numba.get_num_threads() if threads is None else threads
@@ -287,7 +231,7 @@ def cache_key(spec, device="cpu", threads=None):
 # measuring
 # ---------------------------------------------------------------------------
 
-def _synthetic_arrays(spec, rng):
+def synthetic_arrays(spec, rng):
     """Canonical arrays of ``spec``'s shapes: (x, weight, bias, out)."""
     cdtype = spec.compute_dtype
     lead = (1,) * (3 - spec.ndim)
@@ -313,7 +257,7 @@ def measure(spec, candidates, repeats=TUNE_REPEATS):
     ``repeats`` timed calls; the candidates take turns so that a noisy
     neighbour slows them alike.
     """
-    arrays = _synthetic_arrays(spec, np.random.default_rng(0))
+    arrays = synthetic_arrays(spec, np.random.default_rng(0))
     wait = _no_wait
     if candidates and candidates[0].device == "cuda":
         from numba import cuda

@@ -24,7 +24,7 @@ import sys
 
 from numbaconv.algorithms.registry import get_algorithm
 from numbaconv.bench.suite import SUITE, point_spec
-from numbaconv.dispatch import problem_spec
+from numbaconv.spec import problem_spec
 
 
 

@@ -52,7 +52,7 @@ def main(quick):
     import numbaconv as nc
     from numbaconv.algorithms import algorithm_names, get_algorithm
     from numbaconv.algorithms.gpu import GPU_DIRECT
-    from numbaconv.dispatch import problem_spec
+    from numbaconv.spec import problem_spec
 
     try:
         import torch

@@ -109,7 +109,7 @@ def tolerance(x, w, b, dtype, algorithm=None, factor=RTOL_FACTOR, **kwargs):
     ``"auto"``) means the algorithm ``"auto"`` picks for this problem."""
     scale = error_scale(x, w, b, **kwargs)
     if algorithm in (None, "auto"):
-        from numbaconv.algorithms import resolve_algorithm
+        from numbaconv.dispatch import resolve_algorithm
         kw = {k: v for k, v in kwargs.items()}
         spec = spec_of(np.shape(x), np.shape(w), np.result_type(x, w), **kw)
         algorithm = resolve_algorithm("auto", spec).name

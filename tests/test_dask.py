@@ -350,7 +350,7 @@ def test_fuzz_chunkings_equal_one_machine(problem):
     wshape = ((shape[1], cout // groups) if transposed else (cout, shape[1] // groups)) + kernel
     x, w, b = arrays(rng, shape, wshape, transposed=transposed, groups=groups)
     try:
-        nc.dispatch.problem_spec(shape, wshape, transposed=transposed, **kw)
+        nc.spec.problem_spec(shape, wshape, transposed=transposed, **kw)
     except ValueError:
         return                                  # e.g. output_padding not below stride
     if groups > 1 and chunks[1] % (shape[1] // groups):
@@ -375,6 +375,6 @@ def _blocks_run_whole_order(shape, wshape, kw):
     block's width need not be a multiple of it; found by the fuzzer)."""
     from numbaconv import rewrites
     from numbaconv.algorithms.direct import choose_loop_order
-    spec = rewrites.cropped_spec(nc.dispatch.problem_spec(shape, wshape, **kw))
+    spec = rewrites.cropped_spec(nc.spec.problem_spec(shape, wshape, **kw))
     return (spec is None or choose_loop_order(spec) != "phase_planes"
             or spec.stride[-1] == 1)

@@ -2,7 +2,7 @@
 
 Like PyTorch's backend-selection tests, named problems assert which
 algorithm "auto" picks and why; those picks use the shipped constants
-(:data:`numbaconv.costs.DEFAULTS`), never a calibration file of the machine
+(:func:`numbaconv.costs.defaults`), never a calibration file of the machine
 the tests run on.  Whether the models predict well is a benchmark
 (scripts/dispatch_regret.py, docs/choosing.md), not a timed test.
 """
@@ -17,11 +17,14 @@ import numpy as np
 import pytest
 
 import numbaconv as nc
-from numbaconv import costs, dispatch
-from numbaconv.algorithms import algorithms, get_algorithm, resolve_algorithm
+from numbaconv import calibration, costs, dispatch
+from numbaconv.algorithms import algorithms, get_algorithm
+from numbaconv.dispatch import resolve_algorithm
 from numbaconv.cli import main
 from numbaconv.context import ExecutionContext, current_context
-from numbaconv.dispatch import choose_spec, problem_spec
+from numbaconv.calibration import replanned_units
+from numbaconv.dispatch import choose_spec
+from numbaconv.spec import problem_spec
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +106,7 @@ def test_refusals_and_non_finite_input_are_candidates_with_reasons():
     x[0, 0, 3, 3] = np.nan
     w = np.ones((8, 8, 15, 15), np.float32)
     choice = nc.choose_algorithm(x, w, padding=7)
-    assert choice.algorithm not in dispatch.TRANSFORMS
+    assert not get_algorithm(choice.algorithm).transforms_values
     (fft,) = [c for c in choice.candidates if c.algorithm == "fft"]
     assert "NaN or infinity" in fft.excluded
     assert nc.choose_algorithm(np.ones((1, 8, 64, 64), np.float32), w,
@@ -184,18 +187,18 @@ def test_plans_follow_the_context():
 
 def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
     path = shipped_constants / costs.CONSTANTS_FILE
-    doubled = {k: 2 * v for k, v in costs.DEFAULTS.items()}
+    doubled = {k: 2 * v for k, v in costs.defaults().items()}
     path.write_text(json.dumps({"version": 1, "constants": doubled}))
     costs.forget_constants()
     assert costs.constants() == doubled
     path.write_text(json.dumps({"version": 1, "constants": {"fft": -1}}))
     costs.forget_constants()
     with pytest.warns(UserWarning, match="ignoring the cost-model constants"):
-        assert costs.constants() == costs.DEFAULTS
+        assert costs.constants() == costs.defaults()
     path.write_text("{broken")
     costs.forget_constants()
     with pytest.warns(UserWarning, match="ignoring the cost-model constants"):
-        assert costs.constants() == costs.DEFAULTS
+        assert costs.constants() == costs.defaults()
 
 
 
@@ -210,7 +213,7 @@ def test_auto_follows_the_constants_in_force_when_the_cache_directory_changes(
     fast_fft_dir, shipped_dir = tmp_path / "fast_fft", tmp_path / "shipped"
     fast_fft_dir.mkdir()
     shipped_dir.mkdir()
-    fast_fft = {k: v * 1e-3 if k.startswith("fft") else v for k, v in costs.DEFAULTS.items()}
+    fast_fft = {k: v * 1e-3 if k.startswith("fft") else v for k, v in costs.defaults().items()}
     (fast_fft_dir / costs.CONSTANTS_FILE).write_text(
         json.dumps({"version": 1, "constants": fast_fft}))
     spec = problem_spec((1, 8, 32, 32), (8, 8, 3, 3), padding=1)
@@ -228,22 +231,22 @@ def test_auto_follows_the_constants_in_force_when_the_cache_directory_changes(
 
 def test_fit_takes_the_median_rate_per_path():
     spec = problem_spec(*RESNET[:2], **RESNET[2])
-    samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9, 0.0)
+    samples = [("im2col:tiles", spec, costs.OVERHEAD + r * 1e9 / 2, 2, 1e9, 0.0, None)
                for r in (1e-11, 2e-11, 9e-11)]
-    fitted, counts = costs.fit(samples)
+    fitted, counts = costs.fit(samples, replanned_units)
     assert fitted["im2col:tiles"] == pytest.approx(2e-11)
     assert counts == {"im2col:tiles": 3}
-    assert fitted["direct:planes"] == costs.DEFAULTS["direct:planes"]
+    assert fitted["direct:planes"] == costs.defaults()["direct:planes"]
 
 
 def test_fit_takes_the_fill_time_out_of_the_path_rate():
     # the fill's constant from its own samples (one thread), then the tile
     # path's rate from what is left of each time after the fill's share
     spec = problem_spec(*RESNET[:2], **RESNET[2])
-    samples = [("im2col:fill", spec, 1e-3 * f, 1, 1e7 * f, 0.0) for f in (1, 2, 3)]
+    samples = [("im2col:fill", spec, 1e-3 * f, 1, 1e7 * f, 0.0, None) for f in (1, 2, 3)]
     samples += [("im2col:tiles", spec, costs.OVERHEAD + (3e-11 * 1e9 + 1e-10 * 4e7) / 2,
-                 2, 1e9, 4e7)]
-    fitted, counts = costs.fit(samples)
+                 2, 1e9, 4e7, "im2col:fill")]
+    fitted, counts = costs.fit(samples, replanned_units)
     assert fitted["im2col:fill"] == pytest.approx(1e-10)
     assert fitted["im2col:tiles"] == pytest.approx(3e-11)
     assert counts == {"im2col:fill": 3, "im2col:tiles": 1}
@@ -253,10 +256,10 @@ def test_fit_plans_the_composites_again_under_the_fitted_constants():
     # a phases factor is measured time over its parts' estimates: made
     # under the new part constants, not whatever was in force when timed
     spec = problem_spec(*UP4X4[:2], **UP4X4[2])
-    samples = [("direct:phases", spec, 0.05, 2, 123.0, 0.0)]
-    slower = {p: 2 * v for p, v in costs.DEFAULTS.items()}
-    as_shipped, counts = costs.fit(samples, parts=costs.DEFAULTS)
-    twice_as_slow, _ = costs.fit(samples, parts=slower)
+    samples = [("direct:phases", spec, 0.05, 2, 123.0, 0.0, None)]
+    slower = {p: 2 * v for p, v in costs.defaults().items()}
+    as_shipped, counts = costs.fit(samples, replanned_units, parts=costs.defaults())
+    twice_as_slow, _ = costs.fit(samples, replanned_units, parts=slower)
     assert counts == {"direct:phases": 1}
     assert as_shipped["direct:phases"] == pytest.approx(2 * twice_as_slow["direct:phases"],
                                                         rel=0.02)
@@ -275,7 +278,7 @@ def test_estimates_see_the_column_fill():
 
 def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
     spec_args = (((1, 16, 16, 16), (16, 16, 3, 3), dict(padding=1)),)
-    monkeypatch.setattr(costs, "CALIBRATION_PROBLEMS", spec_args)
+    monkeypatch.setattr(calibration, "CALIBRATION_PROBLEMS", spec_args)
     previous = numba.get_num_threads()
     try:        # the command sets the process's threads, as a CLI may
         assert main(["calibrate", "--repeats", "1", "--rounds", "2", "--threads", "1"]) == 0
@@ -284,17 +287,17 @@ def test_calibrate_cli_writes_constants(shipped_constants, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "im2col:tiles" in out and "wrote" in out
     data = json.loads((shipped_constants / costs.CONSTANTS_FILE).read_text())
-    assert set(data["constants"]) == set(costs.DEFAULTS)
+    assert set(data["constants"]) == set(costs.defaults())
     assert data["samples"]["direct:channels_last"] >= 1
 
 
 def test_run_takes_the_plan_it_is_given():
     from dataclasses import replace
 
-    from numbaconv.tuning import _synthetic_arrays
+    from numbaconv.tuning import synthetic_arrays
     spec = problem_spec((1, 8, 10, 11), (6, 8, 3, 3), padding=1)
     ctx = current_context()
-    x, w, b, out = _synthetic_arrays(spec, np.random.default_rng(0))
+    x, w, b, out = synthetic_arrays(spec, np.random.default_rng(0))
     ref = nc.conv_reference(x.reshape(1, 8, 10, 11), w.reshape(6, 8, 3, 3), padding=1)
     direct = get_algorithm("direct")
     plan = direct.plan(spec, ctx)

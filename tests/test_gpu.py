@@ -29,7 +29,7 @@ pytestmark = needs_numba_cuda
 
 GPU_ALGORITHMS = [a for a in algorithm_names("cuda")[1:]
                   if get_algorithm(a, "cuda").unsupported_reason(
-                      nc.dispatch.problem_spec((1, 1, 4, 4), (1, 1, 3, 3))) is None]
+                      nc.spec.problem_spec((1, 1, 4, 4), (1, 1, 3, 3))) is None]
 
 CONV = {1: nc.conv1d, 2: nc.conv2d, 3: nc.conv3d}
 TRANSPOSED = {1: nc.conv_transpose1d, 2: nc.conv_transpose2d, 3: nc.conv_transpose3d}
@@ -80,7 +80,7 @@ def _bound(algorithm, x, w, b, ref, **kw):
 @pytest.mark.parametrize("case, xs, ws, kw", FORWARD_CASES, ids=[c[0] for c in FORWARD_CASES])
 def test_forward_matches_reference(algorithm, case, xs, ws, kw):
     if get_algorithm(algorithm, "cuda").unsupported_reason(
-            nc.dispatch.problem_spec(xs, ws, **kw)) is not None:
+            nc.spec.problem_spec(xs, ws, **kw)) is not None:
         pytest.skip(f"{algorithm} does not serve {case}")
     x, w, b = _arrays(xs, ws)
     ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
@@ -109,7 +109,7 @@ TRANSPOSED_CASES = [
 @pytest.mark.parametrize("case, xs, ws, kw", TRANSPOSED_CASES,
                          ids=[c[0] for c in TRANSPOSED_CASES])
 def test_transposed_and_grad_input_match_reference(algorithm, case, xs, ws, kw):
-    spec = nc.dispatch.problem_spec(xs, ws, transposed=True, **kw)
+    spec = nc.spec.problem_spec(xs, ws, transposed=True, **kw)
     if get_algorithm(algorithm, "cuda").unsupported_reason(spec) is not None:
         pytest.skip(f"{algorithm} does not serve {case}")
     x, w, _ = _arrays(xs, ws, np.float64, bias=False)
@@ -226,9 +226,9 @@ def test_auto_on_the_gpu_uses_the_gpu_table():
 
 def test_tiled_and_one_thread_per_output_direct_agree():
     from numbaconv.algorithms.gpu import GPU_DIRECT
-    spec = nc.dispatch.problem_spec((1, 2, 6, 6), (3, 2, 3, 3), padding=1)
+    spec = nc.spec.problem_spec((1, 2, 6, 6), (3, 2, 3, 3), padding=1)
     assert GPU_DIRECT.plan(spec).path == "shared-memory tiles"
-    big = nc.dispatch.problem_spec((1, 1, 26, 26), (1, 1, 23, 23), padding=11)
+    big = nc.spec.problem_spec((1, 1, 26, 26), (1, 1, 23, 23), padding=11)
     assert GPU_DIRECT.plan(big).path == "one thread per output"
 
 
@@ -275,7 +275,7 @@ def test_gpu_fft_arithmetic(monkeypatch, case, xs, ws, kw):
 
 def test_tuned_gpu_choices_are_keyed_by_the_gpu():
     from numbaconv import tuning
-    spec = nc.dispatch.problem_spec((1, 2, 5, 5), (3, 2, 3, 3), padding=1)
+    spec = nc.spec.problem_spec((1, 2, 5, 5), (3, 2, 3, 3), padding=1)
     key = tuning.cache_key(spec, "cuda")
     assert '"device":"cuda"' in key and '"gpu":"numba CUDA simulator"' in key
     assert '"gpu"' not in tuning.cache_key(spec, "cpu")
@@ -367,7 +367,7 @@ def test_fuzz_every_computation_on_the_simulated_gpu(problem):
     if computation == "forward" and unbatched:
         x = x[0]
     try:
-        spec = nc.dispatch.problem_spec(x.shape, w.shape, **kw, **spec_kw)
+        spec = nc.spec.problem_spec(x.shape, w.shape, **kw, **spec_kw)
     except ValueError:
         assume(False)                            # e.g. output_padding not below stride
     if algorithm != "auto":

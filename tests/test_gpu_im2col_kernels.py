@@ -25,7 +25,7 @@ from numba import cuda
 
 import numbaconv as nc
 from numbaconv.cuda import launch
-from numbaconv.dispatch import problem_spec
+from numbaconv.spec import problem_spec
 from numbaconv.kernels import im2col_cuda as ic
 from numbaconv.padding import padding_maps
 from numbaconv.reference import conv_grad_weight_reference, conv_transpose_reference

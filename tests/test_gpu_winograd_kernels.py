@@ -30,7 +30,7 @@ from numba import cuda
 import numbaconv as nc
 from numbaconv.algorithms.winograd import _axis_matrices, _extended_maps, transformed_weight
 from numbaconv.cuda import launch
-from numbaconv.dispatch import problem_spec
+from numbaconv.spec import problem_spec
 from numbaconv.kernels import winograd_cuda as wc
 
 from .conftest import error_scale, needs_numba_cuda

@@ -247,9 +247,9 @@ def test_inputs_over_2_31_elements_index_correctly(computation, algorithm):
 def test_one_winograd_tile_per_thread_over_the_limit_is_refused():
     # a 3-D F(4,3) tile of 600 + 600 channels is 216 x 1200 values, 1.0 MiB
     # per thread: it cannot run on 2 threads under 1 MiB, nor be picked
-    from numbaconv.algorithms import resolve_algorithm
     from numbaconv.context import ExecutionContext
-    from numbaconv.dispatch import choose_spec, problem_spec
+    from numbaconv.dispatch import choose_spec, resolve_algorithm
+    from numbaconv.spec import problem_spec
     spec = problem_spec((1, 600, 8, 8, 8), (600, 600, 3, 3, 3), padding=1)
     small = ExecutionContext(threads=2, pool_threads=2, workspace_limit=2**20)
     with pytest.raises(MemoryError, match="conv3d: algorithm='winograd' cannot run: .*"
@@ -263,7 +263,7 @@ def test_one_winograd_tile_per_thread_over_the_limit_is_refused():
 
 def test_remembered_call_plans_follow_the_workspace_limit(rng):
     """The public functions remember (algorithm, plan) per call settings
-    (registry.resolve_planned): a limit lowered after a successful call is
+    (dispatch.resolve_planned): a limit lowered after a successful call is
     still a bound, and raising it again lets the same call run."""
     x = rng.standard_normal((1, 8, 64, 64)).astype(np.float32)
     w = rng.standard_normal((8, 8, 31, 31)).astype(np.float32)

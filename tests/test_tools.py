@@ -157,7 +157,7 @@ def test_a_turn_warms_up_for_its_time_then_times_its_calls(warmup_s, fewest, mos
     the timed ones; each call here takes about 1 ms."""
     import time
 
-    from numbaconv.bench.turns import time_turn
+    from numbaconv.timing import time_turn
     calls = []
 
     def call():

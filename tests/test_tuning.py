@@ -16,9 +16,10 @@ import pytest
 
 import numbaconv as nc
 from numbaconv import tuning
-from numbaconv.algorithms import resolve_algorithm
+from numbaconv.dispatch import resolve_algorithm
 from numbaconv.cli import main
-from numbaconv.dispatch import choose_spec, problem_spec
+from numbaconv.dispatch import choose_spec
+from numbaconv.spec import problem_spec
 
 SMALL = dict(input_shape=(1, 4, 12, 12), weight_shape=(4, 4, 3, 3), padding=1)
 
@@ -99,7 +100,7 @@ def test_auto_uses_the_cached_answer_without_measuring(cache, monkeypatch):
 
 
 def test_switching_tuning_on_takes_effect_for_a_problem_already_called(cache, monkeypatch):
-    # the per-call plan memo (registry.resolve_planned) remembers untuned
+    # the per-call plan memo (dispatch.resolve_planned) remembers untuned
     # "auto" picks; once tuning is on, the same problem must be measured
     x = np.random.default_rng(0).standard_normal(SMALL["input_shape"]).astype(np.float32)
     w = np.random.default_rng(1).standard_normal(SMALL["weight_shape"]).astype(np.float32)
@@ -125,8 +126,8 @@ def test_a_new_problem_is_measured_once_then_reused_in_a_new_process(cache):
     script = textwrap.dedent("""
         import numbaconv as nc
         from numbaconv import tuning
-        from numbaconv.algorithms import resolve_algorithm
-        from numbaconv.dispatch import problem_spec
+        from numbaconv.dispatch import resolve_algorithm
+        from numbaconv.spec import problem_spec
         def fail(*a, **k):
             raise SystemExit("measured again")
         tuning.measure = fail
@@ -245,13 +246,13 @@ def test_a_writer_waiting_on_the_lock_while_the_cache_is_cleared_locks_the_new_f
     held, release, inodes = threading.Event(), threading.Event(), []
 
     def clearer():
-        with tuning._file_lock(str(cache)):
+        with tuning.file_lock(str(cache), tuning.CACHE_FILE):
             held.set()
             release.wait(30)
             os.unlink(lock)                   # what clear_cache does under the lock
 
     def writer():
-        with tuning._file_lock(str(cache)):
+        with tuning.file_lock(str(cache), tuning.CACHE_FILE):
             inodes.append(os.stat(lock).st_ino)
 
     first = threading.Thread(target=clearer)

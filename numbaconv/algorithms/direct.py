@@ -31,7 +31,7 @@ from ..context import current_context
 from ..kernels import direct_cpu
 from ..padding import padding_maps
 from .. import costs
-from .registry import ConvAlgorithm, costed_plan, register
+from .registry import ConvAlgorithm, composite_paths, costed_plan, register
 
 #: Shortest dot product for which the channels-last kernel is used when there
 #: are few input channels per group.  Below it the patch copy and the 4x3
@@ -49,6 +49,116 @@ MIN_CHANNELS_LAST_REDUCTION = 16
 #: of a large input costs more than the planes' per-plane gather); 3-D
 #: depthwise 32^3 8.7 / 5.1 ms; reflect-padded stride-1 28x28 0.15 / 0.14.
 THIN_MAX_PLANE = 64 * 64
+
+#: Work units per output of the direct channels-last kernel beyond its
+#: multiply-adds: the horizontal sums of a 4x3 block's accumulators and the
+#: scattered stores.  Least squares over 32 layers (AMD EPYC, 2 threads,
+#: 2026-11-30; dot products of 27 to 4608 values): 142 units per output,
+#: which brought the worst estimate / measured from 0.19-1.32 to 0.65-1.32;
+#: without it the stem-like layers (3 input channels, dot products of 27-147)
+#: were estimated 2-5x too fast and chosen over im2col at 2.4x its time.
+DIRECT_OUTPUT = 140.0
+#: A multiply-add of the row-pairs form of the phase-planes kernel (Note
+#: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's,
+#: with one input channel per group, and with several (whose passes after
+#: the first add into the accumulators).  Its seven-tap passes measured 0.65
+#: of the single-row time per output in isolation.  On 12 layers (AMD EPYC,
+#: 2 threads, 2026-11-30) 0.55 put the model at 0.72-1.26 of the measured
+#: time of depthwise 3x3 and 7x7 layers of 14x14 to 112x112 planes, where
+#: the single-row form's model is at 0.71-0.94; with 0.55 the grouped 3x3
+#: layers (2, 4 and 8 channels per group, ResNeXt's included) measured
+#: 1.02-1.32 of it, and 0.75 puts them at 0.86-1.05.  (7x7 planes are
+#: underestimated about 1.5x: per-plane work the model does not count.)
+ROW_PAIR_PASS = 0.55
+ROW_PAIR_PASS_GROUPED = 0.75
+#: A multiply-add of the stride-two form of the phase-planes kernel
+#: (Note [stride-two phases]) in units of the single-row form's, plus its input
+#: split.  Fitted on six stride-2 3x3 layers (AMD EPYC, 2 threads,
+#: 2026-11-30) when the split was a de-interleave and a copy per row
+#: (counted twice): 1.2 matched MobileNet's dw_s2 and put the rest at
+#: 0.7-1.6 of the measured time.  With the split as vector shuffles (Note
+#: [de-interleaved runs] in kernels/runs.py), counted once, the same six
+#: layers measure 0.56-1.23 of the model over two runs (dw_s2 0.89-0.93;
+#: the 112x112 one, bound by reading its 19 MB input, is the 0.56).  No
+#: other algorithm is within 3x of direct on these layers, so the spread
+#: does not change a pick.
+STRIDE_TWO_PASS = 1.2
+
+
+
+def _channels_last_work(spec):
+    # packing, plus every output pixel's receptive field copied into a
+    # patch row (Note [patch rows]) in runs of KW*C (one group, no W
+    # dilation) or C values, each run costing like im2col's
+    macs = spec.flops / 2
+    n, g = spec.batch, spec.groups
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    pixels = math.prod(spec.output_size)
+    padded = math.prod(spec.padded_size)
+    fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
+    taps = math.prod(spec.kernel_size)
+    merged = spec.groups == 1 and spec.dilation[-1] == 1
+    runs = n * g * pixels * (taps // spec.kernel_size[-1] if merged else taps)
+    outputs = n * spec.out_channels * pixels
+    return (macs + 4.0 * n * spec.in_channels * padded + 2.0 * fill + DIRECT_OUTPUT * outputs
+            + costs.FILL_RUN * runs)
+
+
+def _planes_work(spec):
+    return spec.flops / 2 + 4.0 * spec.batch * spec.in_channels * math.prod(spec.padded_size)
+
+
+def _thin_channels_last_work(spec):
+    # packing, and a pass over each output row's accumulators
+    n = spec.batch
+    return (spec.flops / 2 + 4.0 * n * spec.in_channels * math.prod(spec.padded_size)
+            + 2.0 * n * spec.out_channels * math.prod(spec.output_size))
+
+
+def _phase_planes_work(spec):
+    # the split of each input plane, and with a stride the junk outputs
+    # at the end of each accumulator row and the copy of the rest
+    # (Note [phase planes])
+    macs = spec.flops / 2
+    n = spec.batch
+    cin_g = spec.in_channels_per_group
+    pixels = math.prod(spec.output_size)
+    padded = math.prod(spec.padded_size)
+    W, OW = spec.input_size3[2], spec.output_size3[2]
+    OH = spec.output_size3[1]
+    outputs = n * spec.out_channels * pixels
+    # one split of each input plane of the group per output plane
+    splits = n * spec.out_channels * cin_g * padded
+    form = direct_cpu.default_phase_plane_form(spec.kernel_size3[1:], spec.stride3,
+                                               spec.dilation3)
+    KH, KW = spec.kernel_size3[1:]
+    pad_w = spec.padding3[2][0]
+    if form == "stride_two":
+        # Note [stride-two phases]: one pass over accumulators at the phase
+        # rows' pitch, and the copy out
+        size = direct_cpu.stride_two_layout(OH, W, KH, KW, pad_w)[2]
+        return macs * STRIDE_TWO_PASS * size / (OH * OW) + splits + 2.0 * outputs
+    if form == "row_pairs":
+        # Note [row pairs]: the cheaper passes over both row phases'
+        # accumulators (gap and rounding junk included), and the copy out
+        size = direct_cpu.row_pairs_layout(OH, W, KH, KW, pad_w)[2]
+        rate = ROW_PAIR_PASS if cin_g == 1 else ROW_PAIR_PASS_GROUPED
+        return macs * rate * 2 * size / (OH * OW) + splits + 2.0 * outputs
+    pitch = spec.stride3[1] * (W // spec.stride3[2])
+    copy = 0.0 if pitch == OW else 2.0 * outputs
+    return macs * pitch / OW + splits + copy
+
+
+#: The cost-model paths of the four loop orders and of the phase and
+#: weight-gradient plans, with the constants shipped (fitted by ``numbaconv
+#: calibrate`` on the development machine: docs/choosing.md).
+PATHS = (
+    costs.PathModel("direct:channels_last", 2.077e-11, work=_channels_last_work),
+    costs.PathModel("direct:planes", 2.140e-10, work=_planes_work),
+    costs.PathModel("direct:phase_planes", 5.341e-11, work=_phase_planes_work),
+    costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
+) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
+
 
 LOOP_ORDERS = ("channels_last", "planes", "phase_planes", "thin_channels_last")
 
@@ -227,6 +337,10 @@ class DirectAlgorithm(ConvAlgorithm):
     """Direct convolution; serves every valid forward spec on the CPU."""
 
     name = "direct"
+    paths = PATHS
+    #: docs/semantics.md, "Accuracy"
+    measured_error_eps = 4.8
+    transforms_values = False
 
     def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         return direct_forward(spec, x, weight, bias, out, loop_order=detail, ctx=ctx)

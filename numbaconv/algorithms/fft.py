@@ -45,7 +45,8 @@ from ..context import current_context
 from ..kernels import fft_cpu
 from ..padding import padding_maps
 from .direct import direct_forward
-from .registry import ConvAlgorithm, costed_plan, register
+from .. import costs
+from .registry import ConvAlgorithm, composite_paths, costed_plan, register
 
 #: the cost model charges a transform of ``P`` points ``P * (FFT_POINT_COST +
 #: log2 P)``: measured with SciPy's transforms here, the strided passes of a
@@ -289,6 +290,13 @@ class FFTAlgorithm(ConvAlgorithm):
     """
 
     name = "fft"
+    #: units: the planner's cost, already per thread (Note [cost models]);
+    #: constants shipped from the development machine (docs/choosing.md)
+    paths = (costs.PathModel("fft", 1.501e-10, per_thread=False),
+             ) + composite_paths("fft", phases=1.750e+00, rewrite=9.833e-01)
+    #: docs/semantics.md, "Accuracy"
+    measured_error_eps = 1.9
+    transforms_values = True
 
     def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):

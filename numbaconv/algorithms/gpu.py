@@ -14,8 +14,8 @@ multiplies the zeros a stride inserts; on a GPU the gather is cheap, the
 launch count matters, and one kernel per algorithm keeps the backend small.
 
 Cost models (Note [cost models] in :mod:`numbaconv.costs`): the GPU paths
-have constants in seconds per multiply-add (``cuda:*`` in
-``costs.DEFAULTS``).  They are *not* fitted: no development session had a
+(``cuda:*``, declared below) have constants in seconds per multiply-add on
+the whole device.  They are *not* fitted: no development session had a
 GPU to fit them on, so they are what an H200's numba kernels should reach
 by their design (docs/gpu.md); with tuning on, ``"auto"`` measures instead.
 """
@@ -30,7 +30,13 @@ from .. import costs
 from ..context import current_context
 from ..padding import padding_maps
 from .registry import ConvAlgorithm, Plan, costed_plan, register
-from .winograd import WINOGRAD
+from .winograd import TRANSFORM_WEIGHT, WINOGRAD
+
+
+def _paths(*pairs):
+    """GPU paths: seconds per unit on the whole device, not fitted (no GPU
+    has calibrated them yet: docs/gpu.md)."""
+    return tuple(costs.PathModel(path, default, per_thread=False) for path, default in pairs)
 
 
 class GPUAlgorithm(ConvAlgorithm):
@@ -47,34 +53,37 @@ class GPUAlgorithm(ConvAlgorithm):
         return self.plan_forward(spec, ctx)
 
     def run(self, spec, x, weight, bias, out, ctx=None, plan=None):
+        """As :meth:`ConvAlgorithm.run`: the same ``forward`` and
+        ``run_grad_weight`` methods, on device arrays, with the call's
+        stream in ``ctx``; every problem is one forward (or weight-gradient)
+        problem over the padding maps (module docstring)."""
         ctx = current_context("cuda") if ctx is None else ctx
         if out.size == 0:
             return out
         detail = (plan if plan is not None else self.plan(spec, ctx)).detail
-        maps = device_maps(spec)
-        stream = ctx.stream or 0
         if spec.computation == "grad_weight":
             if spec.batch == 0 or math.prod(spec.output_size) == 0:
                 from ..cuda import arrays
-                arrays.fill_zero(out.reshape(-1), stream)
+                arrays.fill_zero(out.reshape(-1), _stream(ctx))
                 return out
-            self.run_grad_weight(spec, x, weight, out, maps, stream, detail)
+            self.run_grad_weight(spec, x, weight, out, ctx, detail)
         else:
-            self.run_forward(spec, x, weight, bias, out, maps, stream, detail)
+            self.forward(spec, x, weight, bias, out, ctx, detail)
         return out
 
-    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):  # pragma: no cover
-        raise NotImplementedError
-
-    def run_grad_weight(self, spec, x, grad_output, out, maps, stream, detail):
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         # by default the direct reduction kernel (Note [GPU direct tiles])
         from ..kernels import direct_cuda
-        direct_cuda.grad_weight(x, maps, grad_output, out, spec.groups, spec.stride3,
-                                spec.dilation3, stream)
+        direct_cuda.grad_weight(x, device_maps(spec), grad_output, out, spec.groups,
+                                spec.stride3, spec.dilation3, _stream(ctx))
 
     def plan_grad_weight(self, spec, ctx):
         return costed_plan(self.name, "cuda:grad_reduce", spec.flops / 2, ctx, 0,
                            "block reduction per weight element", per_thread=False)
+
+
+def _stream(ctx):
+    return ctx.stream or 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,16 +93,15 @@ def device_maps(spec):
     return tuple(cuda.to_device(m) for m in padding_maps(spec))
 
 
-def _finite(stream, *arrays):
+def _finite(ctx, *arrays):
     from ..cuda import arrays as dev
-    return all(dev.all_finite(a, stream) for a in arrays if a is not None)
+    return all(dev.all_finite(a, _stream(ctx)) for a in arrays if a is not None)
 
 
-def _direct_instead(spec, x, weight, bias, out, maps, stream):
+def _direct_instead(spec, x, weight, bias, out, ctx):
     """Run a transform algorithm's call with NaN or infinity on direct: a
     transform spreads them over its whole tile, direct keeps them local."""
-    GPU_DIRECT.run_forward(spec, x, weight, bias, out, maps, stream,
-                           GPU_DIRECT.plan(spec).detail)
+    GPU_DIRECT.forward(spec, x, weight, bias, out, ctx, GPU_DIRECT.plan(spec, ctx).detail)
 
 
 class GPUDirect(GPUAlgorithm):
@@ -102,9 +110,10 @@ class GPUDirect(GPUAlgorithm):
     output where the tiles do not fit."""
 
     name = "direct"
-
-    def unsupported_reason(self, spec):
-        return None
+    paths = _paths(("cuda:direct", 4.0e-13), ("cuda:direct_naive", 2.0e-12),
+                   ("cuda:grad_reduce", 1.0e-12))
+    measured_error_eps = 4.8
+    transforms_values = False
 
     def plan_forward(self, spec, ctx):
         from ..kernels import direct_cuda
@@ -114,10 +123,10 @@ class GPUDirect(GPUAlgorithm):
                            "shared-memory tiles" if tiled else "one thread per output",
                            per_thread=False, detail=tiled)
 
-    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         from ..kernels import direct_cuda
-        direct_cuda.conv_forward(x, maps, weight, bias, out, spec.groups, spec.stride3,
-                                 spec.dilation3, stream, tiled=bool(detail))
+        direct_cuda.conv_forward(x, device_maps(spec), weight, bias, out, spec.groups,
+                                 spec.stride3, spec.dilation3, _stream(ctx), tiled=bool(detail))
 
 
 class GPUIm2col(GPUAlgorithm):
@@ -126,9 +135,9 @@ class GPUIm2col(GPUAlgorithm):
     :mod:`numbaconv.kernels.im2col_cuda`)."""
 
     name = "im2col"
-
-    def unsupported_reason(self, spec):
-        return None
+    paths = _paths(("cuda:implicit_gemm", 2.5e-13))
+    measured_error_eps = 4.8
+    transforms_values = False
 
     def plan_forward(self, spec, ctx):
         return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
@@ -138,15 +147,16 @@ class GPUIm2col(GPUAlgorithm):
         return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
                            "implicit GEMM (weight gradient)", per_thread=False)
 
-    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         from ..kernels import im2col_cuda
-        im2col_cuda.implicit_gemm_forward(x, maps, weight, bias, out, spec.groups,
-                                          spec.stride3, spec.dilation3, stream)
+        im2col_cuda.implicit_gemm_forward(x, device_maps(spec), weight, bias, out, spec.groups,
+                                          spec.stride3, spec.dilation3, _stream(ctx))
 
-    def run_grad_weight(self, spec, x, grad_output, out, maps, stream, detail):
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         from ..kernels import im2col_cuda
-        im2col_cuda.implicit_gemm_grad_weight(x, maps, grad_output, out, spec.groups,
-                                              spec.stride3, spec.dilation3, stream)
+        im2col_cuda.implicit_gemm_grad_weight(x, device_maps(spec), grad_output, out,
+                                              spec.groups, spec.stride3, spec.dilation3,
+                                              _stream(ctx))
 
 
 class GPUWinograd(GPUAlgorithm):
@@ -155,9 +165,14 @@ class GPUWinograd(GPUAlgorithm):
     Winograd] in :mod:`numbaconv.kernels.winograd_cuda`).  Serves what the
     CPU Winograd serves, except dilation."""
 
+    transforms_values = True
+
     def __init__(self, name, m):
         self.name = name
         self.m = m
+        # one shared GPU path for both tile sizes
+        self.paths = _paths(("cuda:winograd", 3.0e-13), ("cuda:grad_reduce", 1.0e-12))
+        self.measured_error_eps = WINOGRAD.MEASURED_ERROR_EPS[m]
 
     def unsupported_reason(self, spec):
         reason = WINOGRAD.unsupported_reason(spec)
@@ -174,20 +189,20 @@ class GPUWinograd(GPUAlgorithm):
         Q = alpha ** spec.ndim
         units = (tiles * Q * spec.groups * spec.in_channels_per_group
                  * spec.out_channels_per_group
-                 + costs.TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
+                 + TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
                  * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
         workspace = tiles * Q * (spec.in_channels + spec.out_channels) * \
             spec.compute_dtype.itemsize
         return costed_plan(self.name, "cuda:winograd", units, ctx, workspace,
                            f"F({self.m},3) transforms + batched GEMM", per_thread=False)
 
-    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
-        if not _finite(stream, x, weight):
-            _direct_instead(spec, x, weight, bias, out, maps, stream)
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+        if not _finite(ctx, x, weight):
+            _direct_instead(spec, x, weight, bias, out, ctx)
             return
         from ..cuda import arrays as dev
         from ..kernels import im2col_cuda, winograd_cuda as wc
-        m = self.m
+        m, stream = self.m, _stream(ctx)
         winograd_weight = wc.device_weight(dev.to_host(weight, stream), m, spec.ndim,
                                            spec.groups, stream)
         wc.winograd_conv(x, wc.device_maps(spec, m, stream), winograd_weight,
@@ -199,6 +214,9 @@ class GPUFFT(GPUAlgorithm):
     """FFT convolution through CuPy's cuFFT (the ``gpu-fft`` extra)."""
 
     name = "fft"
+    paths = _paths(("cuda:fft", 2.0e-13), ("cuda:grad_reduce", 1.0e-12))
+    measured_error_eps = 1.9
+    transforms_values = True
 
     def unsupported_reason(self, spec):
         if spec.computation == "grad_weight":
@@ -220,12 +238,12 @@ class GPUFFT(GPUAlgorithm):
         return costed_plan(self.name, "cuda:fft", units, ctx, 0, "cuFFT of whole planes",
                            per_thread=False)
 
-    def run_forward(self, spec, x, weight, bias, out, maps, stream, detail):
+    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
         from ..kernels import fft_cuda
-        if not _finite(stream, x, weight):
-            _direct_instead(spec, x, weight, bias, out, maps, stream)
+        if not _finite(ctx, x, weight):
+            _direct_instead(spec, x, weight, bias, out, ctx)
             return
-        fft_cuda.fft_forward(spec, x, weight, bias, out, maps, stream)
+        fft_cuda.fft_forward(spec, x, weight, bias, out, device_maps(spec), _stream(ctx))
 
 
 GPU_DIRECT = register(GPUDirect())

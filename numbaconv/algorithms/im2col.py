@@ -39,7 +39,7 @@ from .registry import ConvAlgorithm, costed_plan, register
 #: fast from 0.6 to 8 MiB; bigk1d (K = 4080, 16 output channels) took 190 ms
 #: with 4 MiB tiles, 259 ms with 1 MiB and 295-322 ms with 16-32 MiB.
 TILE_BYTES = 4 * 2**20
-#: The same for GEMMs of at most ``costs.FEW_ROWS`` output channels per group,
+#: The same for GEMMs of at most :data:`FEW_ROWS` output channels per group,
 #: which use each column value that few times: their tiles are kept in the
 #: core's cache.  Measured (2 threads, AMD EPYC, 2026-11-30, fastest of 15,
 #: 4 MiB against 256 KiB tiles, two interleaved rounds): 4 -> 4 channels 3x3
@@ -123,7 +123,7 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     pixels = math.prod(spec.output_size3)
     jobs_per_tile = spec.batch * spec.groups
     hard = limit // (threads * itemsize)           # elements per thread
-    soft = (FEW_ROWS_TILE_BYTES if spec.out_channels_per_group <= costs.FEW_ROWS
+    soft = (FEW_ROWS_TILE_BYTES if spec.out_channels_per_group <= FEW_ROWS
             else TILE_BYTES) // itemsize
     row = spec.output_size3[2]
     if K <= hard:
@@ -154,6 +154,108 @@ def plan_tiles(spec, itemsize, threads, limit=None):
         tile -= tile % row          # whole output rows
     return TilePlan(tile=tile, chunks_k=chunks_k, rows=rows, threads=threads,
                     row_blocks=row_blocks)
+
+
+#: Most output channels per group of a GEMM whose column tiles are kept in
+#: the core's cache (:data:`FEW_ROWS_TILE_BYTES`), and which pays no row
+#: penalty in the cost model (Note [few-row GEMMs]).
+FEW_ROWS = 16
+
+
+def _tiles_work(spec):
+    """Work of the column tiles' GEMMs (``"im2col:tiles"``).
+
+    Note [few-row GEMMs]
+    ~~~~~~~~~~~~~~~~~~~~
+    Each short dimension ``d`` costs ``(d + GEMM_HALF) / d``.  The column
+    tiles' GEMM (im2col's forward) does not pay it for its rows when there
+    are at most :data:`FEW_ROWS` output channels
+    per group: those tiles are kept in the core's cache
+    (``FEW_ROWS_TILE_BYTES``), and GEMMs of 4 to 8 rows then measured 0.2-0.55
+    of the estimate with it (ResNeXt's 32 groups of 4 channels, 4 -> 4 and
+    8 -> 8 layers; it is 3x for 4 rows), within 1.1-1.35x without it, like
+    the layers with many channels (2 threads, AMD EPYC, 2026-11-30).  Above
+    ``FEW_ROWS`` nothing changed, so the fitted constant stands.  (Dropping
+    the row term for every layer, with the constant raised 1.125x to keep
+    64-row layers where they were, raised the estimates of 512-row layers
+    11% and made ``"auto"`` take direct at 1.6x im2col's time on a held-out
+    ResNet stage-4 layer.)
+    """
+    macs = spec.flops / 2
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    K = cin_g * math.prod(spec.kernel_size)
+    calls = spec.batch * spec.groups * -(-math.prod(spec.output_size) // 512)
+    rows = () if cout_g <= FEW_ROWS else (cout_g,)
+    return costs.gemm_work(macs, *rows, K) + costs.GEMM_CALL * calls
+
+
+def _grad_tiles_work(spec):
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    calls = spec.batch * spec.groups * -(-math.prod(spec.output_size) // 512)
+    return (costs.gemm_work(spec.flops / 2, spec.out_channels_per_group, K)
+            + costs.GEMM_CALL * calls)
+
+
+def _pointwise_work(spec):
+    return costs.gemm_work(spec.flops / 2, spec.out_channels_per_group,
+                           spec.in_channels_per_group)
+
+
+def _small_work(spec):
+    return spec.flops / 2                               # the numba products
+
+
+def _col2im_work(spec):
+    taps = math.prod(spec.kernel_size)
+    scatter = spec.batch * spec.out_channels * taps * math.prod(spec.input_size)
+    return (costs.gemm_work(spec.flops / 2, spec.in_channels_per_group,
+                            spec.out_channels_per_group * taps) + 2.0 * scatter)
+
+
+def fill_units(spec, tile, same_width):
+    """Units of ``"im2col:fill"`` of filling the column tiles of ``tile``
+    output pixels of ``spec`` (``same_width``: the one-copy fill of Note
+    [same-width columns]).
+
+    Note [column fill cost]
+    ~~~~~~~~~~~~~~~~~~~~~~~
+    The column fill copies ``N * groups * K * pixels`` elements, in runs of
+    at most one output row per weight tap (one run per tap and tile with the
+    same-width fill).  Timed alone on 15 layers (1-D, 2-D, 3-D; strides 1
+    to 4; rows of 7 to 8000 pixels; AMD EPYC, one thread, 2026-11-30), a
+    least-squares fit gave 0.082 ns per unit-stride element, 0.36 per
+    strided element and 14 ns per run, each layer within 0.62-1.21x of the
+    fit; hence the weights :data:`numbaconv.costs.STRIDED_FILL` and :data:`~numbaconv.costs.FILL_RUN`.  The
+    earlier model folded the fill into the GEMM's constant at 2 units per
+    element and no run cost, about 5x too cheap; it did not show where the
+    GEMM dominates, but on "medical 3d s2" (32 output channels, 32-pixel
+    rows) it made im2col look faster than direct when it was 1.3x slower.
+    ``numbaconv calibrate`` times the fill kernel alone for its constant.
+    """
+    n, g = spec.batch, spec.groups
+    K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    pixels = math.prod(spec.output_size)
+    tiles = -(-pixels // max(1, tile))
+    elements = n * g * K * pixels
+    if same_width:
+        runs = n * g * K * tiles
+    else:
+        runs = n * g * K * (-(-pixels // spec.output_size[-1]) + tiles)
+    strided = any(v != 1 for v in spec.stride)
+    return elements * (costs.STRIDED_FILL if strided else 1.0) + costs.FILL_RUN * runs
+
+
+#: The cost-model paths, with the constants shipped (fitted by ``numbaconv
+#: calibrate`` on the development machine: docs/choosing.md).
+PATHS = (
+    costs.PathModel("im2col:pointwise", 1.754e-11, work=_pointwise_work),
+    costs.PathModel("im2col:tiles", 1.856e-11, work=_tiles_work),
+    costs.PathModel("im2col:small", 4.376e-11, work=_small_work),
+    costs.PathModel("im2col:col2im", 2.958e-11, work=_col2im_work),
+    costs.PathModel("im2col:grad_tiles", 1.966e-11, work=_grad_tiles_work),
+    costs.PathModel("im2col:grad_small", 3.169e-11, work=_small_work),
+    costs.PathModel("im2col:fill", 7.106e-11, "auxiliary"),
+)
 
 
 def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
@@ -202,7 +304,7 @@ def fill_every_tile(spec, x, tile):
     """Fill the column tiles of ``tile`` pixels of every (image, group) of
     ``spec`` once, on this thread, into one buffer: the work ``numbaconv
     calibrate`` times for the ``"im2col:fill"`` constant (Note [column fill
-    cost] in :mod:`numbaconv.costs`).  ``x`` is the canonical input."""
+    cost]).  ``x`` is the canonical input."""
     map_d, map_h, map_w = padding_maps(spec)
     cin_g = spec.in_channels_per_group
     K = cin_g * math.prod(spec.kernel_size3)
@@ -352,6 +454,18 @@ class Im2colAlgorithm(ConvAlgorithm):
     """im2col + GEMM; serves every valid forward spec on the CPU."""
 
     name = "im2col"
+    paths = PATHS
+    #: docs/semantics.md, "Accuracy"
+    measured_error_eps = 4.8
+    transforms_values = False
+
+    def auxiliary_samples(self, spec, arrays, ctx, time):
+        """The column fill alone, on one thread, for ``"im2col:fill"``."""
+        if spec.is_pointwise:
+            return []
+        plan = self.plan(spec, ctx)
+        seconds = time(lambda: fill_every_tile(spec, arrays[0], plan.detail.tile))
+        return [("im2col:fill", spec, seconds, 1, plan.fill, 0.0, None)]
 
     def unsupported_reason(self, spec):
         if blas.find_gemm() is None:
@@ -375,10 +489,10 @@ class Im2colAlgorithm(ConvAlgorithm):
                     + (f", {tiles.row_blocks} channel blocks" if tiles.row_blocks > 1 else ""))
             workspace = tiles.workspace_bytes(itemsize)
         # every row block fills its tile's columns
-        fill = 0.0 if tiles is None else tiles.row_blocks * costs.fill_units(
+        fill = 0.0 if tiles is None else tiles.row_blocks * fill_units(
             spec, tiles.tile, same_width_fill(spec) and tiles.tile % spec.output_size3[2] == 0)
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
-                           detail=tiles, fill=fill)
+                           detail=tiles, fill=fill, fill_model="im2col:fill")
 
     def plan_input_dilated(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -396,11 +510,12 @@ class Im2colAlgorithm(ConvAlgorithm):
         K = spec.in_channels_per_group * math.prod(spec.kernel_size)
         workspace = (ctx.threads * plan.rows * plan.tile
                      + plan.segments * K * spec.out_channels) * itemsize
-        fill = costs.fill_units(spec, plan.tile,
+        fill = fill_units(spec, plan.tile,
                                 same_width_fill(spec) and plan.tile % spec.output_size3[2] == 0)
         return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
-                           f"{plan.segments} segment(s)", detail=plan, fill=fill)
+                           f"{plan.segments} segment(s)", detail=plan, fill=fill,
+                           fill_model="im2col:fill")
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)

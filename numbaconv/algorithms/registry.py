@@ -1,10 +1,28 @@
 """The algorithm registry: one interface every algorithm and device joins.
 
+The algorithm is the unit of extension (docs/extending.md): an algorithm
+object declares everything the dispatcher needs about it, and
+:func:`register` is the one place it joins.  The registry knows no chooser:
+``"auto"``, resolving a name and the decision table live in
+:mod:`numbaconv.dispatch`, which iterates this table.
+
 An algorithm is an object with
 
 * ``name`` -- what users pass as ``algorithm=``;
 * ``unsupported_reason(spec)`` -- ``None`` if it can run ``spec``, otherwise
   a sentence saying why not (shown in :class:`UnsupportedAlgorithmError`);
+* its declarations, checked by :func:`register`: ``paths`` (its
+  cost-model paths with their shipped constants,
+  :class:`numbaconv.costs.PathModel`), ``measured_error_eps`` (its largest
+  measured error, in units of ``eps * B`` of the compute dtype,
+  docs/semantics.md "Accuracy"; :meth:`ConvAlgorithm.error_eps` gives it per
+  dtype), ``transforms_values`` (whether a NaN or infinity would spread over
+  a transform's tile: such calls go to another algorithm), ``formats``
+  (the memory formats it serves without packing) and
+  ``calibration_problems`` (problems of its own for ``numbaconv
+  calibrate``, beyond the shared ones);
+* ``plan(spec, ctx)`` -- a :class:`Plan` with its path, estimated seconds
+  and workspace, before anything runs;
 * ``run(spec, x, weight, bias, out)`` -- compute into ``out``.  The arrays
   are in the canonical 3-D form of :mod:`numbaconv.spec` (input
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
@@ -24,12 +42,8 @@ each through ``run``) and ``run_grad_weight`` (by default the forward
 problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 ``run``).  An algorithm with a better formulation of its own overrides one.
 
-``"auto"`` is the decision table of :func:`numbaconv.dispatch.choose_spec`:
-what serves, what is accurate enough for the dtype, then the fastest by the
-cost models (:mod:`numbaconv.costs`) or, with tuning on, by measurement
-(:mod:`numbaconv.tuning`).  Every algorithm answers ``plan(spec, ctx)``
-before anything runs: a :class:`Plan` with its path, estimated seconds and
-workspace.
+The bias is the output's epilogue (:mod:`numbaconv.epilogue`): every
+algorithm applies it where its kernels write the output.
 """
 
 from __future__ import annotations
@@ -39,9 +53,9 @@ from dataclasses import dataclass, field
 
 import functools
 
-from .. import rewrites
+from .. import costs, rewrites
 from ..context import current_context
-from ..errors import UnsupportedAlgorithmError
+from ..spec import MEMORY_FORMATS
 
 #: (name, device) -> algorithm: the GPU backend registers its own under
 #: the same names.
@@ -72,8 +86,9 @@ class Plan:
     units : float
         That path's work units (for calibration).
     fill : float
-        Units of im2col column fill also in the estimate (Note [column
-        fill cost]; calibration subtracts their time).
+        Units of the auxiliary path ``fill_model`` also in the estimate
+        (im2col's column fill, Note [column fill cost]; calibration
+        subtracts their time).
     detail : object
         What the algorithm's run step takes from the plan (a loop order, a
         tile plan ...); ``run(..., plan=plan)`` then runs exactly this plan.
@@ -94,23 +109,54 @@ class Plan:
     fill: float = 0.0
     detail: object = field(default=None, compare=False, repr=False)
     copies: int = 0
+    fill_model: str | None = None
 
 
 def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True,
-                detail=None, fill=0.0, copies=0):
+                detail=None, fill=0.0, copies=0, fill_model=None):
     """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`),
-    plus ``fill`` units of column fill."""
-    from .. import costs
+    plus ``fill`` units of the auxiliary path ``fill_model``."""
     return Plan(algorithm, path or model,
-                costs.seconds(model, units, ctx.threads, per_thread, fill), int(workspace), model,
-                float(units), float(fill), detail, int(copies))
+                costs.seconds(model, units, ctx.threads, per_thread, fill, fill_model),
+                int(workspace), model, float(units), float(fill), detail, int(copies),
+                fill_model)
 
 
 class ConvAlgorithm:
-    """Base class of registered algorithms (see the module docstring)."""
+    """Base class of registered algorithms (see the module docstring).
+
+    A subclass sets ``name`` and the declarations :func:`register` checks
+    (``paths``, ``measured_error_eps``, ``transforms_values``), implements
+    ``plan_forward`` and ``forward``, and may override ``unsupported_reason``
+    and the input-dilated and weight-gradient methods.  An algorithm that
+    inherits the phase and rewrite plans declares their factors among its
+    ``paths`` (:func:`composite_paths`).
+    """
 
     name: str = ""
     device: str = "cpu"
+    #: cost-model paths (:class:`numbaconv.costs.PathModel`)
+    paths: tuple = ()
+    #: largest measured error, units of eps * B (None: undeclared, refused)
+    measured_error_eps: float | None = None
+    #: whether non-finite values spread over a transform's tile
+    transforms_values: bool | None = None
+    #: memory formats served without packing
+    formats: tuple = ("contiguous",)
+    #: problems of its own for numbaconv calibrate: (input shape, weight shape, kwargs)
+    calibration_problems: tuple = ()
+
+    def error_eps(self, dtype):
+        """The largest error measured for results of ``dtype``, in units of
+        ``eps * B`` of its compute dtype (the same bound for every dtype
+        unless an algorithm knows better)."""
+        return self.measured_error_eps
+
+    def auxiliary_samples(self, spec, arrays, ctx, time):
+        """Calibration samples of this algorithm's auxiliary paths on the
+        forward problem ``spec`` (``arrays``: its synthetic canonical
+        arrays; ``time(fn)``: the calibration timer).  None by default."""
+        return []
 
     def plan(self, spec, ctx=None):
         """How this algorithm would run ``spec`` with ``ctx``: a :class:`Plan`."""
@@ -202,17 +248,70 @@ def plan_of(algorithm, spec, ctx):
     """``algorithm.plan(spec, ctx)``, remembered per (algorithm, spec, context,
     cost constants): the public functions plan every call, and planning
     cost 30 us, half a small convolution."""
-    from .. import costs
     return _cached_plan(algorithm, spec, ctx, costs.constants_key())
 
 
+def composite_paths(name, phases=1.0, rewrite=1.0):
+    """The composite paths the default phase and weight-gradient plans of an
+    algorithm called ``name`` use (``"<name>:phases"``, ``"<name>:rewrite"``),
+    with their factors: for its ``paths`` when it inherits those plans."""
+    return (costs.PathModel(f"{name}:phases", phases, "composite"),
+            costs.PathModel(f"{name}:rewrite", rewrite, "composite"))
+
+
+def _check_declarations(algorithm):
+    name = getattr(algorithm, "name", None)
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"an algorithm's name must be a non-empty string without ':', "
+                         f"got {name!r}")
+    eps = algorithm.measured_error_eps
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+        raise TypeError(f"algorithm {name!r} must declare measured_error_eps, its largest "
+                        f"measured error in units of eps * B (a number >= 0), got {eps!r}")
+    if not isinstance(algorithm.transforms_values, bool):
+        raise TypeError(f"algorithm {name!r} must declare transforms_values (True or False), "
+                        f"got {algorithm.transforms_values!r}")
+    for m in algorithm.paths:
+        if not isinstance(m, costs.PathModel):
+            raise TypeError(f"algorithm {name!r}: paths must be costs.PathModel objects, "
+                            f"got {m!r}")
+    bad = [f for f in algorithm.formats if f not in MEMORY_FORMATS]
+    if bad or "contiguous" not in algorithm.formats:
+        raise ValueError(f"algorithm {name!r}: formats must include 'contiguous' and be "
+                         f"among {MEMORY_FORMATS}, got {algorithm.formats!r}")
+
+
 def register(algorithm):
-    """Add ``algorithm`` to the registry under ``(algorithm.name, algorithm.device)``."""
+    """Add ``algorithm`` to the registry under ``(algorithm.name, algorithm.device)``,
+    after checking its declarations, and its cost-model paths to
+    :mod:`numbaconv.costs`.  Returns it.
+
+    Raises
+    ------
+    ValueError
+        The name is taken on that device (or is ``"auto"``), or a
+        declaration is malformed.
+    TypeError
+        A declaration is missing.
+    """
+    _check_declarations(algorithm)
     key = (algorithm.name, algorithm.device)
     if key in _REGISTRY or algorithm.name == "auto":
         raise ValueError(f"algorithm name {algorithm.name!r} is already taken on "
                          f"{algorithm.device}")
+    costs.declare(tuple(algorithm.paths))
     _REGISTRY[key] = algorithm
+    _cached_plan.cache_clear()
+    return algorithm
+
+
+def unregister(name, device="cpu"):
+    """Remove the algorithm registered as ``name`` on ``device`` (and the
+    cost-model paths only it declared); returns it."""
+    algorithm = _REGISTRY.pop((name, device))
+    others = {m.path for a in _REGISTRY.values() for m in a.paths}
+    costs.undeclare(m.path for m in algorithm.paths if m.path not in others)
+    _cached_plan.cache_clear()
     return algorithm
 
 
@@ -238,75 +337,12 @@ def get_algorithm(name, device="cpu"):
             f"got {name!r}") from None
 
 
-def resolve_algorithm(name, spec, ctx=None):
-    """The algorithm object that will run ``spec`` for ``algorithm=name``
-    (``ctx``: the call's context, a fresh snapshot when not given).
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``name`` is not a string or not a known algorithm.
-    UnsupportedAlgorithmError
-        ``name`` is known but cannot serve ``spec``.
-    """
-    ctx = current_context() if ctx is None else ctx
-    if name == "auto":
-        from ..dispatch import auto_algorithm_name
-        return _REGISTRY[(auto_algorithm_name(spec, ctx), ctx.device)]
-    try:
-        algorithm = get_algorithm(name, ctx.device)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{spec.op}: {exc}") from None
-    reason = algorithm.unsupported_reason(spec)
-    if reason is not None:
-        serving = serving_algorithms(spec, ctx)
-        raise UnsupportedAlgorithmError(
-            f"{spec.op}: algorithm={name!r} cannot serve {spec.describe()}: {reason}; "
-            + (f"algorithms that serve this call: {', '.join(serving)}" if serving else
-               "no algorithm serves this call"), algorithm=name, reason=reason, serving=serving)
-    check_workspace(spec.op, plan_of(algorithm, spec, ctx), ctx)
-    return algorithm
-
-
 def serving_algorithms(spec, ctx):
     """Names of ``ctx.device``'s algorithms that can run ``spec`` in ``ctx``:
     they serve it and their plan fits the workspace limit (what a refusal
     names as the alternatives; computed only when one is raised)."""
     return tuple(a.name for a in algorithms(ctx.device) if a.unsupported_reason(spec) is None
                  and over_workspace_limit(plan_of(a, spec, ctx), ctx) is None)
-
-
-#: (name, spec, context, constants key) -> (algorithm, plan) of the calls
-#: :func:`resolve_planned` has served; cleared when it reaches
-#: :data:`_CALL_PLANS_MAX` entries.
-_CALL_PLANS = {}
-_CALL_PLANS_MAX = 4096
-
-
-def resolve_planned(name, spec, ctx):
-    """``(algorithm, plan)``: :func:`resolve_algorithm` and :func:`plan_of`
-    in one remembered lookup: the public functions ask both on every call,
-    and with a context snapshot built each time too the Python around a
-    small convolution's kernel took 21-23 us, now 17 (ConvNeXt's 7x7
-    depthwise layer, whose kernel takes 0.25 ms).  ``"auto"`` with tuning on
-    is not remembered: it reads the tuning cache every call.  Errors are not
-    remembered either, so a lowered workspace limit still refuses a plan
-    (tested).
-
-    Raises what :func:`resolve_algorithm` raises."""
-    from .. import costs, tuning
-    if name == "auto" and tuning.tuning_enabled():   # asked first: it may have just been
-        algorithm = resolve_algorithm(name, spec, ctx)  # switched on (tested)
-        return algorithm, plan_of(algorithm, spec, ctx)
-    key = (name, spec, ctx, costs.constants_key())
-    hit = _CALL_PLANS.get(key)
-    if hit is None:
-        algorithm = resolve_algorithm(name, spec, ctx)
-        hit = (algorithm, plan_of(algorithm, spec, ctx))
-        if len(_CALL_PLANS) >= _CALL_PLANS_MAX:
-            _CALL_PLANS.clear()
-        _CALL_PLANS[key] = hit
-    return hit
 
 
 def over_workspace_limit(plan, ctx):

@@ -112,6 +112,80 @@ def _extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
     return maps
 
 
+#: Work units of one transform step (one multiply-add of a channel vector
+#: element in a 1-D transform pass), in GEMM multiply-adds, by the number of
+#: spatial axes (Note [winograd cost]).
+TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
+
+
+#: Units per transformed-weight element streamed by one chunk's GEMMs, by the
+#: size of the whole transformed weight: ``(up to bytes, units)`` -- within
+#: this machine's L2 (2 MiB), its L3 (32 MiB), beyond (Note [winograd cost]).
+WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
+
+
+def winograd_tiles(spec, m):
+    """Tiles of F(m, 3) Winograd on ``spec``: a dilated layer is tiled one
+    dilation phase at a time (Note [dilation phases] of
+    :mod:`numbaconv.algorithms.winograd`), each phase ``ceil(O / d)`` long."""
+    return spec.batch * math.prod(d * -(-(-(-o // d)) // m)
+                                  for o, d in zip(spec.output_size, spec.dilation))
+
+
+def winograd_work(spec, m, chunk):
+    """Work of F(m, 3) Winograd on ``spec`` with ``chunk`` tiles per chunk.
+
+    Note [winograd cost]
+    ~~~~~~~~~~~~~~~~~~~~
+    Per tile: the transforms, ``alpha`` multiply-adds per transform position,
+    channel and axis, for the input's and the output's channels; and the
+    transform-domain GEMMs, ``Q`` products of ``chunk x C_in/g`` by ``C_in/g
+    x C_out/g`` per chunk and group.  Timed apart on one thread with
+    ``scripts/winograd_split.py`` (AMD EPYC, 2026-11-30, after Note [constant
+    transforms]), a transform step cost 3.35-4.0 GEMM multiply-adds on 2-D
+    layers (resnet3x3, late3x3, dil3x3; 3.9 taken) and 5.9-7.9 on 3-D ones
+    (vol3x3_32, vol3x3; 6.9 taken), where the output's scatter into NCDHW
+    (four values per channel row and tile) weighs more:
+    :data:`TRANSFORM_WEIGHT`.  Before the constant transforms the same
+    measurement gave 6.0 on resnet3x3 and 13.8 on vol3x3; counted as one
+    multiply-add each, as at first, the transforms were under-weighted 4x
+    and 3-D estimates 2x too low.
+
+    Layers with many channels and few tiles (late network stages) stream the
+    transformed weight ``U`` (``alpha**2 * C_in * C_out`` values: 9 MiB for
+    256 channels, 36 MiB for 512) through the GEMMs once per chunk.  With 8
+    units per streamed element their estimates were 0.27-0.31 of the
+    measured time where im2col's were 0.45-0.74 on the same layers (256 and
+    512 channels on 14x14 and 7x7 planes, interleaved in one process), and
+    ``"auto"`` picked F(4x4) at up to 1.8x im2col's time.  The elements
+    still missing there came to 25-38 units each, against 18 for a 2.2 MiB
+    ``U`` (128 channels) and a negligible share on smaller ones: so 8 units
+    while ``U`` fits in this machine's 2 MiB L2, 24 while it fits in its 32
+    MiB L3 (9 MiB: 25-32 measured), 36 beyond (36 MiB: 35-38 measured):
+    :data:`WEIGHT_STREAM`.  A single step at 4 MiB made F(2x2)'s 4 MiB
+    ``U`` of a 256-channel layer look cached next to F(4x4)'s 9 MiB and
+    picked F(2x2) at 1.14x F(4x4)'s time.
+    """
+    alpha = m + 2
+    tiles = winograd_tiles(spec, m)
+    Q = alpha ** spec.ndim
+    transforms = (TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
+                  * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
+    gemm = costs.gemm_work(tiles * Q * spec.groups * spec.in_channels_per_group
+                 * spec.out_channels_per_group, spec.in_channels_per_group,
+                 spec.out_channels_per_group, min(chunk, tiles))
+    # per chunk of tiles, one GEMM per position and group, each streaming
+    # its C_in/g x C_out/g transformed weight: with few tiles per chunk
+    # (many channels) that traffic, not the arithmetic, is the cost, and
+    # more so once the transformed weight outgrows the cache
+    chunks = -(-tiles // chunk)
+    calls = Q * spec.groups * chunks
+    elements = Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
+    size = elements * spec.compute_dtype.itemsize
+    per_element = next(units for limit, units in WEIGHT_STREAM if size <= limit)
+    return transforms + gemm + costs.GEMM_CALL * calls + per_element * elements * chunks
+
+
 def plan_chunk(spec, m, itemsize, ctx):
     """Tiles per chunk (a thread's unit of work, Note [channels-last
     transforms]): about :data:`CHUNK_BYTES` of transformed tiles, enough
@@ -124,7 +198,7 @@ def plan_chunk(spec, m, itemsize, ctx):
     (``ctx.pool_threads``), never by the threads of this call."""
     used = [a >= 3 - spec.ndim for a in range(3)]
     Q = math.prod(m + 2 if u else 1 for u in used)
-    total = costs.winograd_tiles(spec, m)
+    total = winograd_tiles(spec, m)
     per_tile = Q * (spec.in_channels + spec.out_channels) * itemsize
     pool = ctx.pool_threads
     chunk = max(1, min(-(-total // pool), CHUNK_BYTES // per_tile,
@@ -176,9 +250,17 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
 class WinogradAlgorithm(ConvAlgorithm):
     """F(m x m, 3 x 3) Winograd (and its 1-D / 3-D forms) on the CPU."""
 
+    #: docs/semantics.md, "Accuracy": F(4x4, 3x3) is above float64's tolerance
+    MEASURED_ERROR_EPS = {4: 29.0, 2: 1.0}
+    #: the shipped constants (docs/choosing.md)
+    DEFAULT_CONSTANTS = {4: 1.252e-11, 2: 1.431e-11}
+    transforms_values = True
+
     def __init__(self, name, m):
         self.name = name
         self.m = m
+        self.measured_error_eps = self.MEASURED_ERROR_EPS[m]
+        self.paths = (costs.PathModel(f"winograd:F{m}", self.DEFAULT_CONSTANTS[m]),)
 
     def unsupported_reason(self, spec):
         if spec.computation == "grad_weight":
@@ -197,9 +279,9 @@ class WinogradAlgorithm(ConvAlgorithm):
         return None
 
     def plan_forward(self, spec, ctx):
-        model = "winograd:F4" if self.m == 4 else "winograd:F2"
+        model = f"winograd:F{self.m}"
         chunk, per_tile = plan_chunk(spec, self.m, spec.compute_dtype.itemsize, ctx)
-        return costed_plan(self.name, model, costs.winograd_work(spec, self.m, chunk), ctx,
+        return costed_plan(self.name, model, winograd_work(spec, self.m, chunk), ctx,
                            ctx.threads * chunk * per_tile,
                            (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
                             f"F({self.m},3) tiles") + f", {chunk} per chunk", detail=chunk)

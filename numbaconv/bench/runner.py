@@ -15,7 +15,7 @@ Method (see docs/benchmarking.md):
   machine hit all of them alike; each turn starts with 20 ms of untimed
   calls, because the calls after the other process ran pay for cold caches
   and a woken thread pool for a few milliseconds (Note [turn warm-up] in
-  :mod:`numbaconv.bench.turns`); the figure reported is the median of all
+  :mod:`numbaconv.timing`); the figure reported is the median of all
   timed calls;
 * each numbaconv result is checked against the matching float64 reference
   (:mod:`numbaconv.reference`).
@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import reference as _reference
-from ..algorithms import algorithm_names, resolve_algorithm
+from ..algorithms import algorithm_names
+from ..dispatch import resolve_algorithm
 from ..errors import UnsupportedAlgorithmError
 from ..spec import make_conv_spec
-from .turns import TURN_WARMUP_S, time_turn
+from ..timing import TURN_WARMUP_S, time_turn
 from .suite import bench_points
 
 
@@ -260,7 +261,7 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
         each; the median of all ``rounds * repeats`` calls is reported.
     warmup_s : float
         Seconds of untimed calls at the start of each turn (at least one
-        call): Note [turn warm-up] in :mod:`numbaconv.bench.turns`.
+        call): Note [turn warm-up] in :mod:`numbaconv.timing`.
     use_torch, use_scipy, check : bool
         Include the peers; compare each numbaconv result with the float64
         reference.

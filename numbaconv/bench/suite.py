@@ -232,7 +232,7 @@ PUBLIC_SHAPES = (
 
 #: The layer classes issue 13 found slower than PyTorch (docs/results-classes.md):
 #: our own shapes, apart from the public ones and from those the dispatcher's
-#: constants were fitted on (costs.CALIBRATION_PROBLEMS) or checked on
+#: constants were fitted on (calibration.CALIBRATION_PROBLEMS) or checked on
 #: (scripts/dispatch_regret.py HELD_OUT); ``--shapes classes`` runs them.
 CLASS_SHAPES = (
     BenchCase("dw_s2", "conv2d", (4, 144, 56, 56), (144, 1, 3, 3),
@@ -304,10 +304,10 @@ def bench_points(cases, ops=None):
 
 
 def point_spec(case, op, dtype="float32"):
-    """The general problem (:func:`numbaconv.dispatch.problem_spec`) a
+    """The general problem (:func:`numbaconv.spec.problem_spec`) a
     benchmark point computes; ``transposed`` on a forward case is its input
     gradient's problem."""
-    from ..dispatch import problem_spec
+    from ..spec import problem_spec
     gradient = {"forward": None, "transposed": None, "grad_input": "input",
                 "grad_weight": "weight"}[op]
     if op == "transposed" and not case.transposed:

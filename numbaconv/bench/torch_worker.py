@@ -14,8 +14,8 @@ per line on stdin and reads one JSON reply per line on stdout:
   ``torch.nn.grad.conv{N}d_input`` / ``conv{N}d_weight``, all under
   ``torch.no_grad()``.
 * ``{"cmd": "time", "repeats": K, "warmup_s": S}`` calls untimed for S
-  seconds (at least once; default :data:`~numbaconv.bench.turns.TURN_WARMUP_S`),
-  then times K calls (:func:`~numbaconv.bench.turns.time_turn`); reply
+  seconds (at least once; default :data:`~numbaconv.timing.TURN_WARMUP_S`),
+  then times K calls (:func:`~numbaconv.timing.time_turn`); reply
   ``{"times": [...]}`` in seconds.
 * ``{"cmd": "quit"}`` exits.
 """
@@ -42,7 +42,7 @@ def main(threads: int) -> None:
     import numpy as np
 
     from .suite import SUITE, BenchCase
-    from .turns import TURN_WARMUP_S, time_turn
+    from ..timing import TURN_WARMUP_S, time_turn
 
     torch.set_num_threads(threads)
     _reply({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()})

@@ -1,4 +1,4 @@
-"""One implementation's turn in a benchmark round, shared by ``numbaconv
+"""One implementation's turn in a timing round, shared by ``numbaconv
 bench`` and its PyTorch worker process so that both sides are timed alike
 (and by ``numbaconv calibrate``, with one untimed call and no warm-up).
 
