@@ -76,7 +76,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from . import functional
 from .dispatch import resolve_algorithm
 from .algorithms.direct import choose_loop_order, direct_forward, serves_phase_planes
-from .spec import make_conv_spec, make_transposed_spec
+from .epilogue import Epilogue
+from .spec import Operand, make_conv_spec, make_transposed_spec
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d"]
@@ -182,12 +183,6 @@ def _checked(op, ndim, input, weight, bias, algorithm):
     return input, weight, bias, unbatched
 
 
-def _stand_in(array):
-    """A zero-byte NumPy array of ``array``'s shape and dtype, for the spec checks."""
-    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=array.dtype), shape=array.shape,
-                                           strides=(0,) * array.ndim)
-
-
 def _check_group_chunks(op, chunks, group_channels, groups, what):
     if groups == 1:
         return
@@ -206,8 +201,8 @@ def _check_group_chunks(op, chunks, group_channels, groups, what):
 def _forward(op, ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
              algorithm):
     x, weight, bias, unbatched = _checked(op, ndim, input, weight, bias, algorithm)
-    spec = make_conv_spec(op, ndim, _stand_in(x), weight, bias, stride, padding, dilation,
-                          groups, padding_mode)
+    spec = make_conv_spec(op, ndim, Operand.of(x), Operand.of(weight), Operand.of(bias), stride,
+                          padding, dilation, groups, padding_mode)
     resolve_algorithm(algorithm, spec)       # an unknown or unserving algorithm fails now
     weight = weight.astype(spec.dtype, copy=False)
     bias = None if bias is None else bias.astype(spec.dtype, copy=False)
@@ -347,7 +342,8 @@ def _direct_block(x, w, b, groups, ndim, stride, dilation, loop_order):
     """The block by the direct algorithm with ``loop_order`` (the whole
     problem's), or None where that loop order does not serve the block (it
     then runs with its own, and agrees within rounding)."""
-    spec = make_conv_spec(f"conv{ndim}d", ndim, x, w, b, stride, 0, dilation, groups)
+    spec = make_conv_spec(f"conv{ndim}d", ndim, Operand.of(x), Operand.of(w), Operand.of(b),
+                          stride, 0, dilation, groups)
     if (spec.dtype != spec.compute_dtype
             or (loop_order == "phase_planes" and not serves_phase_planes(spec))
             or (loop_order == "thin_channels_last" and spec.in_channels_per_group != 1)):
@@ -355,8 +351,8 @@ def _direct_block(x, w, b, groups, ndim, stride, dilation, loop_order):
     lead = (1,) * (3 - ndim)
     out = np.empty(spec.output_shape[:2] + spec.output_size3, spec.dtype)
     direct_forward(spec, x.reshape(spec.input_shape[:2] + spec.input_size3),
-                   np.ascontiguousarray(w).reshape(w.shape[:2] + lead + w.shape[2:]), b, out,
-                   loop_order=loop_order)
+                   np.ascontiguousarray(w).reshape(w.shape[:2] + lead + w.shape[2:]),
+                   Epilogue.of(b, spec.compute_dtype), out, loop_order=loop_order)
     return out.reshape(spec.user_output_shape)
 
 
@@ -367,8 +363,8 @@ def _direct_block(x, w, b, groups, ndim, stride, dilation, loop_order):
 def _transposed(op, ndim, input, weight, bias, stride, padding, output_padding, groups,
                 dilation, algorithm):
     x, weight, bias, unbatched = _checked(op, ndim, input, weight, bias, algorithm)
-    spec = make_transposed_spec(op, ndim, _stand_in(x), weight, bias, stride, padding,
-                                output_padding, groups, dilation)
+    spec = make_transposed_spec(op, ndim, Operand.of(x), Operand.of(weight), Operand.of(bias),
+                                stride, padding, output_padding, groups, dilation)
     resolve_algorithm(algorithm, spec)       # an unknown or unserving algorithm fails now
     stride = spec.input_dilation
     dilation = spec.dilation

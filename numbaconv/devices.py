@@ -1,4 +1,4 @@
-"""Which device a call runs on, decided from its arrays.
+"""Whether an array lives in GPU memory (the backends decide a call's device by it).
 
 This module never imports ``numba.cuda``: a CPU-only user pays nothing for
 the GPU backend (``import numba.cuda`` takes about half a second and needs a
@@ -26,24 +26,3 @@ def is_device_array(obj):
         return False
     device_type = getattr(getattr(obj, "device", None), "type", None)
     return device_type == "cuda" if isinstance(device_type, str) else True
-
-
-def call_device(op, arrays):
-    """``"cuda"`` or ``"cpu"``: where every non-None array of ``arrays`` (a
-    name -> array dict) lives; a ``TypeError`` naming each argument's place
-    when they are mixed, an ``ImportError`` with the install command for GPU
-    arrays without numba-cuda (Note [numba-cuda] of :mod:`numbaconv.cuda`)."""
-    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
-        return "cpu"                  # the common case, in 0.5 of the 2.2 us below
-    where = {name: "cuda" if is_device_array(a) else "cpu"
-             for name, a in arrays.items() if a is not None}
-    if len(set(where.values())) > 1:
-        places = ", ".join(f"{name} on the {'GPU' if d == 'cuda' else 'host (NumPy)'}"
-                           for name, d in where.items())
-        raise TypeError(f"{op}: all arrays must be on one device, got {places}; move them "
-                        f"with numba.cuda.to_device(...) or .copy_to_host()")
-    if "cuda" not in where.values():
-        return "cpu"
-    from .cuda import require_numba_cuda      # imports no numba.cuda
-    require_numba_cuda(op, next(name for name, d in where.items() if d == "cuda"))
-    return "cuda"

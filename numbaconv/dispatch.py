@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import costs, tuning
+from .backends import get_backend
 from .algorithms.registry import (algorithms, check_workspace, get_algorithm,
                                   over_workspace_limit, plan_of, serving_algorithms)
 from .context import current_context
@@ -54,7 +55,7 @@ def resolve_algorithm(name, spec, ctx=None):
             f"{spec.op}: algorithm={name!r} cannot serve {spec.describe()}: {reason}; "
             + (f"algorithms that serve this call: {', '.join(serving)}" if serving else
                "no algorithm serves this call"), algorithm=name, reason=reason, serving=serving)
-    check_workspace(spec.op, plan_of(algorithm, spec, ctx), ctx)
+    check_workspace(spec.op, algorithm, plan_of(algorithm, spec, ctx), ctx)
     return algorithm
 
 
@@ -230,7 +231,7 @@ def usable_candidates(spec, ctx, finite=True):
             candidates.append(Candidate(name, excluded=f"cannot serve: {reason}"))
             continue
         plan = plan_of(algorithm, spec, ctx)     # the run will find it cached
-        excluded = over_workspace_limit(plan, ctx)
+        excluded = over_workspace_limit(algorithm, plan, ctx)
         error = algorithm.error_eps(spec.dtype)
         if excluded is None and error > tolerance:
             excluded = (f"its error (up to {error:g} eps) is above the "
@@ -275,8 +276,7 @@ def choose_spec(spec, ctx=None, *, measure=False, finite=True):
     order = sorted(candidates, key=lambda c: (c.seconds is None,
                                               c.measured if c.measured is not None
                                               else (c.seconds or 0.0)))
-    resources = (f"{ctx.threads} thread(s), workspace limit {ctx.workspace_limit / 2**20:g} MiB"
-                 if ctx.device == "cpu" else "GPU cost models not fitted (docs/gpu.md)")
+    resources = get_backend(ctx.device).resources(ctx)
     context = (f"{resources}, device {ctx.device}, "
                f"tuning {'on' if tuning.tuning_enabled() else 'off'}")
     return Choice(pick, chosen.path, reason, tuple(order), spec.describe(), context)
@@ -370,8 +370,10 @@ def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation
 
 
 def _check_device(op, device):
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"{op}: device must be 'cpu' or 'cuda', got {device!r}")
+    try:
+        get_backend(device)
+    except ValueError as exc:
+        raise ValueError(f"{op}: {exc}") from None
 
 
 class Explanation(str):

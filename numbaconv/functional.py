@@ -1,9 +1,10 @@
 """Public convolutions: ``conv{1,2,3}d`` and ``conv_transpose{1,2,3}d``.
 
 The layer between users and algorithms: validate once (build a
-:class:`~numbaconv.spec.ConvSpec`), pick the algorithm, bring the arrays into
-the canonical 3-D, C-contiguous, compute-dtype form the algorithms expect,
-and handle ``out=``, unbatched input and float16.  A transposed convolution
+:class:`~numbaconv.spec.ConvSpec`), pick the algorithm (:mod:`numbaconv.dispatch`),
+and let the device's backend (:mod:`numbaconv.backends`) bring the arrays
+into the canonical 3-D, C-contiguous, compute-dtype form the algorithms
+expect and handle ``out=``, unbatched input and float16.  A transposed convolution
 is its general forward spec (:func:`numbaconv.spec.make_transposed_spec`)
 with the rewritten weight (:func:`numbaconv.rewrites.transposed_weight`);
 there is no algorithm logic here.
@@ -11,162 +12,53 @@ there is no algorithm logic here.
 
 from __future__ import annotations
 
-import numpy as np
-
-from .dispatch import resolve_planned
+from .backends import checked_arrays
 from .context import current_context
-from .rewrites import transposed_weight
-from .devices import call_device
-from .spec import check_float_array, make_conv_spec, make_transposed_spec, remembered_spec
-
-
-def checked_arrays(op, stream, **arrays):
-    """``(device, arrays, described)``: the device the call runs on (where its
-    arrays live; mixing is a TypeError), the arrays validated for it (NumPy
-    arrays, or numba device arrays: :mod:`numbaconv.cuda.arrays`), and what
-    the spec builders read of them (shape, dtype, ndim: the arrays
-    themselves on the host).  A ``None`` array (an absent bias) stays
-    ``None``."""
-    device = call_device(op, arrays)
-    if device == "cpu":
-        if stream is not None:
-            raise ValueError(f"{op}: stream= is for GPU arrays, got host (NumPy) arrays")
-        checked = {name: check_float_array(op, name, a, allow_none=name == "bias")
-                   for name, a in arrays.items()}
-        return device, checked, checked
-    from .cuda import arrays as dev
-    checked = {name: dev.as_device(op, name, a, allow_none=name == "bias")
-               for name, a in arrays.items()}
-    return device, checked, {name: dev.described(a) for name, a in checked.items()}
-
-
-def device_weight(spec, weight, device, stream, transposed=False):
-    """The canonical forward weight of ``spec`` on the call's device: a view
-    or cast copy of ``weight``, or (``transposed``) its flipped, in/out
-    swapped form (:func:`numbaconv.rewrites.transposed_weight`; on the GPU
-    made on a host copy: weights are small next to activations)."""
-    shape3 = _weight_shape3(spec)
-    if device == "cpu":
-        if transposed:
-            return transposed_weight(np.asarray(weight, dtype=spec.compute_dtype),
-                                     spec.groups).reshape(shape3)
-        return _canonical(weight, shape3, spec.compute_dtype)
-    from .cuda import arrays as dev
-    if transposed:
-        host = transposed_weight(dev.to_host(weight, stream).astype(spec.compute_dtype),
-                                 spec.groups)
-        return dev.to_device(host.reshape(shape3), stream)
-    return dev.canonical(weight, shape3, spec.compute_dtype, stream)
-
-
-def _check_out(spec, out, arrays, device="cpu"):
-    if device == "cuda":
-        from .cuda import arrays as dev
-        return dev.check_out(spec, out, arrays)
-    if not isinstance(out, np.ndarray):
-        raise ValueError(f"{spec.op}: out must be a NumPy array, got {type(out).__name__}")
-    expected = spec.user_output_shape
-    if out.shape != expected:
-        raise ValueError(f"{spec.op}: out must have shape {expected}, got out.shape={out.shape}")
-    if out.dtype != spec.dtype:
-        raise ValueError(f"{spec.op}: out must have dtype {spec.dtype}, got out.dtype={out.dtype}")
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{spec.op}: out must be C-contiguous, got an array with "
-                         f"out.strides={out.strides}")
-    if not out.flags.writeable:
-        raise ValueError(f"{spec.op}: out must be writeable, got a read-only array")
-    for name, array in arrays.items():
-        if array is not None and _overlaps(out, array):
-            raise ValueError(f"{spec.op}: out must not share memory with {name}")
-
-
-def _overlaps(a, b):
-    """Exact overlap test, bounded in work; assume overlap if undecided."""
-    try:
-        return np.shares_memory(a, b, max_work=10_000)
-    except np.exceptions.TooHardError:
-        return True
-
-
-def _canonical(array, shape, dtype):
-    """A C-contiguous ``dtype`` copy-or-view of ``array`` reshaped to ``shape``."""
-    return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
+from .dispatch import resolve_planned
+from .epilogue import Epilogue
+from .spec import make_conv_spec, make_transposed_spec, remembered_spec
 
 
 def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                 *, padding_mode="zeros", algorithm="auto", out=None, stream=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
-    device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
-    spec = remembered_spec(make_conv_spec, op, ndim, (d["input"], d["weight"], d["bias"]),
+    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    spec = remembered_spec(make_conv_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, dilation, groups, padding_mode))
-    return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
-                   canonical_weight=device_weight(spec, a["weight"], device, stream),
-                   device=device, stream=stream)
+    return execute(spec, algorithm, backend, a["input"], a["weight"], a["bias"], out,
+                   canonical_weight=backend.weight(spec, a["weight"], stream), stream=stream)
 
 
 def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
                            output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None,
                            stream=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
-    device, a, d = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
-    spec = remembered_spec(make_transposed_spec, op, ndim, (d["input"], d["weight"], d["bias"]),
+    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    spec = remembered_spec(make_transposed_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, output_padding, groups, dilation))
-    return execute(spec, algorithm, a["input"], a["weight"], a["bias"], out,
-                   canonical_weight=device_weight(spec, a["weight"], device, stream,
-                                                  transposed=True),
-                   device=device, stream=stream)
+    return execute(spec, algorithm, backend, a["input"], a["weight"], a["bias"], out,
+                   canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
+                   stream=stream)
 
 
-def _weight_shape3(spec):
-    return spec.weight_shape[:2] + (1,) * (3 - spec.ndim) + spec.kernel_size
-
-
-def execute(spec, algorithm, input, weight, bias, out, *, canonical_weight, device="cpu",
+def execute(spec, algorithm, backend, input, weight, bias, out, *, canonical_weight,
             stream=None):
     """Run a forward-computation ``spec`` (any input dilation) with the
-    algorithm chosen by ``algorithm`` on ``device``; ``canonical_weight`` is
-    the weight the spec describes, in canonical form on that device
-    (``weight`` only serves the ``out=`` overlap check)."""
-    ctx = current_context(device, stream)
+    algorithm chosen by ``algorithm`` on ``backend``'s device;
+    ``canonical_weight`` is the weight the spec describes, in canonical form
+    on that device (``weight`` only serves the ``out=`` overlap check)."""
+    ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     if out is not None:
-        _check_out(spec, out, {"input": input, "weight": weight, "bias": bias}, device)
+        out = backend.check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
     cdtype = spec.compute_dtype
-    shape3 = spec.input_shape[:2] + spec.input_size3
-    out_shape3 = spec.output_shape[:2] + spec.output_size3
-    if device == "cuda":
-        from .cuda import arrays as dev
-        x = dev.canonical(input, shape3, cdtype, stream)
-        b = None if bias is None else dev.canonical(bias, bias.shape, cdtype, stream)
-        result = dev.result_buffer(spec, out, stream)
-        runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx, plan)
-        return dev.finish(spec, result, out, stream)
-    x = _canonical(input, shape3, cdtype)
-    b = None if bias is None else np.ascontiguousarray(bias, dtype=cdtype)
-    result = _result_buffer(spec, out)
-    runner.run(spec, x, canonical_weight, b, result.reshape(out_shape3), ctx, plan)
-    return _finish(spec, result, out)
-
-
-def _result_buffer(spec, out):
-    """Where the algorithm writes: ``out`` itself, or a compute-dtype buffer."""
-    if out is not None and out.dtype == spec.compute_dtype:
-        return out
-    return np.empty(spec.output_shape, dtype=spec.compute_dtype)
-
-
-def _finish(spec, result, out, unbatched=None):
-    """Copy into a float16 ``out``, cast, drop the batch axis of unbatched calls."""
-    if out is not None:
-        if result is not out:
-            with np.errstate(over="ignore"):   # float16 overflow is inf, as in PyTorch
-                out[...] = result.reshape(out.shape)
-        return out
-    if spec.dtype != spec.compute_dtype:
-        with np.errstate(over="ignore"):
-            result = result.astype(spec.dtype)
-    unbatched = spec.unbatched if unbatched is None else unbatched
-    return result[0] if unbatched else result
+    x = backend.canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype, stream)
+    epilogue = Epilogue.of(None if bias is None else backend.canonical(bias, bias.shape, cdtype,
+                                                                        stream), cdtype)
+    result = backend.result_buffer(spec, out, stream)
+    runner.run(spec, x, canonical_weight, epilogue,
+               result.reshape(spec.output_shape[:2] + spec.output_size3), ctx, plan)
+    return backend.finish(spec, result, out, stream)
 
 
 _DOC = """{ndim}-D convolution (cross-correlation), with PyTorch's semantics.

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dispatch import resolve_planned
+from .backends import checked_arrays
 from .context import current_context
-from .functional import (_canonical, _finish, _weight_shape3, checked_arrays, convolution,
-                         device_weight, execute)
-from .rewrites import transposed_weight
-from .spec import (make_conv_spec, make_grad_input_spec,
-                   make_grad_weight_spec, make_transposed_spec)
+from .dispatch import resolve_planned
+from .epilogue import Epilogue
+from .functional import convolution, execute
+from .spec import (Operand, make_conv_spec, make_grad_input_spec, make_grad_weight_spec,
+                   make_transposed_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
            "conv3d_weight", "conv_backward"]
@@ -27,38 +27,30 @@ __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "con
 def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
                groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_input``."""
-    device, a, d = checked_arrays(op, stream, weight=weight, grad_output=grad_output)
-    spec = make_grad_input_spec(op, ndim, input_size, d["weight"], d["grad_output"], stride,
-                                padding, dilation, groups)
-    return execute(spec, algorithm, a["grad_output"], a["weight"], None, None,
-                   canonical_weight=device_weight(spec, a["weight"], device, stream,
-                                                  transposed=True),
-                   device=device, stream=stream)
+    backend, a = checked_arrays(op, stream, weight=weight, grad_output=grad_output)
+    spec = make_grad_input_spec(op, ndim, input_size, Operand.of(a["weight"]),
+                                Operand.of(a["grad_output"]), stride, padding, dilation, groups)
+    return execute(spec, algorithm, backend, a["grad_output"], a["weight"], None, None,
+                   canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
+                   stream=stream)
 
 
 def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
                 groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_weight``."""
-    device, a, d = checked_arrays(op, stream, input=input, grad_output=grad_output)
-    spec = make_grad_weight_spec(op, ndim, d["input"], weight_size, d["grad_output"], stride,
-                                 padding, dilation, groups)
-    ctx = current_context(device, stream)
+    backend, a = checked_arrays(op, stream, input=input, grad_output=grad_output)
+    spec = make_grad_weight_spec(op, ndim, Operand.of(a["input"]), weight_size,
+                                 Operand.of(a["grad_output"]), stride, padding, dilation, groups)
+    ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
-    x_shape = spec.input_shape[:2] + spec.input_size3
-    g_shape = spec.output_shape[:2] + spec.output_size3
-    if device == "cuda":
-        from .cuda import arrays as dev
-        x = dev.canonical(a["input"], x_shape, cdtype, stream)
-        g = dev.canonical(a["grad_output"], g_shape, cdtype, stream)
-        result = dev.empty(spec.weight_shape, cdtype, stream)
-        runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx, plan)
-        return dev.finish(spec, result, None, stream, unbatched=False)
-    x = _canonical(a["input"], x_shape, cdtype)
-    g = _canonical(a["grad_output"], g_shape, cdtype)
-    result = np.empty(spec.weight_shape, dtype=cdtype)
-    runner.run(spec, x, g, None, result.reshape(_weight_shape3(spec)), ctx, plan)
-    return _finish(spec, result, None, unbatched=False)
+    x = backend.canonical(a["input"], spec.input_shape[:2] + spec.input_size3, cdtype, stream)
+    g = backend.canonical(a["grad_output"], spec.output_shape[:2] + spec.output_size3, cdtype,
+                          stream)
+    result = backend.empty(spec.weight_shape, cdtype, stream)
+    runner.run(spec, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3), ctx,
+               plan)
+    return backend.finish(spec, result, None, stream, unbatched=False)
 
 
 def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
@@ -97,32 +89,32 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
     -----
     For a transposed convolution the input gradient is the plain
     convolution of ``grad_output`` with ``weight``, and the weight gradient
-    that of the plain convolution from ``grad_output`` to ``input``.
+    that of the plain convolution from ``grad_output`` to ``input``.  On the
+    GPU, what is not a convolution (the bias gradient's sum, the dtype
+    promotion, a crop or zero extension) is done by the CUDA backend
+    (:mod:`numbaconv.backends.cuda`).
     """
     op = "conv_backward"
-    device, a, _ = checked_arrays(op, stream, weight=weight, input=input,
-                                  grad_output=grad_output)
+    backend, a = checked_arrays(op, stream, weight=weight, input=input, grad_output=grad_output)
     weight, input, grad_output = a["weight"], a["input"], a["grad_output"]
-    if device == "cuda":
-        return _conv_backward_on_host_edges(input, weight, grad_output, stride, padding,
-                                            dilation, groups, transposed, output_padding,
-                                            output_mask, algorithm, stream)
-    ndim = weight.ndim - 2
+    in_shape, g_shape = tuple(input.shape), tuple(grad_output.shape)
+    ndim = len(weight.shape) - 2
     if ndim not in (1, 2, 3):
         raise ValueError(f"{op}: weight must have 3, 4 or 5 dimensions, got "
-                         f"weight.shape={weight.shape}")
+                         f"weight.shape={tuple(weight.shape)}")
     if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
             or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
         raise TypeError(f"{op}: output_mask must be a tuple of 3 bools, got {output_mask!r}")
     if not isinstance(transposed, (bool, np.bool_)):
         raise TypeError(f"{op}: transposed must be a bool, got {transposed!r}")
+    x_operand, w_operand = Operand.of(input), Operand.of(weight)
     if transposed:
         # check the whole call once: grad_output must be the output's shape
-        expected = make_transposed_spec(op, ndim, input, weight, None, stride, padding,
+        expected = make_transposed_spec(op, ndim, x_operand, w_operand, None, stride, padding,
                                         output_padding, groups, dilation).user_output_shape
-        if grad_output.shape != expected:
+        if g_shape != expected:
             raise ValueError(f"{op}: grad_output must have the transposed convolution's output "
-                             f"shape {expected}, got grad_output.shape={grad_output.shape}")
+                             f"shape {expected}, got grad_output.shape={g_shape}")
         # y = conv_transpose(x, w) is the input gradient of the convolution
         # y -> x: so dL/dx is that convolution of dL/dy, and dL/dw its
         # weight gradient with dL/dy as the input and x as the output
@@ -132,103 +124,32 @@ def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, g
         gi = gw = None
         if output_mask[0] or output_mask[1]:
             gi = convolution(op, ndim, grad_output, weight, None, stride, padding, dilation,
-                             groups, algorithm=algorithm)
+                             groups, algorithm=algorithm, stream=stream)
         if output_mask[1]:
             x = input
-            if gi.shape != input.shape:
-                x = np.zeros(gi.shape, dtype=input.dtype)
-                x[tuple(slice(0, n) for n in input.shape)] = input
-            gw = grad_weight(op, ndim, grad_output, weight.shape, x, stride, padding, dilation,
-                             groups, algorithm=algorithm)
-        if output_mask[0]:
-            gi = gi[tuple(slice(0, n) for n in input.shape)]
-            gi = gi if gi.flags.c_contiguous else np.ascontiguousarray(gi)
-        else:
-            gi = None
+            if tuple(gi.shape) != in_shape:
+                x = backend.zero_extended(input, tuple(gi.shape), stream)
+            gw = grad_weight(op, ndim, grad_output, tuple(weight.shape), x, stride, padding,
+                             dilation, groups, algorithm=algorithm, stream=stream)
+        gi = backend.cropped(gi, in_shape, stream) if output_mask[0] else None
     else:
         if output_padding not in (0, (0,) * ndim, [0] * ndim):
             raise ValueError(f"{op}: output_padding applies to transposed convolutions only, "
                              f"got output_padding={output_padding!r} with transposed=False")
-        expected = make_conv_spec(op, ndim, input, weight, None, stride, padding, dilation,
-                                  groups).user_output_shape
-        if grad_output.shape != expected:
+        expected = make_conv_spec(op, ndim, x_operand, w_operand, None, stride, padding,
+                                  dilation, groups).user_output_shape
+        if g_shape != expected:
             raise ValueError(f"{op}: grad_output must have the convolution's output shape "
-                             f"{expected}, got grad_output.shape={grad_output.shape}")
-        gi = (grad_input(op, ndim, input.shape, weight, grad_output, stride, padding, dilation,
-                         groups, algorithm=algorithm) if output_mask[0] else None)
-        gw = (grad_weight(op, ndim, input, weight.shape, grad_output, stride, padding, dilation,
-                          groups, algorithm=algorithm) if output_mask[1] else None)
+                             f"{expected}, got grad_output.shape={g_shape}")
+        gi = (grad_input(op, ndim, in_shape, weight, grad_output, stride, padding, dilation,
+                         groups, algorithm=algorithm, stream=stream) if output_mask[0] else None)
+        gw = (grad_weight(op, ndim, input, tuple(weight.shape), grad_output, stride, padding,
+                          dilation, groups, algorithm=algorithm, stream=stream)
+              if output_mask[1] else None)
     # every gradient in NumPy's promotion of the three arrays' dtypes
-    dtype = np.result_type(input, weight, grad_output)
-    gi = None if gi is None else gi.astype(dtype, copy=False)
-    gw = None if gw is None else gw.astype(dtype, copy=False)
-    gb = _grad_bias(grad_output, ndim, dtype) if output_mask[2] else None
-    return gi, gw, gb
-
-
-def _conv_backward_on_host_edges(input, weight, grad_output, stride, padding, dilation, groups,
-                                 transposed, output_padding, output_mask, algorithm, stream):
-    """conv_backward for GPU arrays: the input and weight gradients run on the
-    GPU (the same calls as on the host); what little is not a convolution --
-    the bias gradient's sum, a dtype promotion across the three arrays, the
-    crop or zero extension of a transposed call with a large output_padding
-    -- is done on host copies of only the arrays it needs, and sent back
-    (small next to the convolutions; a GPU reduction kernel would be the
-    next step)."""
-    from .cuda import arrays as dev
-    ndim = weight.ndim - 2
     dtype = np.result_type(input.dtype, weight.dtype, grad_output.dtype)
-
-    def promoted(result):
-        if result is None or result.dtype == dtype:
-            return result
-        return dev.to_device(dev.to_host(result, stream).astype(dtype), stream)
-
-    # validate exactly as on the host, on shapes only (no copies of data)
-    def shape_only(arr):
-        return np.lib.stride_tricks.as_strided(np.zeros(1, arr.dtype), tuple(arr.shape),
-                                               (0,) * len(arr.shape))
-
-    conv_backward(shape_only(input), shape_only(weight), shape_only(grad_output), stride,
-                  padding, dilation, groups, transposed=transposed,
-                  output_padding=output_padding, output_mask=(False, False, False),
-                  algorithm=algorithm)
-    gi = gw = gb = None
-    if transposed:
-        if output_mask[0] or output_mask[1]:
-            gi = convolution("conv_backward", ndim, grad_output, weight, None, stride, padding,
-                             dilation, groups, algorithm=algorithm, stream=stream)
-        if output_mask[1]:
-            x = input
-            if tuple(gi.shape) != tuple(input.shape):
-                extended = np.zeros(gi.shape, dtype=input.dtype)
-                extended[tuple(slice(0, n) for n in input.shape)] = dev.to_host(input, stream)
-                x = dev.to_device(extended, stream)
-            gw = grad_weight("conv_backward", ndim, grad_output, tuple(weight.shape), x, stride,
-                             padding, dilation, groups, algorithm=algorithm, stream=stream)
-        if output_mask[0] and tuple(gi.shape) != tuple(input.shape):
-            gi = dev.to_device(dev.to_host(gi, stream)[tuple(slice(0, n) for n in input.shape)],
-                               stream)
-        gi = gi if output_mask[0] else None
-    else:
-        if output_mask[0]:
-            gi = grad_input("conv_backward", ndim, tuple(input.shape), weight, grad_output, stride,
-                            padding, dilation, groups, algorithm=algorithm, stream=stream)
-        if output_mask[1]:
-            gw = grad_weight("conv_backward", ndim, input, tuple(weight.shape), grad_output, stride,
-                             padding, dilation, groups, algorithm=algorithm, stream=stream)
-    if output_mask[2]:
-        gb = dev.to_device(_grad_bias(dev.to_host(grad_output, stream), ndim, dtype), stream)
-    return promoted(gi), promoted(gw), gb
-
-
-def _grad_bias(grad_output, ndim, dtype):
-    """The bias gradient: ``grad_output`` summed over the batch and spatial
-    axes (float16 summed in float32), in ``dtype``."""
-    batched = grad_output.ndim == ndim + 2
-    axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
-    compute = np.float32 if dtype == np.float16 else dtype
-    return grad_output.sum(axis=axes, dtype=compute).astype(dtype)
+    gb = backend.grad_bias(grad_output, ndim, dtype, stream) if output_mask[2] else None
+    return backend.astype(gi, dtype, stream), backend.astype(gw, dtype, stream), gb
 
 
 _IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).

@@ -29,6 +29,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .epilogue import Epilogue
 from .spec import general_spec
 
 
@@ -43,15 +44,6 @@ def transposed_weight(weight, groups):
     w = weight.reshape((groups, cin // groups, cout_g) + kernel).swapaxes(1, 2)
     w = w[(Ellipsis,) + (slice(None, None, -1),) * len(kernel)]
     return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
-
-
-def bias_fill(out, bias):
-    """out[n, c, ...] = bias[c] (0 without a bias)."""
-    if bias is None:
-        out[...] = 0
-    else:
-        out[...] = bias.reshape((1, -1) + (1,) * (out.ndim - 2))
-    return out
 
 
 def _crop(spec):
@@ -151,9 +143,10 @@ def phase_problems(spec):
     return problems
 
 
-def run_by_phases(spec, x, weight, bias, out, run):
+def run_by_phases(spec, x, weight, epilogue, out, run):
     """Compute an input-dilated forward problem as its stride-1 phases
-    (Note [phases]), each by ``run(sub_spec, x, sub_weight, bias, sub_out)``.
+    (Note [phases]), each by ``run(sub_spec, x, sub_weight, epilogue,
+    sub_out)``; a phase that reads no input gets ``epilogue.fill``.
 
     Each phase's result is computed into a buffer of its size (at most the
     output over ``prod(L)``) and copied into every L-th output element.
@@ -162,16 +155,16 @@ def run_by_phases(spec, x, weight, bias, out, run):
     for window, taps, sub in phase_problems(spec):
         target = out[window]
         if sub is None:
-            bias_fill(target, bias)
+            epilogue.fill(target)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
         assert sub.output_size3 == target.shape[2:], (sub, target.shape)
         if target.flags.c_contiguous:
-            run(sub, x, sub_weight, bias, target)
+            run(sub, x, sub_weight, epilogue, target)
         else:
             result = np.empty(target.shape, dtype=out.dtype)
-            run(sub, x, sub_weight, bias, result)
+            run(sub, x, sub_weight, epilogue, result)
             target[...] = result
     return out
 
@@ -243,6 +236,6 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
                                   .transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * nb) + S)
         gt = np.ascontiguousarray(grad_output[n0:n0 + nb].reshape((nb, G, cout_g) + O)
                                   .transpose(1, 2, 0, 3, 4, 5)).reshape((G * cout_g, nb) + O)
-        run(grad_weight_problem(spec, nb), xt, gt, None, result)
+        run(grad_weight_problem(spec, nb), xt, gt, Epilogue.of(None, out.dtype), result)
         out += result.transpose(1, 0, 2, 3, 4)
     return out

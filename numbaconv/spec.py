@@ -329,6 +329,11 @@ class ConvSpec:
         return (self.out_channels, self.in_channels_per_group) + self.kernel_size
 
     @property
+    def weight_shape3(self) -> tuple:
+        """The weight's shape in the canonical 3-D form."""
+        return self.weight_shape[:2] + (1,) * (3 - self.ndim) + self.kernel_size
+
+    @property
     def output_shape(self) -> tuple:
         """Batched output shape ``(N, C_out, *output_size)``."""
         return (self.batch, self.out_channels) + self.output_size

@@ -41,6 +41,9 @@ import warnings
 import numba
 import numpy as np
 
+from .backends import get_backend
+from .backends.host import HOST
+from .epilogue import Epilogue
 from .storage import cache_dir, file_lock, write_json
 
 CACHE_FILE = "tuning-v1.json"
@@ -221,9 +224,7 @@ def cache_key(spec, device="cpu", threads=None):
         input_dilation=list(spec.input_dilation), padding_mode=spec.padding_mode,
         dtype=spec.dtype.name)
     context = dict(device=device, threads=threads, version=__version__, cpu=_CPU)
-    if device == "cuda":            # measured on the GPU: keyed by which GPU
-        from .cuda.arrays import device_name
-        context["gpu"] = device_name()
+    context.update(get_backend(device).identity())    # which GPU measured it
     return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
 
 
@@ -231,8 +232,18 @@ def cache_key(spec, device="cpu", threads=None):
 # measuring
 # ---------------------------------------------------------------------------
 
-def synthetic_arrays(spec, rng):
-    """Canonical arrays of ``spec``'s shapes: (x, weight, bias, out)."""
+def synthetic_arrays(spec, rng, backend=None):
+    """Canonical arrays of ``spec``'s shapes on ``backend``'s device (the
+    host by default): ``(x, weight, epilogue, out)``, the arguments of an
+    algorithm's ``run`` after the spec."""
+    backend = HOST if backend is None else backend
+    x, w, b, out = _host_arrays(spec, rng)
+    return (backend.from_host(x), backend.from_host(w),
+            Epilogue.of(None if b is None else backend.from_host(b), spec.compute_dtype),
+            backend.from_host(out))
+
+
+def _host_arrays(spec, rng):
     cdtype = spec.compute_dtype
     lead = (1,) * (3 - spec.ndim)
     x = rng.standard_normal(spec.input_shape[:2] + spec.input_size3).astype(cdtype)
@@ -246,10 +257,6 @@ def synthetic_arrays(spec, rng):
     return x, w, b, out
 
 
-def _no_wait():
-    pass
-
-
 def measure(spec, candidates, repeats=TUNE_REPEATS):
     """Median seconds of ``algorithm.run`` on synthetic data, per candidate.
 
@@ -257,12 +264,9 @@ def measure(spec, candidates, repeats=TUNE_REPEATS):
     ``repeats`` timed calls; the candidates take turns so that a noisy
     neighbour slows them alike.
     """
-    arrays = synthetic_arrays(spec, np.random.default_rng(0))
-    wait = _no_wait
-    if candidates and candidates[0].device == "cuda":
-        from numba import cuda
-        arrays = tuple(None if a is None else cuda.to_device(a) for a in arrays)
-        wait = cuda.synchronize                 # kernels run asynchronously
+    backend = get_backend(candidates[0].device if candidates else "cpu")
+    arrays = synthetic_arrays(spec, np.random.default_rng(0), backend)
+    wait = backend.synchronize                  # GPU kernels run asynchronously
     for algorithm in candidates:
         algorithm.run(spec, *arrays)
     times = {algorithm.name: [] for algorithm in candidates}

@@ -149,16 +149,17 @@ def spec_of(shape, wshape, dtype=np.float32, **kwargs):
 
 
 def run_canonical(forward, x, w, b, **kwargs):
-    """Call an algorithm's ``forward(spec, x5, w5, b, out)`` the way the API
-    does (canonical 3-D arrays, NaN-filled ``out``); return the user-shaped
-    result.  Lets tests force an algorithm's internal choices."""
+    """Call an algorithm's ``forward(spec, x5, w5, epilogue, out)`` the way
+    the API does (canonical 3-D arrays, NaN-filled ``out``); return the
+    user-shaped result.  Lets tests force an algorithm's internal choices."""
+    from numbaconv.epilogue import Epilogue
     from numbaconv.spec import make_conv_spec
     ndim = w.ndim - 2
     spec = make_conv_spec(f"conv{ndim}d", ndim, x, w, b, **kwargs)
     x5 = np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3))
     w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + (1,) * (3 - ndim) + w.shape[2:]))
     out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan, x.dtype)
-    forward(spec, x5, w5, b, out)
+    forward(spec, x5, w5, Epilogue.of(b, spec.compute_dtype), out)
     return out.reshape(spec.user_output_shape)
 
 

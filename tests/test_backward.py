@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 import numbaconv as nc
 from numbaconv import UnsupportedAlgorithmError
 from numbaconv.algorithms.direct import direct_forward, serves_phase_planes
+from numbaconv.epilogue import Epilogue
 from numbaconv.algorithms.fft import fft_forward
 from numbaconv.algorithms.im2col import im2col_forward, plan_grad_weight, same_width_fill
 from numbaconv.reference import (conv_grad_input_reference, conv_grad_weight_reference,
@@ -686,7 +687,8 @@ def test_direct_maps_serve_input_dilation(rng, shape, wshape, kw, loop_order):
     x, w, b, kw = transposed_problem(rng, shape, wshape, kw, np.float64)
     spec, x5, w5 = transposed_canonical(x, w, b, kw)
     out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan)
-    assert direct_forward(spec, x5, w5, b, out, loop_order=loop_order) is out
+    assert direct_forward(spec, x5, w5, Epilogue.of(b, spec.compute_dtype), out,
+                          loop_order=loop_order) is out
     check_transposed(out.reshape(spec.user_output_shape), x, w, b, kw, np.float64)
 
 
@@ -711,12 +713,13 @@ def test_fast_paths_refuse_input_dilation(rng, shape, kw):
     assert not serves_phase_planes(spec)
     assert not same_width_fill(spec)
     out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan, np.float32)
+    none = Epilogue.of(None, np.float32)
     with pytest.raises(ValueError, match="phase_planes' does not serve"):
-        direct_forward(spec, x5, w5, None, out, loop_order="phase_planes")
+        direct_forward(spec, x5, w5, none, out, loop_order="phase_planes")
     with pytest.raises(ValueError, match="input dilation"):
-        im2col_forward(spec, x5, w5, None, out)
+        im2col_forward(spec, x5, w5, none, out)
     with pytest.raises(ValueError, match="input dilation"):
-        fft_forward(spec, x5, w5, None, out)
+        fft_forward(spec, x5, w5, none, out)
     # and the public path still serves it
     for algorithm in ["auto"] + GENERAL_ALGORITHMS:
         y = nc.conv_transpose2d(x, w, **kw, groups=6, algorithm=algorithm)

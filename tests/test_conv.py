@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numbaconv as nc
+from numbaconv.epilogue import Epilogue
 from numbaconv.algorithms.direct import (LOOP_ORDERS, choose_loop_order, direct_forward,
                                          serves_phase_planes, why_not_phase_planes)
 from numbaconv.spec import make_conv_spec
@@ -76,7 +77,8 @@ class TestNamedCases:
         w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + lead + w.shape[2:]))
         # NaN-filled, so an output element the kernel does not write fails the check
         out = np.full(spec.output_shape[:2] + spec.output_size3, np.nan, np.float32)
-        assert direct_forward(spec, x5, w5, b, out, loop_order=loop_order) is out
+        assert direct_forward(spec, x5, w5, Epilogue.of(b, spec.compute_dtype), out,
+                              loop_order=loop_order) is out
         y = out.reshape(spec.user_output_shape)
         assert_matches_reference(y, x, w, b, **kw)
 
@@ -85,7 +87,8 @@ class TestNamedCases:
         spec = make_conv_spec("conv2d", 2, x, w, b, groups=2)
         out = np.empty((1, 2, 1, 3, 3), np.float32)
         with pytest.raises(ValueError, match="one input channel per group"):
-            direct_forward(spec, x.reshape(1, 4, 1, 5, 5), w.reshape(2, 2, 1, 3, 3), b, out,
+            direct_forward(spec, x.reshape(1, 4, 1, 5, 5), w.reshape(2, 2, 1, 3, 3),
+                           Epilogue.of(b, spec.compute_dtype), out,
                            loop_order="thin_channels_last")
 
     def test_phase_planes_has_named_cases(self):

@@ -487,11 +487,13 @@ def refusing_algorithm():
 
     class Refuser(registry.ConvAlgorithm):
         name = "test_errors_refuser"
+        measured_error_eps = 0.0
+        transforms_values = False
 
         def unsupported_reason(self, spec):
             return DUMMY_REASON
 
-        def run(self, spec, x, weight, bias, out, ctx=None):  # pragma: no cover - must not run
+        def run(self, spec, x, weight, epilogue, out, ctx=None, plan=None):  # pragma: no cover
             raise AssertionError("a refusing algorithm was run")
 
     saved_registry = dict(registry._REGISTRY)
@@ -551,19 +553,19 @@ def test_refusal_names_only_algorithms_within_the_workspace_limit():
 
     class Hog(registry.ConvAlgorithm):
         name = "test_errors_hog"
+        measured_error_eps = 0.0
+        transforms_values = False
 
         def plan_forward(self, spec, ctx):
             return registry.Plan(self.name, "everything at once", 1.0,
                                  workspace=ctx.workspace_limit + 1)
 
-    saved_registry = dict(registry._REGISTRY)
     try:
         registry.register(Hog())
         with pytest.raises(UnsupportedAlgorithmError) as info:
             conv2d(**args(stride=2), algorithm="winograd")
     finally:
-        registry._REGISTRY.clear()
-        registry._REGISTRY.update(saved_registry)
+        registry.unregister("test_errors_hog")
     assert info.value.serving == ("direct", "im2col", "fft")
 
 

@@ -276,7 +276,7 @@ def scratch_values(spec, loop_order, band_rows=None):
     return direct_cpu.PATCH_PIXELS * KD * KH * KW * cin_g
 
 
-def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
+def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
     """Run the direct algorithm on canonical 3-D arrays (see the registry).
 
     ``loop_order`` forces one of :data:`LOOP_ORDERS` (the tests run every
@@ -297,8 +297,8 @@ def direct_forward(spec, x, weight, bias, out, loop_order=None, ctx=None):
         return out
     ctx = current_context() if ctx is None else ctx
     threads = ctx.threads
-    if bias is None:
-        bias = np.zeros(spec.out_channels, dtype=out.dtype)
+    # the direct kernels add the bias unconditionally: zeros for none
+    bias = epilogue.bias if epilogue.has_bias else np.zeros(spec.out_channels, dtype=out.dtype)
     stride, dilation = spec.stride3, spec.dilation3
 
     if loop_order == "phase_planes":
@@ -342,8 +342,8 @@ class DirectAlgorithm(ConvAlgorithm):
     measured_error_eps = 4.8
     transforms_values = False
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
-        return direct_forward(spec, x, weight, bias, out, loop_order=detail, ctx=ctx)
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        return direct_forward(spec, x, weight, epilogue, out, loop_order=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         loop_order = choose_loop_order(spec)

@@ -207,7 +207,7 @@ def _pool(threads):
         return _executor
 
 
-def fft_forward(spec, x, weight, bias, out, plan=None, ctx=None):
+def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     """Run the fft algorithm on canonical 3-D arrays (see the registry).
 
     Note [fft threads]
@@ -244,8 +244,7 @@ def fft_forward(spec, x, weight, bias, out, plan=None, ctx=None):
                                  workers=threads, norm="forward"))
     cout, cin_g = wf.shape[:2]
     wf = np.ascontiguousarray(wf).reshape(cout, cin_g, -1)
-    if bias is None:
-        bias = np.empty(0, dtype=dtype)
+    bias = epilogue.bias
     table = _tile_table(spec, plan)
     maps = padding_maps(spec)
     n_images, C = x.shape[:2]
@@ -298,10 +297,10 @@ class FFTAlgorithm(ConvAlgorithm):
     measured_error_eps = 1.9
     transforms_values = True
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
-            return direct_forward(spec, x, weight, bias, out, ctx=ctx)
-        return fft_forward(spec, x, weight, bias, out, plan=detail, ctx=ctx)
+            return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
+        return fft_forward(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         # the lengths decide the bits, so they are planned for the pool

@@ -43,6 +43,9 @@ class GPUAlgorithm(ConvAlgorithm):
     """Base of the GPU algorithms: plan and run on canonical device arrays."""
 
     device = "cuda"
+    #: the GPU kernels keep their scratch in device memory, whole-batch, and
+    #: are not bounded by the workspace limit yet (docs/gpu.md)
+    workspace_bounded = False
 
     def plan(self, spec, ctx=None):
         ctx = current_context("cuda") if ctx is None else ctx
@@ -52,7 +55,7 @@ class GPUAlgorithm(ConvAlgorithm):
             return self.plan_grad_weight(spec, ctx)
         return self.plan_forward(spec, ctx)
 
-    def run(self, spec, x, weight, bias, out, ctx=None, plan=None):
+    def run(self, spec, x, weight, epilogue, out, ctx=None, plan=None):
         """As :meth:`ConvAlgorithm.run`: the same ``forward`` and
         ``run_grad_weight`` methods, on device arrays, with the call's
         stream in ``ctx``; every problem is one forward (or weight-gradient)
@@ -68,7 +71,7 @@ class GPUAlgorithm(ConvAlgorithm):
                 return out
             self.run_grad_weight(spec, x, weight, out, ctx, detail)
         else:
-            self.forward(spec, x, weight, bias, out, ctx, detail)
+            self.forward(spec, x, weight, epilogue, out, ctx, detail)
         return out
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
@@ -98,10 +101,10 @@ def _finite(ctx, *arrays):
     return all(dev.all_finite(a, _stream(ctx)) for a in arrays if a is not None)
 
 
-def _direct_instead(spec, x, weight, bias, out, ctx):
+def _direct_instead(spec, x, weight, epilogue, out, ctx):
     """Run a transform algorithm's call with NaN or infinity on direct: a
     transform spreads them over its whole tile, direct keeps them local."""
-    GPU_DIRECT.forward(spec, x, weight, bias, out, ctx, GPU_DIRECT.plan(spec, ctx).detail)
+    GPU_DIRECT.forward(spec, x, weight, epilogue, out, ctx, GPU_DIRECT.plan(spec, ctx).detail)
 
 
 class GPUDirect(GPUAlgorithm):
@@ -123,9 +126,9 @@ class GPUDirect(GPUAlgorithm):
                            "shared-memory tiles" if tiled else "one thread per output",
                            per_thread=False, detail=tiled)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         from ..kernels import direct_cuda
-        direct_cuda.conv_forward(x, device_maps(spec), weight, bias, out, spec.groups,
+        direct_cuda.conv_forward(x, device_maps(spec), weight, epilogue.bias_or_none(), out, spec.groups,
                                  spec.stride3, spec.dilation3, _stream(ctx), tiled=bool(detail))
 
 
@@ -147,10 +150,11 @@ class GPUIm2col(GPUAlgorithm):
         return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
                            "implicit GEMM (weight gradient)", per_thread=False)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         from ..kernels import im2col_cuda
-        im2col_cuda.implicit_gemm_forward(x, device_maps(spec), weight, bias, out, spec.groups,
-                                          spec.stride3, spec.dilation3, _stream(ctx))
+        im2col_cuda.implicit_gemm_forward(x, device_maps(spec), weight, epilogue.bias_or_none(),
+                                          out, spec.groups, spec.stride3, spec.dilation3,
+                                          _stream(ctx))
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         from ..kernels import im2col_cuda
@@ -196,9 +200,9 @@ class GPUWinograd(GPUAlgorithm):
         return costed_plan(self.name, "cuda:winograd", units, ctx, workspace,
                            f"F({self.m},3) transforms + batched GEMM", per_thread=False)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         if not _finite(ctx, x, weight):
-            _direct_instead(spec, x, weight, bias, out, ctx)
+            _direct_instead(spec, x, weight, epilogue, out, ctx)
             return
         from ..cuda import arrays as dev
         from ..kernels import im2col_cuda, winograd_cuda as wc
@@ -206,7 +210,7 @@ class GPUWinograd(GPUAlgorithm):
         winograd_weight = wc.device_weight(dev.to_host(weight, stream), m, spec.ndim,
                                            spec.groups, stream)
         wc.winograd_conv(x, wc.device_maps(spec, m, stream), winograd_weight,
-                         wc.device_matrices(m, spec.ndim, out.dtype, stream), bias, out, m,
+                         wc.device_matrices(m, spec.ndim, out.dtype, stream), epilogue.bias_or_none(), out, m,
                          spec.groups, im2col_cuda.batched_gemm, stream, weight_transposed=True)
 
 
@@ -238,12 +242,13 @@ class GPUFFT(GPUAlgorithm):
         return costed_plan(self.name, "cuda:fft", units, ctx, 0, "cuFFT of whole planes",
                            per_thread=False)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         from ..kernels import fft_cuda
         if not _finite(ctx, x, weight):
-            _direct_instead(spec, x, weight, bias, out, ctx)
+            _direct_instead(spec, x, weight, epilogue, out, ctx)
             return
-        fft_cuda.fft_forward(spec, x, weight, bias, out, device_maps(spec), _stream(ctx))
+        fft_cuda.fft_forward(spec, x, weight, epilogue.bias_or_none(), out, device_maps(spec),
+                             _stream(ctx))
 
 
 GPU_DIRECT = register(GPUDirect())

@@ -258,7 +258,7 @@ PATHS = (
 )
 
 
-def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
+def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     """Run the im2col algorithm on canonical 3-D arrays (see the registry).
 
     The column fills read the interior of the padded input as a shift of the
@@ -275,8 +275,7 @@ def im2col_forward(spec, x, weight, bias, out, plan=None, ctx=None):
     threads = ctx.threads
     blas_gemm = blas.find_gemm()
     address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
-    if bias is None:
-        bias = np.empty(0, dtype=out.dtype)    # the kernels' "no bias"
+    bias = epilogue.bias                       # zero-length: no bias (Note [epilogue])
     # (C_out, C_in/groups, k...) -> (groups, C_out/groups, K): a view
     w = weight.reshape(groups, cout_g, -1)
     if spec.is_pointwise:
@@ -354,7 +353,7 @@ def plan_col2im(spec, itemsize, limit=None, pool=None):
     return blocks, tile
 
 
-def im2col_col2im(spec, x, weight, bias, out, plan=None, ctx=None):
+def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
     """An input-dilated (transposed) problem as GEMM + col2im (Note [col2im] in
     :mod:`numbaconv.kernels.im2col_cpu`); zeros padding only."""
     if out.size == 0:
@@ -366,8 +365,7 @@ def im2col_col2im(spec, x, weight, bias, out, plan=None, ctx=None):
     # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
     a = np.ascontiguousarray(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
                              ).reshape(groups, -1, cin_g)
-    if bias is None:
-        bias = np.empty(0, dtype=out.dtype)
+    bias = epilogue.bias
     blas_gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
@@ -473,8 +471,8 @@ class Im2colAlgorithm(ConvAlgorithm):
                     "(numbaconv looks in the libraries threadpoolctl lists)")
         return None
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
-        return im2col_forward(spec, x, weight, bias, out, plan=detail, ctx=ctx)
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        return im2col_forward(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -520,8 +518,8 @@ class Im2colAlgorithm(ConvAlgorithm):
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
-    def run_input_dilated(self, spec, x, weight, bias, out, ctx, detail=None):
-        return im2col_col2im(spec, x, weight, bias, out, plan=detail, ctx=ctx)
+    def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 
 IM2COL = register(Im2colAlgorithm())

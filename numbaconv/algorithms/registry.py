@@ -23,13 +23,14 @@ An algorithm is an object with
   calibrate``, beyond the shared ones);
 * ``plan(spec, ctx)`` -- a :class:`Plan` with its path, estimated seconds
   and workspace, before anything runs;
-* ``run(spec, x, weight, bias, out)`` -- compute into ``out``.  The arrays
+* ``run(spec, x, weight, epilogue, out)`` -- compute into ``out``.  The arrays
   are in the canonical 3-D form of :mod:`numbaconv.spec` (input
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
   ``(N, C_out, OD, OH, OW)``), C-contiguous, in ``spec.compute_dtype``;
-  ``bias`` is a ``(C_out,)`` array or ``None``.  For a spec whose
+  ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
+  bias today, a zero-length array for none).  For a spec whose
   ``computation`` is ``"grad_weight"``, ``weight`` is the output gradient
-  ``(N, C_out, OD, OH, OW)``, ``bias`` is None and ``out`` receives the
+  ``(N, C_out, OD, OH, OW)``, the epilogue is empty and ``out`` receives the
   weight gradient ``(C_out, C_in/groups, KD, KH, KW)``.  The API layer owns
   validation, dtype conversion, unbatched input and ``out=``.
 
@@ -42,8 +43,9 @@ each through ``run``) and ``run_grad_weight`` (by default the forward
 problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 ``run``).  An algorithm with a better formulation of its own overrides one.
 
-The bias is the output's epilogue (:mod:`numbaconv.epilogue`): every
-algorithm applies it where its kernels write the output.
+The bias is the output's epilogue (Note [epilogue] in
+:mod:`numbaconv.epilogue`): every algorithm applies it where its kernels
+write the output.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class ConvAlgorithm:
     formats: tuple = ("contiguous",)
     #: problems of its own for numbaconv calibrate: (input shape, weight shape, kwargs)
     calibration_problems: tuple = ()
+    #: whether its plans' workspace obeys the workspace limit (refused when over)
+    workspace_bounded: bool = True
 
     def error_eps(self, dtype):
         """The largest error measured for results of ``dtype``, in units of
@@ -205,7 +209,7 @@ class ConvAlgorithm:
         """``None`` if ``spec`` can be served, else a reason string."""
         return None
 
-    def run(self, spec, x, weight, bias, out, ctx=None, plan=None):
+    def run(self, spec, x, weight, epilogue, out, ctx=None, plan=None):
         """Compute ``spec`` into ``out`` (module docstring); returns ``out``.
 
         ``ctx`` is the call's :class:`~numbaconv.context.ExecutionContext`
@@ -217,19 +221,19 @@ class ConvAlgorithm:
         if spec.computation == "grad_weight":
             return self.run_grad_weight(spec, x, weight, out, ctx, detail)
         if spec.has_input_dilation:
-            return self.run_input_dilated(spec, x, weight, bias, out, ctx, detail)
+            return self.run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
-            return rewrites.bias_fill(out, bias)
-        return self.forward(spec, x, weight, bias, out, ctx, detail)
+            return epilogue.fill(out)
+        return self.forward(spec, x, weight, epilogue, out, ctx, detail)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):  # pragma: no cover
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):  # pragma: no cover
         """A forward problem without input dilation or negative padding."""
         raise NotImplementedError
 
-    def run_input_dilated(self, spec, x, weight, bias, out, ctx, detail=None):
+    def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
         """A forward problem with input dilation (Note [phases])."""
-        return rewrites.run_by_phases(spec, x, weight, bias, out,
+        return rewrites.run_by_phases(spec, x, weight, epilogue, out,
                                       functools.partial(self.run, ctx=ctx))
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
@@ -342,27 +346,26 @@ def serving_algorithms(spec, ctx):
     they serve it and their plan fits the workspace limit (what a refusal
     names as the alternatives; computed only when one is raised)."""
     return tuple(a.name for a in algorithms(ctx.device) if a.unsupported_reason(spec) is None
-                 and over_workspace_limit(plan_of(a, spec, ctx), ctx) is None)
+                 and over_workspace_limit(a, plan_of(a, spec, ctx), ctx) is None)
 
 
-def over_workspace_limit(plan, ctx):
-    """Why ``plan`` cannot run under ``ctx``'s workspace limit (a phrase), or None.
-
-    CPU plans only: the GPU kernels keep their scratch in device memory,
-    whole-batch, and are not bounded by the limit yet (docs/gpu.md)."""
-    if ctx.device != "cpu" or plan.workspace <= ctx.workspace_limit:
+def over_workspace_limit(algorithm, plan, ctx):
+    """Why ``algorithm``'s ``plan`` cannot run under ``ctx``'s workspace
+    limit (a phrase), or None (always None for an algorithm whose
+    ``workspace_bounded`` is False)."""
+    if not algorithm.workspace_bounded or plan.workspace <= ctx.workspace_limit:
         return None
     return (f"its smallest workspace, {plan.workspace / 2**20:,.1f} MiB ({plan.path}), is over "
             f"the workspace limit of {ctx.workspace_limit / 2**20:,.1f} MiB")
 
 
-def check_workspace(op, plan, ctx):
+def check_workspace(op, algorithm, plan, ctx):
     """Raise ``MemoryError`` if ``plan`` needs more scratch memory than the
     workspace limit allows, before anything is allocated: the limit is a
     promise to the caller, not a hint (the planners shrink every workspace
     to it where they can; fft's weight spectrum and one Winograd tile per
     thread cannot shrink)."""
-    reason = over_workspace_limit(plan, ctx)
+    reason = over_workspace_limit(algorithm, plan, ctx)
     if reason is not None:
         raise MemoryError(f"{op}: algorithm={plan.algorithm!r} cannot run: {reason}; "
                           f"raise it with numbaconv.set_workspace_limit(...) or choose "

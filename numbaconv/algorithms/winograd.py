@@ -206,7 +206,7 @@ def plan_chunk(spec, m, itemsize, ctx):
     return chunk, per_tile
 
 
-def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=None):
+def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, ctx=None):
     """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry)."""
     if out.size == 0:
         return out
@@ -229,8 +229,7 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
     C = spec.in_channels
     if tiles_per_chunk is None:
         tiles_per_chunk = plan_chunk(spec, m, dtype.itemsize, ctx)[0]
-    if bias is None:
-        bias = np.empty(0, dtype=dtype)
+    bias = epilogue.bias
     # Note [channels-last transforms]: the padded input, extended to whole
     # tiles, channels last; one block of images per dilation phase
     xp = None
@@ -286,12 +285,12 @@ class WinogradAlgorithm(ConvAlgorithm):
                            (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
                             f"F({self.m},3) tiles") + f", {chunk} per chunk", detail=chunk)
 
-    def forward(self, spec, x, weight, bias, out, ctx, detail=None):
+    def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):
-            return direct_forward(spec, x, weight, bias, out, ctx=ctx)
-        return winograd_forward(spec, x, weight, bias, out, m=self.m, tiles_per_chunk=detail,
+            return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
+        return winograd_forward(spec, x, weight, epilogue, out, m=self.m, tiles_per_chunk=detail,
                                 ctx=ctx)
 
 

@@ -1,6 +1,6 @@
 """The GPU backend: ``numba.cuda`` kernels behind the same algorithms table.
 
-Imported only when a call gets a GPU array (:mod:`numbaconv.devices`), so a
+Imported only when a call gets a GPU array (:func:`numbaconv.backends.call_device`), so a
 CPU-only ``import numbaconv`` never loads ``numba.cuda``.
 
 * :mod:`.launch` -- block and tile sizes, in one place (the tests shrink
@@ -26,7 +26,7 @@ works only in simulation would pass tests and fail on hardware; so GPU
 arrays are refused, simulated or not, with the install command, whenever
 numba-cuda is missing.  This module is the one place that decides it
 (:func:`numba_cuda_missing`): the GPU path (:func:`require_numba_cuda`,
-called by :func:`numbaconv.devices.call_device`), ``numbaconv info`` and
+called by :func:`numbaconv.backends.call_device`), ``numbaconv info`` and
 the tests' skips (tests/conftest.py) all ask it.
 """
 

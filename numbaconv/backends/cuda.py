@@ -1,0 +1,110 @@
+"""The CUDA backend: numba device arrays (and anything with
+``__cuda_array_interface__``), computed by the GPU algorithms.
+
+Importing this module does not import ``numba.cuda``: its methods import
+:mod:`numbaconv.cuda.arrays` (which does) when a call with GPU arrays first
+uses them, so ``choose_algorithm(..., device="cuda")`` answers on a machine
+without a GPU.  The few operations that are not
+convolutions -- the bias gradient's sum, a dtype promotion across
+``conv_backward``'s three arrays, the crop or zero extension of a
+transposed call with a large ``output_padding``, the transposed weight --
+run on host copies of only the arrays they need, and are sent back: small
+next to the convolutions (a GPU kernel for each would be the next step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..rewrites import transposed_weight
+from .host import HOST
+
+
+def _arrays():
+    from ..cuda import arrays
+    return arrays
+
+
+class CudaBackend:
+    """GPU arrays in and out (:mod:`numbaconv.backends`)."""
+
+    device = "cuda"
+
+    def check_stream(self, op, stream):
+        """Any stream (None: the default stream)."""
+
+    def checked(self, op, name, array, allow_none=False):
+        dev = _arrays()
+        return dev.as_device(op, name, array, allow_none=allow_none)
+
+    def canonical(self, array, shape, dtype, stream=None):
+        dev = _arrays()
+        return dev.canonical(array, shape, dtype, stream)
+
+    def weight(self, spec, weight, stream=None, transposed=False):
+        """As :meth:`HostBackend.weight`; the transposed form is made on a
+        host copy (weights are small next to activations)."""
+        dev = _arrays()
+        if transposed:
+            host = transposed_weight(dev.to_host(weight, stream).astype(spec.compute_dtype),
+                                     spec.groups)
+            return dev.to_device(host.reshape(spec.weight_shape3), stream)
+        return dev.canonical(weight, spec.weight_shape3, spec.compute_dtype, stream)
+
+    def empty(self, shape, dtype, stream=None):
+        dev = _arrays()
+        return dev.empty(shape, dtype, stream)
+
+    def check_out(self, spec, out, arrays):
+        dev = _arrays()
+        return dev.check_out(spec, out, arrays)
+
+    def result_buffer(self, spec, out, stream=None):
+        dev = _arrays()
+        return dev.result_buffer(spec, out, stream)
+
+    def finish(self, spec, result, out, stream=None, unbatched=None):
+        dev = _arrays()
+        return dev.finish(spec, result, out, stream, unbatched=unbatched)
+
+    def cropped(self, array, shape, stream=None):
+        dev = _arrays()
+        if tuple(array.shape) == tuple(shape):
+            return array
+        return dev.to_device(HOST.cropped(dev.to_host(array, stream), shape), stream)
+
+    def zero_extended(self, array, shape, stream=None):
+        dev = _arrays()
+        return dev.to_device(HOST.zero_extended(dev.to_host(array, stream), shape), stream)
+
+    def astype(self, array, dtype, stream=None):
+        dev = _arrays()
+        if array is None or array.dtype == np.dtype(dtype):
+            return array
+        return dev.to_device(dev.to_host(array, stream).astype(dtype), stream)
+
+    def grad_bias(self, grad_output, ndim, dtype, stream=None):
+        dev = _arrays()
+        return dev.to_device(HOST.grad_bias(dev.to_host(grad_output, stream), ndim, dtype),
+                             stream)
+
+    def resources(self, ctx):
+        """The resources ``explain`` shows for a GPU call."""
+        return "GPU cost models not fitted (docs/gpu.md)"
+
+    def identity(self):
+        """The GPU's name: measured choices are kept per GPU."""
+        dev = _arrays()
+        return {"gpu": dev.device_name()}
+
+    def from_host(self, array, stream=None):
+        dev = _arrays()
+        return dev.to_device(array, stream)
+
+    def synchronize(self):
+        """Wait for the GPU: kernels run asynchronously."""
+        from numba import cuda
+        cuda.synchronize()
+
+
+CUDA = CudaBackend()

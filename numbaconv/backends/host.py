@@ -1,0 +1,131 @@
+"""The host backend: NumPy arrays, computed by the CPU algorithms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..rewrites import transposed_weight
+from ..spec import check_float_array
+
+
+class HostBackend:
+    """NumPy arrays in and out (:mod:`numbaconv.backends`)."""
+
+    device = "cpu"
+
+    def check_stream(self, op, stream):
+        if stream is not None:
+            raise ValueError(f"{op}: stream= is for GPU arrays, got host (NumPy) arrays")
+
+    def checked(self, op, name, array, allow_none=False):
+        """``array`` as an ndarray of a supported float dtype, or raise."""
+        return check_float_array(op, name, array, allow_none=allow_none)
+
+    def canonical(self, array, shape, dtype, stream=None):
+        """A C-contiguous ``dtype`` copy-or-view of ``array`` reshaped to ``shape``."""
+        return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
+
+    def weight(self, spec, weight, stream=None, transposed=False):
+        """The canonical forward weight of ``spec``: a view or cast copy of
+        ``weight``, or (``transposed``) its flipped, in/out swapped form
+        (:func:`numbaconv.rewrites.transposed_weight`)."""
+        if transposed:
+            return transposed_weight(np.asarray(weight, dtype=spec.compute_dtype),
+                                     spec.groups).reshape(spec.weight_shape3)
+        return self.canonical(weight, spec.weight_shape3, spec.compute_dtype)
+
+    def empty(self, shape, dtype, stream=None):
+        return np.empty(shape, dtype=dtype)
+
+    def check_out(self, spec, out, arrays):
+        """``out`` if it can receive the result of ``spec``, else raise."""
+        if not isinstance(out, np.ndarray):
+            raise ValueError(f"{spec.op}: out must be a NumPy array, got {type(out).__name__}")
+        expected = spec.user_output_shape
+        if out.shape != expected:
+            raise ValueError(f"{spec.op}: out must have shape {expected}, got "
+                             f"out.shape={out.shape}")
+        if out.dtype != spec.dtype:
+            raise ValueError(f"{spec.op}: out must have dtype {spec.dtype}, got "
+                             f"out.dtype={out.dtype}")
+        if not out.flags.c_contiguous:
+            raise ValueError(f"{spec.op}: out must be C-contiguous, got an array with "
+                             f"out.strides={out.strides}")
+        if not out.flags.writeable:
+            raise ValueError(f"{spec.op}: out must be writeable, got a read-only array")
+        for name, array in arrays.items():
+            if array is not None and _overlaps(out, array):
+                raise ValueError(f"{spec.op}: out must not share memory with {name}")
+        return out
+
+    def result_buffer(self, spec, out, stream=None):
+        """Where the algorithm writes: ``out`` itself, or a compute-dtype buffer."""
+        if out is not None and out.dtype == spec.compute_dtype:
+            return out
+        return np.empty(spec.output_shape, dtype=spec.compute_dtype)
+
+    def finish(self, spec, result, out, stream=None, unbatched=None):
+        """Copy into a float16 ``out``, cast, drop the batch axis of unbatched calls."""
+        if out is not None:
+            if result is not out:
+                with np.errstate(over="ignore"):   # float16 overflow is inf, as in PyTorch
+                    out[...] = result.reshape(out.shape)
+            return out
+        if spec.dtype != spec.compute_dtype:
+            with np.errstate(over="ignore"):
+                result = result.astype(spec.dtype)
+        unbatched = spec.unbatched if unbatched is None else unbatched
+        return result[0] if unbatched else result
+
+    # ---- around conv_backward's convolutions ---------------------------
+
+    def cropped(self, array, shape, stream=None):
+        """The leading ``shape`` corner of ``array``, C-contiguous."""
+        part = array[tuple(slice(0, n) for n in shape)]
+        return part if part.flags.c_contiguous else np.ascontiguousarray(part)
+
+    def zero_extended(self, array, shape, stream=None):
+        """``array`` in the leading corner of zeros of ``shape``."""
+        extended = np.zeros(shape, dtype=array.dtype)
+        extended[tuple(slice(0, n) for n in array.shape)] = array
+        return extended
+
+    def astype(self, array, dtype, stream=None):
+        return None if array is None else array.astype(dtype, copy=False)
+
+    def grad_bias(self, grad_output, ndim, dtype, stream=None):
+        """The bias gradient: ``grad_output`` summed over the batch and
+        spatial axes (float16 summed in float32), in ``dtype``."""
+        batched = grad_output.ndim == ndim + 2
+        axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
+        compute = np.float32 if dtype == np.float16 else dtype
+        return grad_output.sum(axis=axes, dtype=compute).astype(dtype)
+
+    # ---- synthetic data and timing (tuning) ----------------------------
+
+    def resources(self, ctx):
+        """The resources ``explain`` shows for a call in ``ctx``."""
+        return (f"{ctx.threads} thread(s), workspace limit "
+                f"{ctx.workspace_limit / 2**20:g} MiB")
+
+    def identity(self):
+        """What, besides the CPU model, tells this device's measurements
+        apart (the tuning cache's key): nothing on the host."""
+        return {}
+
+    def from_host(self, array, stream=None):
+        return array
+
+    def synchronize(self):
+        """Wait for the device's work (nothing to wait for on the host)."""
+
+
+def _overlaps(a, b):
+    """Exact overlap test, bounded in work; assume overlap if undecided."""
+    try:
+        return np.shares_memory(a, b, max_work=10_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+HOST = HostBackend()
