@@ -156,7 +156,7 @@ def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
 
 class TestPhasePlaneForms:
     """The row-pairs and stride-two forms of the phase-planes kernel (Note
-    [row pairs], Note [stride-two 3x3] in kernels/direct_cpu.py) against the
+    [row pairs], Note [stride-two phases] in kernels/direct_cpu.py) against the
     single-row form: row pairs give the same bits (except 3x3, whose nine
     taps are summed in one pass, and under bounds checking); every form
     gives the same bits on any thread count and in either half of a row
