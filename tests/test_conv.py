@@ -21,7 +21,7 @@ from .conftest import (CONV, assert_matches_reference, error_scale, spec_of, tol
 
 CASE_PARAMS = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in CASES]
 DTYPES = [np.float32, np.float64]
-#: Algorithms that serve every valid spec (SPEC section 3): each runs every
+#: Algorithms that serve every valid spec (docs/semantics.md): each runs every
 #: named case and a share of the hypothesis specs.
 GENERAL_ALGORITHMS = ["direct", "im2col", "fft"]
 

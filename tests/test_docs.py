@@ -184,3 +184,24 @@ def test_every_repository_path_named_in_the_docs_exists():
     missing = [f"{path}:{line}: {written}" for path, line, written, target in references
                if not target.exists()]
     assert not missing, "paths that do not exist:\n" + "\n".join(missing)
+
+
+def test_the_public_shapes_table_is_the_suites():
+    """docs/benchmarking.md copies the suite's public shapes; they agree
+    (name, function, input, weight and arguments; the PyTorch guide times
+    are given there as measured, a range for mc_bigk2d)."""
+    from numbaconv.bench.suite import PUBLIC_SHAPES
+
+    text = _text(Path("docs", "benchmarking.md"))
+    section = text.split("## Public shapes", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ")][2:]   # header, rule
+
+    def shape(sizes):
+        return "(" + ",".join(map(str, sizes)) + ")"
+
+    documented = {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+    suite = {c.name: (c.op, shape(c.input_shape), shape(c.weight_shape),
+                      ", ".join(f"{k}={v}" for k, v in c.kwargs.items()))
+             for c in PUBLIC_SHAPES}
+    assert documented == suite
