@@ -1,4 +1,4 @@
-"""Bit-identity across thread counts (README, docs/semantics.md "Threads").
+"""Bit-identity across thread counts (README, docs/semantics.md "Bit for bit: what holds where").
 
 Every explicit algorithm, forward and both gradients where it serves them, at 1 and 2 threads
 (``numba.set_num_threads``) and again, on odd-sized problems: the results

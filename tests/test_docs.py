@@ -15,7 +15,9 @@ Two kinds of reference go stale silently when code moves:
   ``numbaconv/``) and ends in a file extension must exist.  Paths with glob
   or placeholder characters (``docs/results-*.md``, ``<name>``) and URLs
   are skipped.  Relative Markdown links (``[text](other.md)``) must exist
-  too, relative to the Markdown file.
+  too, relative to the Markdown file.  A section named right after a
+  Markdown path -- ``docs/x.md, "Heading"``, ``docs/x.md ("Heading"`` --
+  must be a heading of that file (backquotes and case aside).
 
 Both scan every ``.py`` and ``.md`` file of the repository (hidden and build
 folders skipped), so moved or renamed files are found without a list here
@@ -52,6 +54,7 @@ NOTE_MODULE = re.compile(rf"{_SPACE}(?:in|of){_SPACE}"
 FILE_ENDINGS = ("py", "md", "json", "toml", "txt", "png", "svg", "csv", "yml", "yaml", "sh",
                 "cfg", "ini", "ipynb")
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+SECTION = re.compile(rf"((?:docs/)?[\w./-]+\.md)`?,?(?:{_SPACE})?\(?\"([^\"\n]+)\"")
 
 
 def source_files():
@@ -178,12 +181,38 @@ def path_references():
     return found
 
 
+def _headings(path):
+    return {_section(line.lstrip("#")) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("#")}
+
+
+def _section(title):
+    return " ".join(title.replace("`", "").split()).lower()
+
+
+def section_references():
+    """(file, line, Markdown path as written, section) for every section
+    named after a Markdown path (``docs/x.md, "Heading"``)."""
+    found = []
+    for path in source_files():
+        text = _text(path)
+        found += [(path.as_posix(), _line(text, m.start()), m.group(1), m.group(2))
+                  for m in SECTION.finditer(text)]
+    return found
+
+
 def test_every_repository_path_named_in_the_docs_exists():
     references = path_references()
     assert len(references) > 100                           # the matcher still matches
     missing = [f"{path}:{line}: {written}" for path, line, written, target in references
                if not target.exists()]
-    assert not missing, "paths that do not exist:\n" + "\n".join(missing)
+    sections = section_references()
+    assert len(sections) > 5
+    for path, line, written, section in sections:
+        target = ROOT / written if (ROOT / written).exists() else (ROOT / path).parent / written
+        if target.exists() and _section(section) not in _headings(target):
+            missing.append(f'{path}:{line}: {written}, "{section}" (no such heading)')
+    assert not missing, "paths or sections that do not exist:\n" + "\n".join(missing)
 
 
 def test_the_public_shapes_table_is_the_suites():
