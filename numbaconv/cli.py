@@ -1,4 +1,6 @@
-"""The ``numbaconv`` command line: ``bench``, ``tune``, ``info``, ``history`` and ``warmup``."""
+"""The ``numbaconv`` command line: ``bench``, ``tune``, ``explain``, ``calibrate``,
+``warmup``, ``info`` and ``history`` (``numbaconv --help``; the README's table of the
+public interface says what each is for)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,14 @@
 
 ``workspace limit``: the most scratch memory, in bytes, that one call of an
 algorithm may allocate for its intermediate buffers, all threads together
-(im2col's column tiles and weight-gradient segments, fft's weight spectrum
-and transformed blocks, winograd's transformed tiles).  Default 64 MiB.
-A plan whose smallest workspace is over it does not run (``MemoryError``
-for an explicit algorithm; ``"auto"`` passes it over).  The inputs, the
-output and the rearranged copies of the input, weight and output gradient
-do not count (docs/semantics.md, "Workspace limit").
+(direct's per-thread scratch by loop order: patch rows, a row of outputs,
+a padded plane or a band of phase planes; im2col's column tiles and weight-gradient segments; fft's
+weight spectrum and transformed blocks; winograd's transformed tiles).
+Default 64 MiB.  A plan whose smallest workspace is over it does not run
+(``MemoryError`` for an explicit algorithm; ``"auto"`` passes it over).
+The inputs, the output and the rearranged copies of the input (direct's
+and winograd's padded channels-last copy among them), weight and output
+gradient do not count (docs/semantics.md, "Workspace limit").
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def set_workspace_limit(nbytes):
         The limit in bytes, at least 1 MiB; ``None`` restores the default
         (64 MiB).  The algorithms size their scratch buffers to it; one
         whose smallest workspace is still over it (fft's weight spectrum,
-        one Winograd tile per thread) raises ``MemoryError`` when named
-        and is passed over by ``"auto"``.
+        one Winograd tile per thread, direct's padded plane or two-row
+        band per thread) raises ``MemoryError`` when named and is passed
+        over by ``"auto"``.
 
     Returns
     -------

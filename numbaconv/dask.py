@@ -1,4 +1,4 @@
-"""Convolution over dask arrays (SPEC section 5): ``numbaconv.dask``.
+"""Convolution over dask arrays (docs/dask.md): ``numbaconv.dask``.
 
 ``conv1d/2d/3d`` and ``conv_transpose1d/2d/3d`` take a ``dask.array`` input,
 NumPy weights and bias and every parameter of the single-machine functions,

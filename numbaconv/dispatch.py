@@ -109,7 +109,7 @@ def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1
          dtype="float32", device="cpu", force=False):
     """Measure every algorithm ``"auto"`` may pick on one problem and store the fastest.
 
-    Arguments as in ``choose_algorithm`` (SPEC section 3): the forward (or,
+    Arguments as in ``choose_algorithm`` (docs/choosing.md): the forward (or,
     with ``transposed``, transposed) call's input and weight shapes or
     arrays, its parameters, and ``gradient`` (None, ``"input"`` or
     ``"weight"``) for a gradient of it.  The winner goes to the tuning

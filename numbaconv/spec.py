@@ -345,7 +345,7 @@ class ConvSpec:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as 2 FLOPs, the convention of BENCH_SHAPES.
+        """Multiply-adds counted as 2 FLOPs, the convention of docs/benchmarking.md.
 
         With input dilation only the products with input elements count (a
         transposed convolution: every input pixel meets every tap once);

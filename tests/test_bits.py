@@ -1,4 +1,4 @@
-"""Bit-identity across thread counts (README, docs/semantics.md "Threads").
+"""Bit-identity across thread counts (README, docs/semantics.md "Bit for bit: what holds where").
 
 Every explicit algorithm, forward and both gradients where it serves them, at 1 and 2 threads
 (``numba.set_num_threads``) and again, on odd-sized problems: the results
@@ -54,8 +54,8 @@ needs_two_threads = pytest.mark.skipif(
 
 def _cases():
     """(problem, algorithm, op) for every pair an algorithm serves: winograd's
-    domain is stride 1, 3-wide kernels, forward and input gradient (SPEC
-    section 3); an unserved pair would raise, which test_errors.py tests."""
+    domain is stride 1, 3-wide kernels, forward and input gradient
+    (docs/semantics.md); an unserved pair would raise, which test_errors.py tests."""
     for problem in PROBLEMS:
         _shape, wshape, kw = problem.values
         for algorithm in ALGORITHMS:

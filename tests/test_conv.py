@@ -22,7 +22,7 @@ from .conftest import (CONV, assert_matches_reference, error_scale, spec_of, tol
 
 CASE_PARAMS = [pytest.param(shape, wshape, kw, id=name) for name, shape, wshape, kw in CASES]
 DTYPES = [np.float32, np.float64]
-#: Algorithms that serve every valid spec (SPEC section 3): each runs every
+#: Algorithms that serve every valid spec (docs/semantics.md): each runs every
 #: named case and a share of the hypothesis specs.
 GENERAL_ALGORITHMS = ["direct", "im2col", "fft"]
 
@@ -159,7 +159,7 @@ def test_direct_picks_the_documented_loop_order(shape, wshape, kw, expected):
 
 class TestPhasePlaneForms:
     """The row-pairs and stride-two forms of the phase-planes kernel (Note
-    [row pairs], Note [stride-two 3x3] in kernels/direct_cpu.py) against the
+    [row pairs], Note [stride-two phases] in kernels/direct_cpu.py) against the
     single-row form: row pairs give the same bits (except 3x3, whose nine
     taps are summed in one pass, and under bounds checking); every form
     gives the same bits on any thread count and in either half of a row

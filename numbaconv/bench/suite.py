@@ -1,7 +1,7 @@
 """The benchmark suite: one definition shared by ``numbaconv bench``, the
-benchmark scripts and (later) asv.
+benchmark scripts and asv (asv_benchmarks/benchmarks.py).
 
-The public shapes are copied from the project's BENCH_SHAPES table (float32,
+The public shapes are those of docs/benchmarking.md's table (float32,
 NCHW).  ``guide_torch_ms`` is PyTorch 2.13's time on the machine that table
 was measured on; it is only a guide -- always measure PyTorch side by side.
 

@@ -373,8 +373,8 @@ def _plane_task(planes, w, bias, out, stride, dilation):
     """out[od, oh, ow] = bias + sum over (ci, taps) of w[ci, tap] * planes[ci, shifted].
 
     One output row at a time: ``out_row += tap * in_row[kw*dw :: sw]``.  Only
-    the layers that Note [same-width planes] does not cover come here
-    (strided, non-zero padding modes, 3-D), so this favours short compile
+    the thin layers that Note [phase planes] and thin channels-last leave come
+    here (3-D, other padding modes, input dilation), so this favours short compile
     times over speed: a flat-plane variant of it doubled the compile time.
     """
     OD, OH, OW = out.shape
