@@ -10,7 +10,7 @@ marks the algorithm ``"auto"`` picks at each size, and saves a log-log plot,
 barely moves, and the dispatcher should follow the lower envelope of
 numbaconv's lines (this picture showed it did not at k = 5-9, where the
 direct estimate was 3x too fast: fixed in the cost model, ``direct:channels_last``
-in numbaconv/costs.py).
+in numbaconv/algorithms/direct.py).
 
 ``--asv PATTERN`` instead plots the recorded asv history (``.asv/results``,
 see docs/asv.md) of the benchmarks matching PATTERN, one line per parameter

@@ -87,12 +87,12 @@ def main(argv=None):
     for name, t in times.items():
         print(f"  {name:36s} {1e3 * np.median(t):7.2f}")
     # the cost model's weight of one transform step against one GEMM
-    # multiply-add (Note [winograd cost] in numbaconv/costs.py)
+    # multiply-add (Note [winograd cost] in numbaconv/algorithms/winograd.py)
     alpha = m + 2
     steps = total * Q * (spec.in_channels + spec.out_channels) * alpha * nd
-    macs = costs._gemm(total * Q * spec.groups * spec.in_channels_per_group
-                       * spec.out_channels_per_group, spec.in_channels_per_group,
-                       spec.out_channels_per_group, total)
+    macs = costs.gemm_work(total * Q * spec.groups * spec.in_channels_per_group
+                           * spec.out_channels_per_group, spec.in_channels_per_group,
+                           spec.out_channels_per_group, total)
     transforms = np.median(times["input transform"]) + np.median(times["output transform"])
     print(f"  transform step / GEMM multiply-add   "
           f"{(transforms / steps) / (np.median(times['GEMMs']) / macs):7.2f}")
