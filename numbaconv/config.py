@@ -24,12 +24,12 @@ MIN_WORKSPACE_LIMIT = 2**20
 _workspace_limit = DEFAULT_WORKSPACE_LIMIT
 
 
-def get_workspace_limit():
+def get_workspace_limit() -> int:
     """The workspace limit in bytes (see :func:`set_workspace_limit`)."""
     return _workspace_limit
 
 
-def set_workspace_limit(nbytes):
+def set_workspace_limit(nbytes: int) -> None:
     """Cap the scratch memory one convolution call may allocate.
 
     Parameters

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from typing import Any, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +24,11 @@ from .algorithms.registry import (algorithms, check_workspace, get_algorithm,
                                   over_workspace_limit, plan_of, serving_algorithms)
 from .context import current_context
 from .errors import UnsupportedAlgorithmError
-from .spec import problem_spec
+from .spec import IntOrTuple, PaddingArg, problem_spec
+
+#: A problem's shape, or an array whose shape and dtype are used.
+ShapeOrArray = Union[Tuple[int, ...], np.ndarray]
+DTypeLike = Union[str, np.dtype, type]
 
 
 # ---------------------------------------------------------------------------
@@ -104,9 +109,11 @@ class Tuned:
         return f"{self.problem}: {self.algorithm} ({tuning.estimated_seconds(self.seconds)})"
 
 
-def tune(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-         transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
-         dtype="float32", device="cpu", force=False):
+def tune(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *, stride: IntOrTuple = 1,
+         padding: PaddingArg = 0, dilation: IntOrTuple = 1, groups: int = 1,
+         transposed: bool = False, output_padding: IntOrTuple = 0,
+         gradient: str | None = None, padding_mode: str = "zeros",
+         dtype: DTypeLike = "float32", device: str = "cpu", force: bool = False) -> Tuned:
     """Measure every algorithm ``"auto"`` may pick on one problem and store the fastest.
 
     Arguments as in ``choose_algorithm`` (docs/choosing.md): the forward (or,
@@ -301,9 +308,12 @@ def _finite(*arrays):
                or bool(np.isfinite(a).all()) for a in arrays)
 
 
-def choose_algorithm(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                     transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
-                     dtype="float32", device="cpu", measure=False):
+def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
+                     stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
+                     groups: int = 1, transposed: bool = False, output_padding: IntOrTuple = 0,
+                     gradient: str | None = None, padding_mode: str = "zeros",
+                     dtype: DTypeLike = "float32", device: str = "cpu",
+                     measure: bool = False) -> Choice:
     """Which algorithm ``"auto"`` runs a problem with, and why.
 
     One ordered decision table: (1) the algorithms that serve the problem;
@@ -401,7 +411,7 @@ class Explanation(str):
             printer.text(line)
 
 
-def explain(input_shape, weight_shape, **kwargs):
+def explain(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, **kwargs: Any) -> Explanation:
     """:func:`choose_algorithm`'s decision as a table a person can read.
 
     Parameters

@@ -16,7 +16,8 @@ from .backends import checked_arrays
 from .context import current_context
 from .dispatch import resolve_planned
 from .epilogue import Epilogue
-from .spec import make_conv_spec, make_transposed_spec, remembered_spec
+from .spec import (Array, ArrayLike, IntOrTuple, PaddingArg, make_conv_spec,
+                   make_transposed_spec, remembered_spec)
 
 
 def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -123,26 +124,41 @@ _KERNEL = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}
 _OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
 
 
-def _make(ndim):
-    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-             padding_mode="zeros", algorithm="auto", out=None, stream=None):
-        return convolution(f"conv{ndim}d", ndim, input, weight, bias, stride, padding, dilation,
-                           groups, padding_mode=padding_mode, algorithm=algorithm, out=out,
-                           stream=stream)
-
-    conv.__name__ = conv.__qualname__ = f"conv{ndim}d"
-    conv.__module__ = "numbaconv"
-    conv.__doc__ = _DOC.format(
+def _document(function, template, ndim, example_w, example_out):
+    function.__doc__ = template.format(
         ndim=ndim, batched=f"N, C_in, {_SPATIAL[ndim]}", unbatched=f"C_in, {_SPATIAL[ndim]}",
         kernel=_KERNEL[ndim], out_batched=f"N, C_out, {_OSPATIAL[ndim]}",
-        example_x=(1, 2) + (5,) * ndim, example_w=(3, 2) + (3,) * ndim,
-        example_out=(1, 3) + (5,) * ndim)
-    return conv
+        example_x=(1, 2) + (5,) * ndim, example_w=example_w, example_out=example_out)
+    return function
 
 
-conv1d = _make(1)
-conv2d = _make(2)
-conv3d = _make(3)
+def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+           stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
+           out: Array | None = None, stream: object = None) -> Array:
+    return convolution("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+
+
+def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+           stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
+           out: Array | None = None, stream: object = None) -> Array:
+    return convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+
+
+def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+           stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
+           groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
+           out: Array | None = None, stream: object = None) -> Array:
+    return convolution("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+
+
+for _ndim, _fn in ((1, conv1d), (2, conv2d), (3, conv3d)):
+    _fn.__module__ = "numbaconv"
+    _document(_fn, _DOC, _ndim, (3, 2) + (3,) * _ndim, (1, 3) + (5,) * _ndim)
 
 
 _TDOC = """{ndim}-D transposed convolution, with PyTorch's semantics.
@@ -198,23 +214,37 @@ Examples
 """
 
 
-def _make_transposed(ndim):
-    def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                       groups=1, dilation=1, *, algorithm="auto", out=None, stream=None):
-        return transposed_convolution(f"conv_transpose{ndim}d", ndim, input, weight, bias,
-                                      stride, padding, output_padding, groups, dilation,
-                                      algorithm=algorithm, out=out, stream=stream)
-
-    conv_transpose.__name__ = conv_transpose.__qualname__ = f"conv_transpose{ndim}d"
-    conv_transpose.__module__ = "numbaconv"
-    conv_transpose.__doc__ = _TDOC.format(
-        ndim=ndim, batched=f"N, C_in, {_SPATIAL[ndim]}", unbatched=f"C_in, {_SPATIAL[ndim]}",
-        kernel=_KERNEL[ndim], out_batched=f"N, C_out, {_OSPATIAL[ndim]}",
-        example_x=(1, 2) + (5,) * ndim, example_w=(2, 3) + (4,) * ndim,
-        example_out=(1, 3) + (10,) * ndim)
-    return conv_transpose
+def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0,
+                     output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
+                     *, algorithm: str = "auto", out: Array | None = None,
+                     stream: object = None) -> Array:
+    return transposed_convolution("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                                  output_padding, groups, dilation, algorithm=algorithm, out=out,
+                                  stream=stream)
 
 
-conv_transpose1d = _make_transposed(1)
-conv_transpose2d = _make_transposed(2)
-conv_transpose3d = _make_transposed(3)
+def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0,
+                     output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
+                     *, algorithm: str = "auto", out: Array | None = None,
+                     stream: object = None) -> Array:
+    return transposed_convolution("conv_transpose2d", 2, input, weight, bias, stride, padding,
+                                  output_padding, groups, dilation, algorithm=algorithm, out=out,
+                                  stream=stream)
+
+
+def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
+                     stride: IntOrTuple = 1, padding: IntOrTuple = 0,
+                     output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
+                     *, algorithm: str = "auto", out: Array | None = None,
+                     stream: object = None) -> Array:
+    return transposed_convolution("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                                  output_padding, groups, dilation, algorithm=algorithm, out=out,
+                                  stream=stream)
+
+
+for _ndim, _fn in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
+    _fn.__module__ = "numbaconv"
+    _document(_fn, _TDOC, _ndim, (2, 3) + (4,) * _ndim, (1, 3) + (10,) * _ndim)
+del _ndim, _fn

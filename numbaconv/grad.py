@@ -17,8 +17,10 @@ from .context import current_context
 from .dispatch import resolve_planned
 from .epilogue import Epilogue
 from .functional import convolution, execute
-from .spec import (Operand, make_conv_spec, make_grad_input_spec, make_grad_weight_spec,
-                   make_transposed_spec)
+from typing import Tuple
+
+from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_grad_input_spec,
+                   make_grad_weight_spec, make_transposed_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
            "conv3d_weight", "conv_backward"]
@@ -53,9 +55,12 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     return backend.finish(spec, result, None, stream, unbatched=False)
 
 
-def conv_backward(input, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
-                  transposed=False, output_padding=0, output_mask=(True, True, True),
-                  algorithm="auto", stream=None):
+def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
+                  stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                  groups: int = 1, *, transposed: bool = False, output_padding: IntOrTuple = 0,
+                  output_mask: Tuple[bool, bool, bool] = (True, True, True),
+                  algorithm: str = "auto", stream: object = None,
+                  ) -> Tuple[Array | None, Array | None, Array | None]:
     """Gradients of a convolution (or transposed convolution) of any rank.
 
     Parameters
@@ -201,26 +206,53 @@ _KERNEL = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}
 _OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
 
 
-def _make(ndim):
-    def conv_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
-                   *, algorithm="auto", stream=None):
-        return grad_input(f"grad.conv{ndim}d_input", ndim, input_size, weight, grad_output,
-                          stride, padding, dilation, groups, algorithm=algorithm, stream=stream)
-
-    def conv_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1,
-                    *, algorithm="auto", stream=None):
-        return grad_weight(f"grad.conv{ndim}d_weight", ndim, input, weight_size, grad_output,
-                           stride, padding, dilation, groups, algorithm=algorithm, stream=stream)
-
-    fmt = dict(ndim=ndim, spatial=_SPATIAL[ndim], kernel=_KERNEL[ndim], ospatial=_OSPATIAL[ndim])
-    for fn, name, doc in ((conv_input, f"conv{ndim}d_input", _IDOC),
-                          (conv_weight, f"conv{ndim}d_weight", _WDOC)):
-        fn.__name__ = fn.__qualname__ = name
-        fn.__module__ = "numbaconv.grad"
-        fn.__doc__ = doc.format(**fmt)
-    return conv_input, conv_weight
+def conv1d_input(input_size: Tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike,
+                 stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                 groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_input("grad.conv1d_input", 1, input_size, weight, grad_output, stride, padding,
+                      dilation, groups, algorithm=algorithm, stream=stream)
 
 
-conv1d_input, conv1d_weight = _make(1)
-conv2d_input, conv2d_weight = _make(2)
-conv3d_input, conv3d_weight = _make(3)
+def conv1d_weight(input: ArrayLike, weight_size: Tuple[int, ...], grad_output: ArrayLike,
+                  stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                  groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_weight("grad.conv1d_weight", 1, input, weight_size, grad_output, stride,
+                       padding, dilation, groups, algorithm=algorithm, stream=stream)
+
+
+def conv2d_input(input_size: Tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike,
+                 stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                 groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_input("grad.conv2d_input", 2, input_size, weight, grad_output, stride, padding,
+                      dilation, groups, algorithm=algorithm, stream=stream)
+
+
+def conv2d_weight(input: ArrayLike, weight_size: Tuple[int, ...], grad_output: ArrayLike,
+                  stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                  groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_weight("grad.conv2d_weight", 2, input, weight_size, grad_output, stride,
+                       padding, dilation, groups, algorithm=algorithm, stream=stream)
+
+
+def conv3d_input(input_size: Tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike,
+                 stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                 groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_input("grad.conv3d_input", 3, input_size, weight, grad_output, stride, padding,
+                      dilation, groups, algorithm=algorithm, stream=stream)
+
+
+def conv3d_weight(input: ArrayLike, weight_size: Tuple[int, ...], grad_output: ArrayLike,
+                  stride: IntOrTuple = 1, padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                  groups: int = 1, *, algorithm: str = "auto", stream: object = None) -> Array:
+    return grad_weight("grad.conv3d_weight", 3, input, weight_size, grad_output, stride,
+                       padding, dilation, groups, algorithm=algorithm, stream=stream)
+
+
+for _ndim, _pair in ((1, (conv1d_input, conv1d_weight)), (2, (conv2d_input, conv2d_weight)),
+                     (3, (conv3d_input, conv3d_weight))):
+    _fmt = dict(ndim=_ndim, spatial=_SPATIAL[_ndim], kernel=_KERNEL[_ndim],
+                ospatial=_OSPATIAL[_ndim])
+    for _fn, _doc in zip(_pair, (_IDOC, _WDOC)):
+        _fn.__module__ = "numbaconv.grad"
+        _fn.__doc__ = _doc.format(**_fmt)
+del _ndim, _pair, _fmt, _fn, _doc

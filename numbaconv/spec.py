@@ -40,9 +40,15 @@ import numbers
 import os
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import NamedTuple
+from typing import NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
+
+#: Type aliases of the public signatures.
+Array = np.ndarray
+ArrayLike = Union[np.ndarray, Sequence]
+IntOrTuple = Union[int, Tuple[int, ...]]
+PaddingArg = Union[int, Tuple[int, ...], str]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 COMPUTATIONS = ("forward", "grad_weight")
@@ -95,8 +101,9 @@ def _axis_int(name, value):
     return int(value)
 
 
-def conv_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1,
-                     input_dilation=1):
+def conv_output_size(input_size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+                     padding: Union[int, Tuple[int, ...], Tuple[Tuple[int, int], ...]] = 0,
+                     dilation: IntOrTuple = 1, input_dilation: IntOrTuple = 1) -> IntOrTuple:
     """Output length of a convolution along one axis, or a tuple of them.
 
     Parameters
@@ -161,8 +168,9 @@ def _output_length(input_size, kernel_size, stride, padding, dilation, input_dil
     return (padded - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
-def conv_input_size(output_size, kernel_size, stride=1, padding=0, dilation=1,
-                    output_padding=0):
+def conv_input_size(output_size: IntOrTuple, kernel_size: IntOrTuple, stride: IntOrTuple = 1,
+                    padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                    output_padding: IntOrTuple = 0) -> IntOrTuple:
     """Input length a convolution's output (of ``output_size``) came from.
 
     The output size of the transposed convolution and the input size its

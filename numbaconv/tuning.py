@@ -73,7 +73,7 @@ def _warn_once(what, message):
 # switch
 # ---------------------------------------------------------------------------
 
-def set_tuning(enabled):
+def set_tuning(enabled: bool | None) -> None:
     """Switch measured autotuning of ``algorithm="auto"`` on or off.
 
     Parameters
@@ -96,7 +96,7 @@ def set_tuning(enabled):
     return previous
 
 
-def tuning_enabled():
+def tuning_enabled() -> bool:
     """Whether ``"auto"`` consults the tuning cache now."""
     if _enabled is not None:
         return _enabled

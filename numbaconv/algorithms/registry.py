@@ -324,7 +324,7 @@ def algorithms(device="cpu"):
     return [a for (_, d), a in _REGISTRY.items() if d == device]
 
 
-def algorithm_names(device="cpu"):
+def algorithm_names(device: str = "cpu") -> tuple:
     """Names accepted by ``algorithm=``, ``"auto"`` first."""
     return ("auto",) + tuple(a.name for a in algorithms(device))
 
