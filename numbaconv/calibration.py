@@ -27,7 +27,7 @@ from .tuning import synthetic_arrays
 #: The problems ``numbaconv calibrate`` times every algorithm on (forward
 #: specs: input shape, weight shape, kwargs).  Each path is timed on those
 #: it serves.
-CALIBRATION_PROBLEMS = (
+CALIBRATION_PROBLEMS: tuple[tuple[tuple[int, ...], tuple[int, ...], dict], ...] = (
     ((4, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
     ((4, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)),
     ((4, 256, 28, 28), (128, 256, 1, 1), {}),

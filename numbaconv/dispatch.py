@@ -67,7 +67,7 @@ def resolve_algorithm(name, spec, ctx=None):
 #: (name, spec, context, constants key) -> (algorithm, plan) of the calls
 #: :func:`resolve_planned` has served; cleared when it reaches
 #: :data:`_CALL_PLANS_MAX` entries.
-_CALL_PLANS = {}
+_CALL_PLANS: dict[tuple, tuple] = {}
 _CALL_PLANS_MAX = 4096
 
 

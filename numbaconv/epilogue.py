@@ -21,6 +21,7 @@ positions no part writes receive :meth:`Epilogue.fill`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class Epilogue:
         compute dtype, on the call's device; zero-length for no bias.
     """
 
-    bias: object
+    bias: Any
 
     @classmethod
     def of(cls, bias, dtype):

@@ -125,6 +125,7 @@ _OSPATIAL = {1: "W_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}
 
 
 def _document(function, template, ndim, example_w, example_out):
+    function.__module__ = "numbaconv"
     function.__doc__ = template.format(
         ndim=ndim, batched=f"N, C_in, {_SPATIAL[ndim]}", unbatched=f"C_in, {_SPATIAL[ndim]}",
         kernel=_KERNEL[ndim], out_batched=f"N, C_out, {_OSPATIAL[ndim]}",
@@ -156,9 +157,8 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
                        padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
 
 
-for _ndim, _fn in ((1, conv1d), (2, conv2d), (3, conv3d)):
-    _fn.__module__ = "numbaconv"
-    _document(_fn, _DOC, _ndim, (3, 2) + (3,) * _ndim, (1, 3) + (5,) * _ndim)
+for _ndim, _conv in ((1, conv1d), (2, conv2d), (3, conv3d)):
+    _document(_conv, _DOC, _ndim, (3, 2) + (3,) * _ndim, (1, 3) + (5,) * _ndim)
 
 
 _TDOC = """{ndim}-D transposed convolution, with PyTorch's semantics.
@@ -244,7 +244,6 @@ def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
                                   stream=stream)
 
 
-for _ndim, _fn in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
-    _fn.__module__ = "numbaconv"
-    _document(_fn, _TDOC, _ndim, (2, 3) + (4,) * _ndim, (1, 3) + (10,) * _ndim)
-del _ndim, _fn
+for _ndim, _transpose in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):
+    _document(_transpose, _TDOC, _ndim, (2, 3) + (4,) * _ndim, (1, 3) + (10,) * _ndim)
+del _ndim, _conv, _transpose

@@ -99,6 +99,12 @@ def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
     promotion, a crop or zero extension) is done by the CUDA backend
     (:mod:`numbaconv.backends.cuda`).
     """
+    return _conv_backward(input, weight, grad_output, stride, padding, dilation, groups,
+                          transposed, output_padding, output_mask, algorithm, stream)
+
+
+def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups, transposed,
+                   output_padding, output_mask, algorithm, stream):
     op = "conv_backward"
     backend, a = checked_arrays(op, stream, weight=weight, input=input, grad_output=grad_output)
     weight, input, grad_output = a["weight"], a["input"], a["grad_output"]

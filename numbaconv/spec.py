@@ -150,9 +150,10 @@ def conv_output_size(input_size: IntOrTuple, kernel_size: IntOrTuple, stride: In
                             f"axis, got padding={padding!r}")
     else:
         _axis_int("padding", padding)
-    return _output_length(*(_axis_int(name, value) for name, value in (
-        ("input_size", input_size), ("kernel_size", kernel_size), ("stride", stride))),
-        padding, _axis_int("dilation", dilation), _axis_int("input_dilation", input_dilation))
+    return _output_length(_axis_int("input_size", input_size),
+                          _axis_int("kernel_size", kernel_size), _axis_int("stride", stride),
+                          padding, _axis_int("dilation", dilation),
+                          _axis_int("input_dilation", input_dilation))
 
 
 def _output_sizes(input_size, kernel_size, stride, padding, dilation, input_dilation):

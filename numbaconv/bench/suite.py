@@ -33,6 +33,7 @@ Naming: a case's ``op`` field is the *function* of the case
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class BenchCase:
                                    per_dim["stride"], per_dim["padding"], per_dim["dilation"],
                                    per_dim["output_padding"])
             groups = self.kwargs.get("groups", 1)
-            return (self.input_shape[0], self.weight_shape[1] * groups) + size
+            return (self.input_shape[0], self.weight_shape[1] * groups) + cast(tuple, size)
         return tuple(self._forward_spec().output_shape)
 
     def _adjoint_kwargs(self):

@@ -22,6 +22,8 @@ per line on stdin and reads one JSON reply per line on stdout:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import json
 import sys
 
@@ -46,7 +48,7 @@ def main(threads: int) -> None:
 
     torch.set_num_threads(threads)
     _reply({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()})
-    call = None
+    call: Callable[[], object] | None = None
     for line in sys.stdin:
         request = json.loads(line)
         try:
@@ -63,9 +65,11 @@ def main(threads: int) -> None:
                 args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a
                              for a in spec.args)
 
-                def call(fn=fn, args=args, kwargs=dict(spec.kwargs)):
+                def prepared(fn=fn, args=args, kwargs=dict(spec.kwargs)):
                     with torch.no_grad():
                         return fn(*args, **kwargs)
+
+                call = prepared
 
                 for _ in range(3):
                     call()
