@@ -20,7 +20,7 @@ from .functional import convolution, execute
 from typing import Tuple
 
 from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_grad_input_spec,
-                   make_grad_weight_spec, make_transposed_spec)
+                   make_grad_weight_spec, make_transposed_spec, remembered_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
            "conv3d_weight", "conv_backward"]
@@ -30,8 +30,9 @@ def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, d
                groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_input``."""
     backend, a = checked_arrays(op, stream, weight=weight, grad_output=grad_output)
-    spec = make_grad_input_spec(op, ndim, input_size, Operand.of(a["weight"]),
-                                Operand.of(a["grad_output"]), stride, padding, dilation, groups)
+    spec = remembered_spec(make_grad_input_spec, op, ndim,
+                           (input_size, a["weight"], a["grad_output"]),
+                           (stride, padding, dilation, groups))
     return execute(spec, algorithm, backend, a["grad_output"], a["weight"], None, None,
                    canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
                    stream=stream)
@@ -41,8 +42,9 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
                 groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_weight``."""
     backend, a = checked_arrays(op, stream, input=input, grad_output=grad_output)
-    spec = make_grad_weight_spec(op, ndim, Operand.of(a["input"]), weight_size,
-                                 Operand.of(a["grad_output"]), stride, padding, dilation, groups)
+    spec = remembered_spec(make_grad_weight_spec, op, ndim,
+                           (a["input"], weight_size, a["grad_output"]),
+                           (stride, padding, dilation, groups))
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype

@@ -756,7 +756,7 @@ def _int_padding(op, padding, ndim):
 
 
 def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0,
-                         output_padding=0, groups=1, dilation=1):
+                         output_padding=0, groups=1, dilation=1, *, origin="transposed"):
     """Validate a transposed convolution and build its general spec.
 
     Parameters follow ``torch.nn.functional.conv_transpose{ndim}d``: weight
@@ -818,7 +818,7 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
         op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
         dilation=dilation, input_dilation=stride,
         padding=[(e - p, e - p + o) for e, p, o in zip(spans, padding, output_padding)],
-        dtype=dtype, has_bias=bias is not None, unbatched=unbatched, origin="transposed")
+        dtype=dtype, has_bias=bias is not None, unbatched=unbatched, origin=origin)
     assert spec.output_size == output_size, (spec, output_size)
     return spec
 
@@ -877,9 +877,8 @@ def make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride=1, pa
     output_padding = tuple(n - b for n, b in zip(full[2:], base))
     # extra input rows past the last window get no gradient but are allowed
     # up to stride - 1, as in PyTorch; output_padding < stride holds
-    spec = make_transposed_spec(op, ndim, grad_output, weight, None, stride, padding,
-                                output_padding, groups, dilation)
-    return replace(spec, origin="grad_input")
+    return make_transposed_spec(op, ndim, grad_output, weight, None, stride, padding,
+                                output_padding, groups, dilation, origin="grad_input")
 
 
 def make_grad_weight_spec(op, ndim, input, weight_size, grad_output, stride=1, padding=0,
