@@ -78,7 +78,7 @@ def _cmd_tune(args):
               f"numbaconv tune: no tuning cache in {tuning.cache_dir()}")
         return 0
     if args.show:
-        entries = tuning._read(tuning.cache_path())
+        entries = tuning.read_entries(tuning.cache_path())
         print(f"{tuning.cache_path()}: {len(entries)} problem(s)")
         if entries:
             print("  problem: fastest algorithm (median time of each, fastest first)")

@@ -116,7 +116,7 @@ def cache_path():
     return os.path.join(cache_dir(), CACHE_FILE)
 
 
-def _read(path):
+def read_entries(path):
     """Entries of the cache file at ``path`` ({} if missing, unreadable or corrupt)."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -144,7 +144,7 @@ def _write_entry(key, entry):
     try:
         os.makedirs(directory, exist_ok=True)
         with file_lock(directory, CACHE_FILE):
-            entries = _read(path)
+            entries = read_entries(path)
             entries[key] = entry
             write_json(path, {"version": CACHE_VERSION, "entries": entries})
     except OSError as exc:
@@ -160,7 +160,7 @@ def _entries():
     global _memory, _loaded_from
     path = cache_path()
     if _loaded_from != path:
-        _memory, _loaded_from = _read(path), path
+        _memory, _loaded_from = read_entries(path), path
     return _memory
 
 

@@ -194,16 +194,18 @@ def _tile_table(spec, plan):
 
 
 _executor = None
+_executor_workers = 0
 _executor_lock = threading.Lock()
 
 
 def _pool(threads):
     """The algorithm's worker threads (created once, grown when needed)."""
-    global _executor
+    global _executor, _executor_workers
     with _executor_lock:
-        if _executor is None or _executor._max_workers < threads:
+        if _executor is None or _executor_workers < threads:
             _executor = ThreadPoolExecutor(max_workers=threads,
                                            thread_name_prefix="numbaconv-fft")
+            _executor_workers = threads
         return _executor
 
 
