@@ -251,7 +251,8 @@ def _cached_plan(algorithm, spec, ctx, constants_key):
 def plan_of(algorithm, spec, ctx):
     """``algorithm.plan(spec, ctx)``, remembered per (algorithm, spec, context,
     cost constants): the public functions plan every call, and planning
-    cost 30 us, half a small convolution."""
+    cost 30 us, half a small convolution (docs/results-classes.md, "Python
+    per call")."""
     return _cached_plan(algorithm, spec, ctx, costs.constants_key())
 
 
