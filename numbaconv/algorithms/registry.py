@@ -23,8 +23,9 @@ An algorithm is an object with
   calibrate``, beyond the shared ones);
 * ``plan(spec, ctx)`` -- a :class:`Plan` with its path, estimated seconds
   and workspace, before anything runs;
-* ``run(spec, x, weight, epilogue, out)`` -- compute into ``out``.  The arrays
-  are in the canonical 3-D form of :mod:`numbaconv.spec` (input
+* ``run(spec, x, weight, epilogue, out, ctx=None, plan=None)`` -- compute
+  into ``out`` (in ``ctx``, by ``plan`` when given).  The arrays are in
+  the canonical 3-D form of :mod:`numbaconv.spec` (input
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
   ``(N, C_out, OD, OH, OW)``), C-contiguous, in ``spec.compute_dtype``;
   ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
