@@ -230,7 +230,8 @@ def plane_band_rows(spec, ctx):
     """Output rows per band of the phase-planes kernel: a thread's scratch
     at most ``direct_cpu.BAND_BYTES`` and its share of ``ctx``'s workspace
     limit (Note [plane bands] in kernels/direct_cpu.py).  Remembered: every
-    call asks, and working it out took 3-4 of a small call's 25 us."""
+    call asks, and working it out took 3-4 of a small call's 25 us
+    (docs/results-classes.md, "Python per call")."""
     budget = min(ctx.workspace_limit // max(ctx.threads, 1), direct_cpu.BAND_BYTES)
     return direct_cpu.phase_plane_band_rows(*_phase_plane_geometry(spec),
                                             budget // spec.compute_dtype.itemsize)
