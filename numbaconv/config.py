@@ -3,8 +3,9 @@
 ``workspace limit``: the most scratch memory, in bytes, that one call of an
 algorithm may allocate for its intermediate buffers, all threads together
 (direct's per-thread scratch by loop order: patch rows, a row of outputs,
-a padded plane or a band of phase planes; im2col's column tiles and weight-gradient segments; fft's
-weight spectrum and transformed blocks; winograd's transformed tiles).
+a padded plane or a band of phase planes; im2col's column tiles and
+weight-gradient segments; fft's weight spectrum and transformed blocks;
+winograd's transformed tiles).
 Default 64 MiB.  A plan whose smallest workspace is over it does not run
 (``MemoryError`` for an explicit algorithm; ``"auto"`` passes it over).
 The inputs, the output and the rearranged copies of the input (direct's

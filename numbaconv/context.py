@@ -47,7 +47,8 @@ class ExecutionContext:
 
 #: (device, threads, pool threads, workspace limit) -> ExecutionContext
 #: without a stream: a frozen dataclass takes 1.5 us to build, and every
-#: call takes a snapshot.  A few entries at most (one per setting used).
+#: call takes a snapshot (docs/results-classes.md, "Python per call").  A
+#: few entries at most (one per setting used).
 _SNAPSHOTS: dict[tuple, ExecutionContext] = {}
 
 

@@ -196,7 +196,8 @@ def constants():
 
 class _ConstantsKey:
     """The constants' values as a cache key whose hash is computed once
-    (hashing the (path, value) pairs took 0.5 us, on every lookup)."""
+    (hashing the (path, value) pairs took 0.5 us, on every lookup:
+    docs/results-classes.md, "Python per call")."""
 
     __slots__ = ("values", "_hash")
 

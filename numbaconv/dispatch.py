@@ -74,12 +74,11 @@ _CALL_PLANS_MAX = 4096
 def resolve_planned(name, spec, ctx):
     """``(algorithm, plan)``: :func:`resolve_algorithm` and :func:`plan_of`
     in one remembered lookup: the public functions ask both on every call,
-    and with a context snapshot built each time too the Python around a
-    small convolution's kernel took 21-23 us, now 17 (ConvNeXt's 7x7
-    depthwise layer, whose kernel takes 0.25 ms).  ``"auto"`` with tuning on
-    is not remembered: it reads the tuning cache every call.  Errors are not
-    remembered either, so a lowered workspace limit still refuses a plan
-    (tested).
+    which with a context snapshot built each time too cost a small
+    convolution about 5 us of Python (docs/results-classes.md, "Python per
+    call").  ``"auto"`` with tuning on is not remembered: it reads the
+    tuning cache every call.  Errors are not remembered either, so a lowered
+    workspace limit still refuses a plan (tested).
 
     Raises what :func:`resolve_algorithm` raises."""
     if name == "auto" and tuning.tuning_enabled():   # asked first: it may have just been
@@ -356,13 +355,11 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
     Notes
     -----
     The cost models are fitted per machine (``numbaconv calibrate``); the
-    shipped constants come from a 2-core AMD EPYC.  There the estimates were
-    within a factor of 1.26-1.44 of measured times in the median, and the
-    pick's measured time was on average 1.003x the fastest algorithm's over
-    the public benchmark shapes and their gradients (worst 1.15x) and
-    1.02x over 23 held-out layer shapes (worst 1.21-1.29x: a 256-channel
-    14x14 layer where Winograd's many-channel GEMMs cost more than modelled,
-    and a stride-2 depthwise layer); docs/choosing.md has the tables.
+    package ships the constants fitted on the development machine, where
+    the pick's measured time was on average 1.003x the fastest algorithm's
+    over the public benchmark shapes and their gradients; the regret on
+    held-out layers and the estimates' errors are in docs/choosing.md, "The
+    cost models".
 
     Examples
     --------

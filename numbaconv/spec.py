@@ -939,9 +939,9 @@ def remembered_spec(make, op, ndim, arrays, params):
     and the builder gets their :class:`Operand` s.
 
     A spec depends on nothing else (the makers read only shapes and dtypes),
-    and building one, with its validation, took 24 us of the 50 us a small
-    depthwise call spends outside its kernel (2-vCPU AMD EPYC, 2026-11-30);
-    a layer called again with the same shapes skips it.  Calls that raise
+    and building one, with its validation, took about half of the Python a
+    small call spends outside its kernel (docs/results-classes.md, "Python
+    per call"); a layer called again with the same shapes skips it.  Calls that raise
     are not remembered, so every bad call is validated and refused again.
     """
     try:

@@ -34,54 +34,37 @@ from .. import costs
 from .registry import ConvAlgorithm, composite_paths, costed_plan, register
 
 #: Shortest dot product for which the channels-last kernel is used when there
-#: are few input channels per group.  Below it the patch copy and the 4x3
-#: block's horizontal sums dominate.  Measured (2 threads): depthwise
-#: 3x3x3 (groups=16) 44 ms channels-last vs 4.7 ms planes; groups=16 with 2
-#: channels per group, 3x3: 4.7 ms channels-last, 2.0 ms planes, 0.22 ms
-#: same-width planes.
+#: are few input channels per group: below it the patch copy and the 4x3
+#: block's horizontal sums dominate (depthwise 3x3x3: 44 ms channels-last
+#: against 4.7 ms planes; docs/results-direct.md, "Loop-order thresholds").
 MIN_CHANNELS_LAST_REDUCTION = 16
 
 #: Largest padded plane (elements) of a 2-D layer with one input channel per
-#: group that goes to Note [thin channels-last] rather than planes.  Measured
-#: (2 threads, AVX-512 EPYC, 2026-11-30, interleaved medians of 15), thin
-#: channels-last / planes: stride-2 depthwise 3x3 on 28x28 0.44 / 0.90 ms,
-#: on 56x56 0.83 / 1.17 ms, on 112x112 4.3 / 3.5 ms (the channels-last pack
-#: of a large input costs more than the planes' per-plane gather); 3-D
-#: depthwise 32^3 8.7 / 5.1 ms; reflect-padded stride-1 28x28 0.15 / 0.14.
+#: group that goes to Note [thin channels-last] rather than planes: on larger
+#: planes the channels-last pack costs more than the planes' per-plane gather
+#: (stride-2 depthwise 3x3 on 112x112: 4.3 against 3.5 ms;
+#: docs/results-direct.md, "Loop-order thresholds").
 THIN_MAX_PLANE = 64 * 64
 
 #: Work units per output of the direct channels-last kernel beyond its
 #: multiply-adds: the horizontal sums of a 4x3 block's accumulators and the
-#: scattered stores.  Least squares over 32 layers (AMD EPYC, 2 threads,
-#: 2026-11-30; dot products of 27 to 4608 values): 142 units per output,
-#: which brought the worst estimate / measured from 0.19-1.32 to 0.65-1.32;
-#: without it the stem-like layers (3 input channels, dot products of 27-147)
-#: were estimated 2-5x too fast and chosen over im2col at 2.4x its time.
+#: scattered stores, fitted by least squares.  Without it the stem-like
+#: layers (3 input channels) were estimated 2-5x too fast and chosen over
+#: im2col (docs/results-direct.md, "Cost-model constants").
 DIRECT_OUTPUT = 140.0
 #: A multiply-add of the row-pairs form of the phase-planes kernel (Note
 #: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's,
 #: with one input channel per group, and with several (whose passes after
-#: the first add into the accumulators).  Its seven-tap passes measured 0.65
-#: of the single-row time per output in isolation.  On 12 layers (AMD EPYC,
-#: 2 threads, 2026-11-30) 0.55 put the model at 0.72-1.26 of the measured
-#: time of depthwise 3x3 and 7x7 layers of 14x14 to 112x112 planes, where
-#: the single-row form's model is at 0.71-0.94; with 0.55 the grouped 3x3
-#: layers (2, 4 and 8 channels per group, ResNeXt's included) measured
-#: 1.02-1.32 of it, and 0.75 puts them at 0.86-1.05.  (7x7 planes are
-#: underestimated about 1.5x: per-plane work the model does not count.)
+#: the first add into the accumulators).  Fitted on depthwise and grouped
+#: 3x3 and 7x7 layers: with 0.55 for both, the grouped ones measured up to
+#: 1.32x the estimate (docs/results-direct.md, "Cost-model constants").
 ROW_PAIR_PASS = 0.55
 ROW_PAIR_PASS_GROUPED = 0.75
 #: A multiply-add of the stride-two form of the phase-planes kernel
 #: (Note [stride-two phases]) in units of the single-row form's, plus its input
-#: split.  Fitted on six stride-2 3x3 layers (AMD EPYC, 2 threads,
-#: 2026-11-30) when the split was a de-interleave and a copy per row
-#: (counted twice): 1.2 matched MobileNet's dw_s2 and put the rest at
-#: 0.7-1.6 of the measured time.  With the split as vector shuffles (Note
-#: [de-interleaved runs] in kernels/runs.py), counted once, the same six
-#: layers measure 0.56-1.23 of the model over two runs (dw_s2 0.89-0.93;
-#: the 112x112 one, bound by reading its 19 MB input, is the 0.56).  No
-#: other algorithm is within 3x of direct on these layers, so the spread
-#: does not change a pick.
+#: split (counted once).  Fitted on six stride-2 3x3 layers; no other
+#: algorithm is within 3x of direct on them, so the model's spread there
+#: changes no pick (docs/results-direct.md, "Cost-model constants").
 STRIDE_TWO_PASS = 1.2
 
 
@@ -223,15 +206,10 @@ def _model_cost(loop_order, spec):
     With few channels the channels-last kernel's patch rows are short and
     its packing and horizontal sums dominate, while the phase-planes kernel
     (one long multiply-add pass per tap, Note [phase planes]) runs as fast as
-    on a depthwise layer.  Measured on 2 threads (AMD EPYC, 2026-11-30),
-    channels-last against phase planes: 4 -> 4 channels, 3x3, 256x256: 2.4
-    against 0.34 ms (PyTorch 0.46); 3 -> 8: 2.7 against 0.46; 8 -> 8 on
-    128x128: 0.75 against 0.30; groups=16 with 2 -> 4 channels per group,
-    56x56: 1.31 against 0.13; 3 -> 32 stride 2 on 224x224: 0.91 against
-    0.70.  The stem (3 -> 64, 7x7, stride 2) is the other way round, 3.4
-    against 5.3 ms, and so is every layer with many channels: the two cost
-    models (their estimates were within 0.6-1.3x of those times for phase
-    planes) decide between them.
+    on a depthwise layer: 4 -> 4 channels, 3x3 on 256x256, took 2.4 ms
+    channels-last against 0.34 ms.  With many channels (the stem included)
+    it is the other way round, so where both serve, the two cost models
+    decide (docs/results-direct.md, "Few channels").
     """
     path = f"direct:{loop_order}"
     return costs.constants()[path] * costs.work(path, spec)
@@ -252,7 +230,8 @@ def plane_band_rows(spec, ctx):
     """Output rows per band of the phase-planes kernel: a thread's scratch
     at most ``direct_cpu.BAND_BYTES`` and its share of ``ctx``'s workspace
     limit (Note [plane bands] in kernels/direct_cpu.py).  Remembered: every
-    call asks, and working it out took 3-4 of a small call's 25 us."""
+    call asks, and working it out took 3-4 of a small call's 25 us
+    (docs/results-classes.md, "Python per call")."""
     budget = min(ctx.workspace_limit // max(ctx.threads, 1), direct_cpu.BAND_BYTES)
     return direct_cpu.phase_plane_band_rows(*_phase_plane_geometry(spec),
                                             budget // spec.compute_dtype.itemsize)

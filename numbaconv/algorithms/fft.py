@@ -49,12 +49,11 @@ from .. import costs
 from .registry import ConvAlgorithm, composite_paths, costed_plan, register
 
 #: the cost model charges a transform of ``P`` points ``P * (FFT_POINT_COST +
-#: log2 P)``: measured with SciPy's transforms here, the strided passes of a
-#: multi-dimensional real FFT cost about the same per point at every length
-#: from 64 to 1024 (8-12 ns per complex point), so the number of points
-#: (overlap included) matters more than ``log2 P``.  With the plain
-#: ``P log2 P`` model bigk2d was cut into 200 x 200 blocks (12.5 ms); 8
-#: blocks of 160 x 1024 took 8.9 ms.
+#: log2 P)``: the strided passes of SciPy's multi-dimensional real FFTs cost
+#: about the same per point at every length from 64 to 1024, so the number of
+#: points (overlap included) matters more than ``log2 P`` (bigk2d: 12.5 ms
+#: in the blocks ``P log2 P`` chose, 8.9 ms in whole rows;
+#: docs/results-fft.md, "Speed").
 FFT_POINT_COST = 16.0
 #: relative cost of one complex multiply-add of the contraction against one
 #: unit of FFT work (per transform point)
@@ -220,8 +219,8 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     with single-threaded transforms and serial numba kernels (which release
     the GIL).  Numba's OpenMP pool is not used: its workers spin for
     milliseconds after every parallel kernel, and SciPy's transform threads
-    running next to them were up to 50% slower (bigk2d 16.3 ms against
-    10.7 ms with a passive OpenMP wait policy; bigk1d 24 against 17 ms).
+    running next to them were up to 50% slower (docs/results-fft.md,
+    "Speed").
     Only a call with a single step transforms with SciPy's own workers.
     """
     if spec.has_input_dilation or any(lo < 0 or hi < 0 for lo, hi in spec.padding):

@@ -34,20 +34,15 @@ from ..padding import padding_maps
 from .. import costs
 from .registry import ConvAlgorithm, costed_plan, register
 
-#: Target size of one thread's column buffer.  Measured (2 threads,
-#: 2026-11-29, docs/results-im2col.md): resnet3x3 and s2_3x3 ran equally
-#: fast from 0.6 to 8 MiB; bigk1d (K = 4080, 16 output channels) took 190 ms
-#: with 4 MiB tiles, 259 ms with 1 MiB and 295-322 ms with 16-32 MiB.
+#: Target size of one thread's column buffer: layers with many channels
+#: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
+#: 4 MiB (190 ms against 259 with 1 MiB; docs/results-im2col.md, "Tile
+#: sizes").
 TILE_BYTES = 4 * 2**20
 #: The same for GEMMs of at most :data:`FEW_ROWS` output channels per group,
 #: which use each column value that few times: their tiles are kept in the
-#: core's cache.  Measured (2 threads, AMD EPYC, 2026-11-30, fastest of 15,
-#: 4 MiB against 256 KiB tiles, two interleaved rounds): 4 -> 4 channels 3x3
-#: on 256x256 0.52-0.56 against 0.27 ms, 8 -> 8 on 128x128 0.40 against
-#: 0.21, 3 -> 8 on 256x256 0.47-0.50 against 0.28-0.29, 16 -> 16 on
-#: 256x256 4.0-4.1 against 1.95-1.97, ResNeXt's 32 groups of 4 -> 4 1.51-1.54
-#: against 1.38-1.45; 24 to 64 output channels: no difference beyond noise
-#: (ResNet's 64 -> 64 5.4-7.7 against 5.3-5.6).
+#: core's cache (4 -> 4 channels 3x3 on 256x256: 0.27 ms against 0.52 with
+#: 4 MiB tiles; docs/results-im2col.md, "Tile sizes").
 FEW_ROWS_TILE_BYTES = 256 * 2**10
 #: Fewest output pixels per tile worth a GEMM call (the GEMM's N).  Tiles of
 #: same-width layers are also at least one output row, for the fast column
@@ -111,11 +106,9 @@ def plan_tiles(spec, itemsize, threads, limit=None):
     When that shrinking would leave tiles under :data:`MIN_TILE_PIXELS` (few
     output pixels: late network stages, batch 1), each tile's output
     channels are split into row blocks of at least :data:`MIN_BLOCK_ROWS`
-    instead, one job each, every job filling the tile's columns itself.
-    Measured (2 threads, AMD EPYC, 2026-11-30): ResNet's 512-channel 7x7
-    layer at batch 1 took 3.6-3.7 ms on one or two threads with 21-pixel
-    tiles (one thread had two of the three), and PyTorch 1.4 ms; see
-    docs/results-classes.md for the time with row blocks.
+    instead, one job each, every job filling the tile's columns itself
+    (ResNet's 512-channel 7x7 layer at batch 1 had three 21-pixel tiles,
+    two of them on one thread: docs/results-im2col.md, "Row blocks").
     """
     if limit is None:
         limit = config.get_workspace_limit()
@@ -169,17 +162,10 @@ def _tiles_work(spec):
     ~~~~~~~~~~~~~~~~~~~~
     Each short dimension ``d`` costs ``(d + GEMM_HALF) / d``.  The column
     tiles' GEMM (im2col's forward) does not pay it for its rows when there
-    are at most :data:`FEW_ROWS` output channels
-    per group: those tiles are kept in the core's cache
-    (``FEW_ROWS_TILE_BYTES``), and GEMMs of 4 to 8 rows then measured 0.2-0.55
-    of the estimate with it (ResNeXt's 32 groups of 4 channels, 4 -> 4 and
-    8 -> 8 layers; it is 3x for 4 rows), within 1.1-1.35x without it, like
-    the layers with many channels (2 threads, AMD EPYC, 2026-11-30).  Above
-    ``FEW_ROWS`` nothing changed, so the fitted constant stands.  (Dropping
-    the row term for every layer, with the constant raised 1.125x to keep
-    64-row layers where they were, raised the estimates of 512-row layers
-    11% and made ``"auto"`` take direct at 1.6x im2col's time on a held-out
-    ResNet stage-4 layer.)
+    are at most :data:`FEW_ROWS` output channels per group: those tiles are
+    kept in the core's cache (``FEW_ROWS_TILE_BYTES``), and GEMMs of 4 to 8
+    rows measured 0.2-0.55 of the estimate with the row term.  Above
+    ``FEW_ROWS`` the term stays (docs/results-im2col.md, "Few-row GEMMs").
     """
     macs = spec.flops / 2
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
@@ -221,16 +207,13 @@ def fill_units(spec, tile, same_width):
     ~~~~~~~~~~~~~~~~~~~~~~~
     The column fill copies ``N * groups * K * pixels`` elements, in runs of
     at most one output row per weight tap (one run per tap and tile with the
-    same-width fill).  Timed alone on 15 layers (1-D, 2-D, 3-D; strides 1
-    to 4; rows of 7 to 8000 pixels; AMD EPYC, one thread, 2026-11-30), a
-    least-squares fit gave 0.082 ns per unit-stride element, 0.36 per
-    strided element and 14 ns per run, each layer within 0.62-1.21x of the
-    fit; hence the weights :data:`numbaconv.costs.STRIDED_FILL` and :data:`~numbaconv.costs.FILL_RUN`.  The
-    earlier model folded the fill into the GEMM's constant at 2 units per
-    element and no run cost, about 5x too cheap; it did not show where the
-    GEMM dominates, but on "medical 3d s2" (32 output channels, 32-pixel
-    rows) it made im2col look faster than direct when it was 1.3x slower.
-    ``numbaconv calibrate`` times the fill kernel alone for its constant.
+    same-width fill), at memory speed, not GEMM speed: so it is costed apart,
+    a unit-stride element 1 unit, a strided one
+    :data:`numbaconv.costs.STRIDED_FILL` and a run
+    :data:`~numbaconv.costs.FILL_RUN` (a least-squares fit on 15 layers,
+    each within 0.62-1.21x of it), and ``numbaconv calibrate`` times the
+    fill kernel alone for its constant (docs/results-im2col.md, "Column
+    fill cost").
     """
     n, g = spec.batch, spec.groups
     K = spec.in_channels_per_group * math.prod(spec.kernel_size)
@@ -375,13 +358,13 @@ def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
     return out
 
 
-#: Column buffer of one weight-gradient job.  resnet3x3's gradient, 2
-#: threads, interleaved (2026-11-30, AMD EPYC; median ms): 576 rows x 224
-#: pixels 5.98, x 448 5.96, x 896 6.02, x 1568 6.19, x 3136 6.74; two
-#: 288-row blocks x 448 and no segments 6.20; four segments 6.09.
+#: Column buffer of one weight-gradient job: resnet3x3's gradient was
+#: fastest with 576 x 224-896 buffers and 13% slower at 576 x 3136
+#: (docs/results-im2col.md, "Weight-gradient tiles").
 GRAD_WEIGHT_TILE_BYTES = 2**20
-#: Most column rows per weight-gradient block (the GEMM's M): BLAS ran
-#: 94-97 GFLOP/s per thread with 576-1152 rows, 86 with 288.
+#: Most column rows per weight-gradient block (the GEMM's M): BLAS runs
+#: about 10% slower per thread with 288 rows than with 576-1152
+#: (docs/results-im2col.md, "Weight-gradient tiles").
 MAX_GRAD_WEIGHT_ROWS = 1152
 
 

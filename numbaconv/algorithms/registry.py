@@ -23,8 +23,9 @@ An algorithm is an object with
   calibrate``, beyond the shared ones);
 * ``plan(spec, ctx)`` -- a :class:`Plan` with its path, estimated seconds
   and workspace, before anything runs;
-* ``run(spec, x, weight, epilogue, out)`` -- compute into ``out``.  The arrays
-  are in the canonical 3-D form of :mod:`numbaconv.spec` (input
+* ``run(spec, x, weight, epilogue, out, ctx=None, plan=None)`` -- compute
+  into ``out`` (in ``ctx``, by ``plan`` when given).  The arrays are in
+  the canonical 3-D form of :mod:`numbaconv.spec` (input
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
   ``(N, C_out, OD, OH, OW)``), C-contiguous, in ``spec.compute_dtype``;
   ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
@@ -251,7 +252,8 @@ def _cached_plan(algorithm, spec, ctx, constants_key):
 def plan_of(algorithm, spec, ctx):
     """``algorithm.plan(spec, ctx)``, remembered per (algorithm, spec, context,
     cost constants): the public functions plan every call, and planning
-    cost 30 us, half a small convolution."""
+    cost 30 us, half a small convolution (docs/results-classes.md, "Python
+    per call")."""
     return _cached_plan(algorithm, spec, ctx, costs.constants_key())
 
 

@@ -23,8 +23,9 @@ are kept in a small LRU cache keyed by the tile size, dtype, shape and a
 fingerprint of the weight's bytes (Note [weight fingerprint] of
 :mod:`numbaconv.kernels.fingerprint`): a weight changed in place gets a new
 fingerprint and is transformed again, never served stale.  The fingerprint
-takes 0.14 ms for a 2.4 MB weight (late3x3); the BLAKE2b digest it replaced
-took 2.5 ms, a quarter of that layer's convolution.
+takes 0.14 ms for a 2.4 MB weight, a small share of a convolution where
+the cryptographic digest it replaced was a quarter (docs/results-winograd.md,
+"Weight cache").
 
 Note [dilation phases]
 ~~~~~~~~~~~~~~~~~~~~~~
@@ -120,7 +121,8 @@ TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
 
 #: Units per transformed-weight element streamed by one chunk's GEMMs, by the
 #: size of the whole transformed weight: ``(up to bytes, units)`` -- within
-#: this machine's L2 (2 MiB), its L3 (32 MiB), beyond (Note [winograd cost]).
+#: the development machine's L2 (2 MiB), its L3 (32 MiB), beyond (Note
+#: [winograd cost]).
 WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
 
 
@@ -138,33 +140,15 @@ def winograd_work(spec, m, chunk):
     Note [winograd cost]
     ~~~~~~~~~~~~~~~~~~~~
     Per tile: the transforms, ``alpha`` multiply-adds per transform position,
-    channel and axis, for the input's and the output's channels; and the
-    transform-domain GEMMs, ``Q`` products of ``chunk x C_in/g`` by ``C_in/g
-    x C_out/g`` per chunk and group.  Timed apart on one thread with
-    ``scripts/winograd_split.py`` (AMD EPYC, 2026-11-30, after Note [constant
-    transforms]), a transform step cost 3.35-4.0 GEMM multiply-adds on 2-D
-    layers (resnet3x3, late3x3, dil3x3; 3.9 taken) and 5.9-7.9 on 3-D ones
-    (vol3x3_32, vol3x3; 6.9 taken), where the output's scatter into NCDHW
-    (four values per channel row and tile) weighs more:
-    :data:`TRANSFORM_WEIGHT`.  Before the constant transforms the same
-    measurement gave 6.0 on resnet3x3 and 13.8 on vol3x3; counted as one
-    multiply-add each, as at first, the transforms were under-weighted 4x
-    and 3-D estimates 2x too low.
-
-    Layers with many channels and few tiles (late network stages) stream the
-    transformed weight ``U`` (``alpha**2 * C_in * C_out`` values: 9 MiB for
-    256 channels, 36 MiB for 512) through the GEMMs once per chunk.  With 8
-    units per streamed element their estimates were 0.27-0.31 of the
-    measured time where im2col's were 0.45-0.74 on the same layers (256 and
-    512 channels on 14x14 and 7x7 planes, interleaved in one process), and
-    ``"auto"`` picked F(4x4) at up to 1.8x im2col's time.  The elements
-    still missing there came to 25-38 units each, against 18 for a 2.2 MiB
-    ``U`` (128 channels) and a negligible share on smaller ones: so 8 units
-    while ``U`` fits in this machine's 2 MiB L2, 24 while it fits in its 32
-    MiB L3 (9 MiB: 25-32 measured), 36 beyond (36 MiB: 35-38 measured):
-    :data:`WEIGHT_STREAM`.  A single step at 4 MiB made F(2x2)'s 4 MiB
-    ``U`` of a 256-channel layer look cached next to F(4x4)'s 9 MiB and
-    picked F(2x2) at 1.14x F(4x4)'s time.
+    channel and axis, for the input's and the output's channels, each step
+    weighted :data:`TRANSFORM_WEIGHT` GEMM multiply-adds (timed apart: 3.35-4.0
+    on 2-D layers, more on 3-D ones, whose output scatter into NCDHW weighs
+    more); and the transform-domain GEMMs, ``Q`` products of ``chunk x
+    C_in/g`` by ``C_in/g x C_out/g`` per chunk and group.  Layers with many
+    channels and few tiles stream the transformed weight ``U`` through the
+    GEMMs once per chunk, which costs more per element the further out of
+    cache ``U`` is: :data:`WEIGHT_STREAM`, steps at the L2 and L3 sizes
+    (docs/results-winograd.md, "Cost model").
     """
     alpha = m + 2
     tiles = winograd_tiles(spec, m)

@@ -30,21 +30,19 @@ matrices are too, and for the points used here every entry of ``AT`` and
 ``BT`` is a dyadic rational that float32 holds exactly (``-17/4``, ``1/2``,
 ``1/8``; ``G`` has thirds).  ``BT`` was once solved in float64 with
 ``numpy.linalg.lstsq``, whose last bits depend on the machine's LAPACK and
-BLAS kernels: ``-4.249999999999994`` on an AVX2 machine,
-``-4.250000000000004`` on an AVX-512 one, for ``-4.25``.  The generated
-constant transforms (``scripts/gen_winograd_transforms.py`` ->
-``numbaconv/kernels/winograd_transforms.py``) then depended on the machine
-that ran the generator, and disagreed with the runtime matrices of another.
-Now both are the exact values on every machine, and agree to the bit
-(tests/test_winograd.py).
+BLAS kernels (``-4.249999999999994`` for ``-4.25`` on one machine), so the
+generated constant transforms (``scripts/gen_winograd_transforms.py`` ->
+``numbaconv/kernels/winograd_transforms.py``) depended on the machine that
+ran the generator, and disagreed with the runtime matrices of another.  Now
+both are the exact values on every machine, and agree to the bit
+(tests/test_winograd.py; docs/results-winograd.md, "Accuracy").
 
 The points: F(2, 3) uses ``0, 1, -1`` (Lavin & Gray's).  For F(4, 3) Lavin
-& Gray use ``0, +-1, +-2``; ``python scripts/winograd_points.py`` measured
-the float32 error of one 6x6 tile with 20000 random tiles and kernels, as
-``max|Y - ref| / (eps * max S)``: ``0, +-1, +-2`` median 3.3, max 54;
-``0, +-1, +-1/2`` 3.5 and 48; ``0, +-1/2, +-2`` 2.6 and 24 (2026-11-29).  So
-F(4, 3) here uses ``0, +-1/2, +-2``.  With Lavin & Gray's points the
-derivation reproduces their published matrices exactly (tests/test_winograd.py).
+& Gray use ``0, +-1, +-2``; here ``0, +-1/2, +-2``, whose float32 error on
+one 6x6 tile is at most 24 ``eps * max S`` against their 54 (``python
+scripts/winograd_points.py``; docs/results-winograd.md, "Transform
+matrices").  With Lavin & Gray's points the derivation reproduces their
+published matrices exactly (tests/test_winograd.py).
 """
 
 from __future__ import annotations

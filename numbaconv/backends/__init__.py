@@ -44,7 +44,7 @@ def call_device(op, arrays):
     when they are mixed, an ``ImportError`` with the install command for GPU
     arrays without numba-cuda (Note [numba-cuda] of :mod:`numbaconv.cuda`)."""
     if all(a is None or type(a) is np.ndarray for a in arrays.values()):
-        return "cpu"                  # the common case, in 0.5 of the 2.2 us below
+        return "cpu"                  # the common case: 0.5 us, the probe below 2.2
     where = {name: "cuda" if is_device_array(a) else "cpu"
              for name, a in arrays.items() if a is not None}
     if len(set(where.values())) > 1:
