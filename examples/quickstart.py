@@ -38,9 +38,11 @@ print("depthwise", depthwise.shape, "| strided reflect", strided.shape, "| dilat
 
 # 1-D and 3-D, unbatched input, float16 (computed in float32, returned as float16).
 signal = rng.standard_normal((16, 1000)).astype(np.float16)          # (C, W): unbatched
-print("conv1d float16 unbatched ->", nc.conv1d(signal, rng.standard_normal((8, 16, 9)).astype(np.float16)).shape)
+weight16 = rng.standard_normal((8, 16, 9)).astype(np.float16)
+print("conv1d float16 unbatched ->", nc.conv1d(signal, weight16).shape)
 volume = rng.standard_normal((1, 4, 16, 16, 16), dtype=np.float32)
-print("conv3d ->", nc.conv3d(volume, rng.standard_normal((8, 4, 3, 3, 3), dtype=np.float32), padding=1).shape)
+weight3d = rng.standard_normal((8, 4, 3, 3, 3), dtype=np.float32)
+print("conv3d ->", nc.conv3d(volume, weight3d, padding=1).shape)
 
 # Write into a preallocated output, and pick the algorithm explicitly.  y came
 # from "auto", which picks winograd for this layer: compare out= with a direct

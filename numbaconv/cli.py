@@ -173,7 +173,8 @@ def _cmd_info(args):
     print(f"algorithms: {', '.join(algorithm_names())}")
     print(f"numba threads: {numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS}; "
           f"threading layer: {numba.config.THREADING_LAYER}; CPUs: {os.cpu_count()}")
-    print(f"numba cache dir: {os.environ.get('NUMBA_CACHE_DIR') or 'next to the package (default)'}")
+    where = os.environ.get("NUMBA_CACHE_DIR") or "next to the package (default)"
+    print(f"numba cache dir: {where}")
     print(f"workspace limit: {numbaconv.get_workspace_limit() / 2**20:g} MiB")
     from .kernels.blas import find_gemm
     gemm = find_gemm()
@@ -293,8 +294,8 @@ def build_parser():
     tune = sub.add_parser(
         "tune", help="measure every algorithm on the benchmark problems and cache the fastest",
         description="Fill the tuning cache that algorithm='auto' reads when tuning is on "
-                    "(nc.set_tuning(True) or NUMBACONV_TUNE=1): every algorithm auto may pick is timed "
-                    "on each benchmark problem and the fastest is stored, keyed by the "
+                    "(nc.set_tuning(True) or NUMBACONV_TUNE=1): every algorithm auto may pick "
+                    "is timed on each benchmark problem and the fastest is stored, keyed by the "
                     "problem, dtype, thread count, numbaconv version and CPU.  The cache is "
                     "in the user cache directory (NUMBACONV_CACHE_DIR overrides).")
     tune.add_argument("--shapes", help="comma-separated shape names (default: all): "

@@ -62,8 +62,6 @@ agree within the algorithm's tolerance.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 try:

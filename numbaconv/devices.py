@@ -11,8 +11,6 @@ raise here) or when it is one of numba's simulated device arrays
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def is_device_array(obj):
     """Whether ``obj`` lives in GPU memory (module docstring).  A PyTorch

@@ -96,8 +96,9 @@ stream : numba CUDA stream, optional
 Returns
 -------
 ndarray, shape ({out_batched})
-    A numba device array for a GPU call.  dtype is NumPy's promotion of the input, weight and bias dtypes;
-    float16 is computed in float32 and rounded once at the end.
+    A numba device array for a GPU call.  dtype is NumPy's promotion of
+    the input, weight and bias dtypes; float16 is computed in float32 and
+    rounded once at the end.
 
 Raises
 ------
@@ -196,8 +197,9 @@ stream : numba CUDA stream, optional
 Returns
 -------
 ndarray, shape ({out_batched})
-    A numba device array for a GPU call.  ``out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1) +
-    output_padding + 1`` along each axis; dtype as for ``conv{ndim}d``.
+    A numba device array for a GPU call.  ``out = (in - 1) * stride - 2 *
+    padding + dilation * (kernel - 1) + output_padding + 1`` along each
+    axis; dtype as for ``conv{ndim}d``.
 
 Raises
 ------

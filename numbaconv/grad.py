@@ -165,7 +165,9 @@ def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups
     return backend.astype(gi, dtype, stream), backend.astype(gw, dtype, stream), gb
 
 
-_IDOC = """Gradient of ``conv{ndim}d`` with respect to its input (``torch.nn.grad.conv{ndim}d_input``).
+_IDOC = """Gradient of ``conv{ndim}d`` with respect to its input.
+
+As ``torch.nn.grad.conv{ndim}d_input``.
 
 Parameters
 ----------
@@ -188,7 +190,9 @@ ndarray of shape ``input_size``
     rounding of the size of the normwise bound).
 """
 
-_WDOC = """Gradient of ``conv{ndim}d`` with respect to its weight (``torch.nn.grad.conv{ndim}d_weight``).
+_WDOC = """Gradient of ``conv{ndim}d`` with respect to its weight.
+
+As ``torch.nn.grad.conv{ndim}d_weight``.
 
 Parameters
 ----------

@@ -30,7 +30,8 @@ def conv_reference(input, weight, bias=None, stride=1, padding=0, dilation=1, gr
     ndim = np.ndim(weight) - 2
     op = f"conv{ndim}d" if ndim in (1, 2, 3) else "conv_reference"
     if ndim not in (1, 2, 3):
-        raise ValueError(f"conv_reference: weight must have 3 to 5 dimensions, got {np.shape(weight)}")
+        raise ValueError(f"conv_reference: weight must have 3 to 5 dimensions, got "
+                         f"{np.shape(weight)}")
     input = check_float_array(op, "input", input)
     weight = check_float_array(op, "weight", weight)
     bias = check_float_array(op, "bias", bias, allow_none=True)

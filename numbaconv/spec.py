@@ -606,7 +606,8 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
     if in_channels < 1:
         # PyTorch accepts this but returns an output with 0 channels, which
         # contradicts weight.shape[0]; refusing is the only unsurprising answer.
-        raise ValueError(f"{op}: input must have at least one channel, got input.shape={input.shape}")
+        raise ValueError(f"{op}: input must have at least one channel, got "
+                         f"input.shape={input.shape}")
     if out_channels % groups:
         raise ValueError(
             f"{op}: groups={groups} must divide out_channels={out_channels} "
@@ -777,7 +778,8 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
     kernel_size = tuple(int(k) for k in weight.shape[2:])
     groups = _check_groups(op, groups)
     if in_channels < 1:
-        raise ValueError(f"{op}: input must have at least one channel, got input.shape={input.shape}")
+        raise ValueError(f"{op}: input must have at least one channel, got "
+                         f"input.shape={input.shape}")
     if weight.shape[0] != in_channels:
         raise ValueError(f"{op}: weight.shape[0] must be in_channels = {in_channels} "
                          f"(input.shape[{0 if unbatched else 1}]), got weight.shape={weight.shape}")
@@ -786,7 +788,8 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
     if weight.shape[1] < 1 or any(k < 1 for k in kernel_size):
         raise ValueError(f"{op}: weight sizes must be positive, got weight.shape={weight.shape}")
     if any(n < 1 for n in input_size):
-        raise ValueError(f"{op}: input spatial sizes must be positive, got input.shape={input.shape}")
+        raise ValueError(f"{op}: input spatial sizes must be positive, got "
+                         f"input.shape={input.shape}")
     out_channels = int(weight.shape[1]) * groups
     stride = _per_dim(op, "stride", stride, ndim, minimum=1)
     dilation = _per_dim(op, "dilation", dilation, ndim, minimum=1)

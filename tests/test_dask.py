@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
 
 import numbaconv as nc  # noqa: E402
 import numbaconv.dask as ncd  # noqa: E402

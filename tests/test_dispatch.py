@@ -23,7 +23,6 @@ from numbaconv.dispatch import resolve_algorithm
 from numbaconv.cli import main
 from numbaconv.context import ExecutionContext, current_context
 from numbaconv.calibration import replanned_units
-from numbaconv.dispatch import choose_spec
 from numbaconv.spec import problem_spec
 
 

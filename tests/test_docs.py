@@ -157,7 +157,8 @@ def _path_pattern():
     folders = "|".join(map(re.escape, roots + subpackages))
     # not inside a longer path or a URL; glob and placeholder characters
     # are matched so that the whole token can be recognised and skipped
-    return re.compile(rf"(?<![\w/.:*<>-])((?:{folders})/[\w./*<>{{}}-]*?\.(?:{'|'.join(FILE_ENDINGS)}))"
+    endings = "|".join(FILE_ENDINGS)
+    return re.compile(rf"(?<![\w/.:*<>-])((?:{folders})/[\w./*<>{{}}-]*?\.(?:{endings}))"
                       r"(?![\w/])"), set(roots)
 
 

@@ -232,7 +232,7 @@ CASES = [
                 r"input to conv3d, but got input of size: \[4, 4, 4\]")),
     # ---- kernel size --------------------------------------------------------
     case("kernel_larger_than_input", conv2d, lambda: args(w=(2, 2, 7, 7)),
-         ValueError, r"kernel size can't be greater than the padded input size: input size \(5, 5\) "
+         ValueError, r"kernel size can't be greater than the padded input size: input size \(5, 5\) "  # noqa: E501
                      r"plus padding \(\(0, 0\), \(0, 0\)\) gives \(5, 5\), but the kernel "
                      r"\(weight\.shape=\(2, 2, 7, 7\), dilation=\(1, 1\)\) spans \(7, 7\)",
          torch=(RuntimeError, r"padded input size per channel: \(5 x 5\)\. "
@@ -366,7 +366,7 @@ CASES = [
     case("out_transposed_view", conv2d, lambda: args(out=nan_out((3, 3, 2, 1)).T),
          ValueError, r"out must be C-contiguous, got an array with out\.strides="),
     case("out_sliced_view", conv2d, lambda: args(out=nan_out((1, 2, 3, 6))[..., ::2]),
-         ValueError, r"out must be C-contiguous, got an array with out\.strides=\(144, 72, 24, 8\)"),
+         ValueError, r"out must be C-contiguous, got an array with out\.strides=\(144, 72, 24, 8\)"),  # noqa: E501
     case("out_read_only", conv2d, lambda: args(out=readonly(nan_out((1, 2, 3, 3)))),
          ValueError, r"out must be writeable, got a read-only array"),
     case("out_python_list", conv2d,

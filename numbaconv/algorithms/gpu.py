@@ -128,7 +128,8 @@ class GPUDirect(GPUAlgorithm):
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         from ..kernels import direct_cuda
-        direct_cuda.conv_forward(x, device_maps(spec), weight, epilogue.bias_or_none(), out, spec.groups,
+        direct_cuda.conv_forward(x, device_maps(spec), weight, epilogue.bias_or_none(), out,
+                                 spec.groups,
                                  spec.stride3, spec.dilation3, _stream(ctx), tiled=bool(detail))
 
 
@@ -210,7 +211,8 @@ class GPUWinograd(GPUAlgorithm):
         winograd_weight = wc.device_weight(dev.to_host(weight, stream), m, spec.ndim,
                                            spec.groups, stream)
         wc.winograd_conv(x, wc.device_maps(spec, m, stream), winograd_weight,
-                         wc.device_matrices(m, spec.ndim, out.dtype, stream), epilogue.bias_or_none(), out, m,
+                         wc.device_matrices(m, spec.ndim, out.dtype, stream),
+                         epilogue.bias_or_none(), out, m,
                          spec.groups, im2col_cuda.batched_gemm, stream, weight_transposed=True)
 
 

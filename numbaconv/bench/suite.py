@@ -95,7 +95,8 @@ class BenchCase:
 
     def describe(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
-        return f"{self.op} {self.input_shape} x {self.weight_shape}" + (f" {extra}" if extra else "")
+        described = f"{self.op} {self.input_shape} x {self.weight_shape}"
+        return described + (f" {extra}" if extra else "")
 
     def make_arrays(self, dtype="float32", seed=0):
         """Seeded input and weight (the same in every process)."""
