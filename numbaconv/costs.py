@@ -38,7 +38,7 @@ import time
 import warnings
 
 from .bench.turns import time_turn
-from .kernels.direct_cpu import default_phase_plane_form, row_pairs_layout, stride_two_layout
+from .kernels.direct_layouts import default_phase_plane_form, row_pairs_layout, stride_two_layout
 
 #: Seconds of fixed cost per call (Python, thread-pool start).
 OVERHEAD = 3e-5

@@ -22,7 +22,7 @@ import numbaconv as nc
 from numbaconv import costs
 from numbaconv.algorithms import winograd
 from numbaconv.bench.suite import get_cases
-from numbaconv.kernels import blas, direct_cpu, winograd_cpu
+from numbaconv.kernels import blas, direct_pack, winograd_cpu
 from numbaconv.spec import make_conv_spec
 
 
@@ -66,7 +66,7 @@ def main(argv=None):
 
     stages = {
         "weight transform (uncached)": weight,
-        "pack input": lambda: direct_cpu.pack_channels_last(x5, *maps, xp),
+        "pack input": lambda: direct_pack.pack_channels_last(x5, *maps, xp),
         "input transform": lambda: winograd_cpu.input_transform(xp, *BT, grid, 0, V, threads),
         "GEMMs": products,
         "output transform": lambda: winograd_cpu.output_transform(M, *AT, bias, grid, 0, out,

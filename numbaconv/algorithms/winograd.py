@@ -51,7 +51,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..context import current_context
-from ..kernels import blas, direct_cpu, winograd_cpu
+from ..kernels import blas, direct_pack, winograd_cpu
 from ..kernels.fingerprint import fingerprint
 from ..padding import padding_maps
 from .direct import direct_forward
@@ -165,7 +165,7 @@ def winograd_forward(spec, x, weight, bias, out, m=4, tiles_per_chunk=None, ctx=
         if xp is None:
             xp = np.empty((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
                           dtype=dtype)
-        direct_cpu.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
+        direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,

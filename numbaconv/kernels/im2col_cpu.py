@@ -243,7 +243,7 @@ def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
     (zeros when ``bias`` is empty).
 
     Flat array and unsigned indices: Note [reference counts] of
-    :mod:`numbaconv.kernels.direct_cpu` (a strided 2-D view here was not
+    :mod:`numbaconv.kernels.direct_channels_last` (a strided 2-D view here was not
     vectorised).
     """
     zero = flat.dtype.type(0)
@@ -265,7 +265,7 @@ def _fill_columns(x, map_d, map_h, map_w, n, first_channel, first_row, rows, KD,
     padding mode maps the interior to itself) it is read directly, a plain
     copy when ``sw == 1``, and only the few edge pixels go through
     ``map_w``.  Flat views, unsigned indices: Note [reference counts] of
-    :mod:`numbaconv.kernels.direct_cpu`.
+    :mod:`numbaconv.kernels.direct_channels_last`.
     """
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     src = x.ravel()
