@@ -118,8 +118,7 @@ def test_the_warmup_table_reaches_every_task_in_both_dtypes(monkeypatch):
     """Note [warmup table]: each task, run (not compiled: the shell is
     stubbed) by a warmup job in float32 and in float64."""
     from numbaconv.kernels import (direct_channels_last, direct_pack, direct_phase_planes,
-                                   direct_planes, direct_row_phases, fingerprint, im2col_cpu,
-                                   winograd_cpu)
+                                   direct_planes, fingerprint, im2col_cpu, winograd_cpu)
 
     reached = set()
 

@@ -7,9 +7,9 @@ Note [no bias]
 ~~~~~~~~~~~~~~
 Every kernel that adds a bias takes it as an array: ``(C_out,)``, or
 zero-length for none (no ``None`` reaches compiled code, so one compiled
-kernel serves both).  Where a kernel has no bias it uses ``+0.0`` in its
-place (the direct kernels: their sums started from an array of zeros
-before, and still give those bits: ``-0.0 + 0.0`` is ``+0.0``), or skips
-the add where it always did (im2col's BLAS products, the GPU kernels).
-The GPU launchers also take ``None``.
+kernel serves both); the GPU launchers also take ``None``.  Without a bias
+each kernel does what it did before: the direct kernels (whose "no bias"
+was an array of zeros) use ``+0.0`` in its place, so their bits are
+unchanged (a sum that came out ``-0.0`` still becomes ``+0.0``), and the
+others add ``+0.0`` or skip the add as they always have.
 """

@@ -39,11 +39,10 @@ threads kept spinning.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .blas import gemm, gemm_nt
-from .jit import FASTMATH, cpu_kernel
+from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 #: Output channels per group up to which the tile product is computed by
@@ -237,7 +236,7 @@ _IM2COL_TASKS = {(small, fills): _im2col_task(small, fills)
                  for small in (True, False) for fills in FILLS}
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
     """flat[first + m*stride + p] = bias[first_channel + m] for m < rows, p < pixels
     (zeros when ``bias`` is empty).
@@ -393,7 +392,7 @@ def _fill_columns_same_width(x, map_h, map_w, n, first_channel, first_row, rows,
         ci, _, kh, kw = _next_tap(ci, 0, kh, kw, 1, KH, KW)
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _next_tap(ci, kd, kh, kw, KD, KH, KW):
     """The weight column after ``(ci, kd, kh, kw)`` in C order."""
     kw += 1

@@ -116,7 +116,7 @@ def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, str
     maps : tuple of three int64 device arrays
         ``padding_maps(spec)`` of the D, H and W axes.
     w : (C_out, C_in/groups, KD, KH, KW) device array
-    bias : (C_out,) device array or None
+    bias : (C_out,) device array, or None or empty for none (Note [no bias])
     out : (N, C_out, OD, OH, OW) device array
         Written in full.
     groups : int

@@ -33,10 +33,12 @@ most of it).
 
 from __future__ import annotations
 
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from llvmlite import ir
+
+from .jit import inline_helper
 
 #: Longest run (in elements) that :func:`copy_run` copies with ``memcpy``.
 SHORT_RUN = 48
@@ -139,7 +141,7 @@ def deinterleave_block(typingctx, dst, even_at, odd_at, src, src_at, width):
     return sig, codegen
 
 
-@njit(inline="always", boundscheck=False, error_model="numpy")
+@inline_helper(fastmath=False)
 def deinterleave_run(dst, even_at, odd_at, src, src_at, count):
     """``dst[even_at + i] = src[src_at + 2*i]`` and ``dst[odd_at + i] =
     src[src_at + 2*i + 1]`` for ``i < count``: blocks of 16, 8 or 4 by
