@@ -329,6 +329,16 @@ _PTX_SCRIPT = textwrap.dedent("""
         print(json.dumps({"no_toolkit": f"{type(exc).__name__}: {exc}"}))
         sys.exit(0)
 
+    # the kernels call a device helper (numbaconv.cuda.device.unravel), which
+    # numba-cuda compiles for the current device even here; without a driver,
+    # say it is the target's, 9.0 (as tests/test_gpu_im2col_kernels.py does)
+    import types as pytypes
+    import numba.cuda.dispatcher as dispatcher
+    try:
+        dispatcher.get_current_device()
+    except Exception:
+        dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+
     from numbaconv.kernels import winograd_cuda
     results = []
     for name, func, signature in winograd_cuda.ptx_kernels():

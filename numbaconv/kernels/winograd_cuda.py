@@ -73,6 +73,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from ..cuda.device import unravel
 from .winograd_weights import axis_matrices, extended_maps, transformed_weight
 
 #: Largest tile a thread holds: alpha = 6 (F(4, 3)) along three axes.
@@ -268,12 +269,7 @@ def _input_kernel(dtype):
         for i in range(start, C * P, step):
             c = i // P
             p = i - c * P
-            tw = p % tW
-            r = p // tW
-            th = r % tH
-            r = r // tH
-            td = r % tD
-            n = r // tD
+            n, td, th, tw = unravel(p, tD, tH, tW)
             # the patch, through the maps (-1: a zero of the padding or of
             # the tile extension): d[a, b, k]
             for a in range(aD):
@@ -332,12 +328,7 @@ def _output_kernel(dtype):
         for i in range(start, Co * P, step):
             co = i // P
             p = i - co * P
-            tw = p % tW
-            r = p // tW
-            th = r % tH
-            r = r // tH
-            td = r % tD
-            n = r // tD
+            n, td, th, tw = unravel(p, tD, tH, tW)
             # along W, straight from M[q, co, p]: t1[a, b, k] for k < mW
             for ab in range(aD * aH):
                 for k in range(mW):
