@@ -212,11 +212,11 @@ def fused_passes(KH, KW):
     made numba compile all of them, each with its helpers inlined, for every
     layer: the first 3x3 depthwise call of a process with an empty cache
     spent 8.2 s compiling the row-pairs task, most of it on passes it never
-    runs.  So each task is built by a factory (``row_phases_task`` in
-    kernels/direct_row_phases.py) whose form and passes are constants of the
-    closure: numba prunes the branches they decide before it inlines
-    anything, and compiles (and caches) one task per form and pass when a
-    layer first needs it: 1.5 s for the 3x3 row-pairs task
+    runs.  So each task is built by a factory (``_row_pairs_task``,
+    ``_stride_two_task`` in kernels/direct_row_phases.py) whose passes are
+    constants of the closure: numba prunes the branches they decide before it inlines
+    anything, and compiles (and caches) one task per pass when a layer
+    first needs it: 1.5 s for the 3x3 row-pairs task
     (docs/results-startup.md).
     """
     return "nine" if (KH, KW) == (3, 3) else "five" if (KH, KW) == (5, 5) else "columns"

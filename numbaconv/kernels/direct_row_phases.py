@@ -2,10 +2,11 @@
 (kernels/direct_phase_planes.py): the padded input split into its row
 phases, with a zero gap between rows instead of zeroed columns.
 
-One task skeleton serves both forms (:func:`row_phases_task`); it is
-compiled once per form and fused pass (Note [tasks per kernel] in
-kernels/direct_layouts.py), the form's steps chosen by constants of the
-closure that numba prunes before it compiles anything.
+Each form's task is compiled once per fused pass (Note [tasks per kernel]
+in kernels/direct_layouts.py).  The two tasks share their skeleton but stay
+two functions: one skeleton whose form was a further constant of the
+closure compiled 0.06-0.12 s (4-7%) slower on a cold first call, so the
+shared pieces are the inlined helpers of kernels/direct_taps.py.
 
 Note [row pairs]
 ~~~~~~~~~~~~~~~~
@@ -82,47 +83,26 @@ from .jit import cpu_kernel, inline_helper
 from .runs import deinterleave_run
 
 
-def row_phases_task(form, fused):
-    """The task of ``form`` (``"row_pairs"`` or ``"stride_two"``) compiled
-    for one of ``FUSED_PASSES`` (Note [tasks per kernel]).  ``pairs``,
-    ``nine``, ``five`` and ``sh`` are constants of the closure (plain
-    values: numba's cache keys a closure's variants by them), and numba
-    prunes the branches they decide."""
-    pairs = form == "row_pairs"                     # else stride two
-    nine, five = fused == "nine", fused == "five"
-    sh = 1 if pairs else 2                          # padded input rows per output row
+def _row_pairs_task(fused):
+    """The row-pairs task (Note [row pairs]) compiled for one of ``FUSED_PASSES``
+    (Note [tasks per kernel] in kernels/direct_layouts.py)."""
+    nine, five = fused == "nine", fused == "five"   # constants of the compiled task
 
     @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
-    def _row_phases_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                          rows, length, first_job, stop_job):
+    def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                         rows, length, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
-        in the row-pairs form (unit stride and dilation; Note [row pairs]) or
-        the stride-two form (dilation 1; Note [stride-two phases])."""
+        in the row-pairs form (unit stride and dilation)."""
         Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
         C, H, W = x.shape[1], x.shape[3], x.shape[4]
         cin_g = C // groups
         KH, KW = w.shape[3], w.shape[4]
         zero = out.dtype.type(0)
-        # the layout (guard, pitch, size, rows, length): row_pairs_layout or
-        # stride_two_layout.  X and Y: the padded input's even and odd rows
-        # (row pairs), or its (row phase r, column phase b) at (2r + b) *
-        # length (stride two, Y is X); A and B: the accumulators of even and
-        # odd output rows (row pairs), or of every row (stride two, B is A)
-        if pairs:
-            X = np.zeros(length, dtype=out.dtype)
-            Y = np.zeros(length, dtype=out.dtype)
-            A = np.empty(size, dtype=out.dtype)
-            B = np.empty(size, dtype=out.dtype)
-        else:
-            X = np.zeros(4 * length, dtype=out.dtype)
-            Y = X
-            A = np.empty(size, dtype=out.dtype)
-            B = A
-            # tap (kh, kw) reads X[phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
-            # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset
-            o0 = _column_phase_offset(0, pad_w, length, guard)
-            o1 = _column_phase_offset(1, pad_w, length, guard)
-            o2 = _column_phase_offset(2, pad_w, length, guard)
+        # the layout (guard, pitch, size, rows, length): row_pairs_layout
+        even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
+        odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
+        de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
+        do = np.empty(size, dtype=out.dtype)              # and of odd ones
         # flat views taken once and unsigned indices: Note [reference counts]
         # (kernels/direct_channels_last.py)
         xf = x.ravel()
@@ -134,102 +114,126 @@ def row_phases_task(form, fused):
             bias_value = bias[co] if bias.shape[0] else zero
             if not (nine or five):                        # the fused passes start from the bias
                 for q in range(size):
-                    A[np.uint64(q)] = bias_value
-                if pairs:
-                    for q in range(size):
-                        B[np.uint64(q)] = bias_value
+                    de[np.uint64(q)] = bias_value
+                for q in range(size):
+                    do[np.uint64(q)] = bias_value
             for ci in range(cin_g):
                 plane = (n * C + g * cin_g + ci) * H * W
                 if bands == 1:
                     # input row r is padded row r + pad_h; rows past the last read
                     # are skipped, padding rows stay the zeros they started as
                     for r in range(min(H, 2 * rows - pad_h)):
-                        if pairs:
-                            _load_pair_row(X, Y, r + pad_h, guard, pitch, xf, plane + r * W, W)
-                        else:
-                            _load_phase_row(X, r + pad_h, guard, pitch, length, xf, plane + r * W,
-                                            W)
+                        padded = r + pad_h
+                        copy_row(odd if padded % 2 else even, guard + (padded // 2) * pitch, xf,
+                                  plane + r * W, W)
                 else:
-                    # the band's padded row j is input row sh * first_row + j - pad_h;
+                    # the band's padded row j is input row first_row + j - pad_h;
                     # rows outside the input are zeroed (another band left data)
                     for j in range(2 * rows):
-                        r = sh * first_row + j - pad_h
-                        inside = 0 <= r < H
-                        if pairs:
-                            if inside:
-                                _load_pair_row(X, Y, j, guard, pitch, xf, plane + r * W, W)
-                            else:
-                                _clear_pair_row(X, Y, j, guard, pitch, W)
-                        elif inside:
-                            _load_phase_row(X, j, guard, pitch, length, xf, plane + r * W, W)
+                        r = first_row + j - pad_h
+                        if 0 <= r < H:
+                            copy_row(odd if j % 2 else even, guard + (j // 2) * pitch, xf,
+                                      plane + r * W, W)
                         else:
-                            _clear_phase_row(X, j, guard, pitch, length, W)
-                if pairs:
-                    if nine:
-                        _pair_nine(w, co, ci, guard - pad_w, pitch, X, Y, A, B, size, ci == 0,
-                                   bias_value)
-                    elif five:
-                        _pair_five_by_five(w, co, ci, guard - pad_w, pitch, X, Y, A, B, size,
-                                           ci == 0, bias_value)
-                    else:
-                        for kw in range(KW):
-                            # the column shift written as one sum of the loop index:
-                            # see Note [row pairs]
-                            _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, X, Y,
-                                           A, B, size)
-                elif nine:
-                    _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, X, A, size,
-                                     ci == 0, bias_value)
-                elif five:
-                    _stride_two_five_by_five(w, co, ci, o0, o1, o2,
-                                             _column_phase_offset(3, pad_w, length, guard),
-                                             _column_phase_offset(4, pad_w, length, guard),
-                                             2 * length, pitch, X, A, size, ci == 0,
-                                             bias_value)
-                else:
-                    for kw in range(KW):
-                        o = _column_phase_offset(kw, pad_w, length, guard)
-                        column_taps(w, co, ci, kw, KH, o, o + 2 * length, pitch, X, A,
-                                    np.uint64(0), size)
+                            zero_run(odd if j % 2 else even, guard + (j // 2) * pitch, W)
+                if nine:
+                    _pair_nine(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size, ci == 0,
+                               bias_value)
+                    continue
+                if five:
+                    _pair_five_by_five(w, co, ci, guard - pad_w, pitch, even, odd, de, do, size,
+                                       ci == 0, bias_value)
+                    continue
+                for kw in range(KW):
+                    # the column shift written as one sum of the loop index: see the Note
+                    _row_pair_taps(w, co, ci, kw, KH, pitch, guard + kw - pad_w, even, odd, de, do,
+                                   size)
             start = plane_job * OH * OW
             for oh in range(first_row, min(OH, first_row + band_rows)):
                 local = oh - first_row
-                if pairs:
-                    copy_row(of, start + oh * OW, B if local % 2 else A, (local // 2) * pitch, OW)
+                copy_row(of, start + oh * OW, do if local % 2 else de, (local // 2) * pitch, OW)
+
+    return _row_pairs_chunk
+
+
+def _stride_two_task(fused):
+    """The stride-two task (Note [stride-two phases]) compiled for one of
+    ``FUSED_PASSES``
+    (Note [tasks per kernel] in kernels/direct_layouts.py)."""
+    nine, five = fused == "nine", fused == "five"   # constants of the compiled task
+
+    @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
+    def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
+                          rows, length, first_job, stop_job):
+        """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
+        for stride 2 (dilation 1)."""
+        Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
+        C, H, W = x.shape[1], x.shape[3], x.shape[4]
+        cin_g = C // groups
+        KH, KW = w.shape[3], w.shape[4]
+        zero = out.dtype.type(0)
+        Wq = W // 2
+        # the layout (guard, pitch, size, rows, length): stride_two_layout
+        phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
+        acc = np.empty(size, dtype=out.dtype)
+        # tap (kh, kw) reads phases[phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
+        # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
+        o0 = _column_phase_offset(0, pad_w, length, guard)
+        o1 = _column_phase_offset(1, pad_w, length, guard)
+        o2 = _column_phase_offset(2, pad_w, length, guard)
+        # flat views taken once and unsigned indices: Note [reference counts]
+        # (kernels/direct_channels_last.py)
+        xf = x.ravel()
+        of = out.ravel()
+        bands = (OH + band_rows - 1) // band_rows         # Note [plane bands]
+        for job in range(first_job, stop_job):
+            plane_job, first_row, n, co, g = band_job(job, bands, band_rows, Co, groups)
+            # Note [no bias] in kernels/__init__.py
+            bias_value = bias[co] if bias.shape[0] else zero
+            if not (nine or five):                        # the fused passes start from the bias
+                for q in range(size):
+                    acc[np.uint64(q)] = bias_value
+            for ci in range(cin_g):
+                plane = (n * C + g * cin_g + ci) * H * W
+                if bands == 1:
+                    # input row r is padded row r + pad_h, de-interleaved into its
+                    # row phase's two column phases; rows past the last read are
+                    # skipped, padding rows stay the zeros they started as
+                    for r in range(min(H, 2 * rows - pad_h)):
+                        padded = r + pad_h
+                        at = (padded % 2) * 2 * length + guard + (padded // 2) * pitch
+                        deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
                 else:
-                    copy_row(of, start + oh * OW, A, local * pitch, OW)
+                    # the band's padded row j is input row 2 * first_row + j - pad_h;
+                    # rows outside the input are zeroed (another band left data)
+                    for j in range(2 * rows):
+                        r = 2 * first_row + j - pad_h
+                        at = (j % 2) * 2 * length + guard + (j // 2) * pitch
+                        if 0 <= r < H:
+                            deinterleave_run(phases, at, at + length, xf, plane + r * W, Wq)
+                        else:
+                            zero_run(phases, at, Wq)
+                            zero_run(phases, at + length, Wq)
+                if nine:
+                    _stride_two_nine(w, co, ci, o0, o1, o2, 2 * length, pitch, phases, acc, size,
+                                     ci == 0, bias_value)
+                    continue
+                if five:
+                    _stride_two_five_by_five(w, co, ci, o0, o1, o2,
+                                             _column_phase_offset(3, pad_w, length, guard),
+                                             _column_phase_offset(4, pad_w, length, guard),
+                                             2 * length, pitch, phases, acc, size, ci == 0,
+                                             bias_value)
+                    continue
+                for kw in range(KW):
+                    o = _column_phase_offset(kw, pad_w, length, guard)
+                    column_taps(w, co, ci, kw, KH, o, o + 2 * length, pitch, phases, acc,
+                                 np.uint64(0), size)
+            start = plane_job * OH * OW
+            for oh in range(first_row, min(OH, first_row + band_rows)):
+                copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
 
-    return _row_phases_chunk
-
-
-@inline_helper
-def _load_pair_row(X, Y, j, guard, pitch, xf, start, W):
-    """Padded row ``j`` of Note [row pairs]: row ``j // 2`` of the even (``X``)
-    or odd (``Y``) rows, from ``xf[start:start + W]``."""
-    copy_row(Y if j % 2 else X, guard + (j // 2) * pitch, xf, start, W)
-
-
-@inline_helper
-def _clear_pair_row(X, Y, j, guard, pitch, W):
-    """Padded row ``j`` of Note [row pairs] zeroed."""
-    zero_run(Y if j % 2 else X, guard + (j // 2) * pitch, W)
-
-
-@inline_helper
-def _load_phase_row(X, j, guard, pitch, length, xf, start, W):
-    """Padded row ``j`` of Note [stride-two phases], de-interleaved from
-    ``xf[start:start + W]`` into row ``j // 2`` of its row phase's two
-    column phases."""
-    at = (j % 2) * 2 * length + guard + (j // 2) * pitch
-    deinterleave_run(X, at, at + length, xf, start, W // 2)
-
-
-@inline_helper
-def _clear_phase_row(X, j, guard, pitch, length, W):
-    """Padded row ``j`` of Note [stride-two phases] zeroed, both column phases."""
-    at = (j % 2) * 2 * length + guard + (j // 2) * pitch
-    zero_run(X, at, W // 2)
-    zero_run(X, at + length, W // 2)
+    return _stride_two_chunk
 
 
 @inline_helper
@@ -518,5 +522,5 @@ def _pair_one(X, Y, tap, at_even, at_odd, de, do, size):
 
 
 #: (form, passes) -> its task, compiled when first called
-ROW_PHASES_TASKS = {(form, p): row_phases_task(form, p)
-                    for form in ("row_pairs", "stride_two") for p in FUSED_PASSES}
+ROW_PHASES_TASKS = {**{("row_pairs", p): _row_pairs_task(p) for p in FUSED_PASSES},
+                    **{("stride_two", p): _stride_two_task(p) for p in FUSED_PASSES}}
