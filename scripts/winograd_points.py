@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numbaconv.algorithms.winograd_matrices import winograd_matrices
+from numbaconv.kernels.winograd_matrices import winograd_matrices
 
 POINT_SETS = {
     "0, +-1, +-2 (Lavin & Gray)": (0, 1, -1, 2, -2),

@@ -20,9 +20,8 @@ import numpy as np
 
 import numbaconv as nc
 from numbaconv import costs
-from numbaconv.algorithms import winograd
 from numbaconv.bench.suite import get_cases
-from numbaconv.kernels import blas, direct_cpu, winograd_cpu
+from numbaconv.kernels import blas, direct_pack, winograd_cpu, winograd_weights
 from numbaconv.spec import make_conv_spec
 
 
@@ -39,13 +38,13 @@ def main(argv=None):
     x5 = np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3))
     w5 = np.ascontiguousarray(w.reshape(w.shape[:2] + (1,) * (3 - nd) + w.shape[2:]))
     used = [a >= 3 - nd for a in range(3)]
-    mats = [winograd._axis_matrices(m, u, dtype) for u in used]
+    mats = [winograd_weights.axis_matrices(m, u, dtype) for u in used]
     AT, BT = [t[0] for t in mats], [t[2] for t in mats]
     grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
     total = spec.batch * math.prod(grid)
-    maps = winograd._extended_maps(spec, grid, m, used)
+    maps = winograd_weights.extended_maps(spec, grid, m, used)
     xp = np.empty((spec.batch,) + tuple(len(mp) for mp in maps) + (spec.in_channels,), dtype)
-    U = winograd.transformed_weight(w5, m, nd, spec.groups)
+    U = winograd_weights.transformed_weight(w5, m, nd, spec.groups)
     Q = U.shape[0]
     V = np.empty((Q, total, spec.in_channels), dtype)
     M = np.empty((Q, total, spec.out_channels), dtype)
@@ -56,8 +55,8 @@ def main(argv=None):
     algorithm = "winograd" if m == 4 else "winograd_f2"
 
     def weight():
-        winograd._weight_cache.clear()
-        winograd.transformed_weight(w5, m, nd, spec.groups)
+        winograd_weights.clear_weight_cache()
+        winograd_weights.transformed_weight(w5, m, nd, spec.groups)
 
     def products():
         with blas.single_threaded_blas():
@@ -66,7 +65,7 @@ def main(argv=None):
 
     stages = {
         "weight transform (uncached)": weight,
-        "pack input": lambda: direct_cpu.pack_channels_last(x5, *maps, xp),
+        "pack input": lambda: direct_pack.pack_channels_last(x5, *maps, xp),
         "input transform": lambda: winograd_cpu.input_transform(xp, *BT, grid, 0, V, threads),
         "GEMMs": products,
         "output transform": lambda: winograd_cpu.output_transform(M, *AT, bias, grid, 0, out,

@@ -265,8 +265,9 @@ def test_on_a_local_cluster(rng, cluster_client):
                      transposed=True)
 
     def compiled_here():
-        from numbaconv.kernels import direct_cpu
-        kernels = (direct_cpu._channels_last_chunk, direct_cpu._phase_planes_chunk)
+        from numbaconv.kernels import direct_channels_last, direct_phase_planes
+        kernels = (direct_channels_last._channels_last_chunk,
+                   direct_phase_planes._phase_planes_chunk)
         return (sum(sum(k.stats.cache_hits.values()) for k in kernels),
                 sum(sum(k.stats.cache_misses.values()) for k in kernels))
 

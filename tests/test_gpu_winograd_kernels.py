@@ -28,7 +28,7 @@ import pytest
 from numba import cuda
 
 import numbaconv as nc
-from numbaconv.algorithms.winograd import _axis_matrices, _extended_maps, transformed_weight
+from numbaconv.kernels.winograd_weights import axis_matrices, extended_maps, transformed_weight
 from numbaconv.cuda import launch
 from numbaconv.spec import problem_spec
 from numbaconv.kernels import winograd_cuda as wc
@@ -85,7 +85,7 @@ def _problem(rng, ndim, n, cin, cout, size, groups, dtype, bias):
 def _gpu_winograd(x, w, b, m, padding, groups, padding_mode, gemm=naive_gemm):
     """winograd_conv on device copies of the canonical 3-D arrays, built the
     way the brief's caller does: spec from problem_spec, U from
-    transformed_weight, maps from _extended_maps."""
+    transformed_weight, maps from extended_maps."""
     ndim = w.ndim - 2
     dtype = x.dtype
     spec = problem_spec(x.shape, w.shape, padding=padding, groups=groups,
@@ -93,11 +93,11 @@ def _gpu_winograd(x, w, b, m, padding, groups, padding_mode, gemm=naive_gemm):
     used = [a >= 3 - ndim for a in range(3)]
     grid = tuple(-(-o // (m if u else 1)) for o, u in zip(spec.output_size3, used))
     assert grid == wc.tile_grid(spec.output_size3, ndim, m)
-    maps = tuple(cuda.to_device(mp) for mp in _extended_maps(spec, grid, m, used))
+    maps = tuple(cuda.to_device(mp) for mp in extended_maps(spec, grid, m, used))
     w5 = w.reshape(w.shape[:2] + (1,) * (3 - ndim) + w.shape[2:])
     U = cuda.to_device(transformed_weight(w5, m, ndim, groups))
     mats = tuple((cuda.to_device(AT), cuda.to_device(BT))
-                 for AT, _, BT in (_axis_matrices(m, u, dtype) for u in used))
+                 for AT, _, BT in (axis_matrices(m, u, dtype) for u in used))
     x5 = cuda.to_device(np.ascontiguousarray(x.reshape(spec.input_shape[:2] + spec.input_size3)))
     out = cuda.to_device(np.full(spec.output_shape[:2] + spec.output_size3, np.nan, dtype))
     bias = None if b is None else cuda.to_device(b)
@@ -185,7 +185,7 @@ def test_device_helpers_match_the_cpu_pieces():
     grid = wc.tile_grid(spec.output_size3, 2, m)
     assert grid == (1, 2, 2)
     used = [False, True, True]
-    for got, want in zip(maps, _extended_maps(spec, grid, m, used)):
+    for got, want in zip(maps, extended_maps(spec, grid, m, used)):
         np.testing.assert_array_equal(got.copy_to_host(), want)
     w5 = w.reshape(w.shape[:2] + (1,) + w.shape[2:])
     UT = wc.device_weight(w5, m, 2, 2, 0)
@@ -195,7 +195,7 @@ def test_device_helpers_match_the_cpu_pieces():
     assert [(AT.shape, BT.shape) for AT, BT in mats] == [((1, 1), (1, 1)), ((4, 6), (6, 6)),
                                                          ((4, 6), (6, 6))]
     for (AT, BT), u in zip(mats, used):
-        want_AT, _, want_BT = _axis_matrices(m, u, np.float32)
+        want_AT, _, want_BT = axis_matrices(m, u, np.float32)
         np.testing.assert_array_equal(AT.copy_to_host(), want_AT)
         np.testing.assert_array_equal(BT.copy_to_host(), want_BT)
     out = cuda.device_array(spec.output_shape[:2] + spec.output_size3, np.float32)
@@ -218,8 +218,8 @@ def test_input_transform_matches_numpy():
                         dtype=np.float64)
     used = [False, True, True]
     grid = wc.tile_grid(spec.output_size3, 2, m)
-    maps = _extended_maps(spec, grid, m, used)
-    BT = [_axis_matrices(m, u, np.float64)[2] for u in used]
+    maps = extended_maps(spec, grid, m, used)
+    BT = [axis_matrices(m, u, np.float64)[2] for u in used]
     x5 = x.reshape(N, C, 1, 5, 7)
     # the padded input, extended with zeros to whole tiles
     idx = np.ix_(*[np.maximum(mp, 0) for mp in maps])
@@ -248,7 +248,7 @@ def test_output_transform_crops_and_adds_bias(with_bias):
     osize = (3, 5, 3)
     grid = tuple(-(-o // m) for o in osize)
     P = N * int(np.prod(grid))
-    AT = _axis_matrices(m, True, np.float64)[0]
+    AT = axis_matrices(m, True, np.float64)[0]
     M = rng.standard_normal((64, Co, P))
     bias = rng.standard_normal(Co) if with_bias else None
     want = np.empty((N, Co) + tuple(g * m for g in grid))
@@ -328,6 +328,16 @@ _PTX_SCRIPT = textwrap.dedent("""
     except Exception as exc:
         print(json.dumps({"no_toolkit": f"{type(exc).__name__}: {exc}"}))
         sys.exit(0)
+
+    # the kernels call a device helper (numbaconv.cuda.device.unravel), which
+    # numba-cuda compiles for the current device even here; without a driver,
+    # say it is the target's, 9.0 (as tests/test_gpu_im2col_kernels.py does)
+    import types as pytypes
+    import numba.cuda.dispatcher as dispatcher
+    try:
+        dispatcher.get_current_device()
+    except Exception:
+        dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 
     from numbaconv.kernels import winograd_cuda
     results = []

@@ -88,7 +88,9 @@ def test_warmup_reports_a_failing_job_and_exits_with_1(monkeypatch, capsys):
 def _task_dispatchers():
     """Every task (a kernel whose last parameters are the job range) of the
     CPU kernel modules, with the variants kept in module-level tables."""
-    from numbaconv.kernels import direct_cpu, fingerprint, im2col_cpu, winograd_cpu
+    from numbaconv.kernels import (direct_channels_last, direct_pack, direct_phase_planes,
+                                   direct_planes, direct_row_phases, fingerprint, im2col_cpu,
+                                   winograd_cpu)
 
     def found(value, depth=0):
         if isinstance(value, numba.core.registry.CPUDispatcher):
@@ -104,7 +106,8 @@ def _task_dispatchers():
                 yield from found(item, depth + 1)
 
     tasks = {}
-    for module in (direct_cpu, im2col_cpu, winograd_cpu, fingerprint):
+    for module in (direct_pack, direct_channels_last, direct_planes, direct_phase_planes,
+                   direct_row_phases, im2col_cpu, winograd_cpu, fingerprint):
         for value in vars(module).values():
             for task in found(value):
                 tasks[id(task)] = task
@@ -114,7 +117,8 @@ def _task_dispatchers():
 def test_the_warmup_table_reaches_every_task_in_both_dtypes(monkeypatch):
     """Note [warmup table]: each task, run (not compiled: the shell is
     stubbed) by a warmup job in float32 and in float64."""
-    from numbaconv.kernels import direct_cpu, fingerprint, im2col_cpu, winograd_cpu
+    from numbaconv.kernels import (direct_channels_last, direct_pack, direct_phase_planes,
+                                   direct_planes, fingerprint, im2col_cpu, winograd_cpu)
 
     reached = set()
 
@@ -122,7 +126,8 @@ def test_the_warmup_table_reaches_every_task_in_both_dtypes(monkeypatch):
         floats = [a.dtype.name for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
         reached.add((id(task), floats[0] if floats else "any"))
 
-    for module in (direct_cpu, im2col_cpu, winograd_cpu, fingerprint):
+    for module in (direct_pack, direct_channels_last, direct_planes, direct_phase_planes,
+                   im2col_cpu, winograd_cpu, fingerprint):
         monkeypatch.setattr(module, "run_in_chunks", record)
     with np.errstate(all="ignore"):         # the stubbed tasks leave garbage behind
         for name, dtype in warmup.select_jobs():

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 import numbaconv as nc
 from numbaconv.algorithms import winograd
-from numbaconv.algorithms.winograd_matrices import (LAVIN_POINTS_F4, winograd_fractions,
-                                                    winograd_matrices)
+from numbaconv.kernels import winograd_weights
+from numbaconv.kernels.winograd_matrices import (LAVIN_POINTS_F4, winograd_fractions,
+                                                winograd_matrices)
 
 from .cases import CASES as NAMED
 from .conftest import (CONV, assert_matches_reference, run_canonical, spec_of, tolerance, torch,
@@ -148,7 +149,7 @@ def test_other_kernel_sizes_are_unsupported():
 def test_weight_transform_is_cached_and_never_stale(rng, monkeypatch):
     x = rng.standard_normal((1, 4, 9, 9))
     w = rng.standard_normal((3, 4, 3, 3))
-    winograd._weight_cache.clear()
+    winograd_weights.clear_weight_cache()
     calls = []
     original = np.einsum
     monkeypatch.setattr(winograd.np, "einsum",
@@ -275,7 +276,7 @@ def test_generated_transforms_do_not_depend_on_the_machines_linear_algebra(monke
     caches empty it writes the same file, byte for byte."""
     import importlib.util
     import pathlib
-    from numbaconv.algorithms import winograd_matrices as wm
+    from numbaconv.kernels import winograd_matrices as wm
 
     def refuse(*args, **kwargs):
         raise AssertionError("the Winograd matrices must not use floating-point linear algebra")

@@ -1,7 +1,7 @@
 """The ``direct`` algorithm: nested-loop convolution, no transforms.
 
 Serves every valid forward spec.  It picks one of four loop orders from
-:mod:`numbaconv.kernels.direct_cpu` (see that module's notes):
+:mod:`numbaconv.kernels.direct_channels_last` and its neighbours (see their notes):
 
 * ``"channels_last"`` for ordinary layers: at least 8 input channels per
   group, or a dot product of at least :data:`MIN_CHANNELS_LAST_REDUCTION`
@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from ..context import current_context
-from ..kernels import direct_cpu
+from ..kernels import (direct_channels_last, direct_layouts, direct_pack, direct_phase_planes,
+                       direct_planes)
 from ..padding import padding_maps
 from .. import costs
 from .registry import ConvAlgorithm, composite_paths, costed_plan, register
@@ -53,7 +54,7 @@ THIN_MAX_PLANE = 64 * 64
 #: im2col (docs/results-direct.md, "Cost-model constants").
 DIRECT_OUTPUT = 140.0
 #: A multiply-add of the row-pairs form of the phase-planes kernel (Note
-#: [row pairs] in kernels/direct_cpu.py) in units of the single-row form's,
+#: [row pairs] in kernels/direct_row_phases.py) in units of the single-row form's,
 #: with one input channel per group, and with several (whose passes after
 #: the first add into the accumulators).  Fitted on depthwise and grouped
 #: 3x3 and 7x7 layers: with 0.55 for both, the grouped ones measured up to
@@ -112,19 +113,19 @@ def _phase_planes_work(spec):
     outputs = n * spec.out_channels * pixels
     # one split of each input plane of the group per output plane
     splits = n * spec.out_channels * cin_g * padded
-    form = direct_cpu.default_phase_plane_form(spec.kernel_size3[1:], spec.stride3,
-                                               spec.dilation3)
+    form = direct_layouts.default_phase_plane_form(spec.kernel_size3[1:], spec.stride3,
+                                                   spec.dilation3)
     KH, KW = spec.kernel_size3[1:]
     pad_w = spec.padding3[2][0]
     if form == "stride_two":
         # Note [stride-two phases]: one pass over accumulators at the phase
         # rows' pitch, and the copy out
-        size = direct_cpu.stride_two_layout(OH, W, KH, KW, pad_w)[2]
+        size = direct_layouts.stride_two_layout(OH, W, KH, KW, pad_w)[2]
         return macs * STRIDE_TWO_PASS * size / (OH * OW) + splits + 2.0 * outputs
     if form == "row_pairs":
         # Note [row pairs]: the cheaper passes over both row phases'
         # accumulators (gap and rounding junk included), and the copy out
-        size = direct_cpu.row_pairs_layout(OH, W, KH, KW, pad_w)[2]
+        size = direct_layouts.row_pairs_layout(OH, W, KH, KW, pad_w)[2]
         rate = ROW_PAIR_PASS if cin_g == 1 else ROW_PAIR_PASS_GROUPED
         return macs * rate * 2 * size / (OH * OW) + splits + 2.0 * outputs
     pitch = spec.stride3[1] * (W // spec.stride3[2])
@@ -183,7 +184,7 @@ def choose_loop_order(spec):
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
     reduction = cin_g * math.prod(spec.kernel_size)
     channels_last = cin_g >= 8 or (reduction >= MIN_CHANNELS_LAST_REDUCTION
-                                   and cout_g >= direct_cpu.CHANNEL_BLOCK)
+                                   and cout_g >= direct_layouts.CHANNEL_BLOCK)
     if channels_last and serves_phase_planes(spec):
         # Note [few channels]: the cheaper of the two by the cost models
         return min(("channels_last", "phase_planes"), key=lambda order: _model_cost(order, spec))
@@ -220,7 +221,7 @@ def _phase_plane_geometry(spec):
     ``(form, H, W, OH, OW, KH, KW, pad_h, pad_w, sh, sw, dh, dw)``."""
     (_, H, W), (_, OH, OW) = spec.input_size3, spec.output_size3
     _, KH, KW = spec.kernel_size3
-    form = direct_cpu.default_phase_plane_form((KH, KW), spec.stride3, spec.dilation3)
+    form = direct_layouts.default_phase_plane_form((KH, KW), spec.stride3, spec.dilation3)
     return (form, H, W, OH, OW, KH, KW, spec.padding3[1][0], spec.padding3[2][0],
             *spec.stride3[1:], *spec.dilation3[1:])
 
@@ -228,13 +229,13 @@ def _phase_plane_geometry(spec):
 @functools.lru_cache(maxsize=1024)
 def plane_band_rows(spec, ctx):
     """Output rows per band of the phase-planes kernel: a thread's scratch
-    at most ``direct_cpu.BAND_BYTES`` and its share of ``ctx``'s workspace
-    limit (Note [plane bands] in kernels/direct_cpu.py).  Remembered: every
+    at most ``direct_layouts.BAND_BYTES`` and its share of ``ctx``'s workspace
+    limit (Note [plane bands] in kernels/direct_layouts.py).  Remembered: every
     call asks, and working it out took 3-4 of a small call's 25 us
     (docs/results-classes.md, "Python per call")."""
-    budget = min(ctx.workspace_limit // max(ctx.threads, 1), direct_cpu.BAND_BYTES)
-    return direct_cpu.phase_plane_band_rows(*_phase_plane_geometry(spec),
-                                            budget // spec.compute_dtype.itemsize)
+    budget = min(ctx.workspace_limit // max(ctx.threads, 1), direct_layouts.BAND_BYTES)
+    return direct_layouts.phase_plane_band_rows(*_phase_plane_geometry(spec),
+                                                budget // spec.compute_dtype.itemsize)
 
 
 def scratch_values(spec, loop_order, band_rows=None):
@@ -247,12 +248,12 @@ def scratch_values(spec, loop_order, band_rows=None):
     KD, KH, KW = spec.kernel_size3
     cin_g = spec.in_channels_per_group
     if loop_order == "phase_planes":
-        return direct_cpu.phase_planes_scratch(*_phase_plane_geometry(spec), band_rows)
+        return direct_layouts.phase_planes_scratch(*_phase_plane_geometry(spec), band_rows)
     if loop_order == "planes":
         return cin_g * math.prod(spec.padded_size3)
     if loop_order == "thin_channels_last":
         return OW * spec.in_channels
-    return direct_cpu.PATCH_PIXELS * KD * KH * KW * cin_g
+    return direct_layouts.PATCH_PIXELS * KD * KH * KW * cin_g
 
 
 def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
@@ -276,39 +277,39 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
         return out
     ctx = current_context() if ctx is None else ctx
     threads = ctx.threads
-    # the direct kernels add the bias unconditionally: zeros for none
-    bias = epilogue.bias if epilogue.has_bias else np.zeros(spec.out_channels, dtype=out.dtype)
+    bias = epilogue.bias            # zero-length: none (Note [no bias] in kernels/__init__.py)
     stride, dilation = spec.stride3, spec.dilation3
 
     if loop_order == "phase_planes":
-        direct_cpu.conv_phase_planes(x, weight, bias, out, spec.groups, spec.padding3[1][0],
-                                     spec.padding3[2][0], stride, dilation, threads,
-                                     band_rows=plane_band_rows(spec, ctx))
+        direct_phase_planes.conv_phase_planes(x, weight, bias, out, spec.groups,
+                                              spec.padding3[1][0], spec.padding3[2][0], stride,
+                                              dilation, threads,
+                                              band_rows=plane_band_rows(spec, ctx))
         return out
     map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":
-        direct_cpu.conv_planes(x, map_d, map_h, map_w, weight, bias, out, spec.groups, stride,
-                               dilation, threads)
+        direct_planes.conv_planes(x, map_d, map_h, map_w, weight, bias, out, spec.groups, stride,
+                                  dilation, threads)
         return out
     if loop_order == "thin_channels_last" and spec.in_channels_per_group != 1:
         raise ValueError("loop_order='thin_channels_last' serves one input channel per group")
 
     n, c = x.shape[:2]
     packed = np.empty((n,) + spec.padded_size3 + (c,), dtype=x.dtype)
-    direct_cpu.pack_channels_last(x, map_d, map_h, map_w, packed)
+    direct_pack.pack_channels_last(x, map_d, map_h, map_w, packed)
     if loop_order == "thin_channels_last":
         # (C * m, 1, KD, KH, KW) -> (m, KD, KH, KW, C): output channel c*m + j
         m = spec.out_channels_per_group
         wt = np.ascontiguousarray(weight.reshape((c, m) + weight.shape[2:])
                                   .transpose(1, 2, 3, 4, 0))
-        direct_cpu.conv_thin_channels_last(packed, wt, bias, out, m, spec.kernel_size3,
-                                           stride, dilation, threads)
+        direct_channels_last.conv_thin_channels_last(packed, wt, bias, out, m, spec.kernel_size3,
+                                                     stride, dilation, threads)
         return out
     # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD * KH * KW * C_in_g), the order
     # of the patch rows built by the kernel
     weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
-    direct_cpu.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3, spec.groups,
-                                  stride, dilation, threads)
+    direct_channels_last.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3,
+                                            spec.groups, stride, dilation, threads)
     return out
 
 

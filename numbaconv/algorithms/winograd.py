@@ -8,24 +8,14 @@ They serve stride 1 and a kernel of 3 along every spatial axis (3 in 1-D,
 mode; other problems raise ``UnsupportedAlgorithmError`` with the reason.
 
 Per call (kernels in :mod:`numbaconv.kernels.winograd_cpu`): the weight's
-transform ``U = G g G^T`` (cached per weight content, Note [weight cache]);
+transform ``U = G g G^T`` (cached per weight content: Note [weight cache] in
+kernels/winograd_weights.py);
 then, for chunks of tiles that fit the workspace limit, the input transform
 ``V = BT d BT^T`` of every tile (padding resolved through the padding maps,
 partial edge tiles padded with zeros), one BLAS GEMM per transform position
 and group ``M = U @ V``, and the output transform ``AT M AT^T`` plus bias,
 cropped to the output.  The transform matrices are derived in
-:mod:`numbaconv.algorithms.winograd_matrices`.
-
-Note [weight cache]
-~~~~~~~~~~~~~~~~~~~
-The same layer runs many times with the same weight, so transformed weights
-are kept in a small LRU cache keyed by the tile size, dtype, shape and a
-fingerprint of the weight's bytes (Note [weight fingerprint] of
-:mod:`numbaconv.kernels.fingerprint`): a weight changed in place gets a new
-fingerprint and is transformed again, never served stale.  The fingerprint
-takes 0.14 ms for a 2.4 MB weight, a small share of a convolution where
-the cryptographic digest it replaced was a quarter (docs/results-winograd.md,
-"Weight cache").
+:mod:`numbaconv.kernels.winograd_matrices`.
 
 Note [dilation phases]
 ~~~~~~~~~~~~~~~~~~~~~~
@@ -46,72 +36,19 @@ shape: see docs/results-classes.md).
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 
 import numpy as np
 
 from ..context import current_context
-from ..kernels import blas, direct_cpu, winograd_cpu
-from ..kernels.fingerprint import fingerprint
-from ..padding import padding_maps
+from ..kernels import blas, direct_pack, winograd_cpu
+from ..kernels.winograd_weights import axis_matrices, extended_maps, transformed_weight
 from .direct import direct_forward
 from .. import costs
 from .registry import ConvAlgorithm, costed_plan, register
-from .winograd_matrices import winograd_matrices
 
 #: Target size of one thread's transformed tiles (input and product):
 #: measured on resnet3x3 (docs/results-winograd.md)
 CHUNK_BYTES = 2**20
-#: transformed weights kept (Note [weight cache])
-WEIGHT_CACHE_SIZE = 32
-_weight_cache = OrderedDict()
-_weight_cache_lock = threading.Lock()
-
-
-def _axis_matrices(m, used, dtype):
-    """(AT, G, BT) for one canonical axis: F(m, 3) if used, else 1x1 identity."""
-    if not used:
-        one = np.ones((1, 1), dtype)
-        return one, one, one
-    AT, G, BT = winograd_matrices(m)
-    return AT.astype(dtype), G, BT.astype(dtype)
-
-
-def transformed_weight(weight, m, ndim, groups):
-    """``U`` of shape ``(Q, groups, C_in/groups, C_out/groups)`` (cached)."""
-    digest = fingerprint(weight)
-    key = (m, groups, weight.dtype.str, weight.shape, digest)
-    with _weight_cache_lock:
-        if key in _weight_cache:
-            _weight_cache.move_to_end(key)
-            return _weight_cache[key]
-    used = [a >= 3 - ndim for a in range(3)]
-    Gs = [_axis_matrices(m, u, np.float64)[1] for u in used]
-    U = np.einsum("ai,bj,ck,oxijk->abcox", Gs[0], Gs[1], Gs[2], weight.astype(np.float64),
-                  optimize=True)
-    cout, cin_g = weight.shape[:2]
-    U = U.reshape(-1, groups, cout // groups, cin_g).transpose(0, 1, 3, 2)
-    U = np.ascontiguousarray(U, weight.dtype)
-    with _weight_cache_lock:
-        _weight_cache[key] = U
-        while len(_weight_cache) > WEIGHT_CACHE_SIZE:
-            _weight_cache.popitem(last=False)
-    return U
-
-
-def _extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
-    """Padding maps of one dilation phase (every ``d``-th entry from ``phase``;
-    Note [dilation phases]) extended with zeros (-1) to whole tiles on every
-    axis."""
-    maps = []
-    for axis, base in enumerate(padding_maps(spec)):
-        base = base[phase[axis]::spec.dilation3[axis]]
-        need = grid[axis] * (m if used[axis] else 1) + (2 if used[axis] else 0)
-        maps.append(np.concatenate([base[:need], np.full(max(0, need - len(base)), -1,
-                                                         np.int64)]))
-    return maps
-
 
 #: Work units of one transform step (one multiply-add of a channel vector
 #: element in a 1-D transform pass), in GEMM multiply-adds, by the number of
@@ -156,8 +93,8 @@ def winograd_work(spec, m, chunk):
     transforms = (TRANSFORM_WEIGHT[spec.ndim] * tiles * Q
                   * (spec.in_channels + spec.out_channels) * alpha * spec.ndim)
     gemm = costs.gemm_work(tiles * Q * spec.groups * spec.in_channels_per_group
-                 * spec.out_channels_per_group, spec.in_channels_per_group,
-                 spec.out_channels_per_group, min(chunk, tiles))
+                           * spec.out_channels_per_group, spec.in_channels_per_group,
+                           spec.out_channels_per_group, min(chunk, tiles))
     # per chunk of tiles, one GEMM per position and group, each streaming
     # its C_in/g x C_out/g transformed weight: with few tiles per chunk
     # (many channels) that traffic, not the arithmetic, is the cost, and
@@ -199,7 +136,7 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     threads = ctx.threads
     ndim = spec.ndim
     used = [a >= 3 - ndim for a in range(3)]
-    mats = [_axis_matrices(m, u, dtype) for u in used]
+    mats = [axis_matrices(m, u, dtype) for u in used]
     AT = [t[0] for t in mats]
     BT = [t[2] for t in mats]
     U = transformed_weight(weight, m, ndim, spec.groups)
@@ -218,11 +155,11 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     # tiles, channels last; one block of images per dilation phase
     xp = None
     for i, phase in enumerate(phases):
-        maps = _extended_maps(spec, grid, m, used, phase)
+        maps = extended_maps(spec, grid, m, used, phase)
         if xp is None:
             xp = np.empty((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
                           dtype=dtype)
-        direct_cpu.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
+        direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,

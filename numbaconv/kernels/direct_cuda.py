@@ -172,7 +172,7 @@ def tiled_threads():
 
 def conv_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream, tiled=True):
     """Direct forward convolution into ``out`` (module docstring); ``bias``
-    may be None.  ``tiled`` picks Note [GPU direct tiles] (the caller checks
+    ``(C_out,)``, or None or empty for none (Note [no bias] in kernels/__init__.py).  ``tiled`` picks Note [GPU direct tiles] (the caller checks
     :func:`tiled_fits`), else one thread per output."""
     if out.size == 0:
         return

@@ -54,6 +54,6 @@ def fft_forward(spec, x, weight, bias, out, maps, stream):
         sd, sh, sw = spec.stride3
         OD, OH, OW = spec.output_size3
         result = y[:, :, :(OD - 1) * sd + 1:sd, :(OH - 1) * sh + 1:sh, :(OW - 1) * sw + 1:sw]
-        if bias is not None:
+        if bias is not None and bias.shape[0]:   # None or empty: no bias (Note [no bias])
             result = result + cp.asarray(bias).reshape(1, -1, 1, 1, 1)
         cp.asarray(out)[...] = result.astype(out.dtype)

@@ -3,7 +3,7 @@
 Note [weight fingerprint]
 ~~~~~~~~~~~~~~~~~~~~~~~~~
 Caches of transformed weights (Note [weight cache] of
-:mod:`numbaconv.algorithms.winograd`) must notice a weight changed in place,
+:mod:`numbaconv.kernels.winograd_weights`) must notice a weight changed in place,
 so they key on the weight's content, checked on every call.  BLAKE2b did
 that at about 1 GB/s: 2.5 ms for late3x3's 2.4 MB weight, a quarter of the
 convolution, and 10 ms for a 512-channel 3x3 layer.  This fingerprint is two
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .jit import cpu_kernel
+from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 
@@ -43,7 +43,7 @@ def _sums_chunk(words, sums, first_job, stop_job):
         sums[job, 1] = second
 
 
-@numba.njit(inline="always")
+@inline_helper(fastmath=False)
 def _mix(x):
     """splitmix64's finaliser: every input bit affects every output bit."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -39,11 +39,10 @@ threads kept spinning.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .blas import gemm, gemm_nt
-from .jit import FASTMATH, cpu_kernel
+from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 #: Output channels per group up to which the tile product is computed by
@@ -237,13 +236,13 @@ _IM2COL_TASKS = {(small, fills): _im2col_task(small, fills)
                  for small in (True, False) for fills in FILLS}
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
     """flat[first + m*stride + p] = bias[first_channel + m] for m < rows, p < pixels
     (zeros when ``bias`` is empty).
 
     Flat array and unsigned indices: Note [reference counts] of
-    :mod:`numbaconv.kernels.direct_cpu` (a strided 2-D view here was not
+    :mod:`numbaconv.kernels.direct_channels_last` (a strided 2-D view here was not
     vectorised).
     """
     zero = flat.dtype.type(0)
@@ -265,7 +264,7 @@ def _fill_columns(x, map_d, map_h, map_w, n, first_channel, first_row, rows, KD,
     padding mode maps the interior to itself) it is read directly, a plain
     copy when ``sw == 1``, and only the few edge pixels go through
     ``map_w``.  Flat views, unsigned indices: Note [reference counts] of
-    :mod:`numbaconv.kernels.direct_cpu`.
+    :mod:`numbaconv.kernels.direct_channels_last`.
     """
     C, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     src = x.ravel()
@@ -393,7 +392,7 @@ def _fill_columns_same_width(x, map_h, map_w, n, first_channel, first_row, rows,
         ci, _, kh, kw = _next_tap(ci, 0, kh, kw, 1, KH, KW)
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _next_tap(ci, kd, kh, kw, KD, KH, KW):
     """The weight column after ``(ci, kd, kh, kw)`` in C order."""
     kw += 1

@@ -79,6 +79,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from ..cuda.device import device_function, unravel
 
 #: Most blocks a launch gets; each strides over the flattened tile indices.
 MAX_BLOCKS = 65535
@@ -93,12 +94,6 @@ SPLIT_MIN_STEPS = 8
 MAX_SPLITS = 64
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-# The simulator's cuda.jit takes no forceinline.  On hardware the helpers
-# must be inlined: the register block (a local array) lives in registers
-# only if every index into it is a constant after inlining and unrolling.
-_SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
-_DEVICE_OPTIONS = {} if _SIMULATED else {"forceinline": True}
 
 
 # ---------------------------------------------------------------------------
@@ -116,7 +111,7 @@ def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, str
     maps : tuple of three int64 device arrays
         ``padding_maps(spec)`` of the D, H and W axes.
     w : (C_out, C_in/groups, KD, KH, KW) device array
-    bias : (C_out,) device array or None
+    bias : (C_out,) device array, or None or empty for none (Note [no bias])
     out : (N, C_out, OD, OH, OW) device array
         Written in full.
     groups : int
@@ -289,7 +284,7 @@ def _helpers():
     COL_THREADS = TILE_N // THREAD_N      # and along n
     THREADS = ROW_THREADS * COL_THREADS
     assert ROW_THREADS * THREAD_M == TILE_M and COL_THREADS * THREAD_N == TILE_N
-    device = cuda.jit(device=True, **_DEVICE_OPTIONS)
+    device = device_function
 
     @device
     def clear(acc):
@@ -366,16 +361,8 @@ def _helpers():
         """(ci, id, ih, iw) that column-matrix entry (k, p) reads; id is -1
         when the entry is a zero (module docstring)."""
         KD, KH, KW, OH, OW, sd, sh, sw, dd, dh, dw = geometry
-        kw = k % KW
-        t = k // KW
-        kh = t % KH
-        t = t // KH
-        kd = t % KD
-        ci = t // KD
-        ow = p % OW
-        t = p // OW
-        oh = t % OH
-        od = t // OH
+        ci, kd, kh, kw = unravel(k, KD, KH, KW)
+        od, _, oh, ow = unravel(p, 1, OH, OW)
         id_ = map_d[od * sd + kd * dd]
         ih = map_h[oh * sh + kh * dh]
         iw = map_w[ow * sw + kw * dw]
@@ -487,12 +474,7 @@ def _forward_kernel(dtype):
         ty = tid // COL_THREADS
         tx = tid % COL_THREADS
         for block in range(cuda.blockIdx.x, N * groups * m_tiles * n_tiles, cuda.gridDim.x):
-            nt = block % n_tiles
-            rest = block // n_tiles
-            mt = rest % m_tiles
-            rest = rest // m_tiles
-            g = rest % groups
-            n = rest // groups
+            n, g, mt, nt = unravel(block, groups, m_tiles, n_tiles)
             m0 = mt * TILE_M
             p0 = nt * TILE_N
             clear(acc)
@@ -543,12 +525,7 @@ def _grad_weight_kernel(dtype):
         tx = tid % COL_THREADS
         for block in range(cuda.blockIdx.x, splits * groups * m_tiles * n_tiles,
                            cuda.gridDim.x):
-            nt = block % n_tiles
-            rest = block // n_tiles
-            mt = rest % m_tiles
-            rest = rest // m_tiles
-            gr = rest % groups
-            s = rest // groups
+            s, gr, mt, nt = unravel(block, groups, m_tiles, n_tiles)
             m0 = mt * TILE_M
             k0 = nt * TILE_N
             r_start = s * steps * TILE_K
@@ -607,10 +584,7 @@ def _batched_gemm_kernel(dtype):
         ty = tid // COL_THREADS
         tx = tid % COL_THREADS
         for block in range(cuda.blockIdx.x, count * m_tiles * n_tiles, cuda.gridDim.x):
-            nt = block % n_tiles
-            rest = block // n_tiles
-            mt = rest % m_tiles
-            i = rest // m_tiles
+            i, _, mt, nt = unravel(block, 1, m_tiles, n_tiles)
             m0 = mt * TILE_M
             n0 = nt * TILE_N
             clear(acc)

@@ -24,6 +24,11 @@ Why these options:
   stale cache (``find numbaconv -name '*.nb[ic]' -delete``); a stale
   ``gemm`` once passed wrong leading dimensions here.  Installs are not
   affected (every file is rewritten).
+* ``inline="always"`` (:func:`inline_helper`) -- a small helper that hot
+  loops call is inlined into its caller at numba's IR level, so it costs no
+  call and touches no reference counts (Note [reference counts] in
+  kernels/direct_channels_last.py); it is then compiled with its caller's
+  options, so the helper's own matter only if Python calls it directly.
 * ``no_cfunc_wrapper=True`` -- numba adds a C-callable wrapper to every
   function, for passing it as a first-class function value; kernels are
   called directly (or, the tasks, by address: Note [parallel shell]), so it
@@ -52,7 +57,8 @@ def cpu_kernel(function=None, *, parallel=True, reassociate=True, python_callabl
     ``reassociate=False`` compiles it with :data:`ORDERED_FASTMATH`, for a
     kernel whose loops are not reductions and whose sums must keep the order
     they are written in: with ``reassoc`` LLVM may sum two expressions of
-    the same shape in different orders (Note [row pairs] in direct_cpu).
+    the same shape in different orders (Note [row pairs] in
+    kernels/direct_row_phases.py).
     ``python_callable=False`` leaves out the wrappers that let Python call
     it (module notes)."""
 
@@ -70,5 +76,21 @@ def cpu_kernel(function=None, *, parallel=True, reassociate=True, python_callabl
                 "writable directory to keep compiled kernels between runs.",
                 RuntimeWarning, stacklevel=2)
             return numba.njit(cache=False, **options)(fn)
+
+    return decorate(function) if function is not None else decorate
+
+
+def inline_helper(function=None, *, fastmath=True):
+    """Decorate ``function`` as a helper that numba inlines into every
+    kernel that calls it (``inline="always"``; module notes), with the
+    kernels' options: :data:`FASTMATH` (none with ``fastmath=False``), no
+    bounds checks, ``error_model="numpy"``.  Not cached: it is compiled only
+    as part of its callers (or on its own when Python calls it)."""
+
+    def decorate(fn):
+        options = dict(inline="always", boundscheck=False, error_model="numpy")
+        if fastmath:
+            options["fastmath"] = set(FASTMATH)
+        return numba.njit(**options)(fn)
 
     return decorate(function) if function is not None else decorate

@@ -37,7 +37,7 @@ the parfor code calls, with ``get_num_threads()`` threads).  The pool calls
 the runner once per thread with its range: the runner reads its first chunk
 from its one "array" argument, whose base is NULL and step 1, so the pool's
 pointer arithmetic hands it the chunk number.  A shell now compiles in
-0.1-0.3 s (Note [tasks per kernel] in kernels/direct_cpu.py has the first
+0.1-0.3 s (Note [tasks per kernel] in kernels/direct_layouts.py has the first
 call's figures), the thread pool, the chunks and the job ranges are the
 same, and so are the results.  Its code calls the pool's symbols, which
 numba registers when it starts the pool: :func:`run_in_chunks` starts it
@@ -114,7 +114,7 @@ def _borrowed(context, builder, tuple_type, value):
     ~~~~~~~~~~~~~~~~~~~~~~
     Every view a task takes (``x.ravel()``, an array passed to an inlined
     helper) increments and decrements its array's reference count, an atomic
-    on the count's cache line (Note [reference counts] in direct_cpu).  The
+    on the count's cache line (Note [reference counts] in direct_channels_last).  The
     parfor shell handed its threads each array as a data pointer, shape and
     strides, with no owner, so those counts were no-ops; with the owners
     passed along, the threads' counts on the shared input and output bounced

@@ -8,7 +8,7 @@ iteration) and leaves the rest to a scalar loop, so a row of 28 floats, the
 common width of late network stages, is copied one float at a time.
 :func:`copy_run` emits ``llvm.memcpy`` instead, which becomes a call to the
 C library's ``memcpy`` (vector moves of any length).  Measured on row
-copies into the row phases of Note [row pairs] (kernels/direct_cpu.py;
+copies into the row phases of Note [row pairs] (kernels/direct_row_phases.py;
 AMD EPYC, one thread, 2026-11-30), us per 28x28 plane: 0.096 with the loop
 against 0.063; 14x14: 0.055 against 0.030; 56x56: 0.21 against 0.23, so
 runs of more than 48 floats keep the loop (``SHORT_RUN``).
@@ -16,7 +16,7 @@ runs of more than 48 floats keep the loop (``SHORT_RUN``).
 Note [de-interleaved runs]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~
 The stride-two form of the phase-planes kernel (Note [stride-two phases] in
-kernels/direct_cpu.py) splits every input row into its even and odd
+kernels/direct_row_phases.py) splits every input row into its even and odd
 columns, each written into a row of its own phase plane.  Written as a
 loop, LLVM vectorises that only over long flat runs (so the kernel split
 bands of 16 rows into a scratch and then copied each row into place), and
@@ -33,10 +33,12 @@ most of it).
 
 from __future__ import annotations
 
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from llvmlite import ir
+
+from .jit import inline_helper
 
 #: Longest run (in elements) that :func:`copy_run` copies with ``memcpy``.
 SHORT_RUN = 48
@@ -139,7 +141,7 @@ def deinterleave_block(typingctx, dst, even_at, odd_at, src, src_at, width):
     return sig, codegen
 
 
-@njit(inline="always", boundscheck=False, error_model="numpy")
+@inline_helper(fastmath=False)
 def deinterleave_run(dst, even_at, odd_at, src, src_at, count):
     """``dst[even_at + i] = src[src_at + 2*i]`` and ``dst[odd_at + i] =
     src[src_at + 2*i + 1]`` for ``i < count``: blocks of 16, 8 or 4 by

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from . import winograd_transforms as transforms
 from .blas import gemm
-from .jit import FASTMATH, cpu_kernel
+from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 
@@ -191,13 +190,13 @@ def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, t
             _along(0, transform, t2, 0, bd, bh, C, dst, p * C, vd, vh, vw, aH, aW, C)
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _tile_position(tile, tD, tH, tW):
     """(image, td, th, tw) of tile number ``tile`` (module notes)."""
     return tile // (tW * tH * tD), (tile // (tW * tH)) % tD, (tile // tW) % tH, tile % tW
 
 
-@numba.njit(inline="always", fastmath=set(FASTMATH), boundscheck=False, error_model="numpy")
+@inline_helper
 def _along(axis, transform, src, s0, sd, sh, sw, dst, d0, dd, dh, dw, n1, n2, C):
     """Apply ``transform`` (a function of Note [constant transforms]) along
     ``axis`` (0: D, 1: H, 2: W) of a tile: ``src`` at ``s0`` with pitches

@@ -9,8 +9,8 @@ kernels serves every rank.  Tiles are numbered ``p = ((n * tD + td) * tH +
 th) * tW + tw`` over the images and the tile grid ``(tD, tH, tW)``; the
 patch of tile ``(td, th, tw)`` starts at padded coordinate ``(td*mD,
 th*mH, tw*mW)`` and is read through the padding maps (already extended
-with -1 to whole tiles, ``_extended_maps`` of
-:mod:`numbaconv.algorithms.winograd`), so padding modes and partial edge
+with -1 to whole tiles, ``extended_maps`` of
+:mod:`numbaconv.kernels.winograd_weights`), so padding modes and partial edge
 tiles need no code here.
 
 Note [GPU Winograd]
@@ -73,6 +73,8 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from ..cuda.device import unravel
+from .winograd_weights import axis_matrices, extended_maps, transformed_weight
 
 #: Largest tile a thread holds: alpha = 6 (F(4, 3)) along three axes.
 MAX_TILE = 6 * 6 * 6
@@ -87,11 +89,10 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def device_matrices(m, ndim, dtype, stream):
     """``((ATd, BTd), (ATh, BTh), (ATw, BTw))`` as device arrays of
     ``dtype``: F(m, 3) on the used axes, 1x1 identities on the others."""
-    from ..algorithms.winograd import _axis_matrices
     used = [a >= 3 - ndim for a in range(3)]
     return tuple(tuple(cuda.to_device(np.ascontiguousarray(t), stream=stream)
                        for t in (AT, BT))
-                 for AT, _, BT in (_axis_matrices(m, u, np.dtype(dtype)) for u in used))
+                 for AT, _, BT in (axis_matrices(m, u, np.dtype(dtype)) for u in used))
 
 
 def tile_grid(output_size3, ndim, m):
@@ -103,18 +104,16 @@ def tile_grid(output_size3, ndim, m):
 def device_maps(spec, m, stream):
     """The padding maps of ``spec``, extended to whole F(m, 3) tiles, as
     int64 device arrays ``(mD, mH, mW)``."""
-    from ..algorithms.winograd import _extended_maps
     used = [a >= 3 - spec.ndim for a in range(3)]
     grid = tile_grid(spec.output_size3, spec.ndim, m)
     return tuple(cuda.to_device(np.ascontiguousarray(mp, np.int64), stream=stream)
-                 for mp in _extended_maps(spec, grid, m, used))
+                 for mp in extended_maps(spec, grid, m, used))
 
 
 def device_weight(weight, m, ndim, groups, stream):
     """``UT`` (Note [GPU Winograd]) of a host weight ``(C_out, C_in/g, kD, kH,
     kW)`` on the device: the CPU's cached transform ``U``, last two axes
     swapped; pass it to :func:`winograd_conv` with ``weight_transposed=True``."""
-    from ..algorithms.winograd import transformed_weight
     U = transformed_weight(weight, m, ndim, groups)
     return cuda.to_device(np.ascontiguousarray(U.transpose(0, 1, 3, 2)), stream=stream)
 
@@ -139,7 +138,7 @@ def winograd_conv(x, maps, U, mats, bias, out, m, groups, gemm, stream, *,
     mats : ((ATd, BTd), (ATh, BTh), (ATw, BTw)) device arrays
         Per axis F(m, 3)'s ``AT`` ``(m, m+2)`` and ``BT`` ``(m+2, m+2)``, or
         1x1 identities on an unused axis (:func:`device_matrices`).
-    bias : (C_out,) device array or None
+    bias : (C_out,) device array, or None or empty for none (Note [no bias])
     out : (N, C_out, OD, OH, OW) device array, written in full
     m : int
         The output tile size of the used axes (2 or 4).
@@ -211,7 +210,7 @@ def input_transform(x, mD, mH, mW, BTd, BTh, BTw, tiles, V, stream):
 
 def output_transform(M, ATd, ATh, ATw, bias, tiles, out, stream):
     """The output tile of ``p`` and channel ``co`` = (ATd x ATh x ATw)
-    ``M[:, co, p]`` + ``bias[co]`` (None: no bias), cropped at the output's
+    ``M[:, co, p]`` + ``bias[co]`` (None or empty: no bias), cropped at the output's
     edges; ``M`` ``(Q, C_out, P)``.  One thread per (tile, channel)."""
     count = M.shape[1] * M.shape[2]
     if count == 0:
@@ -270,12 +269,7 @@ def _input_kernel(dtype):
         for i in range(start, C * P, step):
             c = i // P
             p = i - c * P
-            tw = p % tW
-            r = p // tW
-            th = r % tH
-            r = r // tH
-            td = r % tD
-            n = r // tD
+            n, td, th, tw = unravel(p, tD, tH, tW)
             # the patch, through the maps (-1: a zero of the padding or of
             # the tile extension): d[a, b, k]
             for a in range(aD):
@@ -334,12 +328,7 @@ def _output_kernel(dtype):
         for i in range(start, Co * P, step):
             co = i // P
             p = i - co * P
-            tw = p % tW
-            r = p // tW
-            th = r % tH
-            r = r // tH
-            td = r % tD
-            n = r // tD
+            n, td, th, tw = unravel(p, tD, tH, tW)
             # along W, straight from M[q, co, p]: t1[a, b, k] for k < mW
             for ab in range(aD * aH):
                 for k in range(mW):
