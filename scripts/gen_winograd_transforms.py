@@ -111,7 +111,8 @@ def function_source(name, T, what):
         "@cpu_kernel(parallel=False)",
         f"def {name}(src, first, stride, dst, at, dstride, C):",
         f'    """{what} ({rows} x {alpha}) along one axis, for C channels."""',
-        "    k = dst.dtype.type",
+        # the dtype's constructor, for the constant coefficients (if any)
+        *(["    k = dst.dtype.type"] if consts else []),
         *consts,
         "    for c in range(C):",
         *loads,

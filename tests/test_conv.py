@@ -202,7 +202,7 @@ class TestPhasePlaneForms:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: "x".join(map(str, p)))
     def test_against_single_rows_and_the_reference(self, rng, problem, dtype):
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         n, c, groups, h, w_, kh, kw, pad_h, pad_w = problem
         assert why_not_phase_planes(spec_of((n, c, h, w_), (c, c // groups, kh, kw),
                                             padding=(pad_h, pad_w), groups=groups)) is None
@@ -212,7 +212,7 @@ class TestPhasePlaneForms:
         for form in ("single_rows", "row_pairs"):
             for chunks in (1, 3):
                 out = np.full((n, c, 1, oh, ow), np.nan, dtype)
-                direct_phase_planes.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups,
+                dpp.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups,
                                              pad_h, pad_w, (1, 1, 1), (1, 1, 1), chunks,
                                              form=form)
                 results[form, chunks] = out[:, :, 0]
@@ -255,7 +255,7 @@ class TestPhasePlaneForms:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("problem", STRIDE_TWO, ids=lambda p: "x".join(map(str, p)))
     def test_stride_two_against_the_reference(self, rng, problem, dtype):
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         n, c, groups, h, w_, kh, kw, pad_h, pad_w = problem
         weight_shape = (c, c // groups, kh, kw)
         assert why_not_phase_planes(spec_of((n, c, h, w_), weight_shape, stride=2,
@@ -265,7 +265,7 @@ class TestPhasePlaneForms:
         results = []
         for chunks in (1, 3):
             out = np.full((n, c, 1, oh, ow), np.nan, dtype)
-            direct_phase_planes.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups, pad_h,
+            dpp.conv_phase_planes(x[:, :, None], w[:, :, None], b, out, groups, pad_h,
                                          pad_w, (1, 2, 2), (1, 1, 1), chunks, form="stride_two")
             results.append(out[:, :, 0])
         assert np.array_equal(results[0], results[1])
@@ -281,18 +281,18 @@ class TestPhasePlaneForms:
         computes every output row in the other half of its pair: same bits.
         (With ``reassoc`` LLVM summed the 3x3 pass's even and odd rows in
         different orders.)"""
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         kh, kw = kernel
         groups, c = 4, 4 * cin_g
         x, w, b = make_inputs(rng, (1, c, 1, 20, 21), (c, cin_g, 1, kh, kw), np.float32)
         pad_h, pad_w = kh // 2, kw // 2
         oh, ow = 20 + 2 * pad_h - kh + 1, 21 + 2 * pad_w - kw + 1
         whole = np.empty((1, c, 1, oh, ow), np.float32)
-        direct_phase_planes.conv_phase_planes(x, w, b, whole, groups, pad_h, pad_w, (1, 1, 1),
+        dpp.conv_phase_planes(x, w, b, whole, groups, pad_h, pad_w, (1, 1, 1),
                                      (1, 1, 1), 2, form="row_pairs")
         lower = np.ascontiguousarray(np.pad(x, [(0, 0)] * 3 + [(pad_h, pad_h), (0, 0)])[..., 1:, :])
         shifted = np.empty((1, c, 1, oh - 1, ow), np.float32)
-        direct_phase_planes.conv_phase_planes(lower, w, b, shifted, groups, 0, pad_w, (1, 1, 1),
+        dpp.conv_phase_planes(lower, w, b, shifted, groups, 0, pad_w, (1, 1, 1),
                                      (1, 1, 1), 2, form="row_pairs")
         assert np.array_equal(whole[..., 1:, :], shifted)
 
@@ -303,7 +303,7 @@ class TestPhasePlaneForms:
         a 5x6 kernel whose first column is zero, with one more column of
         padding, takes the pass per column over the same taps, and adding
         its zero column first changes no bit: equal outputs."""
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         groups, c = 2, 2 * cin_g
         x, w, b = make_inputs(rng, (2, c, 1, 18, 22), (c, cin_g, 1, 5, 5), np.float32)
         wide = np.concatenate([np.zeros_like(w[..., :1]), w], axis=-1)
@@ -311,8 +311,8 @@ class TestPhasePlaneForms:
         fused = np.empty((2, c, 1, oh, ow), np.float32)
         per_column = np.empty_like(fused)
         s3 = (1, stride, stride)
-        direct_phase_planes.conv_phase_planes(x, w, b, fused, groups, 2, 2, s3, (1, 1, 1), 2, form=form)
-        direct_phase_planes.conv_phase_planes(x, wide, b, per_column, groups, 2, 3, s3, (1, 1, 1), 2,
+        dpp.conv_phase_planes(x, w, b, fused, groups, 2, 2, s3, (1, 1, 1), 2, form=form)
+        dpp.conv_phase_planes(x, wide, b, per_column, groups, 2, 3, s3, (1, 1, 1), 2,
                                      form=form)
         assert np.array_equal(fused, per_column)
 
@@ -355,40 +355,40 @@ class TestPhasePlaneForms:
     def test_bands_give_the_bits_of_whole_planes(self, rng, problem, dtype):
         """Note [plane bands]: a plane computed in bands of 2, 4 or 6 output
         rows (rows outside the input zeroed per band), on 1 and 3 chunks."""
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         n, c, groups, h, w_, kh, kw, pad_h, pad_w, stride, dilation = problem
         x, w, b = make_inputs(rng, (n, c, 1, h, w_), (c, c // groups, 1, kh, kw), dtype)
         oh = (h + 2 * pad_h - dilation * (kh - 1) - 1) // stride + 1
         ow = (w_ + 2 * pad_w - dilation * (kw - 1) - 1) // stride + 1
         args = (groups, pad_h, pad_w, (1, stride, stride), (1, dilation, dilation))
         whole = np.full((n, c, 1, oh, ow), np.nan, dtype)
-        direct_phase_planes.conv_phase_planes(x, w, b, whole, *args, 2)
+        dpp.conv_phase_planes(x, w, b, whole, *args, 2)
         assert_matches_reference(whole[:, :, 0], x[:, :, 0], w[:, :, 0], b,
                                  stride=stride, padding=(pad_h, pad_w), dilation=dilation,
                                  groups=groups, algorithm="direct")
         for band_rows in (2, 4, 6):
             for chunks in (1, 3):
                 banded = np.full_like(whole, np.nan)
-                direct_phase_planes.conv_phase_planes(x, w, b, banded, *args, chunks,
+                dpp.conv_phase_planes(x, w, b, banded, *args, chunks,
                                              band_rows=band_rows)
                 assert np.array_equal(banded, whole), (band_rows, chunks)
 
     @pytest.mark.parametrize("band_rows", [1, 3, 0, -2])
     def test_bands_must_be_an_even_number_of_rows(self, rng, band_rows):
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         x, w, b = make_inputs(rng, (1, 2, 1, 12, 12), (2, 1, 1, 3, 3), np.float32)
         out = np.empty((1, 2, 1, 12, 12), np.float32)
         with pytest.raises(ValueError, match="band_rows must be an even number"):
-            direct_phase_planes.conv_phase_planes(x, w, b, out, 2, 1, 1, (1, 1, 1), (1, 1, 1), 1,
+            dpp.conv_phase_planes(x, w, b, out, 2, 1, 1, (1, 1, 1), (1, 1, 1), 1,
                                          band_rows=band_rows)
 
     def test_forcing_a_form_that_does_not_serve_is_refused(self, rng):
-        from numbaconv.kernels import direct_phase_planes
+        from numbaconv.kernels import direct_phase_planes as dpp
         x, w, b = make_inputs(rng, (1, 2, 1, 8, 8), (2, 1, 1, 7, 7), np.float32)
         out = np.empty((1, 2, 1, 4, 4), np.float32)
         for form in ("row_pairs", "stride_two", "columns"):
             with pytest.raises(ValueError, match=f"form={form!r} does not serve kernel"):
-                direct_phase_planes.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 2, 2), 1,
+                dpp.conv_phase_planes(x, w, b, out, 2, 3, 3, (1, 2, 2), (1, 2, 2), 1,
                                              form=form)
 
 

@@ -96,7 +96,7 @@ def _tiled_kernel(dtype_name):
     def conv_tiled(x, mD, mH, mW, w, bias, out, groups, sd, sh, sw, dd, dh, dw, zero):
         """Note [GPU direct tiles]; block = PIXEL_THREADS * (CO / RC) threads."""
         N, Co, OD, OH, OW = out.shape
-        C, cin_g = x.shape[1], w.shape[1]
+        cin_g = w.shape[1]
         KD, KH, KW = w.shape[2], w.shape[3], w.shape[4]
         cout_g = Co // groups
         tiles_h = (OH + TH - 1) // TH
@@ -172,8 +172,9 @@ def tiled_threads():
 
 def conv_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream, tiled=True):
     """Direct forward convolution into ``out`` (module docstring); ``bias``
-    ``(C_out,)``, or None or empty for none (Note [no bias] in kernels/__init__.py).  ``tiled`` picks Note [GPU direct tiles] (the caller checks
-    :func:`tiled_fits`), else one thread per output."""
+    ``(C_out,)``, or None or empty for none (Note [no bias] in
+    kernels/__init__.py).  ``tiled`` picks Note [GPU direct tiles] (the
+    caller checks :func:`tiled_fits`), else one thread per output."""
     if out.size == 0:
         return
     zero = out.dtype.type(0)

@@ -22,8 +22,9 @@ def pack_channels_last(x, map_d, map_h, map_w, xp, chunks=None):
     the reads stride over the C input planes of one row (all in L1).  The
     other order (contiguous reads, writes strided by C) took 1.4x as long on
     resnet3x3's input.  Flat views and unsigned indices: Note [reference
-    counts] in kernels/direct_channels_last.py.  A job is one packed row, split over ``chunks`` runs (default:
-    numba's thread count) by :func:`~numbaconv.kernels.parallel.run_in_chunks`.
+    counts] in kernels/direct_channels_last.py.  A job is one packed row,
+    split over ``chunks`` runs (default: numba's thread count) by
+    :func:`~numbaconv.kernels.parallel.run_in_chunks`.
     """
     N, Dp, Hp = x.shape[0], map_d.shape[0], map_h.shape[0]
     run_in_chunks(_pack_chunk, (x, map_d, map_h, map_w, xp), N * Dp * Hp,

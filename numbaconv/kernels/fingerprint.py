@@ -67,4 +67,5 @@ def fingerprint(array):
     tail = data.shape[0] % 4
     words = data[:data.shape[0] - tail].view(np.uint32)
     first, second = _sums(words)
-    return f"{int(first):016x}{int(second):016x}-{data.shape[0]}-{bytes(data[len(data) - tail:]).hex()}"
+    rest = bytes(data[len(data) - tail:]).hex()
+    return f"{int(first):016x}{int(second):016x}-{data.shape[0]}-{rest}"

@@ -199,9 +199,9 @@ def _chunks_shell(address, args, jobs, chunks):
 
 
 #: (task, argument-type key) -> address of the task compiled for those types
-_task_addresses = {}
+_task_addresses: dict = {}
 #: whether numba's thread pool (and so the symbols the shell calls) is up
-_pool = []
+_pool: list = []
 
 
 def task_address(task, args):

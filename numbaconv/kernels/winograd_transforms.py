@@ -88,7 +88,6 @@ def output_f4(src, first, stride, dst, at, dstride, C):
 @cpu_kernel(parallel=False)
 def input_f2(src, first, stride, dst, at, dstride, C):
     """F(2, 3)'s input transform BT (4 x 4) along one axis, for C channels."""
-    k = dst.dtype.type
     for c in range(C):
         x0 = src[np.uint64(first + c)]
         x1 = src[np.uint64(first + stride + c)]
@@ -103,7 +102,6 @@ def input_f2(src, first, stride, dst, at, dstride, C):
 @cpu_kernel(parallel=False)
 def output_f2(src, first, stride, dst, at, dstride, C):
     """F(2, 3)'s output transform AT (2 x 4) along one axis, for C channels."""
-    k = dst.dtype.type
     for c in range(C):
         x0 = src[np.uint64(first + c)]
         x1 = src[np.uint64(first + stride + c)]

@@ -27,7 +27,7 @@ from .winograd_matrices import winograd_matrices
 
 #: transformed weights kept (Note [weight cache])
 WEIGHT_CACHE_SIZE = 32
-_weight_cache = OrderedDict()
+_weight_cache: OrderedDict = OrderedDict()
 _weight_cache_lock = threading.Lock()
 
 
@@ -70,8 +70,8 @@ def transformed_weight(weight, m, ndim, groups):
 
 def extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
     """Padding maps of one dilation phase (every ``d``-th entry from ``phase``;
-    Note [dilation phases] in algorithms/winograd.py) extended with zeros (-1) to whole tiles on every
-    axis."""
+    Note [dilation phases] in algorithms/winograd.py) extended with zeros
+    (-1) to whole tiles on every axis."""
     maps = []
     for axis, base in enumerate(padding_maps(spec)):
         base = base[phase[axis]::spec.dilation3[axis]]
