@@ -13,7 +13,6 @@ a gather kernel per rank for a case the frameworks rarely produce (their
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda
@@ -43,16 +42,6 @@ def as_device(op, name, obj, *, allow_none=False):
                          f"{_strides(obj)} for shape {obj.shape}; make a contiguous copy "
                          f"(.contiguous() in PyTorch, cupy.ascontiguousarray)")
     return obj
-
-
-def described(array):
-    """What the spec builders read of a device array -- a plain-tuple
-    ``shape``, ``dtype`` and ``ndim`` (the simulator's shape tuples refuse
-    negative indices) -- or None."""
-    if array is None:
-        return None
-    return SimpleNamespace(shape=tuple(array.shape), dtype=np.dtype(array.dtype),
-                           ndim=len(array.shape))
 
 
 def _is_numba_device_array(obj):
