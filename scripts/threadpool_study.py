@@ -77,7 +77,7 @@ ks, st, dl = spec.kernel_size3, spec.stride3, spec.dilation3
 @numba.njit
 def fill_rows(x, md, mh, mw, n, KD, KH, KW, sd, sh, sw, dd, dh, dw, pad_w, OH, OW, S, col,
               first, stop):
-    im2col_cpu._fill_columns(x, md, mh, mw, n, 0, first, stop - first, KD, KH, KW,
+    im2col_cpu.fill_columns(x, md, mh, mw, n, 0, first, stop - first, KD, KH, KW,
                              sd, sh, sw, dd, dh, dw, pad_w, OH, OW, 0, S,
                              col[first * S:])
 

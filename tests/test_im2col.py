@@ -196,7 +196,7 @@ def test_pointwise_is_one_gemm_without_columns(monkeypatch, rng, shape, wshape, 
     def no_columns(*args, **kwargs):
         raise AssertionError("the pointwise path built a column matrix")
     monkeypatch.setattr(im2col_cpu, "im2col_conv", no_columns)
-    monkeypatch.setattr(im2col_cpu, "_fill_columns", no_columns)
+    monkeypatch.setattr(im2col_cpu, "fill_columns", no_columns)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal(wshape).astype(np.float32)
     b = rng.standard_normal(wshape[0]).astype(np.float32)

@@ -301,11 +301,11 @@ def fill_every_tile(spec, x, tile):
             for first in range(0, pixels, tile):
                 count = min(tile, pixels - first)
                 if same_width and count % OW == 0:
-                    im2col_cpu._fill_columns_same_width(
+                    im2col_cpu.fill_columns_same_width(
                         x, map_h, map_w, n, g * cin_g, 0, K, KH, KW, dh, dw, pad_h, pad_w,
                         first // OW, count // OW, columns)
                 else:
-                    im2col_cpu._fill_columns(
+                    im2col_cpu.fill_columns(
                         x, map_d, map_h, map_w, n, g * cin_g, 0, K, KD, KH, KW, sd, sh, sw,
                         dd, dh, dw, pad_w, OH, OW, first, count, columns)
 

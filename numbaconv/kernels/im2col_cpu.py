@@ -202,15 +202,15 @@ def _im2col_task(small, fills):
                 _fill_bias(flat_out, first_out, size, r1 - r0, pixels, bias, g * cout_g + r0)
             for k0 in range(0, K, rows):
                 if same_only:
-                    _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
+                    fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
                                              dh, dw, pad_h, pad_w, first_pixel // OW,
                                              pixels // OW, columns)
                 elif both and same_width and whole_rows:
-                    _fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
+                    fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
                                              dh, dw, pad_h, pad_w, first_pixel // OW,
                                              pixels // OW, columns)
                 else:
-                    _fill_columns(x, map_d, map_h, map_w, n, g * cin_g, k0, rows, KD, KH, KW,
+                    fill_columns(x, map_d, map_h, map_w, n, g * cin_g, k0, rows, KD, KH, KW,
                                   sd, sh, sw, dd, dh, dw, pad_w, OH, OW, first_pixel, pixels,
                                   columns)
                 if small:                                 # cout_g <= small_m
@@ -254,7 +254,7 @@ def _fill_bias(flat, first, stride, rows, pixels, bias, first_channel):
 
 
 @cpu_kernel(parallel=False)
-def _fill_columns(x, map_d, map_h, map_w, n, first_channel, first_row, rows, KD, KH, KW,
+def fill_columns(x, map_d, map_h, map_w, n, first_channel, first_row, rows, KD, KH, KW,
                   sd, sh, sw, dd, dh, dw, pad_w, OH, OW, first_pixel, pixels, columns):
     """columns[r * pixels + p] = the padded-input value that weight column
     ``first_row + r`` multiplies for output pixel ``first_pixel + p``.
@@ -324,9 +324,9 @@ def _fill_columns(x, map_d, map_h, map_w, n, first_channel, first_row, rows, KD,
 
 
 @cpu_kernel(parallel=False)
-def _fill_columns_same_width(x, map_h, map_w, n, first_channel, first_row, rows, KH, KW,
+def fill_columns_same_width(x, map_h, map_w, n, first_channel, first_row, rows, KH, KW,
                              dh, dw, pad_h, pad_w, first_out_row, out_rows, columns):
-    """_fill_columns for unit stride, ``D == 1`` and ``OW == W``, whole output rows.
+    """fill_columns for unit stride, ``D == 1`` and ``OW == W``, whole output rows.
 
     Note [same-width columns]
     ~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -540,10 +540,10 @@ def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc
             p0 = (pair % tiles) * tile
             pixels = min(tile, size - p0)
             if same_width and p0 % OW == 0 and pixels % OW == 0:
-                _fill_columns_same_width(x, map_h, map_w, n, gi * cin_g, k0, kb, KH, KW,
+                fill_columns_same_width(x, map_h, map_w, n, gi * cin_g, k0, kb, KH, KW,
                                          dh, dw, pad_h, pad_w, p0 // OW, pixels // OW, columns)
             else:
-                _fill_columns(x, map_d, map_h, map_w, n, gi * cin_g, k0, kb, KD, KH, KW,
+                fill_columns(x, map_d, map_h, map_w, n, gi * cin_g, k0, kb, KD, KH, KW,
                               sd, sh, sw, dd, dh, dw, pad_w, OH, OW, p0, pixels, columns)
             if cout_g <= small_m:
                 for m in range(cout_g):
