@@ -159,15 +159,6 @@ def gemm_work(macs, *dims):
     return macs
 
 
-def work(path, spec):
-    """Units of work of ``path`` on ``spec``, by the work function its
-    algorithm declared."""
-    fn = model(path).work
-    if fn is None:
-        raise ValueError(f"path {path!r} has no work function of the spec alone")
-    return fn(spec)
-
-
 def seconds(path, units, threads, per_thread=True, fill=0.0, fill_path=None):
     """Estimated seconds of ``units`` of ``path``'s work plus ``fill`` units
     of the auxiliary path ``fill_path``."""

@@ -144,6 +144,14 @@ PATHS = (
 ) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
 
 
+def _work(path, spec):
+    """Units of work of one of this algorithm's paths on ``spec``."""
+    return _WORK[path](spec)
+
+
+_WORK = {m.path: m.work for m in PATHS if m.work is not None}
+
+
 LOOP_ORDERS = ("channels_last", "planes", "phase_planes", "thin_channels_last")
 
 
@@ -213,7 +221,7 @@ def _model_cost(loop_order, spec):
     decide (docs/results-direct.md, "Few channels").
     """
     path = f"direct:{loop_order}"
-    return costs.constants()[path] * costs.work(path, spec)
+    return costs.constants()[path] * _work(path, spec)
 
 
 def _phase_plane_geometry(spec):
@@ -336,7 +344,7 @@ class DirectAlgorithm(ConvAlgorithm):
         path = loop_order
         if band_rows is not None and band_rows < spec.output_size3[1]:
             path = f"{loop_order} in bands of {band_rows} rows"
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
+        return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=loop_order, copies=packed)
 
 

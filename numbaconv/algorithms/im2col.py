@@ -241,6 +241,14 @@ PATHS = (
 )
 
 
+def _work(path, spec):
+    """Units of work of one of this algorithm's paths on ``spec``."""
+    return _WORK[path](spec)
+
+
+_WORK = {m.path: m.work for m in PATHS if m.work is not None}
+
+
 def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     """Run the im2col algorithm on canonical 3-D arrays (see the registry).
 
@@ -472,14 +480,14 @@ class Im2colAlgorithm(ConvAlgorithm):
         # every row block fills its tile's columns
         fill = 0.0 if tiles is None else tiles.row_blocks * fill_units(
             spec, tiles.tile, same_width_fill(spec) and tiles.tile % spec.output_size3[2] == 0)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace, path,
+        return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=tiles, fill=fill, fill_model="im2col:fill")
 
     def plan_input_dilated(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
         blocks, tile = plan_col2im(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
         rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
-        return costed_plan(self.name, "im2col:col2im", costs.work("im2col:col2im", spec), ctx,
+        return costed_plan(self.name, "im2col:col2im", _work("im2col:col2im", spec), ctx,
                            ctx.threads * rows * tile * itemsize, "col2im",
                            detail=(blocks, tile))
 
@@ -493,7 +501,7 @@ class Im2colAlgorithm(ConvAlgorithm):
                      + plan.segments * K * spec.out_channels) * itemsize
         fill = fill_units(spec, plan.tile,
                                 same_width_fill(spec) and plan.tile % spec.output_size3[2] == 0)
-        return costed_plan(self.name, model, costs.work(model, spec), ctx, workspace,
+        return costed_plan(self.name, model, _work(model, spec), ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
                            f"{plan.segments} segment(s)", detail=plan, fill=fill,
                            fill_model="im2col:fill")
