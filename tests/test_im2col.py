@@ -156,7 +156,7 @@ def test_few_pixels_split_the_output_channels(shape, threads, row_blocks):
 
 
 @pytest.mark.parametrize("shape, wshape, kw, tile_bytes", [
-    # at most costs.FEW_ROWS output channels per group: tiles kept in the cache
+    # at most im2col.FEW_ROWS output channels per group: tiles kept in the cache
     ((1, 4, 256, 256), (4, 4, 3, 3), dict(padding=1), im2col.FEW_ROWS_TILE_BYTES),
     ((4, 128, 56, 56), (128, 4, 3, 3), dict(padding=1, groups=32), im2col.FEW_ROWS_TILE_BYTES),
     ((1, 16, 256, 256), (16, 16, 3, 3), dict(padding=1), im2col.FEW_ROWS_TILE_BYTES),
