@@ -95,7 +95,6 @@ def resolve_planned(name, spec, ctx):
     return hit
 
 
-
 @dataclass(frozen=True)
 class Tuned:
     """What :func:`tune` measured for one problem."""

@@ -25,9 +25,6 @@ from typing import Any
 
 import numpy as np
 
-_EMPTY = {np.dtype(t): np.empty(0, dtype=t) for t in (np.float32, np.float64)}
-
-
 @dataclass(frozen=True, eq=False)
 class Epilogue:
     """The epilogue of one call (Note [epilogue]).
@@ -46,8 +43,8 @@ class Epilogue:
         """The epilogue of a call with ``bias`` (an array, or None) computing
         in ``dtype``."""
         if bias is None:
-            empty = _EMPTY.get(np.dtype(dtype))
-            return cls(np.empty(0, dtype=dtype) if empty is None else empty)
+            none = _NONE.get(np.dtype(dtype))
+            return cls(np.empty(0, dtype=dtype)) if none is None else none
         return cls(bias)
 
     @property
@@ -68,4 +65,5 @@ class Epilogue:
         return out
 
 
-NONE = {dtype: Epilogue(empty) for dtype, empty in _EMPTY.items()}
+#: The epilogue of no bias per compute dtype, shared by every call without one.
+_NONE = {np.dtype(t): Epilogue(np.empty(0, dtype=t)) for t in (np.float32, np.float64)}

@@ -30,6 +30,7 @@ call, it only falls back to the untuned choice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -42,7 +43,6 @@ import numba
 import numpy as np
 
 from .backends import get_backend
-from .backends.host import HOST
 from .epilogue import Epilogue
 from .storage import cache_dir, file_lock, write_json
 
@@ -195,7 +195,9 @@ def clear_cache():
 # keys
 # ---------------------------------------------------------------------------
 
-def _cpu_model():
+@functools.cache
+def cpu_model():
+    """This machine's CPU model name (the tuning cache keys measurements by it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -206,15 +208,9 @@ def _cpu_model():
     return platform.processor() or platform.machine() or "unknown"
 
 
-_CPU = None
-
-
 def cache_key(spec, device="cpu", threads=None):
     """The tuning cache key of ``spec`` (Note [tuning cache])."""
-    global _CPU
     from ._version import __version__
-    if _CPU is None:
-        _CPU = _cpu_model()
     threads = numba.get_num_threads() if threads is None else threads
     problem = dict(
         computation=spec.computation, ndim=spec.ndim, batch=spec.batch,
@@ -223,7 +219,7 @@ def cache_key(spec, device="cpu", threads=None):
         padding=[list(p) for p in spec.padding], dilation=list(spec.dilation),
         input_dilation=list(spec.input_dilation), padding_mode=spec.padding_mode,
         dtype=spec.dtype.name)
-    context = dict(device=device, threads=threads, version=__version__, cpu=_CPU)
+    context = dict(device=device, threads=threads, version=__version__, cpu=cpu_model())
     context.update(get_backend(device).identity())    # which GPU measured it
     return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
 
@@ -236,7 +232,7 @@ def synthetic_arrays(spec, rng, backend=None):
     """Canonical arrays of ``spec``'s shapes on ``backend``'s device (the
     host by default): ``(x, weight, epilogue, out)``, the arguments of an
     algorithm's ``run`` after the spec."""
-    backend = HOST if backend is None else backend
+    backend = get_backend("cpu") if backend is None else backend
     x, w, b, out = _host_arrays(spec, rng)
     return (backend.from_host(x), backend.from_host(w),
             Epilogue.of(None if b is None else backend.from_host(b), spec.compute_dtype),

@@ -73,14 +73,9 @@ import time
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """numbaconv's CPU model reader (c82a764 and older name it _cpu_model)."""
+    from numbaconv import tuning
+    return (getattr(tuning, "cpu_model", None) or tuning._cpu_model)()
 
 
 def make_calls(nc, np):

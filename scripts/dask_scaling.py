@@ -90,14 +90,8 @@ def main(argv=None):
 
 
 def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+    from numbaconv.tuning import cpu_model
+    return cpu_model()
 
 
 if __name__ == "__main__":
