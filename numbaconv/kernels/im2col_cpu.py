@@ -178,10 +178,6 @@ def _im2col_task(small, fills):
         tiles = (size + tile - 1) // tile
         columns = np.empty(rows * tile, dtype=out.dtype)
         flat_out = out.ravel()
-        # Note [same-width columns]: unit stride, one depth slice, output rows
-        # as wide as the input's
-        same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and KD == 1 and size == OH * OW
-                      and OW == x.shape[4])
         block = (cout_g + row_blocks - 1) // row_blocks
         for job in range(first_job, stop_job):
             b = job % row_blocks
@@ -201,11 +197,9 @@ def _im2col_task(small, fills):
             if not overwrite:
                 _fill_bias(flat_out, first_out, size, r1 - r0, pixels, bias, g * cout_g + r0)
             for k0 in range(0, K, rows):
-                if same_only:
-                    fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
-                                             dh, dw, pad_h, pad_w, first_pixel // OW,
-                                             pixels // OW, columns)
-                elif both and same_width and whole_rows:
+                # im2col_conv found the layer same-width (Note [same-width
+                # columns]); with "both" some tiles are not whole rows
+                if same_only or (both and whole_rows):
                     fill_columns_same_width(x, map_h, map_w, n, g * cin_g, k0, rows, KH, KW,
                                              dh, dw, pad_h, pad_w, first_pixel // OW,
                                              pixels // OW, columns)
