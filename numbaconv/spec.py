@@ -206,13 +206,20 @@ def conv_input_size(output_size: IntOrTuple, kernel_size: IntOrTuple, stride: In
     """
     if isinstance(output_size, (tuple, list)):
         n = len(output_size)
-        return tuple(map(_input_length, _axes("output_size", output_size, n),
-                         _axes("kernel_size", kernel_size, n), _axes("stride", stride, n),
-                         _axes("padding", padding, n), _axes("dilation", dilation, n),
-                         _axes("output_padding", output_padding, n)))
+        return _input_sizes(_axes("output_size", output_size, n),
+                            _axes("kernel_size", kernel_size, n), _axes("stride", stride, n),
+                            _axes("padding", padding, n), _axes("dilation", dilation, n),
+                            _axes("output_padding", output_padding, n))
     return _input_length(*(_axis_int(name, value) for name, value in (
         ("output_size", output_size), ("kernel_size", kernel_size), ("stride", stride),
         ("padding", padding), ("dilation", dilation), ("output_padding", output_padding))))
+
+
+def _input_sizes(output_size, kernel_size, stride, padding, dilation, output_padding):
+    """:func:`conv_input_size` of per-axis tuples, unchecked (the twin of
+    :func:`_output_sizes`)."""
+    return tuple(map(_input_length, output_size, kernel_size, stride, padding, dilation,
+                     output_padding))
 
 
 def _input_length(output_size, kernel_size, stride, padding, dilation, output_padding):
@@ -801,8 +808,8 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
                 f"{op}: output_padding must be smaller than either stride or dilation, got "
                 f"output_padding={output_padding}, stride={stride}, dilation={dilation} "
                 f"(along {name})")
-    output_size = tuple(map(_input_length, input_size, kernel_size, stride, padding, dilation,
-                            output_padding))
+    output_size = _input_sizes(input_size, kernel_size, stride, padding, dilation,
+                               output_padding)
     if any(o < 1 for o in output_size):
         raise ValueError(
             f"{op}: the output size {output_size} = (input - 1) * stride - 2 * padding + "
@@ -876,7 +883,7 @@ def make_grad_input_spec(op, ndim, input_size, weight, grad_output, stride=1, pa
             f"{op}: input_size={input_size} cannot give grad_output.shape={grad_output.shape}: "
             f"a convolution of that input with weight.shape={weight.shape}, stride={stride}, "
             f"padding={padding}, dilation={dilation} has output size {expected}")
-    base = tuple(map(_input_length, expected, kernel, stride, padding, dilation, (0,) * ndim))
+    base = _input_sizes(expected, kernel, stride, padding, dilation, (0,) * ndim)
     output_padding = tuple(n - b for n, b in zip(full[2:], base))
     # extra input rows past the last window get no gradient but are allowed
     # up to stride - 1, as in PyTorch; output_padding < stride holds
