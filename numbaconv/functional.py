@@ -15,47 +15,77 @@ from __future__ import annotations
 from .backends import checked_arrays
 from .context import current_context
 from .dispatch import resolve_planned
-from .epilogue import Epilogue
+from .epilogue import Epilogue, check_activation
 from .spec import (Array, ArrayLike, IntOrTuple, PaddingArg, make_conv_spec,
                    make_transposed_spec, remembered_spec)
 
 
 def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                *, padding_mode="zeros", algorithm="auto", out=None, stream=None):
+                *, padding_mode="zeros", algorithm="auto", out=None, stream=None,
+                activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
-    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    activation, negative_slope = check_activation(op, activation, negative_slope)
+    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias,
+                                residual=residual)
     spec = remembered_spec(make_conv_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, dilation, groups, padding_mode))
-    return execute(spec, algorithm, backend, a["input"], a["weight"], a["bias"], out,
-                   canonical_weight=backend.weight(spec, a["weight"], stream), stream=stream)
+    return execute(spec, algorithm, backend, a, out,
+                   canonical_weight=backend.weight(spec, a["weight"], stream), stream=stream,
+                   activation=activation, negative_slope=negative_slope)
 
 
 def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
                            output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None,
-                           stream=None):
+                           stream=None, activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
-    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias)
+    activation, negative_slope = check_activation(op, activation, negative_slope)
+    backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias,
+                                residual=residual)
     spec = remembered_spec(make_transposed_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, output_padding, groups, dilation))
-    return execute(spec, algorithm, backend, a["input"], a["weight"], a["bias"], out,
+    return execute(spec, algorithm, backend, a, out,
                    canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
-                   stream=stream)
+                   stream=stream, activation=activation, negative_slope=negative_slope)
 
 
-def execute(spec, algorithm, backend, input, weight, bias, out, *, canonical_weight,
-            stream=None):
+def _check_residual(spec, residual):
+    """The residual of a fused epilogue (SPEC 1c): exactly the output's shape
+    (no broadcasting) and dtype, or a ValueError naming it."""
+    if residual.shape != spec.user_output_shape:
+        raise ValueError(f"{spec.op}: residual must have the output's shape "
+                         f"{spec.user_output_shape} (no broadcasting), got "
+                         f"residual.shape={residual.shape}")
+    if residual.dtype != spec.dtype:
+        raise ValueError(f"{spec.op}: residual must have the output's dtype {spec.dtype}, got "
+                         f"residual.dtype={residual.dtype}")
+
+
+def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=None,
+            activation=None, negative_slope=0.01):
     """Run a forward-computation ``spec`` (any input dilation) with the
-    algorithm chosen by ``algorithm`` on ``backend``'s device;
+    algorithm chosen by ``algorithm`` on ``backend``'s device.
+
+    ``arrays`` are the call's checked arrays (input, weight, bias, residual);
     ``canonical_weight`` is the weight the spec describes, in canonical form
-    on that device (``weight`` only serves the ``out=`` overlap check)."""
+    on that device (``arrays["weight"]`` only serves the ``out=`` overlap
+    check).  ``activation`` and the residual form the epilogue (Note
+    [epilogue])."""
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
+    residual = arrays.get("residual")
+    if residual is not None:
+        _check_residual(spec, residual)
     if out is not None:
-        out = backend.check_out(spec, out, {"input": input, "weight": weight, "bias": bias})
+        out = backend.check_out(spec, out, arrays)
     cdtype = spec.compute_dtype
-    x = backend.canonical(input, spec.input_shape[:2] + spec.input_size3, cdtype, stream)
-    epilogue = Epilogue.of(None if bias is None else backend.canonical(bias, bias.shape, cdtype,
-                                                                        stream), cdtype)
+    bias = arrays.get("bias")
+    x = backend.canonical(arrays["input"], spec.input_shape[:2] + spec.input_size3, cdtype,
+                          stream)
+    epilogue = Epilogue.of(
+        None if bias is None else backend.canonical(bias, bias.shape, cdtype, stream), cdtype,
+        activation, negative_slope,
+        None if residual is None else backend.canonical(
+            residual, spec.output_shape[:2] + spec.output_size3, cdtype, stream))
     result = backend.result_buffer(spec, out, stream)
     runner.run(spec, x, canonical_weight, epilogue,
                result.reshape(spec.output_shape[:2] + spec.output_size3), ctx, plan)
@@ -92,6 +122,18 @@ out : ndarray, optional
 stream : numba CUDA stream, optional
     The stream of a GPU call (default: the default stream); an error with
     host arrays.
+activation : str, optional
+    A fused activation applied to each output where the kernels write it
+    (SPEC 1c, docs/semantics.md "Fused epilogues"): None, "relu", "relu6",
+    "leaky_relu", "gelu" (exact), "gelu_tanh", "silu", "sigmoid", "tanh" or
+    "hardswish", with PyTorch's definitions.  The result is
+    ``activation(conv + bias + residual)``.
+negative_slope : float, default 0.01
+    leaky_relu's slope (an error with another activation).
+residual : ndarray, optional
+    Added to the output before the activation, in the same pass: exactly
+    the output's shape (no broadcasting) and dtype, on the same device, not
+    sharing memory with ``out``.
 
 Returns
 -------
@@ -137,25 +179,31 @@ def _document(function, template, ndim, example_w, example_out):
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
            stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
            groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
-           out: Array | None = None, stream: object = None) -> Array:
+           out: Array | None = None, stream: object = None, activation: str | None = None,
+           negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return convolution("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream,
+                       activation=activation, negative_slope=negative_slope, residual=residual)
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
            stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
            groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
-           out: Array | None = None, stream: object = None) -> Array:
+           out: Array | None = None, stream: object = None, activation: str | None = None,
+           negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream,
+                       activation=activation, negative_slope=negative_slope, residual=residual)
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
            stride: IntOrTuple = 1, padding: PaddingArg = 0, dilation: IntOrTuple = 1,
            groups: int = 1, *, padding_mode: str = "zeros", algorithm: str = "auto",
-           out: Array | None = None, stream: object = None) -> Array:
+           out: Array | None = None, stream: object = None, activation: str | None = None,
+           negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return convolution("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
-                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream)
+                       padding_mode=padding_mode, algorithm=algorithm, out=out, stream=stream,
+                       activation=activation, negative_slope=negative_slope, residual=residual)
 
 
 for _ndim, _conv in ((1, conv1d), (2, conv2d), (3, conv3d)):
@@ -193,6 +241,8 @@ out : ndarray, optional
     returned (a device array for a GPU call).
 stream : numba CUDA stream, optional
     As for ``conv{ndim}d``: GPU arrays run on the GPU.
+activation, negative_slope, residual : optional
+    A fused epilogue, as for ``conv{ndim}d``.
 
 Returns
 -------
@@ -220,30 +270,36 @@ def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
                      stride: IntOrTuple = 1, padding: IntOrTuple = 0,
                      output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
                      *, algorithm: str = "auto", out: Array | None = None,
-                     stream: object = None) -> Array:
+                     stream: object = None, activation: str | None = None,
+                     negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return transposed_convolution("conv_transpose1d", 1, input, weight, bias, stride, padding,
                                   output_padding, groups, dilation, algorithm=algorithm, out=out,
-                                  stream=stream)
+                                  stream=stream, activation=activation,
+                                  negative_slope=negative_slope, residual=residual)
 
 
 def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
                      stride: IntOrTuple = 1, padding: IntOrTuple = 0,
                      output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
                      *, algorithm: str = "auto", out: Array | None = None,
-                     stream: object = None) -> Array:
+                     stream: object = None, activation: str | None = None,
+                     negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return transposed_convolution("conv_transpose2d", 2, input, weight, bias, stride, padding,
                                   output_padding, groups, dilation, algorithm=algorithm, out=out,
-                                  stream=stream)
+                                  stream=stream, activation=activation,
+                                  negative_slope=negative_slope, residual=residual)
 
 
 def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
                      stride: IntOrTuple = 1, padding: IntOrTuple = 0,
                      output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1,
                      *, algorithm: str = "auto", out: Array | None = None,
-                     stream: object = None) -> Array:
+                     stream: object = None, activation: str | None = None,
+                     negative_slope: float = 0.01, residual: ArrayLike | None = None) -> Array:
     return transposed_convolution("conv_transpose3d", 3, input, weight, bias, stride, padding,
                                   output_padding, groups, dilation, algorithm=algorithm, out=out,
-                                  stream=stream)
+                                  stream=stream, activation=activation,
+                                  negative_slope=negative_slope, residual=residual)
 
 
 for _ndim, _transpose in ((1, conv_transpose1d), (2, conv_transpose2d), (3, conv_transpose3d)):

@@ -33,7 +33,8 @@ def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, d
     spec = remembered_spec(make_grad_input_spec, op, ndim,
                            (input_size, a["weight"], a["grad_output"]),
                            (stride, padding, dilation, groups))
-    return execute(spec, algorithm, backend, a["grad_output"], a["weight"], None, None,
+    return execute(spec, algorithm, backend,
+                   {"input": a["grad_output"], "weight": a["weight"]}, None,
                    canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
                    stream=stream)
 

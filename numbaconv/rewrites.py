@@ -154,17 +154,18 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
     assert spec.computation == "forward" and all(s == 1 for s in spec.stride)
     for window, taps, sub in phase_problems(spec):
         target = out[window]
+        part = epilogue.window(window)
         if sub is None:
-            epilogue.fill(target)
+            part.fill(target)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
         assert sub.output_size3 == target.shape[2:], (sub, target.shape)
         if target.flags.c_contiguous:
-            run(sub, x, sub_weight, epilogue, target)
+            run(sub, x, sub_weight, part, target)
         else:
             result = np.empty(target.shape, dtype=out.dtype)
-            run(sub, x, sub_weight, epilogue, result)
+            run(sub, x, sub_weight, part, result)
             target[...] = result
     return out
 

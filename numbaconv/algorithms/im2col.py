@@ -510,6 +510,9 @@ class Im2colAlgorithm(ConvAlgorithm):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if epilogue.fused and not self.fuses_epilogue:
+            im2col_col2im(spec, x, weight, epilogue.bias_only(), out, plan=detail, ctx=ctx)
+            return epilogue.apply(out)
         return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 

@@ -150,6 +150,10 @@ class ConvAlgorithm:
     calibration_problems: tuple = ()
     #: whether its plans' workspace obeys the workspace limit (refused when over)
     workspace_bounded: bool = True
+    #: whether its kernels apply the activation and residual of the epilogue
+    #: where they write (Note [epilogue]); if not, run() applies them after
+    #: ``forward`` as a separate pass, so a new algorithm is right before it is fast
+    fuses_epilogue: bool = False
 
     def error_eps(self, dtype):
         """The largest error measured for results of ``dtype``, in units of
@@ -226,6 +230,9 @@ class ConvAlgorithm:
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
             return epilogue.fill(out)
+        if epilogue.fused and not self.fuses_epilogue:
+            self.forward(spec, x, weight, epilogue.bias_only(), out, ctx, detail)
+            return epilogue.apply(out)
         return self.forward(spec, x, weight, epilogue, out, ctx, detail)
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):  # pragma: no cover

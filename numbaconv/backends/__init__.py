@@ -63,8 +63,9 @@ def checked_arrays(op, stream, **arrays):
     """``(backend, arrays)``: the backend of the device the call's arrays live
     on (mixing devices is a TypeError, :func:`call_device`)
     and the arrays validated for it.  A ``None`` array (an absent bias)
-    stays ``None``."""
+    stays ``None``, as does an absent residual."""
     backend = get_backend(call_device(op, arrays))
     backend.check_stream(op, stream)
-    return backend, {name: backend.checked(op, name, a, allow_none=name == "bias")
+    return backend, {name: backend.checked(op, name, a,
+                                           allow_none=name in ("bias", "residual"))
                      for name, a in arrays.items()}

@@ -1,0 +1,88 @@
+"""The fused epilogue's store step (Note [epilogue] in :mod:`numbaconv.epilogue`).
+
+:func:`finish_block` applies ``out = activation(out + residual)`` to a block
+of output that a kernel task has just completed: ``rows`` runs of ``cols``
+contiguous values, ``row_stride`` apart, starting at flat index ``first``
+of the output, with the residual read at the same flat indices.  Every CPU
+kernel calls it on its own blocks (an im2col tile, a direct output plane, a
+Winograd chunk), so the values are still in that task's cache: no pass over
+the whole output.  The activation codes are the positions in
+:data:`numbaconv.epilogue.ACTIVATIONS`; the switch is outside the loops so
+each loop is one plain pass LLVM can vectorise.  NaN propagates as in
+PyTorch (``v < 0`` is false for NaN, so relu keeps it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import cpu_kernel, inline_helper
+
+# codes of numbaconv.epilogue.ACTIVATIONS (checked by tests/test_epilogue.py)
+NONE, RELU, RELU6, LEAKY_RELU, GELU, GELU_TANH, SILU, SIGMOID, TANH, HARDSWISH = range(10)
+
+
+@inline_helper(fastmath=False)
+def finish_block(flat, first, row_stride, rows, cols, residual, code, slope):
+    """``flat[i] = activation(flat[i] + residual[i])`` for ``i = first +
+    r * row_stride + c``, ``r < rows``, ``c < cols`` (module docstring);
+    ``residual`` zero-length: none."""
+    zero = flat.dtype.type(0)
+    one = flat.dtype.type(1)
+    six = flat.dtype.type(6)
+    three = flat.dtype.type(3)
+    half = flat.dtype.type(0.5)
+    root_half = flat.dtype.type(0.7071067811865476)
+    tanh_scale = flat.dtype.type(0.7978845608028654)
+    cubic = flat.dtype.type(0.044715)
+    add = residual.shape[0] > 0
+    for r in range(rows):
+        start = first + r * row_stride
+        row = flat[start:start + cols]
+        if add:
+            res = residual[start:start + cols]
+            for i in range(cols):
+                row[i] += res[i]
+        if code == RELU:
+            for i in range(cols):
+                v = row[i]
+                row[i] = zero if v < zero else v
+        elif code == RELU6:
+            for i in range(cols):
+                v = row[i]
+                row[i] = zero if v < zero else (six if v > six else v)
+        elif code == LEAKY_RELU:
+            for i in range(cols):
+                v = row[i]
+                row[i] = v * slope if v < zero else v
+        elif code == GELU:
+            for i in range(cols):
+                v = row[i]
+                row[i] = half * v * (one + math.erf(v * root_half))
+        elif code == GELU_TANH:
+            for i in range(cols):
+                v = row[i]
+                row[i] = half * v * (one + math.tanh(tanh_scale * (v + cubic * v * v * v)))
+        elif code == SILU:
+            for i in range(cols):
+                v = row[i]
+                row[i] = v / (one + math.exp(-v))
+        elif code == SIGMOID:
+            for i in range(cols):
+                row[i] = one / (one + math.exp(-row[i]))
+        elif code == TANH:
+            for i in range(cols):
+                row[i] = math.tanh(row[i])
+        elif code == HARDSWISH:
+            for i in range(cols):
+                v = row[i]
+                t = v + three
+                row[i] = v * (zero if t < zero else (six if t > six else t)) / six
+
+
+@cpu_kernel(parallel=False)
+def finish_array(flat, residual, code, slope):
+    """:func:`finish_block` over a whole flat array (one block)."""
+    finish_block(flat, 0, 0, 1, flat.shape[0], residual, code, slope)
