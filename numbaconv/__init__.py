@@ -17,7 +17,7 @@ from .errors import UnsupportedAlgorithmError
 from . import grad
 from .functional import (conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d,
                          conv_transpose3d)
-from .grad import conv_backward
+from .grad import activation_backward, conv_backward
 from .reference import (conv_grad_input_reference, conv_grad_weight_reference, conv_reference,
                         conv_transpose_reference)
 from .dispatch import choose_algorithm, explain, tune
@@ -27,7 +27,8 @@ from .tuning import set_tuning, tuning_enabled
 from ._version import __version__
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-           "conv_transpose3d", "grad", "conv_backward", "conv_output_size", "conv_input_size",
+           "conv_transpose3d", "grad", "conv_backward", "activation_backward",
+           "conv_output_size", "conv_input_size",
            "conv_reference", "conv_transpose_reference", "conv_grad_input_reference",
            "conv_grad_weight_reference", "algorithm_names", "choose_algorithm", "explain",
            "tune", "set_tuning",

@@ -15,7 +15,8 @@ import numpy as np
 from .backends import checked_arrays
 from .context import current_context
 from .dispatch import resolve_planned
-from .epilogue import Epilogue
+from .epilogue import (ACTIVATION_CODES, OUTPUT_DERIVATIVE_ACTIVATIONS, Epilogue,
+                       check_activation)
 from .functional import convolution, execute
 from typing import Tuple
 
@@ -23,7 +24,52 @@ from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_g
                    make_grad_weight_spec, make_transposed_spec, remembered_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
-           "conv3d_weight", "conv_backward"]
+           "conv3d_weight", "conv_backward", "activation_backward"]
+
+
+def activation_backward(grad_output: ArrayLike, output: ArrayLike, activation: str,
+                        negative_slope: float = 0.01, *, stream: object = None) -> Array:
+    """The gradient before a fused activation, from the gradient after it.
+
+    ``grad_output * activation'(z)`` computed from the activation's output
+    ``y = activation(z)``, for the activations whose derivative is a
+    function of their output: "relu", "relu6", "leaky_relu" (slope at least
+    0), "sigmoid", "tanh" (PyTorch's backward formulas).  It is what
+    ``conv_backward(..., activation=, output=)`` folds into its first pass;
+    a caller whose layer has a residual needs it once more, as the
+    residual's gradient.
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        Gradient with respect to ``y``, any shape ``(N, C, ...)`` or ``(C, ...)``.
+    output : ndarray
+        ``y``, the same shape.
+    activation : str
+    negative_slope : float, default 0.01
+    stream : numba CUDA stream, optional
+
+    Returns
+    -------
+    ndarray
+        ``grad_output``'s shape and memory layout, in its dtype's compute
+        dtype (float32 for float16).
+    """
+    op = "activation_backward"
+    backend, a = checked_arrays(op, stream, grad_output=grad_output, output=output)
+    g = a["grad_output"]
+    if g.ndim < 2:
+        raise ValueError(f"{op}: grad_output must have a channel axis, (N, C, ...) or "
+                         f"(C, ...), got grad_output.shape={tuple(g.shape)}")
+    if activation is None:
+        raise ValueError(f"{op}: activation must be one of "
+                         f"{', '.join(OUTPUT_DERIVATIVE_ACTIVATIONS)}, got None")
+    ndim = max(1, g.ndim - 2)      # elementwise: how the axes split does not matter
+    activation, negative_slope = _check_backward_activation(op, activation, negative_slope,
+                                                            a["output"], ndim, tuple(g.shape))
+    folded, _ = backend.fold_activation(g, a["output"], ndim, ACTIVATION_CODES[activation],
+                                        negative_slope, None, stream)
+    return folded
 
 
 def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
@@ -63,6 +109,8 @@ def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
                   groups: int = 1, *, transposed: bool = False, output_padding: IntOrTuple = 0,
                   output_mask: Tuple[bool, bool, bool] = (True, True, True),
                   algorithm: str = "auto", stream: object = None,
+                  activation: str | None = None, negative_slope: float = 0.01,
+                  output: ArrayLike | None = None,
                   ) -> Tuple[Array | None, Array | None, Array | None]:
     """Gradients of a convolution (or transposed convolution) of any rank.
 
@@ -85,6 +133,24 @@ def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
     stream : numba CUDA stream, optional
         With GPU arrays (all three on the GPU): the stream; the gradients
         are then numba device arrays.
+    activation : str, optional
+        The fused activation of the forward call (SPEC 1c): one of "relu",
+        "relu6", "leaky_relu", "sigmoid" and "tanh", whose derivative is a
+        function of the forward call's ``output``.  ``grad_output`` is then
+        the gradient with respect to that activation's output, and its
+        derivative is folded in, in the same pass that sums the bias
+        gradient.  The other activations (gelu, gelu_tanh, silu, hardswish)
+        need the value before the activation: multiply ``grad_output`` by
+        their derivative yourself and pass ``activation=None``
+        (docs/semantics.md, "Fused epilogues").  With a residual, the
+        residual's gradient is the folded gradient,
+        :func:`numbaconv.activation_backward`.
+    negative_slope : float, default 0.01
+        leaky_relu's slope (at least 0: with a negative slope the output's
+        sign no longer tells the input's).
+    output : ndarray, optional
+        The forward call's output ``y`` (required with ``activation``):
+        ``grad_output``'s shape.
 
     Returns
     -------
@@ -103,14 +169,44 @@ def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
     (:mod:`numbaconv.backends.cuda`).
     """
     return _conv_backward(input, weight, grad_output, stride, padding, dilation, groups,
-                          transposed, output_padding, output_mask, algorithm, stream)
+                          transposed, output_padding, output_mask, algorithm, stream,
+                          activation, negative_slope, output)
+
+
+def _check_backward_activation(op, activation, negative_slope, output, ndim, g_shape):
+    """The activation of a ``conv_backward`` call: None, or one whose
+    derivative is a function of its output, with that output given."""
+    activation, negative_slope = check_activation(op, activation, negative_slope)
+    if activation is None:
+        if output is not None:
+            raise ValueError(f"{op}: output= is the forward output for activation=, got "
+                             "output without an activation")
+        return None, negative_slope
+    if activation not in OUTPUT_DERIVATIVE_ACTIVATIONS:
+        raise ValueError(
+            f"{op}: activation={activation!r} cannot be folded from the output: its derivative "
+            f"needs the value before the activation; the activations whose derivative is a "
+            f"function of their output are {', '.join(OUTPUT_DERIVATIVE_ACTIVATIONS)}. Multiply "
+            f"grad_output by the derivative yourself and pass activation=None")
+    if activation == "leaky_relu" and negative_slope < 0:
+        raise ValueError(f"{op}: negative_slope must be at least 0 to fold leaky_relu's "
+                         f"derivative from its output, got {negative_slope!r}")
+    if output is None:
+        raise ValueError(f"{op}: activation={activation!r} needs output=, the forward call's "
+                         "output")
+    if tuple(output.shape) != g_shape:
+        raise ValueError(f"{op}: output must have grad_output's shape {g_shape}, got "
+                         f"output.shape={tuple(output.shape)}")
+    return activation, negative_slope
 
 
 def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups, transposed,
-                   output_padding, output_mask, algorithm, stream):
+                   output_padding, output_mask, algorithm, stream, activation=None,
+                   negative_slope=0.01, output=None):
     op = "conv_backward"
-    backend, a = checked_arrays(op, stream, weight=weight, input=input, grad_output=grad_output)
-    weight, input, grad_output = a["weight"], a["input"], a["grad_output"]
+    backend, a = checked_arrays(op, stream, weight=weight, input=input, grad_output=grad_output,
+                                output=output)
+    weight, input, grad_output, output = a["weight"], a["input"], a["grad_output"], a["output"]
     in_shape, g_shape = tuple(input.shape), tuple(grad_output.shape)
     ndim = len(weight.shape) - 2
     if ndim not in (1, 2, 3):
@@ -119,6 +215,15 @@ def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups
     if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
             or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
         raise TypeError(f"{op}: output_mask must be a tuple of 3 bools, got {output_mask!r}")
+    activation, negative_slope = _check_backward_activation(op, activation, negative_slope,
+                                                            output, ndim, g_shape)
+    # every gradient in NumPy's promotion of the three arrays' dtypes
+    dtype = np.result_type(input.dtype, weight.dtype, grad_output.dtype)
+    gb = None
+    if activation is not None:
+        grad_output, gb = backend.fold_activation(
+            grad_output, output, ndim, ACTIVATION_CODES[activation], negative_slope,
+            dtype if output_mask[2] else None, stream)
     if not isinstance(transposed, (bool, np.bool_)):
         raise TypeError(f"{op}: transposed must be a bool, got {transposed!r}")
     x_operand, w_operand = Operand.of(input), Operand.of(weight)
@@ -160,9 +265,8 @@ def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups
         gw = (grad_weight(op, ndim, input, tuple(weight.shape), grad_output, stride, padding,
                           dilation, groups, algorithm=algorithm, stream=stream)
               if output_mask[1] else None)
-    # every gradient in NumPy's promotion of the three arrays' dtypes
-    dtype = np.result_type(input.dtype, weight.dtype, grad_output.dtype)
-    gb = backend.grad_bias(grad_output, ndim, dtype, stream) if output_mask[2] else None
+    if output_mask[2] and gb is None:
+        gb = backend.grad_bias(grad_output, ndim, dtype, stream)
     return backend.astype(gi, dtype, stream), backend.astype(gw, dtype, stream), gb
 
 

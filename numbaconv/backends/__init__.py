@@ -67,5 +67,5 @@ def checked_arrays(op, stream, **arrays):
     backend = get_backend(call_device(op, arrays))
     backend.check_stream(op, stream)
     return backend, {name: backend.checked(op, name, a,
-                                           allow_none=name in ("bias", "residual"))
+                                           allow_none=name in ("bias", "residual", "output"))
                      for name, a in arrays.items()}

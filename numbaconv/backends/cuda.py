@@ -88,6 +88,16 @@ class CudaBackend:
         return dev.to_device(HOST.grad_bias(dev.to_host(grad_output, stream), ndim, dtype),
                              stream)
 
+    def fold_activation(self, grad_output, output, ndim, code, slope, bias_dtype, stream=None):
+        """As the host backend's, computed on the host (a round trip; the
+        GPU's backward pass is not fused yet: docs/gpu.md)."""
+        dev = _arrays()
+        folded, bias_grad = HOST.fold_activation(dev.to_host(grad_output, stream),
+                                                 dev.to_host(output, stream), ndim, code, slope,
+                                                 bias_dtype)
+        return (dev.to_device(np.ascontiguousarray(folded), stream),
+                None if bias_grad is None else dev.to_device(bias_grad, stream))
+
     def resources(self, ctx):
         """The resources ``explain`` shows for a GPU call."""
         return "GPU cost models not fitted (docs/gpu.md)"

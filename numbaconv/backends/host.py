@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from ..kernels.epilogue_block import fold_activation_derivative
 from ..rewrites import transposed_weight
 from ..spec import check_float_array
 
@@ -100,6 +102,31 @@ class HostBackend:
         axes = ((0,) if batched else ()) + tuple(range(grad_output.ndim - ndim, grad_output.ndim))
         compute = np.float32 if dtype == np.float16 else dtype
         return grad_output.sum(axis=axes, dtype=compute).astype(dtype)
+
+    def fold_activation(self, grad_output, output, ndim, code, slope, bias_dtype, stream=None):
+        """``(grad_output * activation'(output), bias gradient or None)`` in
+        one pass (:func:`numbaconv.kernels.epilogue_block.fold_activation_derivative`);
+        the folded gradient keeps ``grad_output``'s shape and memory layout
+        (compute dtype), the bias gradient (when ``bias_dtype`` is given) is
+        in ``bias_dtype``."""
+        cdtype = np.dtype(np.float32) if grad_output.dtype == np.float16 else grad_output.dtype
+        batched = grad_output.ndim == ndim + 2
+        shape3 = ((grad_output.shape[0] if batched else 1), grad_output.shape[-ndim - 1], -1)
+        g = np.asarray(grad_output, dtype=cdtype)
+        y = np.asarray(output, dtype=cdtype)
+        if y.strides != g.strides:
+            y = np.empty_like(g, order="K")
+            y[...] = output
+        folded = np.empty_like(g, order="K")
+        bias_grad = np.zeros(g.shape[-ndim - 1] if bias_dtype is not None else 0, dtype=cdtype)
+        g3, y3, f3 = (a.reshape(shape3) for a in (g, y, folded))
+        if not np.shares_memory(f3, folded):            # a layout reshape cannot view
+            g3, y3 = (np.ascontiguousarray(a).reshape(shape3) for a in (g, y))
+            f3 = np.empty(g3.shape, dtype=cdtype)
+            folded = f3.reshape(g.shape)
+        fold_activation_derivative(g3, y3, code, cdtype.type(slope), f3, bias_grad,
+                                   numba.get_num_threads())
+        return folded, (bias_grad.astype(bias_dtype) if bias_dtype is not None else None)
 
     # ---- synthetic data and timing (tuning) ----------------------------
 

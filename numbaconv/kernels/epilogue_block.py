@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from .jit import cpu_kernel, inline_helper
 
@@ -86,3 +85,57 @@ def finish_block(flat, first, row_stride, rows, cols, residual, code, slope):
 def finish_array(flat, residual, code, slope):
     """:func:`finish_block` over a whole flat array (one block)."""
     finish_block(flat, 0, 0, 1, flat.shape[0], residual, code, slope)
+
+
+def fold_activation_derivative(grad_output, output, code, slope, folded, bias_grad, chunks):
+    """``folded = grad_output * activation'(output)`` and, when ``bias_grad``
+    is not zero-length, ``bias_grad[c] = sum over (n, p) of folded[n, c, p]``,
+    in one pass over ``grad_output`` and ``output`` (SPEC 1c).
+
+    The arrays are ``(N, C, P)`` C-contiguous in the compute dtype; a job is
+    one channel, so the sums' order does not depend on the thread count.
+    ``code`` is one of the output-derivative activations (relu, relu6,
+    leaky_relu, sigmoid, tanh).  The conditions are PyTorch's backward
+    formulas (``threshold_backward``: zero where ``output <= 0``; relu6's
+    hardtanh backward: zero where ``output <= 0`` or ``>= 6``; leaky_relu:
+    ``slope`` unless ``output > 0``), so a NaN output treats the gradient
+    as PyTorch's does.
+    """
+    from .parallel import run_in_chunks
+    run_in_chunks(_fold_channels, (grad_output, output, code, slope, folded, bias_grad),
+                  grad_output.shape[1], chunks)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _fold_channels(grad_output, output, code, slope, folded, bias_grad, first_job, stop_job):
+    zero = folded.dtype.type(0)
+    one = folded.dtype.type(1)
+    six = folded.dtype.type(6)
+    N, P = grad_output.shape[0], grad_output.shape[2]
+    total = bias_grad.shape[0] > 0
+    for c in range(first_job, stop_job):
+        acc = zero
+        for n in range(N):
+            g = grad_output[n, c]
+            y = output[n, c]
+            f = folded[n, c]
+            if code == RELU:
+                for p in range(P):
+                    f[p] = zero if y[p] <= zero else g[p]
+            elif code == RELU6:
+                for p in range(P):
+                    f[p] = zero if (y[p] <= zero or y[p] >= six) else g[p]
+            elif code == LEAKY_RELU:
+                for p in range(P):
+                    f[p] = g[p] if y[p] > zero else g[p] * slope
+            elif code == SIGMOID:
+                for p in range(P):
+                    f[p] = g[p] * (y[p] * (one - y[p]))
+            else:                                              # TANH
+                for p in range(P):
+                    f[p] = g[p] * (one - y[p] * y[p])
+            if total:
+                for p in range(P):
+                    acc += f[p]
+        if total:
+            bias_grad[c] = acc
