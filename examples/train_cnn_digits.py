@@ -1,8 +1,11 @@
 """Train a small CNN from scratch on scikit-learn's 8x8 digits, then fine-tune it.
 
 Every convolution, forward and backward, is numbaconv's (``nc.conv2d`` and
-``nc.conv_backward``); everything else -- ReLU, max pooling, the linear
-classifier, softmax cross-entropy, Adam -- is plain NumPy, written out here.
+``nc.conv_backward``), with the ReLU fused into both: ``activation="relu"``
+applies it where the convolution writes its output, and ``conv_backward``
+folds its derivative (from the saved output) into its first pass over the
+gradient.  Everything else -- max pooling, the linear classifier, softmax
+cross-entropy, Adam -- is plain NumPy, written out here.
 
 1. The network: conv 1->16 3x3 (padding 1), ReLU, 2x2 max pool, conv 16->32
    3x3, ReLU, 2x2 max pool, linear 128->10; PyTorch's default
@@ -74,21 +77,19 @@ def max_pool_backward(grad, mask):
 
 def forward(p, x):
     """Logits and what the backward pass needs."""
-    z1 = nc.conv2d(x, p["w1"], p["b1"], padding=1)
-    a1 = np.maximum(z1, 0)
+    a1 = nc.conv2d(x, p["w1"], p["b1"], padding=1, activation="relu")
     h1, m1 = max_pool(a1)
-    z2 = nc.conv2d(h1, p["w2"], p["b2"], padding=1)
-    a2 = np.maximum(z2, 0)
+    a2 = nc.conv2d(h1, p["w2"], p["b2"], padding=1, activation="relu")
     h2, m2 = max_pool(a2)
     flat = h2.reshape(len(x), -1)
     logits = flat @ p["w3"] + p["b3"]
-    return logits, (x, z1, h1, m1, z2, m2, flat)
+    return logits, (x, a1, h1, m1, a2, m2, flat)
 
 
 def loss_and_grads(p, x, labels):
     """Mean softmax cross-entropy and its gradients (numbaconv's backward
     convolutions for the two conv layers)."""
-    logits, (x, z1, h1, m1, z2, m2, flat) = forward(p, x)
+    logits, (x, a1, h1, m1, a2, m2, flat) = forward(p, x)
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted)
     probs /= probs.sum(axis=1, keepdims=True)
@@ -99,11 +100,15 @@ def loss_and_grads(p, x, labels):
     g_logits /= n
     grads = {"w3": flat.T @ g_logits, "b3": g_logits.sum(axis=0)}
     g_h2 = (g_logits @ p["w3"].T).reshape(n, 32, 2, 2)
-    g_z2 = max_pool_backward(g_h2, m2) * (z2 > 0)
-    g_h1, grads["w2"], grads["b2"] = nc.conv_backward(h1, p["w2"], g_z2, padding=1)
-    g_z1 = max_pool_backward(g_h1, m1) * (z1 > 0)
-    _, grads["w1"], grads["b1"] = nc.conv_backward(x, p["w1"], g_z1, padding=1,
-                                                   output_mask=(False, True, True))
+    # the gradients with respect to the ReLUs' outputs; conv_backward folds
+    # the ReLU's derivative in from the saved outputs a2 and a1
+    g_a2 = max_pool_backward(g_h2, m2)
+    g_h1, grads["w2"], grads["b2"] = nc.conv_backward(h1, p["w2"], g_a2, padding=1,
+                                                      activation="relu", output=a2)
+    g_a1 = max_pool_backward(g_h1, m1)
+    _, grads["w1"], grads["b1"] = nc.conv_backward(x, p["w1"], g_a1, padding=1,
+                                                   output_mask=(False, True, True),
+                                                   activation="relu", output=a1)
     return loss, grads
 
 
