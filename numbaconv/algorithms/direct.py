@@ -286,18 +286,20 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
     ctx = current_context() if ctx is None else ctx
     threads = ctx.threads
     bias = epilogue.bias            # zero-length: none (Note [no bias] in kernels/__init__.py)
+    finish = epilogue.kernel_args(out.dtype)    # the rest, applied per block: Note [epilogue]
     stride, dilation = spec.stride3, spec.dilation3
 
     if loop_order == "phase_planes":
         direct_phase_planes.conv_phase_planes(x, weight, bias, out, spec.groups,
                                               spec.padding3[1][0], spec.padding3[2][0], stride,
                                               dilation, threads,
-                                              band_rows=plane_band_rows(spec, ctx))
+                                              band_rows=plane_band_rows(spec, ctx),
+                                              finish=finish)
         return out
     map_d, map_h, map_w = padding_maps(spec)
     if loop_order == "planes":
         direct_planes.conv_planes(x, map_d, map_h, map_w, weight, bias, out, spec.groups, stride,
-                                  dilation, threads)
+                                  dilation, threads, finish)
         return out
     if loop_order == "thin_channels_last" and spec.in_channels_per_group != 1:
         raise ValueError("loop_order='thin_channels_last' serves one input channel per group")
@@ -311,13 +313,13 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
         wt = np.ascontiguousarray(weight.reshape((c, m) + weight.shape[2:])
                                   .transpose(1, 2, 3, 4, 0))
         direct_channels_last.conv_thin_channels_last(packed, wt, bias, out, m, spec.kernel_size3,
-                                                     stride, dilation, threads)
+                                                     stride, dilation, threads, finish)
         return out
     # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD * KH * KW * C_in_g), the order
     # of the patch rows built by the kernel
     weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
     direct_channels_last.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3,
-                                            spec.groups, stride, dilation, threads)
+                                            spec.groups, stride, dilation, threads, finish)
     return out
 
 
@@ -329,6 +331,7 @@ class DirectAlgorithm(ConvAlgorithm):
     #: docs/semantics.md, "Accuracy"
     measured_error_eps = 4.8
     transforms_values = False
+    fuses_epilogue = True
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         return direct_forward(spec, x, weight, epilogue, out, loop_order=detail, ctx=ctx)

@@ -246,6 +246,7 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     cout, cin_g = wf.shape[:2]
     wf = np.ascontiguousarray(wf).reshape(cout, cin_g, -1)
     bias = epilogue.bias
+    finish = epilogue.kernel_args(dtype)        # applied by scatter_tiles: Note [epilogue]
     table = _tile_table(spec, plan)
     maps = padding_maps(spec)
     n_images, C = x.shape[:2]
@@ -268,7 +269,7 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
         y = scipy.fft.irfftn(yf.reshape((len(rows), nb, cout) + half), s=lengths, axes=axes,
                              workers=workers, overwrite_x=True, norm="forward")
         fft_cpu.scatter_tiles(y, first_image, np.ascontiguousarray(rows), *spec.stride3, bias,
-                              out)
+                              out, *finish)
 
     if workers == threads:
         for step in steps:
@@ -297,6 +298,7 @@ class FFTAlgorithm(ConvAlgorithm):
     #: docs/semantics.md, "Accuracy"
     measured_error_eps = 1.9
     transforms_values = True
+    fuses_epilogue = True
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         if not (np.isfinite(x).all() and np.isfinite(weight).all()):

@@ -267,6 +267,7 @@ def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     blas_gemm = blas.find_gemm()
     address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
     bias = epilogue.bias                       # zero-length: no bias (Note [epilogue])
+    finish = epilogue.kernel_args(out.dtype)   # the rest, applied per block (Note [epilogue])
     # (C_out, C_in/groups, k...) -> (groups, C_out/groups, K): a view
     w = weight.reshape(groups, cout_g, -1)
     if spec.is_pointwise:
@@ -277,7 +278,7 @@ def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
             im2col_cpu.pointwise_conv(address, witness, w,
                                       x.reshape(n, groups, spec.in_channels_per_group, pixels),
                                       bias, out.reshape(n, groups, cout_g, pixels), row_blocks,
-                                      threads)
+                                      threads, finish)
         return out
     if plan is None:
         plan = plan_tiles(spec, out.dtype.itemsize, ctx.pool_threads, ctx.workspace_limit)
@@ -286,7 +287,7 @@ def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
         im2col_cpu.im2col_conv(address, witness, x, map_d, map_h, map_w, w, bias, out,
                                spec.kernel_size3, spec.stride3, spec.dilation3,
                                spec.padding3[1][0], spec.padding3[2][0], plan.tile, plan.rows,
-                               threads, row_blocks=plan.row_blocks)
+                               threads, row_blocks=plan.row_blocks, finish=finish)
     return out
 
 
@@ -362,7 +363,7 @@ def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
         im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
                                out, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
                                tuple(lo for lo, _ in spec.padding3), blocks, tile,
-                               ctx.threads)
+                               ctx.threads, epilogue.kernel_args(out.dtype))
     return out
 
 
@@ -447,6 +448,7 @@ class Im2colAlgorithm(ConvAlgorithm):
     #: docs/semantics.md, "Accuracy"
     measured_error_eps = 4.8
     transforms_values = False
+    fuses_epilogue = True
 
     def auxiliary_samples(self, spec, arrays, ctx, time):
         """The column fill alone, on one thread, for ``"im2col:fill"``."""
@@ -510,9 +512,6 @@ class Im2colAlgorithm(ConvAlgorithm):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
-        if epilogue.fused and not self.fuses_epilogue:
-            im2col_col2im(spec, x, weight, epilogue.bias_only(), out, plan=detail, ctx=ctx)
-            return epilogue.apply(out)
         return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 

@@ -163,7 +163,8 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
-                                   grid, total, tiles_per_chunk, out, threads, dilation)
+                                   grid, total, tiles_per_chunk, out, threads, dilation,
+                                   finish=epilogue.kernel_args(dtype))
     return out
 
 
@@ -175,6 +176,7 @@ class WinogradAlgorithm(ConvAlgorithm):
     #: the shipped constants (docs/choosing.md)
     DEFAULT_CONSTANTS = {4: 1.252e-11, 2: 1.431e-11}
     transforms_values = True
+    fuses_epilogue = True
 
     def __init__(self, name, m):
         self.name = name

@@ -81,11 +81,13 @@ from __future__ import annotations
 import numpy as np
 
 from .direct_layouts import CHANNEL_BLOCK, PATCH_PIXELS, PIXEL_BLOCK
+from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
 
-def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation, chunks):
+def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation, chunks,
+                       finish=None):
     """Direct convolution over a channels-last padded input.
 
     Parameters
@@ -103,6 +105,9 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
     chunks : int
         Number of parallel chunks (the thread count); each allocates its
         patch buffer once.
+    finish : (code, slope, residual) or None
+        The epilogue (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
+        applied to each job's outputs once they are written; None: bias only.
 
     A job is a run of at most PATCH_PIXELS output pixels of one output row
     and one group; see Note [patch rows].
@@ -110,13 +115,14 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
     N, _, OD, OH, OW = out.shape
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
     run_in_chunks(_channels_last_chunk,
-                  (xp, wp, bias, out, groups, *kernel_size, *stride, *dilation),
+                  (xp, wp, bias, out, groups, *kernel_size, *stride, *dilation,
+                   *finish_args(finish, out.dtype)),
                   N * OD * OH * runs * groups, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
-                         first_job, stop_job):
+                         code, slope, residual, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     cin_g = xp.shape[4] // groups
@@ -124,6 +130,11 @@ def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, 
     stride = (sd, sh, sw)
     dilation = (dd, dh, dw)
     patch = np.empty((PATCH_PIXELS, KD * KH * KW * cin_g), dtype=out.dtype)
+    Co = out.shape[1]
+    cout_g = Co // groups
+    plane = OD * OH * OW
+    fuse = code != 0 or residual.shape[0] > 0     # the fused epilogue: Note [epilogue]
+    flat = out.ravel()
     for job in range(first_job, stop_job):
         g = job % groups
         run = (job // groups) % runs
@@ -135,6 +146,10 @@ def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, 
         _fill_patch(xp, n, od, oh, ow0, pixels, g * cin_g, cin_g, KD, KH, KW, stride,
                     dilation, patch)
         _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
+        if fuse:
+            # the job's block: its pixels in each of the group's output channels
+            finish_block(flat, ((n * Co + g * cout_g) * OD + od) * OH * OW + oh * OW + ow0,
+                         plane, cout_g, pixels, residual, code, slope)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
@@ -252,7 +267,7 @@ def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups
 
 
 def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, dilation,
-                            chunks):
+                            chunks, finish=None):
     """Direct convolution of a layer with one input channel per group
     (depthwise, with ``multiplier`` output channels per input channel) over a
     channels-last padded input.
@@ -266,6 +281,9 @@ def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, 
     bias : (C_out,) or (0,) array
         Empty for no bias.
     out : (N, C_out, OD, OH, OW) array, written in full.
+    finish : (code, slope, residual) or None
+        The epilogue (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
+        applied to each job's output rows once written; None: bias only.
 
     Note [thin channels-last]
     ~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -281,12 +299,12 @@ def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, 
     """
     N, _, OD, OH, _ = out.shape
     run_in_chunks(_thin_chunk, (xp, wt, bias, out, multiplier, *kernel_size, *stride,
-                                *dilation), N * OD * OH, chunks)
+                                *dilation, *finish_args(finish, out.dtype)), N * OD * OH, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, dw,
-                first_job, stop_job):
+                code, slope, residual, first_job, stop_job):
     """Rows ``first_job <= job < stop_job`` of conv_thin_channels_last."""
     Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     Dp, Hp, Wp, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
@@ -319,3 +337,7 @@ def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, d
                 o = ((n * Co + co) * OD + od) * OH * OW + oh * OW
                 for ow in range(OW):
                     dst[np.uint64(o + ow)] = acc[np.uint64(ow * C + c)] + b
+        if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+            # the job's output row in every channel
+            finish_block(dst, ((n * Co) * OD + od) * OH * OW + oh * OW, OD * OH * OW, Co, OW,
+                         residual, code, slope)

@@ -20,12 +20,13 @@ import numpy as np
 from .direct_layouts import form_arguments, fused_passes, serving_forms
 from .direct_row_phases import ROW_PHASES_TASKS
 from .direct_taps import band_job, column_taps, copy_row, zero_run
+from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 
 def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks,
-                      form=None, band_rows=None):
+                      form=None, band_rows=None, finish=None):
     """Zero-padded 1-D/2-D layers with few channels per group, any stride and
     dilation, whose input width is a multiple of the stride and whose output
     is at most ``W / stride`` wide (:func:`~numbaconv.algorithms.direct.serves_phase_planes`):
@@ -44,7 +45,9 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     (any form; default: the whole plane) computes each
     plane in bands of that many output rows, an even number, so that a
     thread's scratch is a band's, not a plane's (Note [plane bands]); the
-    bits do not depend on it.
+    bits do not depend on it.  ``finish`` is the epilogue's ``(code, slope,
+    residual)`` (:meth:`numbaconv.epilogue.Epilogue.kernel_args`), applied
+    to each band's rows once they are in ``out``; None: bias only.
     """
     kernel = (w.shape[3], w.shape[4])
     serving, default = serving_forms(kernel, tuple(stride), tuple(dilation))
@@ -65,12 +68,14 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
             else ROW_PHASES_TASKS[form, fused_passes(*kernel)])
     run_in_chunks(task, (x, w, bias, out, groups, pad_h, pad_w)
                   + form_arguments(form, H, W, OH, OW, *kernel, pad_h, pad_w, *stride[1:],
-                                    *dilation[1:], band_rows), jobs, chunks)
+                                    *dilation[1:], band_rows)
+                  + finish_args(finish, out.dtype), jobs, chunks)
 
 
 @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
 def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows, Wq,
-                        pitch, size, guard, base, length, first_job, stop_job):
+                        pitch, size, guard, base, length, code, slope, residual, first_job,
+                        stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
 
     Note [phase planes]
@@ -202,6 +207,9 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, b
             start = plane_job * OH * OW
             for oh in range(first_row, min(OH, first_row + band_rows)):
                 copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
+        if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+            finish_block(of, (plane_job * OH + first_row) * OW, 0, 1,
+                         (min(OH, first_row + band_rows) - first_row) * OW, residual, code, slope)
 
 
 @inline_helper

@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from .direct_pack import gather_plane
+from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel
 from .parallel import run_in_chunks
 
 
-def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, chunks):
+def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, chunks,
+                finish=None):
     """Direct convolution one (image, output channel) plane at a time.
 
     ``x`` is the unpadded canonical input; each job gathers the padded
@@ -24,16 +26,18 @@ def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, 
     accumulates ``out_row += w[tap] * in_row[shifted]`` along output rows.
     ``bias`` is ``(C_out,)``, or empty for none.
     ``chunks`` runs of consecutive planes (the thread count), so each thread
-    allocates its scratch once.
+    allocates its scratch once.  ``finish`` is the epilogue's ``(code,
+    slope, residual)`` (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
+    applied to each plane once it is complete; None: bias only.
     """
     run_in_chunks(_planes_chunk, (x, map_d, map_h, map_w, w, bias, out, groups, *stride,
-                                  *dilation),
+                                  *dilation, *finish_args(finish, out.dtype)),
                   out.shape[0] * out.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, dh, dw,
-                  first_job, stop_job):
+                  code, slope, residual, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes."""
     stride = (sd, sh, sw)
     dilation = (dd, dh, dw)
@@ -41,6 +45,8 @@ def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, 
     cin_g = x.shape[1] // groups
     zero = out.dtype.type(0)
     planes = np.empty((cin_g, map_d.shape[0], map_h.shape[0], map_w.shape[0]), dtype=out.dtype)
+    flat = out.ravel()
+    plane = out.shape[2] * out.shape[3] * out.shape[4]
     for job in range(first_job, stop_job):
         n = job // Co
         co = job % Co
@@ -50,6 +56,8 @@ def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, 
         # Note [no bias] in kernels/__init__.py
         _plane_task(planes, w[co], bias[co] if bias.shape[0] else zero, out[n, co], stride,
                     dilation)
+        if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+            finish_block(flat, job * plane, 0, 1, plane, residual, code, slope)
 
 
 @cpu_kernel(parallel=False, python_callable=False)

@@ -79,6 +79,7 @@ from .direct_layouts import FUSED_PASSES
 from .direct_taps import (band_job, column_taps, copy_row, five_sum, five_taps, nine_sum,
                           nine_taps, seven_sum, seven_taps, tap_group, three_sum, three_taps,
                           zero_run)
+from .epilogue_block import finish_block
 from .jit import cpu_kernel, inline_helper
 from .runs import deinterleave_run
 
@@ -90,7 +91,7 @@ def _row_pairs_task(fused):
 
     @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                         rows, length, first_job, stop_job):
+                         rows, length, code, slope, residual, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
         in the row-pairs form (unit stride and dilation)."""
         Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
@@ -152,6 +153,10 @@ def _row_pairs_task(fused):
             for oh in range(first_row, min(OH, first_row + band_rows)):
                 local = oh - first_row
                 copy_row(of, start + oh * OW, do if local % 2 else de, (local // 2) * pitch, OW)
+            if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+                finish_block(of, (plane_job * OH + first_row) * OW, 0, 1,
+                             (min(OH, first_row + band_rows) - first_row) * OW, residual, code,
+                             slope)
 
     return _row_pairs_chunk
 
@@ -164,7 +169,7 @@ def _stride_two_task(fused):
 
     @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                          rows, length, first_job, stop_job):
+                          rows, length, code, slope, residual, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
         for stride 2 (dilation 1)."""
         Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
@@ -232,6 +237,10 @@ def _stride_two_task(fused):
             start = plane_job * OH * OW
             for oh in range(first_row, min(OH, first_row + band_rows)):
                 copy_row(of, start + oh * OW, acc, (oh - first_row) * pitch, OW)
+            if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+                finish_block(of, (plane_job * OH + first_row) * OW, 0, 1,
+                             (min(OH, first_row + band_rows) - first_row) * OW, residual, code,
+                             slope)
 
     return _stride_two_chunk
 

@@ -81,6 +81,19 @@ def finish_block(flat, first, row_stride, rows, cols, residual, code, slope):
                 row[i] = v * (zero if t < zero else (six if t > six else t)) / six
 
 
+def finish_args(finish, dtype):
+    """The ``(code, slope, residual)`` a kernel takes: ``finish`` (from
+    :meth:`numbaconv.epilogue.Epilogue.kernel_args`), or for None those of
+    no activation and no residual, typed like a real epilogue's so that
+    both take one compiled kernel.  Kernels call :func:`finish_block` only
+    ``if code != 0 or residual.shape[0] > 0``: the bias-only path runs
+    exactly as before."""
+    if finish is not None:
+        return finish
+    dtype = np.dtype(dtype)
+    return NONE, dtype.type(0.01), np.empty(0, dtype=dtype)
+
+
 @cpu_kernel(parallel=False)
 def finish_array(flat, residual, code, slope):
     """:func:`finish_block` over a whole flat array (one block)."""

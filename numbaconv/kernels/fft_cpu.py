@@ -13,7 +13,8 @@ its own blocks, with the GIL released -- Note [fft threads] there):
   (``W`` already conjugated: a product of transforms is a convolution, the
   conjugate makes it the cross-correlation PyTorch computes);
 * :func:`scatter_tiles` -- crop each tile's inverse transform to its valid
-  outputs, keep every ``stride``-th one, add the bias, write ``out``.
+  outputs, keep every ``stride``-th one, add the bias, write ``out``, and
+  apply the fused epilogue to what it wrote (Note [epilogue]).
 
 Blocks are ``(tiles, images, channels, LD, LH, LW)``: axis 0 is the tile of
 the output, axis 1 the image, and the trailing axes the FFT lengths.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .epilogue_block import finish_block
 from .jit import cpu_kernel
 
 
@@ -127,7 +129,7 @@ def _contract(x, w, y, S, Ci, Co, F, cin_g, groups, block):
 
 
 @cpu_kernel(parallel=False)
-def scatter_tiles(tiles_out, first_image, table, sd, sh, sw, bias, out):
+def scatter_tiles(tiles_out, first_image, table, sd, sh, sw, bias, out, code, slope, residual):
     """Write the valid, strided outputs of each tile's inverse transform.
 
     ``tiles_out`` is ``(tiles, images, C_out, LD, LH, LW)``, each the
@@ -135,7 +137,9 @@ def scatter_tiles(tiles_out, first_image, table, sd, sh, sw, bias, out):
     tile: the first output index per axis (columns 0-2), one past the last
     (3-5) and the block origin in stride-1 positions (6-8); output ``o``
     is sample ``o * stride - origin`` of its tile.  ``bias`` empty means
-    none.
+    none.  ``code, slope, residual`` are the epilogue's
+    (:meth:`numbaconv.epilogue.Epilogue.kernel_args`), applied to each
+    job's box of outputs once written.
     """
     nb, Co = tiles_out.shape[1], tiles_out.shape[2]
     LD, LH, LW = tiles_out.shape[3], tiles_out.shape[4], tiles_out.shape[5]
@@ -158,3 +162,7 @@ def scatter_tiles(tiles_out, first_image, table, sd, sh, sw, bias, out):
                 row_out = out0 + (od * OH + oh) * OW
                 for ow in range(starts[t, 2], starts[t, 5]):
                     dst[np.uint64(row_out + ow)] = src[np.uint64(row_in + ow * sw)] + b
+            if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+                finish_block(dst, out0 + (od * OH + starts[t, 1]) * OW + starts[t, 2], OW,
+                             starts[t, 4] - starts[t, 1], starts[t, 5] - starts[t, 2], residual,
+                             code, slope)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blas import gemm, gemm_nt
+from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
@@ -50,7 +51,8 @@ from .parallel import run_in_chunks
 SMALL_GEMM_ROWS = 2
 
 
-def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunks):
+def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunks,
+                   finish=None):
     """The pointwise (1x1, stride 1, unpadded) convolution as GEMMs on views.
 
     ``w`` is ``(groups, C_out/groups, C_in/groups)``, ``x`` ``(N, groups,
@@ -61,18 +63,23 @@ def pointwise_conv(gemm_address, int_witness, w, x, bias, out, row_blocks, chunk
     fewer (image, group) pairs than threads).  Every operand is a view;
     nothing is copied (Note [one thread pool]).  ``gemm_address`` and
     ``int_witness`` come from :func:`numbaconv.kernels.blas.find_gemm`.
+    ``finish`` is the epilogue's ``(code, slope, residual)``
+    (:meth:`numbaconv.epilogue.Epilogue.kernel_args`), applied to each
+    job's block after its GEMM; None: bias only.
     """
     N, groups = x.shape[0], x.shape[1]
-    run_in_chunks(_pointwise_chunk, (gemm_address, int_witness, w, x, bias, out, row_blocks),
+    run_in_chunks(_pointwise_chunk, (gemm_address, int_witness, w, x, bias, out, row_blocks,
+                                     *finish_args(finish, out.dtype)),
                   N * groups * row_blocks, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
-def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, first_job,
-                     stop_job):
+def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, code, slope,
+                     residual, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of pointwise_conv; job = (n, g, block)."""
     groups, cout_g = w.shape[0], w.shape[1]
     size = x.shape[3]
+    flat = out.ravel()
     for job in range(first_job, stop_job):
         block = job % row_blocks
         g = (job // row_blocks) % groups
@@ -81,15 +88,18 @@ def _pointwise_chunk(gemm_address, int_witness, w, x, bias, out, row_blocks, fir
         r1 = (block + 1) * cout_g // row_blocks
         if r1 > r0:
             if bias.shape[0]:
-                _fill_bias(out.ravel(), ((n * groups + g) * cout_g + r0) * size, size,
+                _fill_bias(flat, ((n * groups + g) * cout_g + r0) * size, size,
                            r1 - r0, size, bias, g * cout_g + r0)
             gemm(gemm_address, int_witness, w[g, r0:r1], x[n, g], out[n, g, r0:r1],
                  1.0 if bias.shape[0] else 0.0)
+            if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+                finish_block(flat, ((n * groups + g) * cout_g + r0) * size, 0, 1,
+                             (r1 - r0) * size, residual, code, slope)
 
 
 def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, kernel_size,
                 stride, dilation, pad_h, pad_w, tile, rows, chunks, small_m=SMALL_GEMM_ROWS,
-                row_blocks=1):
+                row_blocks=1, finish=None):
     """Convolution by tiles of column matrix times weight (Note [column tiles]).
 
     Parameters
@@ -123,6 +133,10 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
         Each tile's output channels are computed by this many jobs, each
         filling the tile's columns itself (``plan_tiles`` in
         :mod:`numbaconv.algorithms.im2col`: layers with few output pixels).
+    finish : (code, slope, residual) or None
+        The epilogue (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
+        applied to each tile's output block after its last K chunk's
+        product; None: bias only.
     """
     N, Co, OD, OH, OW = out.shape
     groups = w.shape[0]
@@ -135,7 +149,8 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
     run_in_chunks(_IM2COL_TASKS[w.shape[1] <= small_m, fills],
                   (gemm_address, int_witness, x, map_d, map_h, map_w, w, bias,
                    out.reshape(N, Co, OD * OH * OW), *kernel_size, *stride, *dilation, pad_h,
-                   pad_w, OH, OW, tile, rows, small_m, row_blocks),
+                   pad_w, OH, OW, tile, rows, small_m, row_blocks,
+                   *finish_args(finish, out.dtype)),
                   N * groups * tiles * row_blocks, chunks)
 
 
@@ -164,7 +179,7 @@ def _im2col_task(small, fills):
     @cpu_kernel(parallel=False, python_callable=False)
     def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
-                      row_blocks, first_job, stop_job):
+                      row_blocks, code, slope, residual, first_job, stop_job):
         """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile,
         row block).
 
@@ -215,6 +230,9 @@ def _im2col_task(small, fills):
                          columns[:rows * pixels].reshape(rows, pixels),
                          out[n, g * cout_g + r0:g * cout_g + r1, first_pixel:first_pixel + pixels],
                          0.0 if overwrite and k0 == 0 else 1.0)
+            if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+                # the tile's block, complete after its last K chunk
+                finish_block(flat_out, first_out, size, r1 - r0, pixels, residual, code, slope)
 
     return _im2col_chunk
 
@@ -554,7 +572,7 @@ def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc
 
 
 def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilation,
-                input_dilation, pad_before, channel_blocks, tile, chunks):
+                input_dilation, pad_before, channel_blocks, tile, chunks, finish=None):
     """An input-dilated convolution as GEMM plus col2im scatter-add (Note [col2im]).
 
     ``x`` is the (undilated) canonical input ``(N, C_in, D, H, W)``; ``a`` the
@@ -562,18 +580,23 @@ def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilatio
     (rows ``(co, kd, kh, kw)``); ``out`` ``(N, C_out, OD, OH, OW)`` is
     written in full.  ``channel_blocks`` output-channel blocks per (image,
     group) are the jobs; ``tile`` input pixels (whole rows) one GEMM.
+    ``finish`` is the epilogue's ``(code, slope, residual)``
+    (:meth:`numbaconv.epilogue.Epilogue.kernel_args`), applied to a job's
+    planes once every input tile has been added into them; None: bias only.
     """
     N = out.shape[0]
     groups = a.shape[0]
     run_in_chunks(_col2im_chunk,
                   (gemm_address, int_witness, x, a, bias, out, *kernel_size, *dilation,
-                   *input_dilation, *pad_before, channel_blocks, tile),
+                   *input_dilation, *pad_before, channel_blocks, tile,
+                   *finish_args(finish, out.dtype)),
                   N * groups * channel_blocks, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh, dw, Ld, Lh,
-                  Lw, lo_d, lo_h, lo_w, channel_blocks, tile, first_job, stop_job):
+                  Lw, lo_d, lo_h, lo_w, channel_blocks, tile, code, slope, residual, first_job,
+                  stop_job):
     """Jobs ``first_job <= job < stop_job`` of col2im_conv; job = (n, group, channel block).
 
     Note [col2im]
@@ -642,3 +665,6 @@ def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh
                     dst = obase + (jd * OH + jh) * OW + shift_w
                     for iw in range(a0, b0):
                         flat_out[np.uint64(dst + iw * Lw)] += columns[np.uint64(src + iw)]
+        if code != 0 or residual.shape[0] > 0:         # the fused epilogue: Note [epilogue]
+            # the job's planes have every contribution now
+            finish_block(flat_out, base, 0, 1, (c1 - c0) * plane, residual, code, slope)

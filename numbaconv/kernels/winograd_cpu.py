@@ -35,12 +35,13 @@ import numpy as np
 
 from . import winograd_transforms as transforms
 from .blas import gemm
+from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 
 def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tiles,
-                  total, chunk, out, chunks, dilation=(1, 1, 1)):
+                  total, chunk, out, chunks, dilation=(1, 1, 1), finish=None):
     """The whole transform-multiply-transform pipeline, a chunk of tiles at a time.
 
     Each job is ``chunk`` consecutive tiles: input transform into the
@@ -50,11 +51,15 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
     :mod:`numbaconv.kernels.im2col_cpu`).  With a ``dilation`` other than 1,
     ``xp`` holds the dilation phases as extra images (Note [dilation phases]
     of :mod:`numbaconv.algorithms.winograd`), and each phase's outputs land
-    ``dilation`` apart in ``out``.
+    ``dilation`` apart in ``out``.  ``finish`` is the epilogue's ``(code,
+    slope, residual)`` (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
+    applied by the output transform to each tile's outputs as it writes
+    them; None: bias only.
     """
     run_in_chunks(_TASKS[BTw.shape[0]].pipeline,
                   (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
-                   tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation),
+                   tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation,
+                   *finish_args(finish, out.dtype)),
                   -(-total // chunk), chunks)
 
 
@@ -75,12 +80,15 @@ def transform_products(gemm_address, int_witness, U, V, M, chunks):
                   U.shape[0] * U.shape[1], chunks)
 
 
-def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation=(1, 1, 1)):
+def output_transform(M, ATd, ATh, ATw, bias, tiles, first, out, chunks, dilation=(1, 1, 1),
+                     finish=None):
     """out tile of ``first + p`` = (ATd x ATh x ATw) M[:, p] + bias, cropped to
-    the output (``bias`` empty: none); tiles of dilation phases (image
-    numbers from ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
+    the output (``bias`` empty: none), then the epilogue ``finish`` (as for
+    :func:`winograd_conv`); tiles of dilation phases (image numbers from
+    ``N`` up) land ``dilation`` apart (Note [dilation phases])."""
     run_in_chunks(_TASKS[ATw.shape[1]].output,
-                  (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], first, out, *dilation),
+                  (M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], first, out, *dilation,
+                   *finish_args(finish, out.dtype)),
                   M.shape[1], chunks)
 
 
@@ -126,15 +134,16 @@ def _make_tasks(alpha):
         _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform)
 
     @cpu_kernel(parallel=False, python_callable=False)
-    def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                      stop_job):
+    def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
+                      residual, first_job, stop_job):
         transform = transforms.output_f4 if f4 else transforms.output_f2
-        _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                      stop_job, transform)
+        _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
+                      residual, first_job, stop_job, transform)
 
     @cpu_kernel(parallel=False, python_callable=False)
     def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
-                        tD, tH, tW, total, chunk, out, dd, dh, dw, first_job, stop_job):
+                        tD, tH, tW, total, chunk, out, dd, dh, dw, code, slope, residual,
+                        first_job, stop_job):
         transform_in = transforms.input_f4 if f4 else transforms.input_f2
         transform_out = transforms.output_f4 if f4 else transforms.output_f2
         Q, groups, cin_g, cout_g = U.shape
@@ -149,8 +158,8 @@ def _make_tasks(alpha):
                 for g in range(groups):
                     gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g],
                          U[q, g], M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
-            _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, 0, P,
-                          transform_out)
+            _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code,
+                          slope, residual, 0, P, transform_out)
 
     return _Tasks(_input_chunk, _output_chunk, _pipeline_chunk)
 
@@ -225,11 +234,12 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
 
 
 @cpu_kernel(parallel=False, python_callable=False)
-def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, first_job,
-                  stop_job, transform):
+def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
+                  residual, first_job, stop_job, transform):
     """The outputs of tiles ``first + p``, ``first_job <= p < stop_job``
     (:func:`output_transform`), with ``transform`` along each axis that has
-    one."""
+    one, and the epilogue ``code, slope, residual`` applied to each channel's
+    run of a tile row as it is written (Note [epilogue])."""
     P, Co = M.shape[1], M.shape[2]
     N = out.shape[0]
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -241,6 +251,8 @@ def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
     dst = out.ravel()
     plane = OD * OH * OW
     zero = out.dtype.type(0)
+    fuse = code != 0 or residual.shape[0] > 0       # the fused epilogue: Note [epilogue]
+    strided = dw > 1                # a tile row's outputs are dw apart (Note [dilation phases])
     # tile buffers laid out (d, h, w, c) with pitches (aH*aW*Co, aW*Co, Co);
     # M[q, p, :] is that layout with pitches P times larger
     bd, bh = aH * aW * Co, aW * Co
@@ -281,6 +293,11 @@ def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, fi
                     b = bias[c] if bias.shape[0] else zero
                     for kw in range(width):
                         dst[np.uint64(o + c * plane + kw * dw)] = res[r + kw * Co + c] + b
+                    if fuse:
+                        # the channel's run of the tile row: contiguous, or
+                        # with a dilation width runs of one
+                        finish_block(dst, o + c * plane, dw, width if strided else 1,
+                                     1 if strided else width, residual, code, slope)
 
 
 #: alpha -> the tasks of F(alpha - 2, 3), each compiled when first called
