@@ -16,7 +16,10 @@ already serve (Note [one general convolution] in :mod:`numbaconv.spec`):
   rewrites produce) as a slice of the input.
 
 All functions work on the canonical 3-D arrays of
-:mod:`numbaconv.algorithms.registry` and take the algorithm's own ``run`` to
+:mod:`numbaconv.algorithms.registry` (``(N, D, H, W, C)`` input and output
+for a spec whose ``memory_format`` is ``"channels_last"``: the phases and
+crops slice them with :func:`spatial_window`, the phases' problems keep the
+format) and take the algorithm's own ``run`` to
 compute the pieces, so each algorithm serves the new problems with its own
 kernels and no kernel needs to know that it serves a transposed problem.
 """
@@ -46,11 +49,20 @@ def transposed_weight(weight, groups):
     return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
 
 
+def spatial_window(spec, spatial):
+    """The index of the canonical 3-D array (input, output or residual) of
+    ``spec`` that takes ``spatial`` (slices of its three spatial axes) and
+    every image and channel: ``(N, C, D, H, W)`` arrays, or ``(N, D, H, W,
+    C)`` for ``spec.memory_format == "channels_last"`` (SPEC 1b)."""
+    if spec.memory_format == "channels_last":
+        return (slice(None),) + tuple(spatial) + (slice(None),)
+    return (slice(None), slice(None)) + tuple(spatial)
+
+
 def _crop(spec):
     """``(cropped spec, input window)`` of a spec with negative padding, or
     ``(None, None)`` when the crop leaves no input element."""
-    lead = 3 - spec.ndim
-    sizes, pads, window = [], [], [slice(None)] * 2 + [slice(None)] * lead
+    sizes, pads, window = [], [], [slice(None)] * (3 - spec.ndim)
     for n, (lo, hi) in zip(spec.input_size, spec.padding):
         start, stop = max(0, -lo), n - max(0, -hi)
         if stop <= start:
@@ -58,7 +70,8 @@ def _crop(spec):
         sizes.append(stop - start)
         pads.append((max(lo, 0), max(hi, 0)))
         window.append(slice(start, stop))
-    return replace(spec, input_size=tuple(sizes), padding=tuple(pads)), tuple(window)
+    return (replace(spec, input_size=tuple(sizes), padding=tuple(pads)),
+            spatial_window(spec, window))
 
 
 def cropped_spec(spec):
@@ -127,8 +140,8 @@ def phase_problems(spec):
     lead = 3 - spec.ndim
     problems = []
     for combo in itertools.product(*axes):
-        window = (slice(None), slice(None)) + tuple(slice(p[0], None, L) for p, L in
-                                                    zip(combo, spec.input_dilation3))
+        window = spatial_window(spec, (slice(p[0], None, L) for p, L in
+                                       zip(combo, spec.input_dilation3)))
         if any(p[2] is None for p in combo):
             problems.append((window, None, None))
             continue
@@ -139,7 +152,8 @@ def phase_problems(spec):
             dilation=tuple(p[3] for p in combo[lead:]),
             padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
             has_bias=spec.has_bias)
-        problems.append((window, taps, sub))
+        # the phases read the caller's input and write into its output
+        problems.append((window, taps, replace(sub, memory_format=spec.memory_format)))
     return problems
 
 
@@ -156,11 +170,19 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
         target = out[window]
         part = epilogue.window(window)
         if sub is None:
+            if spec.memory_format == "channels_last":
+                # Epilogue.fill broadcasts the bias over canonical axes: give
+                # it the (N, C, D, H, W) views of the window and its residual
+                residual = part.residual
+                part = replace(part, residual=None if residual is None else
+                               residual.transpose(0, 4, 1, 2, 3))
+                target = target.transpose(0, 4, 1, 2, 3)
             part.fill(target)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
-        assert sub.output_size3 == target.shape[2:], (sub, target.shape)
+        spatial = target.shape[1:4] if sub.memory_format == "channels_last" else target.shape[2:]
+        assert sub.output_size3 == spatial, (sub, target.shape)
         if target.flags.c_contiguous:
             run(sub, x, sub_weight, part, target)
         else:
@@ -229,6 +251,10 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     if N == 0:
         return out
     S, O = spec.input_size3, spec.output_size3
+    if spec.memory_format == "channels_last":
+        # (N, D, H, W, C) arrays: the same transposed copies, from NDHWC
+        x = x.transpose(0, 4, 1, 2, 3)
+        grad_output = grad_output.transpose(0, 4, 1, 2, 3)
     chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
     for n0 in range(0, N, chunk):

@@ -28,8 +28,8 @@ import math
 import numpy as np
 
 from ..context import current_context
-from ..kernels import (direct_channels_last, direct_layouts, direct_pack, direct_phase_planes,
-                       direct_planes)
+from ..kernels import (direct_channels_last, direct_channels_last_native, direct_layouts,
+                       direct_pack, direct_phase_planes, direct_planes)
 from ..padding import padding_maps
 from .. import costs
 from .registry import ConvAlgorithm, composite_paths, costed_plan, register
@@ -323,6 +323,75 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
     return out
 
 
+#: The loop orders of a channels-last spec (Note [native channels-last] in
+#: kernels/direct_channels_last_native.py).
+CHANNELS_LAST_LOOP_ORDERS = ("channels_last", "thin_channels_last")
+
+
+def choose_loop_order_channels_last(spec):
+    """The loop order of a channels-last spec: ``"thin_channels_last"`` for one
+    input channel per group and at least 8 groups (depthwise: vectorised over
+    channels, Note [thin channels-last]), else ``"channels_last"``."""
+    thin = spec.in_channels_per_group == 1 and spec.groups >= 8
+    return "thin_channels_last" if thin else "channels_last"
+
+
+def _channels_last_native_work(spec):
+    # the canonical patch-row work less the pack (the rows are read from the
+    # unpadded input: Note [native channels-last])
+    n = spec.batch
+    return _channels_last_work(spec) - 4.0 * n * spec.in_channels * math.prod(spec.padded_size)
+
+
+def _thin_channels_last_native_work(spec):
+    # the canonical thin work less the pack
+    n = spec.batch
+    return (_thin_channels_last_work(spec)
+            - 4.0 * n * spec.in_channels * math.prod(spec.padded_size))
+
+
+#: loop order -> (cost-model path, work of a channels-last spec)
+_NATIVE_WORK = {"channels_last": ("direct:channels_last", _channels_last_native_work),
+                "thin_channels_last": ("direct:thin_channels_last",
+                                       _thin_channels_last_native_work)}
+
+
+def direct_forward_channels_last(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
+    """Run the direct algorithm on channels-last arrays: ``x`` ``(N, D, H, W,
+    C)`` and ``out`` ``(N, OD, OH, OW, C_out)``, C-contiguous, read and
+    written in place; ``weight`` canonical (Note [native channels-last] in
+    kernels/direct_channels_last_native.py).  ``loop_order``: one of
+    :data:`CHANNELS_LAST_LOOP_ORDERS` (default
+    :func:`choose_loop_order_channels_last`).  The kernels apply the whole
+    epilogue."""
+    if loop_order is None:
+        loop_order = choose_loop_order_channels_last(spec)
+    elif loop_order not in CHANNELS_LAST_LOOP_ORDERS:
+        raise ValueError(f"loop_order of a channels_last spec must be one of "
+                         f"{CHANNELS_LAST_LOOP_ORDERS}, got {loop_order!r}")
+    if loop_order == "thin_channels_last" and spec.in_channels_per_group != 1:
+        raise ValueError("loop_order='thin_channels_last' serves one input channel per group")
+    if out.size == 0:
+        return out
+    ctx = current_context() if ctx is None else ctx
+    code, slope, residual = epilogue.kernel_args(out.dtype)
+    maps = padding_maps(spec)
+    if loop_order == "thin_channels_last":
+        # (C * m, 1, KD, KH, KW) -> (m, KD, KH, KW, C): output channel c*m + j
+        c, m = spec.in_channels, spec.out_channels_per_group
+        wt = np.ascontiguousarray(weight.reshape((c, m) + weight.shape[2:])
+                                  .transpose(1, 2, 3, 4, 0))
+        direct_channels_last_native.conv_thin_channels_last_native(
+            x, *maps, wt, epilogue.bias, out, m, spec.kernel_size3, spec.stride3,
+            spec.dilation3, code, slope, residual, ctx.threads)
+        return out
+    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
+    direct_channels_last_native.conv_channels_last_native(
+        x, *maps, weight_cl, epilogue.bias, out, spec.kernel_size3, spec.groups, spec.stride3,
+        spec.dilation3, spec.padding3[2][0], code, slope, residual, ctx.threads)
+    return out
+
+
 class DirectAlgorithm(ConvAlgorithm):
     """Direct convolution; serves every valid forward spec on the CPU."""
 
@@ -332,11 +401,29 @@ class DirectAlgorithm(ConvAlgorithm):
     measured_error_eps = 4.8
     transforms_values = False
     fuses_epilogue = True
+    #: channels-last problems run in place (Note [native channels-last]);
+    #: transposed ones by the phases and weight gradients by the rewrite,
+    #: both format-aware (numbaconv.rewrites)
+    formats = ("contiguous", "channels_last")
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if spec.memory_format == "channels_last":
+            return direct_forward_channels_last(spec, x, weight, epilogue, out,
+                                                loop_order=detail, ctx=ctx)
         return direct_forward(spec, x, weight, epilogue, out, loop_order=detail, ctx=ctx)
 
     def plan_forward(self, spec, ctx):
+        if spec.memory_format == "channels_last":
+            loop_order = choose_loop_order_channels_last(spec)
+            model, work = _NATIVE_WORK[loop_order]
+            itemsize = spec.compute_dtype.itemsize
+            scratch = (spec.in_channels if loop_order == "thin_channels_last"
+                       else scratch_values(spec, loop_order))
+            return costed_plan(self.name, model, work(spec), ctx,
+                               ctx.threads * scratch * itemsize, f"native {loop_order}",
+                               detail=loop_order,
+                               copies=spec.weight_shape[0] * math.prod(spec.weight_shape[1:])
+                               * itemsize)
         loop_order = choose_loop_order(spec)
         model = f"direct:{loop_order}"
         itemsize = spec.compute_dtype.itemsize

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import config
 from ..context import current_context
-from ..kernels import blas, im2col_cpu
+from ..kernels import blas, im2col_channels_last, im2col_cpu
 from ..padding import padding_maps
 from .. import costs
 from .registry import ConvAlgorithm, costed_plan, register
@@ -291,6 +291,108 @@ def im2col_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     return out
 
 
+#: Output pixels per GEMM of the channels-last pointwise path: a constant,
+#: so that the GEMMs' shapes, and the bits, depend on the problem alone
+#: (Note [GEMM shapes] in :mod:`numbaconv.kernels.blas`).
+POINTWISE_ROWS = 256
+#: Fewest jobs of the channels-last pointwise path before a block's output
+#: channels are split too (layers with few output pixels).
+POINTWISE_JOBS = 8
+
+
+@dataclass(frozen=True)
+class PointwisePlan:
+    """How the channels-last pointwise path splits one call (a job: a block
+    of ``block_rows`` pixels, one group, one of ``channel_blocks`` blocks of
+    its output channels)."""
+
+    block_rows: int
+    channel_blocks: int = 1
+
+
+def plan_pointwise_channels_last(spec):
+    """Blocks of :data:`POINTWISE_ROWS` pixels (all images together), and
+    output-channel blocks of at least :data:`MIN_BLOCK_ROWS` channels while
+    there are fewer than :data:`POINTWISE_JOBS` jobs: a function of the
+    problem only."""
+    rows = spec.batch * math.prod(spec.output_size3)
+    blocks = max(1, -(-rows // POINTWISE_ROWS))
+    jobs = blocks * spec.groups
+    channel_blocks = 1
+    if jobs < POINTWISE_JOBS:
+        channel_blocks = max(1, min(-(-POINTWISE_JOBS // jobs),
+                                    spec.out_channels_per_group // MIN_BLOCK_ROWS))
+    return PointwisePlan(block_rows=min(rows, POINTWISE_ROWS) or 1,
+                         channel_blocks=channel_blocks)
+
+
+def channels_last_weight(weight, groups):
+    """``(C_out, C_in/groups, KD, KH, KW)`` -> ``(groups, C_out/groups, KD * KH
+    * KW * C_in/groups)``: the column order of Note [channels-last columns]
+    (a copy of the weight, once per call)."""
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(
+        groups, weight.shape[0] // groups, -1)
+
+
+def fill_units_channels_last(spec):
+    """Units of ``"im2col:fill"`` of the channels-last column fill: every
+    element of every tile once, in unit-stride runs of ``C_in/groups``
+    values per tap, or ``KW * C_in`` per kernel row for one group without
+    W-dilation (Note [channels-last columns]; Note [column fill cost])."""
+    n, g = spec.batch, spec.groups
+    taps = math.prod(spec.kernel_size)
+    pixels = math.prod(spec.output_size)
+    elements = n * g * spec.in_channels_per_group * taps * pixels
+    merged = g == 1 and spec.dilation3[2] == 1
+    runs = n * g * pixels * (taps // spec.kernel_size3[2] if merged else taps)
+    return elements + costs.FILL_RUN * runs
+
+
+def im2col_forward_channels_last(spec, x, weight, epilogue, out, plan=None, ctx=None):
+    """Run the im2col algorithm on channels-last arrays: ``x`` ``(N, D, H, W,
+    C)`` and ``out`` ``(N, OD, OH, OW, C_out)``, C-contiguous, read and
+    written in place (Note [channels-last columns] in
+    :mod:`numbaconv.kernels.im2col_channels_last`); ``weight`` canonical.
+
+    ``plan``: a :class:`PointwisePlan` for a pointwise spec, else a
+    :class:`TilePlan`.  The epilogue (bias, activation, residual laid out
+    like ``out``) is applied by the kernels."""
+    if spec.has_input_dilation or any(lo < 0 or hi < 0 for lo, hi in spec.padding):
+        raise ValueError("im2col_forward_channels_last: the spec must have no input dilation "
+                         "and no negative padding (use the algorithm's run)")
+    if out.size == 0:
+        return out
+    ctx = current_context() if ctx is None else ctx
+    blas_gemm = blas.find_gemm()
+    address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
+    code, slope, residual = epilogue.kernel_args(out.dtype)
+    groups = spec.groups
+    if spec.is_pointwise:
+        plan = plan_pointwise_channels_last(spec) if plan is None else plan
+        w = weight.reshape(groups, spec.out_channels_per_group, spec.in_channels_per_group)
+        with blas.single_threaded_blas():
+            im2col_channels_last.pointwise_channels_last(
+                address, witness, x.reshape(-1, spec.in_channels), w, epilogue.bias,
+                out.reshape(-1, spec.out_channels), plan.block_rows, plan.channel_blocks, code,
+                slope, residual, ctx.threads)
+        return out
+    if plan is None:
+        plan = plan_tiles(spec, out.dtype.itemsize, ctx.pool_threads, ctx.workspace_limit)
+    map_d, map_h, map_w = padding_maps(spec)
+    with blas.single_threaded_blas():
+        im2col_channels_last.im2col_channels_last(
+            address, witness, x, map_d, map_h, map_w, channels_last_weight(weight, groups),
+            epilogue.bias, out, spec.kernel_size3, spec.stride3, spec.dilation3,
+            spec.padding3[2][0], plan.tile, plan.rows, plan.row_blocks, code, slope, residual,
+            ctx.threads)
+    return out
+
+
+def _canonical(array):
+    """A C-contiguous ``(N, C, D, H, W)`` copy of an ``(N, D, H, W, C)`` array."""
+    return np.ascontiguousarray(array.transpose(0, 4, 1, 2, 3))
+
+
 def fill_every_tile(spec, x, tile):
     """Fill the column tiles of ``tile`` pixels of every (image, group) of
     ``spec`` once, on this thread, into one buffer: the work ``numbaconv
@@ -449,6 +551,9 @@ class Im2colAlgorithm(ConvAlgorithm):
     measured_error_eps = 4.8
     transforms_values = False
     fuses_epilogue = True
+    #: channels-last forward problems run in place (Note [channels-last
+    #: columns]); transposed ones and weight gradients on canonical copies
+    formats = ("contiguous", "channels_last")
 
     def auxiliary_samples(self, spec, arrays, ctx, time):
         """The column fill alone, on one thread, for ``"im2col:fill"``."""
@@ -465,9 +570,32 @@ class Im2colAlgorithm(ConvAlgorithm):
         return None
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if spec.memory_format == "channels_last":
+            return im2col_forward_channels_last(spec, x, weight, epilogue, out, plan=detail,
+                                                ctx=ctx)
         return im2col_forward(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
+    def _plan_channels_last(self, spec, ctx):
+        """The plan of a channels-last forward problem: the canonical paths'
+        GEMM work (the same GEMMs, transposed) and the channels-last fill."""
+        itemsize = spec.compute_dtype.itemsize
+        if spec.is_pointwise:
+            plan = plan_pointwise_channels_last(spec)
+            return costed_plan(self.name, "im2col:pointwise", _work("im2col:pointwise", spec),
+                               ctx, 0, "channels-last pointwise", detail=plan)
+        tiles = plan_tiles(spec, itemsize, ctx.pool_threads, ctx.workspace_limit)
+        path = (f"channels-last tiles of {tiles.tile} pixels"
+                + (f", {tiles.row_blocks} channel blocks" if tiles.row_blocks > 1 else ""))
+        fill = tiles.row_blocks * fill_units_channels_last(spec)
+        return costed_plan(self.name, "im2col:tiles", _work("im2col:tiles", spec), ctx,
+                           tiles.workspace_bytes(itemsize), path, detail=tiles, fill=fill,
+                           fill_model="im2col:fill",
+                           copies=spec.weight_shape[0] * math.prod(spec.weight_shape[1:])
+                           * itemsize)
+
     def plan_forward(self, spec, ctx):
+        if spec.memory_format == "channels_last":
+            return self._plan_channels_last(spec, ctx)
         itemsize = spec.compute_dtype.itemsize
         tiles = None
         if spec.is_pointwise:
@@ -491,7 +619,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
         return costed_plan(self.name, "im2col:col2im", _work("im2col:col2im", spec), ctx,
                            ctx.threads * rows * tile * itemsize, "col2im",
-                           detail=(blocks, tile))
+                           detail=(blocks, tile), copies=_canonical_copies(spec))
 
     def plan_grad_weight(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -506,13 +634,35 @@ class Im2colAlgorithm(ConvAlgorithm):
         return costed_plan(self.name, model, _work(model, spec), ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
                            f"{plan.segments} segment(s)", detail=plan, fill=fill,
-                           fill_model="im2col:fill")
+                           fill_model="im2col:fill", copies=_canonical_copies(spec))
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
+        if spec.memory_format == "channels_last":
+            # the column tiles of Note [weight-gradient tiles] on canonical copies
+            x, grad_output = _canonical(x), _canonical(grad_output)
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if spec.memory_format == "channels_last":
+            # col2im (measured faster than the phases) on canonical copies;
+            # the residual and activation on the channels-last result
+            result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+            im2col_col2im(spec, _canonical(x), weight, epilogue.bias_only(), result,
+                          plan=detail, ctx=ctx)
+            out[...] = result.transpose(0, 2, 3, 4, 1)
+            return epilogue.apply(out)
         return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
+
+
+def _canonical_copies(spec):
+    """Bytes of the canonical copies a channels-last transposed problem or
+    weight gradient takes (its input and output, or input and output
+    gradient); none for a contiguous spec."""
+    if spec.memory_format != "channels_last":
+        return 0
+    return spec.batch * (spec.in_channels * math.prod(spec.input_size)
+                         + spec.out_channels * math.prod(spec.output_size)) \
+        * spec.compute_dtype.itemsize
 
 
 IM2COL = register(Im2colAlgorithm())

@@ -124,13 +124,12 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
 def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
                          code, slope, residual, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
-    OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cin_g = xp.shape[4] // groups
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
     stride = (sd, sh, sw)
     dilation = (dd, dh, dw)
     patch = np.empty((PATCH_PIXELS, KD * KH * KW * cin_g), dtype=out.dtype)
-    Co = out.shape[1]
     cout_g = Co // groups
     plane = OD * OH * OW
     fuse = code != 0 or residual.shape[0] > 0     # the fused epilogue: Note [epilogue]
@@ -145,11 +144,13 @@ def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, 
         pixels = min(PATCH_PIXELS, OW - ow0)
         _fill_patch(xp, n, od, oh, ow0, pixels, g * cin_g, cin_g, KD, KH, KW, stride,
                     dilation, patch)
-        _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups)
+        # out[n, :, od, oh, ow0]: channels a plane apart, pixels adjacent
+        first = ((n * Co) * OD + od) * OH * OW + oh * OW + ow0
+        _patch_times_weights(patch, pixels, wp, bias, out, first, plane, 1, g, groups)
         if fuse:
             # the job's block: its pixels in each of the group's output channels
-            finish_block(flat, ((n * Co + g * cout_g) * OD + od) * OH * OW + oh * OW + ow0,
-                         plane, cout_g, pixels, residual, code, slope)
+            finish_block(flat, first + g * cout_g * plane, plane, cout_g, pixels, residual, code,
+                         slope)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
@@ -183,9 +184,13 @@ def _fill_patch(xp, n, od, oh, ow0, pixels, cstart, cin_g, KD, KH, KW, stride, d
 
 
 @cpu_kernel(parallel=False, python_callable=False)
-def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups):
-    """out[n, co, od, oh, ow0 + p] = patch[p] . wp[co] + bias[co] for the group's co
-    (+0.0 when ``bias`` is empty).
+def _patch_times_weights(patch, pixels, wp, bias, out, first, channel_step, pixel_step, g,
+                         groups):
+    """out.flat[first + co * channel_step + p * pixel_step] = patch[p] . wp[co] + bias[co]
+    for the group's output channels co and the run's pixels p (+0.0 when
+    ``bias`` is empty): a canonical output has ``channel_step`` one plane and
+    ``pixel_step`` 1, a channels-last one ``channel_step`` 1 and
+    ``pixel_step`` C_out (kernels/direct_channels_last_native.py).
 
     Ragged edges (a pixel run or a group's channel count that is not a
     multiple of the block) reuse the full block with the out-of-range pixel
@@ -194,14 +199,13 @@ def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups
     in place (``patch[p, i]``) and results stored through one flat view of
     ``out``, without per-block helper calls: Note [reference counts].
     """
-    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    cout_g = Co // groups
+    cout_g = wp.shape[0] // groups
     length = patch.shape[1]
     zero = out.dtype.type(0)
     has_bias = bias.shape[0] > 0                 # Note [no bias] in kernels/__init__.py
     flat = out.ravel()
-    plane = OD * OH * OW                       # distance between output channels
-    row0 = ((n * Co) * OD + od) * OH * OW + oh * OW + ow0
+    plane = channel_step
+    step = pixel_step
     # pixel blocks outside, channel blocks inside: the block's 4 patch rows
     # stay in L1 while the weights stream from L2 (the reverse order streamed
     # the larger patch and was slower)
@@ -240,30 +244,30 @@ def _patch_times_weights(patch, pixels, wp, bias, out, n, od, oh, ow0, g, groups
             b0 = bias[c0] if has_bias else zero
             b1 = bias[c1] if has_bias else zero
             b2 = bias[c2] if has_bias else zero
-            at = row0 + c0 * plane + p
+            at = first + c0 * plane + p * step
             flat[at] = s00 + b0
             if channels > 1:
                 flat[at + plane] = s01 + b1
             if channels > 2:
                 flat[at + 2 * plane] = s02 + b2
             if p + 1 < pixels:
-                flat[at + 1] = s10 + b0
+                flat[at + step] = s10 + b0
                 if channels > 1:
-                    flat[at + 1 + plane] = s11 + b1
+                    flat[at + step + plane] = s11 + b1
                 if channels > 2:
-                    flat[at + 1 + 2 * plane] = s12 + b2
+                    flat[at + step + 2 * plane] = s12 + b2
             if p + 2 < pixels:
-                flat[at + 2] = s20 + b0
+                flat[at + 2 * step] = s20 + b0
                 if channels > 1:
-                    flat[at + 2 + plane] = s21 + b1
+                    flat[at + 2 * step + plane] = s21 + b1
                 if channels > 2:
-                    flat[at + 2 + 2 * plane] = s22 + b2
+                    flat[at + 2 * step + 2 * plane] = s22 + b2
             if p + 3 < pixels:
-                flat[at + 3] = s30 + b0
+                flat[at + 3 * step] = s30 + b0
                 if channels > 1:
-                    flat[at + 3 + plane] = s31 + b1
+                    flat[at + 3 * step + plane] = s31 + b1
                 if channels > 2:
-                    flat[at + 3 + 2 * plane] = s32 + b2
+                    flat[at + 3 * step + 2 * plane] = s32 + b2
 
 
 def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, dilation,

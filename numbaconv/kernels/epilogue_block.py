@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 
 from .jit import cpu_kernel, inline_helper
 
