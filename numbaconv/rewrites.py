@@ -19,6 +19,11 @@ All functions work on the canonical 3-D arrays of
 :mod:`numbaconv.algorithms.registry` and take the algorithm's own ``run`` to
 compute the pieces, so each algorithm serves the new problems with its own
 kernels and no kernel needs to know that it serves a transposed problem.
+For a channels-last spec (Note [memory format] in :mod:`numbaconv.spec`:
+an algorithm that declares the format) the input, output and residual are
+``(N, D, H, W, C)`` arrays: the crops and phases slice their spatial axes
+and keep the format, and the weight-gradient rewrite reads them into its
+(contiguous) sub-problems' copies.
 """
 
 from __future__ import annotations
@@ -31,6 +36,27 @@ import numpy as np
 
 from .epilogue import Epilogue
 from .spec import general_spec
+
+
+def spatial_index(spec, window):
+    """``window`` (an index of the canonical ``(N, C, D, H, W)`` axes) as an
+    index of the arrays ``spec`` runs on (``(N, D, H, W, C)`` channels-last)."""
+    if not spec.channels_last:
+        return window
+    return (window[0],) + tuple(window[2:]) + (window[1],)
+
+
+def fill_epilogue(spec, epilogue, out):
+    """``epilogue.fill(out)`` on an output in ``spec``'s format: the fill
+    broadcasts the bias along the channel axis of a canonical array, so a
+    channels-last output (and its residual) is filled through its logical
+    ``(N, C, ...)`` view."""
+    if not spec.channels_last:
+        return epilogue.fill(out)
+    if epilogue.residual is not None:
+        epilogue = replace(epilogue, residual=np.moveaxis(epilogue.residual, -1, 1))
+    epilogue.fill(np.moveaxis(out, -1, 1))
+    return out
 
 
 def transposed_weight(weight, groups):
@@ -78,7 +104,7 @@ def crop_negative_padding(spec, x):
     cropped, window = _crop(spec)
     if cropped is None:
         return spec, None
-    return cropped, np.ascontiguousarray(x[window])
+    return cropped, np.ascontiguousarray(x[spatial_index(spec, window)])
 
 
 # ---------------------------------------------------------------------------
@@ -138,7 +164,7 @@ def phase_problems(spec):
             spec.input_size, tuple(len(t) for t in taps[lead:]),
             dilation=tuple(p[3] for p in combo[lead:]),
             padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
-            has_bias=spec.has_bias)
+            has_bias=spec.has_bias, memory_format=spec.memory_format)
         problems.append((window, taps, sub))
     return problems
 
@@ -153,14 +179,15 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
     """
     assert spec.computation == "forward" and all(s == 1 for s in spec.stride)
     for window, taps, sub in phase_problems(spec):
+        window = spatial_index(spec, window)
         target = out[window]
         part = epilogue.window(window)
         if sub is None:
-            part.fill(target)
+            fill_epilogue(spec, part, target)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
-        assert sub.output_size3 == target.shape[2:], (sub, target.shape)
+        assert sub.run_output_shape == target.shape, (sub, target.shape)
         if target.flags.c_contiguous:
             run(sub, x, sub_weight, part, target)
         else:
@@ -218,8 +245,10 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     gradient as a convolution]) computed by ``run``.
 
     ``x`` is the canonical input, ``grad_output`` the canonical output
-    gradient and ``out`` the canonical weight gradient ``(C_out, C_in/groups,
-    KD, KH, KW)``.  The batch is cut into chunks of
+    gradient (both ``(N, D, H, W, C)`` for a channels-last spec: the
+    transposed copies read them in place of the canonical arrays, and the
+    sub-problems are contiguous) and ``out`` the canonical weight gradient
+    ``(C_out, C_in/groups, KD, KH, KW)``.  The batch is cut into chunks of
     :func:`grad_weight_batch_chunk` images (``limit``: the workspace limit)
     whose results are summed in order.
     """
@@ -231,6 +260,8 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     S, O = spec.input_size3, spec.output_size3
     chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
+    if spec.channels_last:        # the logical (N, C, ...) views of the NDHWC arrays
+        x, grad_output = np.moveaxis(x, -1, 1), np.moveaxis(grad_output, -1, 1)
     for n0 in range(0, N, chunk):
         nb = min(chunk, N - n0)
         xt = np.ascontiguousarray(x[n0:n0 + nb].reshape((nb, G, cin_g) + S)
