@@ -50,6 +50,16 @@ where ``s > h + 1`` leaves outputs no input reaches; the last block runs to
 the end of ``z``.  The result is ``z[padding : padding + output_size]`` plus
 the bias.
 
+Memory format: a block keeps the memory format its task hands over (Note
+[memory format] in :mod:`numbaconv.spec`): the blocks of a channels-last
+dask array (``da.from_array(x_nhwc, chunks=...).transpose(0, 3, 1, 2)``)
+are views of channels-last memory (strided ones, for spatial chunks),
+which the block functions pad (or, unpadded and strided, copy)
+channels-last and convolve into channels-last output blocks -- a
+channels-last-contiguous block without a copy; dask joins such blocks
+keeping their layout.  (Partial sums of input-channel chunks are
+added by dask and come out C-contiguous.)
+
 Results: every output element is computed from the same inputs, weights and
 (with ``algorithm="direct"``) the same loop order as on one machine, so
 forward results are bit for bit those of ``numbaconv.conv*`` wherever the
@@ -326,14 +336,45 @@ def _forward_block(x, w, b, *, groups, ndim, stride, dilation, algorithm, loop_o
     for axis, ((lo, hi), count) in enumerate(zip(pads, counts), start=2):
         j = block_id[axis]
         widths.append((lo if j == 0 else 0, hi if j == count - 1 else 0))
-    x = np.pad(x, widths) if any(w_ != (0, 0) for w_ in widths) else np.ascontiguousarray(x)
-    if loop_order is not None:
+    # a block keeps its memory format (module docstring): a channels-last
+    # block is padded channels-last and gives a channels-last block
+    channels_last = _channels_last_order(x)
+    if any(w_ != (0, 0) for w_ in widths):
+        if channels_last:
+            x = np.moveaxis(np.pad(np.moveaxis(x, 1, -1), widths[:1] + widths[2:] + [(0, 0)]),
+                            -1, 1)
+        else:
+            x = np.pad(x, widths)
+    else:
+        x = _in_format(x, channels_last)
+    if loop_order is not None and not channels_last:
         y = _direct_block(x, w, b, groups, ndim, stride, dilation, loop_order)
         if y is not None:
             return y
     conv = getattr(functional, f"conv{ndim}d")
     return conv(x, w, b, stride=stride, padding=0, dilation=dilation, groups=groups,
                 algorithm=algorithm)
+
+
+def _channels_last_order(x):
+    """Whether block ``x`` (batched) is laid out channels-last: its channel
+    axis has the smallest stride and the others are in (N, spatial...)
+    order.  A block of a channels-last dask array is a strided view of
+    channels-last memory (a spatial chunk of it), not channels-last
+    *contiguous*, so the order decides, not Note [memory format]'s rule."""
+    if x.shape[1] == 1 or x.flags.c_contiguous:
+        return False
+    moved = np.moveaxis(x, 1, -1)
+    strides = [abs(s) for n, s in zip(moved.shape, moved.strides) if n != 1]
+    return strides == sorted(strides, reverse=True)
+
+
+def _in_format(x, channels_last):
+    """Block ``x`` contiguous in its format: channels-last (a view of NHWC
+    memory; a view of ``x`` when it is one already) or C-contiguous."""
+    if channels_last:
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    return np.ascontiguousarray(x)
 
 
 def _direct_block(x, w, b, groups, ndim, stride, dilation, loop_order):
@@ -403,7 +444,8 @@ def _transposed(op, ndim, input, weight, bias, stride, padding, output_padding, 
 def _transposed_block(x, w, b, *, groups, ndim, stride, dilation, algorithm, lefts, z_chunks,
                       block_id=None):
     conv = getattr(functional, f"conv_transpose{ndim}d")
-    local = conv(np.ascontiguousarray(x), w, b, stride=stride, padding=0, groups=groups,
+    x = _in_format(x, _channels_last_order(x))          # a channels-last block stays so
+    local = conv(x, w, b, stride=stride, padding=0, groups=groups,
                  dilation=dilation, algorithm=algorithm)
     index = [slice(None), slice(None)]
     for axis, (s, left, sizes) in enumerate(zip(stride, lefts, z_chunks), start=2):
@@ -417,7 +459,7 @@ def _transposed_block(x, w, b, *, groups, ndim, stride, dilation, algorithm, lef
     if kept.shape != target:
         # outputs no input of the block reaches (a stride over halo + 1, or
         # the output padding at the end): the bias alone, as on one machine
-        full = np.zeros(target, kept.dtype)
+        full = np.zeros_like(kept, shape=target, order="K")     # kept's memory format
         if b is not None:
             full[...] = b.reshape((1, -1) + (1,) * ndim)
         full[tuple(slice(0, n) for n in kept.shape)] = kept

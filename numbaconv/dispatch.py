@@ -111,7 +111,8 @@ def tune(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *, stride: IntOr
          padding: PaddingArg = 0, dilation: IntOrTuple = 1, groups: int = 1,
          transposed: bool = False, output_padding: IntOrTuple = 0,
          gradient: str | None = None, padding_mode: str = "zeros",
-         dtype: DTypeLike = "float32", device: str = "cpu", force: bool = False) -> Tuned:
+         dtype: DTypeLike = "float32", device: str = "cpu", force: bool = False,
+         memory_format: str | None = None) -> Tuned:
     """Measure every algorithm ``"auto"`` may pick on one problem and store the fastest.
 
     Arguments as in ``choose_algorithm`` (docs/choosing.md): the forward (or,
@@ -127,6 +128,8 @@ def tune(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *, stride: IntOr
     ----------
     force : bool, default False
         Measure again even if the cache holds an answer.
+    memory_format : {None, "contiguous", "channels_last"}
+        As for ``choose_algorithm``: the formats are tuned apart.
 
     Returns
     -------
@@ -141,10 +144,10 @@ def tune(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *, stride: IntOr
     True
     """
     _check_device("tune", device)
-    spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
-                        dilation=dilation, groups=groups, transposed=transposed,
-                        output_padding=output_padding, gradient=gradient,
-                        padding_mode=padding_mode, dtype=dtype)
+    spec = _problem("tune", device, input_shape, weight_shape, stride=stride, padding=padding,
+                    dilation=dilation, groups=groups, transposed=transposed,
+                    output_padding=output_padding, gradient=gradient,
+                    padding_mode=padding_mode, dtype=dtype, memory_format=memory_format)
     return tune_spec(spec, current_context(device), force=force)
 
 
@@ -311,7 +314,7 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
                      groups: int = 1, transposed: bool = False, output_padding: IntOrTuple = 0,
                      gradient: str | None = None, padding_mode: str = "zeros",
                      dtype: DTypeLike = "float32", device: str = "cpu",
-                     measure: bool = False) -> Choice:
+                     measure: bool = False, memory_format: str | None = None) -> Choice:
     """Which algorithm ``"auto"`` runs a problem with, and why.
 
     One ordered decision table: (1) the algorithms that serve the problem;
@@ -342,6 +345,12 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
     measure : bool
         Time every usable algorithm (on synthetic data of these shapes)
         instead of trusting the cost models.
+    memory_format : {None, "contiguous", "channels_last"}
+        The memory format of the call's input (and so of its output and
+        output gradient; docs/semantics.md, "Memory format"): an algorithm
+        that does not read channels-last natively is costed with its packing
+        copies.  None: the input array's format when an array is given,
+        else ``"contiguous"``.  GPU calls take the contiguous format only.
 
     Returns
     -------
@@ -367,12 +376,29 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
     'direct'
     """
     _check_device("choose_algorithm", device)
-    spec = problem_spec(input_shape, weight_shape, stride=stride, padding=padding,
-                        dilation=dilation, groups=groups, transposed=transposed,
-                        output_padding=output_padding, gradient=gradient,
-                        padding_mode=padding_mode, dtype=dtype)
+    spec = _problem("choose_algorithm", device, input_shape, weight_shape, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups, transposed=transposed,
+                    output_padding=output_padding, gradient=gradient,
+                    padding_mode=padding_mode, dtype=dtype, memory_format=memory_format)
     return choose_spec(spec, current_context(device), measure=measure,
                        finite=_finite(input_shape, weight_shape))
+
+
+def _problem(op, device, input_shape, weight_shape, **kwargs):
+    """:func:`numbaconv.spec.problem_spec`, with its errors about the memory
+    format named after ``op``, and a channels-last problem refused on the
+    GPU (its calls take C-contiguous arrays only)."""
+    try:
+        spec = problem_spec(input_shape, weight_shape, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if "memory_format" in str(exc):
+            raise type(exc)(f"{op}: {exc}") from None
+        raise
+    if spec.channels_last and device != "cpu":
+        raise ValueError(f"{op}: memory_format='channels_last' is for CPU calls; GPU calls "
+                         f"take C-contiguous arrays only (docs/semantics.md, \"Memory "
+                         f"format\"), got device={device!r}")
+    return spec
 
 
 def _check_device(op, device):

@@ -79,17 +79,25 @@ def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=N
         out = backend.check_out(spec, out, arrays)
     cdtype = spec.compute_dtype
     bias = arrays.get("bias")
-    x = backend.canonical(arrays["input"], spec.input_shape[:2] + spec.input_size3, cdtype,
-                          stream)
+    x = run_array(backend, spec, arrays["input"], spec.run_input_shape, stream)
     epilogue = Epilogue.of(
         None if bias is None else backend.canonical(bias, bias.shape, cdtype, stream), cdtype,
         activation, negative_slope,
-        None if residual is None else backend.canonical(
-            residual, spec.output_shape[:2] + spec.output_size3, cdtype, stream))
+        None if residual is None else run_array(backend, spec, residual, spec.run_output_shape,
+                                                stream))
     result = backend.result_buffer(spec, out, stream)
-    runner.run(spec, x, canonical_weight, epilogue,
-               result.reshape(spec.output_shape[:2] + spec.output_size3), ctx, plan)
+    runner.run(spec, x, canonical_weight, epilogue, backend.run_view(spec, result), ctx, plan)
     return backend.finish(spec, result, out, stream)
+
+
+def run_array(backend, spec, array, shape, stream=None):
+    """An input-like or output-like array of the call (input, residual,
+    output gradient) as the algorithms take it: ``shape`` (the spec's
+    ``run_input_shape`` or ``run_output_shape``) in the call's memory format
+    and compute dtype (Note [memory format] in :mod:`numbaconv.spec`): a
+    view where the array already is, else a copy."""
+    return backend.canonical(array, shape, spec.compute_dtype, stream,
+                             spec.ndim if spec.channels_last else None)
 
 
 _DOC = """{ndim}-D convolution (cross-correlation), with PyTorch's semantics.
@@ -102,7 +110,11 @@ Parameters
 input : ndarray, shape ({batched}) or ({unbatched})
     float16, float32 or float64.  Unbatched input gives unbatched output.
     Any strides (including negative) are accepted; the input is never
-    modified.  A GPU array (numba device array, CuPy array, PyTorch CUDA
+    modified.  Channels-last input (a view of ({cl}) memory, such as
+    ``x_nhwc.transpose({cl_perm})``, as PyTorch's ``channels_last``) is
+    read without a copy and gives channels-last output; any other strides
+    give C-contiguous output (docs/semantics.md, "Memory format").  A GPU
+    array (numba device array, CuPy array, PyTorch CUDA
     tensor: anything with ``__cuda_array_interface__``; C-contiguous) runs
     on the GPU, and then every array must be on the GPU.
 weight : ndarray, shape (C_out, C_in / groups, {kernel})
@@ -117,8 +129,10 @@ padding_mode : {{"zeros", "reflect", "replicate", "circular"}}, default "zeros"
 algorithm : str, default "auto"
     ``"auto"`` or a name from ``numbaconv.algorithm_names()``.
 out : ndarray, optional
-    C-contiguous array of exactly the output shape and dtype; filled and
-    returned (a device array for a GPU call).
+    Array of exactly the output shape and dtype, contiguous in the call's
+    memory format (C-contiguous, or channels-last contiguous when the input
+    is channels-last); filled and returned (a device array for a GPU
+    call).
 stream : numba CUDA stream, optional
     The stream of a GPU call (default: the default stream); an error with
     host arrays.
@@ -133,7 +147,8 @@ negative_slope : float, default 0.01
 residual : ndarray, optional
     Added to the output before the activation, in the same pass: exactly
     the output's shape (no broadcasting) and dtype, on the same device, not
-    sharing memory with ``out``.
+    sharing memory with ``out``; read in place when it has the call's
+    memory format, else copied to it.
 
 Returns
 -------
@@ -172,6 +187,8 @@ def _document(function, template, ndim, example_w, example_out):
     function.__doc__ = template.format(
         ndim=ndim, batched=f"N, C_in, {_SPATIAL[ndim]}", unbatched=f"C_in, {_SPATIAL[ndim]}",
         kernel=_KERNEL[ndim], out_batched=f"N, C_out, {_OSPATIAL[ndim]}",
+        cl=f"N, {_SPATIAL[ndim]}, C_in", cl_perm=", ".join(map(str, (0, ndim + 1)
+                                                            + tuple(range(1, ndim + 1)))),
         example_x=(1, 2) + (5,) * ndim, example_w=example_w, example_out=example_out)
     return function
 
@@ -222,7 +239,8 @@ Parameters
 ----------
 input : ndarray, shape ({batched}) or ({unbatched})
     float16, float32 or float64; any strides.  Unbatched input gives
-    unbatched output.
+    unbatched output; channels-last input gives channels-last output, as
+    for ``conv{ndim}d``.
 weight : ndarray, shape (C_in, C_out / groups, {kernel})
 bias : ndarray, shape (C_out,), optional
 stride, dilation : int or tuple of {ndim} ints, default 1
@@ -237,8 +255,8 @@ groups : int, default 1
 algorithm : str, default "auto"
     ``"auto"`` or a name from ``numbaconv.algorithm_names()``.
 out : ndarray, optional
-    C-contiguous array of exactly the output shape and dtype; filled and
-    returned (a device array for a GPU call).
+    As for ``conv{ndim}d``: exactly the output shape and dtype, contiguous
+    in the call's memory format; filled and returned.
 stream : numba CUDA stream, optional
     As for ``conv{ndim}d``: GPU arrays run on the GPU.
 activation, negative_slope, residual : optional

@@ -17,7 +17,7 @@ from .context import current_context
 from .dispatch import resolve_planned
 from .epilogue import (ACTIVATION_CODES, OUTPUT_DERIVATIVE_ACTIVATIONS, Epilogue,
                        check_activation)
-from .functional import convolution, execute
+from .functional import convolution, execute, run_array
 from typing import Tuple
 
 from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_grad_input_spec,
@@ -95,9 +95,9 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
-    x = backend.canonical(a["input"], spec.input_shape[:2] + spec.input_size3, cdtype, stream)
-    g = backend.canonical(a["grad_output"], spec.output_shape[:2] + spec.output_size3, cdtype,
-                          stream)
+    # both in the input's memory format (Note [memory format] in numbaconv.spec)
+    x = run_array(backend, spec, a["input"], spec.run_input_shape, stream)
+    g = run_array(backend, spec, a["grad_output"], spec.run_output_shape, stream)
     result = backend.empty(spec.weight_shape, cdtype, stream)
     runner.run(spec, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3), ctx,
                plan)

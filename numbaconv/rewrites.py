@@ -16,12 +16,14 @@ already serve (Note [one general convolution] in :mod:`numbaconv.spec`):
   rewrites produce) as a slice of the input.
 
 All functions work on the canonical 3-D arrays of
-:mod:`numbaconv.algorithms.registry` (``(N, D, H, W, C)`` input and output
-for a spec whose ``memory_format`` is ``"channels_last"``: the phases and
-crops slice them with :func:`spatial_window`, the phases' problems keep the
-format) and take the algorithm's own ``run`` to
+:mod:`numbaconv.algorithms.registry` and take the algorithm's own ``run`` to
 compute the pieces, so each algorithm serves the new problems with its own
 kernels and no kernel needs to know that it serves a transposed problem.
+For a channels-last spec (Note [memory format] in :mod:`numbaconv.spec`:
+an algorithm that declares the format) the input, output and residual are
+``(N, D, H, W, C)`` arrays: the crops and phases slice their spatial axes
+and keep the format, and the weight-gradient rewrite reads them into its
+(contiguous) sub-problems' copies.
 """
 
 from __future__ import annotations
@@ -34,6 +36,27 @@ import numpy as np
 
 from .epilogue import Epilogue
 from .spec import general_spec
+
+
+def spatial_index(spec, window):
+    """``window`` (an index of the canonical ``(N, C, D, H, W)`` axes) as an
+    index of the arrays ``spec`` runs on (``(N, D, H, W, C)`` channels-last)."""
+    if not spec.channels_last:
+        return window
+    return (window[0],) + tuple(window[2:]) + (window[1],)
+
+
+def fill_epilogue(spec, epilogue, out):
+    """``epilogue.fill(out)`` on an output in ``spec``'s format: the fill
+    broadcasts the bias along the channel axis of a canonical array, so a
+    channels-last output (and its residual) is filled through its logical
+    ``(N, C, ...)`` view."""
+    if not spec.channels_last:
+        return epilogue.fill(out)
+    if epilogue.residual is not None:
+        epilogue = replace(epilogue, residual=np.moveaxis(epilogue.residual, -1, 1))
+    epilogue.fill(np.moveaxis(out, -1, 1))
+    return out
 
 
 def transposed_weight(weight, groups):
@@ -49,20 +72,11 @@ def transposed_weight(weight, groups):
     return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
 
 
-def spatial_window(spec, spatial):
-    """The index of the canonical 3-D array (input, output or residual) of
-    ``spec`` that takes ``spatial`` (slices of its three spatial axes) and
-    every image and channel: ``(N, C, D, H, W)`` arrays, or ``(N, D, H, W,
-    C)`` for ``spec.memory_format == "channels_last"`` (SPEC 1b)."""
-    if spec.memory_format == "channels_last":
-        return (slice(None),) + tuple(spatial) + (slice(None),)
-    return (slice(None), slice(None)) + tuple(spatial)
-
-
 def _crop(spec):
     """``(cropped spec, input window)`` of a spec with negative padding, or
     ``(None, None)`` when the crop leaves no input element."""
-    sizes, pads, window = [], [], [slice(None)] * (3 - spec.ndim)
+    lead = 3 - spec.ndim
+    sizes, pads, window = [], [], [slice(None)] * 2 + [slice(None)] * lead
     for n, (lo, hi) in zip(spec.input_size, spec.padding):
         start, stop = max(0, -lo), n - max(0, -hi)
         if stop <= start:
@@ -70,8 +84,7 @@ def _crop(spec):
         sizes.append(stop - start)
         pads.append((max(lo, 0), max(hi, 0)))
         window.append(slice(start, stop))
-    return (replace(spec, input_size=tuple(sizes), padding=tuple(pads)),
-            spatial_window(spec, window))
+    return replace(spec, input_size=tuple(sizes), padding=tuple(pads)), tuple(window)
 
 
 def cropped_spec(spec):
@@ -91,7 +104,7 @@ def crop_negative_padding(spec, x):
     cropped, window = _crop(spec)
     if cropped is None:
         return spec, None
-    return cropped, np.ascontiguousarray(x[window])
+    return cropped, np.ascontiguousarray(x[spatial_index(spec, window)])
 
 
 # ---------------------------------------------------------------------------
@@ -140,8 +153,8 @@ def phase_problems(spec):
     lead = 3 - spec.ndim
     problems = []
     for combo in itertools.product(*axes):
-        window = spatial_window(spec, (slice(p[0], None, L) for p, L in
-                                       zip(combo, spec.input_dilation3)))
+        window = (slice(None), slice(None)) + tuple(slice(p[0], None, L) for p, L in
+                                                    zip(combo, spec.input_dilation3))
         if any(p[2] is None for p in combo):
             problems.append((window, None, None))
             continue
@@ -151,9 +164,8 @@ def phase_problems(spec):
             spec.input_size, tuple(len(t) for t in taps[lead:]),
             dilation=tuple(p[3] for p in combo[lead:]),
             padding=tuple(p[4] for p in combo[lead:]), dtype=spec.dtype,
-            has_bias=spec.has_bias)
-        # the phases read the caller's input and write into its output
-        problems.append((window, taps, replace(sub, memory_format=spec.memory_format)))
+            has_bias=spec.has_bias, memory_format=spec.memory_format)
+        problems.append((window, taps, sub))
     return problems
 
 
@@ -167,22 +179,15 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
     """
     assert spec.computation == "forward" and all(s == 1 for s in spec.stride)
     for window, taps, sub in phase_problems(spec):
+        window = spatial_index(spec, window)
         target = out[window]
         part = epilogue.window(window)
         if sub is None:
-            if spec.memory_format == "channels_last":
-                # Epilogue.fill broadcasts the bias over canonical axes: give
-                # it the (N, C, D, H, W) views of the window and its residual
-                residual = part.residual
-                part = replace(part, residual=None if residual is None else
-                               residual.transpose(0, 4, 1, 2, 3))
-                target = target.transpose(0, 4, 1, 2, 3)
-            part.fill(target)
+            fill_epilogue(spec, part, target)
             continue
         sub_weight = np.ascontiguousarray(
             weight[np.ix_(range(weight.shape[0]), range(weight.shape[1]), *taps)])
-        spatial = target.shape[1:4] if sub.memory_format == "channels_last" else target.shape[2:]
-        assert sub.output_size3 == spatial, (sub, target.shape)
+        assert sub.run_output_shape == target.shape, (sub, target.shape)
         if target.flags.c_contiguous:
             run(sub, x, sub_weight, part, target)
         else:
@@ -240,8 +245,10 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     gradient as a convolution]) computed by ``run``.
 
     ``x`` is the canonical input, ``grad_output`` the canonical output
-    gradient and ``out`` the canonical weight gradient ``(C_out, C_in/groups,
-    KD, KH, KW)``.  The batch is cut into chunks of
+    gradient (both ``(N, D, H, W, C)`` for a channels-last spec: the
+    transposed copies read them in place of the canonical arrays, and the
+    sub-problems are contiguous) and ``out`` the canonical weight gradient
+    ``(C_out, C_in/groups, KD, KH, KW)``.  The batch is cut into chunks of
     :func:`grad_weight_batch_chunk` images (``limit``: the workspace limit)
     whose results are summed in order.
     """
@@ -251,12 +258,10 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
     if N == 0:
         return out
     S, O = spec.input_size3, spec.output_size3
-    if spec.memory_format == "channels_last":
-        # (N, D, H, W, C) arrays: the same transposed copies, from NDHWC
-        x = x.transpose(0, 4, 1, 2, 3)
-        grad_output = grad_output.transpose(0, 4, 1, 2, 3)
     chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
     result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
+    if spec.channels_last:        # the logical (N, C, ...) views of the NDHWC arrays
+        x, grad_output = np.moveaxis(x, -1, 1), np.moveaxis(grad_output, -1, 1)
     for n0 in range(0, N, chunk):
         nb = min(chunk, N - n0)
         xt = np.ascontiguousarray(x[n0:n0 + nb].reshape((nb, G, cin_g) + S)

@@ -56,7 +56,8 @@ COMPUTATIONS = ("forward", "grad_weight")
 ORIGINS = ("forward", "transposed", "grad_input", "grad_weight")
 #: How the input and output are laid out in memory: ``"contiguous"`` is
 #: C-contiguous (N, C, spatial...); ``"channels_last"`` (N, spatial..., C) in
-#: memory behind the same logical axes, as PyTorch's memory format.
+#: memory behind the same logical axes, as PyTorch's memory format (Note
+#: [memory format]).
 MEMORY_FORMATS = ("contiguous", "channels_last")
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _DIM_NAMES = {1: ("W",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -227,6 +228,81 @@ def _input_length(output_size, kernel_size, stride, padding, dilation, output_pa
             + output_padding + 1)
 
 
+# ---------------------------------------------------------------------------
+# Note [memory format]
+# ---------------------------------------------------------------------------
+# The memory format follows the input, as PyTorch's channels_last does
+# (SPEC 1b, docs/semantics.md "Memory format").  An array of ``ndim``
+# spatial axes is *channels-last* when it is not C-contiguous and moving its
+# channel axis (1, or 0 unbatched) last gives a C-contiguous array: a logical
+# (N, C, H, W) view of NHWC memory such as ``x_nhwc.transpose(0, 3, 1, 2)``.
+# Everything else is *contiguous* (other strides are copied, as before).
+# Contiguity is NumPy's, which ignores the strides of axes of length 1, so an
+# ambiguous array -- one channel, or every spatial size 1, which is both
+# layouts at once -- is C-contiguous and so contiguous, as PyTorch's
+# suggest_memory_format answers.  The spec of a call records the format of
+# its input (of grad_output for an input gradient); algorithms that declare
+# it receive channels-last arrays as (N, D, H, W, C) C-contiguous views, the
+# others are served by packing (numbaconv.algorithms.registry, Note [packing]).
+
+
+def _c_contiguous(shape, strides, itemsize):
+    """NumPy's C-contiguity from a shape and strides (axes of length 1 do
+    not count; an empty array is contiguous)."""
+    if 0 in shape:
+        return True
+    expected = itemsize
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n != 1:
+            if s != expected:
+                return False
+            expected *= n
+    return True
+
+
+def memory_format_of(array, ndim) -> str:
+    """``"channels_last"`` or ``"contiguous"``: the memory format of an
+    array of ``ndim`` spatial axes, batched or not (Note [memory format]).
+
+    Anything without strides (an :class:`Operand`, a shape) is contiguous,
+    as is an array of another rank (its call refuses it)."""
+    if type(array) is np.ndarray and array.flags.c_contiguous:
+        return "contiguous"                    # the common case, without the arithmetic
+    strides = getattr(array, "strides", None)
+    shape = tuple(getattr(array, "shape", ()))
+    if strides is None or len(shape) not in (ndim + 1, ndim + 2):
+        return "contiguous"
+    strides = tuple(strides)
+    itemsize = np.dtype(array.dtype).itemsize
+    if _c_contiguous(shape, strides, itemsize):
+        return "contiguous"
+    axis = len(shape) - ndim - 1
+    moved = lambda t: t[:axis] + t[axis + 1:] + (t[axis],)   # noqa: E731
+    return ("channels_last" if _c_contiguous(moved(shape), moved(strides), itemsize)
+            else "contiguous")
+
+
+def check_memory_format(op, memory_format):
+    """``memory_format`` if it is one of :data:`MEMORY_FORMATS`, else a
+    ValueError (TypeError for a non-string) naming it (after ``op``, when
+    given)."""
+    where = f"{op}: " if op else ""
+    if not isinstance(memory_format, str):
+        raise TypeError(f"{where}memory_format must be a string, got "
+                        f"{type(memory_format).__name__}")
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"{where}memory_format must be one of "
+                         f"{', '.join(map(repr, MEMORY_FORMATS))}, got {memory_format!r}")
+    return memory_format
+
+
+def channels_last_view(array, ndim):
+    """The (N, spatial..., C) view of a logical (N, C, spatial...) array of
+    ``ndim`` spatial axes (unbatched: (spatial..., C) of (C, spatial...)):
+    C-contiguous when the array is channels-last."""
+    return np.moveaxis(array, array.ndim - ndim - 1, -1)
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """A validated convolution problem (PyTorch semantics, N C spatial layout).
@@ -268,7 +344,9 @@ class ConvSpec:
         convolution and an input gradient are both forward computations with
         input dilation; the origin says which one the caller asked for).
     memory_format : {"contiguous", "channels_last"}
-        The memory format of the input and output (contiguous today).
+        The memory format of the input and output (Note [memory format]):
+        an algorithm that declares it in its ``formats`` receives
+        ``run_input_shape`` and ``run_output_shape`` arrays.
     """
 
     op: str
@@ -355,6 +433,25 @@ class ConvSpec:
         return (self.batch, self.out_channels) + self.output_size
 
     @property
+    def channels_last(self) -> bool:
+        return self.memory_format == "channels_last"
+
+    @property
+    def run_input_shape(self) -> tuple:
+        """The input array an algorithm runs on: ``(N, C, D, H, W)``, or
+        ``(N, D, H, W, C)`` channels-last (the canonical 3-D form)."""
+        n, c = self.batch, self.in_channels
+        return (n,) + self.input_size3 + (c,) if self.channels_last else (n, c) + self.input_size3
+
+    @property
+    def run_output_shape(self) -> tuple:
+        """The output array an algorithm writes: ``(N, C_out, OD, OH, OW)``,
+        or ``(N, OD, OH, OW, C_out)`` channels-last."""
+        n, c = self.batch, self.out_channels
+        return ((n,) + self.output_size3 + (c,) if self.channels_last
+                else (n, c) + self.output_size3)
+
+    @property
     def user_output_shape(self) -> tuple:
         """Output shape as returned to the user (no batch axis if unbatched)."""
         return self.output_shape[1:] if self.unbatched else self.output_shape
@@ -434,7 +531,10 @@ class ConvSpec:
         if self.padding_mode != "zeros":
             parts.append(f"padding_mode={self.padding_mode!r}")
         what = "" if self.computation == "forward" else f"{self.computation} of "
-        return f"{what}{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
+        return f"{what}{self.op}({', '.join(parts)}, dtype={self.dtype.name}{self._format()})"
+
+    def _format(self):
+        return ", memory_format='channels_last'" if self.channels_last else ""
 
     def _describe_transposed(self):
         weight = (self.in_channels, self.out_channels_per_group) + self.kernel_size
@@ -451,7 +551,7 @@ class ConvSpec:
                 parts.append(f"{name}={values}")
         if self.groups != 1:
             parts.append(f"groups={self.groups}")
-        return f"{self.op}({', '.join(parts)}, dtype={self.dtype.name})"
+        return f"{self.op}({', '.join(parts)}, dtype={self.dtype.name}{self._format()})"
 
 
 # ---------------------------------------------------------------------------
@@ -466,16 +566,25 @@ class Operand(NamedTuple):
 
     shape: tuple
     dtype: np.dtype
+    memory_format: str = "contiguous"
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
     @classmethod
-    def of(cls, array):
+    def of(cls, array, ndim=None):
         """The operand of ``array`` (anything with ``shape`` and ``dtype``),
-        or None for None."""
-        return None if array is None else cls(tuple(array.shape), np.dtype(array.dtype))
+        or None for None; with ``ndim`` (spatial axes) its memory format is
+        read from its strides (Note [memory format])."""
+        if array is None:
+            return None
+        fmt = "contiguous" if ndim is None else memory_format_of(array, ndim)
+        return cls(tuple(array.shape), np.dtype(array.dtype), fmt)
+
+
+def _format_of(operand):
+    return getattr(operand, "memory_format", "contiguous")
 
 
 def _split_input(input, ndim):
@@ -693,13 +802,14 @@ def make_conv_spec(op, ndim, input, weight, bias=None, stride=1, padding=0, dila
         out_channels=out_channels, groups=groups, input_size=input_size,
         kernel_size=kernel_size, stride=stride, dilation=dilation, padding=pads,
         padding_mode=padding_mode, output_size=output_size, dtype=np.dtype(dtype),
-        compute_dtype=compute_dtype, has_bias=bias is not None, unbatched=unbatched)
+        compute_dtype=compute_dtype, has_bias=bias is not None, unbatched=unbatched,
+        memory_format=_format_of(input))
 
 
 def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
                  *, stride=None, padding=None, dilation=None, input_dilation=None,
                  padding_mode="zeros", dtype=np.float32, has_bias=False, unbatched=False,
-                 computation="forward", origin="forward"):
+                 computation="forward", origin="forward", memory_format="contiguous"):
     """A spec built from already-validated numbers (the rewrites' constructor).
 
     Sizes and per-axis parameters are tuples of ``ndim`` entries (``None``:
@@ -722,7 +832,7 @@ def general_spec(op, ndim, batch, in_channels, out_channels, groups, input_size,
         padding_mode=padding_mode, output_size=output_size, dtype=dtype,
         compute_dtype=np.dtype(np.float32) if dtype == np.float16 else dtype,
         has_bias=has_bias, unbatched=unbatched, input_dilation=input_dilation,
-        computation=computation, origin=origin)
+        computation=computation, origin=origin, memory_format=memory_format)
 
 
 # ---------------------------------------------------------------------------
@@ -828,7 +938,8 @@ def make_transposed_spec(op, ndim, input, weight, bias=None, stride=1, padding=0
         op, ndim, batch, in_channels, out_channels, groups, input_size, kernel_size,
         dilation=dilation, input_dilation=stride,
         padding=[(e - p, e - p + o) for e, p, o in zip(spans, padding, output_padding)],
-        dtype=dtype, has_bias=bias is not None, unbatched=unbatched, origin=origin)
+        dtype=dtype, has_bias=bias is not None, unbatched=unbatched, origin=origin,
+        memory_format=_format_of(input))
     assert spec.output_size == output_size, (spec, output_size)
     return spec
 
@@ -938,8 +1049,8 @@ def _exact(value):
     raise TypeError
 
 
-def _operands(arrays):
-    return tuple(Operand.of(a) if hasattr(a, "shape") else a for a in arrays)
+def _operands(arrays, ndim):
+    return tuple(Operand.of(a, ndim) if hasattr(a, "shape") else a for a in arrays)
 
 
 def remembered_spec(make, op, ndim, arrays, params):
@@ -948,7 +1059,8 @@ def remembered_spec(make, op, ndim, arrays, params):
     call was given (arrays, or ints and tuples such as an ``input_size``),
     and the builder gets their :class:`Operand` s.
 
-    A spec depends on nothing else (the makers read only shapes and dtypes),
+    A spec depends on nothing else (the makers read only shapes, dtypes and
+    memory formats, Note [memory format]),
     and building one, with its validation, took about half of the Python a
     small call spends outside its kernel (docs/results-classes.md, "Python
     per call"); a layer called again with the same shapes skips it.  Calls that raise
@@ -956,14 +1068,14 @@ def remembered_spec(make, op, ndim, arrays, params):
     """
     try:
         key = (make, op, ndim,
-               tuple(None if a is None else (type(a), a.shape, a.dtype) if hasattr(a, "shape")
-                     else _exact(a) for a in arrays),
+               tuple(None if a is None else (type(a), a.shape, a.dtype, memory_format_of(a, ndim))
+                     if hasattr(a, "shape") else _exact(a) for a in arrays),
                tuple(_exact(p) for p in params))
         spec = _REMEMBERED.get(key)
     except TypeError:
-        return make(op, ndim, *_operands(arrays), *params)
+        return make(op, ndim, *_operands(arrays, ndim), *params)
     if spec is None:
-        spec = make(op, ndim, *_operands(arrays), *params)
+        spec = make(op, ndim, *_operands(arrays, ndim), *params)
         if len(_REMEMBERED) >= REMEMBERED_SPECS:
             _REMEMBERED.clear()
         _REMEMBERED[key] = spec
@@ -989,16 +1101,20 @@ def _shape_and_dtype(name, value, dtype):
 
 def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
                  transposed=False, output_padding=0, gradient=None, padding_mode="zeros",
-                 dtype="float32", op=None):
+                 dtype="float32", op=None, memory_format=None):
     """The spec of the computation a ``choose_algorithm``/``tune`` call asks about.
 
     ``input_shape`` and ``weight_shape`` are those of the forward call
     (``conv{N}d``, or ``conv_transpose{N}d`` when ``transposed``);
     ``gradient`` is None (the call itself), ``"input"`` or ``"weight"``.
-    Arrays are accepted in place of shapes (their shape and dtype are
-    used).  Raises the errors the real call would raise: it goes through
-    the builders the public functions use.
+    Arrays are accepted in place of shapes (their shape, dtype and, for
+    the input, memory format are used).  ``memory_format`` (None:
+    the input array's, else ``"contiguous"``) is that of the call's input,
+    and so of its output and output gradient (Note [memory format]).
+    Raises the errors the real call would raise: it goes through the
+    builders the public functions use.
     """
+    given = input_shape
     input_shape, in_dtype = _shape_and_dtype("input_shape", input_shape, dtype)
     weight_shape, w_dtype = _shape_and_dtype("weight_shape", weight_shape, dtype)
     if gradient not in GRADIENTS:
@@ -1007,7 +1123,16 @@ def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, 
     ndim = len(weight_shape) - 2
     if ndim not in (1, 2, 3):
         raise ValueError(f"weight_shape must have 3, 4 or 5 entries, got {weight_shape}")
-    x = Operand(input_shape, dtype)
+    fmt = memory_format_of(given, ndim) if hasattr(given, "strides") else None
+    if memory_format is not None:
+        check_memory_format(None, memory_format)
+        if fmt is not None and fmt != memory_format:
+            raise ValueError(f"memory_format={memory_format!r} contradicts the input array "
+                             f"given, which is {fmt!r} (its strides {given.strides}); pass "
+                             f"its shape instead, or leave memory_format out")
+        fmt = memory_format
+    fmt = fmt or "contiguous"
+    x = Operand(input_shape, dtype, fmt)
     w = Operand(weight_shape, dtype)
     if not transposed:
         name = op or f"conv{ndim}d"
@@ -1021,7 +1146,7 @@ def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, 
         if any(lo != hi for lo, hi in forward.padding):
             raise ValueError(f"gradients take symmetric padding, got {forward.padding} from "
                              f"padding={padding!r}")
-        g = Operand(forward.user_output_shape, dtype)
+        g = Operand(forward.user_output_shape, dtype, fmt)
         pads = tuple(lo for lo, _ in forward.padding)
         if gradient == "input":
             return make_grad_input_spec(op or f"grad.conv{ndim}d_input", ndim, input_shape, w,
@@ -1038,11 +1163,11 @@ def problem_spec(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, 
         return spec
     # y = conv_transpose(x, w): dL/dx is conv(dL/dy, w), dL/dw the weight
     # gradient of that convolution with dL/dy as its input
-    g = Operand(spec.user_output_shape, dtype)
+    g = Operand(spec.user_output_shape, dtype, fmt)
     if gradient == "input":
         return make_conv_spec(op or f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation,
                               groups)
     forward = make_conv_spec(f"conv{ndim}d", ndim, g, w, None, stride, padding, dilation, groups)
-    xg = Operand(forward.user_output_shape, dtype)
+    xg = Operand(forward.user_output_shape, dtype, fmt)
     return make_grad_weight_spec(op or f"grad.conv{ndim}d_weight", ndim, g, weight_shape, xg,
                                  stride, padding, dilation, groups)

@@ -16,7 +16,9 @@ the computation and every shape and parameter of the general problem the
 call was rewritten into (Note [one general convolution]: a transposed
 convolution and the input gradient it equals share an entry; not whether
 there is a bias, one more pass over the output changes no ranking), the
-dtype, the device, the thread count, the
+dtype, the memory format (Note [memory format] in :mod:`numbaconv.spec`;
+written only for channels-last, so the keys of contiguous problems are
+those stored before formats existed), the device, the thread count, the
 numbaconv version and the CPU model.  Writes merge with what is on disk
 under an advisory lock (POSIX ``flock`` on a lock file, where available)
 and replace the file atomically (a temporary file and ``os.replace``), so
@@ -219,6 +221,8 @@ def cache_key(spec, device="cpu", threads=None):
         padding=[list(p) for p in spec.padding], dilation=list(spec.dilation),
         input_dilation=list(spec.input_dilation), padding_mode=spec.padding_mode,
         dtype=spec.dtype.name)
+    if spec.channels_last:        # absent for contiguous: the keys stored before it stay valid
+        problem["memory_format"] = spec.memory_format
     context = dict(device=device, threads=threads, version=__version__, cpu=cpu_model())
     context.update(get_backend(device).identity())    # which GPU measured it
     return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
@@ -231,7 +235,8 @@ def cache_key(spec, device="cpu", threads=None):
 def synthetic_arrays(spec, rng, backend=None):
     """Canonical arrays of ``spec``'s shapes on ``backend``'s device (the
     host by default): ``(x, weight, epilogue, out)``, the arguments of an
-    algorithm's ``run`` after the spec."""
+    algorithm's ``run`` after the spec (input, output and output gradient
+    channels-last for a channels-last spec)."""
     backend = get_backend("cpu") if backend is None else backend
     x, w, b, out = _host_arrays(spec, rng)
     return (backend.from_host(x), backend.from_host(w),
@@ -242,14 +247,14 @@ def synthetic_arrays(spec, rng, backend=None):
 def _host_arrays(spec, rng):
     cdtype = spec.compute_dtype
     lead = (1,) * (3 - spec.ndim)
-    x = rng.standard_normal(spec.input_shape[:2] + spec.input_size3).astype(cdtype)
+    x = rng.standard_normal(spec.run_input_shape).astype(cdtype)
     if spec.computation == "grad_weight":
-        g = rng.standard_normal(spec.output_shape[:2] + spec.output_size3).astype(cdtype)
+        g = rng.standard_normal(spec.run_output_shape).astype(cdtype)
         out = np.empty(spec.weight_shape[:2] + lead + spec.kernel_size, cdtype)
         return x, g, None, out
     w = rng.standard_normal(spec.weight_shape[:2] + lead + spec.kernel_size).astype(cdtype)
     b = rng.standard_normal(spec.out_channels).astype(cdtype) if spec.has_bias else None
-    out = np.empty(spec.output_shape[:2] + spec.output_size3, cdtype)
+    out = np.empty(spec.run_output_shape, cdtype)
     return x, w, b, out
 
 

@@ -27,7 +27,9 @@ An algorithm is an object with
   into ``out`` (in ``ctx``, by ``plan`` when given).  The arrays are in
   the canonical 3-D form of :mod:`numbaconv.spec` (input
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
-  ``(N, C_out, OD, OH, OW)``), C-contiguous, in ``spec.compute_dtype``;
+  ``(N, C_out, OD, OH, OW)``; input and output channels-last, Note
+  [packing], for an algorithm declaring that format), C-contiguous, in
+  ``spec.compute_dtype``;
   ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
   bias today, a zero-length array for none).  For a spec whose
   ``computation`` is ``"grad_weight"``, ``weight`` is the output gradient
@@ -47,14 +49,36 @@ problem of :func:`numbaconv.rewrites.grad_weight_as_forward`, through
 The bias is the output's epilogue (Note [epilogue] in
 :mod:`numbaconv.epilogue`): every algorithm applies it where its kernels
 write the output.
+
+Note [packing]
+~~~~~~~~~~~~~~
+A channels-last spec (Note [memory format] in :mod:`numbaconv.spec`) runs
+natively on an algorithm whose ``formats`` include ``"channels_last"``:
+``run`` and the methods it routes to receive the input as ``(N, D, H, W,
+C)`` and the output (and a residual) as ``(N, OD, OH, OW, C_out)``, both
+C-contiguous -- the input a view of the caller's memory, never a copy --
+with the canonical weight; for ``computation == "grad_weight"`` the input
+and the output gradient arrive that way and the weight gradient is
+canonical.  The inherited crop, phase and weight-gradient rewrites keep the
+format (:mod:`numbaconv.rewrites`); an algorithm overriding one of them
+serves channels-last arrays there too, or calls :func:`run_packed` for it.
+Every other algorithm is served by *packing*, here and nowhere else:
+:meth:`ConvAlgorithm.run` copies the input (and output gradient, residual)
+to the canonical layout, runs the contiguous spec into a scratch output
+and writes the result back channels-last; its plan is the contiguous plan
+plus the seconds of those copies (:data:`PACK_SECONDS_PER_BYTE`), so
+``"auto"`` prefers an algorithm that reads the format natively when the
+two are close.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import functools
+
+import numpy as np
 
 from .. import costs, rewrites
 from ..context import current_context
@@ -115,6 +139,53 @@ class Plan:
     fill_model: str | None = None
 
 
+#: Seconds per byte of a packing copy (Note [packing]): NumPy's single-threaded
+#: transposing copy between NHWC and NCHW, about 1 ns per float32 element on
+#: the development machine (docs/results-memory-format.md); not divided over
+#: the threads.
+PACK_SECONDS_PER_BYTE = 2.5e-10
+
+
+def packed_bytes(spec):
+    """Bytes the packing of a channels-last ``spec`` copies (Note [packing]):
+    the input and the output (a forward problem) or the input and the
+    output gradient (a weight gradient), once each."""
+    n = spec.batch
+    elements = (n * spec.in_channels * math.prod(spec.input_size)
+                + n * spec.out_channels * math.prod(spec.output_size))
+    return elements * spec.compute_dtype.itemsize
+
+
+def packed_plan(algorithm, spec, ctx):
+    """The plan of ``algorithm`` (which does not declare channels-last) for a
+    channels-last ``spec``: its contiguous plan (in ``detail``, for
+    :func:`run_packed`) plus the packing copies."""
+    inner = algorithm.plan(replace(spec, memory_format="contiguous"), ctx)
+    copied = packed_bytes(spec)
+    return replace(inner, path=f"{inner.path}, packed from channels-last",
+                   seconds=inner.seconds + PACK_SECONDS_PER_BYTE * copied,
+                   copies=inner.copies + copied, detail=inner)
+
+
+def run_packed(algorithm, spec, x, weight, epilogue, out, ctx, plan=None):
+    """Run a channels-last ``spec`` on ``algorithm``'s contiguous path
+    (Note [packing]): the arrays are those of the channels-last interface;
+    ``plan`` is a :func:`packed_plan` (or None)."""
+    canonical = replace(spec, memory_format="contiguous")
+    inner = plan.detail if plan is not None and isinstance(plan.detail, Plan) else None
+    xc = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    if spec.computation == "grad_weight":       # the weight gradient is canonical already
+        return algorithm.run(canonical, xc, np.ascontiguousarray(np.moveaxis(weight, -1, 1)),
+                             epilogue, out, ctx, inner)
+    if epilogue.residual is not None:
+        epilogue = replace(epilogue,
+                           residual=np.ascontiguousarray(np.moveaxis(epilogue.residual, -1, 1)))
+    result = np.empty(canonical.run_output_shape, dtype=out.dtype)
+    algorithm.run(canonical, xc, weight, epilogue, result, ctx, inner)
+    np.copyto(np.moveaxis(out, -1, 1), result)
+    return out
+
+
 def costed_plan(algorithm, model, units, ctx, workspace=0, path=None, per_thread=True,
                 detail=None, fill=0.0, copies=0, fill_model=None):
     """A plan of ``units`` of work of one cost-model path (:mod:`numbaconv.costs`),
@@ -144,7 +215,7 @@ class ConvAlgorithm:
     measured_error_eps: float | None = None
     #: whether non-finite values spread over a transform's tile
     transforms_values: bool | None = None
-    #: memory formats served without packing
+    #: memory formats served without packing (Note [packing])
     formats: tuple = ("contiguous",)
     #: problems of its own for numbaconv calibrate: (input shape, weight shape, kwargs)
     calibration_problems: tuple = ()
@@ -170,6 +241,8 @@ class ConvAlgorithm:
     def plan(self, spec, ctx=None):
         """How this algorithm would run ``spec`` with ``ctx``: a :class:`Plan`."""
         ctx = current_context() if ctx is None else ctx
+        if spec.channels_last and "channels_last" not in self.formats:
+            return packed_plan(self, spec, ctx)
         if spec.batch == 0 or math.prod(spec.output_size) == 0 or (
                 spec.computation == "forward" and math.prod(spec.input_size) == 0):
             return Plan(self.name, "nothing to compute", 0.0)
@@ -220,8 +293,12 @@ class ConvAlgorithm:
         ``ctx`` is the call's :class:`~numbaconv.context.ExecutionContext`
         (a fresh snapshot when not given); ``plan`` a :class:`Plan` this
         algorithm made for ``spec`` and ``ctx`` (made again when not given;
-        the parts of a composite plan always are)."""
+        the parts of a composite plan always are).  A channels-last spec
+        on an algorithm that does not declare the format is packed here
+        (Note [packing])."""
         ctx = current_context() if ctx is None else ctx
+        if spec.channels_last and "channels_last" not in self.formats:
+            return run_packed(self, spec, x, weight, epilogue, out, ctx, plan)
         detail = None if plan is None else plan.detail
         if spec.computation == "grad_weight":
             return self.run_grad_weight(spec, x, weight, out, ctx, detail)
@@ -229,7 +306,7 @@ class ConvAlgorithm:
             return self.run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:
-            return epilogue.fill(out)
+            return rewrites.fill_epilogue(spec, epilogue, out)
         if epilogue.fused and not self.fuses_epilogue:
             self.forward(spec, x, weight, epilogue.bias_only(), out, ctx, detail)
             return epilogue.apply(out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..rewrites import transposed_weight
+from ..spec import memory_format_of
 from .host import HOST
 
 
@@ -34,12 +35,33 @@ class CudaBackend:
         """Any stream (None: the default stream)."""
 
     def checked(self, op, name, array, allow_none=False):
+        """``array`` as a C-contiguous numba device array, or raise: a
+        channels-last GPU array (Note [memory format] in :mod:`numbaconv.spec`)
+        is refused with a message that says so -- the GPU kernels index
+        canonical arrays, and the GPU calls take the contiguous format only
+        (docs/semantics.md, "Memory format")."""
         dev = _arrays()
-        return dev.as_device(op, name, array, allow_none=allow_none)
+        try:
+            return dev.as_device(op, name, array, allow_none=allow_none)
+        except ValueError as exc:
+            shape = tuple(getattr(array, "shape", ()))
+            if any(memory_format_of(_Strided(array, shape), n) == "channels_last"
+                   for n in (len(shape) - 2, len(shape) - 1) if n in (1, 2, 3)):
+                raise ValueError(f"{op}: {name} is a channels-last GPU array (strides "
+                                 f"{_strides(array)} for shape {shape}); GPU calls take "
+                                 f"C-contiguous arrays only: make a contiguous copy "
+                                 f"(.contiguous() in PyTorch, cupy.ascontiguousarray)"
+                                 ) from exc
+            raise
 
-    def canonical(self, array, shape, dtype, stream=None):
+    def canonical(self, array, shape, dtype, stream=None, ndim=None):
+        if ndim is not None:       # refused in checked(); never reached
+            raise ValueError("GPU calls take the contiguous memory format only")
         dev = _arrays()
         return dev.canonical(array, shape, dtype, stream)
+
+    def run_view(self, spec, result):
+        return result.reshape(spec.run_output_shape)
 
     def weight(self, spec, weight, stream=None, transposed=False):
         """As :meth:`HostBackend.weight`; the transposed form is made on a
@@ -115,6 +137,25 @@ class CudaBackend:
         """Wait for the GPU: kernels run asynchronously."""
         from numba import cuda
         cuda.synchronize()
+
+
+def _strides(array):
+    """Byte strides of a GPU array (``__cuda_array_interface__``'s, None when
+    C-contiguous), or None when it does not say."""
+    strides = getattr(array, "strides", None)
+    if strides is None:
+        interface = getattr(array, "__cuda_array_interface__", None) or {}
+        strides = interface.get("strides")
+    return None if strides is None else tuple(int(v) for v in strides)
+
+
+class _Strided:
+    """What :func:`numbaconv.spec.memory_format_of` reads of a GPU array."""
+
+    def __init__(self, array, shape):
+        self.shape, self.strides = shape, _strides(array)
+        interface = getattr(array, "__cuda_array_interface__", None) or {}
+        self.dtype = np.dtype(interface.get("typestr", "<f4"))
 
 
 CUDA = CudaBackend()

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..kernels.epilogue_block import fold_activation_derivative
 from ..rewrites import transposed_weight
-from ..spec import check_float_array
+from ..spec import channels_last_view, check_float_array
 
 
 class HostBackend:
@@ -23,8 +23,16 @@ class HostBackend:
         """``array`` as an ndarray of a supported float dtype, or raise."""
         return check_float_array(op, name, array, allow_none=allow_none)
 
-    def canonical(self, array, shape, dtype, stream=None):
-        """A C-contiguous ``dtype`` copy-or-view of ``array`` reshaped to ``shape``."""
+    def canonical(self, array, shape, dtype, stream=None, ndim=None):
+        """A C-contiguous ``dtype`` copy-or-view of ``array`` reshaped to ``shape``.
+
+        With ``ndim`` (the call's spatial axes; a channels-last call, Note
+        [memory format] in :mod:`numbaconv.spec`), ``shape`` is the
+        channels-last ``(N, D, H, W, C)`` and the result is the channels-last
+        view of the logical ``(N, C, ...)`` ``array``: a view of its memory
+        when it is channels-last and of ``dtype``, else a copy."""
+        if ndim is not None:
+            array = channels_last_view(array, ndim)
         return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
 
     def weight(self, spec, weight, stream=None, transposed=False):
@@ -50,9 +58,16 @@ class HostBackend:
         if out.dtype != spec.dtype:
             raise ValueError(f"{spec.op}: out must have dtype {spec.dtype}, got "
                              f"out.dtype={out.dtype}")
-        if not out.flags.c_contiguous:
-            raise ValueError(f"{spec.op}: out must be C-contiguous, got an array with "
-                             f"out.strides={out.strides}")
+        if spec.channels_last:
+            if not channels_last_view(out, spec.ndim).flags.c_contiguous:
+                raise ValueError(
+                    f"{spec.op}: out must be channels-last contiguous, as the call's input "
+                    f"is channels_last (the logical view of (N, spatial..., C) memory, e.g. "
+                    f"np.moveaxis(np.empty((N, ..., C)), -1, 1)), got an array with "
+                    f"out.strides={out.strides}")
+        elif not out.flags.c_contiguous:
+            raise ValueError(f"{spec.op}: out must be C-contiguous, as the call's input is "
+                             f"contiguous, got an array with out.strides={out.strides}")
         if not out.flags.writeable:
             raise ValueError(f"{spec.op}: out must be writeable, got a read-only array")
         for name, array in arrays.items():
@@ -61,10 +76,24 @@ class HostBackend:
         return out
 
     def result_buffer(self, spec, out, stream=None):
-        """Where the algorithm writes: ``out`` itself, or a compute-dtype buffer."""
+        """Where the algorithm writes: ``out`` itself, or a compute-dtype
+        buffer of the output's shape in the call's memory format (a
+        channels-last call: the logical view of ``(N, spatial..., C)``
+        memory)."""
         if out is not None and out.dtype == spec.compute_dtype:
             return out
+        if spec.channels_last:
+            memory = np.empty(spec.output_shape[:1] + spec.output_size
+                              + spec.output_shape[1:2], dtype=spec.compute_dtype)
+            return np.moveaxis(memory, -1, 1)
         return np.empty(spec.output_shape, dtype=spec.compute_dtype)
+
+    def run_view(self, spec, result):
+        """The array an algorithm writes of ``result`` (:meth:`result_buffer`):
+        ``spec.run_output_shape``, a view."""
+        if spec.channels_last:
+            return channels_last_view(result, spec.ndim).reshape(spec.run_output_shape)
+        return result.reshape(spec.run_output_shape)
 
     def finish(self, spec, result, out, stream=None, unbatched=None):
         """Copy into a float16 ``out``, cast, drop the batch axis of unbatched calls."""
@@ -82,13 +111,17 @@ class HostBackend:
     # ---- around conv_backward's convolutions ---------------------------
 
     def cropped(self, array, shape, stream=None):
-        """The leading ``shape`` corner of ``array``, C-contiguous."""
+        """The leading ``shape`` corner of ``array``, contiguous in its
+        memory format (a channels-last array stays channels-last)."""
+        if tuple(array.shape) == tuple(shape):
+            return array
         part = array[tuple(slice(0, n) for n in shape)]
-        return part if part.flags.c_contiguous else np.ascontiguousarray(part)
+        return part if part.flags.c_contiguous else np.copy(part, order="K")
 
     def zero_extended(self, array, shape, stream=None):
-        """``array`` in the leading corner of zeros of ``shape``."""
-        extended = np.zeros(shape, dtype=array.dtype)
+        """``array`` in the leading corner of zeros of ``shape``, laid out as
+        ``array`` (a channels-last array stays channels-last)."""
+        extended = np.zeros_like(array, shape=shape, order="K")
         extended[tuple(slice(0, n) for n in array.shape)] = array
         return extended
 
