@@ -191,13 +191,16 @@ class TestOutAndFriends:
     def test_out_in_each_format_and_the_error(self, rng):
         x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
         w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-        expected = nc.conv2d(x, w)
+        # a native channels-last kernel sums in its own order: the same call
+        # without out= is bit-identical, the contiguous one within the bound
+        expected = nc.conv2d(cl(x), w)
         out = cl(np.empty((2, 4, 5, 5), np.float32))
         assert nc.conv2d(cl(x), w, out=out) is out
         np.testing.assert_array_equal(out, expected)
+        assert np.all(np.abs(out - nc.conv2d(x, w)) <= tolerance(x, w, None, np.float32))
         out16 = cl(np.empty((2, 4, 5, 5), np.float16))
         x16, w16 = x.astype(np.float16), w.astype(np.float16)
-        np.testing.assert_array_equal(nc.conv2d(cl(x16), w16, out=out16), nc.conv2d(x16, w16))
+        np.testing.assert_array_equal(nc.conv2d(cl(x16), w16, out=out16), nc.conv2d(cl(x16), w16))
         with pytest.raises(ValueError, match=r"out must be channels-last contiguous.*"
                                              r"out\.strides=\(400, 100, 20, 4\)"):
             nc.conv2d(cl(x), w, out=np.empty((2, 4, 5, 5), np.float32))
@@ -210,7 +213,8 @@ class TestOutAndFriends:
         w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
         y = nc.conv2d(cl(x, unbatched=True), w, padding=1)
         assert y.shape == (5, 8, 7) and is_cl(y, unbatched=True)
-        np.testing.assert_array_equal(y, nc.conv2d(x, w, padding=1))
+        assert np.all(np.abs(y - nc.conv2d(x, w, padding=1))
+                      <= tolerance(x[None], w, None, np.float32, padding=1)[0])
         out = cl(np.empty((5, 8, 7), np.float32), unbatched=True)
         assert nc.conv2d(cl(x, unbatched=True), w, padding=1, out=out) is out
         np.testing.assert_array_equal(out, y)
@@ -220,7 +224,10 @@ class TestOutAndFriends:
         w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
         y = nc.conv2d(cl(x), w, padding=1, algorithm="direct")
         assert y.dtype == np.float16 and is_cl(y)
-        np.testing.assert_array_equal(y, nc.conv2d(x, w, padding=1, algorithm="direct"))
+        # float16 computes in float32 and rounds once: the formats' float32
+        # results differ in the last bits, so the float16 ones by one ulp at most
+        z = nc.conv2d(x, w, padding=1, algorithm="direct")
+        assert np.all(np.abs(y.astype(np.float32) - z) <= np.spacing(np.abs(z)))
 
     @needs_torch
     @pytest.mark.parametrize("algorithm", CPU)
@@ -408,12 +415,18 @@ def test_a_native_algorithm_does_not_copy_the_input(toy, rng):
     x, w, kw = _allocation_problem(rng)
     names = [a.name for a in algorithms() if "channels_last" in a.formats]
     assert TOY in names
-    for name in names:
+    spec = problem_spec(x, w, **kw)
+    for algorithm in algorithms():
+        if not algorithm.serves_natively(spec):
+            continue
         try:
-            peak = _peak_allocation(lambda: nc.conv2d(x, w, algorithm=name, **kw))
+            peak = _peak_allocation(lambda: nc.conv2d(x, w, algorithm=algorithm.name, **kw))
         except nc.UnsupportedAlgorithmError:
             continue
-        assert peak < x.nbytes, (name, peak, x.nbytes)
+        # what it allocates beyond its declared workspace (im2col's column
+        # tiles: 0.5 MiB here) is under one copy of the input
+        workspace = algorithm.plan(spec).workspace
+        assert peak - workspace < x.nbytes, (algorithm.name, peak, workspace, x.nbytes)
 
 
 @pytest.mark.parametrize("algorithm", CPU)

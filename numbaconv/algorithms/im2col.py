@@ -555,6 +555,13 @@ class Im2colAlgorithm(ConvAlgorithm):
     #: columns]); transposed ones and weight gradients on canonical copies
     formats = ("contiguous", "channels_last")
 
+    def serves_natively(self, spec):
+        # the channels-last columns gather C_in/groups values per tap: for
+        # grouped layers and few input channels that is a strided trickle
+        # (depthwise 144x56x56: 356 ms native against 3.7 ms packed), so
+        # those are packed (docs/results-channels-last.md)
+        return not spec.channels_last or (spec.groups == 1 and spec.in_channels >= 16)
+
     def auxiliary_samples(self, spec, arrays, ctx, time):
         """The column fill alone, on one thread, for ``"im2col:fill"``."""
         if spec.is_pointwise:

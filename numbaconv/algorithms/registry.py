@@ -241,7 +241,7 @@ class ConvAlgorithm:
     def plan(self, spec, ctx=None):
         """How this algorithm would run ``spec`` with ``ctx``: a :class:`Plan`."""
         ctx = current_context() if ctx is None else ctx
-        if spec.channels_last and "channels_last" not in self.formats:
+        if not self.serves_natively(spec):
             return packed_plan(self, spec, ctx)
         if spec.batch == 0 or math.prod(spec.output_size) == 0 or (
                 spec.computation == "forward" and math.prod(spec.input_size) == 0):
@@ -283,6 +283,13 @@ class ConvAlgorithm:
                            sub.workspace, f"rewrite of {sub.path}", per_thread=False,
                            copies=sub.copies + copies)
 
+    def serves_natively(self, spec):
+        """Whether ``spec`` runs in its own memory format (else it is packed:
+        Note [packing]).  By default, whether ``formats`` holds the format;
+        an algorithm whose native path is poor for some channels-last
+        problems answers False for them."""
+        return not spec.channels_last or "channels_last" in self.formats
+
     def unsupported_reason(self, spec):
         """``None`` if ``spec`` can be served, else a reason string."""
         return None
@@ -297,7 +304,7 @@ class ConvAlgorithm:
         on an algorithm that does not declare the format is packed here
         (Note [packing])."""
         ctx = current_context() if ctx is None else ctx
-        if spec.channels_last and "channels_last" not in self.formats:
+        if not self.serves_natively(spec):
             return run_packed(self, spec, x, weight, epilogue, out, ctx, plan)
         detail = None if plan is None else plan.detail
         if spec.computation == "grad_weight":
