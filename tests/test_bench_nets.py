@@ -238,6 +238,39 @@ def test_formats_choose_the_variants_run(monkeypatch, capsys):
     assert "--format" in capsys.readouterr().err
 
 
+def test_a_pytorch_failure_mid_run_leaves_its_column_empty(monkeypatch):
+    """A turn the worker answers with an error (out of memory, a crash)
+    drops that PyTorch variant with its reason; ours and the run go on."""
+    class FailingWorker:
+        available = True
+
+        def __init__(self, threads):
+            self.requests = []
+
+        def request(self, **message):
+            self.requests.append(message["cmd"])
+            if message["cmd"] == "prepare_layer":
+                return {"ok": True, "id": len(self.requests)}
+            if message["cmd"] == "turn" and message["id"] == 1:   # nchw's
+                return {"error": "RuntimeError: out of memory"}
+            return {"time": 0.001} if message["cmd"] == "turn" else {"ok": True}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner, "torch_missing", lambda: None)
+    monkeypatch.setattr(runner, "TorchWorker", FailingWorker)
+    status = {}
+    results = nets.run_networks([TINY], batches=(1,), modes=("inference",), rounds=2,
+                                max_layers=1, check=False, status=status)
+    assert status["torch"] is None
+    layer = results[0].layers[0]
+    assert layer.notes == {"torch:nchw": "RuntimeError: out of memory"}
+    assert "torch:nchw" not in layer.times and layer.times["torch:channels_last"] == [0.001] * 2
+    assert len(layer.times["ours:nchw:fused"]) == 2
+    assert results[0].best("torch") == (pytest.approx(1.0), "channels_last")
+
+
 def test_fused_and_unfused_calls_agree_in_both_formats():
     """The two variants compute the same layer; channels-last views are
     what SPEC 1b describes (NHWC memory, logical NCHW shape)."""

@@ -86,9 +86,10 @@ DEFAULT_BATCHES = (1, 8)
 
 #: Largest batch a network is run at unless ``caps`` says otherwise.  The
 #: 3-D U-Net does 244 GMACs per sample (networks.py): at batch 8, 1954
-#: GMACs, one forward pass alone takes about 100 s on the 2-core development
-#: machine, and a run makes about 36 per layer and mode (6 variants x
-#: rounds + warm-up), hours for this network alone.  At batch 2 it is still
+#: GMACs: one forward pass of ours takes a minute or more on the 2-core
+#: development machine (docs/benchmarking.md, "The unet3d cap"), and a run
+#: makes about 36 per layer and mode (6 variants x rounds + warm-up), hours
+#: for this network alone.  At batch 2 it is still
 #: the heaviest network of the suite.  The tables say where a cap applied
 #: (``numbaconv bench --nets --cap unet3d=8`` lifts it).
 DEFAULT_BATCH_CAPS: dict[str, int] = {"unet3d": 2}
@@ -265,7 +266,7 @@ def picks(layer: NetLayer, mode: str, first: bool, fmt: str = "nchw") -> str:
     kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
               groups=layer.groups, transposed=layer.transposed,
               output_padding=layer.output_padding, dtype="float32")
-    if "memory_format" in inspect.signature(choose_algorithm).parameters:
+    if _picks_by_format():
         kw["memory_format"] = "channels_last" if fmt == "channels_last" else "contiguous"
 
     def pick(gradient=None):
@@ -582,9 +583,18 @@ def _run_layer(layer, mode, first, formats, rounds, warmup_s, worker, check, see
         k = r % len(players) if players else 0
         for player in players[k:] + players[:k]:                 # rotate the order
             label = player[0]
+            if label in out.notes:
+                continue                  # failed in an earlier round
             if player[1] is None:
-                t = worker.request(cmd="turn", id=player[2], warmup_s=warmup_s,
-                                   last=last.get(label))["time"]
+                reply = worker.request(cmd="turn", id=player[2], warmup_s=warmup_s,
+                                       last=last.get(label))
+                if "time" not in reply:
+                    # PyTorch failed mid-run (out of memory, the worker died):
+                    # a partial column would mislead, so the variant has no time
+                    out.notes[label] = reply.get("error", "no time from the PyTorch worker")
+                    out.times.pop(label, None)
+                    continue
+                t = reply["time"]
             else:
                 t = one_turn(player[1], warmup_s, last.get(label))
             last[label] = t
@@ -594,9 +604,20 @@ def _run_layer(layer, mode, first, formats, rounds, warmup_s, worker, check, see
         for fmt in FORMATS:
             if ours_label(fmt, True) in out.times:
                 out.times[ours_label(fmt, False)] = out.times[ours_label(fmt, True)]
+    best_fmt = out.best("ours")[1]
+    if best_fmt and best_fmt != "nchw" and _picks_by_format():
+        # auto may choose per memory format: report the pick of the format shown
+        out.pick = picks(layer, mode, first, best_fmt)
     if worker is not None and worker.available:
         worker.request(cmd="release")
     return out
+
+
+def _picks_by_format() -> bool:
+    """Whether :func:`numbaconv.choose_algorithm` takes a memory format."""
+    from ..dispatch import choose_algorithm
+
+    return "memory_format" in inspect.signature(choose_algorithm).parameters
 
 
 def layer_to_dict(layer: NetLayer) -> dict:
