@@ -87,7 +87,7 @@ DEFAULT_BATCHES = (1, 8)
 #: Largest batch a network is run at unless ``caps`` says otherwise.  The
 #: 3-D U-Net does 244 GMACs per sample (networks.py): at batch 8, 1954
 #: GMACs: one forward pass of ours takes a minute or more on the 2-core
-#: development machine (docs/benchmarking.md, "The unet3d cap"), and a run
+#: development machine (docs/benchmarking.md, "Network benchmark"), and a run
 #: makes about 36 per layer and mode (6 variants x rounds + warm-up), hours
 #: for this network alone.  At batch 2 it is still
 #: the heaviest network of the suite.  The tables say where a cap applied
