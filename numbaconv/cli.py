@@ -10,11 +10,73 @@ import os
 import sys
 
 
+def _cmd_bench_nets(args):
+    from .bench import nets
+
+    if args.startup or args.shapes or args.ops or args.algorithms or args.dtype != "float32":
+        print("numbaconv bench: --nets times the network suite in float32 with algorithm "
+              "'auto'; --shapes, --ops, --algorithms, --dtype and --startup are for the layer "
+              "benchmark", file=sys.stderr)
+        return 2
+    names = args.net or (list(nets.QUICK_NETWORKS) if args.quick else [])
+    try:
+        networks = nets.select_networks(names)
+        caps = nets.parse_caps(args.cap)
+    except ValueError as exc:
+        print(f"numbaconv bench: {exc}", file=sys.stderr)
+        return 2
+    batches = tuple(dict.fromkeys(args.batch or ((1,) if args.quick else nets.DEFAULT_BATCHES)))
+    modes = nets.MODES if args.mode == "both" else (args.mode,)
+    formats = nets.FORMATS if args.format == "both" else (args.format,)
+    rounds = 1 if args.quick else args.rounds
+    status = {}
+    progress = False if args.no_progress else "bar" if sys.stderr.isatty() else "lines"
+    results = nets.run_networks(
+        networks, batches=batches, modes=modes, formats=formats, rounds=rounds,
+        threads=args.threads,
+        use_torch=not args.no_torch, check=not args.no_check, progress=progress,
+        warmup_s=args.warmup_ms / 1e3, caps=caps,
+        max_layers=nets.QUICK_LAYERS if args.quick else None, status=status)
+    print(f"numbaconv bench --nets: float32, algorithm auto, {args.threads} thread(s), "
+          f"median of {rounds} round(s) after one warm-up call, {args.warmup_ms:g} ms of "
+          "warm-up per turn")
+    print(nets.format_nets_tables(results, nets.torch_note(status["torch"])))
+    if args.json:
+        settings = {"networks": [net.name for net in networks], "batches": list(batches),
+                    "modes": list(modes), "formats": list(formats), "rounds": rounds,
+                    "threads": args.threads,
+                    "warmup_ms": args.warmup_ms, "caps": caps, "quick": args.quick,
+                    "torch": status["torch"]}
+        with open(args.json, "w") as fh:
+            json.dump(nets.results_to_json(results, settings), fh, indent=1)
+    if args.plot:
+        if nets.plot_ratios(results, args.plot):
+            written = [args.plot] + nets.plot_layers(results, args.plot)
+            print(f"numbaconv bench: wrote {', '.join(written)}")
+        else:
+            print("numbaconv bench: no picture: it needs matplotlib and PyTorch's times",
+                  file=sys.stderr)
+    failed = [f"{res.network} batch {res.run_batch} {res.mode} {layer.name}"
+              for res in results for layer in res.layers if layer.check_ok is False]
+    if failed:
+        # a wrong result makes its time meaningless: fail the command (CI smoke runs)
+        print(f"numbaconv bench: CHECK FAILED on {len(failed)} layer(s): {'; '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_bench(args):
     from .algorithms import algorithm_names
     from .bench.runner import format_table, measure_startup, run_benchmarks, torch_column_note
     from .bench.suite import bench_points, get_cases, parse_ops
 
+    if args.nets or args.net or args.quick:
+        return _cmd_bench_nets(args)
+    if args.batch or args.cap or args.plot or args.mode != "both" or args.format != "both":
+        print("numbaconv bench: --batch, --mode, --format, --cap and --plot are for --nets",
+              file=sys.stderr)
+        return 2
     if args.startup:
         runs = measure_startup(args.threads)
         print("start-up (fresh processes sharing one empty NUMBA_CACHE_DIR):")
@@ -269,7 +331,8 @@ def build_parser():
     bench.add_argument("--threads", type=_positive_int, default=2,
                        help="threads for numba and PyTorch (default 2)")
     bench.add_argument("--rounds", type=_positive_int, default=5,
-                       help="times each implementation takes its turn (default 5)")
+                       help="times each implementation takes its turn (default 5; with "
+                            "--nets: timed calls per layer and variant, the median reported)")
     bench.add_argument("--repeats", type=_positive_int, default=3,
                        help="timed calls per turn, after the warm-up (default 3)")
     bench.add_argument("--warmup-ms", type=_non_negative_float, default=1e3 * TURN_WARMUP_S,
@@ -289,6 +352,43 @@ def build_parser():
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--startup", action="store_true",
                        help="instead: measure cold compile and warm-cache first-call times")
+    from .bench.networks import NETWORKS
+    nets = bench.add_argument_group(
+        "network benchmark (--nets)",
+        "Time every distinct layer of whole networks with its real epilogue (bias, "
+        "activation, residual add), ours fused and unfused in NCHW and channels-last, "
+        "against PyTorch eager in NCHW and channels-last, for inference and training "
+        "(forward and gradients); per network, the total over its layers and the ratio "
+        "of our faster format's total to PyTorch's (docs/benchmarking.md, \"Network "
+        "benchmark\").  --threads, --rounds, --warmup-ms, --no-torch, --no-check, "
+        "--no-progress and --json apply.  Exits with status 1 if a layer of ours fails "
+        "the check against the float64 reference (CHECK FAILED).")
+    nets.add_argument("--nets", action="store_true",
+                      help="instead: run the network benchmark (--net and --quick imply "
+                           "it)")
+    nets.add_argument("--net", action="append", metavar="NAME",
+                      help="a network to run (repeatable; default: all): "
+                           + ", ".join(NETWORKS))
+    nets.add_argument("--batch", action="append", type=_positive_int, metavar="N",
+                      help="a batch size (repeatable; default: 1 and 8)")
+    nets.add_argument("--mode", default="both", choices=["inference", "training", "both"],
+                      help="inference (forward), training (forward and gradients) or both "
+                           "(default)")
+    nets.add_argument("--format", default="both", choices=["nchw", "channels_last", "both"],
+                      help="memory format of ours and PyTorch's: nchw (C-contiguous), "
+                           "channels_last (NHWC memory; 1-D layers: ours only) or both "
+                           "(default)")
+    nets.add_argument("--cap", action="append", metavar="NET=BATCH",
+                      help="run NET at no more than BATCH samples (repeatable; default "
+                           "unet3d=2: its batch 8 takes hours; the table marks capped rows)")
+    nets.add_argument("--plot", metavar="FILE",
+                      help="also draw ours/torch per network in FILE and per layer in "
+                           "FILE's stem-NETWORK (nets.png: nets-resnet50.png; needs "
+                           "matplotlib)")
+    nets.add_argument("--quick", action="store_true",
+                      help="a tiny subset for tests and CI: the first 2 layers of resnet50 "
+                           "and mobilenet_v3_large (or of the --net networks), batch 1 "
+                           "unless --batch, 1 round")
     bench.set_defaults(func=_cmd_bench)
 
     tune = sub.add_parser(
