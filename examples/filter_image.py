@@ -16,6 +16,13 @@ directory: ``--out DIR``, by default ``examples/output/``):
    sharpened, green kept, blue blurred with a 9 x 9 disk) -- against
    ``scipy.ndimage.correlate`` per channel.
 
+The photograph is an (H, W, 3) array, channels last.  It goes into
+numbaconv as the logical (1, 3, H, W) view ``photo.transpose(2, 0, 1)[None]``
+-- no transposing copy: numbaconv reads channels-last memory as it is and
+returns channels-last results (the memory format follows the input, as
+PyTorch's ``channels_last``; docs/semantics.md, "Memory format"), so
+``y[0].transpose(1, 2, 0)`` is again a plain (H, W, C) image.
+
 Run: ``python examples/filter_image.py`` (seconds; ``--smoke`` uses a 128 x
 128 crop).  Needs the ``examples`` extra: ``pip install 'numbaconv[examples]'``.
 """
@@ -47,7 +54,7 @@ def disk(radius):
 
 def run(name, x, w, reference, **kwargs):
     """Convolve with "auto", report the pick and the difference from SciPy."""
-    choice = nc.choose_algorithm(x.shape, w.shape, **kwargs)
+    choice = nc.choose_algorithm(x, w, **kwargs)         # arrays: their format counts
     y = nc.conv2d(x, w, **kwargs)
     error = np.abs(y - reference).max() / np.abs(reference).max()
     print(f"{name}: auto picks {choice.algorithm} ({choice.path}) -- {choice.reason}")
@@ -69,8 +76,8 @@ def main(argv=None):
 
     photo = data.astronaut().astype(np.float32) / 255.0          # (512, 512, 3)
     if args.smoke:
-        photo = photo[100:228, 180:308]
-    x = np.ascontiguousarray(photo.transpose(2, 0, 1))[None]      # (1, 3, H, W)
+        photo = np.ascontiguousarray(photo[100:228, 180:308])     # still an (H, W, 3) image
+    x = photo.transpose(2, 0, 1)[None]           # (1, 3, H, W) view of HWC memory: no copy
     results = {"original": photo}
 
     # 1. Gaussian blur, one kernel per channel, reflect padding (scipy: "mirror")
@@ -80,6 +87,8 @@ def main(argv=None):
     y = run("gaussian blur 13x13", x, blur_w, reference[None], padding=6, groups=3,
             padding_mode="reflect")
     results["gaussian blur (depthwise 13x13)"] = y[0].transpose(1, 2, 0)
+    # the memory format followed the input: y is a view of (H, W, 3) memory
+    print(f"  result channels-last: {y[0].transpose(1, 2, 0).flags.c_contiguous}")
 
     # 2. Sobel edges of the luminance (zero padding, scipy: boundary "fill")
     luminance_w = np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 3, 1, 1)
@@ -109,7 +118,7 @@ def main(argv=None):
     results["depthwise colour filter"] = np.clip(y[0].transpose(1, 2, 0), 0, 1)
 
     print()
-    print(nc.explain(x.shape, blur_w.shape, padding=6, groups=3, padding_mode="reflect"))
+    print(nc.explain(x, blur_w, padding=6, groups=3, padding_mode="reflect"))
     args.out.mkdir(parents=True, exist_ok=True)
     save_grid(results, args.out / "filter_image.png")
     print(f"\nsaved {args.out / 'filter_image.png'}")

@@ -67,7 +67,6 @@ layer; above :data:`CHECK_RTOL` the layer is marked ``CHECK FAILED``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import statistics
 import time
 import zlib
@@ -265,9 +264,8 @@ def picks(layer: NetLayer, mode: str, first: bool, fmt: str = "nchw") -> str:
 
     kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
               groups=layer.groups, transposed=layer.transposed,
-              output_padding=layer.output_padding, dtype="float32")
-    if _picks_by_format():
-        kw["memory_format"] = "channels_last" if fmt == "channels_last" else "contiguous"
+              output_padding=layer.output_padding, dtype="float32",
+              memory_format="channels_last" if fmt == "channels_last" else "contiguous")
 
     def pick(gradient=None):
         try:
@@ -605,19 +603,12 @@ def _run_layer(layer, mode, first, formats, rounds, warmup_s, worker, check, see
             if ours_label(fmt, True) in out.times:
                 out.times[ours_label(fmt, False)] = out.times[ours_label(fmt, True)]
     best_fmt = out.best("ours")[1]
-    if best_fmt and best_fmt != "nchw" and _picks_by_format():
-        # auto may choose per memory format: report the pick of the format shown
+    if best_fmt and best_fmt != "nchw":
+        # auto chooses per memory format: report the pick of the format shown
         out.pick = picks(layer, mode, first, best_fmt)
     if worker is not None and worker.available:
         worker.request(cmd="release")
     return out
-
-
-def _picks_by_format() -> bool:
-    """Whether :func:`numbaconv.choose_algorithm` takes a memory format."""
-    from ..dispatch import choose_algorithm
-
-    return "memory_format" in inspect.signature(choose_algorithm).parameters
 
 
 def layer_to_dict(layer: NetLayer) -> dict:
