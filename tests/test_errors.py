@@ -364,9 +364,9 @@ CASES = [
     case("out_float16_for_float32", conv2d, lambda: args(out=nan_out((1, 2, 3, 3), np.float16)),
          ValueError, r"out must have dtype float32, got out\.dtype=float16"),
     case("out_transposed_view", conv2d, lambda: args(out=nan_out((3, 3, 2, 1)).T),
-         ValueError, r"out must be C-contiguous, got an array with out\.strides="),
+         ValueError, r"out must be C-contiguous, as the call.s input is contiguous, got an array with out\.strides="),  # noqa: E501
     case("out_sliced_view", conv2d, lambda: args(out=nan_out((1, 2, 3, 6))[..., ::2]),
-         ValueError, r"out must be C-contiguous, got an array with out\.strides=\(144, 72, 24, 8\)"),  # noqa: E501
+         ValueError, r"out must be C-contiguous, as the call.s input is contiguous, got an array with out\.strides=\(144, 72, 24, 8\)"),  # noqa: E501
     case("out_read_only", conv2d, lambda: args(out=readonly(nan_out((1, 2, 3, 3)))),
          ValueError, r"out must be writeable, got a read-only array"),
     case("out_python_list", conv2d,
