@@ -10,7 +10,14 @@ It prints, per benchmark shape and GPU algorithm: the max error against the
 float64 CPU reference (relative to the output's largest magnitude), the
 median time of 10 calls (synchronised), the one-thread-per-output direct
 baseline beside the tiled kernel, and PyTorch's CUDA convolution when
-installed; then checks that CuPy arrays and PyTorch CUDA tensors go in and
+installed; then, per shape, algorithm and activation (relu, gelu), the fused
+epilogue (``activation=``, ``residual=``: Note [GPU epilogue] in
+numbaconv/kernels/epilogue_cuda.py) against the same call unfused (the
+bias-only convolution, then ``apply_epilogue`` as a separate pass over the
+output): both times, the bias-only time beside them, the fused result's
+error against the float64 reference and its largest difference from the
+unfused one (and PyTorch's ``act(conv(x, w, b) + r)`` when installed); then
+checks that CuPy arrays and PyTorch CUDA tensors go in and
 come out without a copy (``__cuda_array_interface__``).  The CI cannot
 run any of this: it has no GPU (the simulator tests and the PTX compiles
 are what CI checks).
@@ -44,6 +51,57 @@ def _time(fn, cuda, repeats=10):
         cuda.synchronize()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+#: the fused-epilogue rows' activations: the cheapest, and erf's
+EPILOGUE_ACTIVATIONS = ("relu", "gelu")
+
+
+def _epilogue_rows(name, f, dx, dw, kw, ref, spec, rng, has_torch, cuda):
+    """Fused against unfused epilogue for one shape (module docstring)."""
+    from numbaconv.algorithms import algorithm_names, get_algorithm
+    from numbaconv.epilogue import ACTIVATION_CODES, activate
+    from numbaconv.kernels.epilogue_cuda import apply_epilogue
+
+    b = rng.standard_normal(ref.shape[1]).astype(np.float32)
+    r = rng.standard_normal(ref.shape).astype(np.float32)
+    db, dr = cuda.to_device(b), cuda.to_device(r)
+    pre = ref + b.reshape((1, -1) + (1,) * (ref.ndim - 2)) + r
+
+    for activation in EPILOGUE_ACTIVATIONS:
+        expected = activate(activation, pre)
+        scale = np.abs(expected).max()
+        row = [f"{name} {activation}+residual"]
+        for algorithm in algorithm_names("cuda")[1:]:
+            if get_algorithm(algorithm, "cuda").unsupported_reason(spec) is not None:
+                continue
+
+            def fused():
+                return f(dx, dw, db, algorithm=algorithm, activation=activation, residual=dr,
+                         **kw)
+
+            def unfused():
+                y = f(dx, dw, db, algorithm=algorithm, **kw)
+                return apply_epilogue(y, dr, ACTIVATION_CODES[activation], 0.01, 0)
+
+            y_fused, y_unfused = fused().copy_to_host(), unfused().copy_to_host()
+            err = np.abs(y_fused - expected).max() / scale
+            diff = np.abs(y_fused - y_unfused).max() / scale
+            t_bias = _time(lambda: f(dx, dw, db, algorithm=algorithm, **kw), cuda)
+            t_fused, t_unfused = _time(fused, cuda), _time(unfused, cuda)
+            row.append(f"{algorithm} bias-only {t_bias * 1e3:.3f} ms fused "
+                       f"{t_fused * 1e3:.3f} ms unfused {t_unfused * 1e3:.3f} ms "
+                       f"err {err:.1e} |fused-unfused| {diff:.1e}")
+        if has_torch:
+            import torch
+            tf = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+                  3: torch.nn.functional.conv3d}[ref.ndim - 2]
+            act = {"relu": torch.relu, "gelu": torch.nn.functional.gelu}[activation]
+            tx, tw = torch.as_tensor(dx, device="cuda"), torch.as_tensor(dw, device="cuda")
+            tb, tr = torch.as_tensor(db, device="cuda"), torch.as_tensor(dr, device="cuda")
+            t = _time(lambda: act(tf(tx, tw, tb, **kw) + tr), torch.cuda)
+            row.append(f"torch act(conv + r) {t * 1e3:.3f} ms")
+        print(" | ".join(row), flush=True)
 
 
 def main(quick):
@@ -97,6 +155,7 @@ def main(quick):
             t = _time(lambda: tf(tx, tw, **kw), torch.cuda)
             row.append(f"torch {t * 1e3:.3f} ms")
         print(" | ".join(row), flush=True)
+        _epilogue_rows(name, conv[len(xs) - 2], dx, dw, kw, ref, spec, rng, has_torch, cuda)
 
     # interop: no copies in, none out
     x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)

@@ -295,6 +295,264 @@ def test_non_finite_input_stays_local_on_the_gpu(algorithm):
 
 
 # ---------------------------------------------------------------------------
+# the fused epilogue (Note [GPU epilogue] in kernels/epilogue_cuda.py)
+# ---------------------------------------------------------------------------
+
+from numbaconv.epilogue import ACTIVATIONS, activate  # noqa: E402
+
+#: (id, input shape, weight shape, kwargs, activation, negative_slope),
+#: float32: the direct kernel's tiled and one-thread-per-output forms (a
+#: 13x13 kernel does not fit the small tiles), groups and stride, 1-D and
+#: 3-D (each kernel's flat residual index over every axis).  leaky_relu
+#: with a slope other than the default (a dropped slope fails), the erf
+#: gelu and the tanh gelu (a swapped pair fails: they differ by up to 5e-4
+#: near |v| = 2); every activation on every algorithm is
+#: test_every_activation_on_every_gpu_algorithm's, in float64.
+EPILOGUE_CASES = [
+    ("2d", (2, 3, 5, 6), (4, 3, 3, 3), dict(padding=1), "leaky_relu", 0.2),
+    ("2d_groups_stride", (1, 4, 7, 6), (6, 2, 3, 3), dict(stride=2, padding=1, groups=2),
+     "gelu", 0.01),
+    ("2d_naive_direct", (1, 1, 6, 6), (2, 1, 13, 13), dict(padding=6), "gelu_tanh", 0.01),
+    ("1d", (2, 3, 9), (4, 3, 3), dict(padding=1), "tanh", 0.01),
+    ("3d", (1, 2, 4, 5, 5), (3, 2, 3, 3, 3), dict(padding=1), "silu", 0.01),
+]
+
+
+def _epilogue_bound(algorithm, x, w, b, r, expected, **kw):
+    """The error bound of ``activation(conv + b + r)`` in float32.  The conv
+    part is the forward tests' bound with ``S + |r|`` for ``S`` (adding the
+    residual is one more rounding of a term of that size); each activation
+    here has a derivative of magnitude at most 1.13 (gelu's maximum; silu's
+    is 1.10, tanh's 1), so
+    errors before it grow by at most that; the activation's own rounding
+    (libdevice's erf, tanh, exp are accurate to a few ulp, and gelu's ``1 +
+    erf`` cancels for negative v, leaving an absolute error of a few eps *
+    |v|) is covered by ``8 eps (|conv + b + r| + 1)``.  A wrong formula or a
+    lost term is off by 1e-3 or more, two orders above this."""
+    eps = float(np.finfo(np.float32).eps)
+    conv_bound = _bound(algorithm, x, w, b, None, **kw)
+    before = conv_bound + 16.0 * eps * np.abs(r.astype(np.float64))
+    if algorithm in ("fft", "winograd", "winograd_f2"):
+        before = before.max() * np.ones_like(before)
+    ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                            **kw) + r
+    return 1.2 * before + 8.0 * eps * (np.abs(ref) + 1.0)
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@pytest.mark.parametrize("case, xs, ws, kw, activation, slope", EPILOGUE_CASES,
+                         ids=[c[0] for c in EPILOGUE_CASES])
+def test_fused_epilogue_matches_reference(algorithm, case, xs, ws, kw, activation, slope):
+    """conv*d(..., activation=, residual=) on the GPU: activate(reference +
+    residual), float32, with bias and a device residual."""
+    if get_algorithm(algorithm, "cuda").unsupported_reason(
+            nc.spec.problem_spec(xs, ws, **kw)) is not None:
+        pytest.skip(f"{algorithm} does not serve {case}")
+    x, w, b = _arrays(xs, ws, seed=7)
+    ref = nc.conv_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                            **kw)
+    r = np.random.default_rng(8).standard_normal(ref.shape).astype(np.float32)
+    kw_epi = dict(activation=activation, residual=cuda.to_device(r))
+    if activation == "leaky_relu":
+        kw_epi["negative_slope"] = slope
+    y = CONV[len(xs) - 2](*_dev(x, w, b), algorithm=algorithm, **kw, **kw_epi).copy_to_host()
+    expected = activate(activation, ref + r, slope)
+    err = np.abs(y.astype(np.float64) - expected)
+    bound = _epilogue_bound(algorithm, x, w, b, r, expected, **kw)
+    assert np.all(err <= bound), f"max error {err.max():.3g}, bound {bound.min():.3g}"
+    # the activation did something here: both signs reach it
+    assert (ref + r).min() < -1 and (ref + r).max() > 1
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@pytest.mark.parametrize("case, xs, ws, kw", [
+    ("s2_groups", (1, 4, 4, 3), (4, 1, 3, 3),
+     dict(stride=2, padding=1, output_padding=1, groups=2)),
+    ("s1", (1, 2, 5, 4), (2, 3, 3, 3), dict(padding=1)),      # Winograd serves this one
+], ids=["s2_groups", "s1"])
+def test_fused_epilogue_of_a_transposed_convolution(algorithm, case, xs, ws, kw):
+    """conv_transpose2d runs as one forward problem over the zero-dilated
+    input on the GPU (module docstring of algorithms/gpu.py): the residual
+    is read at the transposed output's indices.  float64, against the
+    reference to 1e-10 (errors are near 1e-15)."""
+    if get_algorithm(algorithm, "cuda").unsupported_reason(
+            nc.spec.problem_spec(xs, ws, transposed=True, **kw)) is not None:
+        pytest.skip(f"{algorithm} does not serve this transposed problem")
+    x, w, _ = _arrays(xs, ws, np.float64, bias=False, seed=9)
+    b = np.random.default_rng(10).standard_normal(ws[1] * kw.get("groups", 1))
+    ref = nc.conv_transpose_reference(x, w, b, **kw)
+    r = np.random.default_rng(11).standard_normal(ref.shape)
+    for activation, slope in [("leaky_relu", 0.3), ("gelu", 0.01)]:
+        kw_epi = dict(negative_slope=slope) if activation == "leaky_relu" else {}
+        y = nc.conv_transpose2d(*_dev(x, w, b), algorithm=algorithm, activation=activation,
+                                residual=cuda.to_device(r), **kw, **kw_epi)
+        np.testing.assert_allclose(y.copy_to_host(), activate(activation, ref + r, slope),
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS + ["fft"])
+def test_every_activation_on_every_gpu_algorithm(monkeypatch, algorithm):
+    """Each of SPEC 1c's activations, with a residual, through each GPU
+    algorithm's own store (``code`` is a kernel argument, so one activation
+    passing says nothing of another's branch), and one without a residual
+    (the zero-length residual); fft with NumPy standing in for CuPy, as
+    test_gpu_fft_arithmetic.  float64 against activate(reference + r) to
+    1e-10 relative and absolute: the sums are of 18 products of values of
+    order 1 (errors near 1e-15, Winograd's transforms near 1e-13) and the
+    activations are accurate to a few ulp; a wrong formula or a dropped
+    residual is off by 1e-3 or more."""
+    if algorithm == "fft":
+        monkeypatch.setitem(sys.modules, "cupy", _NumpyAsCupy())
+    x, w, b = _arrays((1, 2, 5, 6), (3, 2, 3, 3), np.float64, seed=20)
+    ref = nc.conv_reference(x, w, b, padding=1)
+    r = np.random.default_rng(21).standard_normal(ref.shape)
+    # relu6's and hardswish's upper and lower knees are all reached
+    assert (ref + r).max() > 6 and (ref + r).min() < -3
+    dx, dw, db = _dev(x, w, b)
+    dr = cuda.to_device(r)
+    calls = [(activation, dr) for activation in ACTIVATIONS] + [("gelu", None)]
+    for activation, residual in calls:
+        slope = 0.3 if activation == "leaky_relu" else 0.01
+        y = nc.conv2d(dx, dw, db, padding=1, algorithm=algorithm, activation=activation,
+                      negative_slope=slope, residual=residual).copy_to_host()
+        want = activate(activation, ref + (0.0 if residual is None else r), slope)
+        np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10,
+                                   err_msg=f"{algorithm} {activation}")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")   # inf * 0 -> NaN
+def test_every_activation_on_the_device_matches_numpy():
+    """The device function of every activation (the separate-pass kernel
+    runs the same ``finish`` the forward kernels call), NaN and infinities
+    included, against numbaconv.epilogue.activate, float64: the non-finite
+    values exactly where NumPy has them, the others within 1e-12 relative
+    plus ``4 eps (|v| + 1)`` absolute (gelu's ``1 + erf`` and ``1 + tanh``
+    cancel for negative v, leaving about ``eps |v| / 2`` either way; a
+    wrong formula is off by 1e-4 or more).  Finite values stay below 80:
+    the simulator runs math.exp in Python, which raises OverflowError where
+    the device returns inf."""
+    from numbaconv.kernels import epilogue_cuda
+    v = np.concatenate([np.linspace(-8, 8, 33), [-80.0, 80.0, 0.0, -0.0, np.nan, np.inf,
+                                                 -np.inf]])
+    r = np.random.default_rng(12).standard_normal(v.shape)
+    r[-3:] = 0.0
+    for code, activation in enumerate(ACTIVATIONS):
+        for residual in (None, r):
+            slope = 0.05 if activation == "leaky_relu" else 0.01
+            out = cuda.to_device(v)
+            epilogue_cuda.apply_epilogue(out, None if residual is None else
+                                         cuda.to_device(residual), code, slope, 0)
+            pre = v if residual is None else v + residual
+            with np.errstate(invalid="ignore"):
+                want = activate(activation, pre, slope)
+            got = out.copy_to_host()
+            finite = np.isfinite(want)
+            assert np.array_equal(got[~finite], want[~finite], equal_nan=True), activation
+            bound = 1e-12 * np.abs(want) + 4 * np.finfo(np.float64).eps * (np.abs(pre) + 1)
+            err = np.abs(got - want)[finite]
+            assert np.all(err <= bound[finite]), (activation, err.max())
+
+
+def test_a_gpu_algorithm_that_does_not_fuse_gets_a_separate_pass(monkeypatch):
+    """fuses_epilogue false: forward gets the bias alone and the activation
+    and residual follow as a device pass (the registry's contract)."""
+    from numbaconv.algorithms.gpu import GPU_DIRECT
+    seen = []
+    forward = GPU_DIRECT.forward
+    monkeypatch.setattr(GPU_DIRECT, "fuses_epilogue", False)
+    monkeypatch.setattr(GPU_DIRECT, "forward",
+                        lambda spec, x, w, epi, *a, **k: (seen.append(epi.fused),
+                                                           forward(spec, x, w, epi, *a, **k)))
+    x, w, b = _arrays((1, 2, 5, 5), (3, 2, 3, 3), np.float64)
+    ref = nc.conv_reference(x, w, b, padding=1)
+    r = np.random.default_rng(13).standard_normal(ref.shape)
+    y = nc.conv2d(*_dev(x, w, b), padding=1, algorithm="direct", activation="silu",
+                  residual=cuda.to_device(r))
+    assert seen == [False]
+    np.testing.assert_allclose(y.copy_to_host(), activate("silu", ref + r), rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_fused_epilogue_float16_unbatched_and_out():
+    """float16 residual (cast to float32 with the input), unbatched input,
+    out=: the same as the CPU call with the same epilogue."""
+    x, w, b = _arrays((3, 6, 6), (2, 3, 3, 3), np.float16, seed=14)
+    r = np.random.default_rng(15).standard_normal((2, 6, 6)).astype(np.float16)
+    want = nc.conv2d(x, w, b, padding=1, activation="hardswish", residual=r)
+    y = nc.conv2d(*_dev(x, w, b), padding=1, activation="hardswish", residual=cuda.to_device(r))
+    assert y.dtype == np.float16 and y.shape == (2, 6, 6)
+    np.testing.assert_allclose(y.copy_to_host(), want, rtol=2e-3, atol=2e-3)
+    out = cuda.device_array((2, 6, 6), dtype=np.float16)
+    nc.conv2d(*_dev(x, w, b), padding=1, activation="hardswish", residual=cuda.to_device(r),
+              out=out)
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=2e-3, atol=2e-3)
+
+
+def test_fused_epilogue_errors_on_the_gpu():
+    x, w, b = _arrays((1, 2, 5, 5), (3, 2, 3, 3))
+    r = np.zeros((1, 3, 5, 5), np.float32)
+    dx, dw, db = _dev(x, w, b)
+    with pytest.raises(TypeError, match=r"residual on the host \(NumPy\)"):
+        nc.conv2d(dx, dw, db, padding=1, residual=r)
+    with pytest.raises(ValueError, match=r"residual must have the output's shape"):
+        nc.conv2d(dx, dw, db, padding=1, residual=cuda.to_device(r[:, :, 1:].copy()))
+    with pytest.raises(ValueError, match="residual must have the output's dtype"):
+        nc.conv2d(dx, dw, db, padding=1, residual=cuda.to_device(r.astype(np.float64)))
+    dr = cuda.to_device(r)
+    with pytest.raises(ValueError, match="out must not share memory with residual"):
+        nc.conv2d(dx, dw, db, padding=1, residual=dr, out=dr)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        nc.conv2d(dx, dw, db, padding=1, activation="swish")
+
+
+def test_gpu_epilogue_arguments_are_checked_at_the_kernels():
+    """The kernels read ``residual[i]`` at every flat output index without a
+    bounds check: their entry points refuse a residual of another size,
+    dtype or layout, and an unknown activation code, before any launch."""
+    from numbaconv.algorithms.gpu import device_maps
+    from numbaconv.kernels import direct_cuda, epilogue_cuda
+    out = cuda.device_array((1, 3, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="residual must have the output's size 75, got 74"):
+        epilogue_cuda.apply_epilogue(out, cuda.device_array(74, np.float32), 1, 0.01, 0)
+    with pytest.raises(TypeError, match="residual dtype must be float32"):
+        epilogue_cuda.apply_epilogue(out, cuda.device_array(75, np.float64), 1, 0.01, 0)
+    strided = cuda.to_device(np.zeros((1, 3, 5, 10), np.float32))[:, :, :, ::2]
+    with pytest.raises(ValueError, match="residual must be C-contiguous"):
+        epilogue_cuda.apply_epilogue(out, strided, 1, 0.01, 0)
+    with pytest.raises(ValueError, match=r"activation must be a code in \[0, 10\)"):
+        epilogue_cuda.apply_epilogue(out, None, 10, 0.01, 0)
+    x, w, _ = _arrays((1, 2, 5, 5, 1), (3, 2, 3, 3, 1), bias=False)
+    spec = nc.spec.problem_spec((1, 2, 5, 5), (3, 2, 3, 3), padding=1)
+    with pytest.raises(ValueError, match="residual must have the output's size"):
+        direct_cuda.conv_forward(*_dev(x.reshape(1, 2, 1, 5, 5)), device_maps(spec),
+                                 cuda.to_device(w.reshape(3, 2, 1, 3, 3)), None,
+                                 out.reshape(1, 3, 1, 5, 5), 1, (1, 1, 1), (1, 1, 1), 0,
+                                 residual=cuda.device_array(74, np.float32), activation=1)
+
+
+def test_gpu_fft_fused_epilogue(monkeypatch):
+    """fft_store (kernels/fft_cuda.py) applies the bias, residual and
+    activation, with NumPy standing in for CuPy (as test_gpu_fft_arithmetic)."""
+    monkeypatch.setitem(sys.modules, "cupy", _NumpyAsCupy())
+    x, w, b = _arrays((1, 4, 7, 6), (6, 2, 3, 3), np.float64, seed=16)
+    kw = dict(stride=2, padding=1, groups=2)
+    ref = nc.conv_reference(x, w, b, **kw)
+    r = np.random.default_rng(17).standard_normal(ref.shape)
+    y = nc.conv2d(*_dev(x, w, b), algorithm="fft", activation="leaky_relu", negative_slope=0.2,
+                  residual=cuda.to_device(r), **kw)
+    np.testing.assert_allclose(y.copy_to_host(), activate("leaky_relu", ref + r, 0.2),
+                               rtol=1e-10, atol=1e-10)
+    kt = dict(stride=2, padding=1, output_padding=1, groups=2)
+    wt = np.random.default_rng(18).standard_normal((4, 3, 3, 3))
+    ref_t = nc.conv_transpose_reference(x, wt, None, **kt)
+    rt = np.random.default_rng(19).standard_normal(ref_t.shape)
+    yt = nc.conv_transpose2d(*_dev(x, wt), algorithm="fft", activation="gelu",
+                             residual=cuda.to_device(rt), **kt)
+    np.testing.assert_allclose(yt.copy_to_host(), activate("gelu", ref_t + rt), rtol=1e-10,
+                               atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
 # differential fuzzing under the simulator (issue 16)
 # ---------------------------------------------------------------------------
 

@@ -12,6 +12,10 @@ run a transposed problem or an input gradient as one forward problem over
 the zero-dilated input, and the weight gradient with its own kernels.  That
 multiplies the zeros a stride inserts; on a GPU the gather is cheap, the
 launch count matters, and one kernel per algorithm keeps the backend small.
+So the epilogue's residual, canonical ``(N, C_out, OD, OH, OW)`` like the
+output, is read by the one kernel that writes the output, at the output's
+own flat index: every GPU algorithm fuses the epilogue (Note [GPU
+epilogue] in :mod:`numbaconv.kernels.epilogue_cuda`).
 
 Cost models (Note [cost models] in :mod:`numbaconv.costs`): the GPU paths
 (``cuda:*``, declared below) have constants in seconds per multiply-add on
@@ -59,7 +63,10 @@ class GPUAlgorithm(ConvAlgorithm):
         """As :meth:`ConvAlgorithm.run`: the same ``forward`` and
         ``run_grad_weight`` methods, on device arrays, with the call's
         stream in ``ctx``; every problem is one forward (or weight-gradient)
-        problem over the padding maps (module docstring)."""
+        problem over the padding maps (module docstring).  An algorithm
+        that does not declare ``fuses_epilogue`` gets the activation and
+        residual as a separate device pass after ``forward``, as the CPU
+        ones do (:mod:`numbaconv.algorithms.registry`)."""
         ctx = current_context("cuda") if ctx is None else ctx
         if out.size == 0:
             return out
@@ -70,6 +77,11 @@ class GPUAlgorithm(ConvAlgorithm):
                 arrays.fill_zero(out.reshape(-1), _stream(ctx))
                 return out
             self.run_grad_weight(spec, x, weight, out, ctx, detail)
+        elif epilogue.fused and not self.fuses_epilogue:
+            self.forward(spec, x, weight, epilogue.bias_only(), out, ctx, detail)
+            from ..kernels import epilogue_cuda
+            epilogue_cuda.apply_epilogue(out, epilogue.residual, epilogue.activation_code,
+                                         epilogue.negative_slope, _stream(ctx))
         else:
             self.forward(spec, x, weight, epilogue, out, ctx, detail)
         return out
@@ -87,6 +99,13 @@ class GPUAlgorithm(ConvAlgorithm):
 
 def _stream(ctx):
     return ctx.stream or 0
+
+
+def _epilogue(epilogue):
+    """The fused epilogue's keyword arguments of every GPU forward entry point
+    (Note [GPU epilogue] in :mod:`numbaconv.kernels.epilogue_cuda`)."""
+    return dict(residual=epilogue.residual, activation=epilogue.activation_code,
+                negative_slope=epilogue.negative_slope)
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,6 +136,7 @@ class GPUDirect(GPUAlgorithm):
                    ("cuda:grad_reduce", 1.0e-12))
     measured_error_eps = 4.8
     transforms_values = False
+    fuses_epilogue = True           # both kernels (Note [GPU epilogue])
 
     def plan_forward(self, spec, ctx):
         from ..kernels import direct_cuda
@@ -129,8 +149,8 @@ class GPUDirect(GPUAlgorithm):
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         from ..kernels import direct_cuda
         direct_cuda.conv_forward(x, device_maps(spec), weight, epilogue.bias_or_none(), out,
-                                 spec.groups,
-                                 spec.stride3, spec.dilation3, _stream(ctx), tiled=bool(detail))
+                                 spec.groups, spec.stride3, spec.dilation3, _stream(ctx),
+                                 tiled=bool(detail), **_epilogue(epilogue))
 
 
 class GPUIm2col(GPUAlgorithm):
@@ -142,6 +162,7 @@ class GPUIm2col(GPUAlgorithm):
     paths = _paths(("cuda:implicit_gemm", 2.5e-13))
     measured_error_eps = 4.8
     transforms_values = False
+    fuses_epilogue = True
 
     def plan_forward(self, spec, ctx):
         return costed_plan(self.name, "cuda:implicit_gemm", spec.flops / 2, ctx, 0,
@@ -155,7 +176,7 @@ class GPUIm2col(GPUAlgorithm):
         from ..kernels import im2col_cuda
         im2col_cuda.implicit_gemm_forward(x, device_maps(spec), weight, epilogue.bias_or_none(),
                                           out, spec.groups, spec.stride3, spec.dilation3,
-                                          _stream(ctx))
+                                          _stream(ctx), **_epilogue(epilogue))
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         from ..kernels import im2col_cuda
@@ -171,6 +192,7 @@ class GPUWinograd(GPUAlgorithm):
     CPU Winograd serves, except dilation."""
 
     transforms_values = True
+    fuses_epilogue = True           # the output transform's store; direct for non-finite
 
     def __init__(self, name, m):
         self.name = name
@@ -212,8 +234,8 @@ class GPUWinograd(GPUAlgorithm):
                                            spec.groups, stream)
         wc.winograd_conv(x, wc.device_maps(spec, m, stream), winograd_weight,
                          wc.device_matrices(m, spec.ndim, out.dtype, stream),
-                         epilogue.bias_or_none(), out, m,
-                         spec.groups, im2col_cuda.batched_gemm, stream, weight_transposed=True)
+                         epilogue.bias_or_none(), out, m, spec.groups, im2col_cuda.batched_gemm,
+                         stream, weight_transposed=True, **_epilogue(epilogue))
 
 
 class GPUFFT(GPUAlgorithm):
@@ -223,6 +245,7 @@ class GPUFFT(GPUAlgorithm):
     paths = _paths(("cuda:fft", 2.0e-13), ("cuda:grad_reduce", 1.0e-12))
     measured_error_eps = 1.9
     transforms_values = True
+    fuses_epilogue = True           # fft_store (kernels/fft_cuda.py); direct for non-finite
 
     def unsupported_reason(self, spec):
         if spec.computation == "grad_weight":
@@ -250,7 +273,7 @@ class GPUFFT(GPUAlgorithm):
             _direct_instead(spec, x, weight, epilogue, out, ctx)
             return
         fft_cuda.fft_forward(spec, x, weight, epilogue.bias_or_none(), out, device_maps(spec),
-                             _stream(ctx))
+                             _stream(ctx), **_epilogue(epilogue))
 
 
 GPU_DIRECT = register(GPUDirect())

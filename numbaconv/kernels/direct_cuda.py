@@ -37,13 +37,18 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from . import epilogue_cuda
 
 
 @functools.cache
-def _naive_kernel():
+def _naive_kernel(dtype_name):
+    finish = epilogue_cuda.finisher(np.dtype(dtype_name))
+
     @cuda.jit
-    def conv_naive(x, mD, mH, mW, w, bias, out, groups, sd, sh, sw, dd, dh, dw, zero):
-        """out = conv(x, w) + bias, one thread per output element (grid-stride)."""
+    def conv_naive(x, mD, mH, mW, w, bias, out, groups, sd, sh, sw, dd, dh, dw, zero,
+                   residual, code, slope):
+        """out = activation(conv(x, w) + bias + residual), one thread per output
+        element (grid-stride; Note [GPU epilogue] in kernels/epilogue_cuda.py)."""
         N, Co, OD, OH, OW = out.shape
         cin_g, KD, KH, KW = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
         cout_g = Co // groups
@@ -71,7 +76,7 @@ def _naive_kernel():
                                 acc += x[n, c0 + ci, idd, ih, iw] * w[co, ci, kd, kh, kw]
             if bias.shape[0] > 0:
                 acc += bias[co]
-            out[n, co, od, oh, ow] = acc
+            out[n, co, od, oh, ow] = finish(acc, residual, i, code, slope)
     return conv_naive
 
 
@@ -91,10 +96,13 @@ def _tiled_kernel(dtype_name):
     PIXEL_THREADS = TH * (TW // RW)
     ACC = RC * RW                          # a constant: local array sizes must be
     nbtype = np.dtype(dtype_name)         # NumPy dtypes: numba-cuda's own type objects
+    finish = epilogue_cuda.finisher(nbtype)
 
     @cuda.jit
-    def conv_tiled(x, mD, mH, mW, w, bias, out, groups, sd, sh, sw, dd, dh, dw, zero):
-        """Note [GPU direct tiles]; block = PIXEL_THREADS * (CO / RC) threads."""
+    def conv_tiled(x, mD, mH, mW, w, bias, out, groups, sd, sh, sw, dd, dh, dw, zero,
+                   residual, code, slope):
+        """Note [GPU direct tiles]; block = PIXEL_THREADS * (CO / RC) threads; the
+        epilogue at the store (Note [GPU epilogue] in kernels/epilogue_cuda.py)."""
         N, Co, OD, OH, OW = out.shape
         cin_g = w.shape[1]
         KD, KH, KW = w.shape[2], w.shape[3], w.shape[4]
@@ -158,9 +166,11 @@ def _tiled_kernel(dtype_name):
                     co = co0 + c_first + r
                     if c_first + r < ncos:
                         b = bias[co] if bias.shape[0] > 0 else zero
+                        row0 = (((n * Co + co) * OD + od) * OH + oh) * OW + ow0 + pw
                         for j in range(RW):
                             if ow0 + pw + j < OW:
-                                out[n, co, od, oh, ow0 + pw + j] = acc[r * RW + j] + b
+                                out[n, co, od, oh, ow0 + pw + j] = finish(
+                                    acc[r * RW + j] + b, residual, row0 + j, code, slope)
     return conv_tiled
 
 
@@ -170,24 +180,30 @@ def tiled_threads():
             * (launch.DIRECT_CO // launch.DIRECT_THREAD_CO))
 
 
-def conv_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream, tiled=True):
+def conv_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream, tiled=True, *,
+                 residual=None, activation=0, negative_slope=0.01):
     """Direct forward convolution into ``out`` (module docstring); ``bias``
     ``(C_out,)``, or None or empty for none (Note [no bias] in
     kernels/__init__.py).  ``tiled`` picks Note [GPU direct tiles] (the
-    caller checks :func:`tiled_fits`), else one thread per output."""
+    caller checks :func:`tiled_fits`), else one thread per output.
+    ``residual`` (None, or a device array of ``out``'s size and layout),
+    ``activation`` (a code, 0: none) and ``negative_slope``: the fused
+    epilogue, ``out = activation(conv + bias + residual)`` (Note [GPU
+    epilogue] in kernels/epilogue_cuda.py)."""
     if out.size == 0:
         return
     zero = out.dtype.type(0)
     b = bias if bias is not None else cuda.device_array(0, dtype=out.dtype, stream=stream)
-    args = (x, *maps, w, b, out, groups, *stride3, *dilation3, zero)
+    epilogue = epilogue_cuda.arguments(residual, activation, negative_slope, out, stream)
+    args = (x, *maps, w, b, out, groups, *stride3, *dilation3, zero, *epilogue)
     if tiled:
         N, Co, OD, OH, OW = out.shape
         blocks = (N * OD * groups * -(-(Co // groups) // launch.DIRECT_CO)
                   * -(-OH // launch.DIRECT_TILE_H) * -(-OW // launch.DIRECT_TILE_W))
         _tiled_kernel(out.dtype.name)[min(blocks, 2**31 - 1), tiled_threads(), stream](*args)
     else:
-        _naive_kernel()[min(launch.blocks_for(out.size), 2**31 - 1), launch.THREADS,
-                        stream](*args)
+        _naive_kernel(out.dtype.name)[min(launch.blocks_for(out.size), 2**31 - 1),
+                                      launch.THREADS, stream](*args)
 
 
 @functools.cache
@@ -256,8 +272,9 @@ def ptx_kernels():
         a1 = types.Array(nb, 1, "C")
         m = types.Array(types.int64, 1, "C")
         i = types.int64
-        conv = (a5, m, m, m, a5, a1, a5, i, i, i, i, i, i, i, nb)
-        found.append((f"conv_naive_{dtype_name}", _naive_kernel().py_func, conv))
+        # ... zero, then the epilogue: flat residual, activation code, slope
+        conv = (a5, m, m, m, a5, a1, a5, i, i, i, i, i, i, i, nb, a1, i, nb)
+        found.append((f"conv_naive_{dtype_name}", _naive_kernel(dtype_name).py_func, conv))
         found.append((f"conv_tiled_{dtype_name}", _tiled_kernel(dtype_name).py_func, conv))
         found.append((f"grad_weight_reduce_{dtype_name}", _reduce_kernel(dtype_name).py_func,
                       (a5, m, m, m, a5, a5, i, i, i, i, i, i, i, nb)))

@@ -17,7 +17,9 @@ entry is the padded, input-dilated input, read through the padding maps of
 which covers every padding mode, negative padding (a crop) and input
 dilation (transposed convolutions), so the kernels never see a spec.
 
-* :func:`implicit_gemm_forward`: ``out[n, g] = W_g @ B + bias``;
+* :func:`implicit_gemm_forward`: ``out[n, g] = activation(W_g @ B + bias +
+  residual)`` (the epilogue at the store, Note [GPU epilogue] in
+  kernels/epilogue_cuda.py);
 * :func:`implicit_gemm_grad_weight`: ``grad_w[g] = sum_n G[n, g] @ B^T``;
 * :func:`batched_gemm`: ``c[i] = a[i] @ b[i]`` (Winograd's transform-domain
   products);
@@ -80,6 +82,7 @@ from numba import cuda, types
 
 from ..cuda import launch
 from ..cuda.device import device_function, unravel
+from . import epilogue_cuda
 
 #: Most blocks a launch gets; each strides over the flattened tile indices.
 MAX_BLOCKS = 65535
@@ -100,8 +103,10 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # public entry points
 # ---------------------------------------------------------------------------
 
-def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream):
-    """Forward convolution as an implicit GEMM (Note [implicit GEMM]).
+def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, stream, *,
+                          residual=None, activation=0, negative_slope=0.01):
+    """Forward convolution as an implicit GEMM (Note [implicit GEMM]), with
+    the fused epilogue at the store.
 
     Parameters
     ----------
@@ -118,8 +123,15 @@ def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, str
     stride3, dilation3 : (3,) tuples of int
     stream : numba stream or 0
         Where the kernel runs (0: the default stream).
+    residual : device array of ``out``'s size and layout, optional
+    activation : int
+        The activation code (0: none).
+    negative_slope : float
+        ``out = activation(conv + bias + residual)`` (Note [GPU epilogue] in
+        kernels/epilogue_cuda.py).
     """
-    _check_dtypes("implicit_gemm_forward", x, w, out, *(() if bias is None else (bias,)))
+    _check_dtypes("implicit_gemm_forward", x, w, out, *(() if bias is None else (bias,)),
+                  *(() if residual is None else (residual,)))
     N, Co = out.shape[:2]
     K = math.prod(w.shape[1:])
     P = math.prod(out.shape[2:])
@@ -133,7 +145,8 @@ def implicit_gemm_forward(x, maps, w, bias, out, groups, stride3, dilation3, str
     kernel = _forward_kernel(np.dtype(out.dtype))
     kernel[_grid(blocks), _block(), stream](
         x, map_d, map_h, map_w, w.reshape(groups, cout_g, K), bias, out.reshape(N, Co, P),
-        _geometry(w.shape, out.shape, stride3, dilation3))
+        _geometry(w.shape, out.shape, stride3, dilation3),
+        *epilogue_cuda.arguments(residual, activation, negative_slope, out, stream))
 
 
 def implicit_gemm_grad_weight(x, maps, grad_output, out, groups, stride3, dilation3, stream):
@@ -229,7 +242,8 @@ def ptx_kernels():
         geometry = types.UniTuple(types.int64, 11)
         for name, kernel, args in (
                 ("implicit_gemm_forward", _forward_kernel(dtype),
-                 (t[:, :, :, :, ::1], *maps, t[:, :, ::1], t[::1], t[:, :, ::1], geometry)),
+                 (t[:, :, :, :, ::1], *maps, t[:, :, ::1], t[::1], t[:, :, ::1], geometry,
+                  t[::1], types.int64, t)),
                 ("implicit_gemm_grad_weight", _grad_weight_kernel(dtype),
                  (t[:, :, :, :, ::1], *maps, t[:, :, ::1], t[:, :, ::1], types.int64, geometry,
                   types.int64)),
@@ -449,17 +463,35 @@ def _constants():
 def _forward_kernel(dtype):
     h = _helpers()
     clear, multiply_tiles, add_bias = h["clear"], h["multiply_tiles"], h["add_bias"]
-    store_tile, load_rows, load_columns = h["store_tile"], h["load_rows"], h["load_columns"]
+    load_rows, load_columns = h["load_rows"], h["load_columns"]
     TILE_M, TILE_N, TILE_K, THREAD_M, THREAD_N, COL_THREADS = _constants()
     ACC = THREAD_M * THREAD_N
     SKEWED_M = TILE_M + 1             # the A tile's skew column (Note [implicit GEMM])
+    ROW_THREADS = TILE_M // THREAD_M
     t = numba.from_dtype(dtype)
+    finish = epilogue_cuda.finisher(dtype)
+
+    @device_function
+    def store_output(out, n, first_row, rows, m0, p0, acc, ty, tx, residual, code, slope):
+        """store_tile's stores, each value through the epilogue at its flat
+        output index (Note [GPU epilogue] in kernels/epilogue_cuda.py)."""
+        Co, P = out.shape[1], out.shape[2]
+        for i in range(THREAD_M):
+            m = m0 + ty + i * ROW_THREADS
+            if m < rows:
+                row = (n * Co + first_row + m) * P
+                for j in range(THREAD_N):
+                    p = p0 + tx + j * COL_THREADS
+                    if p < P:
+                        out[n, first_row + m, p] = finish(acc[i * THREAD_N + j], residual,
+                                                          row + p, code, slope)
 
     @cuda.jit
-    def implicit_gemm_forward(x, map_d, map_h, map_w, w, bias, out, geometry):
-        """out[n, g*cout_g + m, p] = sum_k w[g, m, k] * B_n,g[k, p] + bias;
-        w (groups, cout_g, K), out (N, C_out, P); blocks over (n, g, m-tile,
-        p-tile)."""
+    def implicit_gemm_forward(x, map_d, map_h, map_w, w, bias, out, geometry, residual, code,
+                              slope):
+        """out[n, g*cout_g + m, p] = activation(sum_k w[g, m, k] * B_n,g[k, p]
+        + bias + residual); w (groups, cout_g, K), out (N, C_out, P); blocks
+        over (n, g, m-tile, p-tile)."""
         a_tile = cuda.shared.array((TILE_K, SKEWED_M), t)
         b_tile = cuda.shared.array((TILE_K, TILE_N), t)
         acc = cuda.local.array(ACC, t)
@@ -486,7 +518,8 @@ def _forward_kernel(dtype):
                 multiply_tiles(a_tile, b_tile, acc, a_frag, b_frag, ty, tx)
                 cuda.syncthreads()          # before the next step overwrites the tiles
             add_bias(acc, bias, g * cout_g, cout_g, m0, ty)
-            store_tile(out, n, g * cout_g, cout_g, m0, p0, acc, ty, tx)
+            store_output(out, n, g * cout_g, cout_g, m0, p0, acc, ty, tx, residual, code,
+                         slope)
 
     return implicit_gemm_forward
 

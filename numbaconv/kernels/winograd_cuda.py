@@ -74,6 +74,7 @@ from numba import cuda, types
 
 from ..cuda import launch
 from ..cuda.device import unravel
+from . import epilogue_cuda
 from .winograd_weights import axis_matrices, extended_maps, transformed_weight
 
 #: Largest tile a thread holds: alpha = 6 (F(4, 3)) along three axes.
@@ -123,8 +124,10 @@ def device_weight(weight, m, ndim, groups, stream):
 
 
 def winograd_conv(x, maps, U, mats, bias, out, m, groups, gemm, stream, *,
-                  weight_transposed=False):
-    """``out = conv(x, weight) + bias`` by F(m, 3) Winograd on the GPU.
+                  weight_transposed=False, residual=None, activation=0, negative_slope=0.01):
+    """``out = activation(conv(x, weight) + bias + residual)`` by F(m, 3)
+    Winograd on the GPU (the epilogue in the output transform's store, Note
+    [GPU epilogue] in kernels/epilogue_cuda.py).
 
     Parameters
     ----------
@@ -148,6 +151,10 @@ def winograd_conv(x, maps, U, mats, bias, out, m, groups, gemm, stream, *,
         device arrays, ``(B, M, K) x (B, K, N) -> (B, M, N)``
         (``im2col_cuda.batched_gemm``).
     stream : numba stream or 0
+    residual : device array of ``out``'s size and layout, optional
+    activation : int
+        The activation code (0: none).
+    negative_slope : float
 
     Allocates ``V`` and ``M``, ``Q * P * (C + C_out)`` values for the whole
     batch at once (``P`` tiles); a caller with a workspace limit can split
@@ -184,7 +191,8 @@ def winograd_conv(x, maps, U, mats, bias, out, m, groups, gemm, stream, *,
     input_transform(x, *maps, *BT, tiles, V, stream)
     gemm(UT.reshape(Q * groups, cout_g, cin_g), V.reshape(Q * groups, cin_g, P),
          M.reshape(Q * groups, cout_g, P), stream)
-    output_transform(M, *AT, bias, tiles, out, stream)
+    output_transform(M, *AT, bias, tiles, out, stream, residual=residual,
+                     activation=activation, negative_slope=negative_slope)
     return out
 
 
@@ -208,10 +216,13 @@ def input_transform(x, mD, mH, mW, BTd, BTh, BTw, tiles, V, stream):
         x, mD, mH, mW, BTd, BTh, BTw, tiles[0], tiles[1], tiles[2], V)
 
 
-def output_transform(M, ATd, ATh, ATw, bias, tiles, out, stream):
-    """The output tile of ``p`` and channel ``co`` = (ATd x ATh x ATw)
-    ``M[:, co, p]`` + ``bias[co]`` (None or empty: no bias), cropped at the output's
-    edges; ``M`` ``(Q, C_out, P)``.  One thread per (tile, channel)."""
+def output_transform(M, ATd, ATh, ATw, bias, tiles, out, stream, *, residual=None,
+                     activation=0, negative_slope=0.01):
+    """The output tile of ``p`` and channel ``co`` = activation((ATd x ATh x
+    ATw) ``M[:, co, p]`` + ``bias[co]`` + residual) (bias None or empty: none;
+    residual None: none; activation a code, 0: none), cropped at the
+    output's edges; ``M`` ``(Q, C_out, P)``.  One thread per (tile,
+    channel)."""
     count = M.shape[1] * M.shape[2]
     if count == 0:
         return
@@ -221,7 +232,8 @@ def output_transform(M, ATd, ATh, ATw, bias, tiles, out, stream):
         bias = cuda.device_array(0, dtype=out.dtype, stream=stream)
     kernel = _output_kernel(np.dtype(M.dtype))
     kernel[launch.blocks_for(count), launch.THREADS, stream](
-        M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], out)
+        M, ATd, ATh, ATw, bias, tiles[0], tiles[1], tiles[2], out,
+        *epilogue_cuda.arguments(residual, activation, negative_slope, out, stream))
 
 
 # --------------------------------------------------------------------------
@@ -313,9 +325,11 @@ def _input_kernel(dtype):
 @functools.cache
 def _output_kernel(dtype):
     local_type = numba.from_dtype(dtype)
+    finish = epilogue_cuda.finisher(dtype)
 
     @cuda.jit
-    def winograd_output_transform(M, ATd, ATh, ATw, bias, tD, tH, tW, out):
+    def winograd_output_transform(M, ATd, ATh, ATw, bias, tD, tH, tW, out, residual, code,
+                                  slope):
         Co = M.shape[1]
         P = M.shape[2]
         OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
@@ -344,7 +358,8 @@ def _output_kernel(dtype):
                         for j in range(1, aH):
                             s += ATh[k, j] * t1[(a * aH + j) * mW + w]
                         t2[(a * mH + k) * mW + w] = s
-            # along D, then bias, into the part of the tile inside the output
+            # along D, then bias and the epilogue (Note [GPU epilogue] in
+            # kernels/epilogue_cuda.py), into the part of the tile inside the output
             od0, oh0, ow0 = td * mD, th * mH, tw * mW
             for k in range(min(mD, OD - od0)):
                 for hw in range(mH * mW):
@@ -356,7 +371,9 @@ def _output_kernel(dtype):
                             s += ATd[k, j] * t2[j * mH * mW + hw]
                         if has_bias:
                             s += bias[co]
-                        out[n, co, od0 + k, oh0 + kh, ow0 + kw] = s
+                        flat = (((n * Co + co) * OD + od0 + k) * OH + oh0 + kh) * OW + ow0 + kw
+                        out[n, co, od0 + k, oh0 + kh, ow0 + kw] = finish(s, residual, flat,
+                                                                          code, slope)
 
     return winograd_output_transform
 
@@ -383,5 +400,5 @@ def ptx_kernels():
         result.append((f"winograd_output_transform[{dtype.name}]",
                        _output_kernel(dtype).py_func,
                        types.void(arr(3), arr(2), arr(2), arr(2), arr(1), i64, i64, i64,
-                                  arr(5))))
+                                  arr(5), arr(1), i64, dt)))
     return result
