@@ -22,7 +22,7 @@ measurements that chose both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -32,7 +32,8 @@ from ..context import current_context
 from ..kernels import blas, im2col_channels_last, im2col_cpu
 from ..padding import padding_maps
 from .. import costs
-from .registry import ConvAlgorithm, costed_plan, register
+from .registry import (ConvAlgorithm, channels_first_copy, copy_to_channels_last, costed_plan,
+                       register)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -390,7 +391,7 @@ def im2col_forward_channels_last(spec, x, weight, epilogue, out, plan=None, ctx=
 
 def _canonical(array):
     """A C-contiguous ``(N, C, D, H, W)`` copy of an ``(N, D, H, W, C)`` array."""
-    return np.ascontiguousarray(array.transpose(0, 4, 1, 2, 3))
+    return channels_first_copy(array)
 
 
 def fill_every_tile(spec, x, tile):
@@ -651,13 +652,13 @@ class Im2colAlgorithm(ConvAlgorithm):
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
         if spec.memory_format == "channels_last":
-            # col2im (measured faster than the phases) on canonical copies;
-            # the residual and activation on the channels-last result
+            # col2im (measured faster than the phases) on canonical copies,
+            # the residual packed with them so that col2im fuses the epilogue
             result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
-            im2col_col2im(spec, _canonical(x), weight, epilogue.bias_only(), result,
-                          plan=detail, ctx=ctx)
-            out[...] = result.transpose(0, 2, 3, 4, 1)
-            return epilogue.apply(out)
+            if epilogue.residual is not None:
+                epilogue = replace(epilogue, residual=_canonical(epilogue.residual))
+            im2col_col2im(spec, _canonical(x), weight, epilogue, result, plan=detail, ctx=ctx)
+            return copy_to_channels_last(result, out)
         return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 

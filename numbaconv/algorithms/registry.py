@@ -82,6 +82,7 @@ import numpy as np
 
 from .. import costs, rewrites
 from ..context import current_context
+from ..kernels import layout
 from ..spec import MEMORY_FORMATS
 
 #: (name, device) -> algorithm: the GPU backend registers its own under
@@ -173,16 +174,32 @@ def run_packed(algorithm, spec, x, weight, epilogue, out, ctx, plan=None):
     ``plan`` is a :func:`packed_plan` (or None)."""
     canonical = replace(spec, memory_format="contiguous")
     inner = plan.detail if plan is not None and isinstance(plan.detail, Plan) else None
-    xc = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    xc = channels_first_copy(x)
     if spec.computation == "grad_weight":       # the weight gradient is canonical already
-        return algorithm.run(canonical, xc, np.ascontiguousarray(np.moveaxis(weight, -1, 1)),
-                             epilogue, out, ctx, inner)
+        return algorithm.run(canonical, xc, channels_first_copy(weight), epilogue, out, ctx,
+                             inner)
     if epilogue.residual is not None:
-        epilogue = replace(epilogue,
-                           residual=np.ascontiguousarray(np.moveaxis(epilogue.residual, -1, 1)))
+        epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
     result = np.empty(canonical.run_output_shape, dtype=out.dtype)
     algorithm.run(canonical, xc, weight, epilogue, result, ctx, inner)
-    np.copyto(np.moveaxis(out, -1, 1), result)
+    return copy_to_channels_last(result, out)
+
+
+def channels_first_copy(array):
+    """A C-contiguous ``(N, C, D, H, W)`` copy of a C-contiguous ``(N, D, H, W,
+    C)`` array, by the blocked transpose of :mod:`numbaconv.kernels.layout`
+    (Note [blocked transposes] there: NumPy's copy thrashes the cache on
+    power-of-two planes)."""
+    N, D, H, W, C = array.shape
+    result = np.empty((N, C, D, H, W), dtype=array.dtype)
+    layout.to_channels_first(np.ascontiguousarray(array), result)
+    return result
+
+
+def copy_to_channels_last(result, out):
+    """Write the canonical ``result`` into the C-contiguous ``(N, D, H, W, C)``
+    array ``out`` (the blocked transpose); returns ``out``."""
+    layout.to_channels_last(np.ascontiguousarray(result), out)
     return out
 
 

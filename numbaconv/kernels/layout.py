@@ -1,0 +1,78 @@
+"""Copies between the canonical layout ``(N, C, D, H, W)`` and channels-last
+memory ``(N, D, H, W, C)``: the packing of Note [packing] in
+:mod:`numbaconv.algorithms.registry`.
+
+Note [blocked transposes]
+~~~~~~~~~~~~~~~~~~~~~~~~~
+One side of such a copy is C streams a plane apart.  When the plane is a
+power of two (64 x 64, 128 x 128 floats...) every stream maps to the same
+cache sets, and the 8 ways of L1 and L2 hold 8 of them: NumPy's
+``out[...] = x.transpose(0, 2, 3, 4, 1)`` took 19 ns per float32 element
+at 128 x 128 x 64 against 0.8 ns at 136 x 136 (docs/results-networks.md).
+These kernels walk each row of pixels :data:`CHANNEL_BLOCK` channels at a
+time, so at most that many streams are live, and split the rows over the
+threads.  A copy changes no value: the bits are the input's.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .jit import cpu_kernel
+from .parallel import run_in_chunks
+
+#: channels one pass over a row of pixels moves (Note [blocked transposes])
+CHANNEL_BLOCK = 8
+
+
+def to_channels_first(src, dst, chunks=None):
+    """``dst[n, c, d, h, w] = src[n, d, h, w, c]``; both C-contiguous 5-D arrays."""
+    N, D, H = src.shape[0], src.shape[1], src.shape[2]
+    run_in_chunks(_first_chunk, (src, dst), N * D * H,
+                  numba.get_num_threads() if chunks is None else chunks)
+
+
+def to_channels_last(src, dst, chunks=None):
+    """``dst[n, d, h, w, c] = src[n, c, d, h, w]``; both C-contiguous 5-D arrays."""
+    N, D, H = dst.shape[0], dst.shape[1], dst.shape[2]
+    run_in_chunks(_last_chunk, (src, dst), N * D * H,
+                  numba.get_num_threads() if chunks is None else chunks)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _first_chunk(src, dst, first_job, stop_job):
+    """Rows ``first_job <= (n, d, h) < stop_job`` of :func:`to_channels_first`."""
+    N, D, H, W, C = src.shape
+    plane = D * H * W
+    s = src.ravel()
+    t = dst.ravel()
+    for job in range(first_job, stop_job):
+        n = job // (D * H)
+        pixel = (job % (D * H)) * W            # the row's first pixel in its plane
+        row = job * W * C
+        base = n * C * plane + pixel
+        for c0 in range(0, C, CHANNEL_BLOCK):
+            c1 = min(C, c0 + CHANNEL_BLOCK)
+            for w in range(W):
+                for c in range(c0, c1):
+                    t[np.uint64(base + c * plane + w)] = s[np.uint64(row + w * C + c)]
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _last_chunk(src, dst, first_job, stop_job):
+    """Rows ``first_job <= (n, d, h) < stop_job`` of :func:`to_channels_last`."""
+    N, D, H, W, C = dst.shape
+    plane = D * H * W
+    s = src.ravel()
+    t = dst.ravel()
+    for job in range(first_job, stop_job):
+        n = job // (D * H)
+        pixel = (job % (D * H)) * W
+        row = job * W * C
+        base = n * C * plane + pixel
+        for c0 in range(0, C, CHANNEL_BLOCK):
+            c1 = min(C, c0 + CHANNEL_BLOCK)
+            for w in range(W):
+                for c in range(c0, c1):
+                    t[np.uint64(row + w * C + c)] = s[np.uint64(base + c * plane + w)]
