@@ -79,6 +79,9 @@ from ..timing import TURN_WARMUP_S
 from .networks import NETWORKS, NetLayer, Network, layers_at_batch
 
 #: Our memory formats and PyTorch's (same names in both processes).
+#: one variant's arrays by role (x, w, b, r, g): arrays, or None where absent
+ArrayDict = dict[str, Any]
+
 FORMATS = ("nchw", "channels_last")
 MODES = ("inference", "training")
 DEFAULT_BATCHES = (1, 8)
@@ -168,7 +171,7 @@ def channels_last(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(moved, -1, 1)
 
 
-def layer_arrays(layer: NetLayer, seed: int = 0) -> dict[str, np.ndarray | None]:
+def layer_arrays(layer: NetLayer, seed: int = 0) -> ArrayDict:
     """The layer's float32 arrays, C-contiguous, the same in every process.
 
     ``x`` (input), ``w`` (weight, scaled by 1/sqrt(fan-in) so outputs stay
@@ -190,7 +193,7 @@ def layer_arrays(layer: NetLayer, seed: int = 0) -> dict[str, np.ndarray | None]
     return {"x": x, "w": w, "b": b, "r": r, "g": g}
 
 
-def in_format(arrays: dict[str, np.ndarray | None], fmt: str) -> dict[str, np.ndarray | None]:
+def in_format(arrays: ArrayDict, fmt: str) -> ArrayDict:
     """The activations (x, r, g) in ``fmt``; the weight and bias as they are."""
     if fmt == "nchw":
         return dict(arrays)
@@ -206,7 +209,7 @@ def _hyper(layer: NetLayer) -> dict[str, Any]:
     return kw
 
 
-def forward_call(layer: NetLayer, a: dict[str, np.ndarray | None], fused: bool,
+def forward_call(layer: NetLayer, a: ArrayDict, fused: bool,
                  algorithm: str = "auto") -> Callable[[], np.ndarray]:
     """Our forward call of ``layer`` on arrays ``a`` with its epilogue,
     fused or as separate passes."""
@@ -230,7 +233,7 @@ def forward_call(layer: NetLayer, a: dict[str, np.ndarray | None], fused: bool,
     return unfused
 
 
-def backward_call(layer: NetLayer, a: dict[str, np.ndarray | None], first: bool,
+def backward_call(layer: NetLayer, a: ArrayDict, first: bool,
                   algorithm: str = "auto", g: np.ndarray | None = None
                   ) -> Callable[[], tuple]:
     """Our gradients of ``layer``: (input or None, weight, bias or None)."""
@@ -245,7 +248,7 @@ def backward_call(layer: NetLayer, a: dict[str, np.ndarray | None], first: bool,
                                     algorithm=algorithm, **kw)
 
 
-def training_call(layer: NetLayer, a: dict[str, np.ndarray | None], fused: bool, first: bool,
+def training_call(layer: NetLayer, a: ArrayDict, fused: bool, first: bool,
                   algorithm: str = "auto") -> Callable[[], tuple]:
     """Forward with its epilogue, then the gradients: (y, gi, gw, gb)."""
     fwd = forward_call(layer, a, fused, algorithm)
@@ -282,15 +285,16 @@ def picks(layer: NetLayer, mode: str, first: bool, fmt: str = "nchw") -> str:
 # the check (Note [network check])
 # ---------------------------------------------------------------------------
 
-def reference_outputs(layer: NetLayer, a: dict[str, np.ndarray | None], mode: str,
+def reference_outputs(layer: NetLayer, a: ArrayDict, mode: str,
                       first: bool) -> dict[str, np.ndarray]:
     """float64 reference of the first sample: ``y`` and, in training,
     ``gi`` (unless ``first``), ``gw`` and ``gb`` (with a bias)."""
     from .. import reference as ref
     from ..epilogue import activate
 
-    f64 = {k: None if v is None else np.asarray(v[:1] if k in ("x", "r", "g") else v, np.float64)
-           for k, v in a.items()}
+    f64: dict[str, Any] = {
+        k: None if v is None else np.asarray(v[:1] if k in ("x", "r", "g") else v, np.float64)
+        for k, v in a.items()}
     x, w, b, r, g = (f64[k] for k in ("x", "w", "b", "r", "g"))
     kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
               groups=layer.groups)
@@ -323,7 +327,7 @@ def _rel_error(got, want) -> float:
     return float(np.abs(got - want).max()) / scale
 
 
-def check_variant(layer: NetLayer, a: dict[str, np.ndarray | None], mode: str, first: bool,
+def check_variant(layer: NetLayer, a: ArrayDict, mode: str, first: bool,
                   result, refs: dict[str, np.ndarray]) -> float:
     """The largest relative error of one variant's ``result`` (its first
     sample; the weight and bias gradients from a call on sample 0's output
@@ -381,7 +385,7 @@ class LayerResult:
     def check_ok(self) -> bool | None:
         return None if self.error is None else self.error <= CHECK_RTOL
 
-    def best(self, prefix: str, fused: bool | None = True) -> tuple[float | None, str]:
+    def best(self, prefix: str, fused: bool = True) -> tuple[float | None, str]:
         """(ms, format) of the faster format of ``prefix`` ("ours"/"torch")."""
         found = []
         for fmt in FORMATS:
@@ -503,7 +507,7 @@ def run_networks(networks: Sequence[Network], *, batches: Sequence[int] = DEFAUL
     if rounds < 1:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     caps = DEFAULT_BATCH_CAPS if caps is None else caps
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     status = {} if status is None else status
     missing = runner.torch_missing() if use_torch else "skipped"
     worker = runner.TorchWorker(threads) if missing is None else None
@@ -657,7 +661,7 @@ def format_nets_tables(results: Sequence[NetworkResult], torch_note: str | None 
              "-" * len(header)]
     capped = partial = False
     for res in results:
-        batch = str(res.batch) if res.run_batch == res.batch else f"{res.run_batch}*"
+        batch_text = str(res.batch) if res.run_batch == res.batch else f"{res.run_batch}*"
         capped |= res.run_batch != res.batch
         name = res.network + ("+" if res.partial else "")
         partial |= res.partial
@@ -667,7 +671,7 @@ def format_nets_tables(results: Sequence[NetworkResult], torch_note: str | None 
                       if ratio is not None else "-")
         check = {None: "", True: "ok", False: "CHECK FAILED"}[res.check_ok]
         lines.append(
-            f"{name:<19} {batch:>7} {res.mode:<9} "
+            f"{name:<19} {batch_text:>7} {res.mode:<9} "
             f"{_ms(res.total_ms(ours_label('nchw', True)))} "
             f"{_ms(res.total_ms(ours_label('nchw', False)))} "
             f"{_ms(res.total_ms(ours_label('channels_last', True)))} "
@@ -705,7 +709,7 @@ def format_nets_tables(results: Sequence[NetworkResult], torch_note: str | None 
             ours, ofmt = layer.best("ours")
             unfused, _ = layer.best("ours", fused=False)
             torch, tfmt = layer.best("torch")
-            ratio = f"{ours / torch:6.2f}" if ours is not None and torch else f"{'-':>6}"
+            ratio_cell = f"{ours / torch:6.2f}" if ours is not None and torch else f"{'-':>6}"
             err = f"{layer.error:8.1e}" if layer.error is not None else f"{'':>8}"
             notes = [f"{k}: {v}" for k, v in layer.notes.items()
                      if not v.startswith("PyTorch has no channels-last")]
@@ -713,7 +717,7 @@ def format_nets_tables(results: Sequence[NetworkResult], torch_note: str | None 
                 notes.insert(0, f"CHECK FAILED (over {CHECK_RTOL:g})")
             lines.append(f"{layer.name[:26]:<26} {layer.count:>5} {layer.pick[:22]:<22} "
                          f"{_ms(ours)} {_fmt_short(ofmt):<4} {_ms(unfused)} {_ms(torch)} "
-                         f"{_fmt_short(tfmt):<4} {ratio} {err}  {'; '.join(notes)}")
+                         f"{_fmt_short(tfmt):<4} {ratio_cell} {err}  {'; '.join(notes)}")
     lines.append("")
     lines.append("per layer: ours = our faster format (fused), unfused = our faster format "
                  "unfused, torch = PyTorch's faster format, ms per call (median); ratio = "
