@@ -62,3 +62,19 @@ def current_context(device="cpu", stream=None):
             ctx = _SNAPSHOTS.setdefault(settings, ExecutionContext(*settings))
         return ctx
     return ExecutionContext(*settings, stream=stream)
+
+
+def on_one_thread(ctx):
+    """``ctx`` with ``threads`` 1 (the pool's size, and so every summation
+    order, unchanged): for work smaller than waking a pool thread costs
+    (Note [small calls] in :mod:`numbaconv.algorithms.registry`)."""
+    if ctx.threads == 1:
+        return ctx
+    if ctx.stream is not None:
+        return ExecutionContext(ctx.device, 1, ctx.pool_threads, ctx.workspace_limit,
+                                ctx.stream)
+    settings = (ctx.device, 1, ctx.pool_threads, ctx.workspace_limit)
+    found = _SNAPSHOTS.get(settings)
+    return found if found is not None else _SNAPSHOTS.setdefault(
+        settings, ExecutionContext(*settings))
+

@@ -81,7 +81,7 @@ import functools
 import numpy as np
 
 from .. import costs, rewrites
-from ..context import current_context
+from ..context import current_context, on_one_thread
 from ..kernels import layout
 from ..spec import MEMORY_FORMATS
 
@@ -145,6 +145,24 @@ class Plan:
 #: the development machine (docs/results-memory-format.md); not divided over
 #: the threads.
 PACK_SECONDS_PER_BYTE = 2.5e-10
+
+
+#: Estimated seconds (with the call's threads) under which a call runs on
+#: the calling thread alone (Note [small calls]).
+SMALL_CALL_SECONDS = 5e-5
+
+# Note [small calls]
+# ~~~~~~~~~~~~~~~~~~
+# Handing work to numba's pool wakes a worker thread and waits for it; for
+# a squeeze-and-excitation 1x1 on a 1x1 map that wait is most of the call,
+# and on a busy machine a worker not yet scheduled costs a scheduler tick
+# (a 1x1 conv took 80 us on one thread against 2.8-5.9 ms on two while
+# another process ran).  So a call whose plan estimates less than
+# SMALL_CALL_SECONDS runs on one thread: its context says threads=1 (the
+# pool's size, which sizes every split that decides a summation order, is
+# unchanged, so are the bits), and the parallel shell then runs its one
+# chunk on the calling thread (Note [one chunk] in kernels/parallel.py).
+# The figures are in docs/results-networks.md.
 
 
 def packed_bytes(spec):
@@ -321,6 +339,8 @@ class ConvAlgorithm:
         on an algorithm that does not declare the format is packed here
         (Note [packing])."""
         ctx = current_context() if ctx is None else ctx
+        if plan is not None and plan.seconds < SMALL_CALL_SECONDS and ctx.device == "cpu":
+            ctx = on_one_thread(ctx)            # Note [small calls]
         if not self.serves_natively(spec):
             return run_packed(self, spec, x, weight, epilogue, out, ctx, plan)
         detail = None if plan is None else plan.detail

@@ -43,6 +43,13 @@ same, and so are the results.  Its code calls the pool's symbols, which
 numba registers when it starts the pool: :func:`run_in_chunks` starts it
 before its first call, so the shell also loads from the cache.
 
+Note [one chunk]
+~~~~~~~~~~~~~~~~
+One chunk (one job, one thread, or a caller's choice for work too small to
+share) is run by the shell on the calling thread: handing it to the pool
+would wake a worker to do it while the caller waits.  The runner, its
+range and so the results are the same.
+
 Constraints on a task: its arguments are arrays and scalars (the closure
 holds them as one flat tuple), followed by ``first_job, stop_job``; it
 returns nothing.  A task that raises (only an allocation can: kernels are
@@ -179,12 +186,17 @@ def _run_chunks(typingctx, address, args, jobs, chunks):
         parallel_for = cgutils.get_or_insert_function(
             module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 5 + [intp_t] * 3),
             "numba_parallel_for")
-        builder.call(parallel_for, [builder.bitcast(runner, byte_ptr),
-                                    builder.bitcast(gu_args, byte_ptr),
-                                    builder.bitcast(dims, byte_ptr),
-                                    builder.bitcast(steps, byte_ptr),
-                                    builder.bitcast(closure, byte_ptr),
-                                    intp_t(0), intp_t(1), threads])
+        # Note [one chunk]: a single chunk runs on the calling thread
+        with builder.if_else(builder.icmp_signed("==", chunks, intp_t(1))) as (one, many):
+            with one:
+                builder.call(runner, [gu_args, dims, steps, builder.bitcast(closure, byte_ptr)])
+            with many:
+                builder.call(parallel_for, [builder.bitcast(runner, byte_ptr),
+                                            builder.bitcast(gu_args, byte_ptr),
+                                            builder.bitcast(dims, byte_ptr),
+                                            builder.bitcast(steps, byte_ptr),
+                                            builder.bitcast(closure, byte_ptr),
+                                            intp_t(0), intp_t(1), threads])
         failures = builder.gep(closure, [ir.Constant(ir.IntType(32), 0),
                                          ir.Constant(ir.IntType(32), 4)])
         return builder.load(failures)
