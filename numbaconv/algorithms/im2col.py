@@ -479,6 +479,24 @@ GRAD_WEIGHT_TILE_BYTES = 2**20
 #: (docs/results-im2col.md, "Weight-gradient tiles").
 MAX_GRAD_WEIGHT_ROWS = 1152
 
+#: A weight gradient whose reduction (batch x output pixels) is shorter
+#: than this many times its column rows K splits its rows over the pool,
+#: not its reduction (Note [short reductions]).
+SHORT_REDUCTION_ROWS = 4
+
+# Note [short reductions]
+# ~~~~~~~~~~~~~~~~~~~~~~~
+# With fewer (group, row block) jobs than pool threads, plan_grad_weight cut
+# the reduction into segments: each thread summed part of the images and
+# pixels into a gradient of its own, and the segments were added at the
+# end.  That costs two extra passes over a K x C_out gradient per segment,
+# while row blocks cost re-reading the output gradient (C_out x reduction)
+# once per extra block: for two threads, row blocks move less memory when
+# the reduction is shorter than 4 K.  That is a late layer at batch 1:
+# ResNet-50's 1x1 1024 -> 2048 at 7x7 reduces over 49 pixels into a
+# 1024 x 2048 gradient, and its segments made the weight gradient several
+# times its model's estimate (docs/results-networks.md).
+
 
 @dataclass(frozen=True)
 class GradWeightPlan:
@@ -506,8 +524,11 @@ def plan_grad_weight(spec, itemsize, limit=None, pool=None):
     pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
     K = spec.in_channels_per_group * math.prod(spec.kernel_size3)
     blocks = -(-K // MAX_GRAD_WEIGHT_ROWS)
-    rows = -(-K // blocks)
     pixels = math.prod(spec.output_size3)
+    if spec.groups * blocks < pool and spec.batch * pixels < SHORT_REDUCTION_ROWS * K:
+        # Note [short reductions]: the pool's threads take row blocks
+        blocks = min(K, -(-pool // spec.groups))
+    rows = -(-K // blocks)
     row = spec.output_size3[2]
     gradient_bytes = K * spec.out_channels * itemsize
     segments = max(1, min(-(-pool // (spec.groups * blocks)), spec.batch * -(-pixels // row),

@@ -43,6 +43,7 @@ import numpy as np
 
 from .blas import gemm, gemm_nt
 from .epilogue_block import finish_args, finish_block
+from .layout import transpose_matrices
 from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
@@ -488,7 +489,9 @@ def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out
     total = acc[0]
     for s in range(1, segments):           # in order: the same bits for any thread count
         total += acc[s]
-    out.reshape(groups, cout_g, K)[...] = total.transpose(0, 2, 1)
+    # a blocked transpose: NumPy's copy of (K, C_out) read its columns through
+    # one cache set when C_out is a power of two (Note [blocked transposes])
+    transpose_matrices(total, out.reshape(groups, cout_g, K), chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
