@@ -285,3 +285,25 @@ def test_large_input_peak_memory_stays_bounded():
     # the input (64 MiB) was resident before; the output (64 MiB) and the
     # workspace (4 MiB) are new; the full column matrix would be 576 MiB
     assert result["growth_mib"] < 64 + 4 + 24, result
+
+
+def test_short_reductions_split_rows_not_the_reduction():
+    """Note [short reductions]: a weight gradient reducing over fewer than
+    4 K (batch x output pixels) gives the pool's threads row blocks and one
+    segment; a long reduction keeps its segments.  Either way the result is
+    the reference's within the elementwise bound."""
+    from numbaconv.algorithms.im2col import plan_grad_weight
+    from numbaconv.spec import problem_spec
+    short = problem_spec((1, 64, 8, 8), (96, 64, 1, 1), stride=2, gradient="weight")
+    plan = plan_grad_weight(short, 4, pool=2)
+    assert (plan.segments, plan.rows) == (1, 32)
+    long = problem_spec((4, 8, 16, 16), (16, 8, 3, 3), padding=1, gradient="weight")
+    assert plan_grad_weight(long, 4, pool=2).segments == 2
+    rng = np.random.default_rng(7)
+    for spec, kw in ((short, dict(stride=2)), (long, dict(padding=1))):
+        x = rng.standard_normal(spec.input_shape).astype(np.float32)
+        g = rng.standard_normal(spec.output_shape).astype(np.float32)
+        got = nc.grad.conv2d_weight(x, spec.weight_shape, g, algorithm="im2col", **kw)
+        ref = nc.conv_grad_weight_reference(x, spec.weight_shape, g, **kw)
+        scale = nc.conv_grad_weight_reference(np.abs(x), spec.weight_shape, np.abs(g), **kw)
+        assert np.all(np.abs(got - ref) <= 16 * np.finfo(np.float32).eps * scale)
