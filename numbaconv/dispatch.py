@@ -144,7 +144,7 @@ def tune(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *, stride: IntOr
     True
     """
     _check_device("tune", device)
-    spec = _problem("tune", device, input_shape, weight_shape, stride=stride, padding=padding,
+    spec = _problem("tune", input_shape, weight_shape, stride=stride, padding=padding,
                     dilation=dilation, groups=groups, transposed=transposed,
                     output_padding=output_padding, gradient=gradient,
                     padding_mode=padding_mode, dtype=dtype, memory_format=memory_format)
@@ -349,8 +349,9 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
         The memory format of the call's input (and so of its output and
         output gradient; docs/semantics.md, "Memory format"): an algorithm
         that does not read channels-last natively is costed with its packing
-        copies.  None: the input array's format when an array is given,
-        else ``"contiguous"``.  GPU calls take the contiguous format only.
+        copies (on the GPU every algorithm is packed on the device: Note
+        [GPU memory format] in :mod:`numbaconv.cuda.arrays`).  None: the
+        input array's format when an array is given, else ``"contiguous"``.
 
     Returns
     -------
@@ -376,7 +377,7 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
     'direct'
     """
     _check_device("choose_algorithm", device)
-    spec = _problem("choose_algorithm", device, input_shape, weight_shape, stride=stride,
+    spec = _problem("choose_algorithm", input_shape, weight_shape, stride=stride,
                     padding=padding, dilation=dilation, groups=groups, transposed=transposed,
                     output_padding=output_padding, gradient=gradient,
                     padding_mode=padding_mode, dtype=dtype, memory_format=memory_format)
@@ -384,21 +385,15 @@ def choose_algorithm(input_shape: ShapeOrArray, weight_shape: ShapeOrArray, *,
                        finite=_finite(input_shape, weight_shape))
 
 
-def _problem(op, device, input_shape, weight_shape, **kwargs):
+def _problem(op, input_shape, weight_shape, **kwargs):
     """:func:`numbaconv.spec.problem_spec`, with its errors about the memory
-    format named after ``op``, and a channels-last problem refused on the
-    GPU (its calls take C-contiguous arrays only)."""
+    format named after ``op``."""
     try:
-        spec = problem_spec(input_shape, weight_shape, **kwargs)
+        return problem_spec(input_shape, weight_shape, **kwargs)
     except (TypeError, ValueError) as exc:
         if "memory_format" in str(exc):
             raise type(exc)(f"{op}: {exc}") from None
         raise
-    if spec.channels_last and device != "cpu":
-        raise ValueError(f"{op}: memory_format='channels_last' is for CPU calls; GPU calls "
-                         f"take C-contiguous arrays only (docs/semantics.md, \"Memory "
-                         f"format\"), got device={device!r}")
-    return spec
 
 
 def _check_device(op, device):

@@ -79,25 +79,27 @@ def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=N
         out = backend.check_out(spec, out, arrays)
     cdtype = spec.compute_dtype
     bias = arrays.get("bias")
-    x = run_array(backend, spec, arrays["input"], spec.run_input_shape, stream)
+    run = backend.run_spec(spec)     # the GPU's is contiguous (Note [GPU memory format])
+    x = run_array(backend, spec, arrays["input"], run.run_input_shape, stream)
     epilogue = Epilogue.of(
         None if bias is None else backend.canonical(bias, bias.shape, cdtype, stream), cdtype,
         activation, negative_slope,
-        None if residual is None else run_array(backend, spec, residual, spec.run_output_shape,
-                                                stream))
+        None if residual is None else run_array(backend, spec, residual, run.run_output_shape,
+                                                stream, "residual"))
     result = backend.result_buffer(spec, out, stream)
-    runner.run(spec, x, canonical_weight, epilogue, backend.run_view(spec, result), ctx, plan)
+    runner.run(run, x, canonical_weight, epilogue, backend.run_view(run, result), ctx, plan)
     return backend.finish(spec, result, out, stream)
 
 
-def run_array(backend, spec, array, shape, stream=None):
+def run_array(backend, spec, array, shape, stream=None, name="input"):
     """An input-like or output-like array of the call (input, residual,
-    output gradient) as the algorithms take it: ``shape`` (the spec's
-    ``run_input_shape`` or ``run_output_shape``) in the call's memory format
-    and compute dtype (Note [memory format] in :mod:`numbaconv.spec`): a
-    view where the array already is, else a copy."""
-    return backend.canonical(array, shape, spec.compute_dtype, stream,
-                             spec.ndim if spec.channels_last else None)
+    output gradient) as the algorithms take it: ``shape`` (the run spec's
+    ``run_input_shape`` or ``run_output_shape``, ``backend.run_spec``) in
+    the memory format the algorithm runs (Note [memory format] in
+    :mod:`numbaconv.spec`; on the GPU always canonical, Note [GPU memory
+    format] in :mod:`numbaconv.cuda.arrays`) and the compute dtype: a view
+    where the array already is, else a copy.  ``name`` names it in errors."""
+    return backend.run_array(spec, array, shape, stream, name)
 
 
 _DOC = """{ndim}-D convolution (cross-correlation), with PyTorch's semantics.
@@ -115,8 +117,8 @@ input : ndarray, shape ({batched}) or ({unbatched})
     read without a copy and gives channels-last output; any other strides
     give C-contiguous output (docs/semantics.md, "Memory format").  A GPU
     array (numba device array, CuPy array, PyTorch CUDA
-    tensor: anything with ``__cuda_array_interface__``; C-contiguous) runs
-    on the GPU, and then every array must be on the GPU.
+    tensor: anything with ``__cuda_array_interface__``; C-contiguous or
+    channels-last) runs on the GPU, and then every array must be on the GPU.
 weight : ndarray, shape (C_out, C_in / groups, {kernel})
 bias : ndarray, shape (C_out,), optional
 stride, dilation : int or tuple of {ndim} ints, default 1

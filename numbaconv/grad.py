@@ -95,11 +95,13 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
-    # both in the input's memory format (Note [memory format] in numbaconv.spec)
-    x = run_array(backend, spec, a["input"], spec.run_input_shape, stream)
-    g = run_array(backend, spec, a["grad_output"], spec.run_output_shape, stream)
+    # both in the input's memory format (Note [memory format] in numbaconv.spec),
+    # canonical on the GPU (Note [GPU memory format] in numbaconv.cuda.arrays)
+    run = backend.run_spec(spec)
+    x = run_array(backend, spec, a["input"], run.run_input_shape, stream)
+    g = run_array(backend, spec, a["grad_output"], run.run_output_shape, stream, "grad_output")
     result = backend.empty(spec.weight_shape, cdtype, stream)
-    runner.run(spec, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3), ctx,
+    runner.run(run, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3), ctx,
                plan)
     return backend.finish(spec, result, None, stream, unbatched=False)
 

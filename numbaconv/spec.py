@@ -244,6 +244,8 @@ def _input_length(output_size, kernel_size, stride, padding, dilation, output_pa
 # its input (of grad_output for an input gradient); algorithms that declare
 # it receive channels-last arrays as (N, D, H, W, C) C-contiguous views, the
 # others are served by packing (numbaconv.algorithms.registry, Note [packing]).
+# On the GPU the CUDA backend packs on the device and runs the contiguous
+# spec (Note [GPU memory format] in numbaconv/cuda/arrays.py).
 
 
 def _c_contiguous(shape, strides, itemsize):

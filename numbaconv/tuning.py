@@ -266,6 +266,10 @@ def measure(spec, candidates, repeats=TUNE_REPEATS):
     neighbour slows them alike.
     """
     backend = get_backend(candidates[0].device if candidates else "cpu")
+    # the GPU times a channels-last problem as the contiguous one its
+    # algorithms run: the backend's two packing copies are the same for every
+    # candidate (Note [GPU memory format] in numbaconv/cuda/arrays.py)
+    spec = backend.run_spec(spec)
     arrays = synthetic_arrays(spec, np.random.default_rng(0), backend)
     wait = backend.synchronize                  # GPU kernels run asynchronously
     for algorithm in candidates:

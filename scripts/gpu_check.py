@@ -16,9 +16,13 @@ numbaconv/kernels/epilogue_cuda.py) against the same call unfused (the
 bias-only convolution, then ``apply_epilogue`` as a separate pass over the
 output): both times, the bias-only time beside them, the fused result's
 error against the float64 reference and its largest difference from the
-unfused one (and PyTorch's ``act(conv(x, w, b) + r)`` when installed); then
-checks that CuPy arrays and PyTorch CUDA tensors go in and
-come out without a copy (``__cuda_array_interface__``).  The CI cannot
+unfused one (and PyTorch's ``act(conv(x, w, b) + r)`` when installed); then,
+per shape and algorithm, a channels-last input (packed on the device: Note
+[GPU memory format] in numbaconv/cuda/arrays.py) against the contiguous
+one: both times, the two transposing copies' share, and whether the results
+are bit-identical (they must be); then checks that CuPy arrays and PyTorch
+CUDA tensors (channels_last ones too) go in and come out without a copy
+(``__cuda_array_interface__``).  The CI cannot
 run any of this: it has no GPU (the simulator tests and the PTX compiles
 are what CI checks).
 """
@@ -104,6 +108,30 @@ def _epilogue_rows(name, f, dx, dw, kw, ref, spec, rng, has_torch, cuda):
         print(" | ".join(row), flush=True)
 
 
+def _channels_last_rows(name, f, x, dx, dw, kw, spec, cuda):
+    """A channels-last input against the contiguous one, per algorithm
+    (module docstring)."""
+    from numbaconv.algorithms import algorithm_names, get_algorithm
+    from numbaconv.cuda import arrays
+
+    ndim = x.ndim - 2
+    memory = cuda.to_device(np.ascontiguousarray(np.moveaxis(x, 1, -1)))
+    st = tuple(memory.strides)
+    dx_cl = arrays.strided_view(memory, x.shape, st[:1] + st[-1:] + st[1:-1])
+    row = [f"{name} channels-last"]
+    for algorithm in algorithm_names("cuda")[1:]:
+        if get_algorithm(algorithm, "cuda").unsupported_reason(spec) is not None:
+            continue
+        y = f(dx_cl, dw, algorithm=algorithm, **kw)
+        assert arrays.is_channels_last(y, ndim), "channels-last output"
+        same = np.array_equal(y.copy_to_host(), f(dx, dw, algorithm=algorithm, **kw).copy_to_host())
+        t_cl = _time(lambda: f(dx_cl, dw, algorithm=algorithm, **kw), cuda)
+        t = _time(lambda: f(dx, dw, algorithm=algorithm, **kw), cuda)
+        row.append(f"{algorithm} {t_cl * 1e3:.3f} ms (contiguous {t * 1e3:.3f} ms, copies "
+                   f"{(t_cl - t) / t_cl:.0%}) bit-identical {'yes' if same else 'NO'}")
+    print(" | ".join(row), flush=True)
+
+
 def main(quick):
     from numba import cuda
 
@@ -156,6 +184,7 @@ def main(quick):
             row.append(f"torch {t * 1e3:.3f} ms")
         print(" | ".join(row), flush=True)
         _epilogue_rows(name, conv[len(xs) - 2], dx, dw, kw, ref, spec, rng, has_torch, cuda)
+        _channels_last_rows(name, conv[len(xs) - 2], x, dx, dw, kw, spec, cuda)
 
     # interop: no copies in, none out
     x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
@@ -167,7 +196,11 @@ def main(quick):
         back = torch.as_tensor(y, device="cuda")
         assert np.allclose(back.cpu().numpy(), ref, atol=1e-4), "torch interop"
         gi, gw, gb = nc.conv_backward(tx, tw, torch.as_tensor(ref, device="cuda"), padding=1)
-        print("torch interop: ok (in, out, conv_backward)")
+        tx_cl = tx.to(memory_format=torch.channels_last)
+        back = torch.as_tensor(nc.conv2d(tx_cl, tw, padding=1), device="cuda")
+        assert back.is_contiguous(memory_format=torch.channels_last), "channels-last out"
+        assert np.allclose(back.cpu().numpy(), ref, atol=1e-4), "torch channels_last"
+        print("torch interop: ok (in, out, conv_backward, channels_last)")
     try:
         import cupy
         cx, cw = cupy.asarray(x), cupy.asarray(w)

@@ -86,3 +86,9 @@ def test_every_kernel_compiles_for_sm90(toolkit, module, sizes):
             assert f64 == "-", f"{name} has float64 arithmetic: {f64}"
     # the pattern does find float64 arithmetic where there is some
     assert any(f64 != "-" for _, name, _, f64 in lines if "float64" in name), done.stdout
+    if module == "numbaconv.cuda.arrays":
+        # channels-last packing's transposing copy (Note [GPU memory format] in
+        # numbaconv/cuda/arrays.py), float32 and float64, and the float16 casts
+        names = {name for _, name, _, _ in lines}
+        assert {"transpose_tiles_float32_float32", "transpose_tiles_float64_float64",
+                "transpose_tiles_float16_float32", "transpose_tiles_float32_float16"} <= names

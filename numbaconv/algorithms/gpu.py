@@ -17,6 +17,13 @@ output, is read by the one kernel that writes the output, at the output's
 own flat index: every GPU algorithm fuses the epilogue (Note [GPU
 epilogue] in :mod:`numbaconv.kernels.epilogue_cuda`).
 
+Channels-last calls are packed by the CUDA backend, on the device, around
+the algorithm (Note [GPU memory format] in :mod:`numbaconv.cuda.arrays`):
+the algorithms declare the contiguous format only and run contiguous specs;
+a channels-last spec's plan is the contiguous plan (its ``detail`` the
+same, as the backend runs the contiguous spec with it) plus the two
+transposing copies.  The registry's host packing is never used here.
+
 Cost models (Note [cost models] in :mod:`numbaconv.costs`): the GPU paths
 (``cuda:*``, declared below) have constants in seconds per multiply-add on
 the whole device.  They are *not* fitted: no development session had a
@@ -28,12 +35,12 @@ from __future__ import annotations
 
 import functools
 import math
-
+from dataclasses import replace
 
 from .. import costs
 from ..context import current_context
 from ..padding import padding_maps
-from .registry import ConvAlgorithm, Plan, costed_plan, register
+from .registry import ConvAlgorithm, Plan, costed_plan, packed_bytes, register
 from .winograd import TRANSFORM_WEIGHT, WINOGRAD
 
 
@@ -41,6 +48,12 @@ def _paths(*pairs):
     """GPU paths: seconds per unit on the whole device, not fitted (no GPU
     has calibrated them yet: docs/gpu.md)."""
     return tuple(costs.PathModel(path, default, per_thread=False) for path, default in pairs)
+
+
+#: Seconds per byte of a device packing copy (Note [GPU memory format] in
+#: numbaconv/cuda/arrays.py): each byte read and written once, at about 2 TB/s
+#: together; a guess from the design, not measured on a GPU (docs/gpu.md).
+DEVICE_PACK_SECONDS_PER_BYTE = 1.0e-12
 
 
 class GPUAlgorithm(ConvAlgorithm):
@@ -53,6 +66,12 @@ class GPUAlgorithm(ConvAlgorithm):
 
     def plan(self, spec, ctx=None):
         ctx = current_context("cuda") if ctx is None else ctx
+        if spec.channels_last:
+            inner = self.plan(replace(spec, memory_format="contiguous"), ctx)
+            copied = packed_bytes(spec)
+            return replace(inner, path=f"{inner.path}, packed on the device from channels-last",
+                           seconds=inner.seconds + DEVICE_PACK_SECONDS_PER_BYTE * copied,
+                           copies=inner.copies + copied)
         if spec.batch == 0 or math.prod(spec.output_size) == 0:
             return Plan(self.name, "nothing to compute", 0.0)
         if spec.computation == "grad_weight":
@@ -68,6 +87,11 @@ class GPUAlgorithm(ConvAlgorithm):
         residual as a separate device pass after ``forward``, as the CPU
         ones do (:mod:`numbaconv.algorithms.registry`)."""
         ctx = current_context("cuda") if ctx is None else ctx
+        if spec.channels_last:
+            raise ValueError(
+                f"the GPU {self.name} runs canonical arrays of a contiguous spec; the CUDA "
+                f"backend packs channels-last calls on the device "
+                f"(Note [GPU memory format] in numbaconv/cuda/arrays.py), got {spec.describe()}")
         if out.size == 0:
             return out
         detail = (plan if plan is not None else self.plan(spec, ctx)).detail

@@ -68,7 +68,10 @@ to the canonical layout, runs the contiguous spec into a scratch output
 and writes the result back channels-last; its plan is the contiguous plan
 plus the seconds of those copies (:data:`PACK_SECONDS_PER_BYTE`), so
 ``"auto"`` prefers an algorithm that reads the format natively when the
-two are close.
+two are close.  The packing here is NumPy's, for host arrays: the GPU
+algorithms override ``plan`` and ``run`` and never reach it, as the CUDA
+backend packs channels-last calls on the device and runs them with the
+contiguous spec (Note [GPU memory format] in :mod:`numbaconv.cuda.arrays`).
 """
 
 from __future__ import annotations

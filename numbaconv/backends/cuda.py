@@ -8,16 +8,21 @@ without a GPU.  The few operations that are not
 convolutions -- the bias gradient's sum, a dtype promotion across
 ``conv_backward``'s three arrays, the crop or zero extension of a
 transposed call with a large ``output_padding``, the transposed weight --
-run on host copies of only the arrays they need, and are sent back: small
-next to the convolutions (a GPU kernel for each would be the next step).
+run on host copies of only the arrays they need, and are sent back in
+their memory format: small next to the convolutions (a GPU kernel for each
+would be the next step).  Channels-last arrays are packed on the device:
+the algorithms run the contiguous spec on canonical arrays (Note [GPU memory
+format] in :mod:`numbaconv.cuda.arrays`).
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import numpy as np
 
 from ..rewrites import transposed_weight
-from ..spec import memory_format_of
 from .host import HOST
 
 
@@ -35,30 +40,29 @@ class CudaBackend:
         """Any stream (None: the default stream)."""
 
     def checked(self, op, name, array, allow_none=False):
-        """``array`` as a C-contiguous numba device array, or raise: a
-        channels-last GPU array (Note [memory format] in :mod:`numbaconv.spec`)
-        is refused with a message that says so -- the GPU kernels index
-        canonical arrays, and the GPU calls take the contiguous format only
-        (docs/semantics.md, "Memory format")."""
+        """``array`` as a numba device array, C-contiguous or channels-last
+        (Note [GPU memory format] in :mod:`numbaconv.cuda.arrays`), or raise."""
         dev = _arrays()
-        try:
-            return dev.as_device(op, name, array, allow_none=allow_none)
-        except ValueError as exc:
-            shape = tuple(getattr(array, "shape", ()))
-            if any(memory_format_of(_Strided(array, shape), n) == "channels_last"
-                   for n in (len(shape) - 2, len(shape) - 1) if n in (1, 2, 3)):
-                raise ValueError(f"{op}: {name} is a channels-last GPU array (strides "
-                                 f"{_strides(array)} for shape {shape}); GPU calls take "
-                                 f"C-contiguous arrays only: make a contiguous copy "
-                                 f"(.contiguous() in PyTorch, cupy.ascontiguousarray)"
-                                 ) from exc
-            raise
+        return dev.as_device(op, name, array, allow_none=allow_none)
+
+    def run_spec(self, spec):
+        """The spec the algorithms run: the contiguous one, as the backend
+        packs a channels-last call on the device (Note [GPU memory format]
+        in :mod:`numbaconv.cuda.arrays`)."""
+        return _contiguous(spec) if spec.channels_last else spec
+
+    def run_array(self, spec, array, shape, stream=None, name="input"):
+        """An input-like or output-like array of the call as the algorithms
+        take it: canonical ``shape`` (the :meth:`run_spec`'s) in the compute
+        dtype, a view where it already is, else a cast or packing copy of a
+        channels-last array (either format, whatever the call's)."""
+        dev = _arrays()
+        return dev.canonical(array, shape, spec.compute_dtype, stream, spec.ndim,
+                             f"{spec.op}: {name}")
 
     def canonical(self, array, shape, dtype, stream=None, ndim=None):
-        if ndim is not None:       # refused in checked(); never reached
-            raise ValueError("GPU calls take the contiguous memory format only")
         dev = _arrays()
-        return dev.canonical(array, shape, dtype, stream)
+        return dev.canonical(array, shape, dtype, stream, ndim)
 
     def run_view(self, spec, result):
         return result.reshape(spec.run_output_shape)
@@ -71,7 +75,8 @@ class CudaBackend:
             host = transposed_weight(dev.to_host(weight, stream).astype(spec.compute_dtype),
                                      spec.groups)
             return dev.to_device(host.reshape(spec.weight_shape3), stream)
-        return dev.canonical(weight, spec.weight_shape3, spec.compute_dtype, stream)
+        return dev.canonical(weight, spec.weight_shape3, spec.compute_dtype, stream, spec.ndim,
+                             f"{spec.op}: weight")
 
     def empty(self, shape, dtype, stream=None):
         dev = _arrays()
@@ -93,17 +98,18 @@ class CudaBackend:
         dev = _arrays()
         if tuple(array.shape) == tuple(shape):
             return array
-        return dev.to_device(HOST.cropped(dev.to_host(array, stream), shape), stream)
+        return dev.to_device_in_format(HOST.cropped(dev.to_host(array, stream), shape), stream)
 
     def zero_extended(self, array, shape, stream=None):
         dev = _arrays()
-        return dev.to_device(HOST.zero_extended(dev.to_host(array, stream), shape), stream)
+        return dev.to_device_in_format(HOST.zero_extended(dev.to_host(array, stream), shape),
+                                       stream)
 
     def astype(self, array, dtype, stream=None):
         dev = _arrays()
         if array is None or array.dtype == np.dtype(dtype):
             return array
-        return dev.to_device(dev.to_host(array, stream).astype(dtype), stream)
+        return dev.to_device_in_format(dev.to_host(array, stream).astype(dtype), stream)
 
     def grad_bias(self, grad_output, ndim, dtype, stream=None):
         dev = _arrays()
@@ -117,7 +123,7 @@ class CudaBackend:
         folded, bias_grad = HOST.fold_activation(dev.to_host(grad_output, stream),
                                                  dev.to_host(output, stream), ndim, code, slope,
                                                  bias_dtype)
-        return (dev.to_device(np.ascontiguousarray(folded), stream),
+        return (dev.to_device_in_format(folded, stream),
                 None if bias_grad is None else dev.to_device(bias_grad, stream))
 
     def resources(self, ctx):
@@ -139,23 +145,9 @@ class CudaBackend:
         cuda.synchronize()
 
 
-def _strides(array):
-    """Byte strides of a GPU array (``__cuda_array_interface__``'s, None when
-    C-contiguous), or None when it does not say."""
-    strides = getattr(array, "strides", None)
-    if strides is None:
-        interface = getattr(array, "__cuda_array_interface__", None) or {}
-        strides = interface.get("strides")
-    return None if strides is None else tuple(int(v) for v in strides)
-
-
-class _Strided:
-    """What :func:`numbaconv.spec.memory_format_of` reads of a GPU array."""
-
-    def __init__(self, array, shape):
-        self.shape, self.strides = shape, _strides(array)
-        interface = getattr(array, "__cuda_array_interface__", None) or {}
-        self.dtype = np.dtype(interface.get("typestr", "<f4"))
+@functools.lru_cache(maxsize=256)
+def _contiguous(spec):
+    return replace(spec, memory_format="contiguous")
 
 
 CUDA = CudaBackend()

@@ -35,6 +35,22 @@ class HostBackend:
             array = channels_last_view(array, ndim)
         return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
 
+    def run_spec(self, spec):
+        """The spec the algorithms run: ``spec`` itself (a channels-last call
+        runs natively or is packed by the algorithm: Note [packing] in
+        :mod:`numbaconv.algorithms.registry`)."""
+        return spec
+
+    def run_array(self, spec, array, shape, stream=None, name="input"):
+        """An input-like or output-like array of the call (input, residual,
+        output gradient) as the algorithms take it: ``shape`` (the spec's
+        ``run_input_shape`` or ``run_output_shape``) in the call's memory
+        format and compute dtype (Note [memory format] in
+        :mod:`numbaconv.spec`): a view where the array already is, else a copy
+        (``name`` is for the GPU backend's errors: any strides are copied here)."""
+        return self.canonical(array, shape, spec.compute_dtype, stream,
+                              spec.ndim if spec.channels_last else None)
+
     def weight(self, spec, weight, stream=None, transposed=False):
         """The canonical forward weight of ``spec``: a view or cast copy of
         ``weight``, or (``transposed``) its flipped, in/out swapped form

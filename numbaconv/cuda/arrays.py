@@ -4,20 +4,49 @@ The GPU path takes numba device arrays and anything with
 ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors: wrapped by
 ``numba.cuda.as_cuda_array`` without a copy) and returns numba device
 arrays, which CuPy (``cupy.asarray``) and PyTorch (``torch.as_tensor(...,
-device="cuda")``) wrap without a copy.  Arrays must be C-contiguous: the
-kernels index flat canonical views, and a strided device array would need
-a gather kernel per rank for a case the frameworks rarely produce (their
+device="cuda")``) wrap without a copy.  Arrays must be C-contiguous or
+channels-last (Note [GPU memory format]); other strides are refused (a
+gather kernel per rank for a case the frameworks rarely produce: their
 ``.contiguous()`` / ``cupy.ascontiguousarray`` make one).
+
+Note [GPU memory format]
+~~~~~~~~~~~~~~~~~~~~~~~~
+A channels-last GPU array (Note [memory format] in :mod:`numbaconv.spec`:
+the logical ``(N, C, spatial...)`` view of dense ``(N, spatial..., C)``
+memory, as PyTorch's ``channels_last`` tensors; unbatched too) is served by
+packing on the device, here and in :mod:`numbaconv.backends.cuda`: the GPU
+kernels index canonical arrays, and the GPU algorithms declare the
+contiguous format only.  The call's spec keeps ``memory_format=
+"channels_last"`` (``explain`` and ``choose_algorithm`` report it, and the
+GPU plans add the two copies: :mod:`numbaconv.algorithms.gpu`), but the
+backend runs the algorithm on the contiguous spec
+(``CudaBackend.run_spec``) with canonical arrays: :func:`canonical` packs
+a channels-last input, output gradient, residual or weight into a new
+C-contiguous array with one transposing kernel (:func:`transpose_copy`,
+casting a float16 input to float32 in the same pass), the algorithm writes
+a canonical result, and :func:`finish` transposes it once into the
+channels-last output (or ``out=``, which must be channels-last), so each
+value crosses one extra time each way.  The registry's host packing
+(:func:`numbaconv.algorithms.registry.run_packed`) is never reached: it
+copies with NumPy, which cannot touch device memory, and a GPU algorithm
+given a channels-last spec refuses it instead of misreading the arrays.
+The weight gradient is canonical whatever the format.  numba-cuda copies
+device to device only between contiguous arrays (``copy_to_device`` checks
+it), so a strided view cannot be copied without a kernel; the kernel moves
+tiles through shared memory so that both its reads and its writes are
+contiguous runs.  The same kernels run on the same canonical values as
+for a contiguous call: the results are bit-identical to it.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import cuda
 
-from ..spec import SUPPORTED_DTYPES
+from ..spec import SUPPORTED_DTYPES, memory_format_of
 from . import launch
 
 
@@ -37,11 +66,44 @@ def as_device(op, name, obj, *, allow_none=False):
     if obj.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{op}: {name} dtype must be float16, float32 or float64, "
                         f"got {obj.dtype}")
-    if not obj.is_c_contiguous():
-        raise ValueError(f"{op}: {name} must be a C-contiguous GPU array, got strides "
-                         f"{_strides(obj)} for shape {obj.shape}; make a contiguous copy "
-                         f"(.contiguous() in PyTorch, cupy.ascontiguousarray)")
+    if not obj.is_c_contiguous() and not _channels_last_some_rank(obj):
+        raise ValueError(f"{op}: {name} must be a C-contiguous GPU array or a channels-last "
+                         f"one (a view of (N, spatial..., C) memory), got strides "
+                         f"{_strides(obj)} for shape {tuple(obj.shape)}; make a contiguous "
+                         f"copy (.contiguous() in PyTorch, cupy.ascontiguousarray)")
     return obj
+
+
+def _channels_last_some_rank(array):
+    """Whether ``array`` is channels-last as a batched or an unbatched array
+    of 1 to 3 spatial axes (the call's rank is not known yet)."""
+    return any(memory_format_of(array, n) == "channels_last"
+               for n in (array.ndim - 2, array.ndim - 1) if 1 <= n <= 3)
+
+
+def is_channels_last(array, ndim):
+    """Whether ``array`` (``ndim`` spatial axes, batched or not) is laid out
+    channels-last: its channel axis moved last makes it C-contiguous.  True
+    for an array that is both layouts at once (one channel, or every spatial
+    size 1), as the host's ``out=`` check accepts it."""
+    axis = array.ndim - ndim - 1
+    moved = lambda t: tuple(t[:axis]) + tuple(t[axis + 1:]) + (t[axis],)   # noqa: E731
+    return _dense(moved(tuple(array.shape)), moved(tuple(array.strides)),
+                  np.dtype(array.dtype).itemsize)
+
+
+def _dense(shape, strides, itemsize):
+    """Whether ``shape`` and byte ``strides`` are C-contiguous (axes of
+    length 1 do not count, as for NumPy)."""
+    if 0 in shape:
+        return True
+    expected = itemsize
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n != 1:
+            if s != expected:
+                return False
+            expected *= n
+    return True
 
 
 def _is_numba_device_array(obj):
@@ -70,14 +132,123 @@ def to_host(array, stream):
     return array.copy_to_host(stream=stream)
 
 
-def canonical(array, shape, dtype, stream):
-    """``array`` reshaped to ``shape`` in ``dtype``: a view when the dtype
-    matches, else a cast copy (float16 input is computed in float32)."""
-    if array.dtype == np.dtype(dtype):
-        return array.reshape(shape)
+def canonical(array, shape, dtype, stream, ndim=None, name="a GPU array"):
+    """``array`` as a C-contiguous ``dtype`` array of ``shape``: a view when
+    it is C-contiguous and of ``dtype``, else a copy: a cast (float16 input is
+    computed in float32) or, for an array that is channels-last with ``ndim``
+    spatial axes, a packing copy that casts too (Note [GPU memory format]).
+    Other strides are a ValueError naming the array as ``name``."""
+    if array.is_c_contiguous():
+        if array.dtype == np.dtype(dtype):
+            return array.reshape(shape)
+        result = empty(shape, dtype, stream)
+        cast(array.reshape(-1), result.reshape(-1), stream)
+        return result
+    if ndim is None or not is_channels_last(array, ndim):
+        raise ValueError(f"{name} must be a C-contiguous GPU array or a channels-last one "
+                         f"with {ndim} spatial axes, got strides {_strides(array)} for shape "
+                         f"{tuple(array.shape)}; make a contiguous copy")
     result = empty(shape, dtype, stream)
-    cast(array.reshape(-1), result.reshape(-1), stream)
+    memory = channels_last_memory(array, ndim)
+    n, s, c = memory.shape
+    transpose_copy(memory, result.reshape(n, c, s), stream)
     return result
+
+
+def strided_view(array, shape, strides):
+    """A device array of ``shape`` and byte ``strides`` over the memory of the
+    device array ``array``, from its first element (the caller keeps it within
+    ``array``'s extent): numba's ``reshape`` views only contiguous arrays and
+    its ``transpose`` only 2-D ones."""
+    shape, strides = tuple(int(v) for v in shape), tuple(int(v) for v in strides)
+    if hasattr(array, "_ary"):                  # the simulator: a NumPy array inside
+        view = np.lib.stride_tricks.as_strided(array._ary, shape, strides)
+        return type(array)(view, stream=array.stream)
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    return DeviceNDArray(shape, strides, array.dtype, stream=array.stream,
+                         gpu_data=array.gpu_data)
+
+
+def channels_last_memory(array, ndim):
+    """The C-contiguous ``(N, S, C)`` view of the memory of a channels-last
+    ``array`` of ``ndim`` spatial axes (``S`` their product; N = 1 unbatched)."""
+    shape = tuple(array.shape)
+    axis = len(shape) - ndim - 1
+    n, c, s = (shape[0] if axis == 1 else 1), shape[axis], math.prod(shape[axis + 1:])
+    item = array.dtype.itemsize
+    return strided_view(array, (n, s, c), (s * c * item, c * item, item))
+
+
+def empty_channels_last(shape, dtype, ndim, stream):
+    """A new channels-last device array of the logical ``shape`` (``ndim``
+    spatial axes, batched or not): a view of C-contiguous ``(N, spatial...,
+    C)`` memory."""
+    shape = tuple(shape)
+    axis = len(shape) - ndim - 1
+    strides, step = [0] * len(shape), np.dtype(dtype).itemsize
+    for i in (axis,) + tuple(range(len(shape) - 1, axis, -1)) + tuple(range(axis - 1, -1, -1)):
+        strides[i], step = step, step * shape[i]
+    return cuda.device_array(shape, dtype=dtype, strides=tuple(strides), stream=stream)
+
+
+def to_device_in_format(array, stream):
+    """A host array copied to the device, channels-last when it is (as a
+    batched or unbatched array of 1 to 3 spatial axes), else C-contiguous:
+    the backend's host round trips keep the call's memory format."""
+    if not array.flags.c_contiguous:
+        for ndim in (array.ndim - 2, array.ndim - 1):
+            if 1 <= ndim <= 3 and memory_format_of(array, ndim) == "channels_last":
+                axis = array.ndim - ndim - 1
+                memory = to_device(np.moveaxis(array, axis, -1), stream)
+                strides = tuple(memory.strides)
+                return strided_view(memory, array.shape,
+                                    strides[:axis] + strides[-1:] + strides[axis:-1])
+    return to_device(array, stream)
+
+
+def transpose_copy(src, dst, stream):
+    """``dst[n, b, a] = src[n, a, b]``, converted to ``dst``'s dtype: ``src``
+    ``(N, A, B)`` and ``dst`` ``(N, B, A)``, C-contiguous device arrays; tiles
+    through shared memory (Note [GPU memory format])."""
+    n, a, b = src.shape
+    if src.size == 0:
+        return
+    tile = launch.TRANSPOSE_TILE
+    tiles = -(-a // tile) * -(-b // tile)
+    kernel = _transpose_kernel(np.result_type(src.dtype, dst.dtype).name)
+    kernel[(min(tiles, 2**31 - 1), 1, min(n, 65535)), (tile, launch.TRANSPOSE_ROWS),
+           stream](src, dst)
+
+
+@functools.cache
+def _transpose_kernel(tile_dtype_name):
+    T, R = launch.TRANSPOSE_TILE, launch.TRANSPOSE_ROWS
+    SKEWED = T + 1            # a padding column: a tile column's values sit in distinct banks
+    tile_type = np.dtype(tile_dtype_name)   # NumPy dtypes: numba-cuda's own type objects
+
+    @cuda.jit
+    def transpose_tiles(src, dst):
+        """dst[n, b, a] = src[n, a, b]; block (T, R) threads, grid (tiles, 1,
+        images), each stepping over the rest; a tile is read along b and
+        written along a, both in runs of T."""
+        tile = cuda.shared.array((T, SKEWED), tile_type)
+        N, A, B = src.shape
+        tiles_b = (B + T - 1) // T
+        tiles = ((A + T - 1) // T) * tiles_b
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        for n in range(cuda.blockIdx.z, N, cuda.gridDim.z):
+            for t in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+                a0 = (t // tiles_b) * T
+                b0 = (t % tiles_b) * T
+                for i in range(ty, T, R):
+                    if a0 + i < A and b0 + tx < B:
+                        tile[i, tx] = src[n, a0 + i, b0 + tx]
+                cuda.syncthreads()
+                for i in range(ty, T, R):
+                    if b0 + i < B and a0 + tx < A:
+                        dst[n, b0 + i, a0 + tx] = tile[tx, i]
+                cuda.syncthreads()
+    return transpose_tiles
 
 
 def cast(src, dst, stream):
@@ -141,9 +312,16 @@ def device_name():
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def _channels_last_output(spec):
+    """Whether ``spec``'s result is channels-last: a channels-last call that
+    is not a weight gradient (always canonical)."""
+    return spec.channels_last and spec.computation != "grad_weight"
+
+
 def check_out(spec, out, arrays):
-    """The GPU form of the ``out=`` checks: a C-contiguous device array of the
-    exact shape and dtype, sharing no memory with the inputs."""
+    """The GPU form of the ``out=`` checks: a device array of the exact shape
+    and dtype, contiguous in the call's memory format, sharing no memory with
+    the inputs."""
     from ..devices import is_device_array
     if not is_device_array(out):
         raise TypeError(f"{spec.op}: out must be a GPU array for a GPU call, got "
@@ -155,6 +333,15 @@ def check_out(spec, out, arrays):
     if out.dtype != spec.dtype:
         raise ValueError(f"{spec.op}: out must have dtype {spec.dtype}, got "
                          f"out.dtype={out.dtype}")
+    if _channels_last_output(spec):
+        if not is_channels_last(out, spec.ndim):
+            raise ValueError(
+                f"{spec.op}: out must be channels-last contiguous, as the call's input is "
+                f"channels_last (the logical view of (N, spatial..., C) memory), got a GPU "
+                f"array with out.strides={_strides(out)}")
+    elif not out.is_c_contiguous():
+        raise ValueError(f"{spec.op}: out must be C-contiguous, as the call's input is "
+                         f"contiguous, got a GPU array with out.strides={_strides(out)}")
     lo, hi = _extent(out)
     for name, array in arrays.items():
         if array is not None:
@@ -165,7 +352,8 @@ def check_out(spec, out, arrays):
 
 
 def _extent(array):
-    """(first, past-the-end) address of a C-contiguous device array."""
+    """(first, past-the-end) address of a dense device array (C-contiguous or
+    channels-last: its first element is its lowest address)."""
     interface = getattr(array, "__cuda_array_interface__", None)
     if interface is not None:
         start = interface["data"][0]
@@ -175,15 +363,25 @@ def _extent(array):
 
 
 def result_buffer(spec, out, stream):
-    """Where the algorithm writes: ``out`` itself, or a compute-dtype array."""
-    if out is not None and out.dtype == spec.compute_dtype:
+    """Where the algorithm writes: ``out`` itself, or a canonical compute-dtype
+    array (always for a channels-last call: Note [GPU memory format])."""
+    if out is not None and out.dtype == spec.compute_dtype and not _channels_last_output(spec):
         return as_device(spec.op, "out", out)
     return empty(spec.output_shape, spec.compute_dtype, stream)
 
 
 def finish(spec, result, out, stream, unbatched=None):
-    """Cast into a float16 ``out`` or result, drop the batch axis of
-    unbatched calls; returns a numba device array."""
+    """Cast into a float16 ``out`` or result, transpose into a channels-last
+    one (Note [GPU memory format]), drop the batch axis of unbatched calls;
+    returns a numba device array."""
+    unbatched = spec.unbatched if unbatched is None else unbatched
+    if _channels_last_output(spec):
+        target = (as_device(spec.op, "out", out) if out is not None else
+                  empty_channels_last(spec.output_shape, spec.dtype, spec.ndim, stream))
+        memory = channels_last_memory(target, spec.ndim)
+        n, s, c = memory.shape
+        transpose_copy(result.reshape(n, c, s), memory, stream)
+        return target[0] if unbatched and out is None else target
     if out is not None:
         out = as_device(spec.op, "out", out)
         if result is not out:
@@ -193,7 +391,6 @@ def finish(spec, result, out, stream, unbatched=None):
         cast_to = empty(result.shape, spec.dtype, stream)
         cast(result.reshape(-1), cast_to.reshape(-1), stream)
         result = cast_to
-    unbatched = spec.unbatched if unbatched is None else unbatched
     return result.reshape(result.shape[1:]) if unbatched else result
 
 
@@ -211,4 +408,14 @@ def ptx_kernels():
         found.append((f"any_non_finite_{name}", _finite_kernel().py_func,
                       (flat[name], types.Array(types.int32, 1, "C"))))
         found.append((f"zero_flat_{name}", _zero_kernel().py_func, (flat[name],)))
+    # the transposing copy: same dtype, and the casts of packing float16 input
+    # and of unpacking into a float16 result (the tile in the wider dtype)
+    cube = {name: types.Array(t, 3, "C") for name, t in
+            (("float16", types.float16), ("float32", types.float32),
+             ("float64", types.float64))}
+    for a, b in (("float32", "float32"), ("float64", "float64"), ("float16", "float32"),
+                 ("float32", "float16"), ("float32", "float64")):
+        tile = np.result_type(a, b).name
+        found.append((f"transpose_tiles_{a}_{b}", _transpose_kernel(tile).py_func,
+                      (cube[a], cube[b])))
     return found

@@ -39,18 +39,26 @@ DIRECT_WINDOW = 2048
 #: Threads of the block that reduces one weight-gradient element group.
 REDUCE_THREADS = 256
 
+#: Transposing copy (channels-last packing, Note [GPU memory format] in
+#: numbaconv/cuda/arrays.py): a block moves a TRANSPOSE_TILE x TRANSPOSE_TILE
+#: tile through shared memory with TRANSPOSE_TILE x TRANSPOSE_ROWS threads,
+#: so that both its reads and its writes are runs of TRANSPOSE_TILE values.
+TRANSPOSE_TILE = 32
+TRANSPOSE_ROWS = 8
+
 
 def use_small_blocks():
     """Shrink every block and tile (for the simulator; module docstring)."""
     global THREADS, TILE_M, TILE_N, TILE_K, THREAD_M, THREAD_N
     global DIRECT_TILE_H, DIRECT_TILE_W, DIRECT_CO, DIRECT_THREAD_CO, DIRECT_THREAD_W
-    global DIRECT_WINDOW, REDUCE_THREADS
+    global DIRECT_WINDOW, REDUCE_THREADS, TRANSPOSE_TILE, TRANSPOSE_ROWS
     THREADS = 8
     TILE_M, TILE_N, TILE_K, THREAD_M, THREAD_N = 4, 4, 2, 2, 2
     DIRECT_TILE_H, DIRECT_TILE_W, DIRECT_CO = 2, 4, 4
     DIRECT_THREAD_CO, DIRECT_THREAD_W = 2, 2
     DIRECT_WINDOW = 512
     REDUCE_THREADS = 8
+    TRANSPOSE_TILE, TRANSPOSE_ROWS = 4, 2
 
 
 def blocks_for(count, threads=None):
