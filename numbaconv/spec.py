@@ -248,7 +248,7 @@ def _input_length(output_size, kernel_size, stride, padding, dilation, output_pa
 # spec (Note [GPU memory format] in numbaconv/cuda/arrays.py).
 
 
-def _c_contiguous(shape, strides, itemsize):
+def c_contiguous_strides(shape, strides, itemsize):
     """NumPy's C-contiguity from a shape and strides (axes of length 1 do
     not count; an empty array is contiguous)."""
     if 0 in shape:
@@ -276,11 +276,11 @@ def memory_format_of(array, ndim) -> str:
         return "contiguous"
     strides = tuple(strides)
     itemsize = np.dtype(array.dtype).itemsize
-    if _c_contiguous(shape, strides, itemsize):
+    if c_contiguous_strides(shape, strides, itemsize):
         return "contiguous"
     axis = len(shape) - ndim - 1
     moved = lambda t: t[:axis] + t[axis + 1:] + (t[axis],)   # noqa: E731
-    return ("channels_last" if _c_contiguous(moved(shape), moved(strides), itemsize)
+    return ("channels_last" if c_contiguous_strides(moved(shape), moved(strides), itemsize)
             else "contiguous")
 
 

@@ -46,7 +46,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..spec import SUPPORTED_DTYPES, memory_format_of
+from ..spec import SUPPORTED_DTYPES, c_contiguous_strides, memory_format_of
 from . import launch
 
 
@@ -88,22 +88,8 @@ def is_channels_last(array, ndim):
     size 1), as the host's ``out=`` check accepts it."""
     axis = array.ndim - ndim - 1
     moved = lambda t: tuple(t[:axis]) + tuple(t[axis + 1:]) + (t[axis],)   # noqa: E731
-    return _dense(moved(tuple(array.shape)), moved(tuple(array.strides)),
+    return c_contiguous_strides(moved(tuple(array.shape)), moved(tuple(array.strides)),
                   np.dtype(array.dtype).itemsize)
-
-
-def _dense(shape, strides, itemsize):
-    """Whether ``shape`` and byte ``strides`` are C-contiguous (axes of
-    length 1 do not count, as for NumPy)."""
-    if 0 in shape:
-        return True
-    expected = itemsize
-    for n, s in zip(reversed(shape), reversed(strides)):
-        if n != 1:
-            if s != expected:
-                return False
-            expected *= n
-    return True
 
 
 def _is_numba_device_array(obj):

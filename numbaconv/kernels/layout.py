@@ -31,21 +31,23 @@ MATRIX_BLOCK = 8
 def to_channels_first(src, dst, chunks=None):
     """``dst[n, c, d, h, w] = src[n, d, h, w, c]``; both C-contiguous 5-D arrays."""
     N, D, H = src.shape[0], src.shape[1], src.shape[2]
-    run_in_chunks(_first_chunk, (src, dst), N * D * H,
+    run_in_chunks(_rows_chunk, (src, dst, src, False), N * D * H,
                   numba.get_num_threads() if chunks is None else chunks)
 
 
 def to_channels_last(src, dst, chunks=None):
     """``dst[n, d, h, w, c] = src[n, c, d, h, w]``; both C-contiguous 5-D arrays."""
     N, D, H = dst.shape[0], dst.shape[1], dst.shape[2]
-    run_in_chunks(_last_chunk, (src, dst), N * D * H,
+    run_in_chunks(_rows_chunk, (src, dst, dst, True), N * D * H,
                   numba.get_num_threads() if chunks is None else chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
-def _first_chunk(src, dst, first_job, stop_job):
-    """Rows ``first_job <= (n, d, h) < stop_job`` of :func:`to_channels_first`."""
-    N, D, H, W, C = src.shape
+def _rows_chunk(src, dst, nhwc, to_last, first_job, stop_job):
+    """Rows ``first_job <= (n, d, h) < stop_job`` of both copies: ``nhwc``
+    is whichever of the two is ``(N, D, H, W, C)``; ``to_last`` says which
+    way the values go."""
+    N, D, H, W, C = nhwc.shape
     plane = D * H * W
     s = src.ravel()
     t = dst.ravel()
@@ -58,26 +60,12 @@ def _first_chunk(src, dst, first_job, stop_job):
             c1 = min(C, c0 + CHANNEL_BLOCK)
             for w in range(W):
                 for c in range(c0, c1):
-                    t[np.uint64(base + c * plane + w)] = s[np.uint64(row + w * C + c)]
-
-
-@cpu_kernel(parallel=False, python_callable=False)
-def _last_chunk(src, dst, first_job, stop_job):
-    """Rows ``first_job <= (n, d, h) < stop_job`` of :func:`to_channels_last`."""
-    N, D, H, W, C = dst.shape
-    plane = D * H * W
-    s = src.ravel()
-    t = dst.ravel()
-    for job in range(first_job, stop_job):
-        n = job // (D * H)
-        pixel = (job % (D * H)) * W
-        row = job * W * C
-        base = n * C * plane + pixel
-        for c0 in range(0, C, CHANNEL_BLOCK):
-            c1 = min(C, c0 + CHANNEL_BLOCK)
-            for w in range(W):
-                for c in range(c0, c1):
-                    t[np.uint64(row + w * C + c)] = s[np.uint64(base + c * plane + w)]
+                    last = np.uint64(row + w * C + c)
+                    first = np.uint64(base + c * plane + w)
+                    if to_last:
+                        t[last] = s[first]
+                    else:
+                        t[first] = s[last]
 
 
 def transpose_matrices(src, dst, chunks=None):
