@@ -387,19 +387,26 @@ class LayerResult:
 
     def best(self, prefix: str, fused: bool = True) -> tuple[float | None, str]:
         """(ms, format) of the faster format of ``prefix`` ("ours"/"torch")."""
-        found = []
-        for fmt in FORMATS:
-            label = ours_label(fmt, fused) if prefix == "ours" else torch_label(fmt)
-            ms = self.median_ms(label)
-            if ms is not None:
-                found.append((ms, fmt))
-        return min(found) if found else (None, "")
+        return _fastest_format(self.median_ms, prefix, fused)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "count": self.count, "pick": self.pick,
                 "median_ms": {k: self.median_ms(k) for k in self.times},
                 "times_ms": {k: [t * 1e3 for t in v] for k, v in self.times.items()},
                 "notes": dict(self.notes), "error": self.error, "check_ok": self.check_ok}
+
+
+def _fastest_format(ms_of: Callable[[str], float | None], prefix: str,
+                    fused: bool) -> tuple[float | None, str]:
+    """(ms, format) of the format in which ``ms_of(label)`` is smallest for
+    ``prefix`` ("ours", in the ``fused`` variant, or "torch"); (None, "")
+    where no format has a time."""
+    found = []
+    for fmt in FORMATS:
+        ms = ms_of(ours_label(fmt, fused) if prefix == "ours" else torch_label(fmt))
+        if ms is not None:
+            found.append((ms, fmt))
+    return min(found) if found else (None, "")
 
 
 @dataclass
@@ -424,13 +431,8 @@ class NetworkResult:
         return total
 
     def best(self, prefix: str, fused: bool = True) -> tuple[float | None, str]:
-        found = []
-        for fmt in FORMATS:
-            label = ours_label(fmt, fused) if prefix == "ours" else torch_label(fmt)
-            ms = self.total_ms(label)
-            if ms is not None:
-                found.append((ms, fmt))
-        return min(found) if found else (None, "")
+        """(total ms, format) of the faster format of ``prefix``."""
+        return _fastest_format(self.total_ms, prefix, fused)
 
     @property
     def ratio(self) -> float | None:
