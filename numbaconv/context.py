@@ -54,14 +54,8 @@ _SNAPSHOTS: dict[tuple, ExecutionContext] = {}
 
 def current_context(device="cpu", stream=None):
     """A snapshot of the process's settings for one call."""
-    settings = (device, numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS,
-                config.get_workspace_limit())
-    if stream is None:
-        ctx = _SNAPSHOTS.get(settings)
-        if ctx is None:
-            ctx = _SNAPSHOTS.setdefault(settings, ExecutionContext(*settings))
-        return ctx
-    return ExecutionContext(*settings, stream=stream)
+    return _snapshot((device, numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS,
+                      config.get_workspace_limit()), stream)
 
 
 def on_one_thread(ctx):
@@ -70,11 +64,15 @@ def on_one_thread(ctx):
     (Note [small calls] in :mod:`numbaconv.algorithms.registry`)."""
     if ctx.threads == 1:
         return ctx
-    if ctx.stream is not None:
-        return ExecutionContext(ctx.device, 1, ctx.pool_threads, ctx.workspace_limit,
-                                ctx.stream)
-    settings = (ctx.device, 1, ctx.pool_threads, ctx.workspace_limit)
-    found = _SNAPSHOTS.get(settings)
-    return found if found is not None else _SNAPSHOTS.setdefault(
-        settings, ExecutionContext(*settings))
+    return _snapshot((ctx.device, 1, ctx.pool_threads, ctx.workspace_limit), ctx.stream)
 
+
+def _snapshot(settings, stream):
+    """The context of ``settings`` (device, threads, pool threads, workspace
+    limit): a remembered one without a stream, else a new one."""
+    if stream is not None:
+        return ExecutionContext(*settings, stream=stream)
+    ctx = _SNAPSHOTS.get(settings)
+    if ctx is None:
+        ctx = _SNAPSHOTS.setdefault(settings, ExecutionContext(*settings))
+    return ctx
