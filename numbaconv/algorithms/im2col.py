@@ -389,11 +389,6 @@ def im2col_forward_channels_last(spec, x, weight, epilogue, out, plan=None, ctx=
     return out
 
 
-def _canonical(array):
-    """A C-contiguous ``(N, C, D, H, W)`` copy of an ``(N, D, H, W, C)`` array."""
-    return channels_first_copy(array)
-
-
 def fill_every_tile(spec, x, tile):
     """Fill the column tiles of ``tile`` pixels of every (image, group) of
     ``spec`` once, on this thread, into one buffer: the work ``numbaconv
@@ -668,7 +663,7 @@ class Im2colAlgorithm(ConvAlgorithm):
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         if spec.memory_format == "channels_last":
             # the column tiles of Note [weight-gradient tiles] on canonical copies
-            x, grad_output = _canonical(x), _canonical(grad_output)
+            x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
@@ -677,8 +672,9 @@ class Im2colAlgorithm(ConvAlgorithm):
             # the residual packed with them so that col2im fuses the epilogue
             result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
             if epilogue.residual is not None:
-                epilogue = replace(epilogue, residual=_canonical(epilogue.residual))
-            im2col_col2im(spec, _canonical(x), weight, epilogue, result, plan=detail, ctx=ctx)
+                epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
+            im2col_col2im(spec, channels_first_copy(x), weight, epilogue, result, plan=detail,
+                          ctx=ctx)
             return copy_to_channels_last(result, out)
         return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 

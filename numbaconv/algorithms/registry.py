@@ -68,7 +68,8 @@ to the canonical layout, runs the contiguous spec into a scratch output
 and writes the result back channels-last; its plan is the contiguous plan
 plus the seconds of those copies (:data:`PACK_SECONDS_PER_BYTE`), so
 ``"auto"`` prefers an algorithm that reads the format natively when the
-two are close.  The packing here is NumPy's, for host arrays: the GPU
+two are close.  The packing here is for host arrays (the blocked copies
+of :mod:`numbaconv.kernels.layout`): the GPU
 algorithms override ``plan`` and ``run`` and never reach it, as the CUDA
 backend packs channels-last calls on the device and runs them with the
 contiguous spec (Note [GPU memory format] in :mod:`numbaconv.cuda.arrays`).
@@ -143,10 +144,11 @@ class Plan:
     fill_model: str | None = None
 
 
-#: Seconds per byte of a packing copy (Note [packing]): NumPy's single-threaded
-#: transposing copy between NHWC and NCHW, about 1 ns per float32 element on
-#: the development machine (docs/results-memory-format.md); not divided over
-#: the threads.
+#: Seconds per byte of a packing copy (Note [packing]): about 1 ns per
+#: float32 element, what NumPy's transposing copy took; the blocked copies
+#: of kernels/layout.py that replaced it took 0.34-1.9 ns at 2 threads
+#: (docs/results-memory-format.md), so the constant is kept, not divided
+#: over the threads.
 PACK_SECONDS_PER_BYTE = 2.5e-10
 
 
