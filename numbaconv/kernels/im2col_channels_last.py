@@ -99,19 +99,21 @@ def fill_rows(x, map_d, map_h, map_w, n, first_pixel, pixels, first_channel, cin
             at += count
             k += count
             c = 0
-            if kw == KW:
-                kw = 0
-                kh += 1
-                if kh == KH:
-                    kh = 0
-                    kd += 1
-        ow += 1
-        if ow == OW:
-            ow = 0
-            oh += 1
-            if oh == OH:
-                oh = 0
-                od += 1
+            kw, kh, kd = _carry(kw, kh, kd, KW, KH)
+        ow, oh, od = _carry(ow + 1, oh, od, OW, OH)
+
+
+@inline_helper
+def _carry(low, middle, high, LOW, MIDDLE):
+    """A three-digit counter ``(high, middle, low)`` whose low digit may
+    have reached ``LOW``: carried into the next digits."""
+    if low == LOW:
+        low = 0
+        middle += 1
+        if middle == MIDDLE:
+            middle = 0
+            high += 1
+    return low, middle, high
 
 
 @inline_helper
