@@ -8,17 +8,17 @@ kernel calls it on its own blocks (an im2col tile, a direct output plane, a
 Winograd chunk), so the values are still in that task's cache: no pass over
 the whole output.  The activation codes are the positions in
 :data:`numbaconv.epilogue.ACTIVATIONS`; the switch is outside the loops so
-each loop is one plain pass LLVM can vectorise.  NaN propagates as in
-PyTorch (``v < 0`` is false for NaN, so relu keeps it).
+each loop is one plain pass LLVM can vectorise, the transcendental ones
+through :mod:`numbaconv.kernels.vector_math` (Note [vector math]).  NaN
+propagates as in PyTorch (``v < 0`` is false for NaN, so relu keeps it).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .jit import cpu_kernel, inline_helper
+from .vector_math import exp_of, one_plus_erf_of, tanh_of, vector_loop
 
 # codes of numbaconv.epilogue.ACTIVATIONS (checked by tests/test_epilogue.py)
 NONE, RELU, RELU6, LEAKY_RELU, GELU, GELU_TANH, SILU, SIGMOID, TANH, HARDSWISH = range(10)
@@ -30,13 +30,8 @@ def finish_block(flat, first, row_stride, rows, cols, residual, code, slope):
     r * row_stride + c``, ``r < rows``, ``c < cols`` (module docstring);
     ``residual`` zero-length: none."""
     zero = flat.dtype.type(0)
-    one = flat.dtype.type(1)
     six = flat.dtype.type(6)
     three = flat.dtype.type(3)
-    half = flat.dtype.type(0.5)
-    root_half = flat.dtype.type(0.7071067811865476)
-    tanh_scale = flat.dtype.type(0.7978845608028654)
-    cubic = flat.dtype.type(0.044715)
     add = residual.shape[0] > 0
     for r in range(rows):
         start = first + r * row_stride
@@ -58,28 +53,64 @@ def finish_block(flat, first, row_stride, rows, cols, residual, code, slope):
                 v = row[i]
                 row[i] = v * slope if v < zero else v
         elif code == GELU:
-            for i in range(cols):
-                v = row[i]
-                row[i] = half * v * (one + math.erf(v * root_half))
+            _gelu(row)
         elif code == GELU_TANH:
-            for i in range(cols):
-                v = row[i]
-                row[i] = half * v * (one + math.tanh(tanh_scale * (v + cubic * v * v * v)))
+            _gelu_tanh(row)
         elif code == SILU:
-            for i in range(cols):
-                v = row[i]
-                row[i] = v / (one + math.exp(-v))
+            _silu(row)
         elif code == SIGMOID:
-            for i in range(cols):
-                row[i] = one / (one + math.exp(-row[i]))
+            _sigmoid(row)
         elif code == TANH:
-            for i in range(cols):
-                row[i] = math.tanh(row[i])
+            _tanh(row)
         elif code == HARDSWISH:
             for i in range(cols):
                 v = row[i]
                 t = v + three
                 row[i] = v * (zero if t < zero else (six if t > six else t)) / six
+
+
+# The transcendental activations: each a loop of its own, compiled apart from
+# the kernel that calls it (Note [vector math] in kernels/vector_math.py).
+
+@vector_loop
+def _gelu(row):
+    half = row.dtype.type(0.5)
+    root_half = row.dtype.type(0.7071067811865476)
+    for i in range(row.shape[0]):
+        v = row[i]
+        row[i] = half * v * one_plus_erf_of(v * root_half)
+
+
+@vector_loop
+def _gelu_tanh(row):
+    one = row.dtype.type(1)
+    half = row.dtype.type(0.5)
+    tanh_scale = row.dtype.type(0.7978845608028654)
+    cubic = row.dtype.type(0.044715)
+    for i in range(row.shape[0]):
+        v = row[i]
+        row[i] = half * v * (one + tanh_of(tanh_scale * (v + cubic * v * v * v)))
+
+
+@vector_loop
+def _silu(row):
+    one = row.dtype.type(1)
+    for i in range(row.shape[0]):
+        v = row[i]
+        row[i] = v / (one + exp_of(-v))
+
+
+@vector_loop
+def _sigmoid(row):
+    one = row.dtype.type(1)
+    for i in range(row.shape[0]):
+        row[i] = one / (one + exp_of(-row[i]))
+
+
+@vector_loop
+def _tanh(row):
+    for i in range(row.shape[0]):
+        row[i] = tanh_of(row[i])
 
 
 def finish_args(finish, dtype):
