@@ -20,7 +20,7 @@ from . import costs
 from .algorithms.registry import algorithms, get_algorithm
 from .context import current_context
 from .spec import problem_spec
-from .storage import write_json
+from .storage import cpu_model, instruction_profile, write_json
 from .timing import time_turn
 from .tuning import synthetic_arrays
 
@@ -121,7 +121,9 @@ def calibrate(repeats=5, progress=None, write=True, rounds=3, names=None):
         timed = {s[0] for s in samples}
         fitted = {p: v if p in timed else costs.constants()[p] for p, v in fitted.items()}
     if write:
-        write_json(costs.constants_path(), {"version": 1, "constants": fitted, "samples": counts,
+        write_json(costs.constants_path(), {"version": 1, "cpu": cpu_model(),
+                                            "profile": instruction_profile(),
+                                            "constants": fitted, "samples": counts,
                                             "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
         costs.forget_constants()
     return fitted, counts

@@ -40,13 +40,14 @@ def _cmd_bench_nets(args):
     print(f"numbaconv bench --nets: float32, algorithm auto, {args.threads} thread(s), "
           f"median of {rounds} round(s) after one warm-up call, {args.warmup_ms:g} ms of "
           "warm-up per turn")
+    print(_machine_line())
     print(nets.format_nets_tables(results, nets.torch_note(status["torch"])))
     if args.json:
         settings = {"networks": [net.name for net in networks], "batches": list(batches),
                     "modes": list(modes), "formats": list(formats), "rounds": rounds,
                     "threads": args.threads,
                     "warmup_ms": args.warmup_ms, "caps": caps, "quick": args.quick,
-                    "torch": status["torch"]}
+                    "torch": status["torch"], "machine": _machine_line()}
         with open(args.json, "w") as fh:
             json.dump(nets.results_to_json(results, settings), fh, indent=1)
     if args.plot:
@@ -64,6 +65,17 @@ def _cmd_bench_nets(args):
               file=sys.stderr)
         return 1
     return 0
+
+
+def _machine_line():
+    """Which CPU and which instructions a benchmark ran on (tables are
+    compared only between the same two)."""
+    import llvmlite.binding as llvm
+    import numba
+    from .storage import cpu_model, instruction_profile
+    target = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    return (f"machine: {cpu_model()}; numba compiles for {target}; instruction profile: "
+            f"{instruction_profile() or 'none (the host CPU instructions)'}")
 
 
 def _cmd_bench(args):
@@ -122,6 +134,7 @@ def _cmd_bench(args):
     print(f"numbaconv bench: {args.dtype}, {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.repeats} calls after {args.warmup_ms:g} ms of warm-up, "
           "median")
+    print(_machine_line())
     print(format_table(results, torch_column_note(status["torch"])))
     if args.json:
         with open(args.json, "w") as fh:

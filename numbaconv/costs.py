@@ -49,7 +49,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-from .storage import cache_dir
+from .storage import cache_dir, cpu_model, profile_suffix
 
 #: Seconds of fixed cost per call (Python, thread-pool start).
 OVERHEAD = 3e-5
@@ -173,8 +173,11 @@ def seconds(path, units, threads, per_thread=True, fill=0.0, fill_path=None):
 # ---------------------------------------------------------------------------
 
 def constants_path():
-    """The calibration file in the user cache directory."""
-    return os.path.join(cache_dir(), CONSTANTS_FILE)
+    """The calibration file in the user cache directory: one per instruction
+    profile (``costs-v1-numba-cpu-name-haswell-....json`` under the AVX2
+    profile), and it names the CPU model it was fitted on."""
+    stem, extension = os.path.splitext(CONSTANTS_FILE)
+    return os.path.join(cache_dir(), stem + profile_suffix() + extension)
 
 
 def constants():
@@ -228,6 +231,10 @@ def _constants_and_key():
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
         fitted = data["constants"]
+        if data.get("cpu", cpu_model()) != cpu_model():
+            # a cache directory shared with another kind of machine (a home
+            # directory on a cluster): its constants are not ours
+            fitted = {}
         if not isinstance(fitted, dict) or not all(
                 isinstance(v, (int, float)) and v > 0 and math.isfinite(v)
                 for v in fitted.values()):

@@ -8,9 +8,16 @@ constants (:mod:`numbaconv.costs`) both live here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import platform
+import re
 import tempfile
+
+#: Environment variables that change which instructions run on the same CPU:
+#: numba's target, and OpenBLAS's kernels (docs/ci.md, "The AVX2 profile")
+PROFILE_VARIABLES = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE")
 
 
 def cache_dir():
@@ -21,6 +28,36 @@ def cache_dir():
         return override
     import platformdirs
     return platformdirs.user_cache_dir("numbaconv", appauthor=False)
+
+
+@functools.cache
+def cpu_model():
+    """This machine's CPU model name (``model name`` of /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+@functools.cache
+def instruction_profile():
+    """The instruction-set overrides in force (``NUMBA_CPU_NAME=haswell;
+    OPENBLAS_CORETYPE=Haswell``), empty for the host's own.  Measurements
+    made under one do not hold under another on the same CPU, so the tuning
+    cache and the cost-model constants are keyed by it as well as by
+    :func:`cpu_model`.  Read once: numba reads its variables at import."""
+    return ";".join(f"{name}={os.environ[name]}" for name in PROFILE_VARIABLES
+                    if os.environ.get(name))
+
+
+def profile_suffix():
+    """A file-name suffix for :func:`instruction_profile` (empty for the host's own)."""
+    profile = instruction_profile()
+    return "-" + re.sub(r"[^A-Za-z0-9]+", "-", profile).strip("-").lower() if profile else ""
 
 
 @contextlib.contextmanager

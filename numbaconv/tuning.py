@@ -19,7 +19,9 @@ there is a bias, one more pass over the output changes no ranking), the
 dtype, the memory format (Note [memory format] in :mod:`numbaconv.spec`;
 written only for channels-last, so the keys of contiguous problems are
 those stored before formats existed), the device, the thread count, the
-numbaconv version and the CPU model.  Writes merge with what is on disk
+numbaconv version, the CPU model and, where one is set, the instruction
+profile (:func:`numbaconv.storage.instruction_profile`: the AVX2 profile on
+an AVX-512 part times other code).  Writes merge with what is on disk
 under an advisory lock (POSIX ``flock`` on a lock file, where available)
 and replace the file atomically (a temporary file and ``os.replace``), so
 concurrent processes never see a half-written file and do not lose each
@@ -32,11 +34,9 @@ call, it only falls back to the untuned choice.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
-import platform
 import threading
 import time
 import warnings
@@ -46,7 +46,7 @@ import numpy as np
 
 from .backends import get_backend
 from .epilogue import Epilogue
-from .storage import cache_dir, file_lock, write_json
+from .storage import cache_dir, cpu_model, file_lock, instruction_profile, write_json
 
 CACHE_FILE = "tuning-v1.json"
 CACHE_VERSION = 1
@@ -197,19 +197,6 @@ def clear_cache():
 # keys
 # ---------------------------------------------------------------------------
 
-@functools.cache
-def cpu_model():
-    """This machine's CPU model name (the tuning cache keys measurements by it)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def cache_key(spec, device="cpu", threads=None):
     """The tuning cache key of ``spec`` (Note [tuning cache])."""
     from ._version import __version__
@@ -224,6 +211,8 @@ def cache_key(spec, device="cpu", threads=None):
     if spec.channels_last:        # absent for contiguous: the keys stored before it stay valid
         problem["memory_format"] = spec.memory_format
     context = dict(device=device, threads=threads, version=__version__, cpu=cpu_model())
+    if instruction_profile():     # absent for the host's own: older keys stay valid
+        context["profile"] = instruction_profile()
     context.update(get_backend(device).identity())    # which GPU measured it
     return json.dumps([problem, context], sort_keys=True, separators=(",", ":"))
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 
 import numba
 import numpy as np
 import pytest
 
 import numbaconv as nc
-from numbaconv import calibration, costs, dispatch
+from numbaconv import calibration, costs, dispatch, storage
 from numbaconv.algorithms import algorithms, get_algorithm
 from numbaconv.dispatch import resolve_algorithm
 from numbaconv.cli import main
@@ -185,7 +186,7 @@ def test_plans_follow_the_context():
 
 
 def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
-    path = shipped_constants / costs.CONSTANTS_FILE
+    path = pathlib.Path(costs.constants_path())
     doubled = {k: 2 * v for k, v in costs.defaults().items()}
     path.write_text(json.dumps({"version": 1, "constants": doubled}))
     costs.forget_constants()
@@ -199,6 +200,33 @@ def test_calibration_file_is_used_and_a_bad_one_ignored(shipped_constants):
     with pytest.warns(UserWarning, match="ignoring the cost-model constants"):
         assert costs.constants() == costs.defaults()
 
+
+def test_calibration_is_kept_apart_per_cpu_and_instruction_profile(shipped_constants,
+                                                                   monkeypatch):
+    doubled = {k: 2 * v for k, v in costs.defaults().items()}
+    path = pathlib.Path(costs.constants_path())
+    # fitted on another CPU model (a cache directory shared by two kinds of
+    # machine): the shipped constants, not its
+    path.write_text(json.dumps({"version": 1, "cpu": "another CPU", "constants": doubled}))
+    costs.forget_constants()
+    assert costs.constants() == costs.defaults()
+    path.write_text(json.dumps({"version": 1, "cpu": storage.cpu_model(), "constants": doubled}))
+    costs.forget_constants()
+    assert costs.constants() == doubled
+    # the AVX2 profile on the same CPU reads and writes a file of its own
+    with monkeypatch.context() as m:
+        m.setenv("NUMBA_CPU_NAME", "haswell")
+        m.setenv("OPENBLAS_CORETYPE", "Haswell")
+        storage.instruction_profile.cache_clear()
+        try:
+            profiled = costs.constants_path()
+            assert profiled != str(path) and profiled.endswith(
+                "costs-v1-numba-cpu-name-haswell-openblas-coretype-haswell.json")
+            costs.forget_constants()
+            assert costs.constants() == costs.defaults()
+        finally:
+            storage.instruction_profile.cache_clear()
+            costs.forget_constants()
 
 
 def test_auto_follows_the_constants_in_force_when_the_cache_directory_changes(

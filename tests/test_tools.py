@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import platform
 import subprocess
 import sys
 import textwrap
@@ -43,6 +46,8 @@ def test_bench_cli_runs_checks_and_reports(tmp_path, capsys):
     if torch is not None:
         assert len(rows[("depthwise", "forward", "torch")]["times_ms"]) == 2
         assert len(rows[("up4x4", "transposed", "torch")]["times_ms"]) == 2
+    # the table says which CPU and instructions it came from
+    assert "machine: " in table and "numba compiles for" in table
 
 
 # Tiny cases for the op dimension: groups, stride and a remainder that needs
@@ -254,6 +259,21 @@ def test_read_only_install_falls_back_to_in_memory_compilation():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 profile")
+def test_avx2_profile_script_runs_the_command_under_the_profile(tmp_path):
+    script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "avx2_profile.py"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(script), sys.executable, "-c",
+         "import os; print([os.environ[k] for k in ('NUMBA_CPU_NAME', 'OPENBLAS_CORETYPE', "
+         "'ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'NUMBA_CACHE_DIR')])"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "numba compiles for: haswell" in done.stdout          # checked before it ran
+    assert (f"['haswell', 'Haswell', 'avx2', 'AVX2', '{tmp_path}/numbaconv-avx2-numba']"
+            in done.stdout)
 
 
 def test_module_entry_point():

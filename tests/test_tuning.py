@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import numbaconv as nc
-from numbaconv import tuning
+from numbaconv import storage, tuning
 from numbaconv.dispatch import resolve_algorithm
 from numbaconv.cli import main
 from numbaconv.dispatch import choose_spec
@@ -164,6 +164,21 @@ def test_key_holds_what_changes_the_answer(cache):
                      transposed=True)
     g = problem_spec((1, 2, 12, 12), (4, 2, 3, 3), stride=2, padding=1, gradient="input")
     assert tuning.cache_key(t) == tuning.cache_key(g)
+
+
+def test_key_holds_the_instruction_profile(cache, monkeypatch):
+    spec = problem_spec(**SMALL)
+    native = tuning.cache_key(spec)
+    assert "profile" not in json.loads(native)[1]    # the keys stored before it stay valid
+    with monkeypatch.context() as m:
+        m.setenv("NUMBA_CPU_NAME", "haswell")
+        storage.instruction_profile.cache_clear()
+        try:
+            profiled = json.loads(tuning.cache_key(spec))[1]
+            assert profiled["profile"] == "NUMBA_CPU_NAME=haswell"
+        finally:
+            storage.instruction_profile.cache_clear()
+    assert tuning.cache_key(spec) == native
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"version": 0, "entries": {}}),
