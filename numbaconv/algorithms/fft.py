@@ -60,6 +60,13 @@ FFT_POINT_COST = 16.0
 CONTRACTION_WEIGHT = 1.5
 #: cost of copying one point in the gather and scatter kernels, same units
 COPY_WEIGHT = 1.0
+#: cost of reading one complex weight-spectrum value from memory, paid once
+#: per step (each step's contraction streams the whole spectrum), same
+#: units.  Without it, a 3-D layer whose spectrum nearly fills the workspace
+#: limit (192 -> 64 channels, 3x3x3 on 64^3: 50 MB, steps of 3 blocks) was
+#: estimated at 0.91x winograd's time and took 2.1x (docs/results-fft.md,
+#: "Streaming the weight spectrum").
+STREAM_WEIGHT = 8.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ def _plan(ndim, batch, cin, cout, groups, needed, kernel_span, itemsize, limit, 
                     images, per_step = max(1, blocks // ntiles), ntiles
                 else:
                     images, per_step = 1, blocks
+                steps = -(-total // (images * per_step))
+                cost += STREAM_WEIGHT * steps * cout * cin_g * half
                 workspace = weights + parallel * images * per_step * per_block
                 plans.append((workspace > limit, cost / parallel,
                               FFTPlan(lengths, tiles, images, per_step, cost / parallel,
