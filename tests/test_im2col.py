@@ -23,7 +23,7 @@ from numbaconv.algorithms import im2col
 from numbaconv.bench.suite import PUBLIC_SHAPES
 from numbaconv.kernels import im2col_cpu
 
-from .conftest import CONV, assert_matches_reference, run_canonical, spec_of
+from .conftest import CONV, assert_matches_reference, run_canonical, spec_of, tolerance
 
 
 def run_with_plan(x, w, b, plan_args, **kw):
@@ -202,6 +202,37 @@ def test_pointwise_is_one_gemm_without_columns(monkeypatch, rng, shape, wshape, 
     b = rng.standard_normal(wshape[0]).astype(np.float32)
     y = CONV[len(wshape) - 2](x, w, b, algorithm="im2col", **kw)
     assert_matches_reference(y, x, w, b, **kw)
+
+
+@pytest.mark.parametrize("shape, wshape, kw", [
+    ((1, 96, 1, 1), (24, 96, 1, 1), {}),
+    ((3, 40, 1, 1), (60, 20, 1, 1), dict(groups=2)),
+    ((2, 33, 1), (7, 33, 1), {}),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pixel_pointwise_is_a_matrix_vector_product_of_any_threads(rng, shape, wshape, kw,
+                                                                       dtype):
+    # a squeeze-excitation's layers: dot products, no GEMM (the GEMM of one
+    # column packed the whole weight on every call)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    conv = CONV[len(wshape) - 2]
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(conv(x, w, b, algorithm="im2col", **kw))
+    finally:
+        numba.set_num_threads(previous)
+    assert_matches_reference(results[0], x, w, b, **kw)
+    np.testing.assert_array_equal(results[0], results[1])
+    # with the fused epilogue and no bias
+    y = conv(x, w, None, algorithm="im2col", activation="relu", **kw)
+    ref = np.maximum(nc.conv_reference(x, w, None, **kw), 0)
+    bound = tolerance(x, w, None, dtype, "im2col", **kw)
+    assert np.all(np.abs(y - ref) <= bound)
 
 
 def test_strided_pointwise_uses_the_tiles(monkeypatch, rng):
