@@ -40,7 +40,6 @@ happened to agree, which hid it.  So:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import threading
@@ -157,34 +156,53 @@ def _own_pool_openblas():
     return own, _blas_controller().select(filepath=others)
 
 
-@contextlib.contextmanager
+class _SingleThreadedBlas:
+    """The context manager :func:`single_threaded_blas` returns: a class,
+    not a generator, because it is entered on every im2col and Winograd
+    call (a generator-based one cost 6 us a call)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        global _limit_users, _limiters
+        with _limit_lock:
+            if _limit_users == 0:
+                if _limiters is None:       # the controller's libraries, found once
+                    _limiters = _own_pool_openblas()
+                own, others = _limiters
+                for get, set_ in own:
+                    previous = get()
+                    if previous != 1:
+                        set_(1)
+                        _restore.append((set_, previous))
+                if others.lib_controllers:
+                    _restore.append((others.limit(limits=1).restore_original_limits, None))
+            _limit_users += 1
+
+    def __exit__(self, *exc):
+        global _limit_users
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                while _restore:
+                    undo, previous = _restore.pop()
+                    if previous is None:
+                        undo()
+                    else:
+                        undo(previous)
+        return False
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
 def single_threaded_blas():
     """Context manager limiting every loaded BLAS library to one thread.
 
     Reference-counted across Python threads (Note [GEMM shapes]): the limit
     is set by the first caller in, from whichever thread, and lifted by the
     last one out."""
-    global _limit_users, _limiters
-    with _limit_lock:
-        if _limit_users == 0:
-            if _limiters is None:       # the controller's libraries, found once
-                _limiters = _own_pool_openblas()
-            own, others = _limiters
-            for get, set_ in own:
-                previous = get()
-                set_(1)
-                _restore.append(lambda set_=set_, previous=previous: set_(previous))
-            if others.lib_controllers:
-                _restore.append(others.limit(limits=1).restore_original_limits)
-        _limit_users += 1
-    try:
-        yield
-    finally:
-        with _limit_lock:
-            _limit_users -= 1
-            if _limit_users == 0:
-                while _restore:
-                    _restore.pop()()
+    return _SINGLE_THREADED_BLAS
 
 
 def _gemm_intrinsic(trans_b):
