@@ -67,6 +67,15 @@ ROW_PAIR_PASS_GROUPED = 0.75
 #: algorithm is within 3x of direct on them, so the model's spread there
 #: changes no pick (docs/results-direct.md, "Cost-model constants").
 STRIDE_TWO_PASS = 1.2
+#: Bytes of the channels-last kernel's 4x3 block -- four patch rows and three
+#: weight rows, each of the dot product's length K -- beyond which the block
+#: no longer stays in a core's L2 (512 KiB on the AMD EPYC development
+#: machines), and the multiply-adds cost DIRECT_OUT_OF_CACHE times as much:
+#: 3-D U-Net's 768 -> 256 3x3x3 layer (K = 20736) took 4.4x its estimate,
+#: against 1.3-1.8x for K up to 10368 (docs/results-direct.md, "Long dot
+#: products"), and direct was picked at 2.6x im2col's time.
+DIRECT_BLOCK_CACHE = 512 * 1024
+DIRECT_OUT_OF_CACHE = 2.5
 
 
 
@@ -77,6 +86,9 @@ def _channels_last_work(spec):
     macs = spec.flops / 2
     n, g = spec.batch, spec.groups
     K = spec.in_channels_per_group * math.prod(spec.kernel_size)
+    block = (direct_layouts.PIXEL_BLOCK + direct_layouts.CHANNEL_BLOCK) * K
+    if block * spec.compute_dtype.itemsize > DIRECT_BLOCK_CACHE:
+        macs *= DIRECT_OUT_OF_CACHE
     pixels = math.prod(spec.output_size)
     padded = math.prod(spec.padded_size)
     fill = n * g * K * pixels * (1.0 if all(v == 1 for v in spec.stride) else 4.0)
