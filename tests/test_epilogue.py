@@ -170,6 +170,26 @@ def test_bias_free_and_nan(rng):
         assert np.isfinite(np.delete(y.ravel(), 0)).all()
 
 
+@pytest.mark.parametrize("activation, want", [
+    ("relu", [np.nan, 0.0, 0.0, 0.0, 2.0, 0.0, np.inf]),
+    ("leaky_relu", [np.nan, -0.2, 0.0, 0.0, 2.0, -np.inf, np.inf]),
+])
+def test_relu_keeps_nan_infinities_and_zeros(activation, want):
+    """NaN, infinities and zeros through the relu forms that keep the
+    store vectorised (``v + minus_zero`` in kernels/epilogue_block.py), to
+    the bit.  (A -0.0 residual on a +0.0 convolution is +0.0 before the
+    activation, as in PyTorch's composition.)"""
+    values = np.float32([np.nan, -1.0, -0.0, 0.0, 2.0, -np.inf, np.inf])
+    # a 1x1 convolution of zeros with weight 1: the residual brings the values
+    x = np.zeros((1, 1, 1, values.size), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    for algorithm in ("direct", "im2col"):
+        y = nc.conv2d(x, w, activation=activation, residual=values.reshape(x.shape),
+                      algorithm=algorithm, **_slope(activation)).ravel()
+        np.testing.assert_array_equal(y, np.float32(want))
+        assert np.array_equal(np.signbit(y), np.signbit(np.float32(want))), algorithm
+
+
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
