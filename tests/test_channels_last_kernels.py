@@ -261,3 +261,48 @@ def test_plans(name):
         assert "channels-last" in plan.path or "native" in plan.path, plan.path
         assert 0 < plan.seconds < 10 * algorithm.plan(spec, ctx).seconds
         assert plan.copies <= spec.weight_shape[0] * np.prod(spec.weight_shape[1:]) * 4
+
+
+NINE_TAP_CASES = [  # Note [nine taps]: 3x3 depthwise, border pixels through the patch
+    ((2, 16, 9, 11), dict(padding=1)),
+    ((1, 8, 5, 4), dict(padding=2, stride=2)),
+    ((1, 24, 3, 3), dict(padding=3, dilation=2)),       # every pixel a border pixel
+    ((2, 16, 10, 7), dict(padding=1, stride=(2, 1), dilation=(1, 2))),
+    ((1, 8, 6, 7), dict(padding=1, padding_mode="reflect")),
+    ((1, 8, 6, 7), dict(padding=2, padding_mode="circular", stride=3)),
+    ((1, 8, 6, 7), dict(padding=1, padding_mode="replicate")),
+    ((1, 8, 9, 11), {}),                                 # no border
+]
+
+
+@pytest.mark.parametrize("xs, kw", NINE_TAP_CASES)
+@pytest.mark.parametrize("fused", [False, True])
+def test_nine_taps_of_3x3_depthwise_layers(rng, xs, kw, fused):
+    """The thin kernel's nine-tap path on every kind of border, with and
+    without bias and a fused relu, against the reference; the same bits for
+    one and two threads (a job is one output row)."""
+    import numbaconv as nc
+    C = xs[1]
+    x = rng.standard_normal(xs[:1] + xs[2:] + xs[1:2]).astype(np.float32).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((C, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(C).astype(np.float32) if fused else None
+    activation = "relu" if fused else None
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(nc.conv2d(x, w, b, groups=C, activation=activation,
+                                     algorithm="direct", **kw))
+    finally:
+        numba.set_num_threads(previous)
+    y = results[0]
+    assert y.strides[1] == y.itemsize                      # channels-last out
+    np.testing.assert_array_equal(y, results[1])
+    if fused:
+        ref = np.maximum(nc.conv_reference(x.astype(np.float64), w.astype(np.float64),
+                                           b.astype(np.float64), groups=C, **kw), 0)
+        bound = 1.5 * error_scale(x, w, b, groups=C, **kw) * RTOL_FACTOR * EPS[np.dtype("float32")]
+        assert np.all(np.abs(y - ref) <= bound)
+    else:
+        assert_matches_reference(y, x, w, None, groups=C, **kw)

@@ -32,7 +32,7 @@ from .direct_channels_last import _patch_times_weights
 from .direct_layouts import PATCH_PIXELS
 from .epilogue_block import finish_block
 from .im2col_channels_last import fill_rows
-from .jit import cpu_kernel
+from .jit import cpu_kernel, inline_helper
 from .parallel import run_in_chunks
 
 
@@ -99,6 +99,52 @@ def _channels_last_chunk(x, map_d, map_h, map_w, wp, bias, out, groups, KD, KH, 
             finish_block(flat, first + g * cout_g, Co, pixels, cout_g, residual, code, slope)
 
 
+@inline_helper
+def _nine_taps(src, w, bias, dst, at, C, s0, s1, s2, s3, s4, s5, s6, s7, s8):
+    """``dst[at + c] = sum_k src[s_k + c] * w[k * C + c] + bias[c]``: one pixel
+    of a 3x3 depthwise layer, every tap in the input.
+
+    Note [nine taps]
+    ~~~~~~~~~~~~~~~~
+    The general thin kernel adds each tap's products into an accumulator row
+    in L1, a load and a store per multiply-add; here the nine products of a
+    channel are one expression, which LLVM vectorises over the channels with
+    the sum in registers.  3x3 depthwise layers of MobileNet and EfficientNet,
+    channels-last, one thread: 2.3-4x faster than the general kernel
+    (public depthwise 0.94 -> 0.41 ms, PyTorch's 0.47;
+    docs/results-channels-last.md, "Nine taps").  Border pixels, whose taps
+    leave the input, take the general path."""
+    zero = dst.dtype.type(0)
+    has_bias = bias.shape[0] > 0
+    for c in range(C):
+        u = np.uint64(c)
+        total = (src[np.uint64(s0) + u] * w[u]
+                 + src[np.uint64(s1) + u] * w[np.uint64(C) + u]
+                 + src[np.uint64(s2) + u] * w[np.uint64(2 * C) + u]
+                 + src[np.uint64(s3) + u] * w[np.uint64(3 * C) + u]
+                 + src[np.uint64(s4) + u] * w[np.uint64(4 * C) + u]
+                 + src[np.uint64(s5) + u] * w[np.uint64(5 * C) + u]
+                 + src[np.uint64(s6) + u] * w[np.uint64(6 * C) + u]
+                 + src[np.uint64(s7) + u] * w[np.uint64(7 * C) + u]
+                 + src[np.uint64(s8) + u] * w[np.uint64(8 * C) + u])
+        dst[np.uint64(at) + u] = total + (bias[c] if has_bias else zero)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _nine_taps_row(src, w, bias, dst, o, C, r0, r1, r2, map_w, sw, dw, OW):
+    """:func:`_nine_taps` on every pixel of an output row (starting at flat
+    ``o``, input rows at ``r0, r1, r2``) whose three columns lie in the
+    input.  A function of its own: inlined into the thin kernel's pixel
+    loop, the same code ran 1.4x slower."""
+    for ow in range(OW):
+        q0, q1, q2 = map_w[ow * sw], map_w[ow * sw + dw], map_w[ow * sw + 2 * dw]
+        if q0 < 0 or q1 < 0 or q2 < 0:
+            continue
+        _nine_taps(src, w, bias, dst, o + ow * C, C, (r0 + q0) * C, (r0 + q1) * C,
+                   (r0 + q2) * C, (r1 + q0) * C, (r1 + q1) * C, (r1 + q2) * C,
+                   (r2 + q0) * C, (r2 + q1) * C, (r2 + q2) * C)
+
+
 def conv_thin_channels_last_native(x, map_d, map_h, map_w, wt, bias, out, multiplier,
                                    kernel_size, stride, dilation, code, slope, residual, chunks):
     """Direct convolution of a layer with one input channel per group
@@ -129,11 +175,46 @@ def _thin_chunk(x, map_d, map_h, map_w, wt, bias, out, multiplier, KD, KH, KW, s
     zero = out.dtype.type(0)
     has_bias = bias.shape[0] > 0
     finish = code != 0 or residual.shape[0] > 0
+    # Note [nine taps]: a 3x3 depthwise layer's pixels whose taps all lie in
+    # the input sum their nine products per channel in registers
+    nine = KD == 1 and KH == 3 and KW == 3 and multiplier == 1
+    patch = np.empty(9 * C if nine else 0, dtype=out.dtype)
     for job in range(first_job, stop_job):
         oh = job % OH
         od = (job // OH) % OD
         n = job // (OH * OD)
         o = job * OW * Co                         # out[n, od, oh, 0, 0]
+        if nine:
+            plane = n * D + map_d[od * sd]
+            r0, r1, r2 = map_h[oh * sh], map_h[oh * sh + dh], map_h[oh * sh + 2 * dh]
+            nine_rows = map_d[od * sd] >= 0 and r0 >= 0 and r1 >= 0 and r2 >= 0
+            r0, r1, r2 = (plane * H + r0) * W, (plane * H + r1) * W, (plane * H + r2) * W
+            if nine_rows:
+                _nine_taps_row(src, w, bias, dst, o, C, r0, r1, r2, map_w, sw, dw, OW)
+            rows = (r0 if map_h[oh * sh] >= 0 else -1, r1 if map_h[oh * sh + dh] >= 0 else -1,
+                    r2 if map_h[oh * sh + 2 * dh] >= 0 else -1)
+            if map_d[od * sd] < 0:
+                rows = (-1, -1, -1)
+            for ow in range(OW):
+                columns = (map_w[ow * sw], map_w[ow * sw + dw], map_w[ow * sw + 2 * dw])
+                if nine_rows and columns[0] >= 0 and columns[1] >= 0 and columns[2] >= 0:
+                    continue                      # done by _nine_taps_row
+                # a border pixel: its taps, zeros outside the input, into patch
+                for kh in range(3):
+                    for kw in range(3):
+                        at = (kh * 3 + kw) * C
+                        if rows[kh] < 0 or columns[kw] < 0:
+                            for c in range(C):
+                                patch[np.uint64(at + c)] = zero
+                        else:
+                            s = (rows[kh] + columns[kw]) * C
+                            for c in range(C):
+                                patch[np.uint64(at + c)] = src[np.uint64(s + c)]
+                _nine_taps(patch, w, bias, dst, o + ow * C, C, 0, C, 2 * C, 3 * C, 4 * C,
+                           5 * C, 6 * C, 7 * C, 8 * C)
+            if finish:
+                finish_block(dst, o, 0, 1, OW * Co, residual, code, slope)
+            continue
         for ow in range(OW):
             for j in range(multiplier):
                 # the pixel's C accumulators stay in L1 over every tap
