@@ -62,6 +62,16 @@ TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
 #: [winograd cost]).
 WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
 
+#: Units of one dilation phase's own Python and pack call (Note [dilation
+#: phases]: each phase is packed by a call of its own), about 45 us: a 1-D
+#: layer with dilation 256 took 4.4x its undilated time, 90 us a phase on a
+#: loaded machine (docs/results-winograd.md, "Dilated 1-D layers").
+PHASE_UNITS = 3.6e6
+#: 1-D layers' work against the model's: measured over im2col's measured
+#: over estimated, 1.5-3x on five 1-D layers of 32-256 channels
+#: (docs/results-winograd.md, "Dilated 1-D layers").
+ONE_D_FACTOR = 2.0
+
 
 def winograd_tiles(spec, m):
     """Tiles of F(m, 3) Winograd on ``spec``: a dilated layer is tiled one
@@ -104,7 +114,10 @@ def winograd_work(spec, m, chunk):
     elements = Q * spec.groups * spec.in_channels_per_group * spec.out_channels_per_group
     size = elements * spec.compute_dtype.itemsize
     per_element = next(units for limit, units in WEIGHT_STREAM if size <= limit)
-    return transforms + gemm + costs.GEMM_CALL * calls + per_element * elements * chunks
+    work = transforms + gemm + costs.GEMM_CALL * calls + per_element * elements * chunks
+    if spec.ndim == 1:
+        work *= ONE_D_FACTOR
+    return work + PHASE_UNITS * (math.prod(spec.dilation) - 1)
 
 
 def plan_chunk(spec, m, itemsize, ctx):
