@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from ..context import current_context
 from ..kernels import (direct_channels_last, direct_channels_last_native, direct_layouts,
-                       direct_pack, direct_phase_planes, direct_planes)
+                       direct_pack, direct_phase_planes, direct_planes, direct_thin_grad)
 from ..padding import padding_maps
 from .. import costs
-from .registry import ConvAlgorithm, composite_paths, costed_plan, register
+from .registry import (PACK_SECONDS_PER_BYTE, ConvAlgorithm, channels_first_copy,
+                       composite_paths, copy_to_channels_last, costed_plan, register)
 
 #: Shortest dot product for which the channels-last kernel is used when there
 #: are few input channels per group: below it the patch copy and the 4x3
@@ -133,14 +135,126 @@ def _phase_planes_work(spec):
     return macs * pitch / OW + splits + copy
 
 
-#: The cost-model paths of the four loop orders and of the phase and
-#: weight-gradient plans, with the constants shipped (fitted by ``numbaconv
-#: calibrate`` on the development machine: docs/choosing.md).
+#: Most input channels per group of the thin gradients (Note [thin weight
+#: gradient] and Note [thin transposed phases] in
+#: kernels/direct_thin_grad.py): depthwise layers, their depth multipliers'
+#: input gradients and few-channel groups.  Each input plane of a group is
+#: one buffer of a thread's scratch.
+THIN_GRAD_CHANNELS = 4
+
+
+@functools.lru_cache(maxsize=1024)
+def why_not_thin_gradient(spec):
+    """Why the thin gradients (Note [thin weight gradient], Note [thin
+    transposed phases] in kernels/direct_thin_grad.py) do not serve ``spec``,
+    or ``None`` if they do: a weight gradient or an input-dilated (transposed)
+    problem, zero-padded, 1-D or 2-D, with at most :data:`THIN_GRAD_CHANNELS`
+    input channels per group."""
+    reasons = []
+    if spec.computation != "grad_weight" and not spec.has_input_dilation:
+        reasons.append("neither a weight gradient nor input-dilated")
+    if spec.padding_mode != "zeros":
+        reasons.append(f"padding_mode={spec.padding_mode!r}")
+    if spec.ndim >= 3:
+        reasons.append(f"{spec.ndim}-D")
+    if spec.in_channels_per_group > THIN_GRAD_CHANNELS:
+        reasons.append(f"{spec.in_channels_per_group} input channels per group")
+    if spec.computation == "grad_weight" and any(lo < 0 for lo, _ in spec.padding):
+        reasons.append(f"negative padding {spec.padding}")
+    return ", ".join(reasons) or None
+
+
+def transposed_axes(spec):
+    """The H and W :func:`~numbaconv.kernels.direct_layouts.transposed_axis_phases`
+    of an input-dilated ``spec``."""
+    return tuple(direct_layouts.transposed_axis_phases(n, K, d, L, lo, O)
+                 for n, K, d, L, (lo, _), O in zip(
+                     spec.input_size3[1:], spec.kernel_size3[1:], spec.dilation3[1:],
+                     spec.input_dilation3[1:], spec.padding3[1:], spec.output_size3[1:]))
+
+
+def _scratch_budget(spec, ctx):
+    """Values of scratch a thread of the thin gradients may take: its share
+    of the workspace limit, at most ``direct_layouts.BAND_BYTES`` (Note
+    [plane bands]).  Shared by the pool's threads, not the call's: the
+    weight gradient's bands decide a summation order."""
+    budget = min(ctx.workspace_limit // max(ctx.pool_threads, 1), direct_layouts.BAND_BYTES)
+    return budget // spec.compute_dtype.itemsize
+
+
+@functools.lru_cache(maxsize=1024)
+def thin_grad_weight_layout(spec, ctx):
+    """The layout of the thin weight gradient of ``spec`` under ``ctx``
+    (:func:`~numbaconv.kernels.direct_layouts.thin_grad_weight_layout`)."""
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    return direct_layouts.thin_grad_weight_layout(
+        spec.batch, spec.groups, spec.in_channels_per_group, spec.out_channels_per_group, OH,
+        OW, KH, KW, *spec.stride3[1:], *spec.dilation3[1:], _scratch_budget(spec, ctx))
+
+
+@functools.lru_cache(maxsize=1024)
+def thin_transposed_band_rows(spec, ctx):
+    """Phase rows per band of the thin transposed kernel for ``spec`` under ``ctx``."""
+    return direct_layouts.thin_transposed_band_rows(
+        spec.in_channels_per_group, spec.input_dilation3[2], transposed_axes(spec),
+        _scratch_budget(spec, ctx))
+
+
+def _thin_grad_weight_work(spec):
+    # every tap's dot product over the padded-pitch output, the input
+    # planes split once per group, the output gradient copied per input
+    # channel of its group (Note [thin weight gradient])
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    sh, sw = spec.stride3[1:]
+    pitch, rows, _, _ = direct_layouts.thin_grad_weight_geometry(
+        OW, KH, KW, sh, sw, *spec.dilation3[1:], OH)
+    n = spec.batch
+    macs = n * spec.out_channels * spec.in_channels_per_group * KH * KW * OH * pitch
+    split = n * spec.in_channels * sh * sw * rows * pitch
+    copied = n * spec.out_channels * OH * pitch
+    return macs + THIN_COPY * (split + copied)
+
+
+def _thin_transposed_work(spec):
+    # per output plane and phase, the passes of its taps (four per pass)
+    # over the padded-pitch phase, the input band copied once per group and
+    # the phases woven into the output (Note [thin transposed phases])
+    axes = transposed_axes(spec)
+    pitch, rows, _, _ = direct_layouts.thin_transposed_geometry(axes, max(
+        Q for Q, _ in axes[0][0]))
+    cin_g = spec.in_channels_per_group
+    per_plane = 0.0
+    for Qh, taps_h in axes[0][0]:
+        for Qw, taps_w in axes[1][0]:
+            if Qh and Qw:
+                taps = cin_g * len(taps_h) * len(taps_w)
+                per_plane += Qh * pitch * (taps + THIN_PASS * max(1, -(-taps // 4)))
+    n = spec.batch
+    copied = n * spec.groups * cin_g * rows * pitch
+    written = n * spec.out_channels * math.prod(spec.output_size)
+    return n * spec.out_channels * per_plane + THIN_COPY * (copied + written)
+
+
+#: Work units of an element copied by the thin gradients (a split or copy
+#: into their buffers, an output woven into place), in multiply-adds; and
+#: of one pass of the transposed kernel's accumulators (a load and a store
+#: per output) beyond its taps.  Fitted with their path constants
+#: (docs/results-backward.md, "Depthwise gradients").
+THIN_COPY = 4.0
+THIN_PASS = 2.0
+
+
+#: The cost-model paths of the four loop orders, of the thin gradients and
+#: of the phase and weight-gradient plans, with the constants shipped
+#: (fitted by ``numbaconv calibrate`` on the development machine:
+#: docs/choosing.md).
 PATHS = (
     costs.PathModel("direct:channels_last", 2.077e-11, work=_channels_last_work),
     costs.PathModel("direct:planes", 2.140e-10, work=_planes_work),
     costs.PathModel("direct:phase_planes", 5.341e-11, work=_phase_planes_work),
     costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
+    costs.PathModel("direct:thin_grad_weight", 5.0e-11, work=_thin_grad_weight_work),
+    costs.PathModel("direct:thin_transposed", 5.0e-11, work=_thin_transposed_work),
 ) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
 
 
@@ -436,6 +550,84 @@ class DirectAlgorithm(ConvAlgorithm):
             path = f"{loop_order} in bands of {band_rows} rows"
         return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=loop_order, copies=packed)
+
+    def plan_grad_weight(self, spec, ctx):
+        if why_not_thin_gradient(spec) is not None:
+            return super().plan_grad_weight(spec, ctx)
+        layout = thin_grad_weight_layout(spec, ctx)
+        band_rows, segments = layout[:2]
+        (_, _, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+        itemsize = spec.compute_dtype.itemsize
+        scratch = direct_layouts.thin_grad_weight_scratch(
+            spec.in_channels_per_group, spec.out_channels_per_group, OW, KH, KW,
+            *spec.stride3[1:], *spec.dilation3[1:], band_rows)
+        workspace = (ctx.threads * scratch + (segments if segments > 1 else 0)
+                     * math.prod(spec.weight_shape)) * itemsize
+        path = "thin weight gradient"
+        if band_rows < spec.output_size3[1]:
+            path += f" in bands of {band_rows} rows"
+        if segments > 1:
+            path += f", {segments} segments"
+        return _thin_plan(self.name, "direct:thin_grad_weight", spec, ctx, workspace, path,
+                          ("thin", layout))
+
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
+        if why_not_thin_gradient(spec) is not None:
+            return super().run_grad_weight(spec, x, grad_output, out, ctx, detail)
+        layout = detail[1] if detail is not None else thin_grad_weight_layout(spec, ctx)
+        if spec.channels_last:                  # the kernel reads planes: canonical copies
+            x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
+        return direct_thin_grad.grad_weight_thin(x, grad_output, out, spec.groups,
+                                                 spec.padding3[1][0], spec.padding3[2][0],
+                                                 spec.stride3, spec.dilation3, layout,
+                                                 ctx.threads)
+
+    def plan_input_dilated(self, spec, ctx):
+        if why_not_thin_gradient(spec) is not None:
+            return super().plan_input_dilated(spec, ctx)
+        band_rows = thin_transposed_band_rows(spec, ctx)
+        axes = transposed_axes(spec)
+        scratch = direct_layouts.thin_transposed_scratch(
+            spec.in_channels_per_group, spec.input_dilation3[2], axes, band_rows)
+        workspace = ctx.threads * scratch * spec.compute_dtype.itemsize
+        path = "thin transposed phases"
+        if band_rows < max(Q for Q, _ in axes[0][0]):
+            path += f" in bands of {band_rows} phase rows"
+        return _thin_plan(self.name, "direct:thin_transposed", spec, ctx, workspace, path,
+                          ("thin", band_rows))
+
+    def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if why_not_thin_gradient(spec) is not None:
+            return super().run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
+        band_rows = detail[1] if detail is not None else thin_transposed_band_rows(spec, ctx)
+        if not spec.channels_last:
+            return direct_thin_grad.transposed_thin(
+                x, weight, epilogue.bias, out, spec.groups, transposed_axes(spec), band_rows,
+                ctx.threads, epilogue.kernel_args(out.dtype))
+        # the kernel reads planes: canonical copies, the residual with them
+        # so that the kernel applies the whole epilogue
+        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+        if epilogue.residual is not None:
+            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
+        direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,
+                                         spec.groups, transposed_axes(spec), band_rows,
+                                         ctx.threads, epilogue.kernel_args(out.dtype))
+        return copy_to_channels_last(result, out)
+
+
+def _thin_plan(name, model, spec, ctx, workspace, path, detail):
+    """The plan of a thin gradient: its path's estimate, plus the canonical
+    copies of a channels-last spec's arrays (the input and output, or input
+    and output gradient), costed as packing is (Note [packing])."""
+    copies = 0
+    if spec.channels_last:
+        copies = spec.batch * (spec.in_channels * math.prod(spec.input_size)
+                               + spec.out_channels * math.prod(spec.output_size)) \
+            * spec.compute_dtype.itemsize
+        path += ", on canonical copies"
+    plan = costed_plan(name, model, _work(model, spec), ctx, workspace, path, detail=detail,
+                       copies=copies)
+    return replace(plan, seconds=plan.seconds + PACK_SECONDS_PER_BYTE * copies)
 
 
 DIRECT = register(DirectAlgorithm())
