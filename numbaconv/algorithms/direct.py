@@ -18,6 +18,11 @@ Serves every valid forward spec.  It picks one of four loop orders from
   (depthwise layers with another padding mode or an odd width): vectorised
   over channels (Note [thin channels-last]);
 * ``"planes"`` for everything else.
+
+The weight gradients and input-dilated (transposed) problems of thin
+groups, zero-padded and 1-D/2-D, have kernels of their own (Note [thin
+gradients]); everything else reaches the loop orders through the registry's
+rewrites.
 """
 
 from __future__ import annotations
@@ -135,18 +140,31 @@ def _phase_planes_work(spec):
     return macs * pitch / OW + splits + copy
 
 
-#: Most input channels per group of the thin gradients (Note [thin weight
-#: gradient] and Note [thin transposed phases] in
-#: kernels/direct_thin_grad.py): depthwise layers, their depth multipliers'
-#: input gradients and few-channel groups.  Each input plane of a group is
-#: one buffer of a thread's scratch.
+# Note [thin gradients]
+# ~~~~~~~~~~~~~~~~~~~~~
+# The gradients of depthwise and few-channel layers went to im2col (weight
+# gradients: column tiles times one output channel at a time, Note [small
+# products] in kernels/im2col_cpu.py) and to direct's phases or im2col's
+# col2im (strided input gradients: four forward problems, each reading the
+# whole output gradient, or GEMMs of one input channel).  So direct serves
+# them with kernels of their own (Note [thin weight gradient], Note [thin
+# transposed phases] in kernels/direct_thin_grad.py), and its plans for
+# them are these paths' rather than the rewrite's or the phases'.  EfficientNet-B0's
+# features.2.0 (96 channels, 112x112, 3x3 stride 2, batch 1) took 2.6 ms in
+# im2col's weight gradient and 0.39 ms here on one thread; every depthwise
+# layer of MobileNetV3 and EfficientNet-B0 ran 1.5-18x faster than what
+# "auto" picked before (docs/results-backward.md, "Depthwise gradients").
+
+#: Most input channels per group of the thin gradients (Note [thin
+#: gradients]): depthwise layers, their depth multipliers' input gradients
+#: and few-channel groups.  Each input plane of a group is one buffer of a
+#: thread's scratch.
 THIN_GRAD_CHANNELS = 4
 
 
 @functools.lru_cache(maxsize=1024)
 def why_not_thin_gradient(spec):
-    """Why the thin gradients (Note [thin weight gradient], Note [thin
-    transposed phases] in kernels/direct_thin_grad.py) do not serve ``spec``,
+    """Why the thin gradients (Note [thin gradients]) do not serve ``spec``,
     or ``None`` if they do: a weight gradient or an input-dilated (transposed)
     problem, zero-padded, 1-D or 2-D, with at most :data:`THIN_GRAD_CHANNELS`
     input channels per group."""
@@ -209,10 +227,11 @@ def _thin_grad_weight_work(spec):
     pitch, rows, _, _ = direct_layouts.thin_grad_weight_geometry(
         OW, KH, KW, sh, sw, *spec.dilation3[1:], OH)
     n = spec.batch
-    macs = n * spec.out_channels * spec.in_channels_per_group * KH * KW * OH * pitch
+    planes = n * spec.out_channels * spec.in_channels_per_group
+    macs = planes * KH * KW * OH * pitch
     split = n * spec.in_channels * sh * sw * rows * pitch
     copied = n * spec.out_channels * OH * pitch
-    return macs + THIN_COPY * (split + copied)
+    return macs + THIN_COPY * (split + copied) + THIN_PLANE * planes
 
 
 def _thin_transposed_work(spec):
@@ -232,16 +251,24 @@ def _thin_transposed_work(spec):
     n = spec.batch
     copied = n * spec.groups * cin_g * rows * pitch
     written = n * spec.out_channels * math.prod(spec.output_size)
-    return n * spec.out_channels * per_plane + THIN_COPY * (copied + written)
+    return (n * spec.out_channels * (per_plane + THIN_PLANE)
+            + THIN_COPY * (copied + written))
 
 
-#: Work units of an element copied by the thin gradients (a split or copy
-#: into their buffers, an output woven into place), in multiply-adds; and
-#: of one pass of the transposed kernel's accumulators (a load and a store
-#: per output) beyond its taps.  Fitted with their path constants
-#: (docs/results-backward.md, "Depthwise gradients").
+#: Work units of the thin gradients beyond their multiply-adds: an element
+#: copied (a split or copy into their buffers, an output woven into
+#: place), one pass of the transposed kernel's accumulators (a load and a
+#: store per output) beyond its taps, and the fixed cost of a plane (an
+#: (image, output channel, input channel) triple: loop set-up, the short
+#: loops' remainders, the sums' checks).  Least squares over 29 weight and
+#: 14 input gradients of depthwise and grouped layers (one thread) gave 4.1
+#: (input gradients: 2.7) and 4.9 (4.7) thousand; with these, the path
+#: constants estimate those layers within 0.4-1.5x, the farthest the batch-8
+#: 112x112 layers, which wait on memory (docs/results-backward.md,
+#: "Depthwise gradients").
 THIN_COPY = 4.0
 THIN_PASS = 2.0
+THIN_PLANE = 5000.0
 
 
 #: The cost-model paths of the four loop orders, of the thin gradients and
@@ -253,8 +280,8 @@ PATHS = (
     costs.PathModel("direct:planes", 2.140e-10, work=_planes_work),
     costs.PathModel("direct:phase_planes", 5.341e-11, work=_phase_planes_work),
     costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
-    costs.PathModel("direct:thin_grad_weight", 5.0e-11, work=_thin_grad_weight_work),
-    costs.PathModel("direct:thin_transposed", 5.0e-11, work=_thin_transposed_work),
+    costs.PathModel("direct:thin_grad_weight", 3.33e-11, work=_thin_grad_weight_work),
+    costs.PathModel("direct:thin_transposed", 3.24e-11, work=_thin_transposed_work),
 ) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
 
 
@@ -517,7 +544,8 @@ class DirectAlgorithm(ConvAlgorithm):
     fuses_epilogue = True
     #: channels-last problems run in place (Note [native channels-last]);
     #: transposed ones by the phases and weight gradients by the rewrite,
-    #: both format-aware (numbaconv.rewrites)
+    #: both format-aware (numbaconv.rewrites), or for thin groups on
+    #: canonical copies (Note [thin gradients])
     formats = ("contiguous", "channels_last")
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):

@@ -86,8 +86,9 @@ def _grad_weight_task(columns_form):
         whole flattened plane, with no short rows and no horizontal sum per
         row, a kernel row's taps fused (seven, five or three at a time, one
         load of the output gradient for them all: :func:`_tap_sums`), and no
-        stores.  The im2col path it replaces built columns and ran one-row
-        GEMMs (Note [small products]).
+        stores.  The im2col path it replaces built columns and multiplied
+        them by one output channel at a time (Note [small products] in
+        kernels/im2col_cpu.py).
 
         The zero columns of the output gradient meet input values of the next
         row: ``0 * x`` is a zero unless ``x`` is infinite or NaN.  So a unit
