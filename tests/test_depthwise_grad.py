@@ -11,10 +11,12 @@ What is checked:
   odd and even sizes, batch 1 and 3, depth multipliers 1 and 2, groups of
   2 and 4 channels, float32 and float64, and that they took the thin path;
 * the same against ``torch.nn.grad`` where PyTorch is installed;
-* channels-last input gives the contiguous result bit for bit (the
-  kernels run on canonical copies);
-* bit-identity for 1 and 2 threads, with several segments and bands;
-  the transposed kernel's bits do not depend on its bands either;
+* channels-last calls, and each of direct's three plans for them (the
+  depthwise kernels reading channels-last arrays in place, the canonical
+  kernels on copies, the rewrite or phases), against the references;
+* bit-identity for 1 and 2 threads, with several segments and bands, and
+  of the channels-last kernels; the transposed kernel's bits do not depend
+  on its bands either;
 * NaN and infinity as PyTorch has them (the weight gradient's exact pass);
 * the fused epilogue of ``conv_transpose``, ``out=``, unbatched and empty
   batches, the workspace limit, 1-D, bad arguments' errors, and what
@@ -153,22 +155,106 @@ def _channels_last(a):
         (0, a.ndim - 1) + tuple(range(1, a.ndim - 1)))
 
 
+def _forced(gradient, kind, shape, wshape, kw, x, w, g):
+    """The gradient of a channels-last call computed by one of direct's thin
+    plans, ``kind`` ``"native"`` (Note [channels-last thin gradients]),
+    ``"thin"`` (canonical copies) or ``"default"`` (the rewrite or the
+    phases), through the algorithm's ``run`` as the public functions call it."""
+    from numbaconv.epilogue import Epilogue
+    algorithm = get_algorithm("direct")
+    spec = problem_spec(shape, wshape, gradient=gradient, memory_format="channels_last", **kw)
+    ctx = current_context()
+    plans = {"thin": algorithm._thin_grad_weight_plan(spec, ctx) if gradient == "weight"
+             else None}
+    chosen = (algorithm.plan_grad_weight if gradient == "weight"
+              else algorithm.plan_input_dilated)(spec, ctx)
+    lead = (1,) * (3 - spec.ndim)
+    if gradient == "weight":
+        xs = np.moveaxis(x, 1, -1).reshape(spec.run_input_shape)
+        gs = np.moveaxis(g, 1, -1).reshape(spec.run_output_shape)
+        out = np.full(spec.weight_shape3, np.nan, spec.compute_dtype)
+        detail = _detail(algorithm, spec, ctx, kind, chosen, plans)
+        algorithm.run_grad_weight(spec, np.ascontiguousarray(xs), np.ascontiguousarray(gs), out,
+                                  ctx, detail)
+        return out.reshape(wshape)
+    from numbaconv.rewrites import transposed_weight
+    wt = transposed_weight(w, kw["groups"]).reshape(spec.weight_shape3)
+    gs = np.ascontiguousarray(np.moveaxis(g, 1, -1).reshape(spec.run_input_shape))
+    out = np.full(spec.run_output_shape, np.nan, spec.compute_dtype)
+    detail = _detail(algorithm, spec, ctx, kind, chosen, plans)
+    algorithm.run_input_dilated(spec, gs, wt, Epilogue.of(None, spec.compute_dtype), out, ctx,
+                                detail)
+    return np.moveaxis(out.reshape((shape[0],) + lead + tuple(shape[2:]) + (shape[1],))
+                       .reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)), -1, 1)
+
+
+def _detail(algorithm, spec, ctx, kind, chosen, plans):
+    if kind == "native":
+        if spec.computation == "grad_weight":
+            from numbaconv.kernels import direct_layouts
+            return ("native", direct_layouts.channels_last_grad_weight_split(
+                spec.batch, spec.in_channels, spec.output_size3[1]))
+        return ("native", None)
+    if kind == "thin":
+        if spec.computation == "grad_weight":
+            return plans["thin"].detail
+        return ("thin", direct.thin_transposed_band_rows(spec, ctx))
+    return ("default", None)
+
+
+#: channels-last depthwise layers (multiplier 1) over the parameters
+CHANNELS_LAST_PROBLEMS = [
+    pytest.param((2, 40, 11, 12), (40, 1, 3, 3), dict(stride=2, padding=1, groups=40),
+                 id="k3-s2-p1"),
+    pytest.param((1, 16, 9, 9), (16, 1, 5, 5), dict(stride=2, padding=2, groups=16),
+                 id="k5-s2-p2"),
+    pytest.param((3, 72, 13, 10), (72, 1, 3, 3), dict(stride=3, padding=2, dilation=2,
+                                                      groups=72), id="k3-s3-p2-d2"),
+    pytest.param((1, 300, 12, 11), (300, 1, 7, 7), dict(padding=3, groups=300),
+                 id="k7-s1-p3-two-blocks"),
+    pytest.param((2, 24, 15, 14), (24, 1, 5, 5), dict(stride=(2, 1), padding=(0, 2),
+                                                      groups=24), id="k5-s2x1-p0x2"),
+    pytest.param((1, 33, 16, 1), (33, 1, 3, 1), dict(stride=2, padding=(1, 0), groups=33),
+                 id="one-column"),
+]
+
+
+@pytest.mark.parametrize("kind", ["native", "thin", "default"])
+@pytest.mark.parametrize("shape, wshape, kw", CHANNELS_LAST_PROBLEMS)
+def test_channels_last_plans_match_the_reference(rng, shape, wshape, kw, kind):
+    x, w, g = _arrays(rng, shape, wshape, kw, np.float32)
+    check_grad_weight(_forced("weight", kind, shape, wshape, kw, x, w, g), x, w, g, kw,
+                      np.float32)
+    if problem_spec(shape, wshape, gradient="input", **kw).has_input_dilation:
+        check_grad_input(_forced("input", kind, shape, wshape, kw, x, w, g), shape, w, g, kw,
+                         np.float32)
+
+
 @pytest.mark.parametrize("shape, wshape, kw", PROBLEMS[1::4])
-def test_channels_last_gives_the_contiguous_bits(rng, shape, wshape, kw):
+def test_channels_last_calls_match_the_reference(rng, shape, wshape, kw):
+    """Whichever plan a channels-last call takes (depthwise layers read in
+    place, the other thin groups on canonical copies or by the rewrite)."""
     ndim = len(wshape) - 2
     x, w, g = _arrays(rng, shape, wshape, kw, np.float32)
     xc, gc = _channels_last(x), _channels_last(g)
     assert not xc.flags.c_contiguous
-    gw = GRAD_WEIGHT[ndim](x, wshape, g, algorithm="direct", **kw)
-    assert np.array_equal(GRAD_WEIGHT[ndim](xc, wshape, gc, algorithm="direct", **kw), gw)
-    gi = GRAD_INPUT[ndim](shape, w, g, algorithm="direct", **kw)
-    gi_cl = GRAD_INPUT[ndim](shape, w, gc, algorithm="direct", **kw)
-    if direct.why_not_thin_gradient(problem_spec(shape, wshape, gradient="input", **kw)):
-        # a forward problem (stride 1) or a wide group: other kernels, whose
-        # channels-last forms sum in another order
-        check_grad_input(gi_cl, shape, w, g, kw, np.float32)
-    else:
-        assert np.array_equal(gi_cl, gi)
+    check_grad_weight(GRAD_WEIGHT[ndim](xc, wshape, gc, algorithm="direct", **kw), x, w, g, kw,
+                      np.float32)
+    check_grad_input(GRAD_INPUT[ndim](shape, w, gc, algorithm="direct", **kw), shape, w, g, kw,
+                     np.float32)
+
+
+@pytest.mark.parametrize("shape, wshape, kw", [
+    ((1, 64, 112, 112), (64, 1, 3, 3), dict(stride=2, padding=1, groups=64)),
+    ((1, 240, 28, 28), (240, 1, 5, 5), dict(padding=2, groups=240)),
+])
+def test_channels_last_depthwise_layers_are_read_in_place(shape, wshape, kw):
+    for gradient in ("weight", "input"):
+        spec = problem_spec(shape, wshape, gradient=gradient, memory_format="channels_last",
+                            **kw)
+        if spec.computation == "forward" and not spec.has_input_dilation:
+            continue                        # a unit-stride input gradient: a forward problem
+        assert get_algorithm("direct").plan(spec).path.startswith("native thin"), gradient
 
 
 #: (shape, weight shape, kwargs, workspace limit): several segments (few
@@ -185,6 +271,24 @@ BITS_PROBLEMS = [
     pytest.param((1, 4, 300, 300), (4, 2, 7, 7), dict(padding=3, groups=2), 2**20,
                  id="bands-groups-of-2"),
 ]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.parametrize("shape, wshape, kw", CHANNELS_LAST_PROBLEMS[:4])
+def test_channels_last_kernels_agree_bitwise_on_one_and_two_threads(rng, shape, wshape, kw):
+    x, w, g = _arrays(rng, shape, wshape, kw, np.float32)
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 1, 2):
+            numba.set_num_threads(threads)
+            results.append([_forced(gradient, "native", shape, wshape, kw, x, w, g)
+                            for gradient in ("weight", "input")])
+    finally:
+        numba.set_num_threads(previous)
+    for result in results[1:]:
+        for a, b in zip(result, results[0]):
+            assert np.array_equal(a, b)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")

@@ -255,6 +255,30 @@ def _thin_transposed_work(spec):
             + THIN_COPY * (copied + written))
 
 
+def _native_depthwise(spec):
+    """Whether a channels-last thin ``spec`` is depthwise with multiplier 1,
+    which the channels-last kernels serve in place (Note [channels-last thin
+    gradients] in kernels/direct_thin_grad.py)."""
+    return (spec.channels_last and spec.in_channels_per_group == 1
+            and spec.out_channels_per_group == 1)
+
+
+def _thin_grad_weight_channels_last_work(spec):
+    # a loop along a block of channels per (output pixel, tap, block)
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    block, _ = direct_layouts.channels_last_grad_weight_split(spec.batch, spec.in_channels, OH)
+    loops = spec.batch * OH * OW * KH * KW * -(-spec.in_channels // block)
+    return loops * block + THIN_LOOP * loops
+
+
+def _thin_transposed_channels_last_work(spec):
+    # per output pixel, its phase's taps along the channels, and each tap
+    # looked up (Note [channels-last thin gradients])
+    axes = transposed_axes(spec)
+    taps = sum(Qh * Qw * len(th) * len(tw) for Qh, th in axes[0][0] for Qw, tw in axes[1][0])
+    return spec.batch * taps * (spec.in_channels + THIN_TAP)
+
+
 #: Work units of the thin gradients beyond their multiply-adds: an element
 #: copied (a split or copy into their buffers, an output woven into
 #: place), one pass of the transposed kernel's accumulators (a load and a
@@ -269,6 +293,13 @@ def _thin_transposed_work(spec):
 THIN_COPY = 4.0
 THIN_PASS = 2.0
 THIN_PLANE = 5000.0
+#: The same for the channels-last kernels (Note [channels-last thin
+#: gradients]): a weight-gradient loop along a block of channels, and an
+#: input-gradient tap looked up for one output pixel.  Least squares over
+#: 18 and 12 depthwise layers (one thread) gave 62 and 93; with 64 and 96
+#: the path constants estimate them within 0.5-1.2x and 0.7-1.4x.
+THIN_LOOP = 64.0
+THIN_TAP = 96.0
 
 
 #: The cost-model paths of the four loop orders, of the thin gradients and
@@ -282,6 +313,10 @@ PATHS = (
     costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
     costs.PathModel("direct:thin_grad_weight", 3.33e-11, work=_thin_grad_weight_work),
     costs.PathModel("direct:thin_transposed", 3.24e-11, work=_thin_transposed_work),
+    costs.PathModel("direct:thin_grad_weight_cl", 1.017e-10,
+                    work=_thin_grad_weight_channels_last_work),
+    costs.PathModel("direct:thin_transposed_cl", 8.49e-11,
+                    work=_thin_transposed_channels_last_work),
 ) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
 
 
@@ -582,6 +617,26 @@ class DirectAlgorithm(ConvAlgorithm):
     def plan_grad_weight(self, spec, ctx):
         if why_not_thin_gradient(spec) is not None:
             return super().plan_grad_weight(spec, ctx)
+        plans = [self._thin_grad_weight_plan(spec, ctx)]
+        if spec.channels_last:
+            plans.append(_tagged(super().plan_grad_weight(spec, ctx), "default"))
+        if _native_depthwise(spec):
+            block, segments = direct_layouts.channels_last_grad_weight_split(
+                spec.batch, spec.in_channels, spec.output_size3[1])
+            T = math.prod(spec.kernel_size)
+            workspace = (ctx.threads * (T + 1) * block
+                         + (segments if segments > 1 else 0) * spec.in_channels * T) \
+                * spec.compute_dtype.itemsize
+            path = "native thin weight gradient" + (f", {segments} segments"
+                                                    if segments > 1 else "")
+            plans.append(costed_plan(self.name, "direct:thin_grad_weight_cl",
+                                     _thin_grad_weight_channels_last_work(spec), ctx, workspace,
+                                     path, detail=("native", (block, segments))))
+        # the cheapest by the cost models (Note [thin gradients]); the choice
+        # depends on the constants only, not on the thread count
+        return min(plans, key=lambda plan: plan.seconds)
+
+    def _thin_grad_weight_plan(self, spec, ctx):
         layout = thin_grad_weight_layout(spec, ctx)
         band_rows, segments = layout[:2]
         (_, _, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
@@ -602,12 +657,20 @@ class DirectAlgorithm(ConvAlgorithm):
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         if why_not_thin_gradient(spec) is not None:
             return super().run_grad_weight(spec, x, grad_output, out, ctx, detail)
-        layout = detail[1] if detail is not None else thin_grad_weight_layout(spec, ctx)
+        if detail is None:
+            detail = self.plan_grad_weight(spec, ctx).detail
+        kind, parameters = detail
+        if kind == "default":
+            return super().run_grad_weight(spec, x, grad_output, out, ctx, parameters)
+        pads = (spec.padding3[1][0], spec.padding3[2][0])
+        if kind == "native":
+            return direct_thin_grad.grad_weight_channels_last(
+                x.reshape(spec.run_input_shape), grad_output.reshape(spec.run_output_shape), out,
+                *pads, spec.stride3, spec.dilation3, *parameters, ctx.threads)
         if spec.channels_last:                  # the kernel reads planes: canonical copies
             x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
-        return direct_thin_grad.grad_weight_thin(x, grad_output, out, spec.groups,
-                                                 spec.padding3[1][0], spec.padding3[2][0],
-                                                 spec.stride3, spec.dilation3, layout,
+        return direct_thin_grad.grad_weight_thin(x, grad_output, out, spec.groups, *pads,
+                                                 spec.stride3, spec.dilation3, parameters,
                                                  ctx.threads)
 
     def plan_input_dilated(self, spec, ctx):
@@ -621,26 +684,52 @@ class DirectAlgorithm(ConvAlgorithm):
         path = "thin transposed phases"
         if band_rows < max(Q for Q, _ in axes[0][0]):
             path += f" in bands of {band_rows} phase rows"
-        return _thin_plan(self.name, "direct:thin_transposed", spec, ctx, workspace, path,
-                          ("thin", band_rows))
+        plans = [_thin_plan(self.name, "direct:thin_transposed", spec, ctx, workspace, path,
+                            ("thin", band_rows))]
+        if spec.channels_last:
+            plans.append(_tagged(super().plan_input_dilated(spec, ctx), "default"))
+        if _native_depthwise(spec):
+            plans.append(costed_plan(
+                self.name, "direct:thin_transposed_cl", _thin_transposed_channels_last_work(spec),
+                ctx, ctx.threads * 2 * math.prod(spec.kernel_size) * 8,
+                "native thin transposed phases", detail=("native", None)))
+        return min(plans, key=lambda plan: plan.seconds)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
         if why_not_thin_gradient(spec) is not None:
             return super().run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
-        band_rows = detail[1] if detail is not None else thin_transposed_band_rows(spec, ctx)
+        if detail is None:
+            detail = self.plan_input_dilated(spec, ctx).detail
+        kind, parameters = detail
+        if kind == "default":
+            return super().run_input_dilated(spec, x, weight, epilogue, out, ctx, parameters)
+        axes = transposed_axes(spec)
+        finish = epilogue.kernel_args(out.dtype)
+        if kind == "native":
+            # (C, 1, 1, KH, KW) -> (KH * KW, C): each tap's row along the channels
+            wt = np.ascontiguousarray(weight.reshape(spec.out_channels, -1).T)
+            return direct_thin_grad.transposed_channels_last(
+                x.reshape(spec.run_input_shape), wt, epilogue.bias,
+                out.reshape(spec.run_output_shape), axes, spec.kernel_size3[2], ctx.threads,
+                finish)
         if not spec.channels_last:
-            return direct_thin_grad.transposed_thin(
-                x, weight, epilogue.bias, out, spec.groups, transposed_axes(spec), band_rows,
-                ctx.threads, epilogue.kernel_args(out.dtype))
+            return direct_thin_grad.transposed_thin(x, weight, epilogue.bias, out, spec.groups,
+                                                    axes, parameters, ctx.threads, finish)
         # the kernel reads planes: canonical copies, the residual with them
         # so that the kernel applies the whole epilogue
         result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
         if epilogue.residual is not None:
             epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
         direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,
-                                         spec.groups, transposed_axes(spec), band_rows,
-                                         ctx.threads, epilogue.kernel_args(out.dtype))
+                                         spec.groups, axes, parameters, ctx.threads,
+                                         epilogue.kernel_args(out.dtype))
         return copy_to_channels_last(result, out)
+
+
+def _tagged(plan, kind):
+    """``plan`` with its detail tagged by ``kind`` (the thin gradients' run
+    methods read which of their plans won)."""
+    return replace(plan, detail=(kind, plan.detail))
 
 
 def _thin_plan(name, model, spec, ctx, workspace, path, detail):

@@ -345,3 +345,22 @@ def thin_transposed_band_rows(cin_g, L_w, axes, values):
         else:
             high = middle - 1
     return low
+
+
+#: Most channels per job of the channels-last thin weight gradient: its
+#: loops run along the channels, and blocks of 32 left them too short.
+CHANNELS_LAST_BLOCK = 256
+
+
+def channels_last_grad_weight_split(N, C, OH):
+    """``(block, segments)`` of the channels-last thin weight gradient (Note
+    [channels-last thin gradients] in kernels/direct_thin_grad.py): all
+    channels in one block up to :data:`CHANNELS_LAST_BLOCK` (equal blocks
+    beyond), and with fewer than :data:`THIN_GRAD_JOBS` blocks, segments of
+    the (image, output row) units to make that many jobs.  A function of
+    the problem only."""
+    blocks = -(-C // CHANNELS_LAST_BLOCK)
+    block = -(-C // blocks)
+    if blocks >= THIN_GRAD_JOBS:
+        return block, 1
+    return block, max(1, min(-(-THIN_GRAD_JOBS // blocks), N * OH))

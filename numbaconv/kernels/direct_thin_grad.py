@@ -589,3 +589,211 @@ def _phase_taps(offsets, weights, count, gb, acc, a, S, bias_value):
                 for q in range(S):
                     acc[np.uint64(a + q)] += w0 * gb[np.uint64(o0 + q)]
             t += 1
+
+
+# ---------------------------------------------------------------------------
+# channels-last depthwise layers, in place
+# ---------------------------------------------------------------------------
+
+def grad_weight_channels_last(x, grad_output, out, pad_h, pad_w, stride, dilation, block,
+                              segments, chunks):
+    """The weight gradient ``out`` ``(C, 1, 1, KH, KW)`` of a zero-padded
+    1-D/2-D depthwise layer (multiplier 1) from channels-last arrays read in
+    place: ``x`` ``(N, 1, H, W, C)``, ``grad_output`` ``(N, 1, OH, OW, C)``
+    (Note [channels-last thin gradients]).  A job is one block of ``block``
+    channels and one of ``segments`` runs of (image, output row) units, the
+    runs' sums added in order here."""
+    C = x.shape[4]
+    T = out.shape[3] * out.shape[4]
+    if x.shape[0] == 0:
+        out[...] = 0
+        return out
+    blocks = -(-C // block)
+    partial = np.empty((segments if segments > 1 else 0, C, T), dtype=out.dtype)
+    run_in_chunks(_grad_weight_channels_last_chunk,
+                  (x, grad_output, out, partial, pad_h, pad_w, stride[1], stride[2], dilation[1],
+                   dilation[2], block, segments), blocks * segments, chunks)
+    if segments > 1:
+        total = partial[0].copy()
+        for s in range(1, segments):
+            total += partial[s]
+        out.reshape(C, T)[...] = total
+    return out
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _grad_weight_channels_last_chunk(x, g, out, partial, pad_h, pad_w, sh, sw, dh, dw, block,
+                                     segments, first_job, stop_job):
+    """Jobs ``first_job <= block * segments + segment < stop_job`` of
+    grad_weight_channels_last.
+
+    Note [channels-last thin gradients]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    In a channels-last depthwise layer (one input channel per group, one
+    output channel per input channel) every tap of every channel sums
+    products of the same two pixels' channel vectors, so the kernels run
+    along the channels, in place: the weight gradient adds ``g[n, oh, ow,
+    c] * x[n, ih, iw, c]`` into a tap's row of :data:`CHANNEL_BLOCK`
+    accumulators (a vector loop with no remainder for 32 channels; the
+    padding's products are taken with a row of zeros, as the canonical
+    kernels take them), and the input gradient writes each output pixel's
+    channel vector as the bias plus its phase's taps (Note [thin transposed
+    phases]), up to four per pass, from the transposed weight's tap rows.
+    The canonical kernels on copies paid for the two transposes: MobileNet's
+    64-channel 112x112 stride-2 layer's weight gradient took 3.9 ms so, on
+    one thread, and the copies nearly all of it
+    (docs/results-backward.md, "Depthwise gradients").  A weight-gradient
+    job is one block of channels and one segment of (image, output row)
+    units; an input-gradient job is one output row; neither depends on the
+    thread count.
+    """
+    N, H, W, C = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
+    OH, OW = g.shape[2], g.shape[3]
+    KH, KW = out.shape[3], out.shape[4]
+    T = KH * KW
+    zero = out.dtype.type(0)
+    acc = np.empty(T * block, dtype=out.dtype)
+    zeros = np.zeros(block, dtype=out.dtype)
+    xf = x.ravel()
+    gf = g.ravel()
+    of = out.ravel()
+    units = N * OH
+    for job in range(first_job, stop_job):
+        segment = job % segments
+        c0 = (job // segments) * block
+        cb = min(block, C - c0)
+        for i in range(T * block):
+            acc[i] = zero
+        for unit in range(segment * units // segments, (segment + 1) * units // segments):
+            n = unit // OH
+            oh = unit - n * OH
+            for ow in range(OW):
+                at_g = ((n * OH + oh) * OW + ow) * C + c0
+                for kh in range(KH):
+                    ih = oh * sh + kh * dh - pad_h
+                    for kw in range(KW):
+                        iw = ow * sw + kw * dw - pad_w
+                        a = (kh * KW + kw) * block
+                        if 0 <= ih < H and 0 <= iw < W:
+                            _multiply_add(acc, a, gf, at_g, xf, ((n * H + ih) * W + iw) * C + c0,
+                                          cb)
+                        else:                      # the padding's products
+                            _multiply_add(acc, a, gf, at_g, zeros, 0, cb)
+        target = of if segments == 1 else partial[segment].ravel()
+        for c in range(cb):
+            for t in range(T):
+                target[np.uint64((c0 + c) * T + t)] = acc[np.uint64(t * block + c)]
+
+
+@inline_helper
+def _multiply_add(acc, a, gf, at_g, src, at_x, count):
+    """acc[a + c] += gf[at_g + c] * src[at_x + c] for c < count."""
+    for c in range(count):
+        acc[np.uint64(a + c)] += gf[np.uint64(at_g + c)] * src[np.uint64(at_x + c)]
+
+
+def transposed_channels_last(x, wt, bias, out, axes, kernel_width, chunks, finish=None):
+    """An input-dilated (transposed) depthwise problem (one input and one
+    output channel per group), zero-padded, 1-D/2-D, on channels-last arrays
+    in place (Note [channels-last thin gradients]): ``x`` ``(N, 1, IH, IW,
+    C)`` the undilated input, ``wt`` ``(KH * KW, C)`` the equivalent forward
+    weight's taps (already flipped; ``kernel_width`` is KW), ``out`` ``(N,
+    1, OH, OW, C)``;
+    ``axes`` as for :func:`transposed_thin`.  A job is one output row, so
+    the bits do not depend on ``chunks``; ``finish`` is applied to each
+    row."""
+    (Qh, nh, kh, ch), (Qw, nw, kw, cw) = _phase_tables(axes)
+    N, OH = out.shape[0], out.shape[2]
+    run_in_chunks(_transposed_channels_last_chunk,
+                  (x, wt, bias, out, Qh, nh, kh, ch, Qw, nw, kw, cw, kernel_width)
+                  + finish_args(finish, out.dtype), N * OH, chunks)
+    return out
+
+
+@cpu_kernel(parallel=False, reassociate=False, python_callable=False)
+def _transposed_channels_last_chunk(x, wt, bias, out, Qh, nh, kh_of, ch_of, Qw, nw, kw_of, cw_of,
+                                    KW, code, slope, residual, first_job, stop_job):
+    """Output rows ``first_job <= n * OH + r < stop_job`` of
+    transposed_channels_last (Note [channels-last thin gradients])."""
+    IH, IW, C = x.shape[2], x.shape[3], x.shape[4]
+    OH, OW = out.shape[2], out.shape[3]
+    Lh, Lw = Qh.shape[0], Qw.shape[0]
+    zero = out.dtype.type(0)
+    sources = np.empty(wt.shape[0], dtype=np.int64)
+    taps = np.empty(wt.shape[0], dtype=np.int64)
+    xf = x.ravel()
+    wf = wt.ravel()
+    of = out.ravel()
+    has_bias = bias.shape[0] > 0
+    for job in range(first_job, stop_job):
+        n = job // OH
+        r = job - n * OH
+        rho_h = r % Lh
+        q = r // Lh
+        for col in range(OW):
+            rho_w = col % Lw
+            j = col // Lw
+            count = 0
+            for th in range(nh[rho_h]):
+                i = q + ch_of[rho_h, th]
+                if i < 0 or i >= IH:
+                    continue
+                for tw in range(nw[rho_w]):
+                    jj = j + cw_of[rho_w, tw]
+                    if 0 <= jj < IW:
+                        sources[count] = ((n * IH + i) * IW + jj) * C
+                        taps[count] = (kh_of[rho_h, th] * KW + kw_of[rho_w, tw]) * C
+                        count += 1
+            _pixel_taps(xf, wf, sources, taps, count, of, ((n * OH + r) * OW + col) * C, C,
+                        bias, has_bias, zero)
+        if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+            finish_block(of, (n * OH + r) * OW * C, 0, 1, OW * C, residual, code, slope)
+
+
+@inline_helper
+def _pixel_taps(xf, wf, sources, taps, count, of, at, C, bias, has_bias, zero):
+    """``of[at + c] = bias[c] + sum over t < count of wf[taps[t] + c] *
+    xf[sources[t] + c]`` for ``c < C``: four taps per pass at most, the
+    first pass starting from the bias, in order (Note [channels-last thin
+    gradients])."""
+    if count == 0:
+        for c in range(C):
+            of[np.uint64(at + c)] = bias[c] if has_bias else zero
+    t = 0
+    while t < count:
+        left = count - t
+        s0, w0 = sources[t], taps[t]
+        if left >= 4:
+            s1, s2, s3 = sources[t + 1], sources[t + 2], sources[t + 3]
+            w1, w2, w3 = taps[t + 1], taps[t + 2], taps[t + 3]
+            for c in range(C):
+                v = (bias[c] if has_bias else zero) if t == 0 else of[np.uint64(at + c)]
+                of[np.uint64(at + c)] = v + (
+                    wf[np.uint64(w0 + c)] * xf[np.uint64(s0 + c)]
+                    + wf[np.uint64(w1 + c)] * xf[np.uint64(s1 + c)]
+                    + wf[np.uint64(w2 + c)] * xf[np.uint64(s2 + c)]
+                    + wf[np.uint64(w3 + c)] * xf[np.uint64(s3 + c)])
+            t += 4
+        elif left == 3:
+            s1, s2 = sources[t + 1], sources[t + 2]
+            w1, w2 = taps[t + 1], taps[t + 2]
+            for c in range(C):
+                v = (bias[c] if has_bias else zero) if t == 0 else of[np.uint64(at + c)]
+                of[np.uint64(at + c)] = v + (
+                    wf[np.uint64(w0 + c)] * xf[np.uint64(s0 + c)]
+                    + wf[np.uint64(w1 + c)] * xf[np.uint64(s1 + c)]
+                    + wf[np.uint64(w2 + c)] * xf[np.uint64(s2 + c)])
+            t += 3
+        elif left == 2:
+            s1, w1 = sources[t + 1], taps[t + 1]
+            for c in range(C):
+                v = (bias[c] if has_bias else zero) if t == 0 else of[np.uint64(at + c)]
+                of[np.uint64(at + c)] = v + (
+                    wf[np.uint64(w0 + c)] * xf[np.uint64(s0 + c)]
+                    + wf[np.uint64(w1 + c)] * xf[np.uint64(s1 + c)])
+            t += 2
+        else:
+            for c in range(C):
+                v = (bias[c] if has_bias else zero) if t == 0 else of[np.uint64(at + c)]
+                of[np.uint64(at + c)] = v + wf[np.uint64(w0 + c)] * xf[np.uint64(s0 + c)]
+            t += 1
