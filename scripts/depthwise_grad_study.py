@@ -15,11 +15,16 @@ and ``grad.conv2d_weight``:
 
 ``before`` and ``after`` take turns in one process, call by call; PyTorch's
 rounds run between ours (never at the same time).  Each figure is the
-median over ``--rounds`` rounds of the mean of ``--calls`` calls.
+median over ``--rounds`` rounds of the mean of ``--calls`` calls, with the
+fastest round beside it (on a shared machine a slow spell only adds time).
+
+With ``--channels-last`` the input and output gradient are channels-last
+arrays (and PyTorch's tensors ``torch.channels_last``).
 
 Usage::
 
     python scripts/depthwise_grad_study.py [--rounds 7] [--calls 5] [--threads 2]
+        [--channels-last] [--json FILE]
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ for key, (n, c, h, k, s) in layers.items():
     w = torch.from_numpy(rng.standard_normal((c, 1, k, k)).astype(np.float32))
     oh = (h + 2 * (k // 2) - k) // s + 1
     g = torch.from_numpy(rng.standard_normal((n, c, oh, oh)).astype(np.float32))
+    if {channels_last}:
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
     kw = dict(stride=s, padding=k // 2, groups=c)
     fns = {{"input": lambda: torch.nn.grad.conv2d_input(x.shape, w, g, **kw),
             "weight": lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, **kw)}}
@@ -93,6 +100,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="input and output gradient channels-last (PyTorch's too)")
     parser.add_argument("--json", help="write the medians here")
     args = parser.parse_args(argv)
 
@@ -112,6 +121,9 @@ def main(argv=None):
         w = rng.standard_normal((c, 1, k, k)).astype(np.float32)
         oh = (h + 2 * (k // 2) - k) // s + 1
         g = rng.standard_normal((n, c, oh, oh)).astype(np.float32)
+        if args.channels_last:
+            x, g = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+                    for a in (x, g))
         arrays[key] = (x, w, g, dict(stride=s, padding=k // 2, groups=c))
 
     def call(key, op):
@@ -125,10 +137,11 @@ def main(argv=None):
         _switch(variant == "after")
         for key, (x, w, g, kw) in arrays.items():
             for op in ("input", "weight"):
-                choice = nc.choose_algorithm(x.shape, w.shape, gradient=op, **kw)
+                choice = nc.choose_algorithm(x, w.shape, gradient=op, **kw)
                 picks[key, op, variant] = f"{choice.algorithm}: {choice.path}"
                 call(key, op)                       # compile, warm
-    torch_script = TORCH_ROUND.format(threads=args.threads, calls=args.calls)
+    torch_script = TORCH_ROUND.format(threads=args.threads, calls=args.calls,
+                                      channels_last=args.channels_last)
     for r in range(args.rounds):
         for key in arrays:
             for op in ("input", "weight"):
@@ -152,24 +165,29 @@ def main(argv=None):
     _switch(True)
 
     medians = {"|".join(k): float(np.median(v)) for k, v in times.items()}
+    fastest = {"|".join(k): float(np.min(v)) for k, v in times.items()}
+    print("median ms (fastest round in brackets)\n")
     print("| layer | batch | gradient | before (auto) | after (auto) | speed-up | torch | "
-          "after / torch | before's pick |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "after / torch | before's pick | after's pick |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for key, (n, c, h, k, s) in problems.items():
         name = key.rsplit(" b", 1)[0]
         for op in ("input", "weight"):
-            before = medians[f"{key}|{op}|before"]
-            after = medians[f"{key}|{op}|after"]
+            cells = []
+            for variant in ("before", "after", "torch"):
+                k_ = f"{key}|{op}|{variant}"
+                cells.append("-" if k_ not in medians else
+                             f"{medians[k_] * 1e3:.3f} ({fastest[k_] * 1e3:.3f})")
+            before, after = medians[f"{key}|{op}|before"], medians[f"{key}|{op}|after"]
             torch_t = medians.get(f"{key}|{op}|torch")
-            pick = picks[key, op, "before"]
-            shown = "-" if torch_t is None else f"{torch_t * 1e3:.3f}"
             ratio = "-" if torch_t is None else f"{after / torch_t:.2f}"
-            print(f"| {name} ({c}, {h}x{h}, {k}x{k} s{s}) | {n} | {op} | {before * 1e3:.3f} | "
-                  f"{after * 1e3:.3f} | {before / after:.2f}x | {shown} | {ratio} | {pick} |")
+            print(f"| {name} ({c}, {h}x{h}, {k}x{k} s{s}) | {n} | {op} | {cells[0]} | "
+                  f"{cells[1]} | {before / after:.2f}x | {cells[2]} | {ratio} | "
+                  f"{picks[key, op, 'before']} | {picks[key, op, 'after']} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"medians": medians, "threads": args.threads, "rounds": args.rounds,
-                       "calls": args.calls,
+            json.dump({"medians": medians, "fastest": fastest, "threads": args.threads,
+                       "rounds": args.rounds, "calls": args.calls,
                        "picks": {"|".join(k): v for k, v in picks.items()}}, fh, indent=1)
 
 

@@ -149,11 +149,15 @@ def _phase_planes_work(spec):
 # whole output gradient, or GEMMs of one input channel).  So direct serves
 # them with kernels of their own (Note [thin weight gradient], Note [thin
 # transposed phases] in kernels/direct_thin_grad.py), and its plans for
-# them are these paths' rather than the rewrite's or the phases'.  EfficientNet-B0's
-# features.2.0 (96 channels, 112x112, 3x3 stride 2, batch 1) took 2.6 ms in
-# im2col's weight gradient and 0.39 ms here on one thread; every depthwise
-# layer of MobileNetV3 and EfficientNet-B0 ran 1.5-18x faster than what
-# "auto" picked before (docs/results-backward.md, "Depthwise gradients").
+# them are these paths' rather than the rewrite's or the phases' (for
+# channels-last arrays the cheapest of those, the kernels on canonical
+# copies and, for depthwise layers, Note [channels-last thin gradients]).
+# EfficientNet-B0's features.2.0 (96 channels, 112x112, 3x3 stride 2,
+# batch 1) took 2.7 ms in im2col's weight gradient and 0.42 ms here, on one
+# thread of a loaded machine; over MobileNetV3's and EfficientNet-B0's
+# depthwise layers the thin kernels ran 1.3-15x faster than what "auto"
+# picked before (4x geometric mean;
+# docs/results-backward.md, "Depthwise gradients").
 
 #: Most input channels per group of the thin gradients (Note [thin
 #: gradients]): depthwise layers, their depth multipliers' input gradients
@@ -284,8 +288,8 @@ def _thin_transposed_channels_last_work(spec):
 #: place), one pass of the transposed kernel's accumulators (a load and a
 #: store per output) beyond its taps, and the fixed cost of a plane (an
 #: (image, output channel, input channel) triple: loop set-up, the short
-#: loops' remainders, the sums' checks).  Least squares over 29 weight and
-#: 14 input gradients of depthwise and grouped layers (one thread) gave 4.1
+#: loops' remainders, the sums' checks).  Least squares over 30 weight and
+#: 13 input gradients of depthwise and grouped layers (one thread) gave 4.1
 #: (input gradients: 2.7) and 4.9 (4.7) thousand; with these, the path
 #: constants estimate those layers within 0.4-1.5x, the farthest the batch-8
 #: 112x112 layers, which wait on memory (docs/results-backward.md,
@@ -296,8 +300,9 @@ THIN_PLANE = 5000.0
 #: The same for the channels-last kernels (Note [channels-last thin
 #: gradients]): a weight-gradient loop along a block of channels, and an
 #: input-gradient tap looked up for one output pixel.  Least squares over
-#: 18 and 12 depthwise layers (one thread) gave 62 and 93; with 64 and 96
-#: the path constants estimate them within 0.5-1.2x and 0.7-1.4x.
+#: 21 and 10 depthwise layers (one thread) gave 62 and 93; with 64 and 96
+#: the path constants estimate them within 0.5-1.2x and 0.7-1.4x
+#: (docs/results-backward.md, "Depthwise gradients").
 THIN_LOOP = 64.0
 THIN_TAP = 96.0
 
