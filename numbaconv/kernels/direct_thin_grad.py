@@ -633,19 +633,21 @@ def _grad_weight_channels_last_chunk(x, g, out, partial, pad_h, pad_w, sh, sw, d
     output channel per input channel) every tap of every channel sums
     products of the same two pixels' channel vectors, so the kernels run
     along the channels, in place: the weight gradient adds ``g[n, oh, ow,
-    c] * x[n, ih, iw, c]`` into a tap's row of :data:`CHANNEL_BLOCK`
-    accumulators (a vector loop with no remainder for 32 channels; the
-    padding's products are taken with a row of zeros, as the canonical
-    kernels take them), and the input gradient writes each output pixel's
-    channel vector as the bias plus its phase's taps (Note [thin transposed
-    phases]), up to four per pass, from the transposed weight's tap rows.
-    The canonical kernels on copies paid for the two transposes: MobileNet's
-    64-channel 112x112 stride-2 layer's weight gradient took 3.9 ms so, on
-    one thread, and the copies nearly all of it
+    c] * x[n, ih, iw, c]`` into a tap's row of accumulators, one loop along
+    a block of up to ``direct_layouts.CHANNELS_LAST_BLOCK`` channels (blocks
+    of 32 left the loops so short that their set-up cost 3x; the padding's
+    products are taken with a row of zeros, as the canonical kernels take
+    them), and the input gradient writes each output pixel's channel vector
+    as the bias plus its phase's taps (Note [thin transposed phases]), up
+    to four per pass, from the transposed weight's tap rows; the taps that
+    fall outside the input are left out, as the phases leave out the
+    dilated zeros.  The canonical kernels on copies paid for the two
+    transposes: MobileNet's 64-channel 112x112 stride-2 layer's weight
+    gradient took 3.9 ms so, on one thread, and the copies nearly all of it
     (docs/results-backward.md, "Depthwise gradients").  A weight-gradient
     job is one block of channels and one segment of (image, output row)
-    units; an input-gradient job is one output row; neither depends on the
-    thread count.
+    units, the segments' sums added in order; an input-gradient job is one
+    output row; neither depends on the thread count.
     """
     N, H, W, C = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
     OH, OW = g.shape[2], g.shape[3]
