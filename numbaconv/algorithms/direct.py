@@ -207,11 +207,14 @@ def _scratch_budget(spec, ctx):
 @functools.lru_cache(maxsize=1024)
 def thin_grad_weight_layout(spec, ctx):
     """The layout of the thin weight gradient of ``spec`` under ``ctx``
-    (:func:`~numbaconv.kernels.direct_layouts.thin_grad_weight_layout`)."""
+    (:func:`~numbaconv.kernels.direct_layouts.thin_grad_weight_layout`),
+    its bands at most ``direct_layouts.THIN_GRAD_BAND_BYTES`` a thread."""
     (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    budget = min(_scratch_budget(spec, ctx),
+                 direct_layouts.THIN_GRAD_BAND_BYTES // spec.compute_dtype.itemsize)
     return direct_layouts.thin_grad_weight_layout(
         spec.batch, spec.groups, spec.in_channels_per_group, spec.out_channels_per_group, OH,
-        OW, KH, KW, *spec.stride3[1:], *spec.dilation3[1:], _scratch_budget(spec, ctx))
+        OW, KH, KW, *spec.stride3[1:], *spec.dilation3[1:], budget)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -233,9 +236,10 @@ def _thin_grad_weight_work(spec):
     n = spec.batch
     planes = n * spec.out_channels * spec.in_channels_per_group
     macs = planes * KH * KW * OH * pitch
+    passes = planes * direct_layouts.thin_grad_weight_passes(KH, KW) * OH * pitch
     split = n * spec.in_channels * sh * sw * rows * pitch
     copied = n * spec.out_channels * OH * pitch
-    return macs + THIN_COPY * (split + copied) + THIN_PLANE * planes
+    return macs + THIN_PASS * passes + THIN_COPY * (split + copied) + THIN_PLANE * planes
 
 
 def _thin_transposed_work(spec):
@@ -285,15 +289,19 @@ def _thin_transposed_channels_last_work(spec):
 
 #: Work units of the thin gradients beyond their multiply-adds: an element
 #: copied (a split or copy into their buffers, an output woven into
-#: place), one pass of the transposed kernel's accumulators (a load and a
-#: store per output) beyond its taps, and the fixed cost of a plane (an
+#: place), one pass over a band per output (the weight gradient reading its
+#: output gradient again, the transposed kernel loading and storing its
+#: accumulators) beyond its taps, and the fixed cost of a plane (an
 #: (image, output channel, input channel) triple: loop set-up, the short
 #: loops' remainders, the sums' checks).  Least squares over 30 weight and
 #: 13 input gradients of depthwise and grouped layers (one thread) gave 4.1
-#: (input gradients: 2.7) and 4.9 (4.7) thousand; with these, the path
-#: constants estimate those layers within 0.4-1.5x, the farthest the batch-8
-#: 112x112 layers, which wait on memory (docs/results-backward.md,
-#: "Depthwise gradients").
+#: (input gradients: 2.7) and 4.9 (4.7) thousand; a pass of the weight
+#: gradient 1.0, taken as 2 with a set of large and wide kernels added
+#: (31x31 on 512x512, 63 taps in 1-D: 1.0-1.3x their time rather than
+#: 0.95-1.0x, so that fft keeps the large kernels it runs faster than this
+#: on two threads); with these, the path constants estimate those layers
+#: within 0.36-1.3x, the farthest the batch-8 112x112 layers, which wait on
+#: memory (docs/results-backward.md, "Depthwise gradients").
 THIN_COPY = 4.0
 THIN_PASS = 2.0
 THIN_PLANE = 5000.0
@@ -316,7 +324,7 @@ PATHS = (
     costs.PathModel("direct:planes", 2.140e-10, work=_planes_work),
     costs.PathModel("direct:phase_planes", 5.341e-11, work=_phase_planes_work),
     costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
-    costs.PathModel("direct:thin_grad_weight", 3.33e-11, work=_thin_grad_weight_work),
+    costs.PathModel("direct:thin_grad_weight", 2.86e-11, work=_thin_grad_weight_work),
     costs.PathModel("direct:thin_transposed", 3.24e-11, work=_thin_transposed_work),
     costs.PathModel("direct:thin_grad_weight_cl", 1.017e-10,
                     work=_thin_grad_weight_channels_last_work),

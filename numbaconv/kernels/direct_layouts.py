@@ -222,6 +222,14 @@ def fused_passes(KH, KW):
     return "nine" if (KH, KW) == (3, 3) else "five" if (KH, KW) == (5, 5) else "columns"
 
 
+#: A thread's scratch above which the thin weight gradient works in bands
+#: (Note [thin weight gradient] in kernels/direct_thin_grad.py): half the
+#: development machine's 512 KiB L2, since every pass over a band's
+#: phases reads all of them again.  A 31x31 kernel over a 1024x1024 plane
+#: made 341 passes over 8 MB: 59 ms with 2 MiB bands, 40 ms with these
+#: (two threads of the loaded machine; 35 ms on one, fft 22).
+THIN_GRAD_BAND_BYTES = 256 * 2**10
+
 #: Fewest jobs of the thin weight gradient before a group's (image, band)
 #: units are cut into segments (Note [thin weight gradient] in
 #: kernels/direct_thin_grad.py): a constant, so that the segments, and the
@@ -240,6 +248,21 @@ def thin_grad_weight_geometry(OW, KH, KW, sh, sw, dh, dw, band_rows):
     size = (band_rows * pitch + 15) // 16 * 16
     region = max(rows * pitch, shift_h * pitch + shift_w + size)
     return pitch, rows, size, region
+
+
+def thin_grad_weight_passes(KH, KW):
+    """Passes over a band's output gradient the thin weight gradient makes
+    per (output, input) channel pair: one for a 3x3 kernel's nine taps, else
+    each kernel row's taps seven, five or three at a time (``_tap_sums`` in
+    kernels/direct_thin_grad.py groups them so)."""
+    if (KH, KW) == (3, 3):
+        return 1
+    per_row, kw = 0, 0
+    while kw < KW:
+        left = KW - kw
+        kw += left if left in (7, 5) else 3 if left >= 3 else 1
+        per_row += 1
+    return KH * per_row
 
 
 def thin_grad_weight_scratch(cin_g, cout_g, OW, KH, KW, sh, sw, dh, dw, band_rows):
