@@ -92,6 +92,13 @@ LAYERS = (
     Layer("3-D", (1, 4, 6, 6, 6), (4, 4, 3, 3, 3), dict(padding=1)),
     Layer("3-D depthwise", (1, 4, 6, 6, 6), (4, 1, 3, 3, 3), dict(padding=1, groups=4),
           _DEPTHWISE),
+    # direct's thin gradients: the stride-two layers reach their de-interleaving
+    # forms and the unit-stride ones the weight gradient's copying form; these
+    # the strided forms and the transposed copying form
+    Layer("thin gradients stride 3", (1, 4, 12, 12), (4, 1, 3, 3),
+          dict(stride=3, padding=1, groups=4), ("direct",)),
+    Layer("thin gradients stride 2x1", (1, 4, 12, 12), (4, 1, 3, 3),
+          dict(stride=(2, 1), padding=1, groups=4), ("direct",)),
 )
 
 
@@ -122,10 +129,29 @@ def _im2col_tiles(dtype, small, fills):
                                stride, (1, 1, 1), 1, 1, tile, 18, 1)
 
 
+def _thin_channels_last(dtype):
+    """direct's channels-last thin gradients (Note [channels-last thin
+    gradients]), which the layers (contiguous) do not reach."""
+    import numpy as np
+
+    from .kernels import direct_layouts, direct_thin_grad
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 6, 6, 8)).astype(dtype)
+    g = rng.standard_normal((1, 1, 3, 3, 8)).astype(dtype)
+    direct_thin_grad.grad_weight_channels_last(x, g, np.empty((8, 1, 1, 3, 3), dtype), 1, 1,
+                                               (1, 2, 2), (1, 1, 1), 8, 1, 1)
+    axes = tuple(direct_layouts.transposed_axis_phases(3, 3, 1, 2, 1, 6) for _ in range(2))
+    direct_thin_grad.transposed_channels_last(g, rng.standard_normal((9, 8)).astype(dtype),
+                                              np.zeros(0, dtype), np.empty(x.shape, dtype),
+                                              axes, 3, 1)
+
+
 #: Note [warmup table]: kernel calls for the forms the layers do not reach
 KERNEL_JOBS = {f"im2col tiles {'small' if small else 'BLAS'} {fills}":
                (lambda dtype, small=small, fills=fills: _im2col_tiles(dtype, small, fills))
                for small in (True, False) for fills in ("same_width", "both", "general")}
+KERNEL_JOBS["thin gradients channels-last"] = _thin_channels_last
 
 
 def _arrays(layer, dtype):

@@ -18,21 +18,28 @@ Serves every valid forward spec.  It picks one of four loop orders from
   (depthwise layers with another padding mode or an odd width): vectorised
   over channels (Note [thin channels-last]);
 * ``"planes"`` for everything else.
+
+The weight gradients and input-dilated (transposed) problems of thin
+groups, zero-padded and 1-D/2-D, have kernels of their own (Note [thin
+gradients]); everything else reaches the loop orders through the registry's
+rewrites.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from ..context import current_context
 from ..kernels import (direct_channels_last, direct_channels_last_native, direct_layouts,
-                       direct_pack, direct_phase_planes, direct_planes)
+                       direct_pack, direct_phase_planes, direct_planes, direct_thin_grad)
 from ..padding import padding_maps
 from .. import costs
-from .registry import ConvAlgorithm, composite_paths, costed_plan, register
+from .registry import (PACK_SECONDS_PER_BYTE, ConvAlgorithm, channels_first_copy,
+                       composite_paths, copy_to_channels_last, costed_plan, register)
 
 #: Shortest dot product for which the channels-last kernel is used when there
 #: are few input channels per group: below it the patch copy and the 4x3
@@ -145,14 +152,196 @@ def _phase_planes_work(spec):
     return macs * pitch / OW + splits + copy
 
 
-#: The cost-model paths of the four loop orders and of the phase and
-#: weight-gradient plans, with the constants shipped (fitted by ``numbaconv
-#: calibrate`` on the development machine: docs/choosing.md).
+# Note [thin gradients]
+# ~~~~~~~~~~~~~~~~~~~~~
+# The gradients of depthwise and few-channel layers went to im2col (weight
+# gradients: column tiles times one output channel at a time, Note [small
+# products] in kernels/im2col_cpu.py) and to direct's phases or im2col's
+# col2im (strided input gradients: four forward problems, each reading the
+# whole output gradient, or GEMMs of one input channel).  So direct serves
+# them with kernels of their own (Note [thin weight gradient], Note [thin
+# transposed phases] in kernels/direct_thin_grad.py), and its plans for
+# them are these paths' rather than the rewrite's or the phases' (for
+# channels-last arrays the cheapest of those, the kernels on canonical
+# copies and, for depthwise layers, Note [channels-last thin gradients]).
+# EfficientNet-B0's features.2.0 (96 channels, 112x112, 3x3 stride 2,
+# batch 1) took 2.7 ms in im2col's weight gradient and 0.42 ms here, on one
+# thread of a loaded machine; over MobileNetV3's and EfficientNet-B0's
+# depthwise layers the thin kernels ran 1.3-15x faster than what "auto"
+# picked before (4x geometric mean;
+# docs/results-backward.md, "Depthwise gradients").
+
+#: Most input channels per group of the thin gradients (Note [thin
+#: gradients]): depthwise layers, their depth multipliers' input gradients
+#: and few-channel groups.  Each input plane of a group is one buffer of a
+#: thread's scratch.
+THIN_GRAD_CHANNELS = 4
+
+
+@functools.lru_cache(maxsize=1024)
+def why_not_thin_gradient(spec):
+    """Why the thin gradients (Note [thin gradients]) do not serve ``spec``,
+    or ``None`` if they do: a weight gradient or an input-dilated (transposed)
+    problem, zero-padded, 1-D or 2-D, with at most :data:`THIN_GRAD_CHANNELS`
+    input channels per group."""
+    reasons = []
+    if spec.computation != "grad_weight" and not spec.has_input_dilation:
+        reasons.append("neither a weight gradient nor input-dilated")
+    if spec.padding_mode != "zeros":
+        reasons.append(f"padding_mode={spec.padding_mode!r}")
+    if spec.ndim >= 3:
+        reasons.append(f"{spec.ndim}-D")
+    if spec.in_channels_per_group > THIN_GRAD_CHANNELS:
+        reasons.append(f"{spec.in_channels_per_group} input channels per group")
+    if spec.computation == "grad_weight" and any(lo < 0 for lo, _ in spec.padding):
+        reasons.append(f"negative padding {spec.padding}")
+    return ", ".join(reasons) or None
+
+
+def transposed_axes(spec):
+    """The H and W :func:`~numbaconv.kernels.direct_layouts.transposed_axis_phases`
+    of an input-dilated ``spec``."""
+    return tuple(direct_layouts.transposed_axis_phases(n, K, d, L, lo, O)
+                 for n, K, d, L, (lo, _), O in zip(
+                     spec.input_size3[1:], spec.kernel_size3[1:], spec.dilation3[1:],
+                     spec.input_dilation3[1:], spec.padding3[1:], spec.output_size3[1:]))
+
+
+def _scratch_budget(spec, ctx):
+    """Values of scratch a thread of the thin gradients may take: its share
+    of the workspace limit, at most ``direct_layouts.BAND_BYTES`` (Note
+    [plane bands]).  Shared by the pool's threads, not the call's: the
+    weight gradient's bands decide a summation order."""
+    budget = min(ctx.workspace_limit // max(ctx.pool_threads, 1), direct_layouts.BAND_BYTES)
+    return budget // spec.compute_dtype.itemsize
+
+
+@functools.lru_cache(maxsize=1024)
+def thin_grad_weight_layout(spec, ctx):
+    """The layout of the thin weight gradient of ``spec`` under ``ctx``
+    (:func:`~numbaconv.kernels.direct_layouts.thin_grad_weight_layout`),
+    its bands at most ``direct_layouts.THIN_GRAD_BAND_BYTES`` a thread."""
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    budget = min(_scratch_budget(spec, ctx),
+                 direct_layouts.THIN_GRAD_BAND_BYTES // spec.compute_dtype.itemsize)
+    return direct_layouts.thin_grad_weight_layout(
+        spec.batch, spec.groups, spec.in_channels_per_group, spec.out_channels_per_group, OH,
+        OW, KH, KW, *spec.stride3[1:], *spec.dilation3[1:], budget)
+
+
+@functools.lru_cache(maxsize=1024)
+def thin_transposed_band_rows(spec, ctx):
+    """Phase rows per band of the thin transposed kernel for ``spec`` under ``ctx``."""
+    return direct_layouts.thin_transposed_band_rows(
+        spec.in_channels_per_group, spec.input_dilation3[2], transposed_axes(spec),
+        _scratch_budget(spec, ctx))
+
+
+def _thin_grad_weight_work(spec):
+    # every tap's dot product over the padded-pitch output, the input
+    # planes split once per group, the output gradient copied per input
+    # channel of its group (Note [thin weight gradient])
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    sh, sw = spec.stride3[1:]
+    pitch, rows, _, _ = direct_layouts.thin_grad_weight_geometry(
+        OW, KH, KW, sh, sw, *spec.dilation3[1:], OH)
+    n = spec.batch
+    planes = n * spec.out_channels * spec.in_channels_per_group
+    macs = planes * KH * KW * OH * pitch
+    passes = planes * direct_layouts.thin_grad_weight_passes(KH, KW) * OH * pitch
+    split = n * spec.in_channels * sh * sw * rows * pitch
+    copied = n * spec.out_channels * OH * pitch
+    return macs + THIN_PASS * passes + THIN_COPY * (split + copied) + THIN_PLANE * planes
+
+
+def _thin_transposed_work(spec):
+    # per output plane and phase, the passes of its taps (four per pass)
+    # over the padded-pitch phase, the input band copied once per group and
+    # the phases woven into the output (Note [thin transposed phases])
+    axes = transposed_axes(spec)
+    pitch, rows, _, _ = direct_layouts.thin_transposed_geometry(axes, max(
+        Q for Q, _ in axes[0][0]))
+    cin_g = spec.in_channels_per_group
+    per_plane = 0.0
+    for Qh, taps_h in axes[0][0]:
+        for Qw, taps_w in axes[1][0]:
+            if Qh and Qw:
+                taps = cin_g * len(taps_h) * len(taps_w)
+                per_plane += Qh * pitch * (taps + THIN_PASS * max(1, -(-taps // 4)))
+    n = spec.batch
+    copied = n * spec.groups * cin_g * rows * pitch
+    written = n * spec.out_channels * math.prod(spec.output_size)
+    return (n * spec.out_channels * (per_plane + THIN_PLANE)
+            + THIN_COPY * (copied + written))
+
+
+def _native_depthwise(spec):
+    """Whether a channels-last thin ``spec`` is depthwise with multiplier 1,
+    which the channels-last kernels serve in place (Note [channels-last thin
+    gradients] in kernels/direct_thin_grad.py)."""
+    return (spec.channels_last and spec.in_channels_per_group == 1
+            and spec.out_channels_per_group == 1)
+
+
+def _thin_grad_weight_channels_last_work(spec):
+    # a loop along a block of channels per (output pixel, tap, block)
+    (_, OH, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+    block, _ = direct_layouts.channels_last_grad_weight_split(spec.batch, spec.in_channels, OH)
+    loops = spec.batch * OH * OW * KH * KW * -(-spec.in_channels // block)
+    return loops * block + THIN_LOOP * loops
+
+
+def _thin_transposed_channels_last_work(spec):
+    # per output pixel, its phase's taps along the channels, and each tap
+    # looked up (Note [channels-last thin gradients])
+    axes = transposed_axes(spec)
+    taps = sum(Qh * Qw * len(th) * len(tw) for Qh, th in axes[0][0] for Qw, tw in axes[1][0])
+    return spec.batch * taps * (spec.in_channels + THIN_TAP)
+
+
+#: Work units of the thin gradients beyond their multiply-adds: an element
+#: copied (a split or copy into their buffers, an output woven into
+#: place), one pass over a band per output (the weight gradient reading its
+#: output gradient again, the transposed kernel loading and storing its
+#: accumulators) beyond its taps, and the fixed cost of a plane (an
+#: (image, output channel, input channel) triple: loop set-up, the short
+#: loops' remainders, the sums' checks).  Least squares over 30 weight and
+#: 13 input gradients of depthwise and grouped layers (one thread) gave 4.1
+#: (input gradients: 2.7) and 4.9 (4.7) thousand; a pass of the weight
+#: gradient 1.0, taken as 2 with a set of large and wide kernels added
+#: (31x31 on 512x512, 63 taps in 1-D: 1.0-1.3x their time rather than
+#: 0.95-1.0x, so that fft keeps the large kernels it runs faster than this
+#: on two threads); with these, the path constants estimate those layers
+#: within 0.36-1.3x, the farthest the batch-8 112x112 layers, which wait on
+#: memory (docs/results-backward.md, "Depthwise gradients").
+THIN_COPY = 4.0
+THIN_PASS = 2.0
+THIN_PLANE = 5000.0
+#: The same for the channels-last kernels (Note [channels-last thin
+#: gradients]): a weight-gradient loop along a block of channels, and an
+#: input-gradient tap looked up for one output pixel.  Least squares over
+#: 21 and 10 depthwise layers (one thread) gave 62 and 93; with 64 and 96
+#: the path constants estimate them within 0.5-1.2x and 0.7-1.4x
+#: (docs/results-backward.md, "Depthwise gradients").
+THIN_LOOP = 64.0
+THIN_TAP = 96.0
+
+
+#: The cost-model paths of the four loop orders, of the thin gradients and
+#: of the phase and weight-gradient plans, with the constants shipped
+#: (fitted by ``numbaconv calibrate`` on the development machine:
+#: docs/choosing.md).
 PATHS = (
     costs.PathModel("direct:channels_last", 2.077e-11, work=_channels_last_work),
     costs.PathModel("direct:planes", 2.140e-10, work=_planes_work),
     costs.PathModel("direct:phase_planes", 5.341e-11, work=_phase_planes_work),
     costs.PathModel("direct:thin_channels_last", 1.366e-10, work=_thin_channels_last_work),
+    costs.PathModel("direct:thin_grad_weight", 2.86e-11, work=_thin_grad_weight_work),
+    costs.PathModel("direct:thin_transposed", 3.24e-11, work=_thin_transposed_work),
+    costs.PathModel("direct:thin_grad_weight_cl", 1.017e-10,
+                    work=_thin_grad_weight_channels_last_work),
+    costs.PathModel("direct:thin_transposed_cl", 8.49e-11,
+                    work=_thin_transposed_channels_last_work),
 ) + composite_paths("direct", phases=2.905e+00, rewrite=2.159e+00)
 
 
@@ -415,7 +604,8 @@ class DirectAlgorithm(ConvAlgorithm):
     fuses_epilogue = True
     #: channels-last problems run in place (Note [native channels-last]);
     #: transposed ones by the phases and weight gradients by the rewrite,
-    #: both format-aware (numbaconv.rewrites)
+    #: both format-aware (numbaconv.rewrites), or for thin groups on
+    #: canonical copies (Note [thin gradients])
     formats = ("contiguous", "channels_last")
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
@@ -448,6 +638,138 @@ class DirectAlgorithm(ConvAlgorithm):
             path = f"{loop_order} in bands of {band_rows} rows"
         return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=loop_order, copies=packed)
+
+    def plan_grad_weight(self, spec, ctx):
+        if why_not_thin_gradient(spec) is not None:
+            return super().plan_grad_weight(spec, ctx)
+        plans = [self._thin_grad_weight_plan(spec, ctx)]
+        if spec.channels_last:
+            plans.append(_tagged(super().plan_grad_weight(spec, ctx), "default"))
+        if _native_depthwise(spec):
+            block, segments = direct_layouts.channels_last_grad_weight_split(
+                spec.batch, spec.in_channels, spec.output_size3[1])
+            T = math.prod(spec.kernel_size)
+            workspace = (ctx.threads * (T + 1) * block
+                         + (segments if segments > 1 else 0) * spec.in_channels * T) \
+                * spec.compute_dtype.itemsize
+            path = "native thin weight gradient" + (f", {segments} segments"
+                                                    if segments > 1 else "")
+            plans.append(costed_plan(self.name, "direct:thin_grad_weight_cl",
+                                     _thin_grad_weight_channels_last_work(spec), ctx, workspace,
+                                     path, detail=("native", (block, segments))))
+        # the cheapest by the cost models (Note [thin gradients]); the choice
+        # depends on the constants only, not on the thread count
+        return min(plans, key=lambda plan: plan.seconds)
+
+    def _thin_grad_weight_plan(self, spec, ctx):
+        layout = thin_grad_weight_layout(spec, ctx)
+        band_rows, segments = layout[:2]
+        (_, _, OW), (_, KH, KW) = spec.output_size3, spec.kernel_size3
+        itemsize = spec.compute_dtype.itemsize
+        scratch = direct_layouts.thin_grad_weight_scratch(
+            spec.in_channels_per_group, spec.out_channels_per_group, OW, KH, KW,
+            *spec.stride3[1:], *spec.dilation3[1:], band_rows)
+        workspace = (ctx.threads * scratch + (segments if segments > 1 else 0)
+                     * math.prod(spec.weight_shape)) * itemsize
+        path = "thin weight gradient"
+        if band_rows < spec.output_size3[1]:
+            path += f" in bands of {band_rows} rows"
+        if segments > 1:
+            path += f", {segments} segments"
+        return _thin_plan(self.name, "direct:thin_grad_weight", spec, ctx, workspace, path,
+                          ("thin", layout))
+
+    def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
+        if why_not_thin_gradient(spec) is not None:
+            return super().run_grad_weight(spec, x, grad_output, out, ctx, detail)
+        if detail is None:
+            detail = self.plan_grad_weight(spec, ctx).detail
+        kind, parameters = detail
+        if kind == "default":
+            return super().run_grad_weight(spec, x, grad_output, out, ctx, parameters)
+        pads = (spec.padding3[1][0], spec.padding3[2][0])
+        if kind == "native":
+            return direct_thin_grad.grad_weight_channels_last(
+                x.reshape(spec.run_input_shape), grad_output.reshape(spec.run_output_shape), out,
+                *pads, spec.stride3, spec.dilation3, *parameters, ctx.threads)
+        if spec.channels_last:                  # the kernel reads planes: canonical copies
+            x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
+        return direct_thin_grad.grad_weight_thin(x, grad_output, out, spec.groups, *pads,
+                                                 spec.stride3, spec.dilation3, parameters,
+                                                 ctx.threads)
+
+    def plan_input_dilated(self, spec, ctx):
+        if why_not_thin_gradient(spec) is not None:
+            return super().plan_input_dilated(spec, ctx)
+        band_rows = thin_transposed_band_rows(spec, ctx)
+        axes = transposed_axes(spec)
+        scratch = direct_layouts.thin_transposed_scratch(
+            spec.in_channels_per_group, spec.input_dilation3[2], axes, band_rows)
+        workspace = ctx.threads * scratch * spec.compute_dtype.itemsize
+        path = "thin transposed phases"
+        if band_rows < max(Q for Q, _ in axes[0][0]):
+            path += f" in bands of {band_rows} phase rows"
+        plans = [_thin_plan(self.name, "direct:thin_transposed", spec, ctx, workspace, path,
+                            ("thin", band_rows))]
+        if spec.channels_last:
+            plans.append(_tagged(super().plan_input_dilated(spec, ctx), "default"))
+        if _native_depthwise(spec):
+            plans.append(costed_plan(
+                self.name, "direct:thin_transposed_cl", _thin_transposed_channels_last_work(spec),
+                ctx, ctx.threads * 2 * math.prod(spec.kernel_size) * 8,
+                "native thin transposed phases", detail=("native", None)))
+        return min(plans, key=lambda plan: plan.seconds)
+
+    def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if why_not_thin_gradient(spec) is not None:
+            return super().run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
+        if detail is None:
+            detail = self.plan_input_dilated(spec, ctx).detail
+        kind, parameters = detail
+        if kind == "default":
+            return super().run_input_dilated(spec, x, weight, epilogue, out, ctx, parameters)
+        axes = transposed_axes(spec)
+        finish = epilogue.kernel_args(out.dtype)
+        if kind == "native":
+            # (C, 1, 1, KH, KW) -> (KH * KW, C): each tap's row along the channels
+            wt = np.ascontiguousarray(weight.reshape(spec.out_channels, -1).T)
+            return direct_thin_grad.transposed_channels_last(
+                x.reshape(spec.run_input_shape), wt, epilogue.bias,
+                out.reshape(spec.run_output_shape), axes, spec.kernel_size3[2], ctx.threads,
+                finish)
+        if not spec.channels_last:
+            return direct_thin_grad.transposed_thin(x, weight, epilogue.bias, out, spec.groups,
+                                                    axes, parameters, ctx.threads, finish)
+        # the kernel reads planes: canonical copies, the residual with them
+        # so that the kernel applies the whole epilogue
+        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+        if epilogue.residual is not None:
+            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
+        direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,
+                                         spec.groups, axes, parameters, ctx.threads,
+                                         epilogue.kernel_args(out.dtype))
+        return copy_to_channels_last(result, out)
+
+
+def _tagged(plan, kind):
+    """``plan`` with its detail tagged by ``kind`` (the thin gradients' run
+    methods read which of their plans won)."""
+    return replace(plan, detail=(kind, plan.detail))
+
+
+def _thin_plan(name, model, spec, ctx, workspace, path, detail):
+    """The plan of a thin gradient: its path's estimate, plus the canonical
+    copies of a channels-last spec's arrays (the input and output, or input
+    and output gradient), costed as packing is (Note [packing])."""
+    copies = 0
+    if spec.channels_last:
+        copies = spec.batch * (spec.in_channels * math.prod(spec.input_size)
+                               + spec.out_channels * math.prod(spec.output_size)) \
+            * spec.compute_dtype.itemsize
+        path += ", on canonical copies"
+    plan = costed_plan(name, model, _work(model, spec), ctx, workspace, path, detail=detail,
+                       copies=copies)
+    return replace(plan, seconds=plan.seconds + PACK_SECONDS_PER_BYTE * copies)
 
 
 DIRECT = register(DirectAlgorithm())

@@ -220,3 +220,170 @@ def fused_passes(KH, KW):
     (docs/results-startup.md).
     """
     return "nine" if (KH, KW) == (3, 3) else "five" if (KH, KW) == (5, 5) else "columns"
+
+
+#: A thread's scratch above which the thin weight gradient works in bands
+#: (Note [thin weight gradient] in kernels/direct_thin_grad.py): half the
+#: development machine's 512 KiB L2, since every pass over a band's
+#: phases reads all of them again.  A 31x31 kernel over a 1024x1024 plane
+#: made 341 passes over 8 MB: 59 ms with 2 MiB bands, 40 ms with these
+#: (two threads of the loaded machine; 35 ms on one, fft 22).
+THIN_GRAD_BAND_BYTES = 256 * 2**10
+
+#: Fewest jobs of the thin weight gradient before a group's (image, band)
+#: units are cut into segments (Note [thin weight gradient] in
+#: kernels/direct_thin_grad.py): a constant, so that the segments, and the
+#: bits, depend on the problem alone.
+THIN_GRAD_JOBS = 8
+
+
+def thin_grad_weight_geometry(OW, KH, KW, sh, sw, dh, dw, band_rows):
+    """``(pitch, rows, size, region)`` of the thin weight gradient (Note
+    [thin weight gradient] in kernels/direct_thin_grad.py) for bands of
+    ``band_rows`` output rows: the phase rows' pitch, the phase rows a band
+    reads, the flattened band (a multiple of 16) and one phase's length."""
+    shift_h, shift_w = (KH - 1) * dh // sh, (KW - 1) * dw // sw
+    pitch = OW + shift_w
+    rows = band_rows + shift_h
+    size = (band_rows * pitch + 15) // 16 * 16
+    region = max(rows * pitch, shift_h * pitch + shift_w + size)
+    return pitch, rows, size, region
+
+
+def thin_grad_weight_passes(KH, KW):
+    """Passes over a band's output gradient the thin weight gradient makes
+    per (output, input) channel pair: one for a 3x3 kernel's nine taps, else
+    each kernel row's taps seven, five or three at a time (``_tap_sums`` in
+    kernels/direct_thin_grad.py groups them so)."""
+    if (KH, KW) == (3, 3):
+        return 1
+    per_row, kw = 0, 0
+    while kw < KW:
+        left = KW - kw
+        kw += left if left in (7, 5) else 3 if left >= 3 else 1
+        per_row += 1
+    return KH * per_row
+
+
+def thin_grad_weight_scratch(cin_g, cout_g, OW, KH, KW, sh, sw, dh, dw, band_rows):
+    """Values of scratch one thread of the thin weight gradient allocates."""
+    pitch, rows, size, region = thin_grad_weight_geometry(OW, KH, KW, sh, sw, dh, dw, band_rows)
+    return cin_g * sh * sw * region + size + (cout_g * cin_g + 1) * KH * KW
+
+
+def thin_grad_weight_layout(N, groups, cin_g, cout_g, OH, OW, KH, KW, sh, sw, dh, dw, values):
+    """``(band_rows, segments, pitch, rows, size, region)`` of the thin
+    weight gradient: whole output planes when a thread's scratch fits in
+    ``values``, else the largest bands that do (at least one row); with
+    fewer than :data:`THIN_GRAD_JOBS` groups, the (image, band) units cut
+    into segments (shorter bands when the images are too few).  A
+    function of the problem only."""
+    args = (cin_g, cout_g, OW, KH, KW, sh, sw, dh, dw)
+    band_rows = OH
+    if thin_grad_weight_scratch(*args, OH) > values:
+        low, high = 1, OH
+        while low < high:
+            middle = (low + high + 1) // 2
+            if thin_grad_weight_scratch(*args, middle) <= values:
+                low = middle
+            else:
+                high = middle - 1
+        band_rows = low
+    segments = 1
+    if groups < THIN_GRAD_JOBS:
+        wanted = -(-THIN_GRAD_JOBS // groups)
+        bands = -(-OH // band_rows)
+        if N * bands < wanted:
+            band_rows = max(1, -(-OH // -(-wanted // max(N, 1))))
+            bands = -(-OH // band_rows)
+        segments = max(1, min(wanted, N * bands))
+    return (band_rows, segments) + thin_grad_weight_geometry(OW, KH, KW, sh, sw, dh, dw,
+                                                             band_rows)
+
+
+#: How the thin gradients' tasks split an input row into its column phases
+#: (one task per form: Note [tasks per kernel]): a copy, a de-interleave,
+#: a strided loop.
+COLUMN_FORMS = ("unit", "two", "strided")
+
+
+def column_form(stride_w):
+    """The :data:`COLUMN_FORMS` entry of column stride ``stride_w``."""
+    return "unit" if stride_w == 1 else "two" if stride_w == 2 else "strided"
+
+
+def transposed_axis_phases(size, K, d, L, lo, O):
+    """The phases of one axis of an input-dilated problem (Note [phases] in
+    numbaconv/rewrites.py) as the thin transposed kernel takes them (Note
+    [thin transposed phases] in kernels/direct_thin_grad.py): per phase
+    ``rho < L``, its output count ``Q``, its taps ``k`` and the input index
+    ``c_k`` that output ``q`` of the phase reads at ``q + c_k``; and the
+    smallest and largest ``c_k`` of all phases (0 when there are no taps).
+    ``size`` is the undilated input's length, ``lo`` the padding before
+    (negative: a crop), ``O`` the output's length."""
+    phases, shifts = [], []
+    for rho in range(L):
+        Q = max(0, -(-(O - rho) // L))
+        taps = [(k, (rho + k * d - lo) // L) for k in range(K) if (rho + k * d - lo) % L == 0]
+        if Q == 0:
+            taps = []
+        phases.append((Q, taps))
+        shifts += [c for _, c in taps]
+    return phases, (min(shifts, default=0), max(shifts, default=0))
+
+
+def thin_transposed_geometry(axes, band_rows):
+    """``(pitch, rows, size, length)`` of the thin transposed kernel for
+    bands of ``band_rows`` phase rows: the input buffer's pitch, the input
+    rows a band reads, the flattened band of one phase's accumulators (a
+    multiple of 16) and one input channel's buffer length.  ``axes`` are
+    the H and W :func:`transposed_axis_phases`."""
+    (_, (h_min, h_max)), (w_phases, (w_min, w_max)) = axes
+    Q_w = max(Q for Q, _ in w_phases)
+    pitch = Q_w + w_max - w_min
+    rows = band_rows + h_max - h_min
+    size = (band_rows * pitch + 15) // 16 * 16
+    length = max(rows * pitch, (h_max - h_min) * pitch + w_max - w_min + size)
+    return pitch, rows, size, length
+
+
+def thin_transposed_scratch(cin_g, L_w, axes, band_rows):
+    """Values of scratch one thread of the thin transposed kernel allocates."""
+    pitch, rows, size, length = thin_transposed_geometry(axes, band_rows)
+    return cin_g * length + L_w * size
+
+
+def thin_transposed_band_rows(cin_g, L_w, axes, values):
+    """Phase rows per band of the thin transposed kernel: all of them when a
+    thread's scratch fits in ``values``, else the most that fit (at least
+    one)."""
+    total = max(Q for Q, _ in axes[0][0])
+    if thin_transposed_scratch(cin_g, L_w, axes, total) <= values:
+        return total
+    low, high = 1, total
+    while low < high:
+        middle = (low + high + 1) // 2
+        if thin_transposed_scratch(cin_g, L_w, axes, middle) <= values:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+#: Most channels per job of the channels-last thin weight gradient: its
+#: loops run along the channels, and blocks of 32 left them too short.
+CHANNELS_LAST_BLOCK = 256
+
+
+def channels_last_grad_weight_split(N, C, OH):
+    """``(block, segments)`` of the channels-last thin weight gradient (Note
+    [channels-last thin gradients] in kernels/direct_thin_grad.py): all
+    channels in one block up to :data:`CHANNELS_LAST_BLOCK` (equal blocks
+    beyond), and with fewer than :data:`THIN_GRAD_JOBS` blocks, segments of
+    the (image, output row) units to make that many jobs.  A function of
+    the problem only."""
+    blocks = -(-C // CHANNELS_LAST_BLOCK)
+    block = -(-C // blocks)
+    if blocks >= THIN_GRAD_JOBS:
+        return block, 1
+    return block, max(1, min(-(-THIN_GRAD_JOBS // blocks), N * OH))

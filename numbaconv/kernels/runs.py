@@ -1,5 +1,6 @@
-"""Copies of contiguous runs inside numba kernels: :func:`copy_run` (a run)
-and :func:`deinterleave_run` (a run's even and odd elements, apart).
+"""Copies of contiguous runs inside numba kernels: :func:`copy_run` (a run),
+:func:`deinterleave_run` (a run's even and odd elements, apart) and
+:func:`interleave_run` (two runs woven into one).
 
 Note [short runs]
 ~~~~~~~~~~~~~~~~~
@@ -167,3 +168,75 @@ def deinterleave_run(dst, even_at, odd_at, src, src_at, count):
         for i in range(count):
             dst[even_at + i] = src[src_at + 2 * i]
             dst[odd_at + i] = src[src_at + 2 * i + 1]
+
+
+@intrinsic
+def interleave_block(typingctx, dst, dst_at, src, even_at, odd_at, width):
+    """``dst[dst_at + 2*i] = src[even_at + i]`` and ``dst[dst_at + 2*i + 1] =
+    src[odd_at + i]`` for ``i < width``, a literal int: two vector loads and
+    one shuffle, the inverse of :func:`deinterleave_block` (Note
+    [de-interleaved runs]).  The destination range must not overlap the
+    sources; arrays are C-contiguous, of one dtype, and checked as in
+    :func:`copy_run`."""
+    if not isinstance(width, types.IntegerLiteral):
+        return None
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.dtype == src.dtype):
+        return None
+    lanes = width.literal_value
+    sig = types.void(dst, dst_at, src, even_at, odd_at, width)
+
+    def codegen(context, builder, signature, args):
+        dst_array = context.make_array(signature.args[0])(context, builder, args[0])
+        src_array = context.make_array(signature.args[2])(context, builder, args[2])
+        at = [context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 3, 4)]
+        to, even, odd = at
+        if context.enable_boundscheck:
+            outside = _check_ranges(context, builder, (
+                (to, cgutils.intp_t(2 * lanes), dst_array),
+                (even, cgutils.intp_t(lanes), src_array),
+                (odd, cgutils.intp_t(lanes), src_array)))
+            with builder.if_then(outside, likely=False):
+                context.call_conv.return_user_exc(
+                    builder, IndexError, ("interleave_block: range outside its array",))
+        element = context.get_data_type(signature.args[0].dtype)
+        wide = ir.VectorType(element, 2 * lanes)
+        narrow = ir.VectorType(element, lanes)
+        halves = [builder.load(builder.bitcast(builder.gep(src_array.data, [start]),
+                                               narrow.as_pointer()), align=1)
+                  for start in (even, odd)]
+        picks = ir.Constant(ir.VectorType(ir.IntType(32), 2 * lanes),
+                            [i // 2 + (lanes if i % 2 else 0) for i in range(2 * lanes)])
+        values = builder.shuffle_vector(halves[0], halves[1], picks)
+        builder.store(values, builder.bitcast(builder.gep(dst_array.data, [to]),
+                                              wide.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@inline_helper(fastmath=False)
+def interleave_run(dst, dst_at, src, even_at, odd_at, count):
+    """``dst[dst_at + 2*i] = src[even_at + i]`` and ``dst[dst_at + 2*i + 1] =
+    src[odd_at + i]`` for ``i < count``: blocks of 16, 8 or 4 by
+    :func:`interleave_block`, the last one overlapping the one before (it
+    rewrites the same values); fewer than 4 one by one."""
+    if count >= 16:
+        i = 0
+        while i + 16 < count:
+            interleave_block(dst, dst_at + 2 * i, src, even_at + i, odd_at + i, 16)
+            i += 16
+        last = count - 16
+        interleave_block(dst, dst_at + 2 * last, src, even_at + last, odd_at + last, 16)
+    elif count >= 8:
+        interleave_block(dst, dst_at, src, even_at, odd_at, 8)
+        last = count - 8
+        interleave_block(dst, dst_at + 2 * last, src, even_at + last, odd_at + last, 8)
+    elif count >= 4:
+        interleave_block(dst, dst_at, src, even_at, odd_at, 4)
+        last = count - 4
+        interleave_block(dst, dst_at + 2 * last, src, even_at + last, odd_at + last, 4)
+    else:
+        for i in range(count):
+            dst[dst_at + 2 * i] = src[even_at + i]
+            dst[dst_at + 2 * i + 1] = src[odd_at + i]
