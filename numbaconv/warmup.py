@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import os
 import sys
 import tempfile
 import time
 import traceback
+from typing import Any, Callable, Dict
 from dataclasses import dataclass, field
 
 DTYPES = ("float32", "float64")
@@ -148,9 +150,10 @@ def _thin_channels_last(dtype):
 
 
 #: Note [warmup table]: kernel calls for the forms the layers do not reach
-KERNEL_JOBS = {f"im2col tiles {'small' if small else 'BLAS'} {fills}":
-               (lambda dtype, small=small, fills=fills: _im2col_tiles(dtype, small, fills))
-               for small in (True, False) for fills in ("same_width", "both", "general")}
+KERNEL_JOBS: Dict[str, Callable[[Any], Any]] = {
+    f"im2col tiles {'small' if small else 'BLAS'} {fills}":
+        functools.partial(_im2col_tiles, small=small, fills=fills)
+    for small in (True, False) for fills in ("same_width", "both", "general")}
 KERNEL_JOBS["thin gradients channels-last"] = _thin_channels_last
 
 
