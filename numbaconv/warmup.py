@@ -39,6 +39,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 DTYPES = ("float32", "float64")
 ALGORITHMS = ("direct", "im2col", "fft", "winograd", "winograd_f2")
@@ -148,9 +149,10 @@ def _thin_channels_last(dtype):
 
 
 #: Note [warmup table]: kernel calls for the forms the layers do not reach
-KERNEL_JOBS = {f"im2col tiles {'small' if small else 'BLAS'} {fills}":
-               (lambda dtype, small=small, fills=fills: _im2col_tiles(dtype, small, fills))
-               for small in (True, False) for fills in ("same_width", "both", "general")}
+KERNEL_JOBS: dict[str, Callable[..., None]] = {
+    f"im2col tiles {'small' if small else 'BLAS'} {fills}":
+    (lambda dtype, small=small, fills=fills: _im2col_tiles(dtype, small, fills))
+    for small in (True, False) for fills in ("same_width", "both", "general")}
 KERNEL_JOBS["thin gradients channels-last"] = _thin_channels_last
 
 
