@@ -31,6 +31,7 @@ from .. import config
 from ..context import current_context
 from ..kernels import blas, im2col_channels_last, im2col_cpu
 from ..padding import padding_maps
+from ..workspaces import contiguous, scratch
 from .. import costs
 from .registry import (ConvAlgorithm, channels_first_copy, copy_to_channels_last, costed_plan,
                        register)
@@ -330,8 +331,8 @@ def plan_pointwise_channels_last(spec):
 def channels_last_weight(weight, groups):
     """``(C_out, C_in/groups, KD, KH, KW)`` -> ``(groups, C_out/groups, KD * KH
     * KW * C_in/groups)``: the column order of Note [channels-last columns]
-    (a copy of the weight, once per call)."""
-    return np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(
+    (a scratch copy of the weight, once per call)."""
+    return contiguous(weight.transpose(0, 2, 3, 4, 1)).reshape(
         groups, weight.shape[0] // groups, -1)
 
 
@@ -453,8 +454,8 @@ def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
                                        ctx.pool_threads)
     groups, cout_g, cin_g = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
     # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
-    a = np.ascontiguousarray(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
-                             ).reshape(groups, -1, cin_g)
+    a = contiguous(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
+                   ).reshape(groups, -1, cin_g)
     bias = epilogue.bias
     blas_gemm = blas.find_gemm()
     with blas.single_threaded_blas():
@@ -670,7 +671,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         if spec.memory_format == "channels_last":
             # col2im (measured faster than the phases) on canonical copies,
             # the residual packed with them so that col2im fuses the epilogue
-            result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+            result = scratch((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
             if epilogue.residual is not None:
                 epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
             im2col_col2im(spec, channels_first_copy(x), weight, epilogue, result, plan=detail,
