@@ -50,6 +50,18 @@ share) is run by the shell on the calling thread: handing it to the pool
 would wake a worker to do it while the caller waits.  The runner, its
 range and so the results are the same.
 
+Note [chunk scratch]
+~~~~~~~~~~~~~~~~~~~~
+A task that needs scratch (a patch, a column tile, transformed tiles) used
+to allocate it at its start, once per chunk: every call allocated it
+afresh.  Now the entry point takes one row per chunk from the call's
+workspace arena (:func:`chunk_scratch`; Note [workspace arena] in
+:mod:`numbaconv.workspaces`) and the task finds its row with
+:func:`chunk_of`, which inverts the shell's split (chunk ``c`` starts at
+job ``c * jobs // chunks``).  Chunks run one at a time on a thread, and no
+two chunks share a row, so the rows never alias; the arithmetic is the
+same, and so are the results.
+
 Constraints on a task: its arguments are arrays and scalars (the closure
 holds them as one flat tuple), followed by ``first_job, stop_job``; it
 returns nothing.  A task that raises (only an allocation can: kernels are
@@ -60,13 +72,15 @@ compiled without bounds checks and with ``error_model="numpy"``) makes
 from __future__ import annotations
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc.parallel import _launch_threads
 
-from .jit import cpu_kernel
+from ..workspaces import scratch
+from .jit import cpu_kernel, inline_helper
 
 try:    # numba's own fast type fingerprint, the key of its dispatch cache
     from numba._dispatcher import compute_fingerprint as _type_key
@@ -256,3 +270,32 @@ def run_in_chunks(task, args, jobs, chunks):
     if _chunks_shell(task_address(task, args), args, jobs, max(1, min(chunks, jobs))):
         raise MemoryError(f"numbaconv: kernel {task.__name__} raised inside the thread "
                           "pool; its only failure mode is allocating its scratch buffers")
+
+
+def chunk_count(jobs, chunks):
+    """The chunks :func:`run_in_chunks` makes of ``jobs`` jobs when asked for
+    ``chunks``."""
+    return max(1, min(chunks, jobs))
+
+
+#: Row pitch of :func:`chunk_scratch`, in bytes: rows a cache line apart.
+_ROW_BYTES = 64
+
+
+def chunk_scratch(jobs, chunks, size, dtype):
+    """One scratch row of at least ``size`` elements of ``dtype`` per chunk
+    :func:`run_in_chunks` makes of ``jobs`` jobs (``chunks`` asked for): a
+    2-D array from the call's workspace arena (Note [chunk scratch]); row
+    ``chunk_of(first_job, jobs, rows)`` is the task's.  Not zeroed."""
+    itemsize = np.dtype(dtype).itemsize
+    step = max(1, _ROW_BYTES // itemsize)
+    return scratch((chunk_count(jobs, chunks), max(step, -(-size // step) * step)), dtype)
+
+
+@inline_helper
+def chunk_of(first_job, jobs, chunks):
+    """The chunk whose job range starts at ``first_job`` when
+    :func:`run_in_chunks` splits ``jobs`` jobs into ``chunks`` chunks (the
+    smallest ``c`` with ``c * jobs // chunks >= first_job``: Note [chunk
+    scratch])."""
+    return (first_job * chunks + jobs - 1) // jobs
