@@ -3,9 +3,11 @@
 A call takes its scratch buffers (column tiles, transformed tiles, packed
 copies of the input, FFT blocks ...) with :func:`scratch` (host arrays) or
 :meth:`Arena.take` (device arrays, :mod:`numbaconv.cuda.arrays`) inside a
-:func:`frame`; the public functions open one frame per call, and
-:meth:`numbaconv.algorithms.registry.ConvAlgorithm.run` one per run.  The
-output is never taken from here.
+:class:`frame`; the public functions open one frame per call, and the
+rewrites one per transposed phase and weight-gradient batch chunk (so
+that those reuse each other's bytes).  The output is never taken from
+here.  Outside any frame (an algorithm's ``run`` called directly)
+:func:`scratch` is ``np.empty``.
 
 Note [workspace arena]
 ~~~~~~~~~~~~~~~~~~~~~~
@@ -47,8 +49,8 @@ docs/results-workspaces.md.
 
 from __future__ import annotations
 
-import math
 import threading
+from math import prod as _prod
 import weakref
 
 import numpy as np
@@ -57,6 +59,11 @@ from . import config
 
 #: Alignment of every buffer in an arena (a cache line, the widest vector).
 ALIGN = 64
+#: Buffers under this many bytes are plain ``np.empty``: glibc serves them
+#: from its heap without a page fault, and the arena's bookkeeping (about a
+#: microsecond) would be most of their cost in the small calls that take
+#: them.
+SMALL = 4096
 
 
 class Arena:
@@ -93,19 +100,20 @@ class Arena:
             return None, 0
         return block, self.first + start
 
-    def settle(self):
+    def close(self):
         """At the end of an outermost frame: grow the block to the frame's
         high-water mark, within the workspace limit."""
-        want = min(self.high, config.get_workspace_limit())
-        self.high = 0
         self.offset = 0
-        if want > self.size:
-            self.block = None           # free the old block before the new one
-            self.size = 0
-            block = self.allocate(want + ALIGN)
-            self.first = self.base(block)
-            self.block = block
-            self.size = want
+        if self.high > self.size:
+            want = min(self.high, config.get_workspace_limit())
+            if want > self.size:
+                self.block = None           # free the old block before the new one
+                self.size = 0
+                block = self.allocate(want + ALIGN)
+                self.first = self.base(block)
+                self.block = block
+                self.size = want
+        self.high = 0
 
     def release(self, limit=0):
         """Drop the block if it holds more than ``limit`` bytes; returns the
@@ -126,11 +134,22 @@ def _host_base(block):
     return -block.ctypes.data % ALIGN
 
 
-class _Local(threading.local):
+class _State:
+    """One thread's arenas and frame depth (plain slots: a thread-local
+    attribute costs several times a slot's, and a call reads these often)."""
+
+    __slots__ = ("depth", "host", "arenas", "others")
+
     def __init__(self):
         self.depth = 0
         self.host = None          # this thread's host arena (made on first use)
         self.arenas = {}          # device key -> Arena (the host one included)
+        self.others = ()          # the arenas of other devices, in order made
+
+
+class _Local(threading.local):
+    def __init__(self):
+        self.state = _State()
 
 
 _local = _Local()
@@ -142,69 +161,96 @@ _all_lock = threading.Lock()
 def arena(device, allocate, base=lambda block: 0):
     """This thread's arena for ``device`` (a hashable key), made with
     ``allocate`` and ``base`` (see :class:`Arena`) on first use."""
-    state = _local
+    state = _local.state
     found = state.arenas.get(device)
     if found is None:
         found = state.arenas[device] = Arena(device, allocate, base)
+        if device == "cpu":
+            state.host = found
+        else:
+            state.others += (found,)
         with _all_lock:
             _all.add(found)
     return found
 
 
 def _host_arena():
-    state = _local
-    if state.host is None:
-        state.host = arena("cpu", _host_block, _host_base)
-    return state.host
+    return _local.state.host or arena("cpu", _host_block, _host_base)
 
 
 class frame:
     """``with frame():`` -- the scratch taken inside is handed back when it
     closes (Note [workspace arena]); the outermost frame of a thread sizes
-    its arenas for the next call."""
+    its arenas for the next call.  (A few attribute reads and writes: the
+    public functions open one or two per call.)"""
 
-    __slots__ = ("saved",)
+    __slots__ = ("host", "others")
 
     def __enter__(self):
-        state = _local
+        state = _local.state
         state.depth += 1
-        self.saved = [(a, a.offset) for a in state.arenas.values()]
+        host = state.host
+        self.host = 0 if host is None else host.offset
+        others = state.others
+        self.others = [a.offset for a in others] if others else ()
         return self
 
     def __exit__(self, *exc):
-        state = _local
+        state = _local.state
         state.depth -= 1
+        host, others = state.host, state.others
         if state.depth == 0:
-            for a in list(state.arenas.values()):
-                a.settle()
+            if host is not None:
+                host.close()
+            for a in others:
+                a.close()
         else:
-            saved = dict(self.saved)
-            for a in state.arenas.values():
-                a.offset = saved.get(a, 0)
+            if host is not None:
+                host.offset = self.host     # 0 if the arena was made inside
+            saved = self.others
+            for i, a in enumerate(others):
+                a.offset = saved[i] if i < len(saved) else 0
         return False
 
 
 def in_frame():
     """Whether this thread is inside a :class:`frame`."""
-    return _local.depth > 0
+    return _local.state.depth > 0
+
+
+#: dtype-like -> np.dtype (np.dtype() of a type costs several dict lookups)
+_DTYPES: dict = {}
+
+
+def _dtype(dtype):
+    found = np.dtype(dtype)
+    _DTYPES[dtype] = found
+    return found
 
 
 def scratch(shape, dtype, zero=False):
     """A host scratch array of ``shape`` and ``dtype`` (C-contiguous, not
     zeroed unless ``zero``): a slice of this thread's arena inside a
-    :class:`frame`, else (or when the arena is full) a fresh array."""
-    if _local.depth == 0:
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = math.prod(shape) * dtype.itemsize
-    block, start = _host_arena().take(nbytes)
-    if block is None:
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    array = block[start:start + nbytes].view(dtype).reshape(shape)
-    if zero:
-        array.fill(0)
-    return array
+    :class:`frame`, else (or when the arena is full, or for fewer than
+    :data:`SMALL` bytes) a fresh array."""
+    dtype = _DTYPES.get(dtype) or _dtype(dtype)
+    nbytes = (shape if shape.__class__ is int else _prod(shape)) * dtype.itemsize
+    if nbytes >= SMALL:
+        state = _local.state
+        if state.depth:
+            arena = state.host or _host_arena()
+            start = arena.offset
+            end = start + ((nbytes + ALIGN - 1) & -ALIGN)
+            arena.offset = end
+            if end > arena.high:
+                arena.high = end
+            block = arena.block
+            if block is not None and end <= arena.size:
+                array = np.ndarray(shape, dtype, block, arena.first + start)
+                if zero:
+                    array.fill(0)
+                return array
+    return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
 
 
 def scratch_like(array):
@@ -216,10 +262,12 @@ def contiguous(array, dtype=None):
     """``array`` itself when it is C-contiguous (and of ``dtype``), else a
     C-contiguous scratch copy: :func:`numpy.ascontiguousarray` for
     workspaces (the same values, copied the same way)."""
+    if array.nbytes < SMALL or not _local.state.depth:
+        return np.ascontiguousarray(array, dtype)
     if array.flags.c_contiguous and (dtype is None or array.dtype == dtype):
         return array
     result = scratch(array.shape, array.dtype if dtype is None else dtype)
-    np.copyto(result, array, casting="unsafe" if dtype is not None else "same_kind")
+    result[...] = array             # NumPy's casting copy, as ascontiguousarray's
     return result
 
 
@@ -261,9 +309,14 @@ config.on_limit_change(_limit_changed)
 
 
 def all_finite(*arrays):
-    """Whether every value of every array is finite (``np.isfinite(a).all()``
-    with the mask in scratch)."""
-    if _local.depth == 0:
-        return all(np.isfinite(a).all() for a in arrays)
-    with frame():
-        return all(np.isfinite(a, out=scratch(a.shape, np.bool_)).all() for a in arrays)
+    """Whether every value of every array is finite (``np.isfinite(a).all()``,
+    a large array's mask in scratch)."""
+    for a in arrays:
+        if a.size < SMALL or not _local.state.depth:
+            if not np.isfinite(a).all():
+                return False
+            continue
+        with frame():
+            if not np.isfinite(a, out=scratch(a.shape, np.bool_)).all():
+                return False
+    return True

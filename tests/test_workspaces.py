@@ -151,17 +151,19 @@ def test_repeated_calls_fault_in_only_their_output():
 
 def test_buffers_of_a_frame_are_distinct_and_reused_by_the_next():
     with workspaces.frame():
-        warm = [workspaces.scratch((100, 7), np.float32) for _ in range(3)]   # sizes the arena
+        warm = [workspaces.scratch((100, 70), np.float32) for _ in range(3)]   # sizes the arena
         del warm
     with workspaces.frame():
-        a = workspaces.scratch((100, 7), np.float32)
+        a = workspaces.scratch((100, 17), np.float32)
         b = workspaces.scratch(1000, np.float64)
         with workspaces.frame():
-            c = workspaces.scratch((3, 5), np.int64)
+            c = workspaces.scratch((30, 50), np.int64)
             assert not np.shares_memory(c, a) and not np.shares_memory(c, b)
             inner = c.__array_interface__["data"][0]
-        d = workspaces.scratch((3, 5), np.int64)          # the inner frame's bytes again
+        d = workspaces.scratch((30, 50), np.int64)        # the inner frame's bytes again
         assert d.__array_interface__["data"][0] == inner
+        small = workspaces.scratch(workspaces.SMALL // 8 - 1, np.float64)      # a plain array
+        assert small.base is None
         assert not np.shares_memory(a, b)
         for buf in (a, b, d):
             assert buf.flags.c_contiguous and buf.__array_interface__["data"][0] % 64 == 0
@@ -169,12 +171,12 @@ def test_buffers_of_a_frame_are_distinct_and_reused_by_the_next():
         assert all(np.shares_memory(buf, arena.block) for buf in (a, b, d))
     zeroed = None
     with workspaces.frame():
-        workspaces.scratch(700, np.float32)[:] = 1
+        workspaces.scratch(2000, np.float32)[:] = 1
     with workspaces.frame():
-        zeroed = workspaces.scratch(700, np.float32, zero=True)
+        zeroed = workspaces.scratch(2000, np.float32, zero=True)
         assert not zeroed.any()
     # outside a frame: a plain new array
-    loose = workspaces.scratch(10, np.float32)
+    loose = workspaces.scratch(2000, np.float32)
     assert not np.shares_memory(loose, workspaces._host_arena().block)
 
 

@@ -87,7 +87,7 @@ from .. import costs, rewrites
 from ..context import current_context, on_one_thread
 from ..kernels import layout
 from ..spec import MEMORY_FORMATS
-from ..workspaces import contiguous, frame, scratch
+from ..workspaces import contiguous, scratch
 
 #: (name, device) -> algorithm: the GPU backend registers its own under
 #: the same names.
@@ -347,10 +347,6 @@ class ConvAlgorithm:
         ctx = current_context() if ctx is None else ctx
         if plan is not None and plan.seconds < SMALL_CALL_SECONDS and ctx.device == "cpu":
             ctx = on_one_thread(ctx)            # Note [small calls]
-        with frame():           # the run's scratch: Note [workspace arena]
-            return self._run(spec, x, weight, epilogue, out, ctx, plan)
-
-    def _run(self, spec, x, weight, epilogue, out, ctx, plan):
         if not self.serves_natively(spec):
             return run_packed(self, spec, x, weight, epilogue, out, ctx, plan)
         detail = None if plan is None else plan.detail

@@ -72,7 +72,6 @@ compiled without bounds checks and with ``error_model="numpy"``) makes
 from __future__ import annotations
 
 import numba
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -272,12 +271,6 @@ def run_in_chunks(task, args, jobs, chunks):
                           "pool; its only failure mode is allocating its scratch buffers")
 
 
-def chunk_count(jobs, chunks):
-    """The chunks :func:`run_in_chunks` makes of ``jobs`` jobs when asked for
-    ``chunks``."""
-    return max(1, min(chunks, jobs))
-
-
 #: Row pitch of :func:`chunk_scratch`, in bytes: rows a cache line apart.
 _ROW_BYTES = 64
 
@@ -286,10 +279,12 @@ def chunk_scratch(jobs, chunks, size, dtype):
     """One scratch row of at least ``size`` elements of ``dtype`` per chunk
     :func:`run_in_chunks` makes of ``jobs`` jobs (``chunks`` asked for): a
     2-D array from the call's workspace arena (Note [chunk scratch]); row
-    ``chunk_of(first_job, jobs, rows)`` is the task's.  Not zeroed."""
-    itemsize = np.dtype(dtype).itemsize
-    step = max(1, _ROW_BYTES // itemsize)
-    return scratch((chunk_count(jobs, chunks), max(step, -(-size // step) * step)), dtype)
+    ``chunk_of(first_job, jobs, rows)`` is the task's.  Not zeroed.
+    ``dtype`` is a NumPy float dtype (the output's)."""
+    step = _ROW_BYTES // dtype.itemsize          # a float32 or float64 dtype
+    # run_in_chunks's chunks, max(1, min(chunks, jobs)), in the fewest steps
+    return scratch((chunks if 0 < chunks < jobs else jobs or 1,
+                    step * (-(-size // step) or 1)), dtype)
 
 
 @inline_helper
