@@ -32,6 +32,8 @@ import pytest
 import numbaconv as nc
 from numbaconv import workspaces
 
+from .conftest import needs_numba_cuda
+
 #: Bytes a repeated call may trace besides its output: the Python objects of
 #: a call (specs' views, epilogues, job tables, fft's step list and
 #: futures), and fft's 4 KiB contraction accumulators.  The workspaces of
@@ -180,6 +182,25 @@ def test_buffers_of_a_frame_are_distinct_and_reused_by_the_next():
     assert not np.shares_memory(loose, workspaces._host_arena().block)
 
 
+def test_a_frame_inside_a_call_sizes_the_block_for_the_next():
+    """A nested frame's end grows the block (the outer frame's live buffers
+    keep the old one): a transposed problem's later phases, or the timed
+    runs of a tuning call, reuse what the first one sized."""
+    nc.release_workspaces()
+    with workspaces.frame():
+        outer = workspaces.scratch(5000, np.float32)            # no block yet: fresh
+        with workspaces.frame():
+            first = workspaces.scratch(20000, np.float32)       # fresh too
+        arena = workspaces._host_arena()
+        assert arena.size >= outer.nbytes + first.nbytes
+        with workspaces.frame():
+            second = workspaces.scratch(20000, np.float32)
+            assert np.shares_memory(second, arena.block)
+            assert not np.shares_memory(second, outer) and not np.shares_memory(second, first)
+        outer[:] = 1                                            # still its own memory
+        assert (outer == 1).all()
+
+
 def test_results_are_never_in_an_arena(rng):
     x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -266,3 +287,37 @@ def test_release_while_a_call_runs_elsewhere_is_safe(rng):
         for t in threads:
             t.join()
     assert not bad
+
+
+@needs_numba_cuda
+def test_gpu_calls_keep_their_device_scratch():
+    """Under the CUDA simulator: Winograd's transformed tiles, im2col's
+    partial sums and a channels-last call's packing copies come from the
+    thread's arena for the device, the results are the same bits every
+    call, and release_workspaces frees the device's block too."""
+    from numba import cuda
+
+    from numbaconv.cuda import arrays
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    dx, dw = cuda.to_device(x), cuda.to_device(w)
+    nc.release_workspaces()
+    first = nc.conv2d(dx, dw, padding=1, algorithm="winograd").copy_to_host()
+    held = workspaces.held_bytes(("cuda", arrays._device_id()))
+    assert held > 0
+    for _ in range(2):
+        again = nc.conv2d(dx, dw, padding=1, algorithm="winograd").copy_to_host()
+        np.testing.assert_array_equal(again, first)
+        assert workspaces.held_bytes(("cuda", arrays._device_id())) == held
+    gw = [nc.grad.conv2d_weight(dx, w.shape, dx, padding=1, algorithm="im2col").copy_to_host()
+          for _ in range(2)]
+    np.testing.assert_array_equal(gw[0], gw[1])
+    # outside a call: a plain device array; inside, a view of the arena's block
+    assert arrays.workspace((3, 4), np.float32, 0).shape == (3, 4)
+    with workspaces.frame():
+        view = arrays.workspace((64, 64), np.float32, 0)
+        assert view.shape == (64, 64) and view.dtype == np.float32
+    assert nc.release_workspaces() >= held
+    assert workspaces.held_bytes(("cuda", arrays._device_id())) == 0
