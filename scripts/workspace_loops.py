@@ -17,8 +17,12 @@ The worker is this checkout's ``numbaconv/bench/loop.py`` run as a script
 with ``PYTHONPATH`` set to the checkout timed, so a checkout without that
 module (before the arena) is timed the same way.  Prints a Markdown table:
 per point and setting, each checkout's median call (the median over the
-rounds of each round's median, with the rounds' range) and its minor page
-faults per call.
+rounds of each round's median, with the rounds' range), its fastest call
+(the median over the rounds: a loaded machine's waits are in every median
+but not in every call; a page fault is in every call), its mean CPU time
+per call (all threads; a shared machine's waits for a core left out), the
+system part of that (where page faults are paid) and its minor page faults
+per call.
 
 Usage::
 
@@ -60,7 +64,14 @@ def run_point(checkout, recipe, threads, calls, glibc):
     found = json.loads(lines[-1])
     if "error" in found:
         raise RuntimeError(f"{checkout}: {found['error']}")
-    return statistics.median(found["times"]) * 1e3, statistics.median(found["faults"])
+    # CPU times are means: Linux splits a thread's (exact) run time into user
+    # and system time by where its clock ticks fell, so one call's system
+    # time is 0 or a tick, and only an average over the calls says how much
+    return {"times": statistics.median(found["times"]) * 1e3,
+            "best": min(found["times"]) * 1e3,
+            "cpu": statistics.mean(found["cpu"]) * 1e3,
+            "system": statistics.mean(found["system"]) * 1e3,
+            "faults": statistics.median(found["faults"])}
 
 
 def main(argv=None):
@@ -79,7 +90,7 @@ def main(argv=None):
     from numbaconv.bench.suite import get_cases
 
     checkouts = [tuple(part.split("=", 1)) for part in args.checkouts.split(",")]
-    found = {}          # (point, glibc, label) -> [(ms, faults) per round]
+    found = {}          # (point, glibc, label) -> [medians per round]
     for r in range(args.rounds):
         order = checkouts if r % 2 == 0 else checkouts[::-1]
         for point in args.points.split(","):
@@ -87,24 +98,29 @@ def main(argv=None):
             rec = recipe(get_cases([shape])[0].op_call(op, "float32"), algorithm)
             for glibc in args.glibc.split(","):
                 for label, path in order:
-                    ms, faults = run_point(path, rec, args.threads, args.calls, glibc)
-                    found.setdefault((point, glibc, label), []).append((ms, faults))
-                    print(f"round {r + 1} {point} {glibc} {label}: {ms:.2f} ms, "
-                          f"{faults:.0f} faults/call", file=sys.stderr, flush=True)
+                    got = run_point(path, rec, args.threads, args.calls, glibc)
+                    found.setdefault((point, glibc, label), []).append(got)
+                    print(f"round {r + 1} {point} {glibc} {label}: {got['times']:.2f} ms "
+                          f"(CPU {got['cpu']:.2f}, system {got['system']:.2f}), "
+                          f"{got['faults']:.0f} faults/call", file=sys.stderr, flush=True)
     labels = [label for label, _ in checkouts]
-    print("| point | glibc | " + " | ".join(f"{label} ms (range)" for label in labels)
-          + " | " + " | ".join(f"{label} faults/call" for label in labels) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in labels * 2) + " |")
+    columns = [("times", "ms (range)", "{:.2f}"), ("best", "best ms", "{:.2f}"),
+               ("cpu", "CPU ms", "{:.2f}"),
+               ("system", "system ms", "{:.2f}"), ("faults", "faults", "{:.0f}")]
+    print("| point | glibc | " + " | ".join(f"{label} {title}" for _, title, _ in columns
+                                             for label in labels) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in columns for _ in labels) + " |")
     for point in args.points.split(","):
         for glibc in args.glibc.split(","):
-            cells, faults = [], []
-            for label in labels:
-                runs = found[(point, glibc, label)]
-                ms = [m for m, _ in runs]
-                cells.append(f"{statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f})")
-                faults.append(f"{statistics.median(f for _, f in runs):.0f}")
-            print(f"| {point} | {glibc} | " + " | ".join(cells) + " | " + " | ".join(faults)
-                  + " |")
+            cells = []
+            for key, _, form in columns:
+                for label in labels:
+                    values = [got[key] for got in found[(point, glibc, label)]]
+                    cell = form.format(statistics.median(values))
+                    if key == "times":
+                        cell += f" ({min(values):.2f}-{max(values):.2f})"
+                    cells.append(cell)
+            print(f"| {point} | {glibc} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{"point": p, "glibc": g, "checkout": c, "rounds": v}

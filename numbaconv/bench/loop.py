@@ -19,7 +19,9 @@ the bench, 6.9-7.5 ms in a user's loop, on the development VM).  So the
 loop runs alone, and its arrays are made the way a user makes them:
 directly in the call's dtype (NumPy's ``standard_normal(dtype=...)``),
 never through a float64 temporary, which would itself raise the
-threshold.  The worker reports the minor page faults of each call too.
+threshold.  The worker reports each call's minor page faults and CPU
+seconds (all threads, and the system part, where page faults are paid)
+too: on a shared machine the wall time includes waiting for a core.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def _tuples(value):
 def run_loop(recipe_, threads=2, calls=LOOP_CALLS, timeout=600):
     """Run :func:`main` on ``recipe_`` in a fresh Python process; returns
     ``{"times": [seconds per counted call], "faults": [minor faults per
-    counted call]}``, or raises ``RuntimeError`` with the worker's error."""
+    counted call], "cpu": [CPU seconds, all threads], "system": [system CPU
+    seconds]}``, or raises ``RuntimeError`` with the worker's error."""
     env = dict(os.environ, NUMBA_NUM_THREADS=os.environ.get("NUMBA_NUM_THREADS",
                                                             str(max(threads, 1))))
     done = subprocess.run([sys.executable, "-m", "numbaconv.bench.loop", str(threads),
@@ -103,20 +106,27 @@ def main(argv=None):
     kwargs = {k: _tuples(v) for k, v in spec["kwargs"].items()}
     fn = getattr(nc if spec["namespace"] == "functional" else nc.grad, spec["name"])
     algorithm = spec["algorithm"]
-    times, faults = [], []
+    times, faults, cpu, system = [], [], [], []
     result = None
     try:
         for _ in range(calls):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             result = fn(*args, algorithm=algorithm, **kwargs)
             times.append(time.perf_counter() - start)
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            faults.append(after.ru_minflt - before.ru_minflt)
+            system.append(after.ru_stime - before.ru_stime)
+            cpu.append(after.ru_utime - before.ru_utime + system[-1])
     except (nc.UnsupportedAlgorithmError, MemoryError, NotImplementedError) as exc:
         print(json.dumps({"error": str(exc) or type(exc).__name__}))
         return 0
     del result
-    print(json.dumps({"times": times[1:], "faults": faults[1:], "first": times[0]}))
+    # the CPU seconds of all threads (user + system) and the system part
+    # alone (page faults are system time) tell the cost of faults apart
+    # from waiting for a core on a shared machine
+    print(json.dumps({"times": times[1:], "faults": faults[1:], "cpu": cpu[1:],
+                      "system": system[1:], "first": times[0]}))
     return 0
 
 
