@@ -253,7 +253,9 @@ def scratch(shape, dtype, zero=False):
     :class:`frame`, else (or when the arena is full, or for fewer than
     :data:`SMALL` bytes) a fresh array."""
     dtype = _DTYPES.get(dtype) or _dtype(dtype)
-    nbytes = (shape if shape.__class__ is int else _prod(shape)) * dtype.itemsize
+    nbytes = (shape if shape.__class__ is int else
+              _prod(shape) if shape.__class__ is tuple else _prod(np.atleast_1d(shape))
+              ) * dtype.itemsize
     if nbytes >= SMALL:
         state = _local.state
         if state.depth:

@@ -5,7 +5,10 @@
   (stride 1 and 2), both gradients, NCHW and channels-last, the traced
   peak of the third identical call (``tracemalloc`` sees NumPy's arrays
   and numba's, whose runtime allocates through Python's raw allocator)
-  is at most the output plus :data:`SLACK` for Python objects.
+  is at most the output plus :data:`SLACK` for Python objects.  (The
+  direct algorithm's phase-plane kernels, for depthwise and other thin
+  layers, keep allocating their small per-thread buffers: Note [chunk
+  scratch] in numbaconv/kernels/parallel.py.  These problems are dense.)
 * The same in a fresh process whose glibc maps every block over 128 KiB
   on its own (``MALLOC_MMAP_THRESHOLD_``), where a fresh workspace costs a
   page fault per page: the minor faults of later calls are at most the

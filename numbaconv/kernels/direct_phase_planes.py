@@ -22,7 +22,7 @@ from .direct_row_phases import ROW_PHASES_TASKS
 from .direct_taps import band_job, column_taps, copy_row, zero_run
 from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
-from .parallel import chunk_of, chunk_scratch, run_in_chunks
+from .parallel import run_in_chunks
 
 
 def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, chunks,
@@ -66,26 +66,16 @@ def conv_phase_planes(x, w, bias, out, groups, pad_h, pad_w, stride, dilation, c
     jobs = out.shape[0] * out.shape[1] * -(-OH // band_rows)
     task = (_phase_planes_chunk if form == "single_rows"
             else ROW_PHASES_TASKS[form, fused_passes(*kernel)])
-    layout = form_arguments(form, H, W, OH, OW, *kernel, pad_h, pad_w, *stride[1:],
-                            *dilation[1:], band_rows)
-    # a thread's buffers, by form (Note [chunk scratch] in kernels/parallel.py)
-    length = layout[-1]
-    if form == "single_rows":            # (sh, sw, dh, dw, band_rows, Wq, pitch, size, ...)
-        pitch, size = layout[6], layout[7]
-        need = stride[2] * length + (1 if pitch == OW else size)
-    elif form == "row_pairs":            # (band_rows, guard, pitch, size, rows, length)
-        need = 2 * length + 2 * layout[3]
-    else:                                # stride_two: the same layout
-        need = 4 * length + layout[3]
-    run_in_chunks(task, (x, w, bias, out, groups, pad_h, pad_w) + layout
-                  + finish_args(finish, out.dtype)
-                  + (chunk_scratch(jobs, chunks, need, out.dtype),), jobs, chunks)
+    run_in_chunks(task, (x, w, bias, out, groups, pad_h, pad_w)
+                  + form_arguments(form, H, W, OH, OW, *kernel, pad_h, pad_w, *stride[1:],
+                                    *dilation[1:], band_rows)
+                  + finish_args(finish, out.dtype), jobs, chunks)
 
 
 @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
 def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, band_rows, Wq,
-                        pitch, size, guard, base, length, code, slope, residual, work,
-                        first_job, stop_job):
+                        pitch, size, guard, base, length, code, slope, residual, first_job,
+                        stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes.
 
     Note [phase planes]
@@ -142,12 +132,8 @@ def _phase_planes_chunk(x, w, bias, out, groups, pad_h, pad_w, sh, sw, dh, dw, b
     # the layout (Wq, pitch, size, guard, base, length): single_rows_layout
     zero = out.dtype.type(0)
     direct = pitch == OW                              # accumulate straight into out
-    # this chunk's buffers (Note [chunk scratch] in kernels/parallel.py)
-    row = work[chunk_of(first_job, out.shape[0] * Co * ((OH + band_rows - 1) // band_rows),
-                        work.shape[0])]
-    buf = row[:sw * length]                           # one region per column phase
-    buf[:] = zero
-    acc = row[sw * length:sw * length + (1 if direct else size)]
+    buf = np.zeros(sw * length, dtype=out.dtype)      # one region per column phase
+    acc = np.empty(1 if direct else size, dtype=out.dtype)
     zeroed = np.zeros(sw, dtype=np.int64)
     cleared = np.zeros(sw, dtype=np.int64)
     # flat views taken once and unsigned indices: Note [reference counts]

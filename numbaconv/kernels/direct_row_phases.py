@@ -81,7 +81,6 @@ from .direct_taps import (band_job, column_taps, copy_row, five_sum, five_taps, 
                           zero_run)
 from .epilogue_block import finish_block
 from .jit import cpu_kernel, inline_helper
-from .parallel import chunk_of
 from .runs import deinterleave_run
 
 
@@ -92,7 +91,7 @@ def _row_pairs_task(fused):
 
     @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _row_pairs_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                         rows, length, code, slope, residual, work, first_job, stop_job):
+                         rows, length, code, slope, residual, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
         in the row-pairs form (unit stride and dilation)."""
         Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
@@ -101,15 +100,10 @@ def _row_pairs_task(fused):
         KH, KW = w.shape[3], w.shape[4]
         zero = out.dtype.type(0)
         # the layout (guard, pitch, size, rows, length): row_pairs_layout
-        # this chunk's buffers (Note [chunk scratch] in kernels/parallel.py)
-        row = work[chunk_of(first_job, out.shape[0] * Co * ((OH + band_rows - 1) // band_rows),
-                            work.shape[0])]
-        even = row[:length]                               # the padded input's even rows
-        odd = row[length:2 * length]                      # and its odd rows
-        even[:] = zero
-        odd[:] = zero
-        de = row[2 * length:2 * length + size]            # accumulators of even output rows
-        do = row[2 * length + size:2 * length + 2 * size]     # and of odd ones
+        even = np.zeros(length, dtype=out.dtype)          # the padded input's even rows
+        odd = np.zeros(length, dtype=out.dtype)           # and its odd rows
+        de = np.empty(size, dtype=out.dtype)              # accumulators of even output rows
+        do = np.empty(size, dtype=out.dtype)              # and of odd ones
         # flat views taken once and unsigned indices: Note [reference counts]
         # (kernels/direct_channels_last.py)
         xf = x.ravel()
@@ -175,7 +169,7 @@ def _stride_two_task(fused):
 
     @cpu_kernel(parallel=False, reassociate=False, python_callable=False)
     def _stride_two_chunk(x, w, bias, out, groups, pad_h, pad_w, band_rows, guard, pitch, size,
-                          rows, length, code, slope, residual, work, first_job, stop_job):
+                          rows, length, code, slope, residual, first_job, stop_job):
         """Planes ``first_job <= n * C_out + co < stop_job`` of conv_phase_planes
         for stride 2 (dilation 1)."""
         Co, OH, OW = out.shape[1], out.shape[3], out.shape[4]
@@ -185,12 +179,8 @@ def _stride_two_task(fused):
         zero = out.dtype.type(0)
         Wq = W // 2
         # the layout (guard, pitch, size, rows, length): stride_two_layout
-        # this chunk's buffers (Note [chunk scratch] in kernels/parallel.py)
-        row = work[chunk_of(first_job, out.shape[0] * Co * ((OH + band_rows - 1) // band_rows),
-                            work.shape[0])]
-        phases = row[:4 * length]                         # (row phase r, column phase b): 2r + b
-        phases[:] = zero
-        acc = row[4 * length:4 * length + size]
+        phases = np.zeros(4 * length, dtype=out.dtype)    # (row phase r, column phase b): 2r + b
+        acc = np.empty(size, dtype=out.dtype)
         # tap (kh, kw) reads phases[phase_row(kh, o_kw, o_kw + 2 * length, pitch) + q]
         # for output q = oh * pitch + ow, with o_kw the row-phase-0 offset below
         o0 = _column_phase_offset(0, pad_w, length, guard)

@@ -62,6 +62,19 @@ job ``c * jobs // chunks``).  Chunks run one at a time on a thread, and no
 two chunks share a row, so the rows never alias; the arithmetic is the
 same, and so are the results.
 
+Not every task: LLVM knows that arrays a task allocates itself alias
+nothing else, and may vectorise loops over them freely; it cannot know
+that of slices of one argument.  The phase-plane forms of the direct
+algorithm (kernels/direct_phase_planes.py, kernels/direct_row_phases.py)
+keep two to four buffers per thread, read and written in the same loops:
+taken from one scratch row they ran 1.7x (depthwise 3x3, 256 channels,
+28x28: 1.27 -> 2.2 ms) to 4.6x (5x5: 1.2 -> 5.5 ms) slower on one thread.
+They allocate their own again (a band of a plane, at most 2 MiB a thread:
+Note [plane bands]).  The tasks that take a row lost nothing measurable
+(resnet3x3 through direct, im2col, both Winograds, im2col's col2im and
+weight gradient, the channels-last kernels: within the +-10% noise of
+alternating runs, one thread).
+
 Constraints on a task: its arguments are arrays and scalars (the closure
 holds them as one flat tuple), followed by ``first_job, stop_job``; it
 returns nothing.  A task that raises (only an allocation can: kernels are
