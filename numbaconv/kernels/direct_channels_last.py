@@ -306,22 +306,18 @@ def conv_thin_channels_last(xp, wt, bias, out, multiplier, kernel_size, stride, 
     L1, and are written to the NCDHW output channel by channel at the end
     (one contiguous output row per channel).
     """
-    N, _, OD, OH, OW = out.shape
-    jobs = N * OD * OH
+    N, _, OD, OH, _ = out.shape
     run_in_chunks(_thin_chunk, (xp, wt, bias, out, multiplier, *kernel_size, *stride,
-                                *dilation, *finish_args(finish, out.dtype),
-                                chunk_scratch(jobs, chunks, OW * xp.shape[4], out.dtype)),
-                  jobs, chunks)
+                                *dilation, *finish_args(finish, out.dtype)), N * OD * OH, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, dw,
-                code, slope, residual, work, first_job, stop_job):
+                code, slope, residual, first_job, stop_job):
     """Rows ``first_job <= job < stop_job`` of conv_thin_channels_last."""
     Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     Dp, Hp, Wp, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
-    # this chunk's accumulators (Note [chunk scratch] in kernels/parallel.py)
-    acc = work[chunk_of(first_job, out.shape[0] * OD * OH, work.shape[0])][:OW * C]
+    acc = np.empty(OW * C, dtype=out.dtype)     # its own: Note [chunk scratch]
     src = xp.ravel()
     w = wt.ravel()
     dst = out.ravel()

@@ -13,7 +13,7 @@ import numpy as np
 from .direct_pack import gather_plane
 from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel
-from .parallel import chunk_of, chunk_scratch, run_in_chunks
+from .parallel import run_in_chunks
 
 
 def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, chunks,
@@ -30,27 +30,21 @@ def conv_planes(x, map_d, map_h, map_w, w, bias, out, groups, stride, dilation, 
     slope, residual)`` (:meth:`numbaconv.epilogue.Epilogue.kernel_args`),
     applied to each plane once it is complete; None: bias only.
     """
-    jobs = out.shape[0] * out.shape[1]
-    size = x.shape[1] // groups * map_d.shape[0] * map_h.shape[0] * map_w.shape[0]
     run_in_chunks(_planes_chunk, (x, map_d, map_h, map_w, w, bias, out, groups, *stride,
-                                  *dilation, *finish_args(finish, out.dtype),
-                                  chunk_scratch(jobs, chunks, size, out.dtype)),
-                  jobs, chunks)
+                                  *dilation, *finish_args(finish, out.dtype)),
+                  out.shape[0] * out.shape[1], chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _planes_chunk(x, map_d, map_h, map_w, w, bias, out, groups, sd, sh, sw, dd, dh, dw,
-                  code, slope, residual, work, first_job, stop_job):
+                  code, slope, residual, first_job, stop_job):
     """Planes ``first_job <= n * C_out + co < stop_job`` of conv_planes."""
     stride = (sd, sh, sw)
     dilation = (dd, dh, dw)
     Co = out.shape[1]
     cin_g = x.shape[1] // groups
     zero = out.dtype.type(0)
-    Dp, Hp, Wp = map_d.shape[0], map_h.shape[0], map_w.shape[0]
-    # this chunk's padded planes (Note [chunk scratch] in kernels/parallel.py)
-    planes = work[chunk_of(first_job, out.shape[0] * Co, work.shape[0])][
-        :cin_g * Dp * Hp * Wp].reshape((cin_g, Dp, Hp, Wp))
+    planes = np.empty((cin_g, map_d.shape[0], map_h.shape[0], map_w.shape[0]), dtype=out.dtype)
     flat = out.ravel()
     plane = out.shape[2] * out.shape[3] * out.shape[4]
     for job in range(first_job, stop_job):

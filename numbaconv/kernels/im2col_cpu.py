@@ -617,21 +617,17 @@ def col2im_conv(gemm_address, int_witness, x, a, bias, out, kernel_size, dilatio
     """
     N = out.shape[0]
     groups = a.shape[0]
-    jobs = N * groups * channel_blocks
-    taps = kernel_size[0] * kernel_size[1] * kernel_size[2]
-    columns = -(-(out.shape[1] // groups) // channel_blocks) * taps * tile
     run_in_chunks(_col2im_chunk,
                   (gemm_address, int_witness, x, a, bias, out, *kernel_size, *dilation,
                    *input_dilation, *pad_before, channel_blocks, tile,
-                   *finish_args(finish, out.dtype), chunk_scratch(jobs, chunks, columns,
-                                                                   out.dtype)),
-                  jobs, chunks)
+                   *finish_args(finish, out.dtype)),
+                  N * groups * channel_blocks, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh, dw, Ld, Lh,
-                  Lw, lo_d, lo_h, lo_w, channel_blocks, tile, code, slope, residual, work,
-                  first_job, stop_job):
+                  Lw, lo_d, lo_h, lo_w, channel_blocks, tile, code, slope, residual, first_job,
+                  stop_job):
     """Jobs ``first_job <= job < stop_job`` of col2im_conv; job = (n, group, channel block).
 
     Note [col2im]
@@ -652,8 +648,9 @@ def _col2im_chunk(gemm_address, int_witness, x, a, bias, out, KD, KH, KW, dd, dh
     cout_g = Co // groups
     P = D * H * W
     # this chunk's columns (Note [chunk scratch])
-    columns = work[chunk_of(first_job, N * groups * channel_blocks, work.shape[0])][
-        :(cout_g + channel_blocks - 1) // channel_blocks * taps * tile]
+    # its own, not a row of the call's scratch: Note [chunk scratch]
+    columns = np.empty((cout_g + channel_blocks - 1) // channel_blocks * taps * tile,
+                       dtype=out.dtype)
     flat_x = x.reshape(N, C, P)
     flat_out = out.ravel()
     plane = OD * OH * OW

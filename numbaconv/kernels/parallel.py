@@ -64,16 +64,23 @@ same, and so are the results.
 
 Not every task: LLVM knows that arrays a task allocates itself alias
 nothing else, and may vectorise loops over them freely; it cannot know
-that of slices of one argument.  The phase-plane forms of the direct
-algorithm (kernels/direct_phase_planes.py, kernels/direct_row_phases.py)
-keep two to four buffers per thread, read and written in the same loops:
-taken from one scratch row they ran 1.7x (depthwise 3x3, 256 channels,
-28x28: 1.27 -> 2.2 ms) to 4.6x (5x5: 1.2 -> 5.5 ms) slower on one thread.
-They allocate their own again (a band of a plane, at most 2 MiB a thread:
-Note [plane bands]).  The tasks that take a row lost nothing measurable
-(resnet3x3 through direct, im2col, both Winograds, im2col's col2im and
-weight gradient, the channels-last kernels: within the +-10% noise of
-alternating runs, one thread).
+that of slices of an argument, and a loop that reads one and writes
+another (or the output) then runs scalar or behind checks.  Measured on
+one thread, scratch rows against the task's own buffers: the phase-plane
+forms of the direct algorithm (two to four buffers a thread) ran 1.7x
+(depthwise 3x3, 256 channels, 28x28: 1.27 -> 2.2 ms) to 4.6x (5x5: 1.2
+-> 5.5 ms) slower; im2col's col2im (its columns added into the output)
+6% (up4x4: 12.4 -> 13.1 ms); the planes kernel 3% and the thin
+channels-last one 2%; Winograd's two transform buffers within noise.  So
+those keep allocating their own (small: a band of a plane, at most 2 MiB
+a thread, Note [plane bands]; a row of channels; the transform of one
+tile; col2im's columns, up to its tile plan's share of the limit).  The
+tasks that take a row -- the channels-last patch rows of the direct
+algorithm, im2col's column tiles (forward, channels-last, weight
+gradient) and Winograd's ``V`` and ``M`` -- only fill their buffer from
+the input or hand it to BLAS, and lost nothing measurable (resnet3x3
+through direct, im2col and Winograd, its weight gradient, the
+channels-last kernels: within the 2-3% noise of alternating runs).
 
 Constraints on a task: its arguments are arrays and scalars (the closure
 holds them as one flat tuple), followed by ``first_job, stop_job``; it

@@ -59,8 +59,8 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
     jobs = -(-total // chunk)
     Q = BTd.shape[0] * BTh.shape[0] * BTw.shape[0]
     C, Co = xp.shape[4], out.shape[1]
-    # per chunk (Note [chunk scratch]): V, M and the transforms' two buffers
-    work = chunk_scratch(jobs, chunks, Q * (chunk * (C + Co) + 2 * max(C, Co)), out.dtype)
+    # per chunk, V and M (Note [chunk scratch])
+    work = chunk_scratch(jobs, chunks, Q * chunk * (C + Co), out.dtype)
     run_in_chunks(_TASKS[BTw.shape[0]].pipeline,
                   (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
                    tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation,
@@ -161,9 +161,11 @@ def _make_tasks(alpha):
         row = work[chunk_of(first_job, (total + chunk - 1) // chunk, work.shape[0])]
         V = row[:Q * chunk * C].reshape((Q, chunk, C))
         M = row[Q * chunk * C:Q * chunk * (C + Co)].reshape((Q, chunk, Co))
+        # the transforms' buffers, read and written in the same loops, are
+        # the task's own (Note [chunk scratch]): a few KiB, once per chunk
         T = Q * max(C, Co)
-        t1 = row[Q * chunk * (C + Co):Q * chunk * (C + Co) + T]
-        t2 = row[Q * chunk * (C + Co) + T:Q * chunk * (C + Co) + 2 * T]
+        t1 = np.empty(T, dtype=out.dtype)
+        t2 = np.empty(T, dtype=out.dtype)
         for job in range(first_job, stop_job):
             first = job * chunk
             P = min(chunk, total - first)
