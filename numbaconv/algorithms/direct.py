@@ -732,7 +732,7 @@ class DirectAlgorithm(ConvAlgorithm):
         finish = epilogue.kernel_args(out.dtype)
         if kind == "native":
             # (C, 1, 1, KH, KW) -> (KH * KW, C): each tap's row along the channels
-            wt = np.ascontiguousarray(weight.reshape(spec.out_channels, -1).T)
+            wt = contiguous(weight.reshape(spec.out_channels, -1).T)
             return direct_thin_grad.transposed_channels_last(
                 x.reshape(spec.run_input_shape), wt, epilogue.bias,
                 out.reshape(spec.run_output_shape), axes, spec.kernel_size3[2], ctx.threads,
@@ -742,7 +742,7 @@ class DirectAlgorithm(ConvAlgorithm):
                                                     axes, parameters, ctx.threads, finish)
         # the kernel reads planes: canonical copies, the residual with them
         # so that the kernel applies the whole epilogue
-        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+        result = scratch((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
         if epilogue.residual is not None:
             epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
         direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,
