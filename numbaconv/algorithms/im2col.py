@@ -29,11 +29,11 @@ import numpy as np
 
 from .. import config
 from ..context import current_context
-from ..kernels import blas, im2col_channels_last, im2col_cpu
+from ..kernels import blas, im2col_channels_last, im2col_cpu, im2col_transposed, layout
 from ..padding import padding_maps
-from .. import costs
-from .registry import (ConvAlgorithm, channels_first_copy, copy_to_channels_last, costed_plan,
-                       register)
+from .. import costs, rewrites
+from .registry import (Plan, ConvAlgorithm, channels_first_copy, copy_to_channels_last,
+                       costed_plan, register)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -235,7 +235,7 @@ PATHS = (
     costs.PathModel("im2col:pointwise", 1.754e-11, work=_pointwise_work),
     costs.PathModel("im2col:tiles", 1.856e-11, work=_tiles_work),
     costs.PathModel("im2col:small", 4.376e-11, work=_small_work),
-    costs.PathModel("im2col:col2im", 2.958e-11, work=_col2im_work),
+    costs.PathModel("im2col:transposed", 2.958e-11),
     costs.PathModel("im2col:grad_tiles", 1.966e-11, work=_grad_tiles_work),
     costs.PathModel("im2col:grad_small", 3.169e-11, work=_small_work),
     costs.PathModel("im2col:fill", 7.106e-11, "auxiliary"),
@@ -465,6 +465,235 @@ def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
     return out
 
 
+# ---------------------------------------------------------------------------
+# transposed problems: the transposed GEMM (Note [transposed GEMM] in
+# kernels/im2col_transposed.py)
+# ---------------------------------------------------------------------------
+
+#: The public computations whose specs are transposed convolutions.
+TRANSPOSED_ORIGINS = ("transposed", "grad_input")
+#: Jobs a transposed GEMM aims for: (image,) group, channel-block and band
+#: triples, blocks and bands added only while there are fewer than this.
+TRANSPOSED_JOBS = 8
+#: Target size of one job's GEMM result (the products before they are
+#: added into the output).
+TRANSPOSED_TILE_BYTES = 2**20
+#: Largest output region of one job, where bands are possible (so that the
+#: fused epilogue finds it in the core's cache).
+BAND_BYTES = 2**19
+
+
+@dataclass(frozen=True)
+class TransposedPlan:
+    """How the transposed GEMM splits one call (:func:`plan_transposed`)."""
+
+    form: str           # "planes" or "rows" (Note [transposed GEMM])
+    geometry: tuple     # im2col_transposed.band_geometry
+    cblocks: int        # output-channel blocks per group
+    bands: int          # bands of the units (per image for planes, of all images for rows)
+    tile: int           # input pixels (planes) or rows (rows) per GEMM
+    pack: bool = False  # the other layout's copies (below)
+
+    def result_bytes(self, spec, itemsize):
+        """One job's GEMM result buffer."""
+        width = -(-spec.out_channels_per_group // self.cblocks) * math.prod(spec.kernel_size)
+        return width * self.tile * itemsize
+
+
+def transposed_sizes(spec):
+    """``(input, output, kernel, stride, dilation, padding)`` of ``spec`` as the
+    transposed convolution it is (3-tuples): the stride is the input
+    dilation, the padding before ``dilation * (kernel - 1)`` minus the
+    spec's."""
+    padding = tuple(d * (k - 1) - lo for k, d, (lo, _) in
+                    zip(spec.kernel_size3, spec.dilation3, spec.padding3))
+    return (spec.input_size3, spec.output_size3, spec.kernel_size3, spec.input_dilation3,
+            spec.dilation3, padding)
+
+
+def transposed_forms(spec):
+    """The forms of the transposed GEMM worth planning for ``spec``, with
+    whether each runs on the other layout's copies.
+
+    A one-pixel input: the rows, its images the GEMM's rows in either
+    layout (BLAS ran the planes' one-column GEMMs with A transposed 10x
+    slower).  Channels-first: the planes; the rows when the weight outweighs
+    the input (small maps: one GEMM reads the weight for every image), from
+    a channels-last copy of the input.  Channels-last: the rows in place,
+    or the planes on channels-first copies (few output channels,
+    overlapping taps: the rows' jobs are then too few to share)."""
+    pixels = math.prod(spec.input_size)
+    if pixels == 1:                 # one GEMM over the images, in either layout
+        return (("rows", False),)
+    if spec.channels_last:
+        return (("rows", False), ("planes", True))
+    forms = [("planes", False)]
+    weight = spec.in_channels * spec.out_channels_per_group * math.prod(spec.kernel_size)
+    if pixels == 1 or weight > spec.batch * spec.in_channels * pixels:
+        forms.append(("rows", pixels > 1))
+    return tuple(forms)
+
+
+def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
+    """A :class:`TransposedPlan` of ``form`` for ``spec``.
+
+    Jobs: (image,) group, channel block and band; at least
+    :data:`TRANSPOSED_JOBS` when there is enough to split.  A band re-reads
+    its channel block's weight, a channel block re-reads the input, so the
+    split goes to bands (when the band axis allows them) if the weight of a
+    group is no larger than what its jobs read of the input, else to
+    channel blocks; bands are also made smaller than :data:`BAND_BYTES` of
+    output.  A GEMM's result is about :data:`TRANSPOSED_TILE_BYTES` (whole
+    input rows for the planes), every thread's under the workspace limit.
+    Depends on the sizes and the pool only (Note [GEMM shapes]).
+    """
+    if limit is None:
+        limit = config.get_workspace_limit()
+    pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
+    geometry = im2col_transposed.band_geometry(*transposed_sizes(spec))
+    units, slab = geometry[0], geometry[1]
+    n, groups = spec.batch, spec.groups
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    taps = math.prod(spec.kernel_size)
+    pixels = math.prod(spec.input_size)
+    images = n if form == "rows" else 1        # the images one (group) job spans
+    base = groups * (1 if form == "rows" else n)
+    pieces = units * images
+    want = -(-TRANSPOSED_JOBS // base)
+    weight = cin_g * cout_g * taps
+    if pieces > 1 and weight <= images * cin_g * pixels:
+        region = images * cout_g * math.prod(spec.output_size) * itemsize
+        bands = min(pieces, max(want, -(-region // BAND_BYTES)))
+        cblocks = min(cout_g, -(-want // bands))
+    else:
+        bands, cblocks = 1, min(cout_g, want)
+    per_thread = max(1, limit // (pool * itemsize))          # elements
+    cblocks = max(cblocks, min(cout_g, -(-cout_g * taps // per_thread)))
+    width = -(-cout_g // cblocks) * taps
+    band_pixels = -(-pieces // bands) * slab
+    row = spec.input_size3[2]
+    tile = TRANSPOSED_TILE_BYTES // (width * itemsize)
+    if form == "planes":
+        tile = max(tile, MIN_TILE_PIXELS, row)
+    tile = max(1, min(tile, per_thread // width, band_pixels))
+    if form == "planes" and tile > row:
+        tile -= tile % row            # whole input rows
+    return TransposedPlan(form, geometry, cblocks, bands, tile, pack)
+
+
+#: Work units of one product added into the output, of one element of a
+#: layout copy, and of one output value filled with the bias (Note
+#: [transposed GEMM cost]).
+SCATTER_UNITS = 2.0
+COPY_UNITS = 4.0
+FILL_UNITS = 1.0
+#: Work units of one weight value read from memory by a GEMM of one row
+#: (a matrix-vector product).
+WEIGHT_READ_UNITS = 8.0
+
+
+def transposed_work(spec, plan):
+    """Units of ``"im2col:transposed"`` of ``plan`` (a :class:`TransposedPlan`).
+
+    Note [transposed GEMM cost]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    The GEMMs' multiply-adds (every tap of every input pixel, also those
+    that fall outside the output) weighted by their shape
+    (:func:`numbaconv.costs.gemm_work`), the weight read once per GEMM
+    along the pixels (``WEIGHT_READ_UNITS`` an element: a matrix-vector
+    product reads each weight value for one multiply-add), the products
+    added into the output, the bias fill where values receive several
+    products, the layout copies of a packed form, and the share of the
+    busiest thread when the jobs do not divide evenly over the pool's
+    threads.
+    """
+    n, groups = spec.batch, spec.groups
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    taps = math.prod(spec.kernel_size)
+    pixels = math.prod(spec.input_size)
+    outputs = n * spec.out_channels * math.prod(spec.output_size)
+    macs = n * spec.out_channels * cin_g * taps * pixels    # every tap of every input pixel
+    width = -(-cout_g // plan.cblocks) * taps
+    units_ = plan.geometry[0]
+    images = n if plan.form == "rows" else 1
+    rows_per_job = -(-units_ * images // plan.bands) * plan.geometry[1]
+    tile = min(plan.tile, rows_per_job)
+    gemms_per_job = -(-rows_per_job // plan.tile)
+    jobs = groups * plan.cblocks * plan.bands * (1 if plan.form == "rows" else n)
+    work = costs.gemm_work(macs, cin_g, width, tile)
+    work += WEIGHT_READ_UNITS * cin_g * width * gemms_per_job * jobs
+    work += SCATTER_UNITS * n * spec.out_channels * taps * pixels
+    if not plan.geometry[6]:
+        work += FILL_UNITS * outputs
+    if plan.pack:
+        copied = n * spec.in_channels * pixels
+        if spec.channels_last:                  # planes: the input and the output
+            copied += outputs
+        work += COPY_UNITS * copied
+    return work
+
+
+def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
+    """A transposed problem (``spec.origin`` "transposed" or "grad_input") by
+    the transposed GEMM (Note [transposed GEMM] in
+    :mod:`numbaconv.kernels.im2col_transposed`) on the arrays of ``spec``'s
+    format; ``weight`` as given or rewritten
+    (:func:`numbaconv.rewrites.given_weight`)."""
+    if out.size == 0:
+        return out
+    ctx = current_context() if ctx is None else ctx
+    itemsize = out.dtype.itemsize
+    if plan is None:
+        plan = min((plan_transposed(spec, form, itemsize, ctx.workspace_limit,
+                                    ctx.pool_threads, pack)
+                    for form, pack in transposed_forms(spec)),
+                   key=lambda p: transposed_work(spec, p))
+    w = rewrites.given_weight(weight, spec.groups)
+    _, _, kernel, stride, dilation, padding = transposed_sizes(spec)
+    blas_gemm = blas.find_gemm()
+    address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
+    finish = epilogue.kernel_args(out.dtype)
+    if plan.form == "planes" and spec.channels_last:
+        # on channels-first copies, the residual with them (Note [packing])
+        if epilogue.residual is not None:
+            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
+            finish = epilogue.kernel_args(out.dtype)
+        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+        with blas.single_threaded_blas():
+            im2col_transposed.transposed_planes(
+                address, witness, channels_first_copy(x), w, epilogue.bias, result, kernel,
+                stride, dilation, padding, plan.geometry, plan.cblocks, plan.bands, plan.tile,
+                ctx.threads, finish)
+        return copy_to_channels_last(result, out)
+    if plan.form == "planes":
+        with blas.single_threaded_blas():
+            im2col_transposed.transposed_planes(
+                address, witness, x, w, epilogue.bias, out, kernel, stride, dilation, padding,
+                plan.geometry, plan.cblocks, plan.bands, plan.tile, ctx.threads, finish)
+        return out
+    if spec.channels_last or math.prod(spec.input_size) == 1:
+        rows = x.reshape(-1, spec.in_channels)
+    else:                                       # a channels-last copy of the input
+        N, C, D, H, W = x.shape
+        rows = np.empty((N, D, H, W, C), x.dtype)
+        layout.to_channels_last(x, rows)
+        rows = rows.reshape(-1, C)
+    with blas.single_threaded_blas():
+        im2col_transposed.transposed_rows(
+            address, witness, rows, w, epilogue.bias, out, spec.channels_last,
+            spec.input_size3, kernel, stride, dilation, padding, plan.geometry, plan.cblocks,
+            plan.bands, plan.tile, ctx.threads, finish)
+    return out
+
+
+@dataclass(frozen=True)
+class ForwardOfTransposed:
+    """A stride-1 transposed problem's plan that is its forward problem's
+    (``detail``: that plan's)."""
+
+    detail: object
+
+
 #: Column buffer of one weight-gradient job: resnet3x3's gradient was
 #: fastest with 576 x 224-896 buffers and 13% slower at 576 x 3136
 #: (docs/results-im2col.md, "Weight-gradient tiles").
@@ -637,13 +866,39 @@ class Im2colAlgorithm(ConvAlgorithm):
         return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=tiles, fill=fill, fill_model="im2col:fill")
 
+    def takes_as_transposed(self, spec):
+        # stride-1 transposed problems too: a one-pixel input's is one GEMM
+        return spec.has_input_dilation or (spec.origin in TRANSPOSED_ORIGINS
+                                           and spec.computation == "forward")
+
+    def reads_transposed_weight(self, spec):
+        return self.takes_as_transposed(spec)    # Note [transposed weight]
+
     def plan_input_dilated(self, spec, ctx):
+        """The cheapest transposed GEMM (Note [transposed GEMM cost]), or for a
+        stride-1 problem its forward plan where that is cheaper."""
         itemsize = spec.compute_dtype.itemsize
-        blocks, tile = plan_col2im(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
-        rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
-        return costed_plan(self.name, "im2col:col2im", _work("im2col:col2im", spec), ctx,
-                           ctx.threads * rows * tile * itemsize, "col2im",
-                           detail=(blocks, tile), copies=_canonical_copies(spec))
+        plans = []
+        for form, pack in transposed_forms(spec):
+            detail = plan_transposed(spec, form, itemsize, ctx.workspace_limit,
+                                     ctx.pool_threads, pack)
+            copies = _canonical_copies(spec) if pack else 0
+            if pack and not spec.channels_last:
+                copies = spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
+            path = (f"transposed {form}" + (" on copies" if pack else "")
+                    + (f", {detail.bands} bands" if detail.bands > 1 else "")
+                    + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
+            plans.append(costed_plan(self.name, "im2col:transposed",
+                                     transposed_work(spec, detail), ctx,
+                                     ctx.threads * detail.result_bytes(spec, itemsize), path,
+                                     detail=detail, copies=copies))
+        if not spec.has_input_dilation:
+            cropped = rewrites.cropped_spec(spec)
+            if cropped is None:
+                return Plan(self.name, "bias only", 0.0)
+            forward = self.plan_forward(cropped, ctx)
+            plans.append(replace(forward, detail=ForwardOfTransposed(forward.detail)))
+        return min(plans, key=lambda p: p.seconds)
 
     def plan_grad_weight(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -667,16 +922,15 @@ class Im2colAlgorithm(ConvAlgorithm):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
-        if spec.memory_format == "channels_last":
-            # col2im (measured faster than the phases) on canonical copies,
-            # the residual packed with them so that col2im fuses the epilogue
-            result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
-            if epilogue.residual is not None:
-                epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
-            im2col_col2im(spec, channels_first_copy(x), weight, epilogue, result, plan=detail,
-                          ctx=ctx)
-            return copy_to_channels_last(result, out)
-        return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
+        if detail is None:
+            detail = self.plan_input_dilated(spec, ctx).detail
+            if detail is None:                                  # bias only
+                return rewrites.fill_epilogue(spec, epilogue, out)
+        if isinstance(detail, ForwardOfTransposed):
+            spec, x = rewrites.crop_negative_padding(spec, x)
+            return self.forward(spec, x, rewrites.rewritten_weight(weight), epilogue, out, ctx,
+                                detail.detail)
+        return im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 
 def _canonical_copies(spec):

@@ -1,0 +1,333 @@
+"""Transposed convolutions as GEMMs with the weight as given (CPU kernels).
+
+A transposed convolution with stride ``s``, padding ``p`` and dilation ``d``
+adds ``x[n, ci, i] * w[ci, co, k]`` (``w``: the weight as the caller gave
+it, ``(C_in, C_out/groups, KD, KH, KW)``) into output ``j = i * s - p + k *
+d`` along each axis.  For one group, the products of an input tile are
+one GEMM of the weight read as a ``(C_in/groups, C_out/groups * K)``
+matrix (``K = KD * KH * KW`` taps, columns ``(co, k)``), and each product
+is then added into its output position.
+
+Note [transposed GEMM]
+~~~~~~~~~~~~~~~~~~~~~~
+The weight is multiplied as it is stored (Note [transposed weight] in
+:mod:`numbaconv.rewrites`): no copy of it is made per call.  Two forms,
+both tasks of :func:`numbaconv.kernels.parallel.run_in_chunks`:
+
+* **planes** (:func:`transposed_planes`): per image, ``columns = w_g^T @
+  x[n, g, tile]`` (BLAS with A transposed, :func:`~numbaconv.kernels.blas.gemm_tn`),
+  a row per (output channel, tap) and a column per input pixel, added into
+  the output planes along whole input rows (PyTorch's col2im, with the
+  weight read in place).  Channels-first arrays.
+* **rows** (:func:`transposed_rows`): the input as a matrix of rows, one
+  per input pixel of every image, ``(N * D * H * W, C_in)`` -- a channels-last
+  input as it is, a one-pixel input in either layout as it is, any other
+  channels-first input through a transposed copy -- so ``columns = rows @
+  w_g`` is a plain GEMM whose rows run over all images: the weight is read
+  once per call, not once per image, which is what layers with small maps
+  and large weights (a GAN generator's projection from a 1x1 input, a
+  decoder's first up-convolutions) are made of.  It writes channels-first
+  or channels-last output.
+
+A job owns a block of output channels and a *band* of the output, so no two
+jobs ever add into the same value and each job adds in a fixed order:
+results do not depend on the thread count.  The band is a range of slices
+along the first input axis longer than one (the *band axis*: depth, else
+height, else width) when that axis is a bijection -- kernel equal to the
+stride, undilated, every output slice reached (:func:`band_geometry`): a
+U-Net's 2x2 stride-2 up-convolution then splits into many small jobs of
+whole rows.  With overlapping taps along that axis (4x4 stride 2) the band
+is a whole image.  When every axis is such a bijection (``overwrite``)
+each output value receives exactly one product: it is stored with its bias
+instead of added into a bias-filled output, one pass over the output less.
+Each job applies the fused epilogue to its band once every product is in
+(Note [epilogue] in :mod:`numbaconv.epilogue`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .blas import gemm, gemm_tn
+from .epilogue_block import finish_args, finish_block
+from .jit import cpu_kernel
+from .parallel import run_in_chunks
+
+
+def _bijective(n, o, k, s, d, p):
+    """Whether outputs ``[0, o)`` of one axis each receive exactly one
+    (input, tap) pair: kernel equal to the stride, undilated, and every
+    output reached by an input."""
+    return k == s and (d == 1 or k == 1) and p >= 0 and o + p <= n * s
+
+
+def _disjoint(k, s, d):
+    """Whether the taps of one input slice land inside its own stride window
+    ``[i * s - p, (i + 1) * s - p)`` of one axis (no two input slices share
+    an output)."""
+    return (k - 1) * d < s
+
+
+def band_geometry(input_size, output_size, kernel_size, stride, dilation, padding):
+    """How a transposed problem's jobs split its output (Note [transposed GEMM]).
+
+    All arguments are 3-tuples (depth, height, width); ``padding`` is the
+    transposed convolution's padding before each axis.  Returns ``(units,
+    slab, oslab, s, p, o, overwrite)``: an image is ``units`` slices of the
+    band axis (1: the whole image is one unit) of ``slab`` input pixels
+    each; unit ``a`` owns the output slices ``[a * s - p, (a + 1) * s - p)``
+    clipped to ``[0, o)`` (the first from 0, the last to ``o``), each
+    ``oslab`` output values of a channel, which is where all its products
+    land when the kernel's span along the band axis is shorter than the
+    stride; ``overwrite``: every axis is a bijection, each output value
+    receives exactly one product."""
+    axes = list(zip(input_size, output_size, kernel_size, stride, dilation, padding))
+    overwrite = all(_bijective(*axis) for axis in axes)
+    whole = (1, math.prod(input_size), math.prod(output_size), 1, 0, 1, overwrite)
+    for i, (n, o, k, s, d, p) in enumerate(axes):
+        if n == 1 and o == 1:
+            continue
+        if n == 1 or not _disjoint(k, s, d):
+            return whole
+        return (n, math.prod(input_size[i + 1:]), math.prod(output_size[i + 1:]), s, p, o,
+                overwrite)
+    return whole
+
+
+def transposed_planes(gemm_address, int_witness, x, w, bias, out, kernel_size, stride,
+                      dilation, padding, geometry, cblocks, bands, tile, chunks, finish=None):
+    """A transposed convolution by per-image GEMMs into output planes (Note
+    [transposed GEMM], the planes form).
+
+    ``x`` is the canonical input ``(N, C_in, D, H, W)``, ``w`` the weight as
+    given, ``(C_in, C_out/groups, KD, KH, KW)``, ``out`` the canonical output
+    ``(N, C_out, OD, OH, OW)`` (written in full); ``kernel_size``,
+    ``stride``, ``dilation`` and ``padding`` (before) are the transposed
+    convolution's, per axis; ``geometry`` is :func:`band_geometry`'s.  A job
+    is (image, group, one of ``cblocks`` output-channel blocks, one of
+    ``bands`` bands of its units); ``tile`` input pixels make one GEMM.
+    ``finish`` is the epilogue's ``(code, slope, residual)``; None: bias
+    only.
+    """
+    N, C, D, H, W = x.shape
+    groups = out.shape[1] // w.shape[1]
+    K = kernel_size[0] * kernel_size[1] * kernel_size[2]
+    units, slab, oslab, sa, pa, oa, overwrite = geometry
+    run_in_chunks(_planes_chunk,
+                  (gemm_address, int_witness, x.reshape(N, C, D * H * W),
+                   w.reshape(w.shape[0], w.shape[1] * K), bias, out, D, H, W, *kernel_size,
+                   *stride, *dilation, *padding, units, slab, oslab, sa, pa, oa, overwrite,
+                   cblocks, bands, tile, *finish_args(finish, out.dtype)),
+                  N * groups * cblocks * bands, chunks)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, KW, sd, sh, sw,
+                  dd, dh, dw, pd, ph, pw, units, slab, oslab, sa, pa, oa, overwrite, cblocks,
+                  bands, tile, code, slope, residual, first_job, stop_job):
+    """Jobs ``first_job <= job < stop_job`` of transposed_planes; job = (n,
+    group, channel block, band)."""
+    N, C, P = x.shape
+    Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    K = KD * KH * KW
+    cout_g = w.shape[1] // K
+    groups = Co // cout_g
+    cin_g = C // groups
+    plane = OD * OH * OW
+    block = (cout_g + cblocks - 1) // cblocks
+    columns = np.empty(block * K * tile, dtype=out.dtype)
+    flat_out = out.ravel()
+    zero = out.dtype.type(0)
+    has_bias = bias.shape[0] > 0
+    for job in range(first_job, stop_job):
+        band = job % bands
+        cb = (job // bands) % cblocks
+        gi = (job // (bands * cblocks)) % groups
+        n = job // (bands * cblocks * groups)
+        c0 = cb * block
+        c1 = min(cout_g, c0 + block)
+        u0 = band * units // bands
+        u1 = (band + 1) * units // bands
+        if c0 >= c1 or u0 >= u1:
+            continue
+        ch0 = gi * cout_g + c0                        # the block's first output channel
+        q0 = 0 if u0 == 0 else min(oa, max(0, u0 * sa - pa))     # its output slices
+        q1 = oa if u1 == units else max(q0, min(oa, u1 * sa - pa))
+        region = (q1 - q0) * oslab
+        if not overwrite:
+            for c in range(c1 - c0):
+                v = bias[ch0 + c] if has_bias else zero
+                base = (n * Co + ch0 + c) * plane + q0 * oslab
+                for i in range(region):
+                    flat_out[np.uint64(base + i)] = v
+        nrows = (c1 - c0) * K
+        first_pixel = u0 * slab
+        stop_pixel = u1 * slab
+        for t0 in range(first_pixel, stop_pixel, tile):
+            pixels = min(tile, stop_pixel - t0)
+            cols = columns[:nrows * pixels].reshape(nrows, pixels)
+            gemm_tn(gemm_address, int_witness, w[gi * cin_g:(gi + 1) * cin_g, c0 * K:c1 * K],
+                    x[n, gi * cin_g:(gi + 1) * cin_g, t0:t0 + pixels], cols, 0.0)
+            first_row = t0 // W
+            last_row = (t0 + pixels - 1) // W
+            for r in range(nrows):
+                co = r // K
+                k = r % K
+                kd = k // (KH * KW)
+                kh = (k // KW) % KH
+                kw = k % KW
+                obase = (n * Co + ch0 + co) * plane
+                bv = bias[ch0 + co] if has_bias else zero
+                shift_w = kw * dw - pw
+                # input columns iw whose output column iw * sw + shift_w is in [0, OW)
+                iw0 = max(0, (-shift_w + sw - 1) // sw)
+                iw1 = min(W, (OW - 1 - shift_w) // sw + 1) if OW - 1 - shift_w >= 0 else 0
+                for row in range(first_row, last_row + 1):
+                    id_ = row // H
+                    ih = row % H
+                    jd = id_ * sd - pd + kd * dd
+                    jh = ih * sh - ph + kh * dh
+                    if jd < 0 or jd >= OD or jh < 0 or jh >= OH:
+                        continue
+                    a0 = max(iw0, t0 - row * W)
+                    b0 = min(iw1, t0 + pixels - row * W)
+                    src = r * pixels + row * W - t0
+                    dst = obase + (jd * OH + jh) * OW + shift_w
+                    if overwrite:
+                        for iw in range(a0, b0):
+                            flat_out[np.uint64(dst + iw * sw)] = \
+                                columns[np.uint64(src + iw)] + bv
+                    else:
+                        for iw in range(a0, b0):
+                            flat_out[np.uint64(dst + iw * sw)] += columns[np.uint64(src + iw)]
+        if code != 0 or residual.shape[0] > 0:         # the fused epilogue: Note [epilogue]
+            finish_block(flat_out, (n * Co + ch0) * plane + q0 * oslab, plane, c1 - c0, region,
+                         residual, code, slope)
+
+
+def transposed_rows(gemm_address, int_witness, rows, w, bias, out, channels_last, input_size,
+                    kernel_size, stride, dilation, padding, geometry, cblocks, bands, tile,
+                    chunks, finish=None):
+    """A transposed convolution by GEMMs over the input's rows of every image
+    (Note [transposed GEMM], the rows form).
+
+    ``rows`` is the input as ``(N * D * H * W, C_in)`` (pixel-major, any row
+    stride of at least ``C_in``), ``w`` the weight as given, ``out`` the
+    output, ``(N, C_out, OD, OH, OW)`` or (``channels_last``) ``(N, OD, OH,
+    OW, C_out)``, written in full; ``input_size`` is ``(D, H, W)``; the other
+    sizes as :func:`transposed_planes`.  A job is (group, one of ``cblocks``
+    output-channel blocks, one of ``bands`` bands of the ``N * units``
+    units); ``tile`` rows make one GEMM.
+    """
+    K = kernel_size[0] * kernel_size[1] * kernel_size[2]
+    if channels_last:
+        N, OD, OH, OW, Co = out.shape
+    else:
+        N, Co, OD, OH, OW = out.shape
+    groups = Co // w.shape[1]
+    units, slab, oslab, sa, pa, oa, overwrite = geometry
+    run_in_chunks(_rows_chunk,
+                  (gemm_address, int_witness, rows, w.reshape(w.shape[0], w.shape[1] * K), bias,
+                   out.reshape(-1), channels_last, N, Co, *input_size, OD, OH, OW, *kernel_size,
+                   *stride, *dilation, *padding, units, slab, oslab, sa, pa, oa, overwrite,
+                   cblocks, bands, tile, *finish_args(finish, out.dtype)),
+                  groups * cblocks * bands, chunks)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_last, N, Co, D, H,
+                W, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, units, slab, oslab,
+                sa, pa, oa, overwrite, cblocks, bands, tile, code, slope, residual, first_job,
+                stop_job):
+    """Jobs ``first_job <= job < stop_job`` of transposed_rows; job = (group,
+    channel block, band)."""
+    C = rows.shape[1]
+    K = KD * KH * KW
+    cout_g = w.shape[1] // K
+    groups = Co // cout_g
+    cin_g = C // groups
+    P = D * H * W
+    plane = OD * OH * OW
+    total = N * units
+    block = (cout_g + cblocks - 1) // cblocks
+    columns = np.empty(tile * block * K, dtype=flat_out.dtype)
+    zero = flat_out.dtype.type(0)
+    has_bias = bias.shape[0] > 0
+    # an output value's step between neighbouring channels, and between
+    # output pixels
+    cstep = 1 if channels_last else plane
+    pstep = Co if channels_last else 1
+    for job in range(first_job, stop_job):
+        band = job % bands
+        cb = (job // bands) % cblocks
+        gi = job // (bands * cblocks)
+        c0 = cb * block
+        c1 = min(cout_g, c0 + block)
+        u0 = band * total // bands
+        u1 = (band + 1) * total // bands
+        if c0 >= c1 or u0 >= u1:
+            continue
+        ch0 = gi * cout_g + c0
+        nc = c1 - c0
+        if not overwrite:
+            for u in range(u0, u1):
+                n = u // units
+                a = u % units
+                q0 = 0 if a == 0 else min(oa, max(0, a * sa - pa))
+                q1 = oa if a == units - 1 else max(q0, min(oa, (a + 1) * sa - pa))
+                for c in range(nc):
+                    v = bias[ch0 + c] if has_bias else zero
+                    base = (n * Co + ch0 + c) * plane if not channels_last else \
+                        n * plane * Co + ch0 + c
+                    for i in range(q0 * oslab, q1 * oslab):
+                        flat_out[np.uint64(base + i * pstep)] = v
+        width = nc * K
+        first_row = u0 * slab
+        stop_row = u1 * slab
+        for t0 in range(first_row, stop_row, tile):
+            count = min(tile, stop_row - t0)
+            cols = columns[:count * width].reshape(count, width)
+            gemm(gemm_address, int_witness, rows[t0:t0 + count, gi * cin_g:(gi + 1) * cin_g],
+                 w[gi * cin_g:(gi + 1) * cin_g, c0 * K:c1 * K], cols, 0.0)
+            for q in range(count):
+                pixel = t0 + q
+                n = pixel // P
+                i = pixel % P
+                id_ = i // (H * W)
+                ih = (i // W) % H
+                iw = i % W
+                for k in range(K):
+                    kd = k // (KH * KW)
+                    kh = (k // KW) % KH
+                    kw = k % KW
+                    jd = id_ * sd - pd + kd * dd
+                    jh = ih * sh - ph + kh * dh
+                    jw = iw * sw - pw + kw * dw
+                    if jd < 0 or jd >= OD or jh < 0 or jh >= OH or jw < 0 or jw >= OW:
+                        continue
+                    o = (jd * OH + jh) * OW + jw
+                    dst = (n * plane + o) * Co + ch0 if channels_last else \
+                        (n * Co + ch0) * plane + o
+                    src = q * width + k
+                    if overwrite:
+                        for c in range(nc):
+                            flat_out[np.uint64(dst + c * cstep)] = \
+                                columns[np.uint64(src + c * K)] + (bias[ch0 + c] if has_bias
+                                                                   else zero)
+                    else:
+                        for c in range(nc):
+                            flat_out[np.uint64(dst + c * cstep)] += columns[np.uint64(src + c * K)]
+        if code != 0 or residual.shape[0] > 0:         # the fused epilogue: Note [epilogue]
+            for u in range(u0, u1):
+                n = u // units
+                a = u % units
+                q0 = 0 if a == 0 else min(oa, max(0, a * sa - pa))
+                q1 = oa if a == units - 1 else max(q0, min(oa, (a + 1) * sa - pa))
+                if channels_last:
+                    finish_block(flat_out, (n * plane + q0 * oslab) * Co + ch0, Co,
+                                 (q1 - q0) * oslab, nc, residual, code, slope)
+                else:
+                    finish_block(flat_out, (n * Co + ch0) * plane + q0 * oslab, plane, nc,
+                                 (q1 - q0) * oslab, residual, code, slope)
