@@ -13,10 +13,12 @@ Serves every valid spec.  Forward problems take one of two paths:
   :mod:`numbaconv.kernels.im2col_cpu`).  The tile buffers stay near the
   core's cache and under :func:`numbaconv.get_workspace_limit`.
 
-Transposed problems (input dilation) run as GEMM + col2im scatter-add
-(Note [col2im]), weight gradients as column tiles multiplied by the output
-gradient (Note [weight-gradient tiles]); docs/results-backward.md has the
-measurements that chose both.
+Transposed problems (input dilation, and the stride-1 ones where that is
+cheaper) run as one GEMM with the weight as given whose products are added
+into the output (Note [transposed GEMM] in
+:mod:`numbaconv.kernels.im2col_transposed`; docs/results-transposed.md),
+weight gradients as column tiles multiplied by the output gradient (Note
+[weight-gradient tiles]; docs/results-backward.md).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from ..context import current_context
 from ..kernels import blas, im2col_channels_last, im2col_cpu, im2col_transposed, layout
 from ..padding import padding_maps
 from .. import costs, rewrites
-from .registry import (Plan, ConvAlgorithm, channels_first_copy, copy_to_channels_last,
-                       costed_plan, register)
+from .registry import (PACK_SECONDS_PER_BYTE, Plan, ConvAlgorithm, channels_first_copy,
+                       copy_to_channels_last, costed_plan, register, weight_bytes)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -190,13 +192,6 @@ def _pointwise_work(spec):
 
 def _small_work(spec):
     return spec.flops / 2                               # the numba products
-
-
-def _col2im_work(spec):
-    taps = math.prod(spec.kernel_size)
-    scatter = spec.batch * spec.out_channels * taps * math.prod(spec.input_size)
-    return (costs.gemm_work(spec.flops / 2, spec.in_channels_per_group,
-                            spec.out_channels_per_group * taps) + 2.0 * scatter)
 
 
 def fill_units(spec, tile, same_width):
@@ -417,54 +412,6 @@ def fill_every_tile(spec, x, tile):
                         dd, dh, dw, pad_w, OH, OW, first, count, columns)
 
 
-#: Jobs the col2im formulation aims for: (image, group, output-channel
-#: block) triples, blocks added only while there are fewer than this.
-COL2IM_JOBS = 8
-
-
-def plan_col2im(spec, itemsize, limit=None, pool=None):
-    """(channel_blocks, tile) of :func:`im2col_col2im`: output-channel blocks
-    per (image, group), and input pixels per GEMM (whole input rows when
-    they fit), every thread's columns under the workspace limit."""
-    if limit is None:
-        limit = config.get_workspace_limit()
-    pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
-    cout_g = spec.out_channels_per_group
-    taps = math.prod(spec.kernel_size3)
-    blocks = max(1, min(cout_g, -(-COL2IM_JOBS // (spec.batch * spec.groups))))
-    rows = -(-cout_g // blocks) * taps
-    per_thread = limit // (pool * itemsize)
-    pixels = math.prod(spec.input_size3)
-    row = spec.input_size3[2]
-    tile = max(MIN_TILE_PIXELS, row, TILE_BYTES // (rows * itemsize))
-    tile = max(1, min(tile, per_thread // rows, pixels))
-    if tile > row:
-        tile -= tile % row
-    return blocks, tile
-
-
-def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
-    """An input-dilated (transposed) problem as GEMM + col2im (Note [col2im] in
-    :mod:`numbaconv.kernels.im2col_cpu`); zeros padding only."""
-    if out.size == 0:
-        return out
-    ctx = current_context() if ctx is None else ctx
-    blocks, tile = plan or plan_col2im(spec, out.dtype.itemsize, ctx.workspace_limit,
-                                       ctx.pool_threads)
-    groups, cout_g, cin_g = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
-    # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
-    a = np.ascontiguousarray(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
-                             ).reshape(groups, -1, cin_g)
-    bias = epilogue.bias
-    blas_gemm = blas.find_gemm()
-    with blas.single_threaded_blas():
-        im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
-                               out, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
-                               tuple(lo for lo, _ in spec.padding3), blocks, tile,
-                               ctx.threads, epilogue.kernel_args(out.dtype))
-    return out
-
-
 # ---------------------------------------------------------------------------
 # transposed problems: the transposed GEMM (Note [transposed GEMM] in
 # kernels/im2col_transposed.py)
@@ -559,7 +506,7 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
     images = n if form == "rows" else 1        # the images one (group) job spans
     base = groups * (1 if form == "rows" else n)
     pieces = units * images
-    want = -(-TRANSPOSED_JOBS // base)
+    want = -(-TRANSPOSED_JOBS // max(1, base))
     weight = cin_g * cout_g * taps
     if pieces > 1 and weight <= images * cin_g * pixels:
         region = images * cout_g * math.prod(spec.output_size) * itemsize
@@ -896,8 +843,12 @@ class Im2colAlgorithm(ConvAlgorithm):
             cropped = rewrites.cropped_spec(spec)
             if cropped is None:
                 return Plan(self.name, "bias only", 0.0)
+            # the forward kernels take the rewritten weight (Note [transposed weight])
             forward = self.plan_forward(cropped, ctx)
-            plans.append(replace(forward, detail=ForwardOfTransposed(forward.detail)))
+            copied = weight_bytes(spec)
+            plans.append(replace(forward, detail=ForwardOfTransposed(forward.detail),
+                                 seconds=forward.seconds + PACK_SECONDS_PER_BYTE * copied,
+                                 copies=forward.copies + copied))
         return min(plans, key=lambda p: p.seconds)
 
     def plan_grad_weight(self, spec, ctx):
@@ -922,6 +873,8 @@ class Im2colAlgorithm(ConvAlgorithm):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
+        if out.size == 0:
+            return out
         if detail is None:
             detail = self.plan_input_dilated(spec, ctx).detail
             if detail is None:                                  # bias only

@@ -33,15 +33,17 @@ A job owns a block of output channels and a *band* of the output, so no two
 jobs ever add into the same value and each job adds in a fixed order:
 results do not depend on the thread count.  The band is a range of slices
 along the first input axis longer than one (the *band axis*: depth, else
-height, else width) when that axis is a bijection -- kernel equal to the
-stride, undilated, every output slice reached (:func:`band_geometry`): a
-U-Net's 2x2 stride-2 up-convolution then splits into many small jobs of
-whole rows.  With overlapping taps along that axis (4x4 stride 2) the band
-is a whole image.  When every axis is such a bijection (``overwrite``)
-each output value receives exactly one product: it is stored with its bias
-instead of added into a bias-filled output, one pass over the output less.
-Each job applies the fused epilogue to its band once every product is in
-(Note [epilogue] in :mod:`numbaconv.epilogue`).
+height, else width) when the kernel's span along it is shorter than the
+stride, so that each input slice's products land in its own stride window
+of output slices (:func:`band_geometry`): a U-Net's 2x2 stride-2
+up-convolution then splits into many small jobs of whole rows.  With
+overlapping taps along that axis (4x4 stride 2) the band is whole images.
+When every axis is a bijection -- kernel equal to the stride, undilated,
+every output reached -- (``overwrite``) each output value receives exactly
+one product: it is stored with its bias instead of added into a
+bias-filled output, one pass over the output less.  Each job applies the
+fused epilogue to its band once every product is in (Note [epilogue] in
+:mod:`numbaconv.epilogue`).
 """
 
 from __future__ import annotations
