@@ -113,9 +113,12 @@ def _plans(spec):
         plans.append(plan)
         units = plan.geometry[0] * (spec.batch if form == "rows" else 1)
         width = spec.input_size3[2] if form == "planes" else 1
+        # the weight by tap (Note [taps by channel block]) both ways, where it applies
+        by_tap = form == "rows" and spec.channels_last
         plans.append(im2col.TransposedPlan(form, plan.geometry, spec.out_channels_per_group,
-                                           units, width, pack))
-        plans.append(im2col.TransposedPlan(form, plan.geometry, 3, 1, 3, pack))
+                                           units, width, pack, by_tap))
+        plans.append(im2col.TransposedPlan(form, plan.geometry, 3, 1, 3, pack,
+                                           by_tap and not plan.by_tap))
     return plans
 
 

@@ -428,6 +428,15 @@ TRANSPOSED_TILE_BYTES = 2**20
 #: Largest output region of one job, where bands are possible (so that the
 #: fused epilogue finds it in the core's cache).
 BAND_BYTES = 2**19
+#: A channels-first problem is planned in the rows form too when its weight
+#: is this many times its input or more: the rows' products are added into
+#: the output planes a channel apart, a cache line each, which cost more
+#: than the model's scatter once the output outgrows the cache (pix2pix's
+#: up3 at batch 8, weight 1/4 of the input: 640 ms of CPU against the
+#: planes' 216; up5, 16 times: 118 against 162; docs/results-transposed.md).
+ROWS_WEIGHT_RATIO = 4
+#: Most (output channel, tap) rows of one planes GEMM.
+MAX_PLANES_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -440,6 +449,7 @@ class TransposedPlan:
     bands: int          # bands of the units (per image for planes, of all images for rows)
     tile: int           # input pixels (planes) or rows (rows) per GEMM
     pack: bool = False  # the other layout's copies (below)
+    by_tap: bool = False  # rows: the weight reordered, Note [taps by channel block]
 
     def result_bytes(self, spec, itemsize):
         """One job's GEMM result buffer."""
@@ -464,11 +474,12 @@ def transposed_forms(spec):
 
     A one-pixel input: the rows, its images the GEMM's rows in either
     layout (BLAS ran the planes' one-column GEMMs with A transposed 10x
-    slower).  Channels-first: the planes; the rows when the weight outweighs
-    the input (small maps: one GEMM reads the weight for every image), from
-    a channels-last copy of the input.  Channels-last: the rows in place,
-    or the planes on channels-first copies (few output channels,
-    overlapping taps: the rows' jobs are then too few to share)."""
+    slower).  Channels-first: the planes; the rows too when the weight is
+    :data:`ROWS_WEIGHT_RATIO` times the input or more (small maps: one GEMM
+    reads the weight for every image), from a channels-last copy of the
+    input.  Channels-last: the rows in place, or the planes on
+    channels-first copies (few output channels, overlapping taps: the rows'
+    jobs are then too few to share)."""
     pixels = math.prod(spec.input_size)
     if pixels == 1:                 # one GEMM over the images, in either layout
         return (("rows", False),)
@@ -476,8 +487,8 @@ def transposed_forms(spec):
         return (("rows", False), ("planes", True))
     forms = [("planes", False)]
     weight = spec.in_channels * spec.out_channels_per_group * math.prod(spec.kernel_size)
-    if pixels == 1 or weight > spec.batch * spec.in_channels * pixels:
-        forms.append(("rows", pixels > 1))
+    if weight >= ROWS_WEIGHT_RATIO * spec.batch * spec.in_channels * pixels:
+        forms.append(("rows", True))
     return tuple(forms)
 
 
@@ -516,6 +527,8 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
         bands, cblocks = 1, min(cout_g, want)
     per_thread = max(1, limit // (pool * itemsize))          # elements
     cblocks = max(cblocks, min(cout_g, -(-cout_g * taps // per_thread)))
+    if form == "planes":      # the GEMM's rows: a result of whole-row tiles near the cache
+        cblocks = max(cblocks, min(cout_g, -(-cout_g * taps // MAX_PLANES_ROWS)))
     width = -(-cout_g // cblocks) * taps
     band_pixels = -(-pieces // bands) * slab
     row = spec.input_size3[2]
@@ -525,7 +538,10 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
     tile = max(1, min(tile, per_thread // width, band_pixels))
     if form == "planes" and tile > row:
         tile -= tile % row            # whole input rows
-    return TransposedPlan(form, geometry, cblocks, bands, tile, pack)
+    # Note [taps by channel block]: worth a copy of the weight once the
+    # rows outnumber half its input channels
+    by_tap = form == "rows" and spec.channels_last and 2 * n * pixels >= cin_g
+    return TransposedPlan(form, geometry, cblocks, bands, tile, pack, by_tap)
 
 
 #: Work units of one product added into the output, of one element of a
@@ -572,6 +588,8 @@ def transposed_work(spec, plan):
     work += SCATTER_UNITS * n * spec.out_channels * taps * pixels
     if not plan.geometry[6]:
         work += FILL_UNITS * outputs
+    if plan.by_tap:
+        work += COPY_UNITS * groups * cin_g * cout_g * taps
     if plan.pack:
         copied = n * spec.in_channels * pixels
         if spec.channels_last:                  # planes: the input and the output
@@ -625,11 +643,13 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
         rows = np.empty((N, D, H, W, C), x.dtype)
         layout.to_channels_last(x, rows)
         rows = rows.reshape(-1, C)
+    if plan.by_tap:
+        w = im2col_transposed.weight_by_tap(w, plan.cblocks)
     with blas.single_threaded_blas():
         im2col_transposed.transposed_rows(
             address, witness, rows, w, epilogue.bias, out, spec.channels_last,
             spec.input_size3, kernel, stride, dilation, padding, plan.geometry, plan.cblocks,
-            plan.bands, plan.tile, ctx.threads, finish)
+            plan.bands, plan.tile, ctx.threads, finish, plan.by_tap)
     return out
 
 
