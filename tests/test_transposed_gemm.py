@@ -111,7 +111,7 @@ def _plans(spec):
         plan = im2col.plan_transposed(spec, form, itemsize, ctx.workspace_limit,
                                       ctx.pool_threads, pack)
         plans.append(plan)
-        units = plan.geometry[0] * (spec.batch if form == "rows" else 1)
+        units = plan.geometry[1] * (spec.batch if form == "rows" else 1)
         width = spec.input_size3[2] if form == "planes" else 1
         # the weight by tap (Note [taps by channel block]) both ways, where it applies
         by_tap = form == "rows" and spec.channels_last
@@ -310,22 +310,24 @@ def test_strided_input_gradient(rng, shape, wshape, kw, dtype):
 
 
 def test_band_geometry():
-    # 2x2 stride 2 on 5x6: bands of input rows, every value stored once
+    # 2x2 stride 2 on 5x6: bands of input rows, no halo, every value stored once
     assert band_geometry((1, 5, 6), (1, 10, 12), (1, 2, 2), (1, 2, 2), (1, 1, 1),
-                         (0, 0, 0)) == (5, 6, 12, 2, 0, 10, True)
-    # output_padding 1: rows still bands, but the last row and column get
-    # the bias alone: no overwrite
+                         (0, 0, 0)) == (1, 5, 6, 12, 2, 0, 10, 0, True)
+    # output_padding 1: the last row and column get the bias alone: no overwrite
     assert band_geometry((1, 5, 6), (1, 11, 13), (1, 2, 2), (1, 2, 2), (1, 1, 1),
-                         (0, 0, 0)) == (5, 6, 13, 2, 0, 11, False)
+                         (0, 0, 0)) == (1, 5, 6, 13, 2, 0, 11, 0, False)
     # 3-D: bands of depth slices
     assert band_geometry((3, 4, 5), (6, 8, 10), (2, 2, 2), (2, 2, 2), (1, 1, 1),
-                         (0, 0, 0)) == (3, 20, 80, 2, 0, 6, True)
-    # 4x4 stride 2: the taps overlap, an image is one unit
+                         (0, 0, 0)) == (0, 3, 20, 80, 2, 0, 6, 0, True)
+    # 4x4 stride 2: the taps overlap, each band recomputes one input row before it
     assert band_geometry((1, 5, 6), (1, 10, 12), (1, 4, 4), (1, 2, 2), (1, 1, 1),
-                         (0, 1, 1)) == (1, 30, 120, 1, 0, 1, False)
+                         (0, 1, 1)) == (1, 5, 6, 12, 2, 1, 10, 1, False)
+    # 1-D: bands along the width; 16 taps at stride 8: a halo of one
+    assert band_geometry((1, 1, 9), (1, 1, 72), (1, 1, 16), (1, 1, 8), (1, 1, 1),
+                         (0, 0, 4)) == (2, 9, 1, 1, 8, 4, 72, 1, False)
     # a one-pixel input is one unit
     assert band_geometry((1, 1, 1), (1, 4, 4), (1, 4, 4), (1, 1, 1), (1, 1, 1),
-                         (0, 0, 0))[0] == 1
+                         (0, 0, 0))[1] == 1
 
 
 @pytest.mark.parametrize("xs, ws, kw, path", [

@@ -509,7 +509,7 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
         limit = config.get_workspace_limit()
     pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
     geometry = im2col_transposed.band_geometry(*transposed_sizes(spec))
-    units, slab = geometry[0], geometry[1]
+    units, slab, halo = geometry[1], geometry[2], geometry[7]
     n, groups = spec.batch, spec.groups
     cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
     taps = math.prod(spec.kernel_size)
@@ -517,11 +517,13 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
     images = n if form == "rows" else 1        # the images one (group) job spans
     base = groups * (1 if form == "rows" else n)
     pieces = units * images
+    # a band recomputes the halo slices before it: at most one slice in four
+    most = pieces if halo == 0 else max(1, pieces // (4 * halo))
     want = -(-TRANSPOSED_JOBS // max(1, base))
     weight = cin_g * cout_g * taps
-    if pieces > 1 and weight <= images * cin_g * pixels:
+    if most > 1 and weight <= images * cin_g * pixels:
         region = images * cout_g * math.prod(spec.output_size) * itemsize
-        bands = min(pieces, max(want, -(-region // BAND_BYTES)))
+        bands = min(most, max(want, -(-region // BAND_BYTES)))
         cblocks = min(cout_g, -(-want // bands))
     else:
         bands, cblocks = 1, min(cout_g, want)
@@ -555,8 +557,10 @@ FILL_UNITS = 1.0
 WEIGHT_READ_UNITS = 8.0
 
 
-def transposed_work(spec, plan):
-    """Units of ``"im2col:transposed"`` of ``plan`` (a :class:`TransposedPlan`).
+def transposed_work(spec, plan, threads):
+    """Units of ``"im2col:transposed"`` of ``plan`` (a :class:`TransposedPlan`)
+    on a pool of ``threads`` threads (the pool's, not the call's: the form
+    chosen, and so the bits, must not depend on the call's threads).
 
     Note [transposed GEMM cost]
     ~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -577,16 +581,18 @@ def transposed_work(spec, plan):
     outputs = n * spec.out_channels * math.prod(spec.output_size)
     macs = n * spec.out_channels * cin_g * taps * pixels    # every tap of every input pixel
     width = -(-cout_g // plan.cblocks) * taps
-    units_ = plan.geometry[0]
+    _, units, slab, _, _, _, _, halo, overwrite = plan.geometry
     images = n if plan.form == "rows" else 1
-    rows_per_job = -(-units_ * images // plan.bands) * plan.geometry[1]
+    band_units = -(-units * images // plan.bands)
+    computed = band_units + (halo if plan.bands > 1 else 0)   # the halo slices again
+    rows_per_job = computed * slab
     tile = min(plan.tile, rows_per_job)
     gemms_per_job = -(-rows_per_job // plan.tile)
     jobs = groups * plan.cblocks * plan.bands * (1 if plan.form == "rows" else n)
-    work = costs.gemm_work(macs, cin_g, width, tile)
+    work = costs.gemm_work(macs * computed / band_units, cin_g, width, tile)
     work += WEIGHT_READ_UNITS * cin_g * width * gemms_per_job * jobs
-    work += SCATTER_UNITS * n * spec.out_channels * taps * pixels
-    if not plan.geometry[6]:
+    work += SCATTER_UNITS * n * spec.out_channels * taps * pixels * computed / band_units
+    if not overwrite:
         work += FILL_UNITS * outputs
     if plan.by_tap:
         work += COPY_UNITS * groups * cin_g * cout_g * taps
@@ -595,7 +601,8 @@ def transposed_work(spec, plan):
         if spec.channels_last:                  # planes: the input and the output
             copied += outputs
         work += COPY_UNITS * copied
-    return work
+    # the busiest thread's share, when the jobs do not divide evenly
+    return work * -(-jobs // threads) * threads / jobs if jobs else work
 
 
 def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
@@ -612,7 +619,7 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
         plan = min((plan_transposed(spec, form, itemsize, ctx.workspace_limit,
                                     ctx.pool_threads, pack)
                     for form, pack in transposed_forms(spec)),
-                   key=lambda p: transposed_work(spec, p))
+                   key=lambda p: transposed_work(spec, p, ctx.pool_threads))
     w = rewrites.given_weight(weight, spec.groups)
     _, _, kernel, stride, dilation, padding = transposed_sizes(spec)
     blas_gemm = blas.find_gemm()
@@ -856,7 +863,7 @@ class Im2colAlgorithm(ConvAlgorithm):
                     + (f", {detail.bands} bands" if detail.bands > 1 else "")
                     + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
             plans.append(costed_plan(self.name, "im2col:transposed",
-                                     transposed_work(spec, detail), ctx,
+                                     transposed_work(spec, detail, ctx.pool_threads), ctx,
                                      ctx.threads * detail.result_bytes(spec, itemsize), path,
                                      detail=detail, copies=copies))
         if not spec.has_input_dilation:

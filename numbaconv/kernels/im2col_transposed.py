@@ -88,36 +88,29 @@ def _bijective(n, o, k, s, d, p):
     return k == s and (d == 1 or k == 1) and p >= 0 and o + p <= n * s
 
 
-def _disjoint(k, s, d):
-    """Whether the taps of one input slice land inside its own stride window
-    ``[i * s - p, (i + 1) * s - p)`` of one axis (no two input slices share
-    an output)."""
-    return (k - 1) * d < s
-
-
 def band_geometry(input_size, output_size, kernel_size, stride, dilation, padding):
     """How a transposed problem's jobs split its output (Note [transposed GEMM]).
 
     All arguments are 3-tuples (depth, height, width); ``padding`` is the
-    transposed convolution's padding before each axis.  Returns ``(units,
-    slab, oslab, s, p, o, overwrite)``: an image is ``units`` slices of the
-    band axis (1: the whole image is one unit) of ``slab`` input pixels
-    each; unit ``a`` owns the output slices ``[a * s - p, (a + 1) * s - p)``
-    clipped to ``[0, o)`` (the first from 0, the last to ``o``), each
-    ``oslab`` output values of a channel, which is where all its products
-    land when the kernel's span along the band axis is shorter than the
-    stride; ``overwrite``: every axis is a bijection, each output value
+    transposed convolution's padding before each axis.  Returns ``(axis,
+    units, slab, oslab, s, p, o, halo, overwrite)``: an image is ``units``
+    slices of the band axis ``axis`` (``units == 1``: the whole image is
+    one unit) of ``slab`` input pixels each; unit ``a`` owns the output
+    slices ``[a * s - p, (a + 1) * s - p)`` clipped to ``[0, o)`` (the
+    first from 0, the last to ``o``), each ``oslab`` output values of a
+    channel, and its products come from the input slices ``a - halo`` to
+    ``a``; ``overwrite``: every axis is a bijection, each output value
     receives exactly one product."""
     axes = list(zip(input_size, output_size, kernel_size, stride, dilation, padding))
     overwrite = all(_bijective(*axis) for axis in axes)
-    whole = (1, math.prod(input_size), math.prod(output_size), 1, 0, 1, overwrite)
+    whole = (0, 1, math.prod(input_size), math.prod(output_size), 1, 0, 1, 0, overwrite)
     for i, (n, o, k, s, d, p) in enumerate(axes):
         if n == 1 and o == 1:
             continue
-        if n == 1 or not _disjoint(k, s, d):
+        if n == 1:
             return whole
-        return (n, math.prod(input_size[i + 1:]), math.prod(output_size[i + 1:]), s, p, o,
-                overwrite)
+        return (i, n, math.prod(input_size[i + 1:]), math.prod(output_size[i + 1:]), s, p, o,
+                (k - 1) * d // s, overwrite)
     return whole
 
 
@@ -139,19 +132,18 @@ def transposed_planes(gemm_address, int_witness, x, w, bias, out, kernel_size, s
     N, C, D, H, W = x.shape
     groups = out.shape[1] // w.shape[1]
     K = kernel_size[0] * kernel_size[1] * kernel_size[2]
-    units, slab, oslab, sa, pa, oa, overwrite = geometry
     run_in_chunks(_planes_chunk,
                   (gemm_address, int_witness, x.reshape(N, C, D * H * W),
                    w.reshape(w.shape[0], w.shape[1] * K), bias, out, D, H, W, *kernel_size,
-                   *stride, *dilation, *padding, units, slab, oslab, sa, pa, oa, overwrite,
-                   cblocks, bands, tile, *finish_args(finish, out.dtype)),
+                   *stride, *dilation, *padding, *geometry, cblocks, bands, tile,
+                   *finish_args(finish, out.dtype)),
                   N * groups * cblocks * bands, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, KW, sd, sh, sw,
-                  dd, dh, dw, pd, ph, pw, units, slab, oslab, sa, pa, oa, overwrite, cblocks,
-                  bands, tile, code, slope, residual, first_job, stop_job):
+                  dd, dh, dw, pd, ph, pw, axis, units, slab, oslab, sa, pa, oa, halo, overwrite,
+                  cblocks, bands, tile, code, slope, residual, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of transposed_planes; job = (n,
     group, channel block, band)."""
     N, C, P = x.shape
@@ -182,6 +174,8 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
         q0 = 0 if u0 == 0 else min(oa, max(0, u0 * sa - pa))     # its output slices
         q1 = oa if u1 == units else max(q0, min(oa, u1 * sa - pa))
         region = (q1 - q0) * oslab
+        # the products it keeps: inside the output, and its slices of the band axis
+        lo_d, hi_d, lo_h, hi_h, lo_w, hi_w = _bounds(axis, units, q0, q1, OD, OH, OW)
         if not overwrite:
             for c in range(c1 - c0):
                 v = bias[ch0 + c] if has_bias else zero
@@ -189,7 +183,7 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
                 for i in range(region):
                     flat_out[np.uint64(base + i)] = v
         nrows = (c1 - c0) * K
-        first_pixel = u0 * slab
+        first_pixel = max(0, u0 - halo) * slab     # with the slices whose taps reach in
         stop_pixel = u1 * slab
         for t0 in range(first_pixel, stop_pixel, tile):
             pixels = min(tile, stop_pixel - t0)
@@ -209,14 +203,14 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
                             paired = pairs and kw + 1 < KW
                             r = ((co * KD + kd) * KH + kh) * KW + kw
                             shift_w = kw * dw - pw
-                            iw0, iw1 = _columns(shift_w, sw, W, OW)
-                            jw0, jw1 = _columns(shift_w + 1, sw, W, OW)
+                            iw0, iw1 = _columns(shift_w, sw, W, lo_w, hi_w)
+                            jw0, jw1 = _columns(shift_w + 1, sw, W, lo_w, hi_w)
                             for row in range(first_row, last_row + 1):
                                 id_ = row // H
                                 ih = row % H
                                 jd = id_ * sd - pd + kd * dd
                                 jh = ih * sh - ph + kh * dh
-                                if jd < 0 or jd >= OD or jh < 0 or jh >= OH:
+                                if jd < lo_d or jd >= hi_d or jh < lo_h or jh >= hi_h:
                                     continue
                                 lo = t0 - row * W
                                 hi = t0 + pixels - row * W
@@ -230,25 +224,25 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
                                     continue
                                 a1 = max(jw0, lo)
                                 b1 = min(jw1, hi)
-                                pa = max(a0, a1)
-                                pb = max(pa, min(b0, b1))
+                                m0 = max(a0, a1)
+                                m1 = max(m0, min(b0, b1))
                                 # the ends one tap has alone, then both together
-                                _add_run(flat_out, dst, 2, columns, src, a0, min(b0, pa), bv,
+                                _add_run(flat_out, dst, 2, columns, src, a0, min(b0, m0), bv,
                                          overwrite)
-                                _add_run(flat_out, dst, 2, columns, src, max(a0, pb), b0, bv,
+                                _add_run(flat_out, dst, 2, columns, src, max(a0, m1), b0, bv,
                                          overwrite)
                                 _add_run(flat_out, dst + 1, 2, columns, src + pixels, a1,
-                                         min(b1, pa), bv, overwrite)
+                                         min(b1, m0), bv, overwrite)
                                 _add_run(flat_out, dst + 1, 2, columns, src + pixels,
-                                         max(a1, pb), b1, bv, overwrite)
+                                         max(a1, m1), b1, bv, overwrite)
                                 if overwrite:
-                                    for iw in range(pa, pb):
+                                    for iw in range(m0, m1):
                                         flat_out[np.uint64(dst + 2 * iw)] = \
                                             columns[np.uint64(src + iw)] + bv
                                         flat_out[np.uint64(dst + 2 * iw + 1)] = \
                                             columns[np.uint64(src + pixels + iw)] + bv
                                 else:
-                                    for iw in range(pa, pb):
+                                    for iw in range(m0, m1):
                                         flat_out[np.uint64(dst + 2 * iw)] += \
                                             columns[np.uint64(src + iw)]
                                         flat_out[np.uint64(dst + 2 * iw + 1)] += \
@@ -260,12 +254,27 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
 
 
 @inline_helper
-def _columns(shift, stride, W, OW):
+def _columns(shift, stride, W, lo, hi):
     """The input columns ``[iw0, iw1)`` whose output column ``iw * stride +
-    shift`` lies in ``[0, OW)``."""
-    iw0 = max(0, (-shift + stride - 1) // stride)
-    iw1 = min(W, (OW - 1 - shift) // stride + 1) if OW - 1 - shift >= 0 else 0
+    shift`` lies in ``[lo, hi)``."""
+    iw0 = max(0, (lo - shift + stride - 1) // stride)
+    iw1 = min(W, (hi - 1 - shift) // stride + 1) if hi - 1 - shift >= 0 else 0
     return iw0, max(iw0, iw1)
+
+
+@inline_helper
+def _bounds(axis, units, q0, q1, OD, OH, OW):
+    """The output ranges a job keeps products in, per axis: all of each
+    axis but the band axis's slices ``[q0, q1)`` (with more than one unit)."""
+    lo_d, hi_d, lo_h, hi_h, lo_w, hi_w = 0, OD, 0, OH, 0, OW
+    if units > 1:
+        if axis == 0:
+            lo_d, hi_d = q0, q1
+        elif axis == 1:
+            lo_h, hi_h = q0, q1
+        else:
+            lo_w, hi_w = q0, q1
+    return lo_d, hi_d, lo_h, hi_h, lo_w, hi_w
 
 
 @inline_helper
@@ -320,21 +329,19 @@ def transposed_rows(gemm_address, int_witness, rows, w, bias, out, channels_last
     else:
         N, Co, OD, OH, OW = out.shape
     groups = Co * K // w.reshape(w.shape[0], -1).shape[1]
-    units, slab, oslab, sa, pa, oa, overwrite = geometry
     run_in_chunks(_rows_chunk,
                   (gemm_address, int_witness, rows, w.reshape(w.shape[0], -1), bias,
                    out.reshape(-1), channels_last, by_tap, N, Co, *input_size, OD, OH, OW,
-                   *kernel_size,
-                   *stride, *dilation, *padding, units, slab, oslab, sa, pa, oa, overwrite,
-                   cblocks, bands, tile, *finish_args(finish, out.dtype)),
+                   *kernel_size, *stride, *dilation, *padding, *geometry, cblocks, bands, tile,
+                   *finish_args(finish, out.dtype)),
                   groups * cblocks * bands, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_last, by_tap, N,
-                Co, D, H, W, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, units,
-                slab, oslab, sa, pa, oa, overwrite, cblocks, bands, tile, code, slope, residual,
-                first_job, stop_job):
+                Co, D, H, W, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, axis,
+                units, slab, oslab, sa, pa, oa, halo, overwrite, cblocks, bands, tile, code,
+                slope, residual, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of transposed_rows; job = (group,
     channel block, band)."""
     C = rows.shape[1]
@@ -349,10 +356,8 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
     columns = np.empty(tile * block * K, dtype=flat_out.dtype)
     zero = flat_out.dtype.type(0)
     has_bias = bias.shape[0] > 0
-    # an output value's step between neighbouring channels, and between
-    # output pixels
+    # an output value's step between neighbouring channels
     cstep = 1 if channels_last else plane
-    pstep = Co if channels_last else 1
     for job in range(first_job, stop_job):
         band = job % bands
         cb = (job // bands) % cblocks
@@ -371,14 +376,19 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
                 a = u % units
                 q0 = 0 if a == 0 else min(oa, max(0, a * sa - pa))
                 q1 = oa if a == units - 1 else max(q0, min(oa, (a + 1) * sa - pa))
+                if channels_last:            # pixel by pixel: runs of the block's channels
+                    for i in range(q0 * oslab, q1 * oslab):
+                        base = (n * plane + i) * Co + ch0
+                        for c in range(nc):
+                            flat_out[np.uint64(base + c)] = bias[ch0 + c] if has_bias else zero
+                    continue
                 for c in range(nc):
                     v = bias[ch0 + c] if has_bias else zero
-                    base = (n * Co + ch0 + c) * plane if not channels_last else \
-                        n * plane * Co + ch0 + c
+                    base = (n * Co + ch0 + c) * plane
                     for i in range(q0 * oslab, q1 * oslab):
-                        flat_out[np.uint64(base + i * pstep)] = v
+                        flat_out[np.uint64(base + i)] = v
         width = nc * K
-        first_row = u0 * slab
+        first_row = max(0, u0 - halo) * slab       # with the slices whose taps reach in
         stop_row = u1 * slab
         for t0 in range(first_row, stop_row, tile):
             count = min(tile, stop_row - t0)
@@ -401,6 +411,11 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
                     jw = iw * sw - pw + kw * dw
                     if jd < 0 or jd >= OD or jh < 0 or jh >= OH or jw < 0 or jw >= OW:
                         continue
+                    if units > 1:                 # only the band's own output slices
+                        ja = jd if axis == 0 else (jh if axis == 1 else jw)
+                        u = n * units + min(units - 1, (ja + pa) // sa)
+                        if u < u0 or u >= u1:
+                            continue
                     o = (jd * OH + jh) * OW + jw
                     dst = (n * plane + o) * Co + ch0 if channels_last else \
                         (n * Co + ch0) * plane + o
