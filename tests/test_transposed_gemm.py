@@ -102,9 +102,10 @@ def _plans(spec):
     and one-row (or one-pixel) tiles, so that ragged edges are reached."""
     ctx = current_context()
     itemsize = spec.compute_dtype.itemsize
-    forms = {("planes", spec.channels_last), ("rows", False)}
+    # every form the kernels run on this layout, whether or not the planner weighs it
+    forms = {("rows", False)} if spec.channels_last else {("planes", False), ("rows", True)}
     forms.update(im2col.transposed_forms(spec))
-    if spec.channels_last or np.prod(spec.input_size) == 1:
+    if np.prod(spec.input_size) == 1:
         forms.discard(("rows", True))
     plans = []
     for form, pack in sorted(forms):

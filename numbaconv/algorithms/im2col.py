@@ -35,7 +35,7 @@ from ..kernels import blas, im2col_channels_last, im2col_cpu, im2col_transposed,
 from ..padding import padding_maps
 from .. import costs, rewrites
 from .registry import (PACK_SECONDS_PER_BYTE, Plan, ConvAlgorithm, channels_first_copy,
-                       copy_to_channels_last, costed_plan, register, weight_bytes)
+                       costed_plan, register, weight_bytes)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -448,7 +448,7 @@ class TransposedPlan:
     cblocks: int        # output-channel blocks per group
     bands: int          # bands of the units (per image for planes, of all images for rows)
     tile: int           # input pixels (planes) or rows (rows) per GEMM
-    pack: bool = False  # the other layout's copies (below)
+    pack: bool = False  # rows: from a channels-last copy of a channels-first input
     by_tap: bool = False  # rows: the weight reordered, Note [taps by channel block]
 
     def result_bytes(self, spec, itemsize):
@@ -474,17 +474,16 @@ def transposed_forms(spec):
 
     A one-pixel input: the rows, its images the GEMM's rows in either
     layout (BLAS ran the planes' one-column GEMMs with A transposed 10x
-    slower).  Channels-first: the planes; the rows too when the weight is
+    slower).  Channels-last: the rows, in place (the planes on
+    channels-first copies measured 21-40 ms of CPU against the rows' 15-32
+    on the up4x4 shape and pix2pix's up2: docs/results-transposed.md).
+    Channels-first: the planes; the rows too when the weight is
     :data:`ROWS_WEIGHT_RATIO` times the input or more (small maps: one GEMM
     reads the weight for every image), from a channels-last copy of the
-    input.  Channels-last: the rows in place, or the planes on
-    channels-first copies (few output channels, overlapping taps: the rows'
-    jobs are then too few to share)."""
+    input."""
     pixels = math.prod(spec.input_size)
-    if pixels == 1:                 # one GEMM over the images, in either layout
+    if pixels == 1 or spec.channels_last:
         return (("rows", False),)
-    if spec.channels_last:
-        return (("rows", False), ("planes", True))
     forms = [("planes", False)]
     weight = spec.in_channels * spec.out_channels_per_group * math.prod(spec.kernel_size)
     if weight >= ROWS_WEIGHT_RATIO * spec.batch * spec.in_channels * pixels:
@@ -547,10 +546,14 @@ def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
 
 
 #: Work units of one product added into the output, of one element of a
-#: layout copy, and of one output value filled with the bias (Note
-#: [transposed GEMM cost]).
+#: layout copy or of the weight's copy by tap, and of one output value
+#: filled with the bias (Note [transposed GEMM cost]).  A copy costs what
+#: Note [packing] charges (``PACK_SECONDS_PER_BYTE``, 34 units a float32 at
+#: the shipped constant): the channels-last planes on channels-first copies
+#: measured 21 ms of CPU against the rows' 15 on the up4x4 shape, which
+#: 4 units an element had called 1% apart.
 SCATTER_UNITS = 2.0
-COPY_UNITS = 4.0
+COPY_UNITS = 32.0
 FILL_UNITS = 1.0
 #: Work units of one weight value read from memory by a GEMM of one row
 #: (a matrix-vector product).
@@ -584,7 +587,8 @@ def transposed_work(spec, plan, threads):
     _, units, slab, _, _, _, _, halo, overwrite = plan.geometry
     images = n if plan.form == "rows" else 1
     band_units = -(-units * images // plan.bands)
-    computed = band_units + (halo if plan.bands > 1 else 0)   # the halo slices again
+    # the halo slices again, unless the bands are whole images
+    computed = band_units + (halo if band_units % units else 0)
     rows_per_job = computed * slab
     tile = min(plan.tile, rows_per_job)
     gemms_per_job = -(-rows_per_job // plan.tile)
@@ -596,11 +600,8 @@ def transposed_work(spec, plan, threads):
         work += FILL_UNITS * outputs
     if plan.by_tap:
         work += COPY_UNITS * groups * cin_g * cout_g * taps
-    if plan.pack:
-        copied = n * spec.in_channels * pixels
-        if spec.channels_last:                  # planes: the input and the output
-            copied += outputs
-        work += COPY_UNITS * copied
+    if plan.pack:                               # the channels-last copy of the input
+        work += COPY_UNITS * n * spec.in_channels * pixels
     # the busiest thread's share, when the jobs do not divide evenly
     return work * -(-jobs // threads) * threads / jobs if jobs else work
 
@@ -625,19 +626,8 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
     blas_gemm = blas.find_gemm()
     address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
     finish = epilogue.kernel_args(out.dtype)
-    if plan.form == "planes" and spec.channels_last:
-        # on channels-first copies, the residual with them (Note [packing])
-        if epilogue.residual is not None:
-            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
-            finish = epilogue.kernel_args(out.dtype)
-        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
-        with blas.single_threaded_blas():
-            im2col_transposed.transposed_planes(
-                address, witness, channels_first_copy(x), w, epilogue.bias, result, kernel,
-                stride, dilation, padding, plan.geometry, plan.cblocks, plan.bands, plan.tile,
-                ctx.threads, finish)
-        return copy_to_channels_last(result, out)
     if plan.form == "planes":
+        assert not spec.channels_last
         with blas.single_threaded_blas():
             im2col_transposed.transposed_planes(
                 address, witness, x, w, epilogue.bias, out, kernel, stride, dilation, padding,
@@ -856,10 +846,9 @@ class Im2colAlgorithm(ConvAlgorithm):
         for form, pack in transposed_forms(spec):
             detail = plan_transposed(spec, form, itemsize, ctx.workspace_limit,
                                      ctx.pool_threads, pack)
-            copies = _canonical_copies(spec) if pack else 0
-            if pack and not spec.channels_last:
-                copies = spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
-            path = (f"transposed {form}" + (" on copies" if pack else "")
+            copies = (spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
+                      if pack else 0)
+            path = (f"transposed {form}" + (" of a channels-last copy" if pack else "")
                     + (f", {detail.bands} bands" if detail.bands > 1 else "")
                     + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
             plans.append(costed_plan(self.name, "im2col:transposed",
@@ -914,9 +903,8 @@ class Im2colAlgorithm(ConvAlgorithm):
 
 
 def _canonical_copies(spec):
-    """Bytes of the canonical copies a channels-last transposed problem or
-    weight gradient takes (its input and output, or input and output
-    gradient); none for a contiguous spec."""
+    """Bytes of the canonical copies a channels-last weight gradient takes
+    (its input and output gradient); none for a contiguous spec."""
     if spec.memory_format != "channels_last":
         return 0
     return spec.batch * (spec.in_channels * math.prod(spec.input_size)

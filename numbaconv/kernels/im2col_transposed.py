@@ -388,7 +388,8 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
                     for i in range(q0 * oslab, q1 * oslab):
                         flat_out[np.uint64(base + i)] = v
         width = nc * K
-        first_row = max(0, u0 - halo) * slab       # with the slices whose taps reach in
+        # with the slices before it whose taps reach in, in its own image
+        first_row = max((u0 // units) * units, u0 - halo) * slab
         stop_row = u1 * slab
         for t0 in range(first_row, stop_row, tile):
             count = min(tile, stop_row - t0)
