@@ -23,6 +23,7 @@ weight gradients as column tiles multiplied by the output gradient (Note
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -840,32 +841,41 @@ class Im2colAlgorithm(ConvAlgorithm):
 
     def plan_input_dilated(self, spec, ctx):
         """The cheapest transposed GEMM (Note [transposed GEMM cost]), or for a
-        stride-1 problem its forward plan where that is cheaper."""
-        itemsize = spec.compute_dtype.itemsize
-        plans = []
-        for form, pack in transposed_forms(spec):
-            detail = plan_transposed(spec, form, itemsize, ctx.workspace_limit,
-                                     ctx.pool_threads, pack)
-            copies = (spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
-                      if pack else 0)
-            path = (f"transposed {form}" + (" of a channels-last copy" if pack else "")
-                    + (f", {detail.bands} bands" if detail.bands > 1 else "")
-                    + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
-            plans.append(costed_plan(self.name, "im2col:transposed",
-                                     transposed_work(spec, detail, ctx.pool_threads), ctx,
-                                     ctx.threads * detail.result_bytes(spec, itemsize), path,
-                                     detail=detail, copies=copies))
+        stride-1 problem its forward plan where that is cheaper.  The choice
+        is made for the pool's threads: which one runs decides the bits, so
+        it must not depend on the call's threads (``tests/test_bits.py``)."""
+        if not spec.has_input_dilation and rewrites.cropped_spec(spec) is None:
+            return Plan(self.name, "bias only", 0.0)
+        candidates = [functools.partial(self._plan_transposed, spec, form, pack)
+                      for form, pack in transposed_forms(spec)]
         if not spec.has_input_dilation:
-            cropped = rewrites.cropped_spec(spec)
-            if cropped is None:
-                return Plan(self.name, "bias only", 0.0)
-            # the forward kernels take the rewritten weight (Note [transposed weight])
-            forward = self.plan_forward(cropped, ctx)
-            copied = weight_bytes(spec)
-            plans.append(replace(forward, detail=ForwardOfTransposed(forward.detail),
-                                 seconds=forward.seconds + PACK_SECONDS_PER_BYTE * copied,
-                                 copies=forward.copies + copied))
-        return min(plans, key=lambda p: p.seconds)
+            candidates.append(functools.partial(self._plan_forward_of_transposed, spec))
+        pool = ctx if ctx.threads == ctx.pool_threads else replace(ctx, threads=ctx.pool_threads)
+        best = min(candidates, key=lambda candidate: candidate(pool).seconds)
+        return best(ctx)
+
+    def _plan_transposed(self, spec, form, pack, ctx):
+        itemsize = spec.compute_dtype.itemsize
+        detail = plan_transposed(spec, form, itemsize, ctx.workspace_limit, ctx.pool_threads,
+                                 pack)
+        copies = (spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
+                  if pack else 0)
+        path = (f"transposed {form}" + (" of a channels-last copy" if pack else "")
+                + (f", {detail.bands} bands" if detail.bands > 1 else "")
+                + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
+        return costed_plan(self.name, "im2col:transposed",
+                           transposed_work(spec, detail, ctx.pool_threads), ctx,
+                           ctx.threads * detail.result_bytes(spec, itemsize), path,
+                           detail=detail, copies=copies)
+
+    def _plan_forward_of_transposed(self, spec, ctx):
+        # a stride-1 problem's forward kernels, on the rewritten weight (Note
+        # [transposed weight]): its copy is costed
+        forward = self.plan_forward(rewrites.cropped_spec(spec), ctx)
+        copied = weight_bytes(spec)
+        return replace(forward, detail=ForwardOfTransposed(forward.detail),
+                       seconds=forward.seconds + PACK_SECONDS_PER_BYTE * copied,
+                       copies=forward.copies + copied)
 
     def plan_grad_weight(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
