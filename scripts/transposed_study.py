@@ -10,7 +10,9 @@ package (``numbaconv_base``) on ``PYTHONPATH``::
 
 Every variant of a layer is timed in turns within one process (each turn
 the median of ``--calls`` calls), and the table gives the median over the
-rounds, in ms.  ``ratio`` is after / PyTorch's faster format.
+rounds, in ms.  ``ratio`` is after / PyTorch's faster format (``ratio
+CL``: after on channels-last input / the same); the path is what "auto"
+picks for the channels-first call.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def main(argv=None):
         import numbaconv_base as old
     rng = np.random.default_rng(0)
     print(f"numba threads {numba.get_num_threads()}, torch threads {torch.get_num_threads()}")
-    header = ("layer", "N", "torch", "torch CL", "before", "after", "after CL", "ratio",
-              "path")
+    header = ("layer", "N", "torch", "torch CL", "before", "after", "before CL", "after CL",
+              "ratio", "ratio CL", "path")
     print(" | ".join(header))
     for name, batch, xs, ws, kw, act in layers(args.select):
         xs = (batch,) + tuple(xs[1:])
@@ -90,6 +92,9 @@ def main(argv=None):
         if args.channels_last:
             fns["after CL"] = lambda: getattr(new, f"conv_transpose{ndim}d")(
                 xcl, w, activation=act, **kw)
+            if old is not None:
+                fns["before CL"] = lambda: getattr(old, f"conv_transpose{ndim}d")(
+                    xcl, w, activation=act, **kw)
         ref = np.asarray(fns["torch"]())
         for key, fn in fns.items():
             y = np.asarray(fn())
@@ -110,8 +115,11 @@ def main(argv=None):
         best_torch = min(med["torch"], med["torch CL"])
         choice = new.choose_algorithm(xs, ws, transposed=True, **kw)
         cells = [name, str(batch)] + [f"{med[k]:.2f}" if k in med else "-" for k in
-                                       ("torch", "torch CL", "before", "after", "after CL")]
-        cells += [f"{med['after'] / best_torch:.2f}", f"{choice.algorithm}: {choice.path}"]
+                                       ("torch", "torch CL", "before", "after", "before CL",
+                                        "after CL")]
+        cells += [f"{med['after'] / best_torch:.2f}",
+                  f"{med['after CL'] / best_torch:.2f}" if "after CL" in med else "-",
+                  f"{choice.algorithm}: {choice.path}"]
         print(" | ".join(cells), flush=True)
 
 

@@ -56,6 +56,16 @@ added together, two interleaved runs in one loop that LLVM vectorises
 with shuffles: 0.74 ms (numba, one thread, the 2-core AVX2 EPYC).  Each
 output value still receives its products in the same order.
 
+Note [row counters]
+~~~~~~~~~~~~~~~~~~~
+The scatters know each product's input pixel and tap by counters carried
+from one to the next, not by dividing a flat index: a 64-bit integer
+division costs tens of cycles, and the rows form divided eight times per
+input pixel and tap.  On pix2pix's last layer (128 -> 3 channels,
+128x128) with channels-last input, where each product is a run of three
+channels, the divisions were most of the call: 8.2 ms against 3.9 for the
+planes (2 threads, docs/results-transposed.md).
+
 Note [taps by channel block]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 In the rows form with channels-last output, one input pixel's products
@@ -155,6 +165,8 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
     plane = OD * OH * OW
     block = (cout_g + cblocks - 1) // cblocks
     columns = np.empty(block * K * tile, dtype=out.dtype)
+    row_d = np.empty(tile // W + 2, dtype=np.int64)
+    row_h = np.empty(tile // W + 2, dtype=np.int64)
     flat_out = out.ravel()
     zero = out.dtype.type(0)
     has_bias = bias.shape[0] > 0
@@ -192,6 +204,17 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
                     x[n, gi * cin_g:(gi + 1) * cin_g, t0:t0 + pixels], cols, 0.0)
             first_row = t0 // W
             last_row = (t0 + pixels - 1) // W
+            # each input row's first output slice along depth and height,
+            # counted up (Note [row counters])
+            id_ = first_row // H
+            ih = first_row % H
+            for row in range(first_row, last_row + 1):
+                row_d[row - first_row] = id_ * sd - pd
+                row_h[row - first_row] = ih * sh - ph
+                ih += 1
+                if ih == H:
+                    ih = 0
+                    id_ += 1
             for co in range(c1 - c0):
                 obase = (n * Co + ch0 + co) * plane
                 bv = bias[ch0 + co] if has_bias else zero
@@ -206,10 +229,8 @@ def _planes_chunk(gemm_address, int_witness, x, w, bias, out, D, H, W, KD, KH, K
                             iw0, iw1 = _columns(shift_w, sw, W, lo_w, hi_w)
                             jw0, jw1 = _columns(shift_w + 1, sw, W, lo_w, hi_w)
                             for row in range(first_row, last_row + 1):
-                                id_ = row // H
-                                ih = row % H
-                                jd = id_ * sd - pd + kd * dd
-                                jh = ih * sh - ph + kh * dh
+                                jd = row_d[row - first_row] + kd * dd
+                                jh = row_h[row - first_row] + kh * dh
                                 if jd < lo_d or jd >= hi_d or jh < lo_h or jh >= hi_h:
                                     continue
                                 lo = t0 - row * W
@@ -307,6 +328,16 @@ def weight_by_tap(w, cblocks):
     return result
 
 
+@inline_helper
+def _owned(j, n, units, pa, sa, u0, u1):
+    """Whether output slice ``j`` of the band axis in image ``n`` belongs to
+    the units ``[u0, u1)`` (always, with one unit per image)."""
+    if units == 1:
+        return True
+    u = n * units + min(units - 1, (j + pa) // sa)
+    return u0 <= u < u1
+
+
 def transposed_rows(gemm_address, int_witness, rows, w, bias, out, channels_last, input_size,
                     kernel_size, stride, dilation, padding, geometry, cblocks, bands, tile,
                     chunks, finish=None, by_tap=False):
@@ -396,50 +427,65 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
             cols = columns[:count * width].reshape(count, width)
             gemm(gemm_address, int_witness, rows[t0:t0 + count, gi * cin_g:(gi + 1) * cin_g],
                  w[gi * cin_g:(gi + 1) * cin_g, c0 * K:c1 * K], cols, 0.0)
+            # the first row's image and input position, then counted up
+            # (Note [row counters])
+            n = t0 // P
+            i = t0 % P
+            id_ = i // (H * W)
+            ih = (i // W) % H
+            iw = i % W
             for q in range(count):
-                pixel = t0 + q
-                n = pixel // P
-                i = pixel % P
-                id_ = i // (H * W)
-                ih = (i // W) % H
-                iw = i % W
-                for k in range(K):
-                    kd = k // (KH * KW)
-                    kh = (k // KW) % KH
-                    kw = k % KW
+                for kd in range(KD):
                     jd = id_ * sd - pd + kd * dd
-                    jh = ih * sh - ph + kh * dh
-                    jw = iw * sw - pw + kw * dw
-                    if jd < 0 or jd >= OD or jh < 0 or jh >= OH or jw < 0 or jw >= OW:
+                    if jd < 0 or jd >= OD or (axis == 0 and not _owned(
+                            jd, n, units, pa, sa, u0, u1)):
                         continue
-                    if units > 1:                 # only the band's own output slices
-                        ja = jd if axis == 0 else (jh if axis == 1 else jw)
-                        u = n * units + min(units - 1, (ja + pa) // sa)
-                        if u < u0 or u >= u1:
+                    for kh in range(KH):
+                        jh = ih * sh - ph + kh * dh
+                        if jh < 0 or jh >= OH or (axis == 1 and not _owned(
+                                jh, n, units, pa, sa, u0, u1)):
                             continue
-                    o = (jd * OH + jh) * OW + jw
-                    dst = (n * plane + o) * Co + ch0 if channels_last else \
-                        (n * Co + ch0) * plane + o
-                    if by_tap:        # Note [taps by channel block]: contiguous runs
-                        src = q * width + k * nc
-                        if overwrite:
-                            for c in range(nc):
-                                flat_out[np.uint64(dst + c)] = \
-                                    columns[np.uint64(src + c)] + (bias[ch0 + c] if has_bias
-                                                                   else zero)
-                        else:
-                            for c in range(nc):
-                                flat_out[np.uint64(dst + c)] += columns[np.uint64(src + c)]
-                        continue
-                    src = q * width + k
-                    if overwrite:
-                        for c in range(nc):
-                            flat_out[np.uint64(dst + c * cstep)] = \
-                                columns[np.uint64(src + c * K)] + (bias[ch0 + c] if has_bias
-                                                                   else zero)
-                    else:
-                        for c in range(nc):
-                            flat_out[np.uint64(dst + c * cstep)] += columns[np.uint64(src + c * K)]
+                        for kw in range(KW):
+                            jw = iw * sw - pw + kw * dw
+                            if jw < 0 or jw >= OW or (axis == 2 and not _owned(
+                                    jw, n, units, pa, sa, u0, u1)):
+                                continue
+                            k = (kd * KH + kh) * KW + kw
+                            o = (jd * OH + jh) * OW + jw
+                            dst = (n * plane + o) * Co + ch0 if channels_last else \
+                                (n * Co + ch0) * plane + o
+                            if by_tap:        # Note [taps by channel block]: contiguous runs
+                                src = q * width + k * nc
+                                if overwrite:
+                                    for c in range(nc):
+                                        flat_out[np.uint64(dst + c)] = \
+                                            columns[np.uint64(src + c)] + (
+                                                bias[ch0 + c] if has_bias else zero)
+                                else:
+                                    for c in range(nc):
+                                        flat_out[np.uint64(dst + c)] += \
+                                            columns[np.uint64(src + c)]
+                                continue
+                            src = q * width + k
+                            if overwrite:
+                                for c in range(nc):
+                                    flat_out[np.uint64(dst + c * cstep)] = \
+                                        columns[np.uint64(src + c * K)] + (
+                                            bias[ch0 + c] if has_bias else zero)
+                            else:
+                                for c in range(nc):
+                                    flat_out[np.uint64(dst + c * cstep)] += \
+                                        columns[np.uint64(src + c * K)]
+                iw += 1
+                if iw == W:
+                    iw = 0
+                    ih += 1
+                    if ih == H:
+                        ih = 0
+                        id_ += 1
+                        if id_ == D:
+                            id_ = 0
+                            n += 1
         if code != 0 or residual.shape[0] > 0:         # the fused epilogue: Note [epilogue]
             for u in range(u0, u1):
                 n = u // units
