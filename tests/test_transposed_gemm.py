@@ -268,6 +268,23 @@ def test_one_and_two_threads_agree_bitwise(rng, xs, ws, kw):
         numba.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("pool", [2, 8])
+def test_plans_do_not_depend_on_the_call_threads(pool):
+    """Which form runs, and its split, decide the bits: for one pool they are
+    the same for every thread count of a call (stride-1 problems weigh the
+    forward kernels too; tests/test_bits.py has the mechanism)."""
+    from numbaconv.context import ExecutionContext
+    for xs, ws, kw in (((1, 40, 9, 11), (40, 40, 3, 3), dict(padding=1)),
+                       ((3, 12, 1, 1), (12, 10, 4, 4), {}),
+                       ((4, 128, 28, 28), (128, 64, 4, 4), dict(stride=2, padding=1)),
+                       ((8, 1024, 4, 4), (1024, 512, 4, 4), dict(stride=2, padding=1))):
+        spec = problem_spec(xs, ws, transposed=True, **kw)
+        details = {get_algorithm("im2col").plan(
+            spec, ExecutionContext(threads=t, pool_threads=pool)).detail
+            for t in range(1, pool + 1)}
+        assert len(details) == 1, details
+
+
 def test_weight_as_given_or_rewritten_gives_the_same_bits(rng):
     """A rewritten (canonical) weight, as tuning and calibration pass, is
     turned back into the given one: the same products in the same order."""

@@ -29,7 +29,10 @@ An algorithm is an object with
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
   ``(N, C_out, OD, OH, OW)``; input and output channels-last, Note
   [packing], for an algorithm declaring that format), C-contiguous, in
-  ``spec.compute_dtype``;
+  ``spec.compute_dtype``; a transposed problem's weight may come as a
+  :class:`numbaconv.rewrites.TransposedWeight`, which ``run`` rewrites
+  into that array unless the algorithm reads it as given
+  (``reads_transposed_weight``, Note [transposed weight]);
   ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
   bias today, a zero-length array for none).  For a spec whose
   ``computation`` is ``"grad_weight"``, ``weight`` is the output gradient
@@ -102,7 +105,7 @@ class Plan:
     ----------
     algorithm : str
     path : str
-        The internal path, for people (``"channels_last"``, ``"col2im"``,
+        The internal path, for people (``"channels_last"``, ``"transposed planes"``,
         ``"phases(4) of im2col:tiles"`` ...).
     seconds : float
         The cost model's estimate (Note [cost models] in :mod:`numbaconv.costs`).
