@@ -33,17 +33,27 @@ A job owns a block of output channels and a *band* of the output, so no two
 jobs ever add into the same value and each job adds in a fixed order:
 results do not depend on the thread count.  The band is a range of slices
 along the first input axis longer than one (the *band axis*: depth, else
-height, else width) when the kernel's span along it is shorter than the
-stride, so that each input slice's products land in its own stride window
-of output slices (:func:`band_geometry`): a U-Net's 2x2 stride-2
-up-convolution then splits into many small jobs of whole rows.  With
-overlapping taps along that axis (4x4 stride 2) the band is whole images.
-When every axis is a bijection -- kernel equal to the stride, undilated,
-every output reached -- (``overwrite``) each output value receives exactly
-one product: it is stored with its bias instead of added into a
-bias-filled output, one pass over the output less.  Each job applies the
-fused epilogue to its band once every product is in (Note [epilogue] in
-:mod:`numbaconv.epilogue`).
+height, else width): input slice ``a`` owns the output slices of its stride
+window, ``[a * s - p, (a + 1) * s - p)``, and a band also computes the
+``halo = (k - 1) * d // s`` input slices before it whose taps reach into
+its windows, keeping only the products that land there
+(:func:`band_geometry`; one slice for 4x4 stride 2, none when the kernel
+is no longer than the stride: a U-Net's 2x2 stride-2 up-convolution splits
+into many small jobs of whole rows).  When every axis is a bijection --
+kernel equal to the stride, undilated, every output reached --
+(``overwrite``) each output value receives exactly one product: it is
+stored with its bias instead of added into a bias-filled output, one pass
+over the output less.  Each job applies the fused epilogue to its band
+once every product is in (Note [epilogue] in :mod:`numbaconv.epilogue`).
+
+Why this formulation: the products are formed without the inserted zeros
+(as col2im's were), the weight is never copied, and for the small maps of
+a generator's first layers the rows form reads it once per call.
+pix2pix's ``up8`` (512 -> 512, 4x4 stride 2 from a 1x1 map) at batch 1
+took 15.6 ms before (two copies of its 16 MiB weight, then col2im) and 1.35
+ms after, PyTorch 8.3-8.9 ms in the same (loaded) minute
+(docs/results-transposed.md, which also says why a phase decomposition was
+not taken).
 
 Note [paired taps]
 ~~~~~~~~~~~~~~~~~~
