@@ -15,6 +15,10 @@ PyTorch and SciPy are separate benchmarks, skipped when not installed; asv
 runs every benchmark in its own process, so PyTorch's threads never share
 one with numba's.
 
+``Loop`` times a point as a user's loop would (each algorithm alone in a
+fresh process, results allocated per call): ``numbaconv bench --loop``'s
+column.
+
 ``NUMBACONV_ASV_ONLY`` shrinks the grid (asv starts a process per
 parameter combination, about a second each, so the full grid costs minutes
 before any timing), e.g.
@@ -211,6 +215,41 @@ class Backward:
         return _median_gflops(self.call, self.flops)
 
     track_gflops.unit = "GFLOP/s"
+
+
+#: ``Loop``'s ops: every op, forward included.
+LOOP_OPS = _chosen("op", list(OPS)) or ["forward"]
+
+
+class Loop:
+    """A user's loop (Note [loop timing] in numbaconv/bench/loop.py): a point
+    and algorithm alone in a fresh process, 15 calls allocating their
+    results (no ``out=``), float32; the median call in ms.  ``Conv`` and
+    ``Backward`` time every algorithm in one long-lived process, whose
+    freed blocks leave glibc keeping large blocks on its heap; a user's
+    process may pay a page fault per page of every block each call
+    (issue 27).  Skipped for a commit without ``numbaconv.bench.loop``."""
+
+    params = (BACKWARD_SHAPES, LOOP_OPS, ALGORITHMS)
+    param_names = ["shape", "op", "algorithm"]
+    timeout = 900
+    rounds = ROUNDS
+    repeat = 1
+    number = 1
+
+    def setup(self, shape, op, algorithm):
+        try:
+            from numbaconv.bench import loop
+        except ImportError:
+            raise NotImplementedError("this commit has no numbaconv.bench.loop") from None
+        _prepare_op(shape, op, algorithm, "float32")     # skips what it cannot serve
+        self.loop = loop
+        self.recipe = loop.recipe(get_cases([shape])[0].op_call(op, "float32"), algorithm)
+
+    def track_loop_ms(self, shape, op, algorithm):
+        return self.loop.loop_ms(self.loop.run_loop(self.recipe, threads=2))
+
+    track_loop_ms.unit = "ms"
 
 
 class Compile:

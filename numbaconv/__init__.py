@@ -6,7 +6,8 @@ Public API (this release): :func:`conv1d`, :func:`conv2d`, :func:`conv3d`,
 the shape helpers :func:`conv_output_size` / :func:`conv_input_size`,
 :func:`algorithm_names`, :class:`UnsupportedAlgorithmError`, the float64
 references (:func:`conv_reference` and its transposed and gradient
-companions), :func:`set_workspace_limit` / :func:`get_workspace_limit`, and
+companions), :func:`set_workspace_limit` / :func:`get_workspace_limit`,
+:func:`release_workspaces` (the scratch memory kept between calls), and
 the dispatcher: :func:`choose_algorithm`, :func:`explain`, and measured
 autotuning: :func:`tune`, :func:`set_tuning`, :func:`tuning_enabled`.
 """
@@ -23,6 +24,7 @@ from .reference import (conv_grad_input_reference, conv_grad_weight_reference, c
 from .dispatch import choose_algorithm, explain, tune
 from .spec import conv_input_size, conv_output_size
 from .tuning import set_tuning, tuning_enabled
+from .workspaces import release_workspaces
 
 from ._version import __version__
 
@@ -34,4 +36,5 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
            "tune", "set_tuning",
            "tuning_enabled",
            "UnsupportedAlgorithmError", "get_workspace_limit", "set_workspace_limit",
+           "release_workspaces",
            "__version__"]

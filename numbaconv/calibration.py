@@ -23,6 +23,7 @@ from .spec import problem_spec
 from .storage import cpu_model, instruction_profile, write_json
 from .timing import time_turn
 from .tuning import synthetic_arrays
+from .workspaces import frame
 
 #: The problems ``numbaconv calibrate`` times every algorithm on (forward
 #: specs: input shape, weight shape, kwargs).  Each path is timed on those
@@ -50,6 +51,13 @@ def timer(repeats):
     """``time(fn)``: the fastest of ``repeats`` calls after one untimed call
     (a shared machine only ever adds time)."""
     return lambda fn: min(time_turn(fn, repeats, warmup_s=0.0))
+
+
+def _run_in_frame(algorithm, spec, arrays, ctx):
+    """One run as a public call makes it: its scratch from the thread's
+    workspace arena (Note [workspace arena] in numbaconv/workspaces.py)."""
+    with frame():
+        algorithm.run(spec, *arrays, ctx)
 
 
 def _variants(problem):
@@ -88,7 +96,7 @@ def measure_paths(repeats=5, progress=None, names=None):
                 plan = algorithm.plan(spec, ctx)
                 if plan.model is None:
                     continue
-                t = time_it(lambda: algorithm.run(spec, *arrays, ctx))
+                t = time_it(lambda: _run_in_frame(algorithm, spec, arrays, ctx))
                 if progress:
                     progress(f"{plan.model}: {t * 1e3:.2f} ms (model {plan.seconds * 1e3:.2f}) "
                              f"{spec.describe()}")

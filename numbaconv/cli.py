@@ -130,7 +130,8 @@ def _cmd_bench(args):
         cases, ops=ops, algorithms=algorithms, dtype=args.dtype, threads=args.threads,
         rounds=args.rounds, repeats=args.repeats, use_torch=not args.no_torch,
         use_scipy=not args.no_scipy, check=not args.no_check,
-        progress=progress, warmup_s=args.warmup_ms / 1e3, status=status)
+        progress=progress, warmup_s=args.warmup_ms / 1e3, status=status, loop=args.loop,
+        loop_calls=args.loop_calls)
     print(f"numbaconv bench: {args.dtype}, {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.repeats} calls after {args.warmup_ms:g} ms of warm-up, "
           "median")
@@ -250,7 +251,9 @@ def _cmd_info(args):
           f"threading layer: {numba.config.THREADING_LAYER}; CPUs: {os.cpu_count()}")
     where = os.environ.get("NUMBA_CACHE_DIR") or "next to the package (default)"
     print(f"numba cache dir: {where}")
-    print(f"workspace limit: {numbaconv.get_workspace_limit() / 2**20:g} MiB")
+    print(f"workspace limit: {numbaconv.get_workspace_limit() / 2**20:g} MiB; each thread "
+          f"keeps its workspaces between calls, up to the limit per device "
+          f"(numbaconv.release_workspaces() frees them)")
     from .kernels.blas import find_gemm
     gemm = find_gemm()
     print(f"im2col GEMM: {gemm.path if gemm else 'none found (im2col unavailable)'}"
@@ -328,6 +331,7 @@ def build_parser():
                     "(numbaconv.grad / torch.nn.grad), see docs/benchmarking.md.")
     from .bench.suite import CLASS_SHAPES, PUBLIC_SHAPES
     from .timing import TURN_WARMUP_S
+    from .bench.loop import LOOP_CALLS
     bench.add_argument("--shapes",
                        help="comma-separated shape names, or 'public' / 'classes' (default: "
                             "the public shapes): "
@@ -362,6 +366,13 @@ def build_parser():
     bench.add_argument("--no-progress", action="store_true",
                        help="no progress on stderr (a bar on a terminal, otherwise a line "
                             "per shape and op)")
+    bench.add_argument("--loop", action="store_true",
+                       help="also time each numbaconv algorithm as a user's loop: alone in a "
+                            "fresh process, results allocated per call (no out=); the 'loop' "
+                            "column (docs/benchmarking.md)")
+    bench.add_argument("--loop-calls", type=_positive_int, default=LOOP_CALLS, metavar="N",
+                       help=f"calls per user's loop, the first not counted (default "
+                            f"{LOOP_CALLS})")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--startup", action="store_true",
                        help="instead: measure cold compile and warm-cache first-call times")

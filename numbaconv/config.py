@@ -8,6 +8,9 @@ weight-gradient segments; fft's weight spectrum and transformed blocks;
 winograd's transformed tiles).
 Default 64 MiB.  A plan whose smallest workspace is over it does not run
 (``MemoryError`` for an explicit algorithm; ``"auto"`` passes it over).
+Each thread keeps up to the limit of scratch between calls, per device
+(Note [workspace arena] in :mod:`numbaconv.workspaces`;
+``numbaconv.release_workspaces()`` frees it).
 The inputs, the output and the rearranged copies of the input (direct's
 and winograd's padded channels-last copy among them), weight and output
 gradient do not count (docs/semantics.md, "Workspace limit").
@@ -23,6 +26,14 @@ DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
 MIN_WORKSPACE_LIMIT = 2**20
 
 _workspace_limit = DEFAULT_WORKSPACE_LIMIT
+#: called with the new limit when it changes (the workspace arenas free
+#: blocks over a lowered limit: Note [workspace arena] in numbaconv.workspaces)
+_listeners: list = []
+
+
+def on_limit_change(listener) -> None:
+    """Call ``listener(new_limit)`` whenever the workspace limit changes."""
+    _listeners.append(listener)
 
 
 def get_workspace_limit() -> int:
@@ -58,4 +69,6 @@ def set_workspace_limit(nbytes: int) -> None:
         raise ValueError(f"set_workspace_limit: nbytes must be at least {MIN_WORKSPACE_LIMIT} "
                          f"(1 MiB), got {nbytes}")
     previous, _workspace_limit = _workspace_limit, int(nbytes)
+    for listener in _listeners:
+        listener(_workspace_limit)
     return previous

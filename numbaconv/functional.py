@@ -18,6 +18,7 @@ from .dispatch import resolve_planned
 from .epilogue import Epilogue, check_activation
 from .spec import (Array, ArrayLike, IntOrTuple, PaddingArg, make_conv_spec,
                    make_transposed_spec, remembered_spec)
+from .workspaces import frame
 
 
 def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -29,9 +30,10 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
                                 residual=residual)
     spec = remembered_spec(make_conv_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, dilation, groups, padding_mode))
-    return execute(spec, algorithm, backend, a, out,
-                   canonical_weight=backend.weight(spec, a["weight"], stream), stream=stream,
-                   activation=activation, negative_slope=negative_slope)
+    with frame():               # the call's scratch (Note [workspace arena])
+        return execute(spec, algorithm, backend, a, out,
+                       canonical_weight=backend.weight(spec, a["weight"], stream),
+                       stream=stream, activation=activation, negative_slope=negative_slope)
 
 
 def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
@@ -43,9 +45,11 @@ def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding
                                 residual=residual)
     spec = remembered_spec(make_transposed_spec, op, ndim, (a["input"], a["weight"], a["bias"]),
                            (stride, padding, output_padding, groups, dilation))
-    return execute(spec, algorithm, backend, a, out,
-                   canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
-                   stream=stream, activation=activation, negative_slope=negative_slope)
+    with frame():               # the call's scratch (Note [workspace arena])
+        return execute(spec, algorithm, backend, a, out,
+                       canonical_weight=backend.weight(spec, a["weight"], stream,
+                                                       transposed=True),
+                       stream=stream, activation=activation, negative_slope=negative_slope)
 
 
 def _check_residual(spec, residual):

@@ -18,6 +18,7 @@ from .dispatch import resolve_planned
 from .epilogue import (ACTIVATION_CODES, OUTPUT_DERIVATIVE_ACTIVATIONS, Epilogue,
                        check_activation)
 from .functional import convolution, execute, run_array
+from .workspaces import frame
 from typing import Tuple
 
 from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_grad_input_spec,
@@ -79,10 +80,12 @@ def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, d
     spec = remembered_spec(make_grad_input_spec, op, ndim,
                            (input_size, a["weight"], a["grad_output"]),
                            (stride, padding, dilation, groups))
-    return execute(spec, algorithm, backend,
-                   {"input": a["grad_output"], "weight": a["weight"]}, None,
-                   canonical_weight=backend.weight(spec, a["weight"], stream, transposed=True),
-                   stream=stream)
+    with frame():               # the call's scratch (Note [workspace arena])
+        return execute(spec, algorithm, backend,
+                       {"input": a["grad_output"], "weight": a["weight"]}, None,
+                       canonical_weight=backend.weight(spec, a["weight"], stream,
+                                                       transposed=True),
+                       stream=stream)
 
 
 def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
@@ -95,15 +98,17 @@ def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, 
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     cdtype = spec.compute_dtype
-    # both in the input's memory format (Note [memory format] in numbaconv.spec),
-    # canonical on the GPU (Note [GPU memory format] in numbaconv.cuda.arrays)
-    run = backend.run_spec(spec)
-    x = run_array(backend, spec, a["input"], run.run_input_shape, stream)
-    g = run_array(backend, spec, a["grad_output"], run.run_output_shape, stream, "grad_output")
-    result = backend.empty(spec.weight_shape, cdtype, stream)
-    runner.run(run, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3), ctx,
-               plan)
-    return backend.finish(spec, result, None, stream, unbatched=False)
+    with frame():               # the call's scratch (Note [workspace arena])
+        # both in the input's memory format (Note [memory format] in numbaconv.spec),
+        # canonical on the GPU (Note [GPU memory format] in numbaconv.cuda.arrays)
+        run = backend.run_spec(spec)
+        x = run_array(backend, spec, a["input"], run.run_input_shape, stream)
+        g = run_array(backend, spec, a["grad_output"], run.run_output_shape, stream,
+                      "grad_output")
+        result = backend.empty(spec.weight_shape, cdtype, stream)
+        runner.run(run, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3),
+                   ctx, plan)
+        return backend.finish(spec, result, None, stream, unbatched=False)
 
 
 def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,

@@ -38,6 +38,7 @@ import numpy as np
 
 from .epilogue import Epilogue
 from .spec import general_spec
+from .workspaces import contiguous, frame, scratch
 
 
 def spatial_index(spec, window):
@@ -65,13 +66,14 @@ def transposed_weight(weight, groups):
     """(C_in, C_out/groups, k...) of a transposed convolution -> the forward
     weight (C_out, C_in/groups, k...) flipped along every spatial axis.
 
-    ``w'[g*cout_g + o, i, k] = w[g*cin_g + i, o, K - 1 - k]`` (a copy; the
-    weight is small next to the data)."""
+    ``w'[g*cout_g + o, i, k] = w[g*cin_g + i, o, K - 1 - k]`` (a scratch
+    copy, Note [workspace arena] in :mod:`numbaconv.workspaces`; the weight
+    is small next to the data)."""
     cin, cout_g = weight.shape[:2]
     kernel = weight.shape[2:]
     w = weight.reshape((groups, cin // groups, cout_g) + kernel).swapaxes(1, 2)
     w = w[(Ellipsis,) + (slice(None, None, -1),) * len(kernel)]
-    return np.ascontiguousarray(w).reshape((groups * cout_g, cin // groups) + kernel)
+    return contiguous(w).reshape((groups * cout_g, cin // groups) + kernel)
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def cropped_spec(spec):
 
 def crop_negative_padding(spec, x):
     """``(spec, x)`` with negative paddings of a spec without input dilation
-    turned into a slice of the input (a C-contiguous copy), or ``(spec,
+    turned into a slice of the input (a C-contiguous scratch copy), or ``(spec,
     None)`` when the crop leaves no input element (the output is the bias)."""
     if all(lo >= 0 and hi >= 0 for lo, hi in spec.padding):
         return spec, x
@@ -171,7 +173,7 @@ def crop_negative_padding(spec, x):
     cropped, window = _crop(spec)
     if cropped is None:
         return spec, None
-    return cropped, np.ascontiguousarray(x[spatial_index(spec, window)])
+    return cropped, contiguous(x[spatial_index(spec, window)])
 
 
 # ---------------------------------------------------------------------------
@@ -259,17 +261,18 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
         if sub is None:
             fill_epilogue(spec, part, target)
             continue
-        # the taps are every L/gcd(L, d)-th: a strided slice (NumPy's ix_
-        # gather took 100 ms of a 16 MiB weight, the slice's copy 2 ms)
-        sub_weight = np.ascontiguousarray(weight[(slice(None), slice(None))
-                                                 + tuple(_tap_slice(t) for t in taps)])
-        assert sub.run_output_shape == target.shape, (sub, target.shape)
-        if target.flags.c_contiguous:
-            run(sub, x, sub_weight, part, target)
-        else:
-            result = np.empty(target.shape, dtype=out.dtype)
-            run(sub, x, sub_weight, part, result)
-            target[...] = result
+        with frame():       # each phase's scratch is the next one's
+            # the taps are every L/gcd(L, d)-th: a strided slice (NumPy's ix_
+            # gather took 100 ms of a 16 MiB weight, the slice's copy 2 ms)
+            sub_weight = contiguous(weight[(slice(None), slice(None))
+                                           + tuple(_tap_slice(t) for t in taps)])
+            assert sub.run_output_shape == target.shape, (sub, target.shape)
+            if target.flags.c_contiguous:
+                run(sub, x, sub_weight, part, target)
+            else:
+                result = scratch(target.shape, out.dtype)
+                run(sub, x, sub_weight, part, result)
+                target[...] = result
     return out
 
 
@@ -335,15 +338,20 @@ def grad_weight_as_forward(spec, x, grad_output, out, run, limit):
         return out
     S, O = spec.input_size3, spec.output_size3
     chunk = grad_weight_batch_chunk(spec, out.dtype.itemsize, limit)
-    result = np.empty((cin_g, G * cout_g) + spec.kernel_size3, dtype=out.dtype)
+    result = scratch((cin_g, G * cout_g) + spec.kernel_size3, out.dtype)
+    # the chunks' sum, in order from zero, laid out as the results (NumPy's
+    # add of a transposed view into out allocated a buffer every chunk)
+    total = scratch(result.shape, out.dtype, zero=True)
     if spec.channels_last:        # the logical (N, C, ...) views of the NDHWC arrays
         x, grad_output = np.moveaxis(x, -1, 1), np.moveaxis(grad_output, -1, 1)
     for n0 in range(0, N, chunk):
         nb = min(chunk, N - n0)
-        xt = np.ascontiguousarray(x[n0:n0 + nb].reshape((nb, G, cin_g) + S)
-                                  .transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * nb) + S)
-        gt = np.ascontiguousarray(grad_output[n0:n0 + nb].reshape((nb, G, cout_g) + O)
-                                  .transpose(1, 2, 0, 3, 4, 5)).reshape((G * cout_g, nb) + O)
-        run(grad_weight_problem(spec, nb), xt, gt, Epilogue.of(None, out.dtype), result)
-        out += result.transpose(1, 0, 2, 3, 4)
+        with frame():       # each chunk's copies are the next one's
+            xt = contiguous(x[n0:n0 + nb].reshape((nb, G, cin_g) + S)
+                            .transpose(2, 1, 0, 3, 4, 5)).reshape((cin_g, G * nb) + S)
+            gt = contiguous(grad_output[n0:n0 + nb].reshape((nb, G, cout_g) + O)
+                            .transpose(1, 2, 0, 3, 4, 5)).reshape((G * cout_g, nb) + O)
+            run(grad_weight_problem(spec, nb), xt, gt, Epilogue.of(None, out.dtype), result)
+        total += result
+    np.copyto(out, total.transpose(1, 0, 2, 3, 4))
     return out

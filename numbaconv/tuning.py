@@ -48,6 +48,7 @@ from .backends import get_backend
 from .epilogue import Epilogue
 from .rewrites import TransposedWeight, transposed_weight
 from .storage import cache_dir, cpu_model, file_lock, instruction_profile, write_json
+from .workspaces import frame
 
 CACHE_FILE = "tuning-v1.json"
 CACHE_VERSION = 1
@@ -269,13 +270,15 @@ def measure(spec, candidates, repeats=TUNE_REPEATS):
     arrays = synthetic_arrays(spec, np.random.default_rng(0), backend)
     wait = backend.synchronize                  # GPU kernels run asynchronously
     for algorithm in candidates:
-        algorithm.run(spec, *arrays)
+        with frame():       # each run's scratch is the next one's (Note [workspace arena])
+            algorithm.run(spec, *arrays)
     times = {algorithm.name: [] for algorithm in candidates}
     for _ in range(repeats):
         for algorithm in candidates:
             wait()
             start = time.perf_counter()
-            algorithm.run(spec, *arrays)
+            with frame():
+                algorithm.run(spec, *arrays)
             wait()
             times[algorithm.name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}

@@ -2,7 +2,10 @@
 
 For each public shape (its own op) and each algorithm that serves it, a
 fresh process imports numbaconv, makes the arrays and runs the call once
-(compiling or loading its kernels).  Then it resets the process's
+(compiling or loading its kernels), and frees the workspaces that call
+kept (``numbaconv.release_workspaces()``, where the commit has it: Note
+[workspace arena] in numbaconv/workspaces.py), so that the measured call
+allocates them again.  Then it resets the process's
 high-water mark (``/proc/self/clear_refs``), runs the call again and reads
 the peak resident set (``VmHWM``) against the resident set before the
 call.  glibc's mmap threshold is fixed at 128 KiB
@@ -43,6 +46,8 @@ try:
 except (nc.UnsupportedAlgorithmError, MemoryError):
     print(json.dumps(None)); sys.exit()
 del y
+if hasattr(nc, "release_workspaces"):   # nothing kept from the first call (Note [workspace arena])
+    nc.release_workspaces()
 with open("/proc/self/clear_refs", "w") as f:      # reset the high-water mark
     f.write("5")
 before = status("VmRSS")

@@ -16,7 +16,7 @@ grimp = pytest.importorskip("grimp", reason="import-linter is not installed "
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the tools at the top of the layers, which may import the package root
-TOOLS = {"numbaconv.cli", "numbaconv.warmup", "numbaconv.bench.runner"}
+TOOLS = {"numbaconv.cli", "numbaconv.warmup", "numbaconv.bench.runner", "numbaconv.bench.loop"}
 
 
 @pytest.fixture(scope="module")

@@ -119,15 +119,17 @@ def test_non_finite_values_stay_local(rng, where):
 
 
 def test_float32_stays_single_precision(rng, monkeypatch):
-    import scipy.fft
+    from numbaconv.algorithms import fft
     seen = []
-    original = scipy.fft.rfftn
-    monkeypatch.setattr(scipy.fft, "rfftn", lambda a, *args, **kw: seen.append(a.dtype)
-                        or original(a, *args, **kw))
+    original = fft._rfftn
+    # _rfftn(a, axes, inorm, out, workers): the transformed array and its spectrum
+    monkeypatch.setattr(fft, "_rfftn", lambda a, *args: seen.append((a.dtype, args[2].dtype))
+                        or original(a, *args))
     x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
     w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
     y = nc.conv2d(x, w, algorithm="fft")
-    assert y.dtype == np.float32 and set(seen) == {np.dtype(np.float32)}
+    assert y.dtype == np.float32 and set(seen) == {(np.dtype(np.float32),
+                                                    np.dtype(np.complex64))}
 
 
 def test_thread_count_does_not_change_the_result(rng):

@@ -392,6 +392,10 @@ def test_the_native_toy_gets_views_and_serves_every_rewrite(toy, rng):
 
 def _peak_allocation(call):
     call()                                   # compile, plan, fill the caches
+    # what a call allocates when nothing is kept from the last one (a
+    # repeated call takes its copies and scratch from the arena kept
+    # between calls: tests/test_workspaces.py)
+    nc.release_workspaces()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]

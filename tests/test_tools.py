@@ -125,6 +125,35 @@ def test_bench_runner_measures_and_checks_every_op():
     assert first.split()[:2] == ["tiny2d", "forward"]
 
 
+def test_bench_loop_times_each_algorithm_alone_in_a_fresh_process():
+    """--loop (Note [loop timing] in numbaconv/bench/loop.py): every numbaconv
+    row gets the counted calls of its own process and their page faults,
+    and the table a loop column; the worker makes the call's arrays
+    itself, in the call's dtype, from the recipe's shapes."""
+    from numbaconv.bench.loop import recipe, run_loop
+    from numbaconv.bench.runner import format_table, run_benchmarks
+
+    call = TINY_FORWARD.op_call("grad_weight", "float32")
+    rec = json.loads(json.dumps(recipe(call, "direct")))
+    assert rec["args"][0] == {"array": [2, 4, 8, 7], "dtype": "float32"}
+    assert rec["args"][1] == {"value": list(TINY_FORWARD.weight_shape)}
+    found = run_loop(rec, threads=1, calls=4)
+    assert len(found["times"]) == len(found["faults"]) == 3 and found["first"] > 0
+    results = run_benchmarks([TINY_FORWARD], ops=("forward",), algorithms=["direct", "auto"],
+                             rounds=1, repeats=1, use_torch=False, use_scipy=False, loop=True,
+                             loop_calls=3)
+    for m in results:
+        assert len(m.loop_times) == len(m.loop_faults) == 2 and m.loop_ms > 0, m
+        assert m.as_dict()["loop_ms"] == m.loop_ms
+    table = format_table(results)
+    header, _, first = table.splitlines()[:3]
+    assert header.split()[3:5] == ["ms", "loop"] and len(first.split()) >= 6
+    assert "loop = median call of a user's loop" in table
+    # refused in its process: a note, no loop times
+    with pytest.raises(RuntimeError, match="cannot serve"):
+        run_loop(recipe(call, "winograd"), threads=1, calls=2)
+
+
 def test_bench_parses_ops_and_rejects_unknown_ones(capsys):
     assert parse_ops(None) is None and parse_ops("") is None
     assert parse_ops("all") == OPS

@@ -31,12 +31,12 @@ import functools
 import math
 from dataclasses import replace
 
-import numpy as np
 
 from ..context import current_context
 from ..kernels import (direct_channels_last, direct_channels_last_native, direct_layouts,
                        direct_pack, direct_phase_planes, direct_planes, direct_thin_grad)
 from ..padding import padding_maps
+from ..workspaces import contiguous, scratch
 from .. import costs
 from .registry import (PACK_SECONDS_PER_BYTE, ConvAlgorithm, channels_first_copy,
                        composite_paths, copy_to_channels_last, costed_plan, register)
@@ -506,19 +506,19 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
         raise ValueError("loop_order='thin_channels_last' serves one input channel per group")
 
     n, c = x.shape[:2]
-    packed = np.empty((n,) + spec.padded_size3 + (c,), dtype=x.dtype)
+    packed = scratch((n,) + spec.padded_size3 + (c,), x.dtype)
     direct_pack.pack_channels_last(x, map_d, map_h, map_w, packed)
     if loop_order == "thin_channels_last":
         # (C * m, 1, KD, KH, KW) -> (m, KD, KH, KW, C): output channel c*m + j
         m = spec.out_channels_per_group
-        wt = np.ascontiguousarray(weight.reshape((c, m) + weight.shape[2:])
+        wt = contiguous(weight.reshape((c, m) + weight.shape[2:])
                                   .transpose(1, 2, 3, 4, 0))
         direct_channels_last.conv_thin_channels_last(packed, wt, bias, out, m, spec.kernel_size3,
                                                      stride, dilation, threads, finish)
         return out
     # (C_out, C_in_g, KD, KH, KW) -> (C_out, KD * KH * KW * C_in_g), the order
     # of the patch rows built by the kernel
-    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
+    weight_cl = contiguous(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
     direct_channels_last.conv_channels_last(packed, weight_cl, bias, out, spec.kernel_size3,
                                             spec.groups, stride, dilation, threads, finish)
     return out
@@ -580,13 +580,13 @@ def direct_forward_channels_last(spec, x, weight, epilogue, out, loop_order=None
     if loop_order == "thin_channels_last":
         # (C * m, 1, KD, KH, KW) -> (m, KD, KH, KW, C): output channel c*m + j
         c, m = spec.in_channels, spec.out_channels_per_group
-        wt = np.ascontiguousarray(weight.reshape((c, m) + weight.shape[2:])
+        wt = contiguous(weight.reshape((c, m) + weight.shape[2:])
                                   .transpose(1, 2, 3, 4, 0))
         direct_channels_last_native.conv_thin_channels_last_native(
             x, *maps, wt, epilogue.bias, out, m, spec.kernel_size3, spec.stride3,
             spec.dilation3, code, slope, residual, ctx.threads)
         return out
-    weight_cl = np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
+    weight_cl = contiguous(weight.transpose(0, 2, 3, 4, 1)).reshape(weight.shape[0], -1)
     direct_channels_last_native.conv_channels_last_native(
         x, *maps, weight_cl, epilogue.bias, out, spec.kernel_size3, spec.groups, spec.stride3,
         spec.dilation3, spec.padding3[2][0], code, slope, residual, ctx.threads)
@@ -732,7 +732,7 @@ class DirectAlgorithm(ConvAlgorithm):
         finish = epilogue.kernel_args(out.dtype)
         if kind == "native":
             # (C, 1, 1, KH, KW) -> (KH * KW, C): each tap's row along the channels
-            wt = np.ascontiguousarray(weight.reshape(spec.out_channels, -1).T)
+            wt = contiguous(weight.reshape(spec.out_channels, -1).T)
             return direct_thin_grad.transposed_channels_last(
                 x.reshape(spec.run_input_shape), wt, epilogue.bias,
                 out.reshape(spec.run_output_shape), axes, spec.kernel_size3[2], ctx.threads,
@@ -742,7 +742,7 @@ class DirectAlgorithm(ConvAlgorithm):
                                                     axes, parameters, ctx.threads, finish)
         # the kernel reads planes: canonical copies, the residual with them
         # so that the kernel applies the whole epilogue
-        result = np.empty((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
+        result = scratch((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
         if epilogue.residual is not None:
             epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
         direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,

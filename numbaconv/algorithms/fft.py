@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .. import config
 from ..context import current_context
 from ..kernels import fft_cpu
 from ..padding import padding_maps
+from ..workspaces import all_finite, scratch
 from .direct import direct_forward
 from .. import costs
 from .registry import ConvAlgorithm, composite_paths, costed_plan, register
@@ -170,15 +172,68 @@ def plan_fft(spec, itemsize, limit=None, threads=None):
                  threads or numba.config.NUMBA_NUM_THREADS)
 
 
-def _dilated_weight(weight, dilation):
-    """(C_out, C_in/g, KD, KH, KW) -> the same with ``dilation - 1`` zeros between taps."""
-    if dilation == (1, 1, 1):
-        return weight
+def _padded_weight(weight, dilation, lengths):
+    """(C_out, C_in/g, KD, KH, KW) -> ``(C_out, C_in/g) + lengths`` (scratch):
+    the weight with ``dilation - 1`` zeros between taps, zero-extended to
+    the FFT lengths (what ``rfftn(..., s=lengths)`` transforms)."""
     co, ci, kd, kh, kw = weight.shape
     dd, dh, dw = dilation
-    out = np.zeros((co, ci, dd * (kd - 1) + 1, dh * (kh - 1) + 1, dw * (kw - 1) + 1),
-                   weight.dtype)
-    out[:, :, ::dd, ::dh, ::dw] = weight
+    out = scratch((co, ci) + tuple(lengths), weight.dtype, zero=True)
+    out[:, :, :dd * (kd - 1) + 1:dd, :dh * (kh - 1) + 1:dh, :dw * (kw - 1) + 1:dw] = weight
+    return out
+
+
+def _pocketfft():
+    """SciPy's pocketfft module, whose transforms take ``out=`` (Note [fft
+    transforms into scratch]), or None."""
+    try:
+        from scipy.fft._pocketfft import pypocketfft
+    except ImportError:             # pragma: no cover - another SciPy layout
+        return None
+    return pypocketfft
+
+
+def _rfftn(a, axes, inorm, out, workers):
+    """``scipy.fft.rfftn(a, axes=axes, workers=workers)`` (``inorm`` 0: no
+    scaling, 2: ``norm="forward"``) written into ``out``.
+
+    Note [fft transforms into scratch]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    ``scipy.fft.rfftn`` and ``irfftn`` return new arrays, so each step
+    allocated its spectra afresh (Note [workspace arena] in
+    :mod:`numbaconv.workspaces`).  They are thin wrappers over pocketfft's
+    ``r2c`` and ``c2r``, which take an ``out=`` array: called with the
+    wrappers' own arguments (shapes already at the FFT lengths, so the
+    wrappers' zero-extension is a no-op) they compute the same bits into
+    the arena's buffers.  pocketfft's inverse over several axes allocates a
+    complex copy of its input, transforms the leading axes into it
+    (``c2c``) and then the last one (``c2r``); the products' spectra are
+    scratch, so here those two steps run on them in place, with the same
+    arithmetic (the same bits, checked against ``irfftn`` for 1 to 3 axes,
+    both dtypes, 1 and 2 threads).  Where SciPy has no such module the
+    public functions run and their results are copied.
+    """
+    pocketfft = _pocketfft()
+    if pocketfft is not None:
+        return pocketfft.r2c(a, axes, True, inorm, out, workers)
+    import scipy.fft
+    out[...] = scipy.fft.rfftn(a, axes=axes, workers=workers,
+                               norm="forward" if inorm == 2 else None)
+    return out
+
+
+def _irfftn_forward(a, axes, last, out, workers):
+    """``scipy.fft.irfftn(a, s=..., axes=axes, workers=workers,
+    norm="forward")`` (``last``: the last axis' length) written into
+    ``out``; ``a`` is overwritten (Note [fft transforms into scratch])."""
+    pocketfft = _pocketfft()
+    if pocketfft is not None:
+        if len(axes) > 1:   # pocketfft's own two steps, the first in place
+            pocketfft.c2c(a, axes[:-1], False, 0, a, workers)
+        return pocketfft.c2r(a, axes[-1:], last, False, 0, out, workers)
+    import scipy.fft
+    out[...] = scipy.fft.irfftn(a, s=out.shape[-len(axes):], axes=axes, workers=workers,
+                                overwrite_x=True, norm="forward")
     return out
 
 
@@ -238,7 +293,6 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
                          "negative padding (use the algorithm's run)")
     if out.size == 0:
         return out
-    import scipy.fft   # see _candidate_lengths
     ctx = current_context() if ctx is None else ctx
     dtype = out.dtype
     threads = ctx.threads
@@ -247,13 +301,16 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
     ndim = spec.ndim
     axes = tuple(range(6 - ndim, 6))          # FFT axes of (tiles, images, C, LD, LH, LW)
     lengths = plan.lengths[3 - ndim:]
-    wd = _dilated_weight(weight, spec.dilation3)
+    wd = _padded_weight(weight, spec.dilation3, plan.lengths)
     # the inverse transform's 1/L scaling is folded into the weight spectrum
     # (norm="forward" on both), saving a pass over every output block
-    wf = np.conj(scipy.fft.rfftn(wd, s=lengths, axes=tuple(range(5 - ndim, 5)),
-                                 workers=threads, norm="forward"))
-    cout, cin_g = wf.shape[:2]
-    wf = np.ascontiguousarray(wf).reshape(cout, cin_g, -1)
+    cout, cin_g = wd.shape[:2]
+    complex_dtype = np.result_type(dtype, np.complex64)
+    half = plan.lengths[:2] + (plan.lengths[2] // 2 + 1,)     # a spectrum's shape
+    wf = _rfftn(wd, tuple(range(5 - ndim, 5)), 2, scratch((cout, cin_g) + half, complex_dtype),
+                threads)
+    np.conj(wf, out=wf)
+    wf = wf.reshape(cout, cin_g, -1)
     bias = epilogue.bias
     finish = epilogue.kernel_args(dtype)        # applied by scatter_tiles: Note [epilogue]
     table = _tile_table(spec, plan)
@@ -264,21 +321,38 @@ def fft_forward(spec, x, weight, epilogue, out, plan=None, ctx=None):
              for first_image in range(0, n_images, plan.images_per_step)
              for first_tile in range(0, len(table), plan.tiles_per_step)]
     workers = threads if len(steps) == 1 else 1
+    # scratch for each step running at once (blocks, their spectra, the
+    # products' spectra, the products), taken here: the worker threads have
+    # no frame of their own (Note [workspace arena] in numbaconv.workspaces)
+    parallel = 1 if workers == threads else min(threads, len(steps))
+    most = min(plan.tiles_per_step, len(table)) * min(plan.images_per_step, n_images)
+    points, spectrum = math.prod(plan.lengths), math.prod(half)
+    free = queue.SimpleQueue()
+    for _ in range(parallel):
+        free.put((scratch(most * C * points, dtype), scratch(most * C * spectrum, complex_dtype),
+                  scratch(most * cout * spectrum, complex_dtype),
+                  scratch(most * cout * points, dtype)))
 
     def run_step(step):
         first_image, nb, rows = step
-        blocks = np.empty((len(rows), nb, C) + plan.lengths, dtype=dtype)
-        fft_cpu.gather_blocks(x, first_image, *maps, spec.padding3[2][0],
-                              np.ascontiguousarray(rows[:, 6:9]), blocks)
-        xf = scipy.fft.rfftn(blocks, axes=axes, workers=workers)
-        half = xf.shape[3:]
-        xf = xf.reshape(len(rows) * nb, C, -1)
-        yf = np.empty((len(rows) * nb, cout, xf.shape[2]), dtype=xf.dtype)
-        fft_cpu.contract_channels(xf, wf, yf, spec.groups)
-        y = scipy.fft.irfftn(yf.reshape((len(rows), nb, cout) + half), s=lengths, axes=axes,
-                             workers=workers, overwrite_x=True, norm="forward")
-        fft_cpu.scatter_tiles(y, first_image, np.ascontiguousarray(rows), *spec.stride3, bias,
-                              out, *finish)
+        sets = free.get()
+        try:
+            blocks_, xf_, yf_, y_ = sets
+            count = len(rows) * nb
+            blocks = blocks_[:count * C * points].reshape((len(rows), nb, C) + plan.lengths)
+            fft_cpu.gather_blocks(x, first_image, *maps, spec.padding3[2][0],
+                                  np.ascontiguousarray(rows[:, 6:9]), blocks)
+            xf = _rfftn(blocks, axes, 0, xf_[:count * C * spectrum].reshape(
+                (len(rows), nb, C) + half), workers).reshape(count, C, -1)
+            yf = yf_[:count * cout * spectrum].reshape(count, cout, spectrum)
+            fft_cpu.contract_channels(xf, wf, yf, spec.groups)
+            y = _irfftn_forward(yf.reshape((len(rows), nb, cout) + half), axes, lengths[-1],
+                                y_[:count * cout * points].reshape((len(rows), nb, cout)
+                                                                   + plan.lengths), workers)
+            fft_cpu.scatter_tiles(y, first_image, np.ascontiguousarray(rows), *spec.stride3,
+                                  bias, out, *finish)
+        finally:
+            free.put(sets)
 
     if workers == threads:
         for step in steps:
@@ -310,7 +384,7 @@ class FFTAlgorithm(ConvAlgorithm):
     fuses_epilogue = True
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
-        if not (np.isfinite(x).all() and np.isfinite(weight).all()):
+        if not all_finite(x, weight):
             return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
         return fft_forward(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 

@@ -34,6 +34,7 @@ from .. import config
 from ..context import current_context
 from ..kernels import blas, im2col_channels_last, im2col_cpu, im2col_transposed, layout
 from ..padding import padding_maps
+from ..workspaces import contiguous, scratch
 from .. import costs, rewrites
 from .registry import (PACK_SECONDS_PER_BYTE, Plan, ConvAlgorithm, channels_first_copy,
                        costed_plan, register, weight_bytes)
@@ -326,8 +327,8 @@ def plan_pointwise_channels_last(spec):
 def channels_last_weight(weight, groups):
     """``(C_out, C_in/groups, KD, KH, KW)`` -> ``(groups, C_out/groups, KD * KH
     * KW * C_in/groups)``: the column order of Note [channels-last columns]
-    (a copy of the weight, once per call)."""
-    return np.ascontiguousarray(weight.transpose(0, 2, 3, 4, 1)).reshape(
+    (a scratch copy of the weight, once per call)."""
+    return contiguous(weight.transpose(0, 2, 3, 4, 1)).reshape(
         groups, weight.shape[0] // groups, -1)
 
 
@@ -638,7 +639,7 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
         rows = x.reshape(-1, spec.in_channels)
     else:                                       # a channels-last copy of the input
         N, C, D, H, W = x.shape
-        rows = np.empty((N, D, H, W, C), x.dtype)
+        rows = scratch((N, D, H, W, C), x.dtype)
         layout.to_channels_last(x, rows)
         rows = rows.reshape(-1, C)
     if plan.by_tap:

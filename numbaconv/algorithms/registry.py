@@ -85,12 +85,12 @@ from dataclasses import dataclass, field, replace
 
 import functools
 
-import numpy as np
 
 from .. import costs, rewrites
 from ..context import current_context, on_one_thread
 from ..kernels import layout
 from ..spec import MEMORY_FORMATS
+from ..workspaces import contiguous, scratch
 
 #: (name, device) -> algorithm: the GPU backend registers its own under
 #: the same names.
@@ -223,26 +223,27 @@ def run_packed(algorithm, spec, x, weight, epilogue, out, ctx, plan=None):
                              inner)
     if epilogue.residual is not None:
         epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
-    result = np.empty(canonical.run_output_shape, dtype=out.dtype)
+    result = scratch(canonical.run_output_shape, out.dtype)
     algorithm.run(canonical, xc, weight, epilogue, result, ctx, inner)
     return copy_to_channels_last(result, out)
 
 
 def channels_first_copy(array):
-    """A C-contiguous ``(N, C, D, H, W)`` copy of a C-contiguous ``(N, D, H, W,
-    C)`` array, by the blocked transpose of :mod:`numbaconv.kernels.layout`
+    """A C-contiguous ``(N, C, D, H, W)`` scratch copy (Note [workspace arena]
+    in :mod:`numbaconv.workspaces`) of a C-contiguous ``(N, D, H, W, C)``
+    array, by the blocked transpose of :mod:`numbaconv.kernels.layout`
     (Note [blocked transposes] there: NumPy's copy thrashes the cache on
     power-of-two planes)."""
     N, D, H, W, C = array.shape
-    result = np.empty((N, C, D, H, W), dtype=array.dtype)
-    layout.to_channels_first(np.ascontiguousarray(array), result)
+    result = scratch((N, C, D, H, W), array.dtype)
+    layout.to_channels_first(contiguous(array), result)
     return result
 
 
 def copy_to_channels_last(result, out):
     """Write the canonical ``result`` into the C-contiguous ``(N, D, H, W, C)``
     array ``out`` (the blocked transpose); returns ``out``."""
-    layout.to_channels_last(np.ascontiguousarray(result), out)
+    layout.to_channels_last(contiguous(result), out)
     return out
 
 

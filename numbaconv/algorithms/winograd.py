@@ -40,6 +40,7 @@ import math
 import numpy as np
 
 from ..context import current_context
+from ..workspaces import all_finite, scratch
 from ..kernels import blas, direct_pack, winograd_cpu
 from ..kernels.winograd_weights import axis_matrices, extended_maps, transformed_weight
 from .direct import direct_forward
@@ -170,8 +171,8 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     for i, phase in enumerate(phases):
         maps = extended_maps(spec, grid, m, used, phase)
         if xp is None:
-            xp = np.empty((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
-                          dtype=dtype)
+            xp = scratch((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
+                         dtype)
         direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
@@ -224,7 +225,7 @@ class WinogradAlgorithm(ConvAlgorithm):
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
-        if not (np.isfinite(x).all() and np.isfinite(weight).all()):
+        if not all_finite(x, weight):
             return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
         return winograd_forward(spec, x, weight, epilogue, out, m=self.m, tiles_per_chunk=detail,
                                 ctx=ctx)

@@ -8,6 +8,7 @@ import numpy as np
 from ..kernels.epilogue_block import fold_activation_derivative
 from ..rewrites import TransposedWeight
 from ..spec import channels_last_view, check_float_array
+from ..workspaces import contiguous, scratch
 
 
 class HostBackend:
@@ -30,10 +31,11 @@ class HostBackend:
         [memory format] in :mod:`numbaconv.spec`), ``shape`` is the
         channels-last ``(N, D, H, W, C)`` and the result is the channels-last
         view of the logical ``(N, C, ...)`` ``array``: a view of its memory
-        when it is channels-last and of ``dtype``, else a copy."""
+        when it is channels-last and of ``dtype``, else a copy (scratch of
+        the call: Note [workspace arena] in :mod:`numbaconv.workspaces`)."""
         if ndim is not None:
             array = channels_last_view(array, ndim)
-        return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
+        return contiguous(array, dtype).reshape(shape)
 
     def run_spec(self, spec):
         """The spec the algorithms run: ``spec`` itself (a channels-last call
@@ -98,14 +100,17 @@ class HostBackend:
         """Where the algorithm writes: ``out`` itself, or a compute-dtype
         buffer of the output's shape in the call's memory format (a
         channels-last call: the logical view of ``(N, spatial..., C)``
-        memory)."""
+        memory).  A buffer that :meth:`finish` copies or casts (into ``out``,
+        or a result of another dtype) is scratch of the call (Note [workspace
+        arena] in :mod:`numbaconv.workspaces`); one it returns is new."""
         if out is not None and out.dtype == spec.compute_dtype:
             return out
+        new = scratch if out is not None or spec.dtype != spec.compute_dtype else np.empty
         if spec.channels_last:
-            memory = np.empty(spec.output_shape[:1] + spec.output_size
-                              + spec.output_shape[1:2], dtype=spec.compute_dtype)
+            memory = new(spec.output_shape[:1] + spec.output_size + spec.output_shape[1:2],
+                         spec.compute_dtype)
             return np.moveaxis(memory, -1, 1)
-        return np.empty(spec.output_shape, dtype=spec.compute_dtype)
+        return new(spec.output_shape, spec.compute_dtype)
 
     def run_view(self, spec, result):
         """The array an algorithm writes of ``result`` (:meth:`result_buffer`):

@@ -18,7 +18,10 @@ Method (see docs/benchmarking.md):
   :mod:`numbaconv.timing`); the figure reported is the median of all
   timed calls;
 * each numbaconv result is checked against the matching float64 reference
-  (:mod:`numbaconv.reference`).
+  (:mod:`numbaconv.reference`);
+* with ``loop=True`` each numbaconv algorithm is also timed as a user's
+  loop, alone in a fresh process, allocating its results as a caller does
+  (:mod:`numbaconv.bench.loop`, Note [loop timing]): the ``loop`` column.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ..dispatch import resolve_algorithm
 from ..errors import UnsupportedAlgorithmError
 from ..spec import make_conv_spec
 from ..timing import TURN_WARMUP_S, time_turn
+from .loop import LOOP_CALLS, loop_ms, recipe, run_loop
 from .suite import bench_points
 
 
@@ -55,20 +59,31 @@ class Measurement:
     error: float | None = None     # max |y - ref| / max |ref|
     note: str = ""
     op: str = "forward"            # forward, transposed, grad_input, grad_weight
+    loop_times: list = field(default_factory=list)    # a user's loop (Note [loop timing])
+    loop_faults: list = field(default_factory=list)   # its minor page faults per call
 
     @property
     def median_ms(self):
         return statistics.median(self.times) * 1e3 if self.times else None
 
     @property
+    def loop_ms(self):
+        """The median call of the user's loop (None if not run)."""
+        return loop_ms({"times": self.loop_times}) if self.loop_times else None
+
+    @property
     def gflops(self):
         return self.flops / statistics.median(self.times) / 1e9 if self.times else None
 
     def as_dict(self):
-        return {"case": self.case, "op": self.op, "impl": self.impl,
-                "median_ms": self.median_ms,
-                "gflops": self.gflops, "error": self.error, "note": self.note,
-                "times_ms": [t * 1e3 for t in self.times]}
+        found = {"case": self.case, "op": self.op, "impl": self.impl,
+                 "median_ms": self.median_ms,
+                 "gflops": self.gflops, "error": self.error, "note": self.note,
+                 "times_ms": [t * 1e3 for t in self.times]}
+        if self.loop_times:
+            found.update(loop_ms=self.loop_ms, loop_times_ms=[t * 1e3 for t in self.loop_times],
+                         loop_faults=list(self.loop_faults))
+        return found
 
 
 class Progress:
@@ -240,7 +255,8 @@ def _scipy_impls(case, x, w):
 
 def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads=2, rounds=5,
                    repeats=3, use_torch=True, use_scipy=True, check=True, seed=0,
-                   progress=False, warmup_s=TURN_WARMUP_S, status=None):
+                   progress=False, warmup_s=TURN_WARMUP_S, status=None, loop=False,
+                   loop_calls=LOOP_CALLS):
     """Measure every implementation on every (case, op) point; return Measurements.
 
     Parameters
@@ -272,6 +288,10 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
         Filled with ``"torch"``: ``None`` if PyTorch was timed, else why not
         (``"skipped"``, :func:`torch_missing`'s phrase or the worker's error),
         for the table's note on its empty ``vs torch`` column.
+    loop, loop_calls : bool, int
+        Also time every numbaconv algorithm that ran as a user's loop of
+        ``loop_calls`` calls, alone in a fresh process (Note [loop timing]
+        in :mod:`numbaconv.bench.loop`): ``Measurement.loop_times``.
     """
     import numba
 
@@ -337,6 +357,20 @@ def run_benchmarks(cases, *, ops=None, algorithms=None, dtype="float32", threads
                     else:
                         rows[label].times += time_turn(fn, repeats, warmup_s)
                 bar.step(f"{where}: round {r + 1}/{rounds}")
+            if loop:
+                for label, fn in runnable:
+                    if not label.startswith("numbaconv:"):
+                        continue
+                    bar.step(f"{where}: loop {label}", 0)
+                    name = label.split(":", 1)[1].split("->")[0]
+                    try:
+                        found = run_loop(recipe(call, name), threads, loop_calls)
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        rows[label].note = (rows[label].note + "; " if rows[label].note
+                                            else "") + f"loop: {exc}"
+                        continue
+                    rows[label].loop_times, rows[label].loop_faults = (found["times"],
+                                                                       found["faults"])
             bar.step(f"{where}: done")
             results.extend(rows.values())
     finally:
@@ -383,12 +417,17 @@ def format_table(results, torch_note=None):
     sizes, the points.
     """
     torch_ms = {(m.case, m.op): m.median_ms for m in results if m.impl == "torch" and m.times}
-    header = (f"{'shape':<10} {'op':<11} {'implementation':<24} {'ms':>9} {'GFLOP/s':>8} "
-              f"{'vs torch':>8} {'rel err':>8}  note")
+    # the user's-loop column (Note [loop timing] in numbaconv.bench.loop), when measured
+    looped = any(m.loop_times for m in results)
+    header = (f"{'shape':<10} {'op':<11} {'implementation':<24} {'ms':>9} "
+              + (f"{'loop':>9} " if looped else "")
+              + f"{'GFLOP/s':>8} {'vs torch':>8} {'rel err':>8}  note")
     lines = [header, "-" * len(header)]
     groups = {}                       # reason -> (implementations, {detail: [points]})
     for m in results:
         ms = f"{m.median_ms:9.3f}" if m.times else f"{'-':>9}"
+        if looped:
+            ms += f" {m.loop_ms:9.3f}" if m.loop_times else f" {'':>9}"
         gf = f"{m.gflops:8.1f}" if m.times else f"{'-':>8}"
         key = (m.case, m.op)
         ratio = (f"{torch_ms[key] / m.median_ms:7.2f}x"
@@ -406,6 +445,10 @@ def format_table(results, torch_note=None):
     lines.append("vs torch = PyTorch median time / this median time (above 1: faster than "
                  "PyTorch); rel err = max|y - ref| / max|ref| against the float64 reference "
                  "of the op.")
+    if looped:
+        lines.append("loop = median call of a user's loop: the algorithm alone in a fresh "
+                     "process, its results allocated per call (no out=); ms times every "
+                     "algorithm in one process (docs/benchmarking.md, \"A user's loop\").")
     if torch_note:
         lines.append(torch_note)
     for n, (reason, (impls, details)) in enumerate(groups.items(), 1):

@@ -46,6 +46,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from .. import workspaces
 from ..spec import SUPPORTED_DTYPES, c_contiguous_strides, memory_format_of
 from . import launch
 
@@ -108,6 +109,51 @@ def empty(shape, dtype, stream):
     return cuda.device_array(shape, dtype=dtype, stream=stream)
 
 
+def _device_block(nbytes):
+    return cuda.device_array(nbytes, dtype=np.uint8)
+
+
+def workspace(shape, dtype, stream):
+    """A C-contiguous device scratch array of ``shape`` and ``dtype`` (not
+    zeroed) for work queued on ``stream``: a slice of this thread's arena for
+    the current GPU inside a frame (Note [workspace arena] in
+    :mod:`numbaconv.workspaces`), else, or when the arena is full, a new one.
+
+    Note [device workspaces]
+    ~~~~~~~~~~~~~~~~~~~~~~~~
+    The GPU calls return before their kernels finish, so an arena's bytes
+    may still be read by kernels queued on the stream of the last call that
+    took them.  A later call on the same stream queues after them; a call
+    on another stream first waits for that stream (its queued work only),
+    so two streams never race on a workspace.  Each device of each thread
+    has its own arena, of device memory (``cuda.device_array``), sized and
+    bounded like the host's; ``numbaconv.release_workspaces()`` frees them
+    too (numba's deferred deallocation frees the memory once no kernel
+    needs it)."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    dtype = np.dtype(dtype)
+    if not workspaces.in_frame():
+        return empty(shape, dtype, stream)
+    nbytes = math.prod(shape) * dtype.itemsize
+    arena = workspaces.arena(("cuda", _device_id()), _device_block)
+    block, start = arena.take(nbytes)
+    if block is None:
+        return empty(shape, dtype, stream)
+    last, current = arena.owner, (stream or 0)
+    if last is not None and last is not current:
+        (cuda.default_stream() if isinstance(last, int) else last).synchronize()
+    arena.owner = current
+    return block[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _device_id():
+    """The current GPU's number (0 under the simulator)."""
+    try:
+        return cuda.get_current_device().id
+    except AttributeError:
+        return 0
+
+
 def to_device(array, stream):
     """A host array copied to the device."""
     return cuda.to_device(np.ascontiguousarray(array), stream=stream)
@@ -127,14 +173,14 @@ def canonical(array, shape, dtype, stream, ndim=None, name="a GPU array"):
     if array.is_c_contiguous():
         if array.dtype == np.dtype(dtype):
             return array.reshape(shape)
-        result = empty(shape, dtype, stream)
+        result = workspace(shape, dtype, stream)
         cast(array.reshape(-1), result.reshape(-1), stream)
         return result
     if ndim is None or not is_channels_last(array, ndim):
         raise ValueError(f"{name} must be a C-contiguous GPU array or a channels-last one "
                          f"with {ndim} spatial axes, got strides {_strides(array)} for shape "
                          f"{tuple(array.shape)}; make a contiguous copy")
-    result = empty(shape, dtype, stream)
+    result = workspace(shape, dtype, stream)
     memory = channels_last_memory(array, ndim)
     n, s, c = memory.shape
     transpose_copy(memory, result.reshape(n, c, s), stream)
@@ -350,9 +396,14 @@ def _extent(array):
 
 def result_buffer(spec, out, stream):
     """Where the algorithm writes: ``out`` itself, or a canonical compute-dtype
-    array (always for a channels-last call: Note [GPU memory format])."""
-    if out is not None and out.dtype == spec.compute_dtype and not _channels_last_output(spec):
+    array (always for a channels-last call: Note [GPU memory format]); one
+    that :func:`finish` copies or casts is scratch (:func:`workspace`), the
+    one it returns is new."""
+    channels_last = _channels_last_output(spec)
+    if out is not None and out.dtype == spec.compute_dtype and not channels_last:
         return as_device(spec.op, "out", out)
+    if out is not None or channels_last or spec.dtype != spec.compute_dtype:
+        return workspace(spec.output_shape, spec.compute_dtype, stream)
     return empty(spec.output_shape, spec.compute_dtype, stream)
 
 

@@ -83,7 +83,7 @@ import numpy as np
 from .direct_layouts import CHANNEL_BLOCK, PATCH_PIXELS, PIXEL_BLOCK
 from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel
-from .parallel import run_in_chunks
+from .parallel import chunk_of, chunk_scratch, run_in_chunks
 
 
 def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation, chunks,
@@ -114,22 +114,27 @@ def conv_channels_last(xp, wp, bias, out, kernel_size, groups, stride, dilation,
     """
     N, _, OD, OH, OW = out.shape
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
+    jobs = N * OD * OH * runs * groups
     run_in_chunks(_channels_last_chunk,
                   (xp, wp, bias, out, groups, *kernel_size, *stride, *dilation,
-                   *finish_args(finish, out.dtype)),
-                  N * OD * OH * runs * groups, chunks)
+                   *finish_args(finish, out.dtype),
+                   chunk_scratch(jobs, chunks, PATCH_PIXELS * wp.shape[1], out.dtype)),
+                  jobs, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _channels_last_chunk(xp, wp, bias, out, groups, KD, KH, KW, sd, sh, sw, dd, dh, dw,
-                         code, slope, residual, first_job, stop_job):
+                         code, slope, residual, work, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last."""
     Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cin_g = xp.shape[4] // groups
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
     stride = (sd, sh, sw)
     dilation = (dd, dh, dw)
-    patch = np.empty((PATCH_PIXELS, KD * KH * KW * cin_g), dtype=out.dtype)
+    K = KD * KH * KW * cin_g
+    # this chunk's patch rows (Note [chunk scratch] in kernels/parallel.py)
+    patch = work[chunk_of(first_job, out.shape[0] * OD * OH * runs * groups, work.shape[0])][
+        :PATCH_PIXELS * K].reshape((PATCH_PIXELS, K))
     cout_g = Co // groups
     plane = OD * OH * OW
     fuse = code != 0 or residual.shape[0] > 0     # the fused epilogue: Note [epilogue]
@@ -312,7 +317,7 @@ def _thin_chunk(xp, wt, bias, out, multiplier, KD, KH, KW, sd, sh, sw, dd, dh, d
     """Rows ``first_job <= job < stop_job`` of conv_thin_channels_last."""
     Co, OD, OH, OW = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     Dp, Hp, Wp, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
-    acc = np.empty(OW * C, dtype=out.dtype)
+    acc = np.empty(OW * C, dtype=out.dtype)     # its own: Note [chunk scratch]
     src = xp.ravel()
     w = wt.ravel()
     dst = out.ravel()

@@ -33,7 +33,7 @@ from .direct_layouts import PATCH_PIXELS
 from .epilogue_block import finish_block
 from .im2col_channels_last import fill_rows
 from .jit import cpu_kernel, inline_helper
-from .parallel import run_in_chunks
+from .parallel import chunk_of, chunk_scratch, run_in_chunks
 
 
 def conv_channels_last_native(x, map_d, map_h, map_w, wp, bias, out, kernel_size, groups,
@@ -63,22 +63,27 @@ def conv_channels_last_native(x, map_d, map_h, map_w, wp, bias, out, kernel_size
     """
     N, OD, OH, OW, _ = out.shape
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
+    jobs = N * OD * OH * runs * groups
     run_in_chunks(_channels_last_chunk, (x, map_d, map_h, map_w, wp, bias, out, groups,
                                          *kernel_size, *stride, *dilation, pad_w, code, slope,
-                                         residual),
-                  N * OD * OH * runs * groups, chunks)
+                                         residual, chunk_scratch(jobs, chunks,
+                                                                 PATCH_PIXELS * wp.shape[1],
+                                                                 out.dtype)),
+                  jobs, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _channels_last_chunk(x, map_d, map_h, map_w, wp, bias, out, groups, KD, KH, KW, sd, sh, sw,
-                         dd, dh, dw, pad_w, code, slope, residual, first_job, stop_job):
+                         dd, dh, dw, pad_w, code, slope, residual, work, first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of conv_channels_last_native."""
     OD, OH, OW, Co = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cin_g = x.shape[4] // groups
     cout_g = Co // groups
     K = KD * KH * KW * cin_g
     runs = (OW + PATCH_PIXELS - 1) // PATCH_PIXELS
-    patch = np.empty((PATCH_PIXELS, K), dtype=out.dtype)
+    # this chunk's patch rows (Note [chunk scratch] in kernels/parallel.py)
+    patch = work[chunk_of(first_job, out.shape[0] * OD * OH * runs * groups, work.shape[0])][
+        :PATCH_PIXELS * K].reshape((PATCH_PIXELS, K))
     rows = patch.ravel()
     flat = out.ravel()
     finish = code != 0 or residual.shape[0] > 0

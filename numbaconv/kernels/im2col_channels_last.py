@@ -40,7 +40,7 @@ from .blas import gemm_nt
 from .direct_taps import copy_row, zero_run
 from .epilogue_block import finish_block
 from .jit import cpu_kernel, inline_helper
-from .parallel import run_in_chunks
+from .parallel import chunk_of, chunk_scratch, run_in_chunks
 
 
 @cpu_kernel(parallel=False, python_callable=False)
@@ -215,16 +215,18 @@ def im2col_channels_last(gemm_address, int_witness, x, map_d, map_h, map_w, w, b
     groups = w.shape[0]
     pixels = OD * OH * OW
     tiles = (pixels + tile - 1) // tile
+    jobs = N * groups * tiles * row_blocks
     run_in_chunks(_tile_chunk, (gemm_address, int_witness, x, map_d, map_h, map_w, w, bias,
                                 out.reshape(N * pixels, Co), *kernel_size, *stride, *dilation,
-                                pad_w, OH, OW, tile, rows, row_blocks, code, slope, residual),
-                  N * groups * tiles * row_blocks, chunks)
+                                pad_w, OH, OW, tile, rows, row_blocks, code, slope, residual,
+                                chunk_scratch(jobs, chunks, rows * tile, out.dtype)),
+                  jobs, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _tile_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
                 sd, sh, sw, dd, dh, dw, pad_w, OH, OW, tile, rows, row_blocks, code, slope,
-                residual, first_job, stop_job):
+                residual, work, first_job, stop_job):
     """Tiles ``first_job <= job < stop_job`` of im2col_channels_last; job =
     (n, g, tile, channel block); ``out`` is ``(N * pixels, C_out)``."""
     Co = out.shape[1]
@@ -232,7 +234,9 @@ def _tile_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
     cin_g = x.shape[4] // groups
     size = out.shape[0] // x.shape[0]               # output pixels per image
     tiles = (size + tile - 1) // tile
-    columns = np.empty(rows * tile, dtype=out.dtype)
+    # this chunk's column tile (Note [chunk scratch] in kernels/parallel.py)
+    columns = work[chunk_of(first_job, x.shape[0] * groups * tiles * row_blocks,
+                            work.shape[0])][:rows * tile]
     flat = out.ravel()
     block = (cout_g + row_blocks - 1) // row_blocks
     overwrite = bias.shape[0] == 0

@@ -45,7 +45,8 @@ from .blas import gemm, gemm_nt
 from .epilogue_block import finish_args, finish_block
 from .layout import transpose_matrices
 from .jit import cpu_kernel, inline_helper
-from .parallel import run_in_chunks
+from ..workspaces import scratch
+from .parallel import chunk_of, chunk_scratch, run_in_chunks
 
 #: Output channels per group up to which the tile product is computed by
 #: :func:`_small_product` rather than BLAS (Note [small products]).
@@ -168,12 +169,14 @@ def im2col_conv(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out,
                   and OD == 1 and OW == x.shape[4])
     fills = ("general" if not same_width else
              "same_width" if OW > 0 and tile % OW == 0 else "both")
+    jobs = N * groups * tiles * row_blocks
     run_in_chunks(_IM2COL_TASKS[w.shape[1] <= small_m, fills],
                   (gemm_address, int_witness, x, map_d, map_h, map_w, w, bias,
                    out.reshape(N, Co, OD * OH * OW), *kernel_size, *stride, *dilation, pad_h,
                    pad_w, OH, OW, tile, rows, small_m, row_blocks,
-                   *finish_args(finish, out.dtype)),
-                  N * groups * tiles * row_blocks, chunks)
+                   *finish_args(finish, out.dtype),
+                   chunk_scratch(jobs, chunks, rows * tile, out.dtype)),   # the column tiles
+                  jobs, chunks)
 
 
 def _im2col_task(small, fills):
@@ -201,7 +204,7 @@ def _im2col_task(small, fills):
     @cpu_kernel(parallel=False, python_callable=False)
     def _im2col_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, w, bias, out, KD, KH, KW,
                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
-                      row_blocks, code, slope, residual, first_job, stop_job):
+                      row_blocks, code, slope, residual, work, first_job, stop_job):
         """Tiles ``first_job <= job < stop_job`` of im2col_conv; job = (n, g, tile,
         row block).
 
@@ -213,7 +216,9 @@ def _im2col_task(small, fills):
         groups, cout_g, K = w.shape
         cin_g = x.shape[1] // groups
         tiles = (size + tile - 1) // tile
-        columns = np.empty(rows * tile, dtype=out.dtype)
+        # this chunk's column tile (Note [chunk scratch])
+        columns = work[chunk_of(first_job, x.shape[0] * groups * tiles * row_blocks,
+                                work.shape[0])][:rows * tile]
         flat_out = out.ravel()
         block = (cout_g + row_blocks - 1) // row_blocks
         for job in range(first_job, stop_job):
@@ -501,12 +506,13 @@ def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out
     blocks = (K + rows - 1) // rows
     cout_g = out.shape[0] // groups
     # per segment, the transposed gradient (Note [weight-gradient tiles])
-    acc = np.empty((segments, groups, K, cout_g), dtype=out.dtype)
+    acc = scratch((segments, groups, K, cout_g), out.dtype)
+    jobs = groups * blocks * segments
     run_in_chunks(_grad_weight_chunk,
                   (gemm_address, int_witness, x, map_d, map_h, map_w, g, acc, *kernel_size,
                    *stride, *dilation, pad_h, pad_w, output_size[1], output_size[2], tile, rows,
-                   small_m),
-                  groups * blocks * segments, chunks)
+                   small_m, chunk_scratch(jobs, chunks, rows * tile, out.dtype)),
+                  jobs, chunks)
     total = acc[0]
     for s in range(1, segments):           # in order: the same bits for any thread count
         total += acc[s]
@@ -517,7 +523,7 @@ def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc, KD, KH, KW,
-                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m,
+                       sd, sh, sw, dd, dh, dw, pad_h, pad_w, OH, OW, tile, rows, small_m, work,
                        first_job, stop_job):
     """Jobs ``first_job <= job < stop_job`` of im2col_grad_weight; job =
     (segment, group, row block).
@@ -552,7 +558,8 @@ def _grad_weight_chunk(gemm_address, int_witness, x, map_d, map_h, map_w, g, acc
     cin_g = x.shape[1] // groups
     blocks = (K + rows - 1) // rows
     tiles = (size + tile - 1) // tile
-    columns = np.empty(rows * tile, dtype=acc.dtype)
+    # this chunk's column buffer (Note [chunk scratch])
+    columns = work[chunk_of(first_job, groups * blocks * segments, work.shape[0])][:rows * tile]
     flat_g = g.ravel()
     same_width = (sw == 1 and sh == 1 and x.shape[2] == 1 and KD == 1 and size == OH * OW
                   and OW == x.shape[4])

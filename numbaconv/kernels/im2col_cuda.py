@@ -81,6 +81,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from ..cuda.arrays import workspace
 from ..cuda.device import device_function, unravel
 from . import epilogue_cuda
 
@@ -177,7 +178,7 @@ def implicit_gemm_grad_weight(x, maps, grad_output, out, groups, stride3, dilati
     dtype = np.dtype(out.dtype)
     # one chunk writes the result itself; several write partial sums
     partial = (out.reshape(1, Co, K) if splits == 1
-               else cuda.device_array((splits, Co, K), dtype=dtype, stream=stream))
+               else workspace((splits, Co, K), dtype, stream))
     map_d, map_h, map_w = maps
     kernel = _grad_weight_kernel(dtype)
     kernel[_grid(splits * tiles), _block(), stream](

@@ -37,7 +37,7 @@ from . import winograd_transforms as transforms
 from .blas import gemm
 from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
-from .parallel import run_in_chunks
+from .parallel import chunk_of, chunk_scratch, run_in_chunks
 
 
 def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tiles,
@@ -56,11 +56,16 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
     applied by the output transform to each tile's outputs as it writes
     them; None: bias only.
     """
+    jobs = -(-total // chunk)
+    Q = BTd.shape[0] * BTh.shape[0] * BTw.shape[0]
+    C, Co = xp.shape[4], out.shape[1]
+    # per chunk, V and M (Note [chunk scratch])
+    work = chunk_scratch(jobs, chunks, Q * chunk * (C + Co), out.dtype)
     run_in_chunks(_TASKS[BTw.shape[0]].pipeline,
                   (gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
                    tiles[0], tiles[1], tiles[2], total, chunk, out, *dilation,
-                   *finish_args(finish, out.dtype)),
-                  -(-total // chunk), chunks)
+                   *finish_args(finish, out.dtype), work),
+                  jobs, chunks)
 
 
 def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
@@ -131,50 +136,61 @@ def _make_tasks(alpha):
     @cpu_kernel(parallel=False, python_callable=False)
     def _input_chunk(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job):
         transform = transforms.input_f4 if f4 else transforms.input_f2
-        _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform)
+        T = BTd.shape[0] * BTh.shape[0] * BTw.shape[0] * xp.shape[4]
+        _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, np.empty(T, V.dtype),
+                     np.empty(T, V.dtype), first_job, stop_job, transform)
 
     @cpu_kernel(parallel=False, python_callable=False)
     def _output_chunk(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
                       residual, first_job, stop_job):
         transform = transforms.output_f4 if f4 else transforms.output_f2
+        T = ATd.shape[1] * ATh.shape[1] * ATw.shape[1] * M.shape[2]
         _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
-                      residual, first_job, stop_job, transform)
+                      residual, np.empty(T, M.dtype), np.empty(T, M.dtype), first_job,
+                      stop_job, transform)
 
     @cpu_kernel(parallel=False, python_callable=False)
     def _pipeline_chunk(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias,
-                        tD, tH, tW, total, chunk, out, dd, dh, dw, code, slope, residual,
+                        tD, tH, tW, total, chunk, out, dd, dh, dw, code, slope, residual, work,
                         first_job, stop_job):
         transform_in = transforms.input_f4 if f4 else transforms.input_f2
         transform_out = transforms.output_f4 if f4 else transforms.output_f2
         Q, groups, cin_g, cout_g = U.shape
         C, Co = xp.shape[4], out.shape[1]
-        V = np.empty((Q, chunk, C), dtype=out.dtype)
-        M = np.empty((Q, chunk, Co), dtype=out.dtype)
+        # this chunk's row of the call's scratch (Note [chunk scratch])
+        row = work[chunk_of(first_job, (total + chunk - 1) // chunk, work.shape[0])]
+        V = row[:Q * chunk * C].reshape((Q, chunk, C))
+        M = row[Q * chunk * C:Q * chunk * (C + Co)].reshape((Q, chunk, Co))
+        # the transforms' buffers, read and written in the same loops, are
+        # the task's own (Note [chunk scratch]): a few KiB, once per chunk
+        T = Q * max(C, Co)
+        t1 = np.empty(T, dtype=out.dtype)
+        t2 = np.empty(T, dtype=out.dtype)
         for job in range(first_job, stop_job):
             first = job * chunk
             P = min(chunk, total - first)
-            _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, 0, P, transform_in)
+            _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, t1, t2, 0, P, transform_in)
             for q in range(Q):
                 for g in range(groups):
                     gemm(gemm_address, int_witness, V[q, :P, g * cin_g:(g + 1) * cin_g],
                          U[q, g], M[q, :P, g * cout_g:(g + 1) * cout_g], 0.0)
             _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code,
-                          slope, residual, 0, P, transform_out)
+                          slope, residual, t1, t2, 0, P, transform_out)
 
     return _Tasks(_input_chunk, _output_chunk, _pipeline_chunk)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
-def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, first_job, stop_job, transform):
+def _input_tiles(xp, BTd, BTh, BTw, tD, tH, tW, first, V, t1, t2, first_job, stop_job,
+                 transform):
     """V[:, p] for tiles ``first + p``, ``first_job <= p < stop_job``
     (:func:`input_transform`), with ``transform`` along each axis that has
-    one (the others' matrices are 1x1 identities)."""
+    one (the others' matrices are 1x1 identities); ``t1`` and ``t2`` are
+    scratch of at least ``alpha^3 * C`` values."""
     Dx, Hx, Wx, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     P = V.shape[1]
     aD, aH, aW = BTd.shape[0], BTh.shape[0], BTw.shape[0]
     mD, mH, mW = max(aD - 2, 1), max(aH - 2, 1), max(aW - 2, 1)
-    t1 = np.empty(aD * aH * aW * C, dtype=V.dtype)
-    t2 = np.empty(aD * aH * aW * C, dtype=V.dtype)
     src = xp.ravel()
     dst = V.ravel()
     # V[q, p, :] with q = (d * aH + h) * aW + w: a tile layout whose pitches
@@ -235,18 +251,17 @@ def _products_chunk(gemm_address, int_witness, U, V, M, first_job, stop_job):
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _output_tiles(M, ATd, ATh, ATw, bias, tD, tH, tW, first, out, dd, dh, dw, code, slope,
-                  residual, first_job, stop_job, transform):
+                  residual, t1, t2, first_job, stop_job, transform):
     """The outputs of tiles ``first + p``, ``first_job <= p < stop_job``
     (:func:`output_transform`), with ``transform`` along each axis that has
     one, and the epilogue ``code, slope, residual`` applied to each channel's
-    run of a tile row as it is written (Note [epilogue])."""
+    run of a tile row as it is written (Note [epilogue]); ``t1`` and ``t2``
+    are scratch of at least ``alpha^3 * C_out`` values."""
     P, Co = M.shape[1], M.shape[2]
     N = out.shape[0]
     OD, OH, OW = out.shape[2], out.shape[3], out.shape[4]
     aD, aH, aW = ATd.shape[1], ATh.shape[1], ATw.shape[1]
     mD, mH, mW = ATd.shape[0], ATh.shape[0], ATw.shape[0]
-    t1 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
-    t2 = np.empty(aD * aH * aW * Co, dtype=M.dtype)
     src = M.ravel()
     dst = out.ravel()
     plane = OD * OH * OW

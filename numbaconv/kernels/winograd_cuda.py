@@ -73,6 +73,7 @@ import numpy as np
 from numba import cuda, types
 
 from ..cuda import launch
+from ..cuda.arrays import workspace
 from ..cuda.device import unravel
 from . import epilogue_cuda
 from .winograd_weights import axis_matrices, extended_maps, transformed_weight
@@ -181,13 +182,13 @@ def winograd_conv(x, maps, U, mats, bias, out, m, groups, gemm, stream, *,
     if weight_transposed:
         UT = U
     else:
-        UT = cuda.device_array((Q, groups, cout_g, cin_g), dtype=U.dtype, stream=stream)
+        UT = workspace((Q, groups, cout_g, cin_g), U.dtype, stream)
         transpose_matrices(U.reshape(Q * groups, cin_g, cout_g),
                            UT.reshape(Q * groups, cout_g, cin_g), stream)
     tiles = tuple(-(-o // s) for o, s in zip(out.shape[2:], sizes))
     P = N * math.prod(tiles)
-    V = cuda.device_array((Q, C, P), dtype=out.dtype, stream=stream)
-    M = cuda.device_array((Q, Co, P), dtype=out.dtype, stream=stream)
+    V = workspace((Q, C, P), out.dtype, stream)
+    M = workspace((Q, Co, P), out.dtype, stream)
     input_transform(x, *maps, *BT, tiles, V, stream)
     gemm(UT.reshape(Q * groups, cout_g, cin_g), V.reshape(Q * groups, cin_g, P),
          M.reshape(Q * groups, cout_g, P), stream)
