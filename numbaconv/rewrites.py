@@ -6,7 +6,9 @@ already serve (Note [one general convolution] in :mod:`numbaconv.spec`):
 * :func:`transposed_weight` -- the weight of a transposed convolution (or of
   an input gradient) as the weight of the equivalent forward convolution over
   the input-dilated input: flipped along every spatial axis, with input and
-  output channels swapped inside each group.
+  output channels swapped inside each group.  :class:`TransposedWeight`
+  defers that copy to the algorithms that need it (Note [transposed
+  weight]).
 * :func:`run_by_phases` -- Note [phases]: a forward problem with input
   dilation ``L`` as ``prod(L)`` stride-1 problems without it.
 * :func:`grad_weight_as_forward` -- Note [weight gradient as a
@@ -72,6 +74,71 @@ def transposed_weight(weight, groups):
     w = weight.reshape((groups, cin // groups, cout_g) + kernel).swapaxes(1, 2)
     w = w[(Ellipsis,) + (slice(None, None, -1),) * len(kernel)]
     return contiguous(w).reshape((groups * cout_g, cin // groups) + kernel)
+
+
+# ---------------------------------------------------------------------------
+# Note [transposed weight]
+# ---------------------------------------------------------------------------
+# The weight of a transposed convolution (or of a strided layer's input
+# gradient) reaches the algorithms as a TransposedWeight: the weight as the
+# caller gave it, (C_in, C_out/groups, KD, KH, KW) in the canonical 3-D form
+# and the compute dtype, with the rewritten forward weight of
+# transposed_weight made on first use.  ConvAlgorithm.run (the registry)
+# hands an algorithm the rewritten array unless it says it reads the given
+# one (reads_transposed_weight): im2col's transposed paths multiply by the
+# given weight as it is stored, a GEMM with A transposed (Note [transposed
+# GEMM] in numbaconv/kernels/im2col_transposed.py), so no copy of the
+# weight is made at all.  The rewrite is a full, flipping copy of the
+# weight, and for the small maps of generator and decoder layers the weight
+# is most of the data: pix2pix's up8 (512 -> 512, 4x4, from a 1x1 map) has a
+# 16 MiB weight and 512 input values; its rewrite took 5 ms, im2col's
+# reordering copy 3 ms more, against PyTorch's 3.2 ms for the whole layer
+# (docs/results-transposed.md).
+
+
+class TransposedWeight:
+    """A transposed convolution's weight as given, rewritten on first use
+    (Note [transposed weight]).
+
+    ``given`` is ``(C_in, C_out/groups, KD, KH, KW)``, C-contiguous, in the
+    compute dtype; :meth:`rewritten` is :func:`transposed_weight` of it, the
+    canonical forward weight ``(C_out, C_in/groups, KD, KH, KW)`` of the
+    spec (made once, then kept)."""
+
+    __slots__ = ("given", "groups", "_rewritten")
+
+    def __init__(self, given, groups):
+        self.given = given
+        self.groups = groups
+        self._rewritten = None
+
+    @property
+    def shape(self):
+        """The rewritten weight's shape (the spec's ``weight_shape3``)."""
+        cin, cout_g = self.given.shape[:2]
+        return (cout_g * self.groups, cin // self.groups) + self.given.shape[2:]
+
+    def rewritten(self):
+        if self._rewritten is None:
+            self._rewritten = transposed_weight(self.given, self.groups)
+        return self._rewritten
+
+
+def rewritten_weight(weight):
+    """The canonical forward weight: ``weight`` itself, or a
+    :class:`TransposedWeight`'s rewritten one."""
+    return weight.rewritten() if isinstance(weight, TransposedWeight) else weight
+
+
+def given_weight(weight, groups):
+    """The transposed convolution's weight as given, ``(C_in, C_out/groups,
+    KD, KH, KW)``: a :class:`TransposedWeight`'s (no copy), or recovered from
+    a rewritten canonical ``weight`` by :func:`transposed_weight`, which is
+    its own inverse (a copy: callers that time or calibrate an algorithm on
+    synthetic arrays pass the rewritten form)."""
+    if isinstance(weight, TransposedWeight):
+        return weight.given
+    return transposed_weight(weight, groups)
 
 
 def _crop(spec):
@@ -171,11 +238,10 @@ def phase_problems(spec):
     return problems
 
 
-def _as_slice(taps):
-    """The taps of one axis of a phase (every ``L / gcd(L, d)``-th: Note
-    [phases]) as a slice, so that the sub-weight is a view to copy."""
+def _tap_slice(taps):
+    """The slice of an axis's taps (an arithmetic progression)."""
     step = taps[1] - taps[0] if len(taps) > 1 else 1
-    assert list(range(taps[0], taps[-1] + 1, step)) == list(taps), taps
+    assert list(taps) == list(range(taps[0], taps[-1] + 1, step)), taps
     return slice(taps[0], taps[-1] + 1, step)
 
 
@@ -196,8 +262,10 @@ def run_by_phases(spec, x, weight, epilogue, out, run):
             fill_epilogue(spec, part, target)
             continue
         with frame():       # each phase's scratch is the next one's
+            # the taps are every L/gcd(L, d)-th: a strided slice (NumPy's ix_
+            # gather took 100 ms of a 16 MiB weight, the slice's copy 2 ms)
             sub_weight = contiguous(weight[(slice(None), slice(None))
-                                           + tuple(_as_slice(t) for t in taps)])
+                                           + tuple(_tap_slice(t) for t in taps)])
             assert sub.run_output_shape == target.shape, (sub, target.shape)
             if target.flags.c_contiguous:
                 run(sub, x, sub_weight, part, target)

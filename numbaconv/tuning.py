@@ -46,6 +46,7 @@ import numpy as np
 
 from .backends import get_backend
 from .epilogue import Epilogue
+from .rewrites import TransposedWeight, transposed_weight
 from .storage import cache_dir, cpu_model, file_lock, instruction_profile, write_json
 from .workspaces import frame
 
@@ -229,7 +230,13 @@ def synthetic_arrays(spec, rng, backend=None):
     channels-last for a channels-last spec)."""
     backend = get_backend("cpu") if backend is None else backend
     x, w, b, out = _host_arrays(spec, rng)
-    return (backend.from_host(x), backend.from_host(w),
+    weight = backend.from_host(w)
+    if (backend.device == "cpu" and spec.computation == "forward"
+            and spec.origin in ("transposed", "grad_input")):
+        # as a transposed call passes it (Note [transposed weight]): im2col
+        # reads it in place, the others rewrite it once, as before
+        weight = TransposedWeight(transposed_weight(w, spec.groups), spec.groups)
+    return (backend.from_host(x), weight,
             Epilogue.of(None if b is None else backend.from_host(b), spec.compute_dtype),
             backend.from_host(out))
 

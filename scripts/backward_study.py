@@ -5,7 +5,9 @@ gradients of strided layers) each algorithm can run:
 
 * ``phases``: ``prod(stride)`` stride-1 problems of sub-kernels
   (Note [phases] in numbaconv/rewrites.py), each through the algorithm;
-* ``col2im`` (im2col only): GEMM followed by a scatter-add (Note [col2im]);
+* ``transposed GEMM`` (im2col only): one GEMM with the weight as given,
+  whose products are added into the output (Note [transposed GEMM] in
+  numbaconv/kernels/im2col_transposed.py; it replaced GEMM + col2im);
 * ``zero-dilated`` (direct only): the forward kernels reading the
   zero-dilated input through the padding maps, paying for the zeros.
 
@@ -66,8 +68,9 @@ def _interleaved(fns, repeats):
 def transposed_formulations(repeats):
     from numbaconv.algorithms.direct import DIRECT, direct_forward
     from numbaconv.algorithms.fft import FFT
-    from numbaconv.algorithms.im2col import IM2COL, im2col_col2im
-    from numbaconv.rewrites import run_by_phases, transposed_weight
+    from numbaconv.algorithms.im2col import IM2COL, im2col_transposed_gemm
+    from numbaconv.epilogue import Epilogue
+    from numbaconv.rewrites import TransposedWeight, run_by_phases, transposed_weight
     from numbaconv.spec import make_transposed_spec
 
     rng = np.random.default_rng(0)
@@ -82,7 +85,9 @@ def transposed_formulations(repeats):
         out = np.empty(spec.output_shape[:2] + spec.output_size3, np.float32)
         fns = {
             "im2col phases": lambda: run_by_phases(spec, x5, w5, None, out, IM2COL.run),
-            "im2col col2im": lambda: im2col_col2im(spec, x5, w5, None, out),
+            "im2col transposed GEMM": lambda: im2col_transposed_gemm(
+                spec, x5, TransposedWeight(w.reshape(w.shape[:2] + spec.kernel_size3),
+                                           spec.groups), Epilogue.of(None, np.float32), out),
             "direct phases": lambda: run_by_phases(spec, x5, w5, None, out, DIRECT.run),
             "direct zero-dilated": lambda: direct_forward(spec, x5, w5, None, out),
             "fft phases": lambda: run_by_phases(spec, x5, w5, None, out, FFT.run),

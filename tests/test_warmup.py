@@ -90,7 +90,7 @@ def _task_dispatchers():
     CPU kernel modules, with the variants kept in module-level tables."""
     from numbaconv.kernels import (direct_channels_last, direct_pack, direct_phase_planes,
                                    direct_planes, direct_row_phases, direct_thin_grad,
-                                   fingerprint, im2col_cpu, winograd_cpu)
+                                   fingerprint, im2col_cpu, im2col_transposed, winograd_cpu)
 
     def found(value, depth=0):
         if isinstance(value, numba.core.registry.CPUDispatcher):
@@ -107,7 +107,8 @@ def _task_dispatchers():
 
     tasks = {}
     for module in (direct_pack, direct_channels_last, direct_planes, direct_phase_planes,
-                   direct_row_phases, direct_thin_grad, im2col_cpu, winograd_cpu, fingerprint):
+                   direct_row_phases, direct_thin_grad, im2col_cpu, im2col_transposed,
+                   winograd_cpu, fingerprint):
         for value in vars(module).values():
             for task in found(value):
                 tasks[id(task)] = task
@@ -119,6 +120,7 @@ def test_the_warmup_table_reaches_every_task_in_both_dtypes(monkeypatch):
     stubbed) by a warmup job in float32 and in float64."""
     from numbaconv.kernels import (direct_channels_last, direct_pack, direct_phase_planes,
                                    direct_planes, direct_thin_grad, fingerprint, im2col_cpu,
+                                   im2col_transposed,
                                    winograd_cpu)
 
     reached = set()
@@ -128,7 +130,7 @@ def test_the_warmup_table_reaches_every_task_in_both_dtypes(monkeypatch):
         reached.add((id(task), floats[0] if floats else "any"))
 
     for module in (direct_pack, direct_channels_last, direct_planes, direct_phase_planes,
-                   direct_thin_grad, im2col_cpu, winograd_cpu, fingerprint):
+                   direct_thin_grad, im2col_cpu, im2col_transposed, winograd_cpu, fingerprint):
         monkeypatch.setattr(module, "run_in_chunks", record)
     with np.errstate(all="ignore"):         # the stubbed tasks leave garbage behind
         for name, dtype in warmup.select_jobs():

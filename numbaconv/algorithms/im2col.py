@@ -13,14 +13,17 @@ Serves every valid spec.  Forward problems take one of two paths:
   :mod:`numbaconv.kernels.im2col_cpu`).  The tile buffers stay near the
   core's cache and under :func:`numbaconv.get_workspace_limit`.
 
-Transposed problems (input dilation) run as GEMM + col2im scatter-add
-(Note [col2im]), weight gradients as column tiles multiplied by the output
-gradient (Note [weight-gradient tiles]); docs/results-backward.md has the
-measurements that chose both.
+Transposed problems (input dilation, and the stride-1 ones where that is
+cheaper) run as one GEMM with the weight as given whose products are added
+into the output (Note [transposed GEMM] in
+:mod:`numbaconv.kernels.im2col_transposed`; docs/results-transposed.md),
+weight gradients as column tiles multiplied by the output gradient (Note
+[weight-gradient tiles]; docs/results-backward.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -29,12 +32,12 @@ import numpy as np
 
 from .. import config
 from ..context import current_context
-from ..kernels import blas, im2col_channels_last, im2col_cpu
+from ..kernels import blas, im2col_channels_last, im2col_cpu, im2col_transposed, layout
 from ..padding import padding_maps
 from ..workspaces import contiguous, scratch
-from .. import costs
-from .registry import (ConvAlgorithm, channels_first_copy, copy_to_channels_last, costed_plan,
-                       register)
+from .. import costs, rewrites
+from .registry import (PACK_SECONDS_PER_BYTE, Plan, ConvAlgorithm, channels_first_copy,
+                       costed_plan, register, weight_bytes)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -193,13 +196,6 @@ def _small_work(spec):
     return spec.flops / 2                               # the numba products
 
 
-def _col2im_work(spec):
-    taps = math.prod(spec.kernel_size)
-    scatter = spec.batch * spec.out_channels * taps * math.prod(spec.input_size)
-    return (costs.gemm_work(spec.flops / 2, spec.in_channels_per_group,
-                            spec.out_channels_per_group * taps) + 2.0 * scatter)
-
-
 def fill_units(spec, tile, same_width):
     """Units of ``"im2col:fill"`` of filling the column tiles of ``tile``
     output pixels of ``spec`` (``same_width``: the one-copy fill of Note
@@ -236,7 +232,7 @@ PATHS = (
     costs.PathModel("im2col:pointwise", 1.754e-11, work=_pointwise_work),
     costs.PathModel("im2col:tiles", 1.856e-11, work=_tiles_work),
     costs.PathModel("im2col:small", 4.376e-11, work=_small_work),
-    costs.PathModel("im2col:col2im", 2.958e-11, work=_col2im_work),
+    costs.PathModel("im2col:transposed", 2.958e-11),
     costs.PathModel("im2col:grad_tiles", 1.966e-11, work=_grad_tiles_work),
     costs.PathModel("im2col:grad_small", 3.169e-11, work=_small_work),
     costs.PathModel("im2col:fill", 7.106e-11, "auxiliary"),
@@ -418,52 +414,250 @@ def fill_every_tile(spec, x, tile):
                         dd, dh, dw, pad_w, OH, OW, first, count, columns)
 
 
-#: Jobs the col2im formulation aims for: (image, group, output-channel
-#: block) triples, blocks added only while there are fewer than this.
-COL2IM_JOBS = 8
+# ---------------------------------------------------------------------------
+# transposed problems: the transposed GEMM (Note [transposed GEMM] in
+# kernels/im2col_transposed.py)
+# ---------------------------------------------------------------------------
+
+#: The public computations whose specs are transposed convolutions.
+TRANSPOSED_ORIGINS = ("transposed", "grad_input")
+#: Jobs a transposed GEMM aims for: (image,) group, channel-block and band
+#: triples, blocks and bands added only while there are fewer than this.
+TRANSPOSED_JOBS = 8
+#: Target size of one job's GEMM result (the products before they are
+#: added into the output).
+TRANSPOSED_TILE_BYTES = 2**20
+#: Largest output region of one job, where bands are possible (so that the
+#: fused epilogue finds it in the core's cache).
+BAND_BYTES = 2**19
+#: A channels-first problem is planned in the rows form too when its weight
+#: is this many times its input or more: the rows' products are added into
+#: the output planes a channel apart, a cache line each, which cost more
+#: than the model's scatter once the output outgrows the cache (pix2pix's
+#: up3 at batch 8, weight 1/4 of the input: 640 ms of CPU against the
+#: planes' 216; up5, 16 times: 118 against 162; docs/results-transposed.md).
+ROWS_WEIGHT_RATIO = 4
+#: Most (output channel, tap) rows of one planes GEMM.
+MAX_PLANES_ROWS = 1024
 
 
-def plan_col2im(spec, itemsize, limit=None, pool=None):
-    """(channel_blocks, tile) of :func:`im2col_col2im`: output-channel blocks
-    per (image, group), and input pixels per GEMM (whole input rows when
-    they fit), every thread's columns under the workspace limit."""
+@dataclass(frozen=True)
+class TransposedPlan:
+    """How the transposed GEMM splits one call (:func:`plan_transposed`)."""
+
+    form: str           # "planes" or "rows" (Note [transposed GEMM])
+    geometry: tuple     # im2col_transposed.band_geometry
+    cblocks: int        # output-channel blocks per group
+    bands: int          # bands of the units (per image for planes, of all images for rows)
+    tile: int           # input pixels (planes) or rows (rows) per GEMM
+    pack: bool = False  # rows: from a channels-last copy of a channels-first input
+    by_tap: bool = False  # rows: the weight reordered, Note [taps by channel block]
+
+    def result_bytes(self, spec, itemsize):
+        """One job's GEMM result buffer."""
+        width = -(-spec.out_channels_per_group // self.cblocks) * math.prod(spec.kernel_size)
+        return width * self.tile * itemsize
+
+
+def transposed_sizes(spec):
+    """``(input, output, kernel, stride, dilation, padding)`` of ``spec`` as the
+    transposed convolution it is (3-tuples): the stride is the input
+    dilation, the padding before ``dilation * (kernel - 1)`` minus the
+    spec's."""
+    padding = tuple(d * (k - 1) - lo for k, d, (lo, _) in
+                    zip(spec.kernel_size3, spec.dilation3, spec.padding3))
+    return (spec.input_size3, spec.output_size3, spec.kernel_size3, spec.input_dilation3,
+            spec.dilation3, padding)
+
+
+def transposed_forms(spec):
+    """The forms of the transposed GEMM worth planning for ``spec``, with
+    whether each runs on the other layout's copies.
+
+    A one-pixel input: the rows, its images the GEMM's rows in either
+    layout (BLAS ran the planes' one-column GEMMs with A transposed 10x
+    slower).  Channels-last: the rows, in place (the planes on
+    channels-first copies measured 21-40 ms of CPU against the rows' 15-32
+    on the up4x4 shape and pix2pix's up2: docs/results-transposed.md).
+    Channels-first: the planes; the rows too when the weight is
+    :data:`ROWS_WEIGHT_RATIO` times the input or more (small maps: one GEMM
+    reads the weight for every image), from a channels-last copy of the
+    input."""
+    pixels = math.prod(spec.input_size)
+    if pixels == 1 or spec.channels_last:
+        return (("rows", False),)
+    forms = [("planes", False)]
+    weight = spec.in_channels * spec.out_channels_per_group * math.prod(spec.kernel_size)
+    if weight >= ROWS_WEIGHT_RATIO * spec.batch * spec.in_channels * pixels:
+        forms.append(("rows", True))
+    return tuple(forms)
+
+
+def plan_transposed(spec, form, itemsize, limit=None, pool=None, pack=False):
+    """A :class:`TransposedPlan` of ``form`` for ``spec``.
+
+    Jobs: (image,) group, channel block and band; at least
+    :data:`TRANSPOSED_JOBS` when there is enough to split.  A band re-reads
+    its channel block's weight, a channel block re-reads the input, so the
+    split goes to bands (when the band axis allows them) if the weight of a
+    group is no larger than what its jobs read of the input, else to
+    channel blocks; bands are also made smaller than :data:`BAND_BYTES` of
+    output.  A GEMM's result is about :data:`TRANSPOSED_TILE_BYTES` (whole
+    input rows for the planes), every thread's under the workspace limit.
+    Depends on the sizes and the pool only (Note [GEMM shapes]).
+    """
     if limit is None:
         limit = config.get_workspace_limit()
     pool = numba.config.NUMBA_NUM_THREADS if pool is None else pool
-    cout_g = spec.out_channels_per_group
-    taps = math.prod(spec.kernel_size3)
-    blocks = max(1, min(cout_g, -(-COL2IM_JOBS // (spec.batch * spec.groups))))
-    rows = -(-cout_g // blocks) * taps
-    per_thread = limit // (pool * itemsize)
-    pixels = math.prod(spec.input_size3)
+    geometry = im2col_transposed.band_geometry(*transposed_sizes(spec))
+    units, slab, halo = geometry[1], geometry[2], geometry[7]
+    n, groups = spec.batch, spec.groups
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    taps = math.prod(spec.kernel_size)
+    pixels = math.prod(spec.input_size)
+    images = n if form == "rows" else 1        # the images one (group) job spans
+    base = groups * (1 if form == "rows" else n)
+    pieces = units * images
+    # a band recomputes the halo slices before it: at most one slice in four
+    most = pieces if halo == 0 else max(1, pieces // (4 * halo))
+    want = -(-TRANSPOSED_JOBS // max(1, base))
+    weight = cin_g * cout_g * taps
+    if most > 1 and weight <= images * cin_g * pixels:
+        region = images * cout_g * math.prod(spec.output_size) * itemsize
+        bands = min(most, max(want, -(-region // BAND_BYTES)))
+        cblocks = min(cout_g, -(-want // bands))
+    else:
+        bands, cblocks = 1, min(cout_g, want)
+    per_thread = max(1, limit // (pool * itemsize))          # elements
+    cblocks = max(cblocks, min(cout_g, -(-cout_g * taps // per_thread)))
+    if form == "planes":      # the GEMM's rows: a result of whole-row tiles near the cache
+        cblocks = max(cblocks, min(cout_g, -(-cout_g * taps // MAX_PLANES_ROWS)))
+    width = -(-cout_g // cblocks) * taps
+    band_pixels = -(-pieces // bands) * slab
     row = spec.input_size3[2]
-    tile = max(MIN_TILE_PIXELS, row, TILE_BYTES // (rows * itemsize))
-    tile = max(1, min(tile, per_thread // rows, pixels))
-    if tile > row:
-        tile -= tile % row
-    return blocks, tile
+    tile = TRANSPOSED_TILE_BYTES // (width * itemsize)
+    if form == "planes":
+        tile = max(tile, MIN_TILE_PIXELS, row)
+    tile = max(1, min(tile, per_thread // width, band_pixels))
+    if form == "planes" and tile > row:
+        tile -= tile % row            # whole input rows
+    # Note [taps by channel block]: worth a copy of the weight once the
+    # rows outnumber half its input channels
+    by_tap = form == "rows" and spec.channels_last and 2 * n * pixels >= cin_g
+    return TransposedPlan(form, geometry, cblocks, bands, tile, pack, by_tap)
 
 
-def im2col_col2im(spec, x, weight, epilogue, out, plan=None, ctx=None):
-    """An input-dilated (transposed) problem as GEMM + col2im (Note [col2im] in
-    :mod:`numbaconv.kernels.im2col_cpu`); zeros padding only."""
+#: Work units of one product added into the output, of one element of a
+#: layout copy or of the weight's copy by tap, and of one output value
+#: filled with the bias (Note [transposed GEMM cost]).  A copy costs what
+#: Note [packing] charges (``PACK_SECONDS_PER_BYTE``, 34 units a float32 at
+#: the shipped constant): the channels-last planes on channels-first copies
+#: measured 21 ms of CPU against the rows' 15 on the up4x4 shape, which
+#: 4 units an element had called 1% apart.
+SCATTER_UNITS = 2.0
+COPY_UNITS = 32.0
+FILL_UNITS = 1.0
+#: Work units of one weight value read from memory by a GEMM of one row
+#: (a matrix-vector product).
+WEIGHT_READ_UNITS = 8.0
+
+
+def transposed_work(spec, plan, threads):
+    """Units of ``"im2col:transposed"`` of ``plan`` (a :class:`TransposedPlan`)
+    on a pool of ``threads`` threads (the pool's, not the call's: the form
+    chosen, and so the bits, must not depend on the call's threads).
+
+    Note [transposed GEMM cost]
+    ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    The GEMMs' multiply-adds (every tap of every input pixel, also those
+    that fall outside the output) weighted by their shape
+    (:func:`numbaconv.costs.gemm_work`), the weight read once per GEMM
+    along the pixels (``WEIGHT_READ_UNITS`` an element: a matrix-vector
+    product reads each weight value for one multiply-add), the products
+    added into the output, the bias fill where values receive several
+    products, the layout copies of a packed form, and the share of the
+    busiest thread when the jobs do not divide evenly over the pool's
+    threads.
+    """
+    n, groups = spec.batch, spec.groups
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    taps = math.prod(spec.kernel_size)
+    pixels = math.prod(spec.input_size)
+    outputs = n * spec.out_channels * math.prod(spec.output_size)
+    macs = n * spec.out_channels * cin_g * taps * pixels    # every tap of every input pixel
+    width = -(-cout_g // plan.cblocks) * taps
+    _, units, slab, _, _, _, _, halo, overwrite = plan.geometry
+    images = n if plan.form == "rows" else 1
+    band_units = -(-units * images // plan.bands)
+    # the halo slices again, unless the bands are whole images
+    computed = band_units + (halo if band_units % units else 0)
+    rows_per_job = computed * slab
+    tile = min(plan.tile, rows_per_job)
+    gemms_per_job = -(-rows_per_job // plan.tile)
+    jobs = groups * plan.cblocks * plan.bands * (1 if plan.form == "rows" else n)
+    work = costs.gemm_work(macs * computed / band_units, cin_g, width, tile)
+    work += WEIGHT_READ_UNITS * cin_g * width * gemms_per_job * jobs
+    work += SCATTER_UNITS * n * spec.out_channels * taps * pixels * computed / band_units
+    if not overwrite:
+        work += FILL_UNITS * outputs
+    if plan.by_tap:
+        work += COPY_UNITS * groups * cin_g * cout_g * taps
+    if plan.pack:                               # the channels-last copy of the input
+        work += COPY_UNITS * n * spec.in_channels * pixels
+    # the busiest thread's share, when the jobs do not divide evenly
+    return work * -(-jobs // threads) * threads / jobs if jobs else work
+
+
+def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
+    """A transposed problem (``spec.origin`` "transposed" or "grad_input") by
+    the transposed GEMM (Note [transposed GEMM] in
+    :mod:`numbaconv.kernels.im2col_transposed`) on the arrays of ``spec``'s
+    format; ``weight`` as given or rewritten
+    (:func:`numbaconv.rewrites.given_weight`)."""
     if out.size == 0:
         return out
     ctx = current_context() if ctx is None else ctx
-    blocks, tile = plan or plan_col2im(spec, out.dtype.itemsize, ctx.workspace_limit,
-                                       ctx.pool_threads)
-    groups, cout_g, cin_g = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
-    # (C_out, C_in/g, KD, KH, KW) -> (groups, C_out/g * taps, C_in/g)
-    a = contiguous(weight.reshape(groups, cout_g, cin_g, -1).transpose(0, 1, 3, 2)
-                   ).reshape(groups, -1, cin_g)
-    bias = epilogue.bias
+    itemsize = out.dtype.itemsize
+    if plan is None:
+        plan = min((plan_transposed(spec, form, itemsize, ctx.workspace_limit,
+                                    ctx.pool_threads, pack)
+                    for form, pack in transposed_forms(spec)),
+                   key=lambda p: transposed_work(spec, p, ctx.pool_threads))
+    w = rewrites.given_weight(weight, spec.groups)
+    _, _, kernel, stride, dilation, padding = transposed_sizes(spec)
     blas_gemm = blas.find_gemm()
+    address, witness = blas_gemm.address(out.dtype), blas_gemm.int_witness
+    finish = epilogue.kernel_args(out.dtype)
+    if plan.form == "planes":
+        assert not spec.channels_last
+        with blas.single_threaded_blas():
+            im2col_transposed.transposed_planes(
+                address, witness, x, w, epilogue.bias, out, kernel, stride, dilation, padding,
+                plan.geometry, plan.cblocks, plan.bands, plan.tile, ctx.threads, finish)
+        return out
+    if spec.channels_last or math.prod(spec.input_size) == 1:
+        rows = x.reshape(-1, spec.in_channels)
+    else:                                       # a channels-last copy of the input
+        N, C, D, H, W = x.shape
+        rows = scratch((N, D, H, W, C), x.dtype)
+        layout.to_channels_last(x, rows)
+        rows = rows.reshape(-1, C)
+    if plan.by_tap:
+        w = im2col_transposed.weight_by_tap(w, plan.cblocks)
     with blas.single_threaded_blas():
-        im2col_cpu.col2im_conv(blas_gemm.address(out.dtype), blas_gemm.int_witness, x, a, bias,
-                               out, spec.kernel_size3, spec.dilation3, spec.input_dilation3,
-                               tuple(lo for lo, _ in spec.padding3), blocks, tile,
-                               ctx.threads, epilogue.kernel_args(out.dtype))
+        im2col_transposed.transposed_rows(
+            address, witness, rows, w, epilogue.bias, out, spec.channels_last,
+            spec.input_size3, kernel, stride, dilation, padding, plan.geometry, plan.cblocks,
+            plan.bands, plan.tile, ctx.threads, finish, plan.by_tap)
     return out
+
+
+@dataclass(frozen=True)
+class ForwardOfTransposed:
+    """A stride-1 transposed problem's plan that is its forward problem's
+    (``detail``: that plan's)."""
+
+    detail: object
 
 
 #: Column buffer of one weight-gradient job: resnet3x3's gradient was
@@ -638,13 +832,51 @@ class Im2colAlgorithm(ConvAlgorithm):
         return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
                            detail=tiles, fill=fill, fill_model="im2col:fill")
 
+    def takes_as_transposed(self, spec):
+        # stride-1 transposed problems too: a one-pixel input's is one GEMM
+        return spec.has_input_dilation or (spec.origin in TRANSPOSED_ORIGINS
+                                           and spec.computation == "forward")
+
+    def reads_transposed_weight(self, spec):
+        return self.takes_as_transposed(spec)    # Note [transposed weight]
+
     def plan_input_dilated(self, spec, ctx):
+        """The cheapest transposed GEMM (Note [transposed GEMM cost]), or for a
+        stride-1 problem its forward plan where that is cheaper.  The choice
+        is made for the pool's threads: which one runs decides the bits, so
+        it must not depend on the call's threads (``tests/test_bits.py``)."""
+        if not spec.has_input_dilation and rewrites.cropped_spec(spec) is None:
+            return Plan(self.name, "bias only", 0.0)
+        candidates = [functools.partial(self._plan_transposed, spec, form, pack)
+                      for form, pack in transposed_forms(spec)]
+        if not spec.has_input_dilation:
+            candidates.append(functools.partial(self._plan_forward_of_transposed, spec))
+        pool = ctx if ctx.threads == ctx.pool_threads else replace(ctx, threads=ctx.pool_threads)
+        best = min(candidates, key=lambda candidate: candidate(pool).seconds)
+        return best(ctx)
+
+    def _plan_transposed(self, spec, form, pack, ctx):
         itemsize = spec.compute_dtype.itemsize
-        blocks, tile = plan_col2im(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
-        rows = -(-spec.out_channels_per_group // blocks) * math.prod(spec.kernel_size)
-        return costed_plan(self.name, "im2col:col2im", _work("im2col:col2im", spec), ctx,
-                           ctx.threads * rows * tile * itemsize, "col2im",
-                           detail=(blocks, tile), copies=_canonical_copies(spec))
+        detail = plan_transposed(spec, form, itemsize, ctx.workspace_limit, ctx.pool_threads,
+                                 pack)
+        copies = (spec.batch * spec.in_channels * math.prod(spec.input_size) * itemsize
+                  if pack else 0)
+        path = (f"transposed {form}" + (" of a channels-last copy" if pack else "")
+                + (f", {detail.bands} bands" if detail.bands > 1 else "")
+                + (f", {detail.cblocks} channel blocks" if detail.cblocks > 1 else ""))
+        return costed_plan(self.name, "im2col:transposed",
+                           transposed_work(spec, detail, ctx.pool_threads), ctx,
+                           ctx.threads * detail.result_bytes(spec, itemsize), path,
+                           detail=detail, copies=copies)
+
+    def _plan_forward_of_transposed(self, spec, ctx):
+        # a stride-1 problem's forward kernels, on the rewritten weight (Note
+        # [transposed weight]): its copy is costed
+        forward = self.plan_forward(rewrites.cropped_spec(spec), ctx)
+        copied = weight_bytes(spec)
+        return replace(forward, detail=ForwardOfTransposed(forward.detail),
+                       seconds=forward.seconds + PACK_SECONDS_PER_BYTE * copied,
+                       copies=forward.copies + copied)
 
     def plan_grad_weight(self, spec, ctx):
         itemsize = spec.compute_dtype.itemsize
@@ -668,22 +900,22 @@ class Im2colAlgorithm(ConvAlgorithm):
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):
-        if spec.memory_format == "channels_last":
-            # col2im (measured faster than the phases) on canonical copies,
-            # the residual packed with them so that col2im fuses the epilogue
-            result = scratch((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
-            if epilogue.residual is not None:
-                epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
-            im2col_col2im(spec, channels_first_copy(x), weight, epilogue, result, plan=detail,
-                          ctx=ctx)
-            return copy_to_channels_last(result, out)
-        return im2col_col2im(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
+        if out.size == 0:
+            return out
+        if detail is None:
+            detail = self.plan_input_dilated(spec, ctx).detail
+            if detail is None:                                  # bias only
+                return rewrites.fill_epilogue(spec, epilogue, out)
+        if isinstance(detail, ForwardOfTransposed):
+            spec, x = rewrites.crop_negative_padding(spec, x)
+            return self.forward(spec, x, rewrites.rewritten_weight(weight), epilogue, out, ctx,
+                                detail.detail)
+        return im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=detail, ctx=ctx)
 
 
 def _canonical_copies(spec):
-    """Bytes of the canonical copies a channels-last transposed problem or
-    weight gradient takes (its input and output, or input and output
-    gradient); none for a contiguous spec."""
+    """Bytes of the canonical copies a channels-last weight gradient takes
+    (its input and output gradient); none for a contiguous spec."""
     if spec.memory_format != "channels_last":
         return 0
     return spec.batch * (spec.in_channels * math.prod(spec.input_size)

@@ -29,7 +29,10 @@ An algorithm is an object with
   ``(N, C, D, H, W)``, weight ``(C_out, C_in/groups, KD, KH, KW)``, output
   ``(N, C_out, OD, OH, OW)``; input and output channels-last, Note
   [packing], for an algorithm declaring that format), C-contiguous, in
-  ``spec.compute_dtype``;
+  ``spec.compute_dtype``; a transposed problem's weight may come as a
+  :class:`numbaconv.rewrites.TransposedWeight`, which ``run`` rewrites
+  into that array unless the algorithm reads it as given
+  (``reads_transposed_weight``, Note [transposed weight]);
   ``epilogue`` is the call's :class:`numbaconv.epilogue.Epilogue` (the
   bias today, a zero-length array for none).  For a spec whose
   ``computation`` is ``"grad_weight"``, ``weight`` is the output gradient
@@ -102,7 +105,7 @@ class Plan:
     ----------
     algorithm : str
     path : str
-        The internal path, for people (``"channels_last"``, ``"col2im"``,
+        The internal path, for people (``"channels_last"``, ``"transposed planes"``,
         ``"phases(4) of im2col:tiles"`` ...).
     seconds : float
         The cost model's estimate (Note [cost models] in :mod:`numbaconv.costs`).
@@ -168,6 +171,23 @@ SMALL_CALL_SECONDS = 5e-5
 # unchanged, so are the bits), and the parallel shell then runs its one
 # chunk on the calling thread (Note [one chunk] in kernels/parallel.py).
 # The figures are in docs/results-networks.md.
+
+
+def weight_bytes(spec):
+    """Bytes of ``spec``'s weight in its compute dtype."""
+    return math.prod(spec.weight_shape) * spec.compute_dtype.itemsize
+
+
+def weight_rewrite_plan(algorithm, spec, plan):
+    """``plan`` plus the rewrite of a transposed problem's weight (a flipping
+    copy, costed like a packing copy) when ``algorithm`` does not read the
+    weight as given (Note [transposed weight] in :mod:`numbaconv.rewrites`)."""
+    if (spec.origin not in ("transposed", "grad_input") or plan.seconds == 0
+            or algorithm.reads_transposed_weight(spec)):
+        return plan
+    copied = weight_bytes(spec)
+    return replace(plan, seconds=plan.seconds + PACK_SECONDS_PER_BYTE * copied,
+                   copies=plan.copies + copied)
 
 
 def packed_bytes(spec):
@@ -289,12 +309,12 @@ class ConvAlgorithm:
             return Plan(self.name, "nothing to compute", 0.0)
         if spec.computation == "grad_weight":
             return self.plan_grad_weight(spec, ctx)
-        if spec.has_input_dilation:
-            return self.plan_input_dilated(spec, ctx)
+        if self.takes_as_transposed(spec):
+            return weight_rewrite_plan(self, spec, self.plan_input_dilated(spec, ctx))
         cropped = rewrites.cropped_spec(spec)
         if cropped is None:
             return Plan(self.name, "bias only", 0.0)
-        return self.plan_forward(cropped, ctx)
+        return weight_rewrite_plan(self, spec, self.plan_forward(cropped, ctx))
 
     def plan_forward(self, spec, ctx):  # pragma: no cover - interface
         raise NotImplementedError
@@ -306,10 +326,14 @@ class ConvAlgorithm:
         if not plans:
             return Plan(self.name, "bias only", 0.0)
         paths = sorted({p.path for p in plans})
-        return costed_plan(self.name, f"{self.name}:phases", sum(p.seconds for p in plans), ctx,
+        plan = costed_plan(self.name, f"{self.name}:phases", sum(p.seconds for p in plans), ctx,
                            max(p.workspace for p in plans),
                            f"phases({len(problems)}) of {'/'.join(paths)}", per_thread=False,
                            copies=max(p.copies for p in plans))
+        # the phases' sub-weights: one more copy of the weight in all
+        copied = weight_bytes(spec)
+        return replace(plan, seconds=plan.seconds + PACK_SECONDS_PER_BYTE * copied,
+                       copies=plan.copies + copied)
 
     def plan_grad_weight(self, spec, ctx):
         """The grouped forward rewrite's plan, per batch chunk, summed
@@ -335,6 +359,21 @@ class ConvAlgorithm:
         """``None`` if ``spec`` can be served, else a reason string."""
         return None
 
+    def takes_as_transposed(self, spec):
+        """Whether ``plan`` and ``run`` take ``spec`` to
+        ``plan_input_dilated`` and ``run_input_dilated``: every spec with
+        input dilation; an algorithm may take the other transposed problems
+        there too (stride 1, ``spec.origin`` "transposed" or "grad_input")."""
+        return spec.has_input_dilation
+
+    def reads_transposed_weight(self, spec):
+        """Whether this algorithm's ``run`` of ``spec`` takes a transposed
+        convolution's weight as given (a
+        :class:`~numbaconv.rewrites.TransposedWeight`) rather than rewritten
+        (Note [transposed weight] in :mod:`numbaconv.rewrites`).  False by
+        default: ``run`` then rewrites it first."""
+        return False
+
     def run(self, spec, x, weight, epilogue, out, ctx=None, plan=None):
         """Compute ``spec`` into ``out`` (module docstring); returns ``out``.
 
@@ -347,12 +386,14 @@ class ConvAlgorithm:
         ctx = current_context() if ctx is None else ctx
         if plan is not None and plan.seconds < SMALL_CALL_SECONDS and ctx.device == "cpu":
             ctx = on_one_thread(ctx)            # Note [small calls]
+        if not self.reads_transposed_weight(spec):
+            weight = rewrites.rewritten_weight(weight)  # Note [transposed weight]
         if not self.serves_natively(spec):
             return run_packed(self, spec, x, weight, epilogue, out, ctx, plan)
         detail = None if plan is None else plan.detail
         if spec.computation == "grad_weight":
             return self.run_grad_weight(spec, x, weight, out, ctx, detail)
-        if spec.has_input_dilation:
+        if self.takes_as_transposed(spec):
             return self.run_input_dilated(spec, x, weight, epilogue, out, ctx, detail)
         spec, x = rewrites.crop_negative_padding(spec, x)
         if x is None:

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 from ..kernels.epilogue_block import fold_activation_derivative
-from ..rewrites import transposed_weight
+from ..rewrites import TransposedWeight
 from ..spec import channels_last_view, check_float_array
 from ..workspaces import contiguous, scratch
 
@@ -55,11 +55,14 @@ class HostBackend:
 
     def weight(self, spec, weight, stream=None, transposed=False):
         """The canonical forward weight of ``spec``: a view or cast copy of
-        ``weight``, or (``transposed``) its flipped, in/out swapped form
-        (:func:`numbaconv.rewrites.transposed_weight`)."""
+        ``weight``, or (``transposed``) a
+        :class:`~numbaconv.rewrites.TransposedWeight` of it, whose flipped,
+        in/out swapped form is made only for the algorithms that need it
+        (Note [transposed weight] in :mod:`numbaconv.rewrites`)."""
         if transposed:
-            return transposed_weight(contiguous(weight, spec.compute_dtype),
-                                     spec.groups).reshape(spec.weight_shape3)
+            given = (spec.in_channels, spec.out_channels_per_group) + spec.kernel_size3
+            return TransposedWeight(self.canonical(weight, given, spec.compute_dtype),
+                                    spec.groups)
         return self.canonical(weight, spec.weight_shape3, spec.compute_dtype)
 
     def empty(self, shape, dtype, stream=None):

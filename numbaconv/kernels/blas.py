@@ -205,8 +205,9 @@ def single_threaded_blas():
     return _SINGLE_THREADED_BLAS
 
 
-def _gemm_intrinsic(trans_b):
-    """The ``gemm`` / ``gemm_nt`` intrinsic: B as given or transposed."""
+def _gemm_intrinsic(trans_b, trans_a=False):
+    """The ``gemm`` / ``gemm_nt`` / ``gemm_tn`` intrinsic: A and B as given or
+    transposed."""
 
     def typer(typingctx, address, int_witness, a, b, c, beta):
         if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
@@ -248,9 +249,11 @@ def _gemm_intrinsic(trans_b):
                                                    int_t])
             fn = builder.inttoptr(addr, fnty.as_pointer())
             beta_fp = context.cast(builder, beta_val, signature.args[5], dtype)
-            builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR), ir.Constant(enum_t, _NO_TRANS),
+            builder.call(fn, [ir.Constant(enum_t, _ROW_MAJOR),
+                              ir.Constant(enum_t, _TRANS if trans_a else _NO_TRANS),
                               ir.Constant(enum_t, _TRANS if trans_b else _NO_TRANS),
-                              dim(C, 0), dim(C, 1), dim(A, 1), ir.Constant(fp, 1.0), A.data,
+                              dim(C, 0), dim(C, 1), dim(A, 0 if trans_a else 1),
+                              ir.Constant(fp, 1.0), A.data,
                               lead(A), B.data, lead(B), beta_fp, C.data, lead(C)])
             return context.get_dummy_value()
 
@@ -269,3 +272,7 @@ gemm = intrinsic(_gemm_intrinsic(False))
 #: ``gemm_nt(...)``: ``c = a @ b.T + beta * c``, as ``gemm`` with ``b`` of
 #: shape (N, K).
 gemm_nt = intrinsic(_gemm_intrinsic(True))
+#: ``gemm_tn(...)``: ``c = a.T @ b + beta * c``, as ``gemm`` with ``a`` of
+#: shape (K, M) (a transposed convolution's weight read as it is stored:
+#: Note [transposed weight] in :mod:`numbaconv.rewrites`).
+gemm_tn = intrinsic(_gemm_intrinsic(False, trans_a=True))
