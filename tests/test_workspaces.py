@@ -8,9 +8,10 @@
   is at most the output plus :data:`SLACK` for Python objects.  (A few
   kernels keep allocating their per-thread buffers, which LLVM vectorises
   only as their own: the direct algorithm's phase-plane, planes and thin
-  channels-last kernels, and im2col's col2im columns -- Note [chunk
-  scratch] in numbaconv/kernels/parallel.py.  Their buffers are small on
-  these problems; the fault test leaves col2im out.)
+  channels-last kernels, and the column tiles of im2col's transposed
+  GEMM -- Note [chunk scratch] in numbaconv/kernels/parallel.py.  Their
+  buffers are small on these problems; the fault test leaves the
+  transposed GEMM out.)
 * The same in a fresh process whose glibc maps every block over 128 KiB
   on its own (``MALLOC_MMAP_THRESHOLD_``), where a fresh workspace costs a
   page fault per page: the minor faults of later calls are at most the

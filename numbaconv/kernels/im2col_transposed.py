@@ -98,6 +98,7 @@ import numpy as np
 from .blas import gemm, gemm_tn
 from .epilogue_block import finish_args, finish_block
 from .jit import cpu_kernel, inline_helper
+from ..workspaces import scratch
 from .parallel import run_in_chunks
 
 
@@ -325,12 +326,13 @@ def weight_by_tap(w, cblocks):
     ``(C_in, C_out/groups * K)`` matrix whose columns run over (channel
     block, tap, channel) instead of (channel, tap): a block's columns are
     the same range, and its products for one tap are contiguous channels
-    (Note [taps by channel block]; a copy)."""
+    (Note [taps by channel block]; a scratch copy of the call: Note
+    [workspace arena] in numbaconv/workspaces.py)."""
     cin, cout_g = w.shape[:2]
     w3 = w.reshape(cin, cout_g, -1)
     K = w3.shape[2]
     block = -(-cout_g // cblocks)
-    result = np.empty((cin, cout_g * K), w.dtype)
+    result = scratch((cin, cout_g * K), w.dtype)
     for c0 in range(0, cout_g, block):
         c1 = min(cout_g, c0 + block)
         result[:, c0 * K:c1 * K].reshape(cin, K, c1 - c0)[...] = \

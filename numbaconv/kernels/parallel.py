@@ -69,12 +69,15 @@ another (or the output) then runs scalar or behind checks.  Measured on
 one thread, scratch rows against the task's own buffers: the phase-plane
 forms of the direct algorithm (two to four buffers a thread) ran 1.7x
 (depthwise 3x3, 256 channels, 28x28: 1.27 -> 2.2 ms) to 4.6x (5x5: 1.2
--> 5.5 ms) slower; im2col's col2im (its columns added into the output)
-6% (up4x4: 12.4 -> 13.1 ms); the planes kernel 3% and the thin
-channels-last one 2%; Winograd's two transform buffers within noise.  So
-those keep allocating their own (small: a band of a plane, at most 2 MiB
-a thread, Note [plane bands]; a row of channels; the transform of one
-tile; col2im's columns, up to its tile plan's share of the limit).  The
+-> 5.5 ms) slower; im2col's col2im (its columns added into the output;
+since replaced by the transposed GEMM, whose column tiles are added in
+the same way) 6% (up4x4: 12.4 -> 13.1 ms); the planes kernel 3% and the
+thin channels-last one 2%; Winograd's two transform buffers within
+noise.  So those keep allocating their own (small: a band of a plane, at
+most 2 MiB a thread, Note [plane bands]; a row of channels; the transform
+of one tile; the transposed GEMM's column tiles, up to its plan's share
+of the limit), and so do the thin gradients' kernels
+(kernels/direct_thin_grad.py).  The
 tasks that take a row -- the channels-last patch rows of the direct
 algorithm, im2col's column tiles (forward, channels-last, weight
 gradient) and Winograd's ``V`` and ``M`` -- only fill their buffer from
