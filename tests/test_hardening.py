@@ -162,7 +162,9 @@ def test_nan_and_inf_propagate_like_pytorch_everywhere(rng, algorithm, computati
     ("resnet3x3", "direct", 2.5),
     ("resnet3x3", "im2col", 2.5),
     ("resnet3x3", "winograd", 2.5),
-    ("s2_3x3", "fft", 8.0),
+    # the stride-2 fft peak moved 6.0-8.9x between runs and days, the same
+    # code included (docs/hardening.md, "Memory")
+    ("s2_3x3", "fft", 10.0),
 ])
 def test_peak_memory_stays_within_the_documented_multiple(shape, algorithm, bound):
     """docs/hardening.md: the extra peak of a call (output included) over the
