@@ -433,7 +433,9 @@ def fill_columns_same_width(x, map_h, map_w, n, first_channel, first_row, rows, 
 
 @inline_helper
 def _next_tap(ci, kd, kh, kw, KD, KH, KW):
-    """The weight column after ``(ci, kd, kh, kw)`` in C order."""
+    """The weight column after ``(ci, kd, kh, kw)`` in C order (any
+    four-digit counter whose top digit is unbounded: also the transposed
+    GEMM's input pixel ``(n, d, h, w)``)."""
     kw += 1
     if kw == KW:
         kw = 0

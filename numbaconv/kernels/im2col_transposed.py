@@ -97,6 +97,7 @@ import numpy as np
 
 from .blas import gemm, gemm_tn
 from .epilogue_block import finish_args, finish_block
+from .im2col_cpu import _next_tap
 from .jit import cpu_kernel, inline_helper
 from ..workspaces import scratch
 from .parallel import run_in_chunks
@@ -488,16 +489,7 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
                                 for c in range(nc):
                                     flat_out[np.uint64(dst + c * cstep)] += \
                                         columns[np.uint64(src + c * K)]
-                iw += 1
-                if iw == W:
-                    iw = 0
-                    ih += 1
-                    if ih == H:
-                        ih = 0
-                        id_ += 1
-                        if id_ == D:
-                            id_ = 0
-                            n += 1
+                n, id_, ih, iw = _next_tap(n, id_, ih, iw, D, H, W)
         if code != 0 or residual.shape[0] > 0:         # the fused epilogue: Note [epilogue]
             for u in range(u0, u1):
                 n = u // units
