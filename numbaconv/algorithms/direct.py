@@ -507,7 +507,7 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
 
     n, c = x.shape[:2]
     packed = scratch((n,) + spec.padded_size3 + (c,), x.dtype)
-    direct_pack.pack_channels_last(x, map_d, map_h, map_w, packed)
+    direct_pack.pack_channels_last(x, map_d, map_h, map_w, packed, threads)
     if loop_order == "thin_channels_last":
         # (C * m, 1, KD, KH, KW) -> (m, KD, KH, KW, C): output channel c*m + j
         m = spec.out_channels_per_group
@@ -693,7 +693,7 @@ class DirectAlgorithm(ConvAlgorithm):
                 x.reshape(spec.run_input_shape), grad_output.reshape(spec.run_output_shape), out,
                 *pads, spec.stride3, spec.dilation3, *parameters, ctx.threads)
         if spec.channels_last:                  # the kernel reads planes: canonical copies
-            x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
+            x, grad_output = (channels_first_copy(a, ctx.threads) for a in (x, grad_output))
         return direct_thin_grad.grad_weight_thin(x, grad_output, out, spec.groups, *pads,
                                                  spec.stride3, spec.dilation3, parameters,
                                                  ctx.threads)
@@ -744,11 +744,12 @@ class DirectAlgorithm(ConvAlgorithm):
         # so that the kernel applies the whole epilogue
         result = scratch((spec.batch, spec.out_channels) + spec.output_size3, out.dtype)
         if epilogue.residual is not None:
-            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
-        direct_thin_grad.transposed_thin(channels_first_copy(x), weight, epilogue.bias, result,
+            epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual,
+                                                                      ctx.threads))
+        direct_thin_grad.transposed_thin(channels_first_copy(x, ctx.threads), weight, epilogue.bias, result,
                                          spec.groups, axes, parameters, ctx.threads,
                                          epilogue.kernel_args(out.dtype))
-        return copy_to_channels_last(result, out)
+        return copy_to_channels_last(result, out, ctx.threads)
 
 
 def _tagged(plan, kind):

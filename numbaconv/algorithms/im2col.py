@@ -640,7 +640,7 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
     else:                                       # a channels-last copy of the input
         N, C, D, H, W = x.shape
         rows = scratch((N, D, H, W, C), x.dtype)
-        layout.to_channels_last(x, rows)
+        layout.to_channels_last(x, rows, ctx.threads)
         rows = rows.reshape(-1, C)
     if plan.by_tap:
         w = im2col_transposed.weight_by_tap(w, plan.cblocks)
@@ -896,7 +896,7 @@ class Im2colAlgorithm(ConvAlgorithm):
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
         if spec.memory_format == "channels_last":
             # the column tiles of Note [weight-gradient tiles] on canonical copies
-            x, grad_output = channels_first_copy(x), channels_first_copy(grad_output)
+            x, grad_output = (channels_first_copy(a, ctx.threads) for a in (x, grad_output))
         return im2col_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
 
     def run_input_dilated(self, spec, x, weight, epilogue, out, ctx, detail=None):

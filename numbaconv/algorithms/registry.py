@@ -217,33 +217,34 @@ def run_packed(algorithm, spec, x, weight, epilogue, out, ctx, plan=None):
     ``plan`` is a :func:`packed_plan` (or None)."""
     canonical = replace(spec, memory_format="contiguous")
     inner = plan.detail if plan is not None and isinstance(plan.detail, Plan) else None
-    xc = channels_first_copy(x)
+    threads = ctx.threads           # Note [small calls]: the copies too
+    xc = channels_first_copy(x, threads)
     if spec.computation == "grad_weight":       # the weight gradient is canonical already
-        return algorithm.run(canonical, xc, channels_first_copy(weight), epilogue, out, ctx,
-                             inner)
+        return algorithm.run(canonical, xc, channels_first_copy(weight, threads), epilogue,
+                             out, ctx, inner)
     if epilogue.residual is not None:
-        epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual))
+        epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual, threads))
     result = scratch(canonical.run_output_shape, out.dtype)
     algorithm.run(canonical, xc, weight, epilogue, result, ctx, inner)
-    return copy_to_channels_last(result, out)
+    return copy_to_channels_last(result, out, threads)
 
 
-def channels_first_copy(array):
+def channels_first_copy(array, threads=None):
     """A C-contiguous ``(N, C, D, H, W)`` scratch copy (Note [workspace arena]
     in :mod:`numbaconv.workspaces`) of a C-contiguous ``(N, D, H, W, C)``
     array, by the blocked transpose of :mod:`numbaconv.kernels.layout`
     (Note [blocked transposes] there: NumPy's copy thrashes the cache on
-    power-of-two planes)."""
+    power-of-two planes), over ``threads`` chunks (default: numba's threads)."""
     N, D, H, W, C = array.shape
     result = scratch((N, C, D, H, W), array.dtype)
-    layout.to_channels_first(contiguous(array), result)
+    layout.to_channels_first(contiguous(array), result, threads)
     return result
 
 
-def copy_to_channels_last(result, out):
+def copy_to_channels_last(result, out, threads=None):
     """Write the canonical ``result`` into the C-contiguous ``(N, D, H, W, C)``
-    array ``out`` (the blocked transpose); returns ``out``."""
-    layout.to_channels_last(contiguous(result), out)
+    array ``out`` (the blocked transpose, over ``threads`` chunks); returns ``out``."""
+    layout.to_channels_last(contiguous(result), out, threads)
     return out
 
 

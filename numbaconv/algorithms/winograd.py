@@ -173,7 +173,8 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
         if xp is None:
             xp = scratch((len(phases) * spec.batch,) + tuple(len(mp) for mp in maps) + (C,),
                          dtype)
-        direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch])
+        direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch],
+                                        threads)
     gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
