@@ -51,10 +51,17 @@ def _mix(x):
     return x ^ (x >> np.uint64(31))
 
 
+#: Fewest words split over the threads: below it, waking a pool thread
+#: (10-20 us, a scheduler tick on a busy machine: Note [small calls] in
+#: numbaconv/algorithms/registry.py) costs more than the sums (about 10 us).
+PARALLEL_WORDS = 2**16
+
+
 def _sums(words):
     """The two sums of Note [weight fingerprint], a part per thread (sums
     modulo 2**64: the same for any split)."""
-    parts = max(1, min(numba.get_num_threads(), words.shape[0]))
+    threads = numba.get_num_threads() if words.shape[0] >= PARALLEL_WORDS else 1
+    parts = max(1, min(threads, words.shape[0]))
     sums = np.zeros((parts, 2), dtype=np.uint64)
     run_in_chunks(_sums_chunk, (words, sums), parts, parts)
     return sums[:, 0].sum(dtype=np.uint64), sums[:, 1].sum(dtype=np.uint64)
