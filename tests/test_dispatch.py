@@ -288,8 +288,11 @@ def test_fit_plans_the_composites_again_under_the_fitted_constants():
     as_shipped, counts = costs.fit(samples, replanned_units, parts=costs.defaults())
     twice_as_slow, _ = costs.fit(samples, replanned_units, parts=slower)
     assert counts == {"direct:phases": 1}
+    # not exactly 2x: the parts' estimates include their weight copies, which
+    # the constants do not scale (direct.with_weight_copy: 2.1% here); a
+    # factor not replanned would be 1x
     assert as_shipped["direct:phases"] == pytest.approx(2 * twice_as_slow["direct:phases"],
-                                                        rel=0.02)
+                                                        rel=0.05)
 
 
 def test_estimates_see_the_column_fill():

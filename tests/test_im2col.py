@@ -141,6 +141,23 @@ def test_output_channel_blocks_match_reference(rng, shape, wshape, kw, row_block
     # threads (tests/test_bits.py)
 
 
+@pytest.mark.parametrize("shape, wshape, packed", [
+    ((1, 512, 4, 4), (512, 512, 4, 4), True),       # pix2pix's down7 at batch 1
+    ((1, 512, 7, 7), (512, 512, 3, 3), True),       # ResNet-50's layer4 3x3 at batch 1
+    ((8, 64, 56, 56), (64, 64, 3, 3), False),
+    ((1, 512, 7, 7), (2048, 512, 1, 1), False),     # pointwise: the weight is a view
+])
+def test_channels_last_packs_where_the_weight_outweighs_the_activations(shape, wshape, packed):
+    from numbaconv.spec import Operand, make_conv_spec
+    n, c, h, w = shape
+    x = np.empty((n, h, w, c), np.float32).transpose(0, 3, 1, 2)     # channels-last
+    spec = make_conv_spec("conv2d", 2, Operand.of(x, 2),
+                          Operand.of(np.empty(wshape, np.float32), 2), None,
+                          padding=wshape[-1] // 2)
+    assert spec.channels_last
+    assert im2col.IM2COL.serves_natively(spec) is not packed
+
+
 @pytest.mark.parametrize("shape, threads, row_blocks", [
     ((1, 512, 7, 7), 2, 2),       # 49 pixels: the channels are split, not the pixels
     ((1, 512, 7, 7), 1, 1),

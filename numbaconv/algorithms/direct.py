@@ -39,7 +39,8 @@ from ..padding import padding_maps
 from ..workspaces import contiguous, scratch
 from .. import costs
 from .registry import (PACK_SECONDS_PER_BYTE, ConvAlgorithm, channels_first_copy,
-                       composite_paths, copy_to_channels_last, costed_plan, register)
+                       composite_paths, copy_to_channels_last, costed_plan, register,
+                       weight_bytes)
 
 #: Shortest dot product for which the channels-last kernel is used when there
 #: are few input channels per group: below it the patch copy and the 4x3
@@ -524,6 +525,21 @@ def direct_forward(spec, x, weight, epilogue, out, loop_order=None, ctx=None):
     return out
 
 
+def with_weight_copy(plan, spec, loop_order):
+    """``plan`` with the price of the weight copy its loop order makes.
+
+    The channels-last loop order multiplies a copy of the weight with the
+    input channels moved last, made on every call (1 ns per float32 value,
+    as a packing copy: PACK_SECONDS_PER_BYTE).  The kernels' models did not
+    see it, which made ``"auto"`` pick direct for layers whose weight
+    outweighs the work: pix2pix's 512-channel 4x4 layer on a 4x4 map took
+    4.2 ms against im2col's 1.3 (docs/results-direct.md, "Heavy weights")."""
+    taps = math.prod(spec.kernel_size)
+    if loop_order != "channels_last" or taps == 1 or spec.in_channels_per_group == 1:
+        return plan                     # a view of the weight, or no copy
+    return replace(plan, seconds=plan.seconds + PACK_SECONDS_PER_BYTE * weight_bytes(spec))
+
+
 #: The loop orders of a channels-last spec (Note [native channels-last] in
 #: kernels/direct_channels_last_native.py).
 CHANNELS_LAST_LOOP_ORDERS = ("channels_last", "thin_channels_last")
@@ -621,11 +637,11 @@ class DirectAlgorithm(ConvAlgorithm):
             itemsize = spec.compute_dtype.itemsize
             scratch = (spec.in_channels if loop_order == "thin_channels_last"
                        else scratch_values(spec, loop_order))
-            return costed_plan(self.name, model, work(spec), ctx,
-                               ctx.threads * scratch * itemsize, f"native {loop_order}",
-                               detail=loop_order,
-                               copies=spec.weight_shape[0] * math.prod(spec.weight_shape[1:])
-                               * itemsize)
+            return with_weight_copy(
+                costed_plan(self.name, model, work(spec), ctx, ctx.threads * scratch * itemsize,
+                            f"native {loop_order}", detail=loop_order,
+                            copies=spec.weight_shape[0] * math.prod(spec.weight_shape[1:])
+                            * itemsize), spec, loop_order)
         loop_order = choose_loop_order(spec)
         model = f"direct:{loop_order}"
         itemsize = spec.compute_dtype.itemsize
@@ -636,8 +652,9 @@ class DirectAlgorithm(ConvAlgorithm):
         path = loop_order
         if band_rows is not None and band_rows < spec.output_size3[1]:
             path = f"{loop_order} in bands of {band_rows} rows"
-        return costed_plan(self.name, model, _work(model, spec), ctx, workspace, path,
-                           detail=loop_order, copies=packed)
+        return with_weight_copy(costed_plan(self.name, model, _work(model, spec), ctx, workspace,
+                                            path, detail=loop_order, copies=packed),
+                                spec, loop_order)
 
     def plan_grad_weight(self, spec, ctx):
         if why_not_thin_gradient(spec) is not None:

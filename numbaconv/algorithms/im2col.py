@@ -324,6 +324,14 @@ def plan_pointwise_channels_last(spec):
                          channel_blocks=channel_blocks)
 
 
+def weight_outweighs_activations(spec):
+    """Whether ``spec``'s weight has more elements than its input and output
+    together (late layers at small batches)."""
+    activations = spec.batch * (spec.in_channels * math.prod(spec.input_size)
+                                + spec.out_channels * math.prod(spec.output_size))
+    return math.prod(spec.weight_shape) > activations
+
+
 def channels_last_weight(weight, groups):
     """``(C_out, C_in/groups, KD, KH, KW)`` -> ``(groups, C_out/groups, KD * KH
     * KW * C_in/groups)``: the column order of Note [channels-last columns]
@@ -771,8 +779,14 @@ class Im2colAlgorithm(ConvAlgorithm):
         # the channels-last columns gather C_in/groups values per tap: for
         # grouped layers and few input channels that is a strided trickle
         # (depthwise 144x56x56: 356 ms native against 3.7 ms packed), so
-        # those are packed (docs/results-channels-last.md)
-        return not spec.channels_last or (spec.groups == 1 and spec.in_channels >= 16)
+        # those are packed (docs/results-channels-last.md).  The native path
+        # also copies the weight into the columns' tap order: where the
+        # weight outweighs the input and output, packing those is cheaper
+        # (docs/results-channels-last.md, "Heavy weights")
+        if not spec.channels_last:
+            return True
+        return (spec.groups == 1 and spec.in_channels >= 16
+                and (spec.is_pointwise or not weight_outweighs_activations(spec)))
 
     def auxiliary_samples(self, spec, arrays, ctx, time):
         """The column fill alone, on one thread, for ``"im2col:fill"``."""
