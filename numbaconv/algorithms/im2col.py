@@ -782,7 +782,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         # those are packed (docs/results-channels-last.md).  The native path
         # also copies the weight into the columns' tap order: where the
         # weight outweighs the input and output, packing those is cheaper
-        # (docs/results-channels-last.md, "Heavy weights")
+        # (docs/results-direct.md, "Heavy weights")
         if not spec.channels_last:
             return True
         return (spec.groups == 1 and spec.in_channels >= 16
