@@ -7,7 +7,7 @@ the packing and layout copies around them, the weight fingerprint) gets
 one chunk.  On a busy
 machine a pool worker that is not yet scheduled costs a scheduler tick, so
 a copy that still split two ways made a 4x4 layer 4x slower (355 against
-89 us, docs/results-networks.md, "Small calls").  A large call must still
+89 us, docs/results-networks.md, "Small calls: one thread").  A large call must still
 split, or the test could not fail.
 """
 
