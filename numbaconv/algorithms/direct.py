@@ -763,9 +763,9 @@ class DirectAlgorithm(ConvAlgorithm):
         if epilogue.residual is not None:
             epilogue = replace(epilogue, residual=channels_first_copy(epilogue.residual,
                                                                       ctx.threads))
-        direct_thin_grad.transposed_thin(channels_first_copy(x, ctx.threads), weight, epilogue.bias, result,
-                                         spec.groups, axes, parameters, ctx.threads,
-                                         epilogue.kernel_args(out.dtype))
+        direct_thin_grad.transposed_thin(channels_first_copy(x, ctx.threads), weight,
+                                         epilogue.bias, result, spec.groups, axes, parameters,
+                                         ctx.threads, epilogue.kernel_args(out.dtype))
         return copy_to_channels_last(result, out, ctx.threads)
 
 
