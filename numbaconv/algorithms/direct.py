@@ -640,8 +640,7 @@ class DirectAlgorithm(ConvAlgorithm):
             return with_weight_copy(
                 costed_plan(self.name, model, work(spec), ctx, ctx.threads * scratch * itemsize,
                             f"native {loop_order}", detail=loop_order,
-                            copies=spec.weight_shape[0] * math.prod(spec.weight_shape[1:])
-                            * itemsize), spec, loop_order)
+                            copies=weight_bytes(spec)), spec, loop_order)
         loop_order = choose_loop_order(spec)
         model = f"direct:{loop_order}"
         itemsize = spec.compute_dtype.itemsize

@@ -37,7 +37,7 @@ from ..padding import padding_maps
 from ..workspaces import contiguous, scratch
 from .. import costs, rewrites
 from .registry import (PACK_SECONDS_PER_BYTE, Plan, ConvAlgorithm, channels_first_copy,
-                       costed_plan, register, weight_bytes)
+                       costed_plan, packed_bytes, register, weight_bytes)
 
 #: Target size of one thread's column buffer: layers with many channels
 #: run equally fast from 0.6 to 8 MiB, and bigk1d (K = 4080) fastest at
@@ -322,14 +322,6 @@ def plan_pointwise_channels_last(spec):
                                     spec.out_channels_per_group // MIN_BLOCK_ROWS))
     return PointwisePlan(block_rows=min(rows, POINTWISE_ROWS) or 1,
                          channel_blocks=channel_blocks)
-
-
-def weight_outweighs_activations(spec):
-    """Whether ``spec``'s weight has more elements than its input and output
-    together (late layers at small batches)."""
-    activations = spec.batch * (spec.in_channels * math.prod(spec.input_size)
-                                + spec.out_channels * math.prod(spec.output_size))
-    return math.prod(spec.weight_shape) > activations
 
 
 def channels_last_weight(weight, groups):
@@ -786,7 +778,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         if not spec.channels_last:
             return True
         return (spec.groups == 1 and spec.in_channels >= 16
-                and (spec.is_pointwise or not weight_outweighs_activations(spec)))
+                and (spec.is_pointwise or weight_bytes(spec) <= packed_bytes(spec)))
 
     def auxiliary_samples(self, spec, arrays, ctx, time):
         """The column fill alone, on one thread, for ``"im2col:fill"``."""
