@@ -16,13 +16,15 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any, Tuple, Union
 
+import numba
 import numpy as np
 
-from . import costs, tuning
+from . import config, costs, tuning
 from .backends import get_backend
-from .algorithms.registry import (algorithms, check_workspace, get_algorithm,
-                                  over_workspace_limit, plan_of, serving_algorithms)
-from .context import current_context
+from .algorithms.registry import (algorithms, check_workspace, generation as registry_generation,
+                                  get_algorithm, over_workspace_limit, plan_of,
+                                  serving_algorithms)
+from .context import call_threads, current_context
 from .errors import UnsupportedAlgorithmError
 from .spec import IntOrTuple, PaddingArg, problem_spec
 
@@ -84,7 +86,7 @@ def resolve_planned(name, spec, ctx):
     if name == "auto" and tuning.tuning_enabled():   # asked first: it may have just been
         algorithm = resolve_algorithm(name, spec, ctx)  # switched on (tested)
         return algorithm, plan_of(algorithm, spec, ctx)
-    key = (name, spec, ctx, costs.constants_key())
+    key = (name, spec, ctx, costs.constants_key(), registry_generation())
     hit = _CALL_PLANS.get(key)
     if hit is None:
         algorithm = resolve_algorithm(name, spec, ctx)
@@ -93,6 +95,19 @@ def resolve_planned(name, spec, ctx):
             _CALL_PLANS.clear()
         _CALL_PLANS[key] = hit
     return hit
+
+
+def pick_settings(name):
+    """What a remembered ``(algorithm, plan)`` of a host call with
+    ``algorithm=name`` depends on besides its spec: the thread counts, the
+    workspace limit, the cost-model constants and the registry's algorithms;
+    None when a pick must not be remembered (``"auto"`` with tuning on
+    reads the tuning cache every call).  The key part of
+    :mod:`numbaconv.functional`'s prepared calls."""
+    if name == "auto" and tuning.tuning_enabled():
+        return None
+    return (call_threads(), numba.config.NUMBA_NUM_THREADS,
+            config.get_workspace_limit(), costs.constants_key(), registry_generation())
 
 
 @dataclass(frozen=True)

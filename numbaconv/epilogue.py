@@ -43,6 +43,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -82,6 +83,13 @@ def check_activation(op, activation, negative_slope=0.01):
         raise ValueError(f"{op}: negative_slope applies to activation='leaky_relu' only, got "
                          f"negative_slope={negative_slope!r} with activation={activation!r}")
     return activation, float(negative_slope)
+
+
+@functools.lru_cache(maxsize=None)
+def _no_residual(dtype):
+    """The zero-length residual of ``dtype`` kernels take for none (one per
+    dtype: nothing writes to it)."""
+    return np.empty(0, dtype=dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,7 +160,7 @@ class Epilogue:
         """``(activation code, slope, flat residual)``: the arguments
         :func:`numbaconv.kernels.epilogue_block.finish_block` takes (a
         zero-length residual for none)."""
-        residual = (np.empty(0, dtype=dtype) if self.residual is None
+        residual = (_no_residual(dtype) if self.residual is None
                     else self.residual.reshape(-1))
         return self.activation_code, dtype.type(self.negative_slope), residual
 

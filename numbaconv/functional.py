@@ -12,11 +12,13 @@ there is no algorithm logic here.
 
 from __future__ import annotations
 
-from .backends import checked_arrays
+import numpy as np
+
+from .backends import HOST, checked_arrays
 from .context import current_context
-from .dispatch import resolve_planned
+from .dispatch import pick_settings, resolve_planned
 from .epilogue import Epilogue, check_activation
-from .spec import (Array, ArrayLike, IntOrTuple, PaddingArg, make_conv_spec,
+from .spec import (Array, ArrayLike, IntOrTuple, PaddingArg, exact_key, make_conv_spec,
                    make_transposed_spec, remembered_spec)
 from .workspaces import frame
 
@@ -25,6 +27,11 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
                 *, padding_mode="zeros", algorithm="auto", out=None, stream=None,
                 activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
+    key, prepared = lookup(op, (input, weight, bias, residual),
+                           (stride, padding, dilation, groups, padding_mode), algorithm,
+                           activation, negative_slope, out, stream)
+    if prepared is not None:
+        return prepared(input, weight, bias, residual)
     activation, negative_slope = check_activation(op, activation, negative_slope)
     backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias,
                                 residual=residual)
@@ -33,13 +40,19 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
     with frame():               # the call's scratch (Note [workspace arena])
         return execute(spec, algorithm, backend, a, out,
                        canonical_weight=backend.weight(spec, a["weight"], stream),
-                       stream=stream, activation=activation, negative_slope=negative_slope)
+                       stream=stream, activation=activation, negative_slope=negative_slope,
+                       remember_as=key)
 
 
 def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding=0,
                            output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None,
                            stream=None, activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
+    key, prepared = lookup(op, (input, weight, bias, residual),
+                           (stride, padding, output_padding, groups, dilation), algorithm,
+                           activation, negative_slope, out, stream)
+    if prepared is not None:
+        return prepared(input, weight, bias, residual)
     activation, negative_slope = check_activation(op, activation, negative_slope)
     backend, a = checked_arrays(op, stream, input=input, weight=weight, bias=bias,
                                 residual=residual)
@@ -49,7 +62,98 @@ def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding
         return execute(spec, algorithm, backend, a, out,
                        canonical_weight=backend.weight(spec, a["weight"], stream,
                                                        transposed=True),
-                       stream=stream, activation=activation, negative_slope=negative_slope)
+                       stream=stream, activation=activation, negative_slope=negative_slope,
+                       remember_as=key, transposed_weight=True)
+
+
+# Note [prepared calls]
+# ~~~~~~~~~~~~~~~~~~~~~
+# A network calls each layer again and again with arrays of the same
+# shapes, strides and dtypes.  Checking them, finding the spec and
+# resolving the algorithm and its plan took a small layer 11 of its 60 us
+# of Python (docs/results-networks.md, "Prepared calls: Python per call").
+# So a host call that succeeded without out= or stream= is remembered as a
+# PreparedCall under a key of everything those steps read: the op, each
+# array's type, shape, strides and dtype, the exact parameter values (the
+# rules of numbaconv.spec.exact_key, which refuse lists and NumPy scalars:
+# such calls are checked every time) and the settings a pick depends on
+# (numbaconv.dispatch.pick_settings: threads, workspace limit, cost-model
+# constants, the registry; no key for "auto" while tuning is on).  A call
+# with the same key runs the remembered spec, algorithm and plan at once.
+# A call that raises is never remembered, so bad input is refused every time.
+
+#: prepared_key -> PreparedCall; cleared when it reaches PREPARED_CALLS.
+_PREPARED: dict = {}
+PREPARED_CALLS = 1024
+
+
+def _array_key(array):
+    if array is None:
+        return None
+    if type(array) is not np.ndarray:      # a GPU array, a list, a subclass: checked each time
+        raise TypeError
+    return array.shape, array.strides, array.dtype
+
+
+def _number_key(value):
+    """``value`` exactly: a float by its bits (0.0 is not -0.0), an int as itself."""
+    if type(value) is float:
+        return float, value.hex()
+    if type(value) is int:
+        return int, value
+    raise TypeError
+
+
+def lookup(op, arrays, params, algorithm, activation=None, negative_slope=0.01, out=None,
+           stream=None):
+    """``(key, prepared)``: the call's :func:`prepared_key` (None for a call
+    with ``out=`` or ``stream=``, or not remembered) and the
+    :class:`PreparedCall` remembered under it, or None."""
+    if out is not None or stream is not None:
+        return None, None
+    key = prepared_key(op, arrays, params, algorithm, activation, negative_slope)
+    return key, _PREPARED.get(key)
+
+
+def remember(key, prepared):
+    """Keep ``prepared`` (a :class:`PreparedCall` or the like) under ``key``."""
+    if len(_PREPARED) >= PREPARED_CALLS:
+        _PREPARED.clear()
+    _PREPARED[key] = prepared
+
+
+def prepared_key(op, arrays, params, algorithm, activation, negative_slope):
+    """The key of a host call's :class:`PreparedCall` (Note [prepared calls]),
+    or None for a call that is not remembered."""
+    settings = pick_settings(algorithm) if type(algorithm) is str else None
+    if settings is None:
+        return None
+    try:
+        return (op, tuple(map(_array_key, arrays)), tuple(map(exact_key, params)), algorithm,
+                exact_key(activation), _number_key(negative_slope), settings)
+    except TypeError:
+        return None
+
+
+class PreparedCall:
+    """A host call remembered after its first run (Note [prepared calls]):
+    what :func:`execute` found for it, run again on new arrays of the same
+    layout."""
+
+    __slots__ = ("spec", "runner", "plan", "ctx", "transposed_weight", "activation",
+                 "negative_slope")
+
+    def __init__(self, spec, runner, plan, ctx, transposed_weight, activation, negative_slope):
+        self.spec, self.runner, self.plan, self.ctx = spec, runner, plan, ctx
+        self.transposed_weight = transposed_weight
+        self.activation, self.negative_slope = activation, negative_slope
+
+    def __call__(self, input, weight, bias=None, residual=None):
+        spec = self.spec
+        with frame():           # the call's scratch (Note [workspace arena])
+            return run_planned(spec, self.runner, self.plan, self.ctx, HOST, input,
+                               HOST.weight(spec, weight, transposed=self.transposed_weight),
+                               bias, residual, None, None, self.activation, self.negative_slope)
 
 
 def _check_residual(spec, residual):
@@ -65,7 +169,7 @@ def _check_residual(spec, residual):
 
 
 def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=None,
-            activation=None, negative_slope=0.01):
+            activation=None, negative_slope=0.01, remember_as=None, transposed_weight=False):
     """Run a forward-computation ``spec`` (any input dilation) with the
     algorithm chosen by ``algorithm`` on ``backend``'s device.
 
@@ -73,7 +177,9 @@ def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=N
     ``canonical_weight`` is the weight the spec describes, in canonical form
     on that device (``arrays["weight"]`` only serves the ``out=`` overlap
     check).  ``activation`` and the residual form the epilogue (Note
-    [epilogue])."""
+    [epilogue]).  ``remember_as``: the call's :func:`prepared_key`, under which
+    it is remembered once it has run (a weight the backend takes with
+    ``transposed=transposed_weight``; Note [prepared calls])."""
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
     residual = arrays.get("residual")
@@ -81,10 +187,21 @@ def execute(spec, algorithm, backend, arrays, out, *, canonical_weight, stream=N
         _check_residual(spec, residual)
     if out is not None:
         out = backend.check_out(spec, out, arrays)
+    result = run_planned(spec, runner, plan, ctx, backend, arrays["input"], canonical_weight,
+                         arrays.get("bias"), residual, out, stream, activation, negative_slope)
+    if remember_as is not None:
+        remember(remember_as, PreparedCall(spec, runner, plan, ctx, transposed_weight,
+                                           activation, negative_slope))
+    return result
+
+
+def run_planned(spec, runner, plan, ctx, backend, input, canonical_weight, bias, residual, out,
+                stream, activation, negative_slope):
+    """The part of :func:`execute` after its checks: ``runner`` computes
+    ``spec`` with ``plan`` into a new result (or the checked ``out``)."""
     cdtype = spec.compute_dtype
-    bias = arrays.get("bias")
     run = backend.run_spec(spec)     # the GPU's is contiguous (Note [GPU memory format])
-    x = run_array(backend, spec, arrays["input"], run.run_input_shape, stream)
+    x = run_array(backend, spec, input, run.run_input_shape, stream)
     epilogue = Epilogue.of(
         None if bias is None else backend.canonical(bias, bias.shape, cdtype, stream), cdtype,
         activation, negative_slope,

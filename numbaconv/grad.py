@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import checked_arrays
+from .backends import HOST, checked_arrays
 from .context import current_context
 from .dispatch import resolve_planned
 from .epilogue import (ACTIVATION_CODES, OUTPUT_DERIVATIVE_ACTIVATIONS, Epilogue,
                        check_activation)
-from .functional import convolution, execute, run_array
+from .functional import convolution, execute, lookup, remember, run_array
 from .workspaces import frame
 from typing import Tuple
 
-from .spec import (Array, ArrayLike, IntOrTuple, Operand, make_conv_spec, make_grad_input_spec,
+from .spec import (Array, ArrayLike, IntOrTuple, make_conv_spec, make_grad_input_spec,
                    make_grad_weight_spec, make_transposed_spec, remembered_spec)
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input", "conv1d_weight", "conv2d_weight",
@@ -76,6 +76,11 @@ def activation_backward(grad_output: ArrayLike, output: ArrayLike, activation: s
 def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
                groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_input``."""
+    key, prepared = lookup(op, (weight, grad_output),     # Note [prepared calls] in
+                           (input_size, stride, padding, dilation, groups),  # functional
+                           algorithm, stream=stream)
+    if prepared is not None:
+        return prepared(grad_output, weight)
     backend, a = checked_arrays(op, stream, weight=weight, grad_output=grad_output)
     spec = remembered_spec(make_grad_input_spec, op, ndim,
                            (input_size, a["weight"], a["grad_output"]),
@@ -85,30 +90,57 @@ def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, d
                        {"input": a["grad_output"], "weight": a["weight"]}, None,
                        canonical_weight=backend.weight(spec, a["weight"], stream,
                                                        transposed=True),
-                       stream=stream)
+                       stream=stream, remember_as=key, transposed_weight=True)
 
 
 def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
                 groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_weight``."""
+    key, prepared = lookup(op, (input, grad_output),      # Note [prepared calls] in
+                           (weight_size, stride, padding, dilation, groups),  # functional
+                           algorithm, stream=stream)
+    if prepared is not None:
+        return prepared(input, grad_output)
     backend, a = checked_arrays(op, stream, input=input, grad_output=grad_output)
     spec = remembered_spec(make_grad_weight_spec, op, ndim,
                            (a["input"], weight_size, a["grad_output"]),
                            (stride, padding, dilation, groups))
     ctx = current_context(backend.device, stream)
     runner, plan = resolve_planned(algorithm, spec, ctx)
+    result = _run_grad_weight(spec, runner, plan, ctx, backend, a["input"], a["grad_output"],
+                              stream)
+    if key is not None:
+        remember(key, PreparedGradWeight(spec, runner, plan, ctx))
+    return result
+
+
+def _run_grad_weight(spec, runner, plan, ctx, backend, input, grad_output, stream):
+    """The weight gradient ``spec`` computed by ``runner`` with ``plan``."""
     cdtype = spec.compute_dtype
     with frame():               # the call's scratch (Note [workspace arena])
         # both in the input's memory format (Note [memory format] in numbaconv.spec),
         # canonical on the GPU (Note [GPU memory format] in numbaconv.cuda.arrays)
         run = backend.run_spec(spec)
-        x = run_array(backend, spec, a["input"], run.run_input_shape, stream)
-        g = run_array(backend, spec, a["grad_output"], run.run_output_shape, stream,
-                      "grad_output")
+        x = run_array(backend, spec, input, run.run_input_shape, stream)
+        g = run_array(backend, spec, grad_output, run.run_output_shape, stream, "grad_output")
         result = backend.empty(spec.weight_shape, cdtype, stream)
         runner.run(run, x, g, Epilogue.of(None, cdtype), result.reshape(spec.weight_shape3),
                    ctx, plan)
         return backend.finish(spec, result, None, stream, unbatched=False)
+
+
+class PreparedGradWeight:
+    """A host weight-gradient call remembered after its first run (Note
+    [prepared calls] in :mod:`numbaconv.functional`)."""
+
+    __slots__ = ("spec", "runner", "plan", "ctx")
+
+    def __init__(self, spec, runner, plan, ctx):
+        self.spec, self.runner, self.plan, self.ctx = spec, runner, plan, ctx
+
+    def __call__(self, input, grad_output):
+        return _run_grad_weight(self.spec, self.runner, self.plan, self.ctx, HOST, input,
+                                grad_output, None)
 
 
 def conv_backward(input: ArrayLike, weight: ArrayLike, grad_output: ArrayLike,
@@ -233,11 +265,11 @@ def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups
             dtype if output_mask[2] else None, stream)
     if not isinstance(transposed, (bool, np.bool_)):
         raise TypeError(f"{op}: transposed must be a bool, got {transposed!r}")
-    x_operand, w_operand = Operand.of(input), Operand.of(weight)
     if transposed:
         # check the whole call once: grad_output must be the output's shape
-        expected = make_transposed_spec(op, ndim, x_operand, w_operand, None, stride, padding,
-                                        output_padding, groups, dilation).user_output_shape
+        expected = remembered_spec(make_transposed_spec, op, ndim, (input, weight, None),
+                                   (stride, padding, output_padding, groups,
+                                    dilation)).user_output_shape
         if g_shape != expected:
             raise ValueError(f"{op}: grad_output must have the transposed convolution's output "
                              f"shape {expected}, got grad_output.shape={g_shape}")
@@ -262,8 +294,8 @@ def _conv_backward(input, weight, grad_output, stride, padding, dilation, groups
         if output_padding not in (0, (0,) * ndim, [0] * ndim):
             raise ValueError(f"{op}: output_padding applies to transposed convolutions only, "
                              f"got output_padding={output_padding!r} with transposed=False")
-        expected = make_conv_spec(op, ndim, x_operand, w_operand, None, stride, padding,
-                                  dilation, groups).user_output_shape
+        expected = remembered_spec(make_conv_spec, op, ndim, (input, weight, None),
+                                   (stride, padding, dilation, groups)).user_output_shape
         if g_shape != expected:
             raise ValueError(f"{op}: grad_output must have the convolution's output shape "
                              f"{expected}, got grad_output.shape={g_shape}")

@@ -380,72 +380,72 @@ class ConvSpec:
             raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got "
                              f"{self.memory_format!r}")
 
-    # ---- derived facts -------------------------------------------------
-    @property
+    # ---- derived facts (cached: asked for on every call) ----------------
+    @cached_property
     def in_channels_per_group(self) -> int:
         return self.in_channels // self.groups
 
-    @property
+    @cached_property
     def out_channels_per_group(self) -> int:
         return self.out_channels // self.groups
 
-    @property
+    @cached_property
     def is_depthwise(self) -> bool:
         return self.groups > 1 and self.in_channels_per_group == 1
 
-    @property
+    @cached_property
     def is_pointwise(self) -> bool:
         """1x1 kernel, stride 1, no padding: the convolution is one GEMM."""
         return (all(k == 1 for k in self.kernel_size)
                 and all(s == 1 for s in self.stride)
                 and all(p == (0, 0) for p in self.padding))
 
-    @property
+    @cached_property
     def has_input_dilation(self) -> bool:
         return any(v != 1 for v in self.input_dilation)
 
-    @property
+    @cached_property
     def padded_size(self) -> tuple:
         """Spatial size of the (input-dilated) padded input."""
         return tuple(dilated_size(n, v) + lo + hi for n, v, (lo, hi)
                      in zip(self.input_size, self.input_dilation, self.padding))
 
-    @property
+    @cached_property
     def effective_kernel_size(self) -> tuple:
         """Extent of the dilated kernel: ``dilation * (k - 1) + 1``."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
 
-    @property
+    @cached_property
     def input_shape(self) -> tuple:
         """Batched input shape ``(N, C_in, *input_size)``."""
         return (self.batch, self.in_channels) + self.input_size
 
-    @property
+    @cached_property
     def weight_shape(self) -> tuple:
         return (self.out_channels, self.in_channels_per_group) + self.kernel_size
 
-    @property
+    @cached_property
     def weight_shape3(self) -> tuple:
         """The weight's shape in the canonical 3-D form."""
         return self.weight_shape[:2] + (1,) * (3 - self.ndim) + self.kernel_size
 
-    @property
+    @cached_property
     def output_shape(self) -> tuple:
         """Batched output shape ``(N, C_out, *output_size)``."""
         return (self.batch, self.out_channels) + self.output_size
 
-    @property
+    @cached_property
     def channels_last(self) -> bool:
         return self.memory_format == "channels_last"
 
-    @property
+    @cached_property
     def run_input_shape(self) -> tuple:
         """The input array an algorithm runs on: ``(N, C, D, H, W)``, or
         ``(N, D, H, W, C)`` channels-last (the canonical 3-D form)."""
         n, c = self.batch, self.in_channels
         return (n,) + self.input_size3 + (c,) if self.channels_last else (n, c) + self.input_size3
 
-    @property
+    @cached_property
     def run_output_shape(self) -> tuple:
         """The output array an algorithm writes: ``(N, C_out, OD, OH, OW)``,
         or ``(N, OD, OH, OW, C_out)`` channels-last."""
@@ -453,12 +453,12 @@ class ConvSpec:
         return ((n,) + self.output_size3 + (c,) if self.channels_last
                 else (n, c) + self.output_size3)
 
-    @property
+    @cached_property
     def user_output_shape(self) -> tuple:
         """Output shape as returned to the user (no batch axis if unbatched)."""
         return self.output_shape[1:] if self.unbatched else self.output_shape
 
-    @property
+    @cached_property
     def flops(self) -> int:
         """Multiply-adds counted as 2 FLOPs, the convention of docs/benchmarking.md.
 
@@ -1039,7 +1039,7 @@ _REMEMBERED: dict = {}
 REMEMBERED_SPECS = 4096
 
 
-def _exact(value):
+def exact_key(value):
     """A hashable key of a parameter that equals only for the same types
     and values (``True`` is not ``1``, ``1.0`` is not ``1``: validation
     tells them apart), or a TypeError for anything else (lists, NumPy
@@ -1071,8 +1071,8 @@ def remembered_spec(make, op, ndim, arrays, params):
     try:
         key = (make, op, ndim,
                tuple(None if a is None else (type(a), a.shape, a.dtype, memory_format_of(a, ndim))
-                     if hasattr(a, "shape") else _exact(a) for a in arrays),
-               tuple(_exact(p) for p in params))
+                     if hasattr(a, "shape") else exact_key(a) for a in arrays),
+               tuple(exact_key(p) for p in params))
         spec = _REMEMBERED.get(key)
     except TypeError:
         return make(op, ndim, *_operands(arrays, ndim), *params)

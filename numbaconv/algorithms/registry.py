@@ -483,7 +483,7 @@ def register(algorithm):
                          f"{algorithm.device}")
     costs.declare(tuple(algorithm.paths))
     _REGISTRY[key] = algorithm
-    _cached_plan.cache_clear()
+    _changed()
     return algorithm
 
 
@@ -493,8 +493,25 @@ def unregister(name, device="cpu"):
     algorithm = _REGISTRY.pop((name, device))
     others = {m.path for a in _REGISTRY.values() for m in a.paths}
     costs.undeclare(m.path for m in algorithm.paths if m.path not in others)
-    _cached_plan.cache_clear()
+    _changed()
     return algorithm
+
+
+#: How many times the registry has changed: a key part of every cache of
+#: picks made among its algorithms (:func:`generation`).
+_generation = [0]
+
+
+def _changed():
+    _cached_plan.cache_clear()
+    _generation[0] += 1
+
+
+def generation():
+    """A number that changes whenever an algorithm is registered or
+    unregistered: remembered picks keyed by it are not served across such a
+    change."""
+    return _generation[0]
 
 
 def algorithms(device="cpu"):
