@@ -8,12 +8,18 @@ fastest) and the model's prediction error (estimate / measured) per
 algorithm.  ``--held-out`` instead times every algorithm itself on
 :data:`HELD_OUT`, layer shapes the constants were not fitted on;
 ``--tuned`` measures the pick tuning would make there and then the
-candidates again, for the regret of tuned ``"auto"``.  Usage::
+candidates again, for the regret of tuned ``"auto"``.  ``--nets`` times
+every algorithm on every distinct layer of the network suite
+(:mod:`numbaconv.bench.networks`, the layers of ``numbaconv bench
+--nets``), with ``--training`` their gradients too, for issue 27's
+measure: the regret of ``"auto"`` on the network suite, per (layer, op)
+and per network (the pick's total time over the fastest one's).  Usage::
 
     numbaconv bench --ops all --json bench.json
     python scripts/dispatch_regret.py bench.json
     python scripts/dispatch_regret.py --held-out
     python scripts/dispatch_regret.py --tuned
+    python scripts/dispatch_regret.py --nets resnet50,mobilenet_v3_large --batch 1 [--training]
 """
 
 from __future__ import annotations
@@ -148,8 +154,67 @@ def main(path, held_out=False, repeats=5):
               + (f": {', '.join(auto_loses)}" if auto_loses else ""))
 
 
+def net_regret(names, batch, training, repeats=5, shown=1.10):
+    """The regret of ``"auto"``'s pick on every distinct layer of the
+    networks ``names`` at ``batch``: every algorithm that serves a (layer,
+    op) timed by :func:`numbaconv.tuning.measure`, in turns."""
+    import numbaconv as nc
+    from numbaconv import tuning
+    from numbaconv.bench.networks import layers_at_batch
+    from numbaconv.context import current_context
+    from numbaconv.dispatch import auto_algorithm_name
+    ctx = current_context()
+    regrets = []
+    print("| network | layer | op | pick | fastest | regret | ms: per algorithm |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    totals = {}
+    for net in names:
+        pick_total = best_total = 0.0
+        for layer in layers_at_batch(net, batch):
+            for gradient in (None, "input", "weight") if training else (None,):
+                try:
+                    spec = problem_spec(layer.input_shape, layer.weight_shape,
+                                        stride=layer.stride, padding=layer.padding,
+                                        dilation=layer.dilation, groups=layer.groups,
+                                        transposed=layer.transposed,
+                                        output_padding=layer.output_padding, gradient=gradient)
+                except (TypeError, ValueError) as exc:
+                    print(f"skipped {net} {layer.name} {gradient}: {exc}", file=sys.stderr)
+                    continue
+                candidates = [get_algorithm(a) for a in nc.algorithm_names()[1:]
+                              if get_algorithm(a).unsupported_reason(spec) is None]
+                try:
+                    pick = auto_algorithm_name(spec, ctx)
+                except MemoryError:
+                    continue
+                times = tuning.measure(spec, candidates, repeats=repeats)
+                best = min(times, key=times.get)
+                regret = times[pick] / times[best]
+                regrets.append(regret)
+                pick_total += times[pick] * layer.count
+                best_total += times[best] * layer.count
+                op = {None: "forward", "input": "grad_input", "weight": "grad_weight"}[gradient]
+                if regret > shown:
+                    print(f"| {net} | {layer.name} | {op} | {pick} | {best} | {regret:.2f} | "
+                          + ", ".join(f"{a} {t * 1e3:.3g}" for a, t in sorted(times.items()))
+                          + " |", flush=True)
+        totals[net] = (pick_total, best_total)
+    geo = math.exp(sum(math.log(r) for r in regrets) / len(regrets))
+    print(f"\nregret over {len(regrets)} (layer, op) rows: geometric mean {geo:.3f}, "
+          f"worst {max(regrets):.2f}; rows over {shown}: "
+          f"{sum(r > shown for r in regrets)}")
+    for net, (pick_total, best_total) in totals.items():
+        print(f"{net}: the picks' total {pick_total * 1e3:.1f} ms, the fastest's "
+              f"{best_total * 1e3:.1f} ms, regret {pick_total / best_total:.3f}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--held-out"]:
+    if sys.argv[1:2] == ["--nets"]:
+        args = sys.argv[3:]
+        net_regret(sys.argv[2].split(","),
+                   int(args[args.index("--batch") + 1]) if "--batch" in args else 1,
+                   "--training" in args)
+    elif sys.argv[1:] == ["--held-out"]:
         main(None, held_out=True)
     elif sys.argv[1:] == ["--tuned"]:
         tuned_regret(5)

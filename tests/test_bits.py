@@ -35,6 +35,8 @@ PROBLEMS = [
                  id="dw5x5"),                                                  # fft: 86%
     pytest.param((1, 8, 13, 12), (6, 8, 3, 3), dict(padding=2, dilation=2), id="dilated"),
     pytest.param((2, 24, 7, 7), (72, 24, 1, 1), {}, id="pointwise"),
+    pytest.param((1, 24, 7, 7), (72, 24, 1, 1), {}, id="pointwise-b1"),  # one-image GEMMs
+    pytest.param((1, 96, 1, 1), (24, 96, 1, 1), {}, id="squeeze-excite"),  # one pixel
     pytest.param((1, 64, 7, 7), (96, 64, 3, 3), dict(padding=1), id="late3x3"),  # winograd
     pytest.param((2, 6, 23, 21), (5, 6, 7, 7), dict(padding=3), id="7x7"),
     pytest.param((2, 12, 14, 16), (12, 1, 3, 3), dict(stride=2, padding=1, groups=12),

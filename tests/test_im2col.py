@@ -355,3 +355,48 @@ def test_short_reductions_split_rows_not_the_reduction():
         ref = nc.conv_grad_weight_reference(x, spec.weight_shape, g, **kw)
         scale = nc.conv_grad_weight_reference(np.abs(x), spec.weight_shape, np.abs(g), **kw)
         assert np.all(np.abs(got - ref) <= 16 * np.finfo(np.float32).eps * scale)
+
+
+@pytest.mark.parametrize("shape, wshape, kw", [
+    ((1, 96, 1, 1), (24, 96, 1, 1), {}),                        # short: the numba loop
+    ((1, 40, 2, 3), (60, 20, 1, 1), dict(groups=2)),
+    ((1, 24, 7, 7), (72, 24, 1, 1), {}),                        # a GEMM per row block
+    ((1, 12, 5, 6, 7), (9, 4, 1, 1, 1), dict(groups=3, dilation=2)),
+    ((9, 17), (5, 9, 1), {}),                                   # unbatched
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_image_pointwise_weight_gradient_reads_the_arrays_in_place(monkeypatch, rng, shape,
+                                                                       wshape, kw, dtype):
+    """Note [pointwise weight gradient]: no column tiles, the reference's
+    values within the elementwise bound, the same bits on 1 and 2 threads."""
+    def no_tiles(*args, **kwargs):
+        raise AssertionError("the pointwise weight gradient filled column tiles")
+    monkeypatch.setattr(im2col_cpu, "im2col_grad_weight", no_tiles)
+    x = rng.standard_normal(shape).astype(dtype)
+    channel_axis = len(shape) - (len(wshape) - 1)           # 0 when unbatched
+    g_shape = shape[:channel_axis] + (wshape[0],) + shape[channel_axis + 1:]
+    g = rng.standard_normal(g_shape).astype(dtype)
+    weight_grad = {1: nc.grad.conv1d_weight, 2: nc.grad.conv2d_weight,
+                   3: nc.grad.conv3d_weight}[len(wshape) - 2]
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(weight_grad(x, wshape, g, algorithm="im2col", **kw))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    ref = nc.conv_grad_weight_reference(x, wshape, g, **kw)
+    scale = nc.conv_grad_weight_reference(np.abs(x), wshape, np.abs(g), **kw)
+    assert np.all(np.abs(results[0] - ref) <= 16 * np.finfo(dtype).eps * scale)
+
+
+def test_several_images_or_channels_last_keep_the_weight_gradient_tiles():
+    spec = nc.spec.problem_spec((2, 24, 7, 7), (72, 24, 1, 1), gradient="weight")
+    assert not im2col.pointwise_grad_weight_serves(spec)
+    spec = nc.spec.problem_spec((1, 24, 7, 7), (72, 24, 1, 1), gradient="weight",
+                                memory_format="channels_last")
+    assert not im2col.pointwise_grad_weight_serves(spec)
+    spec = nc.spec.problem_spec((1, 24, 7, 7), (72, 24, 1, 1), gradient="weight")
+    assert im2col.pointwise_grad_weight_serves(spec)

@@ -754,6 +754,47 @@ def im2col_grad_weight(spec, x, grad_output, out, plan=None, ctx=None):
     return out
 
 
+@dataclass(frozen=True)
+class PointwiseGradPlan:
+    """The weight gradient of a pointwise layer of one image as GEMMs on
+    the arrays (Note [pointwise weight gradient] in
+    :mod:`numbaconv.kernels.im2col_cpu`): ``row_blocks`` blocks of each
+    group's output channels."""
+
+    row_blocks: int
+
+
+def pointwise_grad_weight_serves(spec):
+    """Whether ``spec`` (a weight gradient) takes Note [pointwise weight
+    gradient]'s path: a pointwise layer, one image, contiguous."""
+    return (spec.is_pointwise and spec.batch == 1 and not spec.has_input_dilation
+            and not spec.channels_last)
+
+
+def plan_pointwise_grad_weight(spec, pool):
+    """Blocks of output channels for ``pool`` threads: a function of the
+    problem and the pool's size, so the GEMMs' shapes (and the bits) do not
+    depend on the call's threads (Note [GEMM shapes])."""
+    return PointwiseGradPlan(row_blocks=max(1, min(spec.out_channels_per_group,
+                                                   -(-pool // spec.groups))))
+
+
+def im2col_pointwise_grad_weight(spec, x, grad_output, out, plan=None, ctx=None):
+    """The weight gradient of a one-image pointwise ``spec`` (Note [pointwise
+    weight gradient]) on canonical arrays."""
+    ctx = current_context() if ctx is None else ctx
+    if plan is None:
+        plan = plan_pointwise_grad_weight(spec, ctx.pool_threads)
+    groups, cin_g, cout_g = spec.groups, spec.in_channels_per_group, spec.out_channels_per_group
+    blas_gemm = blas.find_gemm()
+    with blas.single_threaded_blas():
+        im2col_cpu.pointwise_grad_weight(
+            blas_gemm.address(out.dtype), blas_gemm.int_witness, x.reshape(groups, cin_g, -1),
+            grad_output.reshape(groups, cout_g, -1), out.reshape(groups, cout_g, cin_g),
+            plan.row_blocks, ctx.threads)
+    return out
+
+
 class Im2colAlgorithm(ConvAlgorithm):
     """im2col + GEMM; serves every valid forward spec on the CPU."""
 
@@ -885,6 +926,18 @@ class Im2colAlgorithm(ConvAlgorithm):
                        copies=forward.copies + copied)
 
     def plan_grad_weight(self, spec, ctx):
+        if pointwise_grad_weight_serves(spec):
+            plan = plan_pointwise_grad_weight(spec, ctx.pool_threads)
+            pixels = math.prod(spec.output_size)
+            if pixels <= im2col_cpu.SHORT_POINTWISE_PIXELS:
+                model, units = "im2col:grad_small", _small_work(spec)
+            else:
+                model = "im2col:pointwise"
+                units = costs.gemm_work(spec.flops / 2, spec.out_channels_per_group,
+                                        spec.in_channels_per_group, pixels)
+            return costed_plan(self.name, model, units, ctx, 0,
+                               f"pointwise weight gradient, {plan.row_blocks} row block(s)",
+                               detail=plan)
         itemsize = spec.compute_dtype.itemsize
         plan = plan_grad_weight(spec, itemsize, ctx.workspace_limit, ctx.pool_threads)
         small = spec.out_channels_per_group <= im2col_cpu.SMALL_GEMM_ROWS
@@ -900,6 +953,9 @@ class Im2colAlgorithm(ConvAlgorithm):
                            fill_model="im2col:fill", copies=_canonical_copies(spec))
 
     def run_grad_weight(self, spec, x, grad_output, out, ctx, detail=None):
+        if isinstance(detail, PointwiseGradPlan) or (detail is None
+                                                     and pointwise_grad_weight_serves(spec)):
+            return im2col_pointwise_grad_weight(spec, x, grad_output, out, plan=detail, ctx=ctx)
         if spec.memory_format == "channels_last":
             # the column tiles of Note [weight-gradient tiles] on canonical copies
             x, grad_output = (channels_first_copy(a, ctx.threads) for a in (x, grad_output))
