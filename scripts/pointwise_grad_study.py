@@ -2,17 +2,18 @@
 [pointwise weight gradient]'s GEMMs (docs/results-im2col.md, "Pointwise
 weight gradients").
 
-Every distinct batch-1 pointwise layer of four networks of the suite
-(:mod:`numbaconv.bench.networks`); the two kernels are called alternately
-on the same arrays, and the better of two medians is printed, in ms.
-Usage::
+Every distinct pointwise layer of four networks of the suite
+(:mod:`numbaconv.bench.networks`) at batch 1 (or the batch given); the two
+kernels are called alternately on the same arrays, and the better of two
+medians is printed, in ms.  Usage::
 
-    python scripts/pointwise_grad_study.py
+    python scripts/pointwise_grad_study.py [BATCH]
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 import numpy as np
@@ -40,12 +41,12 @@ def median_ms(fn, rounds=5, turn_seconds=0.02):
     return sorted(times)[rounds // 2]
 
 
-def main():
+def main(batch=1):
     rng = np.random.default_rng(0)
     ctx = current_context()
     seen = set()
     for net in NETWORKS:
-        for layer in layers_at_batch(net, 1):
+        for layer in layers_at_batch(net, batch):
             forward = layer.spec()
             key = (layer.input_shape, layer.weight_shape, layer.groups)
             if not forward.is_pointwise or layer.transposed or key in seen:
@@ -72,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

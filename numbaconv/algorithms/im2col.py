@@ -789,9 +789,10 @@ def im2col_pointwise_grad_weight(spec, x, grad_output, out, plan=None, ctx=None)
     blas_gemm = blas.find_gemm()
     with blas.single_threaded_blas():
         im2col_cpu.pointwise_grad_weight(
-            blas_gemm.address(out.dtype), blas_gemm.int_witness, x.reshape(groups, cin_g, -1),
-            grad_output.reshape(groups, cout_g, -1), out.reshape(groups, cout_g, cin_g),
-            plan.row_blocks, ctx.threads)
+            blas_gemm.address(out.dtype), blas_gemm.int_witness,
+            x.reshape(spec.batch, groups, cin_g, -1),
+            grad_output.reshape(spec.batch, groups, cout_g, -1),
+            out.reshape(groups, cout_g, cin_g), plan.row_blocks, ctx.threads)
     return out
 
 

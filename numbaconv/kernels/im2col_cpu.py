@@ -498,27 +498,29 @@ SHORT_POINTWISE_PIXELS = 8
 
 
 def pointwise_grad_weight(gemm_address, int_witness, x, g, out, row_blocks, chunks):
-    """The weight gradient of a pointwise convolution of one image.
+    """The weight gradient of a pointwise convolution.
 
     Note [pointwise weight gradient]
     ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     With a 1x1 kernel, stride 1 and no padding, the column matrix of Note
-    [weight-gradient tiles] is the input itself: ``out[gr] = g[gr] @
-    x[gr]^T`` for each group ``gr``, with ``x`` ``(groups, C_in/groups,
-    S)``, ``g`` ``(groups, C_out/groups, S)`` and ``out`` ``(groups,
-    C_out/groups, C_in/groups)``.  One GEMM per block of output channels
-    (``row_blocks`` per group, sized by the pool), reading the arrays in
-    place: no column fill, no segments, no transpose.  ResNet-50's 1x1
+    [weight-gradient tiles] is the input itself: ``out[gr] = sum_n g[n, gr]
+    @ x[n, gr]^T`` for each group ``gr``, with ``x`` ``(N, groups,
+    C_in/groups, S)``, ``g`` ``(N, groups, C_out/groups, S)`` and ``out``
+    ``(groups, C_out/groups, C_in/groups)``.  One GEMM per image and block
+    of output channels (``row_blocks`` per group, sized by the pool), the
+    images added in order into the block (``beta = 1``), reading the arrays
+    in place: no column fill, no segments, no transpose.  ResNet-50's 1x1
     1024 -> 2048 on 7x7 at batch 1 took 8.2 ms by the tiles and 1.3 ms as a
     GEMM (docs/results-im2col.md, "Pointwise weight gradients").  Up to
     :data:`SHORT_POINTWISE_PIXELS` pixels the sum is a numba loop: sgemm
     with a reduction of one packs both operands (a squeeze-excitation's
     960 x 240 gradient: 0.35 ms, as slow as the tiles).  Each element is
-    summed over the pixels in order in both forms, whatever the threads.
+    summed over the images and pixels in order in both forms, whatever the
+    threads.
     """
     run_in_chunks(_pointwise_grad_weight_chunk,
                   (gemm_address, int_witness, x, g, out, row_blocks),
-                  x.shape[0] * row_blocks, chunks)
+                  x.shape[1] * row_blocks, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
@@ -526,7 +528,7 @@ def _pointwise_grad_weight_chunk(gemm_address, int_witness, x, g, out, row_block
                                  stop_job):
     """Jobs ``first_job <= job < stop_job`` of pointwise_grad_weight; job =
     (group, block of output channels)."""
-    cout_g = g.shape[1]
+    cout_g = g.shape[2]
     for job in range(first_job, stop_job):
         block = job % row_blocks
         gi = job // row_blocks
@@ -534,25 +536,29 @@ def _pointwise_grad_weight_chunk(gemm_address, int_witness, x, g, out, row_block
         r1 = (block + 1) * cout_g // row_blocks
         if r1 <= r0:
             continue
-        if x.shape[2] <= SHORT_POINTWISE_PIXELS:
-            _short_product(out[gi], g[gi], x[gi], r0, r1)
+        if x.shape[3] <= SHORT_POINTWISE_PIXELS:
+            _short_product(out[gi], g[:, gi], x[:, gi], r0, r1)
         else:
-            gemm_nt(gemm_address, int_witness, g[gi, r0:r1], x[gi], out[gi, r0:r1], 0.0)
+            for n in range(x.shape[0]):
+                gemm_nt(gemm_address, int_witness, g[n, gi, r0:r1], x[n, gi], out[gi, r0:r1],
+                        0.0 if n == 0 else 1.0)
 
 
 @inline_helper
 def _short_product(target, g, x, r0, r1):
-    """``target[r] = sum_p g[r, p] * x[:, p]`` for ``r0 <= r < r1``, the
-    pixels ``p`` in order: vectorised over the input channels."""
+    """``target[r] = sum_n sum_p g[n, r, p] * x[n, :, p]`` for ``r0 <= r <
+    r1``, the images and pixels in order: vectorised over the input
+    channels."""
     zero = target.dtype.type(0)
     for r in range(r0, r1):
         row = target[r]
-        for c in range(x.shape[0]):
+        for c in range(x.shape[1]):
             row[c] = zero
-        for p in range(x.shape[1]):
-            value = g[r, p]
-            for c in range(x.shape[0]):
-                row[c] += value * x[c, p]
+        for n in range(x.shape[0]):
+            for p in range(x.shape[2]):
+                value = g[n, r, p]
+                for c in range(x.shape[1]):
+                    row[c] += value * x[n, c, p]
 
 
 def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,
