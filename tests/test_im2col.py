@@ -363,10 +363,12 @@ def test_short_reductions_split_rows_not_the_reduction():
     ((1, 24, 7, 7), (72, 24, 1, 1), {}),                        # a GEMM per row block
     ((1, 12, 5, 6, 7), (9, 4, 1, 1, 1), dict(groups=3, dilation=2)),
     ((9, 17), (5, 9, 1), {}),                                   # unbatched
+    ((3, 24, 7, 7), (72, 24, 1, 1), {}),                        # images added in order
+    ((4, 96, 1, 1), (24, 96, 1, 1), {}),                        # the loop over images
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_one_image_pointwise_weight_gradient_reads_the_arrays_in_place(monkeypatch, rng, shape,
-                                                                       wshape, kw, dtype):
+def test_pointwise_weight_gradient_reads_the_arrays_in_place(monkeypatch, rng, shape, wshape,
+                                                             kw, dtype):
     """Note [pointwise weight gradient]: no column tiles, the reference's
     values within the elementwise bound, the same bits on 1 and 2 threads."""
     def no_tiles(*args, **kwargs):
@@ -392,11 +394,17 @@ def test_one_image_pointwise_weight_gradient_reads_the_arrays_in_place(monkeypat
     assert np.all(np.abs(results[0] - ref) <= 16 * np.finfo(dtype).eps * scale)
 
 
-def test_several_images_or_channels_last_keep_the_weight_gradient_tiles():
-    spec = nc.spec.problem_spec((2, 24, 7, 7), (72, 24, 1, 1), gradient="weight")
-    assert not im2col.pointwise_grad_weight_serves(spec)
-    spec = nc.spec.problem_spec((1, 24, 7, 7), (72, 24, 1, 1), gradient="weight",
-                                memory_format="channels_last")
-    assert not im2col.pointwise_grad_weight_serves(spec)
-    spec = nc.spec.problem_spec((1, 24, 7, 7), (72, 24, 1, 1), gradient="weight")
-    assert im2col.pointwise_grad_weight_serves(spec)
+@pytest.mark.parametrize("shape, wshape, kw, served", [
+    ((1, 24, 28, 28), (72, 24, 1, 1), {}, True),                # one image: always
+    ((2, 24, 14, 14), (72, 24, 1, 1), {}, True),                # short reductions
+    ((2, 24, 28, 28), (72, 24, 1, 1), {}, False),               # long ones keep the tiles
+    ((8, 96, 1, 1), (24, 96, 1, 1), {}, True),                  # a small squeeze-excitation
+    ((8, 960, 1, 1), (240, 960, 1, 1), {}, False),              # a large one
+    ((1, 24, 7, 7), (72, 24, 1, 1), dict(memory_format="channels_last"), False),
+    ((1, 24, 7, 7), (72, 24, 1, 1), dict(stride=2), False),     # not pointwise
+])
+def test_which_weight_gradients_take_the_pointwise_gemms(shape, wshape, kw, served):
+    spec = nc.spec.problem_spec(shape, wshape, gradient="weight", **kw)
+    assert im2col.pointwise_grad_weight_serves(spec) is served
+    plan = im2col.IM2COL.plan(spec, nc.context.current_context())
+    assert isinstance(plan.detail, im2col.PointwiseGradPlan) is served

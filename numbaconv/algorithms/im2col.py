@@ -764,11 +764,35 @@ class PointwiseGradPlan:
     row_blocks: int
 
 
+#: Pixels per image up to which a pointwise weight gradient of several
+#: images takes Note [pointwise weight gradient]'s GEMMs: each image's GEMM
+#: re-reads the gradient block, which a short reduction does not hide.  At
+#: batch 8 the GEMMs took 0.65-1.02 of the tiles' time up to 196 pixels
+#: (14x14) and 0.97-1.35 from 784 (docs/results-im2col.md, "Pointwise weight
+#: gradients").
+POINTWISE_GRAD_MAX_PIXELS = 196
+#: Weight elements per group up to which several images of at most
+#: SHORT_POINTWISE_PIXELS pixels take the numba loop (squeeze-excitation
+#: layers): at batch 8, 0.30-0.87 of the tiles' time up to 58 K elements,
+#: 0.97-1.69 from 113 K.
+POINTWISE_GRAD_SHORT_WEIGHT = 2**16
+
+
 def pointwise_grad_weight_serves(spec):
     """Whether ``spec`` (a weight gradient) takes Note [pointwise weight
-    gradient]'s path: a pointwise layer, one image, contiguous."""
-    return (spec.is_pointwise and spec.batch == 1 and not spec.has_input_dilation
-            and not spec.channels_last)
+    gradient]'s path: a contiguous pointwise layer of one image, or of
+    several with short reductions (:data:`POINTWISE_GRAD_MAX_PIXELS`,
+    :data:`POINTWISE_GRAD_SHORT_WEIGHT`)."""
+    if (not spec.is_pointwise or spec.has_input_dilation or spec.channels_last
+            or spec.batch < 1):
+        return False
+    if spec.batch == 1:
+        return True
+    pixels = math.prod(spec.output_size)
+    if pixels <= im2col_cpu.SHORT_POINTWISE_PIXELS:
+        return (spec.in_channels_per_group * spec.out_channels_per_group
+                <= POINTWISE_GRAD_SHORT_WEIGHT)
+    return pixels <= POINTWISE_GRAD_MAX_PIXELS
 
 
 def plan_pointwise_grad_weight(spec, pool):
@@ -934,8 +958,9 @@ class Im2colAlgorithm(ConvAlgorithm):
                 model, units = "im2col:grad_small", _small_work(spec)
             else:
                 model = "im2col:pointwise"
-                units = costs.gemm_work(spec.flops / 2, spec.out_channels_per_group,
-                                        spec.in_channels_per_group, pixels)
+                units = (costs.gemm_work(spec.flops / 2, spec.out_channels_per_group,
+                                         spec.in_channels_per_group, pixels)
+                         + costs.GEMM_CALL * spec.batch * spec.groups * plan.row_blocks)
             return costed_plan(self.name, model, units, ctx, 0,
                                f"pointwise weight gradient, {plan.row_blocks} row block(s)",
                                detail=plan)

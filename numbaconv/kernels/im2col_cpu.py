@@ -511,7 +511,9 @@ def pointwise_grad_weight(gemm_address, int_witness, x, g, out, row_blocks, chun
     images added in order into the block (``beta = 1``), reading the arrays
     in place: no column fill, no segments, no transpose.  ResNet-50's 1x1
     1024 -> 2048 on 7x7 at batch 1 took 8.2 ms by the tiles and 1.3 ms as a
-    GEMM (docs/results-im2col.md, "Pointwise weight gradients").  Up to
+    GEMM (docs/results-im2col.md, "Pointwise weight gradients"; which
+    problems of several images take this path: ``pointwise_grad_weight_serves``
+    in numbaconv/algorithms/im2col.py).  Up to
     :data:`SHORT_POINTWISE_PIXELS` pixels the sum is a numba loop: sgemm
     with a reduction of one packs both operands (a squeeze-excitation's
     960 x 240 gradient: 0.35 ms, as slow as the tiles).  Each element is
