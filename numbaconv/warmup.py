@@ -90,6 +90,9 @@ LAYERS = (
           dict(padding=1, groups=8, padding_mode="reflect"), ("direct", "im2col")),
     Layer("strided 3x3", (1, 4, 9, 9), (6, 4, 3, 3), dict(stride=2, padding=1)),
     Layer("pointwise", (1, 8, 6, 6), (8, 8, 1, 1)),
+    # a squeeze-excitation layer: im2col's one-pixel input gradient and the
+    # weight gradient's loop for short reductions
+    Layer("squeeze-excitation", (1, 8, 1, 1), (4, 8, 1, 1), {}, ("im2col",)),
     # im2col's transposed GEMM of a one-pixel input (the rows form; the
     # strided layers' transposes take the planes)
     Layer("one pixel", (2, 8, 1, 1), (8, 8, 3, 3), dict(padding=1), ("im2col",)),

@@ -296,7 +296,7 @@ def test_example_runs_in_smoke_mode(tmp_path):
 
 import os  # noqa: E402
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 #: A tenth of the CPU fuzzers' examples (NUMBACONV_FUZZ_EXAMPLES, docs/hardening.md).
@@ -339,6 +339,9 @@ def chunked_problems(draw):
 @settings(max_examples=DASK_FUZZ_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(chunked_problems())
+@example(problem=(1, False, (1, 2, 2), 1, (1,), (1, 2, 1),     # a 1-wide kernel, padded:
+                  {"stride": (1,), "padding": (1,), "dilation": (1,), "groups": 1,  # other
+                   "padding_mode": "zeros"}, 0))                    # orders in the blocks
 def test_fuzz_chunkings_equal_one_machine(problem):
     """Forward layers in whole-channel chunks give direct's bits exactly, in
     channel chunks of whole groups too; channel chunks of a groups=1 layer
@@ -371,10 +374,20 @@ def test_fuzz_chunkings_equal_one_machine(problem):
 
 def _blocks_run_whole_order(shape, wshape, kw):
     """Whether every block of the forward problem runs the whole problem's
-    direct loop order: all do, except phase planes with a column stride (a
-    block's width need not be a multiple of it; found by the fuzzer)."""
+    direct loop order.  The blocks convolve padded inputs without padding
+    (Note [halo] in numbaconv/dask.py), so the unpadded problem of the
+    padded input must take the whole's order: a 1-wide kernel with padding
+    runs "planes" whole and "phase_planes" unpadded (found by the fuzzer).
+    Phase planes with a column stride differ too (a block's width need not
+    be a multiple of it; also found by the fuzzer)."""
     from numbaconv import rewrites
     from numbaconv.algorithms.direct import choose_loop_order
-    spec = rewrites.cropped_spec(nc.spec.problem_spec(shape, wshape, **kw))
-    return (spec is None or choose_loop_order(spec) != "phase_planes"
-            or spec.stride[-1] == 1)
+    spec = nc.spec.problem_spec(shape, wshape, **kw)
+    whole = rewrites.cropped_spec(spec)
+    if whole is None:
+        return True
+    unpadded = {k: v for k, v in kw.items() if k not in ("padding", "padding_mode")}
+    blocks = nc.spec.problem_spec(shape[:2] + spec.padded_size, wshape, **unpadded)
+    order = choose_loop_order(whole)
+    return order == choose_loop_order(blocks) and (order != "phase_planes"
+                                                   or whole.stride[-1] == 1)

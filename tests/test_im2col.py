@@ -408,3 +408,38 @@ def test_which_weight_gradients_take_the_pointwise_gemms(shape, wshape, kw, serv
     assert im2col.pointwise_grad_weight_serves(spec) is served
     plan = im2col.IM2COL.plan(spec, nc.context.current_context())
     assert isinstance(plan.detail, im2col.PointwiseGradPlan) is served
+
+
+@pytest.mark.parametrize("cin, cout, groups", [(96, 24, 1), (40, 60, 2), (6, 4, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pixel_transposed_pointwise_is_a_vector_matrix_product(monkeypatch, rng, cin, cout,
+                                                                   groups, dtype):
+    """A squeeze-excitation layer's input gradient, and a transposed 1x1
+    convolution of one pixel with its epilogue: no GEMM (the rows form's
+    GEMM of one row packed the whole weight), the reference's values, the
+    same bits on 1 and 2 threads."""
+    def no_gemm(*args, **kwargs):
+        raise AssertionError("the one-pixel transposed problem ran the rows form's GEMM")
+    monkeypatch.setattr(im2col.im2col_transposed, "transposed_rows", no_gemm)
+    w = rng.standard_normal((cout, cin // groups, 1, 1)).astype(dtype)
+    g = rng.standard_normal((1, cout, 1, 1)).astype(dtype)
+    spec = nc.spec.problem_spec((1, cin, 1, 1), w.shape, groups=groups, gradient="input")
+    assert isinstance(im2col.IM2COL.plan(spec, nc.context.current_context()).detail,
+                      im2col.OnePixelPlan)
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(nc.grad.conv2d_input((1, cin, 1, 1), w, g, groups=groups,
+                                                algorithm="im2col"))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    ref = nc.conv_transpose_reference(g, w, None, groups=groups)
+    scale = nc.conv_transpose_reference(np.abs(g), np.abs(w), None, groups=groups)
+    assert np.all(np.abs(results[0] - ref) <= 16 * np.finfo(dtype).eps * scale)
+    b = rng.standard_normal(cin).astype(dtype)
+    y = nc.conv_transpose2d(g, w, b, groups=groups, algorithm="im2col", activation="relu")
+    ref = np.maximum(nc.conv_transpose_reference(g, w, b, groups=groups), 0)
+    assert np.all(np.abs(y - ref) <= 16 * np.finfo(dtype).eps * (scale + np.abs(b)[:, None, None]))

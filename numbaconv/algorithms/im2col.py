@@ -653,6 +653,37 @@ def im2col_transposed_gemm(spec, x, weight, epilogue, out, plan=None, ctx=None):
 
 
 @dataclass(frozen=True)
+class OnePixelPlan:
+    """A transposed pointwise problem of one one-pixel image (a
+    squeeze-excitation layer's input gradient) as a vector-matrix product
+    (:func:`numbaconv.kernels.im2col_transposed.one_pixel_pointwise`):
+    ``column_blocks`` blocks of each group's output channels, sized by the
+    pool (the bits do not depend on the call's threads)."""
+
+    column_blocks: int
+
+
+def one_pixel_pointwise_serves(spec):
+    """Whether a transposed ``spec`` takes :class:`OnePixelPlan`: pointwise,
+    no input dilation, one image of one pixel (at larger batches the rows
+    form's GEMM reads the weight once for every image)."""
+    return (spec.is_pointwise and not spec.has_input_dilation and spec.batch == 1
+            and math.prod(spec.input_size) == 1)
+
+
+def im2col_one_pixel_transposed(spec, x, weight, epilogue, out, plan, ctx):
+    """Run :class:`OnePixelPlan` (``weight`` as given or rewritten)."""
+    groups = spec.groups
+    w = rewrites.given_weight(weight, groups)        # (C_in, C_out/groups, 1, 1, 1)
+    cin_g, cout_g = spec.in_channels_per_group, spec.out_channels_per_group
+    im2col_transposed.one_pixel_pointwise(
+        x.reshape(spec.batch, groups, cin_g), w.reshape(groups, cin_g, cout_g), epilogue.bias,
+        out.reshape(spec.batch, groups, cout_g), plan.column_blocks, ctx.threads,
+        epilogue.kernel_args(out.dtype))
+    return out
+
+
+@dataclass(frozen=True)
 class ForwardOfTransposed:
     """A stride-1 transposed problem's plan that is its forward problem's
     (``detail``: that plan's)."""
@@ -916,9 +947,17 @@ class Im2colAlgorithm(ConvAlgorithm):
         """The cheapest transposed GEMM (Note [transposed GEMM cost]), or for a
         stride-1 problem its forward plan where that is cheaper.  The choice
         is made for the pool's threads: which one runs decides the bits, so
-        it must not depend on the call's threads (``tests/test_bits.py``)."""
+        it must not depend on the call's threads (``tests/test_bits.py``).
+        A pointwise problem of one one-pixel image is a vector-matrix
+        product (:class:`OnePixelPlan`)."""
         if not spec.has_input_dilation and rewrites.cropped_spec(spec) is None:
             return Plan(self.name, "bias only", 0.0)
+        if one_pixel_pointwise_serves(spec):
+            blocks = max(1, min(spec.out_channels_per_group,
+                                -(-ctx.pool_threads // spec.groups)))
+            return costed_plan(self.name, "im2col:small", _small_work(spec), ctx, 0,
+                               f"vector-matrix product, {blocks} channel block(s)",
+                               detail=OnePixelPlan(blocks))
         candidates = [functools.partial(self._plan_transposed, spec, form, pack)
                       for form, pack in transposed_forms(spec)]
         if not spec.has_input_dilation:
@@ -994,6 +1033,8 @@ class Im2colAlgorithm(ConvAlgorithm):
             detail = self.plan_input_dilated(spec, ctx).detail
             if detail is None:                                  # bias only
                 return rewrites.fill_epilogue(spec, epilogue, out)
+        if isinstance(detail, OnePixelPlan):
+            return im2col_one_pixel_transposed(spec, x, weight, epilogue, out, detail, ctx)
         if isinstance(detail, ForwardOfTransposed):
             spec, x = rewrites.crop_negative_padding(spec, x)
             return self.forward(spec, x, rewrites.rewritten_weight(weight), epilogue, out, ctx,

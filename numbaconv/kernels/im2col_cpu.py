@@ -520,47 +520,58 @@ def pointwise_grad_weight(gemm_address, int_witness, x, g, out, row_blocks, chun
     summed over the images and pixels in order in both forms, whatever the
     threads.
     """
+    N, groups, cin_g, size = x.shape
+    if size <= SHORT_POINTWISE_PIXELS:
+        # the reduction's (image, pixel) pairs as rows: the loop then reads
+        # contiguous input channels, which LLVM vectorises (strided it ran
+        # 2 GMAC/s on one thread)
+        rows = scratch((groups, N * size, cin_g), x.dtype)
+        rows.reshape(groups, N, size, cin_g)[...] = x.transpose(1, 0, 3, 2)
+        values = scratch((groups, g.shape[2], N * size), g.dtype)
+        values.reshape(groups, g.shape[2], N, size)[...] = g.transpose(1, 2, 0, 3)
+        run_in_chunks(_short_grad_weight_chunk, (rows, values, out, row_blocks),
+                      groups * row_blocks, chunks)
+        return
     run_in_chunks(_pointwise_grad_weight_chunk,
                   (gemm_address, int_witness, x, g, out, row_blocks),
-                  x.shape[1] * row_blocks, chunks)
+                  groups * row_blocks, chunks)
 
 
 @cpu_kernel(parallel=False, python_callable=False)
 def _pointwise_grad_weight_chunk(gemm_address, int_witness, x, g, out, row_blocks, first_job,
                                  stop_job):
-    """Jobs ``first_job <= job < stop_job`` of pointwise_grad_weight; job =
-    (group, block of output channels)."""
+    """Jobs ``first_job <= job < stop_job`` of pointwise_grad_weight's GEMMs;
+    job = (group, block of output channels)."""
     cout_g = g.shape[2]
     for job in range(first_job, stop_job):
         block = job % row_blocks
         gi = job // row_blocks
         r0 = block * cout_g // row_blocks
         r1 = (block + 1) * cout_g // row_blocks
-        if r1 <= r0:
-            continue
-        if x.shape[3] <= SHORT_POINTWISE_PIXELS:
-            _short_product(out[gi], g[:, gi], x[:, gi], r0, r1)
-        else:
-            for n in range(x.shape[0]):
+        for n in range(x.shape[0]):
+            if r1 > r0:
                 gemm_nt(gemm_address, int_witness, g[n, gi, r0:r1], x[n, gi], out[gi, r0:r1],
                         0.0 if n == 0 else 1.0)
 
 
-@inline_helper
-def _short_product(target, g, x, r0, r1):
-    """``target[r] = sum_n sum_p g[n, r, p] * x[n, :, p]`` for ``r0 <= r <
-    r1``, the images and pixels in order: vectorised over the input
-    channels."""
-    zero = target.dtype.type(0)
-    for r in range(r0, r1):
-        row = target[r]
-        for c in range(x.shape[1]):
-            row[c] = zero
-        for n in range(x.shape[0]):
-            for p in range(x.shape[2]):
-                value = g[n, r, p]
-                for c in range(x.shape[1]):
-                    row[c] += value * x[n, c, p]
+@cpu_kernel(parallel=False, python_callable=False)
+def _short_grad_weight_chunk(rows, values, out, row_blocks, first_job, stop_job):
+    """Jobs of pointwise_grad_weight's short reductions: ``out[gr, r] =
+    sum_k values[gr, r, k] * rows[gr, k]``, ``k`` (image, pixel) in order."""
+    cout_g = out.shape[1]
+    zero = out.dtype.type(0)
+    for job in range(first_job, stop_job):
+        block = job % row_blocks
+        gi = job // row_blocks
+        for r in range(block * cout_g // row_blocks, (block + 1) * cout_g // row_blocks):
+            target = out[gi, r]
+            for c in range(out.shape[2]):
+                target[c] = zero
+            for k in range(rows.shape[1]):
+                value = values[gi, r, k]
+                source = rows[gi, k]
+                for c in range(out.shape[2]):
+                    target[c] += value * source[c]
 
 
 def im2col_grad_weight(gemm_address, int_witness, x, map_d, map_h, map_w, g, out, groups,

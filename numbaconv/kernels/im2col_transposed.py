@@ -502,3 +502,54 @@ def _rows_chunk(gemm_address, int_witness, rows, w, bias, flat_out, channels_las
                 else:
                     finish_block(flat_out, (n * Co + ch0) * plane + q0 * oslab, plane, nc,
                                  (q1 - q0) * oslab, residual, code, slope)
+
+
+def one_pixel_pointwise(rows, w, bias, out, column_blocks, chunks, finish=None):
+    """A pointwise (1x1 kernel, stride 1, unpadded) transposed convolution of
+    one-pixel images: ``out[n, gr, j] = sum_i rows[n, gr, i] * w[gr, i, j]
+    + bias``, the input channels ``i`` in order, for ``rows`` ``(N, groups,
+    C_in/groups)``, the weight as given ``(groups, C_in/groups,
+    C_out/groups)`` and ``out`` ``(N, groups, C_out/groups)`` (one pixel:
+    the same memory channels-first and channels-last).  A
+    squeeze-excitation layer's input gradient: the rows form's GEMM of one
+    row packed the whole weight every call (docs/results-im2col.md,
+    "Pointwise weight gradients").  A job is one of ``column_blocks``
+    blocks of one image's and group's output channels; ``finish`` as for
+    :func:`numbaconv.kernels.im2col_cpu.pointwise_conv`."""
+    N, groups = rows.shape[0], rows.shape[1]
+    run_in_chunks(_one_pixel_chunk, (rows, w, bias, out, column_blocks,
+                                     *finish_args(finish, out.dtype)),
+                  N * groups * column_blocks, chunks)
+
+
+@cpu_kernel(parallel=False, python_callable=False)
+def _one_pixel_chunk(rows, w, bias, out, column_blocks, code, slope, residual, first_job,
+                     stop_job):
+    """Jobs ``first_job <= job < stop_job`` of one_pixel_pointwise; job =
+    (image, group, block of output channels)."""
+    groups, cin_g, cout_g = w.shape
+    flat = out.ravel()
+    zero = out.dtype.type(0)
+    for job in range(first_job, stop_job):
+        block = job % column_blocks
+        gr = (job // column_blocks) % groups
+        n = job // (column_blocks * groups)
+        j0 = block * cout_g // column_blocks
+        j1 = (block + 1) * cout_g // column_blocks
+        if j1 <= j0:
+            continue
+        target = out[n, gr, j0:j1]
+        for j in range(j1 - j0):
+            target[j] = zero
+        for i in range(cin_g):
+            value = rows[n, gr, i]
+            source = w[gr, i, j0:j1]
+            for j in range(j1 - j0):
+                target[j] += value * source[j]
+        if bias.shape[0]:
+            for j in range(j1 - j0):
+                target[j] += bias[gr * cout_g + j0 + j]
+        if code != 0 or residual.shape[0] > 0:     # the fused epilogue: Note [epilogue]
+            finish_block(flat, (n * groups + gr) * cout_g + j0, 0, 1, j1 - j0, residual, code,
+                         slope)
+
