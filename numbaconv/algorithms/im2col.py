@@ -196,6 +196,20 @@ def _small_work(spec):
     return spec.flops / 2                               # the numba products
 
 
+# Note [short dot products]
+# ~~~~~~~~~~~~~~~~~~~~~~~~~
+# A depthwise weight gradient on a small map is thousands of short dot
+# products (1152 channels x 9 taps of 49 pixels on EfficientNet-B0's 7x7
+# stage), and each costs far more than its multiply-adds: the estimate was
+# 0.12 ms, the run 0.33, so "auto" took im2col over direct's 0.16
+# (docs/results-im2col.md, "Short dot products").  DOT_UNITS was fitted on
+# two layers: about 37 ns a dot product on the 2-core AMD EPYC.
+
+#: Units of one dot product of the weight gradient's numba products (one
+#: output channel, one column row, one tile), besides its multiply-adds.
+DOT_UNITS = 1170.0
+
+
 def fill_units(spec, tile, same_width):
     """Units of ``"im2col:fill"`` of filling the column tiles of ``tile``
     output pixels of ``spec`` (``same_width``: the one-copy fill of Note
@@ -1012,7 +1026,11 @@ class Im2colAlgorithm(ConvAlgorithm):
                      + plan.segments * K * spec.out_channels) * itemsize
         fill = fill_units(spec, plan.tile,
                                 same_width_fill(spec) and plan.tile % spec.output_size3[2] == 0)
-        return costed_plan(self.name, model, _work(model, spec), ctx, workspace,
+        units = _work(model, spec)
+        if small:           # Note [short dot products]
+            tiles = -(-math.prod(spec.output_size) // plan.tile)
+            units += DOT_UNITS * spec.batch * tiles * spec.out_channels * K
+        return costed_plan(self.name, model, units, ctx, workspace,
                            f"weight-gradient tiles of {plan.tile} pixels, "
                            f"{plan.segments} segment(s)", detail=plan, fill=fill,
                            fill_model="im2col:fill", copies=_canonical_copies(spec))
