@@ -27,7 +27,7 @@ def convolution(op, ndim, input, weight, bias=None, stride=1, padding=0, dilatio
                 *, padding_mode="zeros", algorithm="auto", out=None, stream=None,
                 activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv1d``/``conv2d``/``conv3d`` (``ndim`` spatial dims)."""
-    key, prepared = lookup(op, (input, weight, bias, residual),
+    key, prepared = lookup("forward", op, (input, weight, bias, residual),
                            (stride, padding, dilation, groups, padding_mode), algorithm,
                            activation, negative_slope, out, stream)
     if prepared is not None:
@@ -48,7 +48,7 @@ def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding
                            output_padding=0, groups=1, dilation=1, *, algorithm="auto", out=None,
                            stream=None, activation=None, negative_slope=0.01, residual=None):
     """Shared body of ``conv_transpose1d``/``2d``/``3d``."""
-    key, prepared = lookup(op, (input, weight, bias, residual),
+    key, prepared = lookup("transposed", op, (input, weight, bias, residual),
                            (stride, padding, output_padding, groups, dilation), algorithm,
                            activation, negative_slope, out, stream)
     if prepared is not None:
@@ -73,8 +73,10 @@ def transposed_convolution(op, ndim, input, weight, bias=None, stride=1, padding
 # resolving the algorithm and its plan took a small layer 11 of its 60 us
 # of Python (docs/results-networks.md, "Prepared calls: Python per call").
 # So a host call that succeeded without out= or stream= is remembered as a
-# PreparedCall under a key of everything those steps read: the op, each
-# array's type, shape, strides and dtype, the exact parameter values (the
+# PreparedCall under a key of everything those steps read: the computation
+# (forward, transposed, input or weight gradient: conv_backward runs three
+# under one op name, and a 1x1 layer's input and weight can look alike),
+# the op, each array's type, shape, strides and dtype, the exact parameter values (the
 # rules of numbaconv.spec.exact_key, which refuse lists and NumPy scalars:
 # such calls are checked every time) and the settings a pick depends on
 # (numbaconv.dispatch.pick_settings: threads, workspace limit, cost-model
@@ -104,14 +106,14 @@ def _number_key(value):
     raise TypeError
 
 
-def lookup(op, arrays, params, algorithm, activation=None, negative_slope=0.01, out=None,
-           stream=None):
+def lookup(computation, op, arrays, params, algorithm, activation=None, negative_slope=0.01,
+           out=None, stream=None):
     """``(key, prepared)``: the call's :func:`prepared_key` (None for a call
     with ``out=`` or ``stream=``, or not remembered) and the
     :class:`PreparedCall` remembered under it, or None."""
     if out is not None or stream is not None:
         return None, None
-    key = prepared_key(op, arrays, params, algorithm, activation, negative_slope)
+    key = prepared_key(computation, op, arrays, params, algorithm, activation, negative_slope)
     return key, _PREPARED.get(key)
 
 
@@ -122,15 +124,20 @@ def remember(key, prepared):
     _PREPARED[key] = prepared
 
 
-def prepared_key(op, arrays, params, algorithm, activation, negative_slope):
+def prepared_key(computation, op, arrays, params, algorithm, activation, negative_slope):
     """The key of a host call's :class:`PreparedCall` (Note [prepared calls]),
-    or None for a call that is not remembered."""
+    or None for a call that is not remembered.  ``computation`` names the
+    body that remembers it ("forward", "transposed", "grad_input",
+    "grad_weight"): one op name serves several (``conv_backward`` calls
+    three), and their arrays and parameters can look alike (a 1x1 layer's
+    input and weight can have one shape, its input size and weight size one
+    value)."""
     settings = pick_settings(algorithm) if type(algorithm) is str else None
     if settings is None:
         return None
     try:
-        return (op, tuple(map(_array_key, arrays)), tuple(map(exact_key, params)), algorithm,
-                exact_key(activation), _number_key(negative_slope), settings)
+        return (computation, op, tuple(map(_array_key, arrays)), tuple(map(exact_key, params)),
+                algorithm, exact_key(activation), _number_key(negative_slope), settings)
     except TypeError:
         return None
 

@@ -76,8 +76,8 @@ def activation_backward(grad_output: ArrayLike, output: ArrayLike, activation: s
 def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, dilation=1,
                groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_input``."""
-    key, prepared = lookup(op, (weight, grad_output),     # Note [prepared calls] in
-                           (input_size, stride, padding, dilation, groups),  # functional
+    key, prepared = lookup("grad_input", op, (weight, grad_output),  # Note [prepared calls]
+                           (input_size, stride, padding, dilation, groups),  # (functional)
                            algorithm, stream=stream)
     if prepared is not None:
         return prepared(grad_output, weight)
@@ -96,8 +96,8 @@ def grad_input(op, ndim, input_size, weight, grad_output, stride=1, padding=0, d
 def grad_weight(op, ndim, input, weight_size, grad_output, stride=1, padding=0, dilation=1,
                 groups=1, *, algorithm="auto", stream=None):
     """Shared body of ``conv{ndim}d_weight``."""
-    key, prepared = lookup(op, (input, grad_output),      # Note [prepared calls] in
-                           (weight_size, stride, padding, dilation, groups),  # functional
+    key, prepared = lookup("grad_weight", op, (input, grad_output),  # Note [prepared calls]
+                           (weight_size, stride, padding, dilation, groups),  # (functional)
                            algorithm, stream=stream)
     if prepared is not None:
         return prepared(input, grad_output)

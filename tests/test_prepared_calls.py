@@ -191,3 +191,26 @@ def test_the_same_shape_in_another_memory_format_is_computed_in_that_format(pick
         y = nc.conv2d(x_cl, w, b, padding=1)
         assert y.transpose(0, 2, 3, 1).flags.c_contiguous
         np.testing.assert_allclose(y, contiguous, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_conv_backward_s_three_calls_are_remembered_apart(transposed):
+    """conv_backward runs the input gradient, the weight gradient (and, for a
+    transposed layer, a convolution) under one op name.  A 1x1 layer of 8
+    images from 32 to 8 channels has an input and a weight of one shape,
+    and an input size equal to the weight size: the prepared calls of its
+    input and weight gradients had one key, and the weight gradient ran the
+    input gradient's (found by ``numbaconv bench --nets`` on
+    EfficientNet-B0's squeeze-excitation at batch 8)."""
+    functional._PREPARED.clear()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 32, 1, 1)).astype(np.float32)
+    w = rng.standard_normal((32, 8, 1, 1) if transposed else (8, 32, 1, 1)).astype(np.float32)
+    g = rng.standard_normal((8, 8, 1, 1)).astype(np.float32)
+    for _ in range(3):
+        gi, gw, gb = nc.conv_backward(x, w, g, transposed=transposed)
+    x64, w64, g64 = (a.astype(np.float64) for a in (x, w, g))
+    ref_gi, ref_gw, _ = nc.conv_backward(x64, w64, g64, transposed=transposed,
+                                         algorithm="direct")
+    np.testing.assert_allclose(gi, ref_gi, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw, ref_gw, rtol=1e-4, atol=1e-4)
