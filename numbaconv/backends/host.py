@@ -6,6 +6,8 @@ import numba
 import numpy as np
 
 from ..kernels.epilogue_block import fold_activation_derivative
+from ..kernels.fingerprint import PARALLEL_WORDS
+from ..kernels.layout import transpose_matrices
 from ..rewrites import TransposedWeight
 from ..spec import channels_last_view, check_float_array
 from ..workspaces import contiguous, scratch
@@ -62,7 +64,7 @@ class HostBackend:
         if transposed:
             given = (spec.in_channels, spec.out_channels_per_group) + spec.kernel_size3
             return TransposedWeight(self.canonical(weight, given, spec.compute_dtype),
-                                    spec.groups)
+                                    spec.groups, transpose=_transposed_matrices)
         return self.canonical(weight, spec.weight_shape3, spec.compute_dtype)
 
     def empty(self, shape, dtype, stream=None):
@@ -202,6 +204,20 @@ class HostBackend:
 
     def synchronize(self):
         """Wait for the device's work (nothing to wait for on the host)."""
+
+
+def _transposed_matrices(matrices):
+    """A C-contiguous ``(B, C, R)`` scratch copy of ``(B, R, C)``
+    ``matrices`` transposed, by blocked transposes (Note [blocked
+    transposes] in :mod:`numbaconv.kernels.layout`; a 1x1 transposed
+    weight's rewrite, :func:`numbaconv.rewrites.transposed_weight`), on one
+    thread below :data:`~numbaconv.kernels.fingerprint.PARALLEL_WORDS`
+    values (Note [small calls] in :mod:`numbaconv.algorithms.registry`)."""
+    B, R, C = matrices.shape
+    result = scratch((B, C, R), matrices.dtype)
+    transpose_matrices(np.ascontiguousarray(matrices), result,
+                       numba.get_num_threads() if matrices.size >= PARALLEL_WORDS else 1)
+    return result
 
 
 def _overlaps(a, b):
