@@ -801,8 +801,8 @@ def im2col_grad_weight(spec, x, grad_output, out, plan=None, ctx=None):
 
 @dataclass(frozen=True)
 class PointwiseGradPlan:
-    """The weight gradient of a pointwise layer of one image as GEMMs on
-    the arrays (Note [pointwise weight gradient] in
+    """The weight gradient of a pointwise layer as GEMMs on the arrays
+    (Note [pointwise weight gradient] in
     :mod:`numbaconv.kernels.im2col_cpu`): ``row_blocks`` blocks of each
     group's output channels."""
 
@@ -840,17 +840,22 @@ def pointwise_grad_weight_serves(spec):
     return pixels <= POINTWISE_GRAD_MAX_PIXELS
 
 
+def pool_channel_blocks(spec, pool):
+    """Blocks of each group's output channels that give every one of
+    ``pool`` threads a job: a function of the problem and the pool's size,
+    so the products' shapes (and the bits) do not depend on the call's
+    threads (Note [GEMM shapes])."""
+    return max(1, min(spec.out_channels_per_group, -(-pool // spec.groups)))
+
+
 def plan_pointwise_grad_weight(spec, pool):
-    """Blocks of output channels for ``pool`` threads: a function of the
-    problem and the pool's size, so the GEMMs' shapes (and the bits) do not
-    depend on the call's threads (Note [GEMM shapes])."""
-    return PointwiseGradPlan(row_blocks=max(1, min(spec.out_channels_per_group,
-                                                   -(-pool // spec.groups))))
+    """The :class:`PointwiseGradPlan` of ``spec`` for ``pool`` threads."""
+    return PointwiseGradPlan(row_blocks=pool_channel_blocks(spec, pool))
 
 
 def im2col_pointwise_grad_weight(spec, x, grad_output, out, plan=None, ctx=None):
-    """The weight gradient of a one-image pointwise ``spec`` (Note [pointwise
-    weight gradient]) on canonical arrays."""
+    """The weight gradient of a pointwise ``spec`` (Note [pointwise weight
+    gradient]) on canonical arrays."""
     ctx = current_context() if ctx is None else ctx
     if plan is None:
         plan = plan_pointwise_grad_weight(spec, ctx.pool_threads)
@@ -967,8 +972,7 @@ class Im2colAlgorithm(ConvAlgorithm):
         if not spec.has_input_dilation and rewrites.cropped_spec(spec) is None:
             return Plan(self.name, "bias only", 0.0)
         if one_pixel_pointwise_serves(spec):
-            blocks = max(1, min(spec.out_channels_per_group,
-                                -(-ctx.pool_threads // spec.groups)))
+            blocks = pool_channel_blocks(spec, ctx.pool_threads)
             return costed_plan(self.name, "im2col:small", _small_work(spec), ctx, 0,
                                f"vector-matrix product, {blocks} channel block(s)",
                                detail=OnePixelPlan(blocks))

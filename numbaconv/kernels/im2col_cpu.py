@@ -509,9 +509,10 @@ def pointwise_grad_weight(gemm_address, int_witness, x, g, out, row_blocks, chun
     ``(groups, C_out/groups, C_in/groups)``.  One GEMM per image and block
     of output channels (``row_blocks`` per group, sized by the pool), the
     images added in order into the block (``beta = 1``), reading the arrays
-    in place: no column fill, no segments, no transpose.  ResNet-50's 1x1
-    1024 -> 2048 on 7x7 at batch 1 took 8.2 ms by the tiles and 1.3 ms as a
-    GEMM (docs/results-im2col.md, "Pointwise weight gradients"; which
+    in place: no column fill, no segments, no transpose.  ResNet-50's
+    layer4.0.conv3 (512 -> 2048 on 7x7) at batch 1 took 1.11 ms by the
+    tiles and 0.62 ms as GEMMs (docs/results-im2col.md, "Pointwise weight
+    gradients"; which
     problems of several images take this path: ``pointwise_grad_weight_serves``
     in numbaconv/algorithms/im2col.py).  Up to
     :data:`SHORT_POINTWISE_PIXELS` pixels the sum is a numba loop: sgemm

@@ -513,7 +513,7 @@ def one_pixel_pointwise(rows, w, bias, out, column_blocks, chunks, finish=None):
     the same memory channels-first and channels-last).  A
     squeeze-excitation layer's input gradient: the rows form's GEMM of one
     row packed the whole weight every call (docs/results-im2col.md,
-    "Pointwise weight gradients").  A job is one of ``column_blocks``
+    "Squeeze-excitation layers in training").  A job is one of ``column_blocks``
     blocks of one image's and group's output channels; ``finish`` as for
     :func:`numbaconv.kernels.im2col_cpu.pointwise_conv`."""
     N, groups = rows.shape[0], rows.shape[1]
