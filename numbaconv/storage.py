@@ -32,15 +32,33 @@ def cache_dir():
 
 @functools.cache
 def cpu_model():
-    """This machine's CPU model name (``model name`` of /proc/cpuinfo)."""
+    """This machine's CPU: the ``model name`` of /proc/cpuinfo, with the core
+    LLVM detects and the widest vector instructions it has, e.g. ``"AMD EPYC
+    (znver4, avx512f)"``.
+
+    The model name alone does not tell CPU kinds apart: cloud VMs report
+    "AMD EPYC" for a Zen 2 with AVX2 and for a Zen 4 with AVX-512, whose
+    kernels and cost constants differ (the same winograd call ran 2x apart).
+    The tuning cache and the calibration file are keyed by this name.
+    """
+    model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    model = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    model = model or platform.processor() or platform.machine() or "unknown"
+    try:
+        import llvmlite.binding as llvm
+        features = llvm.get_host_cpu_features()
+        widest = next((name for name in ("avx512f", "avx2", "avx")
+                       if features.get(name)), "sse")
+        return f"{model} ({llvm.get_host_cpu_name()}, {widest})"
+    except (ImportError, RuntimeError):      # pragma: no cover - llvmlite comes with numba
+        return model
 
 
 @functools.cache

@@ -210,6 +210,14 @@ def test_calibration_is_kept_apart_per_cpu_and_instruction_profile(shipped_const
     path.write_text(json.dumps({"version": 1, "cpu": "another CPU", "constants": doubled}))
     costs.forget_constants()
     assert costs.constants() == costs.defaults()
+    # the same model name on another core or vector width: cloud VMs name a
+    # Zen 2 (AVX2) and a Zen 4 (AVX-512) both "AMD EPYC"
+    model, _, core = storage.cpu_model().partition(" (")
+    assert core, "cpu_model names the core LLVM detects and the widest vectors"
+    for other in (model, f"{model} (another-core, avx2)"):
+        path.write_text(json.dumps({"version": 1, "cpu": other, "constants": doubled}))
+        costs.forget_constants()
+        assert costs.constants() == costs.defaults()
     path.write_text(json.dumps({"version": 1, "cpu": storage.cpu_model(), "constants": doubled}))
     costs.forget_constants()
     assert costs.constants() == doubled
