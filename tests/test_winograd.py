@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numbaconv as nc
-from numbaconv.algorithms import winograd
+from numbaconv.algorithms import get_algorithm, winograd
 from numbaconv.kernels import winograd_weights
 from numbaconv.kernels.winograd_matrices import (LAVIN_POINTS_F4, winograd_fractions,
                                                 winograd_matrices)
@@ -173,6 +173,58 @@ def test_chunked_tiles_give_the_same_result(rng, tiles_per_chunk):
     # the GEMMs' M, and a GEMM's bits depend on its shape (Note [GEMM
     # shapes]); the chunk never depends on the call's threads (test_bits.py)
     assert_matches_reference(chunked, x, w, None, algorithm="winograd", padding=1)
+
+
+#: staged calls (Note [staged winograd]): 2-D with ragged tiles, 1-D with
+#: dilation phases, 3-D, and groups
+STAGED_PROBLEMS = [
+    pytest.param((2, 3, 11, 10), (4, 3, 3, 3), dict(padding=1), id="2d"),
+    pytest.param((1, 6, 13), (5, 6, 3), dict(padding=2, dilation=2), id="1d-dilated"),
+    pytest.param((1, 4, 6, 7, 5), (3, 4, 3, 3, 3), dict(padding=1), id="3d"),
+    pytest.param((2, 8, 9, 9), (6, 4, 3, 3), dict(padding=(1, 2), groups=2), id="groups"),
+]
+
+
+@pytest.mark.parametrize("m", [4, 2])
+@pytest.mark.parametrize("shape, wshape, kw", STAGED_PROBLEMS)
+def test_staged_calls_match_the_reference(rng, m, shape, wshape, kw):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(wshape).astype(np.float32)
+    b = rng.standard_normal(wshape[0]).astype(np.float32)
+    staged = run_canonical(lambda *a: winograd.winograd_forward(
+        *a, m=m, tiles_per_chunk=1, staged=True), x, w, b, **kw)
+    assert_matches_reference(staged, x, w, b, algorithm="winograd" if m == 4 else "winograd_f2",
+                             **kw)
+
+
+def test_late_layers_at_small_batches_run_staged():
+    """Few tiles and a large transformed weight: staged; many tiles: the
+    pipeline's chunks; and never over the workspace limit."""
+    from numbaconv.context import ExecutionContext
+    ctx = ExecutionContext(threads=2, pool_threads=2)
+    late = spec_of((1, 256, 14, 14), (256, 256, 3, 3), padding=1)
+    early = spec_of((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    for m, name in ((4, "winograd"), (2, "winograd_f2")):
+        plan = winograd.plan_winograd(late, m, 4, ctx)[0]
+        assert plan.staged and plan.chunk == winograd.winograd_tiles(late, m)
+        assert "staged" in get_algorithm(name).plan(late, ctx).path
+        assert not winograd.plan_winograd(early, m, 4, ctx)[0].staged
+    tight = ExecutionContext(threads=2, pool_threads=2, workspace_limit=2**20)
+    assert not winograd.plan_winograd(late, 4, 4, tight)[0].staged
+
+
+def test_a_staged_call_fuses_the_epilogue(rng):
+    # 49 tiles: staged for a pool of any size
+    x = rng.standard_normal((1, 96, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((96, 96, 3, 3)) / 20).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    r = rng.standard_normal((1, 96, 28, 28)).astype(np.float32)
+    spec = spec_of(x.shape, w.shape, padding=1)
+    assert get_algorithm("winograd").plan(spec).detail.staged
+    y = nc.conv2d(x, w, b, padding=1, algorithm="winograd", activation="relu", residual=r)
+    ref = nc.conv_reference(x, w, b, padding=1) + r
+    bound = tolerance(x, w, b, np.float32, "winograd", padding=1) + np.abs(r) * 2**-23
+    assert np.all(np.abs(y - np.maximum(ref, 0)) <= bound)
 
 
 def test_non_finite_values_stay_local(rng):

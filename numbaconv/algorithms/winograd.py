@@ -10,7 +10,9 @@ mode; other problems raise ``UnsupportedAlgorithmError`` with the reason.
 Per call (kernels in :mod:`numbaconv.kernels.winograd_cpu`): the weight's
 transform ``U = G g G^T`` (cached per weight content: Note [weight cache] in
 kernels/winograd_weights.py);
-then, for chunks of tiles that fit the workspace limit, the input transform
+then, for chunks of tiles that fit the workspace limit (or, for layers
+with few tiles and many channels, for all tiles at once: Note [staged
+winograd]), the input transform
 ``V = BT d BT^T`` of every tile (padding resolved through the padding maps,
 partial edge tiles padded with zeros), one BLAS GEMM per transform position
 and group ``M = U @ V``, and the output transform ``AT M AT^T`` plus bias,
@@ -36,6 +38,7 @@ shape: see docs/results-classes.md).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,6 +65,16 @@ TRANSFORM_WEIGHT = {1: 3.9, 2: 3.9, 3: 6.9}
 #: the development machine's L2 (2 MiB), its L3 (32 MiB), beyond (Note
 #: [winograd cost]).
 WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
+
+#: Bytes of transformed tiles (``V`` and ``M``) a staged call keeps without
+#: the stage term (Note [staged winograd]).
+STAGE_FREE_BYTES = 4 * 2**20
+#: Units per element of ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES`: the
+#: whole-call buffers' trips through memory (Note [staged winograd]).
+STAGE_UNITS = 16.0
+#: Units of a staged call's two extra starts of numba's pool (about 10 us
+#: each on two threads).
+STAGE_LAUNCHES = 3.2e6
 
 #: Units of one dilation phase's own Python and pack call (Note [dilation
 #: phases]: each phase is packed by a call of its own), about 45 us: a 1-D
@@ -141,8 +154,58 @@ def plan_chunk(spec, m, itemsize, ctx):
     return chunk, per_tile
 
 
-def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, ctx=None):
-    """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry)."""
+@dataclass(frozen=True)
+class WinogradPlan:
+    """How a Winograd call is split: ``chunk`` tiles per job of the
+    pipeline, or (``staged``) the three stages over all the call's tiles
+    (Note [staged winograd])."""
+
+    chunk: int
+    staged: bool = False
+
+
+def plan_winograd(spec, m, itemsize, ctx):
+    """``(plan, work, workspace bytes)`` of F(m, 3) on ``spec``: the chunked
+    pipeline (:func:`plan_chunk`) or the staged one, whichever the cost
+    model rates cheaper and the workspace limit allows.
+
+    Note [staged winograd]
+    ~~~~~~~~~~~~~~~~~~~~~~
+    The pipeline runs each chunk's GEMMs on its own thread, so every chunk
+    streams the whole transformed weight ``U`` (Q times the weight).  A
+    late layer at a small batch has few tiles and a large ``U``: ResNet-50's
+    256-channel 14x14 layer at batch 1 has 16 F(4x4) tiles in two chunks of
+    8, each streaming 9 MiB of ``U`` for GEMMs of 8 rows.  Staged, the input
+    transform of all tiles, then one GEMM per position over all of them
+    (the positions split between threads, each block of ``U`` read once),
+    then the output transform: 0.85 against 2.0 ms, and 0.73 against 1.56
+    for F(2x2) (PyTorch 1.18; 2-core AMD EPYC with AVX-512,
+    docs/results-winograd.md, "Staged calls").  The cost model rates it as
+    one chunk of all the tiles, plus :data:`STAGE_UNITS` per element of
+    ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES` (whole-call buffers
+    leave the cache: 64-channel 56x56 layers at batch 8, 28 MiB of them,
+    ran 1.3x slower staged) and :data:`STAGE_LAUNCHES` for its two extra
+    starts of the thread pool.  The GEMMs' rows are all the tiles, a
+    function of the problem, so the bits do not depend on the threads.
+    """
+    chunk, per_tile = plan_chunk(spec, m, itemsize, ctx)
+    chunked = winograd_work(spec, m, chunk)
+    total = winograd_tiles(spec, m)
+    staged_bytes = total * per_tile
+    if total > chunk and staged_bytes <= ctx.workspace_limit:
+        beyond = max(0, staged_bytes - STAGE_FREE_BYTES) // itemsize
+        staged = winograd_work(spec, m, total) + STAGE_UNITS * beyond + STAGE_LAUNCHES
+        if staged < chunked:
+            return WinogradPlan(total, staged=True), staged, staged_bytes
+    return WinogradPlan(chunk), chunked, ctx.threads * chunk * per_tile
+
+
+def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, ctx=None,
+                     staged=None):
+    """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry):
+    ``tiles_per_chunk`` tiles per job of the pipeline, or all tiles in
+    three stages (``staged``; Note [staged winograd]); both planned by
+    :func:`plan_winograd` when not given."""
     if out.size == 0:
         return out
     ctx = current_context() if ctx is None else ctx
@@ -163,7 +226,8 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     total = len(phases) * spec.batch * math.prod(grid)
     C = spec.in_channels
     if tiles_per_chunk is None:
-        tiles_per_chunk = plan_chunk(spec, m, dtype.itemsize, ctx)[0]
+        plan = plan_winograd(spec, m, dtype.itemsize, ctx)[0]
+        tiles_per_chunk, staged = plan.chunk, plan.staged if staged is None else staged
     bias = epilogue.bias
     # Note [channels-last transforms]: the padded input, extended to whole
     # tiles, channels last; one block of images per dilation phase
@@ -176,6 +240,15 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
         direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch],
                                         threads)
     gemm = blas.find_gemm()
+    if staged:
+        Q = math.prod(len(b) for b in BT)
+        V = scratch((Q, total, C), dtype)
+        M = scratch((Q, total, spec.out_channels), dtype)
+        with blas.single_threaded_blas():
+            winograd_cpu.winograd_staged(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT,
+                                         bias, grid, V, M, out, threads, dilation,
+                                         finish=epilogue.kernel_args(dtype))
+        return out
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
                                    grid, total, tiles_per_chunk, out, threads, dilation,
@@ -217,19 +290,22 @@ class WinogradAlgorithm(ConvAlgorithm):
 
     def plan_forward(self, spec, ctx):
         model = f"winograd:F{self.m}"
-        chunk, per_tile = plan_chunk(spec, self.m, spec.compute_dtype.itemsize, ctx)
-        return costed_plan(self.name, model, winograd_work(spec, self.m, chunk), ctx,
-                           ctx.threads * chunk * per_tile,
-                           (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
-                            f"F({self.m},3) tiles") + f", {chunk} per chunk", detail=chunk)
+        plan, work, workspace = plan_winograd(spec, self.m, spec.compute_dtype.itemsize, ctx)
+        tiles = (f"F({self.m}x{self.m},3x3) tiles" if spec.ndim == 2 else
+                 f"F({self.m},3) tiles")
+        path = (f"{tiles}, {plan.chunk} staged" if plan.staged
+                else f"{tiles}, {plan.chunk} per chunk")
+        return costed_plan(self.name, model, work, ctx, workspace, path, detail=plan)
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         # a transform spreads a NaN or infinity over its whole tile: such
         # calls go to the direct algorithm, which keeps them local
         if not all_finite(x, weight):
             return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
-        return winograd_forward(spec, x, weight, epilogue, out, m=self.m, tiles_per_chunk=detail,
-                                ctx=ctx)
+        if detail is None:
+            return winograd_forward(spec, x, weight, epilogue, out, m=self.m, ctx=ctx)
+        return winograd_forward(spec, x, weight, epilogue, out, m=self.m,
+                                tiles_per_chunk=detail.chunk, staged=detail.staged, ctx=ctx)
 
 
 WINOGRAD = register(WinogradAlgorithm("winograd", 4))

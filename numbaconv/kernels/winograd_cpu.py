@@ -68,6 +68,20 @@ def winograd_conv(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw
                   jobs, chunks)
 
 
+def winograd_staged(gemm_address, int_witness, xp, BTd, BTh, BTw, U, ATd, ATh, ATw, bias, tiles,
+                    V, M, out, chunks, dilation=(1, 1, 1), finish=None):
+    """The pipeline of :func:`winograd_conv` as three whole-call stages
+    (Note [staged winograd] of :mod:`numbaconv.algorithms.winograd`): the
+    input transform of every tile into ``V`` (``(Q, P, C_in)``, P all the
+    call's tiles), one GEMM per position and group into ``M`` (``(Q, P,
+    C_out)``), whose jobs split the positions between threads so that each
+    block of ``U`` is read once, and the output transform; each stage's jobs
+    on numba's pool.  Arguments as for :func:`winograd_conv`."""
+    input_transform(xp, BTd, BTh, BTw, tiles, 0, V, chunks)
+    transform_products(gemm_address, int_witness, U, V, M, chunks)
+    output_transform(M, ATd, ATh, ATw, bias, tiles, 0, out, chunks, dilation, finish)
+
+
 def input_transform(xp, BTd, BTh, BTw, tiles, first, V, chunks):
     """V[:, p] = (BTd x BTh x BTw) applied to tile ``first + p``'s patch of ``xp``.
 
