@@ -71,7 +71,7 @@ WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
 STAGE_FREE_BYTES = 4 * 2**20
 #: Units per element of ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES`: the
 #: whole-call buffers' trips through memory (Note [staged winograd]).
-STAGE_UNITS = 16.0
+STAGE_UNITS = 100.0
 #: Units of a staged call's two extra starts of numba's pool (about 10 us
 #: each on two threads).
 STAGE_LAUNCHES = 3.2e6
@@ -178,14 +178,17 @@ def plan_winograd(spec, m, itemsize, ctx):
     8, each streaming 9 MiB of ``U`` for GEMMs of 8 rows.  Staged, the input
     transform of all tiles, then one GEMM per position over all of them
     (the positions split between threads, each block of ``U`` read once),
-    then the output transform: 0.85 against 2.0 ms, and 0.73 against 1.56
-    for F(2x2) (PyTorch 1.18; 2-core AMD EPYC with AVX-512,
-    docs/results-winograd.md, "Staged calls").  The cost model rates it as
+    then the output transform.  Where ``U`` is largest the gain is
+    largest: 512 channels on 7x7 at batch 8, 7.1-7.7 against 17-19 ms
+    (F(4x4); PyTorch 9.1), and 4.2-5.3 against 5.5-6.7 at batch 1
+    (2-core AMD EPYC with AVX-512; docs/results-winograd.md, "Staged
+    calls").  The cost model rates it as
     one chunk of all the tiles, plus :data:`STAGE_UNITS` per element of
     ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES` (whole-call buffers
-    leave the cache: 64-channel 56x56 layers at batch 8, 28 MiB of them,
-    ran 1.3x slower staged) and :data:`STAGE_LAUNCHES` for its two extra
-    starts of the thread pool.  The GEMMs' rows are all the tiles, a
+    leave the cache: 128-channel 28x28 layers at batch 8, 14 MiB of them,
+    ran 1.1-1.3x slower staged, and 64-channel 56x56 ones, 28 MiB, 1.4x)
+    and :data:`STAGE_LAUNCHES` for its two extra starts of the thread
+    pool.  The GEMMs' rows are all the tiles, a
     function of the problem, so the bits do not depend on the threads.
     """
     chunk, per_tile = plan_chunk(spec, m, itemsize, ctx)
