@@ -227,6 +227,20 @@ def test_a_staged_call_fuses_the_epilogue(rng):
     assert np.all(np.abs(y - np.maximum(ref, 0)) <= bound)
 
 
+def test_a_non_finite_weight_goes_to_direct_every_call(rng):
+    """The weight's finiteness is cached with its transform: a weight made
+    non-finite in place is seen on the next call."""
+    x = rng.standard_normal((1, 2, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    nc.conv2d(x, w, padding=1, algorithm="winograd")
+    w[1, 0, 2, 2] = np.inf
+    for _ in range(2):
+        y = nc.conv2d(x, w, padding=1, algorithm="winograd")
+        expected = nc.conv2d(x, w, padding=1, algorithm="direct")
+        np.testing.assert_array_equal(np.isfinite(y), np.isfinite(expected))
+        assert np.isfinite(y[0, 0]).all() and not np.isfinite(y[0, 1]).all()
+
+
 def test_non_finite_values_stay_local(rng):
     x = rng.standard_normal((1, 2, 12, 12)).astype(np.float32)
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)

@@ -45,7 +45,8 @@ import numpy as np
 from ..context import current_context
 from ..workspaces import all_finite, scratch
 from ..kernels import blas, direct_pack, winograd_cpu
-from ..kernels.winograd_weights import axis_matrices, extended_maps, transformed_weight
+from ..kernels.winograd_weights import (axis_matrices, extended_maps, transformed_weight,
+                                        transformed_weight_and_finiteness)
 from .direct import direct_forward
 from .. import costs
 from .registry import ConvAlgorithm, costed_plan, register
@@ -204,11 +205,12 @@ def plan_winograd(spec, m, itemsize, ctx):
 
 
 def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, ctx=None,
-                     staged=None):
+                     staged=None, U=None):
     """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry):
     ``tiles_per_chunk`` tiles per job of the pipeline, or all tiles in
     three stages (``staged``; Note [staged winograd]); both planned by
-    :func:`plan_winograd` when not given."""
+    :func:`plan_winograd` when not given.  ``U``: the weight's transform,
+    when the caller has it (:func:`transformed_weight` otherwise)."""
     if out.size == 0:
         return out
     ctx = current_context() if ctx is None else ctx
@@ -219,7 +221,7 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     mats = [axis_matrices(m, u, dtype) for u in used]
     AT = [t[0] for t in mats]
     BT = [t[2] for t in mats]
-    U = transformed_weight(weight, m, ndim, spec.groups)
+    U = transformed_weight(weight, m, ndim, spec.groups) if U is None else U
     dilation = spec.dilation3
     # tiles of one dilation phase (Note [dilation phases]): the longest
     # phase, ceil(O / d), along each axis
@@ -302,13 +304,16 @@ class WinogradAlgorithm(ConvAlgorithm):
 
     def forward(self, spec, x, weight, epilogue, out, ctx, detail=None):
         # a transform spreads a NaN or infinity over its whole tile: such
-        # calls go to the direct algorithm, which keeps them local
-        if not all_finite(x, weight):
+        # calls go to the direct algorithm, which keeps them local (the
+        # weight's finiteness is cached with its transform)
+        U, finite = transformed_weight_and_finiteness(weight, self.m, spec.ndim, spec.groups)
+        if not (finite and all_finite(x)):
             return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
         if detail is None:
-            return winograd_forward(spec, x, weight, epilogue, out, m=self.m, ctx=ctx)
+            return winograd_forward(spec, x, weight, epilogue, out, m=self.m, ctx=ctx, U=U)
         return winograd_forward(spec, x, weight, epilogue, out, m=self.m,
-                                tiles_per_chunk=detail.chunk, staged=detail.staged, ctx=ctx)
+                                tiles_per_chunk=detail.chunk, staged=detail.staged, ctx=ctx,
+                                U=U)
 
 
 WINOGRAD = register(WinogradAlgorithm("winograd", 4))

@@ -48,6 +48,14 @@ def axis_matrices(m, used, dtype):
 
 def transformed_weight(weight, m, ndim, groups):
     """``U`` of shape ``(Q, groups, C_in/groups, C_out/groups)`` (cached)."""
+    return transformed_weight_and_finiteness(weight, m, ndim, groups)[0]
+
+
+def transformed_weight_and_finiteness(weight, m, ndim, groups):
+    """``(U, finite)``: :func:`transformed_weight`, and whether every value
+    of ``U`` is finite (false for a weight with a NaN or infinity, or one
+    whose transform overflows), kept with it in the cache so that a call
+    does not scan its weight a second time after the fingerprint."""
     digest = fingerprint(weight)
     key = (m, groups, weight.dtype.str, weight.shape, digest)
     with _weight_cache_lock:
@@ -61,11 +69,12 @@ def transformed_weight(weight, m, ndim, groups):
     cout, cin_g = weight.shape[:2]
     U = U.reshape(-1, groups, cout // groups, cin_g).transpose(0, 1, 3, 2)
     U = np.ascontiguousarray(U, weight.dtype)
+    entry = (U, bool(np.isfinite(U).all()))
     with _weight_cache_lock:
-        _weight_cache[key] = U
+        _weight_cache[key] = entry
         while len(_weight_cache) > WEIGHT_CACHE_SIZE:
             _weight_cache.popitem(last=False)
-    return U
+    return entry
 
 
 def extended_maps(spec, grid, m, used, phase=(0, 0, 0)):
