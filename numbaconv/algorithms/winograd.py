@@ -183,14 +183,14 @@ def plan_winograd(spec, m, itemsize, ctx):
     largest: 512 channels on 7x7 at batch 8, 7.1-7.7 against 17-19 ms
     (F(4x4); PyTorch 9.1), and 4.2-5.3 against 5.5-6.7 at batch 1
     (2-core AMD EPYC with AVX-512; docs/results-winograd.md, "Staged
-    calls").  The cost model rates it as
-    one chunk of all the tiles, plus :data:`STAGE_UNITS` per element of
-    ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES` (whole-call buffers
-    leave the cache: 128-channel 28x28 layers at batch 8, 14 MiB of them,
-    ran 1.1-1.3x slower staged, and 64-channel 56x56 ones, 28 MiB, 1.4x)
-    and :data:`STAGE_LAUNCHES` for its two extra starts of the thread
-    pool.  The GEMMs' rows are all the tiles, a
-    function of the problem, so the bits do not depend on the threads.
+    calls").  The cost model rates it as one chunk of all the tiles, plus
+    :data:`STAGE_UNITS` per element of ``V`` and ``M`` beyond
+    :data:`STAGE_FREE_BYTES` (whole-call buffers leave the cache:
+    128-channel 28x28 layers at batch 8, 14 MiB of them, ran 1.1-1.3x
+    slower staged, and 64-channel 56x56 ones, 28 MiB, 1.4x) and
+    :data:`STAGE_LAUNCHES` for its two extra starts of the thread pool.
+    The GEMMs' rows are all the tiles, a function of the problem, so the
+    bits do not depend on the threads.
     """
     chunk, per_tile = plan_chunk(spec, m, itemsize, ctx)
     chunked = winograd_work(spec, m, chunk)
