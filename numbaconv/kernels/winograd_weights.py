@@ -64,11 +64,14 @@ def transformed_weight_and_finiteness(weight, m, ndim, groups):
             return _weight_cache[key]
     used = [a >= 3 - ndim for a in range(3)]
     Gs = [axis_matrices(m, u, np.float64)[1] for u in used]
-    U = np.einsum("ai,bj,ck,oxijk->abcox", Gs[0], Gs[1], Gs[2], weight.astype(np.float64),
-                  optimize=True)
-    cout, cin_g = weight.shape[:2]
-    U = U.reshape(-1, groups, cout // groups, cin_g).transpose(0, 1, 3, 2)
-    U = np.ascontiguousarray(U, weight.dtype)
+    # a non-finite or huge weight is found by the finiteness check below
+    # (its call goes to the direct algorithm), not by NumPy's warnings
+    with np.errstate(all="ignore"):
+        U = np.einsum("ai,bj,ck,oxijk->abcox", Gs[0], Gs[1], Gs[2], weight.astype(np.float64),
+                      optimize=True)
+        cout, cin_g = weight.shape[:2]
+        U = U.reshape(-1, groups, cout // groups, cin_g).transpose(0, 1, 3, 2)
+        U = np.ascontiguousarray(U, weight.dtype)
     entry = (U, bool(np.isfinite(U).all()))
     with _weight_cache_lock:
         _weight_cache[key] = entry
