@@ -116,6 +116,8 @@ def test_gemm_shapes_do_not_depend_on_the_call_threads(shape, wshape, kw, pool):
         ctx = ExecutionContext(threads=threads, pool_threads=pool)
         plans.append((get_algorithm("im2col").plan(spec, ctx).detail,
                       winograd.plan_chunk(spec, 4, 4, ctx),
+                      winograd.plan_winograd(spec, 4, 4, ctx)[0],     # staged or not
+                      winograd.plan_winograd(spec, 2, 4, ctx)[0],
                       get_algorithm("fft").plan(spec, ctx).detail.lengths))
     assert all(p == plans[0] for p in plans), plans
 
