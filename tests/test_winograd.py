@@ -168,7 +168,7 @@ def test_chunked_tiles_give_the_same_result(rng, tiles_per_chunk):
     x = rng.standard_normal((2, 3, 11, 10)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     chunked = run_canonical(lambda *a: winograd.winograd_forward(
-        *a, tiles_per_chunk=tiles_per_chunk), x, w, None, padding=1)
+        *a, plan=winograd.WinogradPlan(tiles_per_chunk)), x, w, None, padding=1)
     # against the reference, not bit for bit against one chunk: the chunk is
     # the GEMMs' M, and a GEMM's bits depend on its shape (Note [GEMM
     # shapes]); the chunk never depends on the call's threads (test_bits.py)
@@ -192,7 +192,7 @@ def test_staged_calls_match_the_reference(rng, m, shape, wshape, kw):
     w = rng.standard_normal(wshape).astype(np.float32)
     b = rng.standard_normal(wshape[0]).astype(np.float32)
     staged = run_canonical(lambda *a: winograd.winograd_forward(
-        *a, m=m, tiles_per_chunk=1, staged=True), x, w, b, **kw)
+        *a, m=m, plan=winograd.WinogradPlan(1, staged=True)), x, w, b, **kw)
     assert_matches_reference(staged, x, w, b, algorithm="winograd" if m == 4 else "winograd_f2",
                              **kw)
 

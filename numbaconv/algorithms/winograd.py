@@ -71,7 +71,9 @@ WEIGHT_STREAM = ((2 * 2**20, 8.0), (32 * 2**20, 24.0), (math.inf, 36.0))
 #: the stage term (Note [staged winograd]).
 STAGE_FREE_BYTES = 4 * 2**20
 #: Units per element of ``V`` and ``M`` beyond :data:`STAGE_FREE_BYTES`: the
-#: whole-call buffers' trips through memory (Note [staged winograd]).
+#: whole-call buffers' trips through memory (Note [staged winograd]); fitted
+#: so that 128-channel 28x28 layers at batch 8 (13.8 MiB), 1.1-1.3x slower
+#: staged, stay chunked.
 STAGE_UNITS = 100.0
 #: Units of a staged call's two extra starts of numba's pool (about 10 us
 #: each on two threads).
@@ -179,16 +181,13 @@ def plan_winograd(spec, m, itemsize, ctx):
     8, each streaming 9 MiB of ``U`` for GEMMs of 8 rows.  Staged, the input
     transform of all tiles, then one GEMM per position over all of them
     (the positions split between threads, each block of ``U`` read once),
-    then the output transform.  Where ``U`` is largest the gain is
-    largest: 512 channels on 7x7 at batch 8, 7.1-7.7 against 17-19 ms
-    (F(4x4); PyTorch 9.1), and 4.2-5.3 against 5.5-6.7 at batch 1
-    (2-core AMD EPYC with AVX-512; docs/results-winograd.md, "Staged
-    calls").  The cost model rates it as one chunk of all the tiles, plus
-    :data:`STAGE_UNITS` per element of ``V`` and ``M`` beyond
-    :data:`STAGE_FREE_BYTES` (whole-call buffers leave the cache:
-    128-channel 28x28 layers at batch 8, 14 MiB of them, ran 1.1-1.3x
-    slower staged, and 64-channel 56x56 ones, 28 MiB, 1.4x) and
-    :data:`STAGE_LAUNCHES` for its two extra starts of the thread pool.
+    then the output transform: 512 channels on 7x7 at batch 8 took 7.1-7.7
+    against 17-19 ms (F(4x4), AVX-512 Zen 4; docs/results-winograd.md,
+    "Staged calls").  The cost model rates it as one chunk of all the
+    tiles, plus :data:`STAGE_UNITS` per element of ``V`` and ``M`` beyond
+    :data:`STAGE_FREE_BYTES` (whole-call buffers leave the cache, and
+    larger layers ran slower staged) and :data:`STAGE_LAUNCHES` for its two
+    extra starts of the thread pool.
     The GEMMs' rows are all the tiles, a function of the problem, so the
     bits do not depend on the threads.
     """
@@ -204,13 +203,11 @@ def plan_winograd(spec, m, itemsize, ctx):
     return WinogradPlan(chunk), chunked, ctx.threads * chunk * per_tile
 
 
-def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, ctx=None,
-                     staged=None, U=None):
-    """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry):
-    ``tiles_per_chunk`` tiles per job of the pipeline, or all tiles in
-    three stages (``staged``; Note [staged winograd]); both planned by
-    :func:`plan_winograd` when not given.  ``U``: the weight's transform,
-    when the caller has it (:func:`transformed_weight` otherwise)."""
+def winograd_forward(spec, x, weight, epilogue, out, m=4, plan=None, ctx=None, U=None):
+    """Run F(m, 3) Winograd on canonical 3-D arrays (see the registry), split
+    as ``plan`` says (a :class:`WinogradPlan`; :func:`plan_winograd`'s when
+    not given).  ``U``: the weight's transform, when the caller has it
+    (:func:`transformed_weight` otherwise)."""
     if out.size == 0:
         return out
     ctx = current_context() if ctx is None else ctx
@@ -230,9 +227,8 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
     phases = list(np.ndindex(*dilation))
     total = len(phases) * spec.batch * math.prod(grid)
     C = spec.in_channels
-    if tiles_per_chunk is None:
+    if plan is None:
         plan = plan_winograd(spec, m, dtype.itemsize, ctx)[0]
-        tiles_per_chunk, staged = plan.chunk, plan.staged if staged is None else staged
     bias = epilogue.bias
     # Note [channels-last transforms]: the padded input, extended to whole
     # tiles, channels last; one block of images per dilation phase
@@ -245,10 +241,9 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
         direct_pack.pack_channels_last(x, *maps, xp[i * spec.batch:(i + 1) * spec.batch],
                                         threads)
     gemm = blas.find_gemm()
-    if staged:
-        Q = math.prod(len(b) for b in BT)
-        V = scratch((Q, total, C), dtype)
-        M = scratch((Q, total, spec.out_channels), dtype)
+    if plan.staged:
+        V = scratch((U.shape[0], total, C), dtype)
+        M = scratch((U.shape[0], total, spec.out_channels), dtype)
         with blas.single_threaded_blas():
             winograd_cpu.winograd_staged(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT,
                                          bias, grid, V, M, out, threads, dilation,
@@ -256,7 +251,7 @@ def winograd_forward(spec, x, weight, epilogue, out, m=4, tiles_per_chunk=None, 
         return out
     with blas.single_threaded_blas():
         winograd_cpu.winograd_conv(gemm.address(dtype), gemm.int_witness, xp, *BT, U, *AT, bias,
-                                   grid, total, tiles_per_chunk, out, threads, dilation,
+                                   grid, total, plan.chunk, out, threads, dilation,
                                    finish=epilogue.kernel_args(dtype))
     return out
 
@@ -309,10 +304,7 @@ class WinogradAlgorithm(ConvAlgorithm):
         U, finite = transformed_weight_and_finiteness(weight, self.m, spec.ndim, spec.groups)
         if not (finite and all_finite(x)):
             return direct_forward(spec, x, weight, epilogue, out, ctx=ctx)
-        if detail is None:
-            return winograd_forward(spec, x, weight, epilogue, out, m=self.m, ctx=ctx, U=U)
-        return winograd_forward(spec, x, weight, epilogue, out, m=self.m,
-                                tiles_per_chunk=detail.chunk, staged=detail.staged, ctx=ctx,
+        return winograd_forward(spec, x, weight, epilogue, out, m=self.m, plan=detail, ctx=ctx,
                                 U=U)
 
 

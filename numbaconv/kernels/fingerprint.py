@@ -17,7 +17,7 @@ different weights collide with probability about 2**-128 when nobody
 crafts them, which is what a cache of one's own layers needs.  Mixing each
 32-bit word twice (two sums of two finalisers) took 0.32 ms for ResNet-50's
 2.4 MB 256-channel 3x3 weight on a 2-core Zen 4, a quarter of its staged
-Winograd call; one mix per 64-bit word takes about a third of that
+Winograd call; one mix per 64-bit word takes 0.17 ms
 (docs/results-winograd.md, "Staged calls").
 """
 
